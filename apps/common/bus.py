@@ -1,0 +1,96 @@
+"""Events every gateway process must see within a second: config edits, key revocations,
+breaker openings, health results.
+
+`publish` calls this process's handlers at once and, when Redis is configured, sends the
+event on one pub/sub channel; each gateway process runs `listen()` and calls its own
+handlers for events from the others. Handlers only invalidate in-process state (cheap,
+thread-safe), so the hot path never waits on Redis.
+"""
+
+import asyncio
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+
+import orjson
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+CHANNEL = "xrouter:bus"
+ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+_handlers: dict[str, list[Callable]] = defaultdict(list)
+_sync_client = None
+
+
+def subscribe(topic: str, handler: Callable[[dict], None]) -> None:
+    _handlers[topic].append(handler)
+
+
+def _dispatch(topic: str, payload: dict) -> None:
+    for handler in list(_handlers.get(topic, ())):
+        try:
+            handler(payload)
+        except Exception:  # one bad handler must not starve the others
+            log.exception("bus handler failed", extra={"topic": topic})
+
+
+def publish(topic: str, payload: dict | None = None) -> None:
+    """Announce an event to this process and, through Redis, to every other one."""
+    global _sync_client
+    payload = payload or {}
+    _dispatch(topic, payload)
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    try:
+        if _sync_client is None:
+            _sync_client = redis.Redis.from_url(settings.REDIS_URL)
+        _sync_client.publish(CHANNEL, orjson.dumps({"topic": topic, "origin": ORIGIN, "payload": payload}))
+    except redis.RedisError:
+        log.exception("bus publish failed; other processes pick the change up at their TTL", extra={"topic": topic})
+
+
+async def apublish(topic: str, payload: dict | None = None) -> None:
+    from . import redis as shared_redis
+
+    payload = payload or {}
+    _dispatch(topic, payload)
+    client = shared_redis.client()
+    if client is not None:
+        try:
+            await client.publish(CHANNEL, orjson.dumps({"topic": topic, "origin": ORIGIN, "payload": payload}))
+        except Exception:
+            log.exception("bus publish failed", extra={"topic": topic})
+
+
+async def listen(ready: asyncio.Event | None = None) -> None:
+    """Run for the life of a gateway process: apply other processes' events here."""
+    from . import redis as shared_redis
+
+    client = shared_redis.client()
+    if client is None:
+        if ready:
+            ready.set()
+        return
+    while True:
+        try:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(CHANNEL)
+            if ready:
+                ready.set()
+            # Events may have been missed while (re)connecting: treat it as "everything changed".
+            for topic in list(_handlers):
+                _dispatch(topic, {"resync": True})
+            async for message in pubsub.listen():
+                event = orjson.loads(message["data"])
+                if event.get("origin") != ORIGIN:
+                    _dispatch(event["topic"], event.get("payload") or {})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("bus listener lost Redis; reconnecting")
+            await asyncio.sleep(1.0)

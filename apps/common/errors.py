@@ -1,0 +1,44 @@
+"""One error type for the API, one place that turns it into the OpenAI error envelope."""
+
+import orjson
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": TYPES.get(self.status, "api_error"), "param": self.param, "code": self.code}}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.body())
+
+
+def from_provider_error(exc) -> ApiError:
+    """A ProviderError as the client sees it: the provider's message, our status."""
+    headers = {}
+    if exc.retry_after:
+        headers["retry-after"] = str(int(exc.retry_after + 0.999))
+    code = exc.kind if exc.kind not in ("upstream_error",) else None
+    param = getattr(exc, "param", None)
+    return ApiError(exc.status, exc.message, code=code, param=param, headers=headers)

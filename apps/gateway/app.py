@@ -1,0 +1,57 @@
+"""The /v1 ASGI app: a path table, one error boundary, no per-request thread.
+
+Django's ASGI handler starts a thread for every request (about 1 ms of CPU here), more than
+this path's whole budget, so /v1 is served by this small app instead (see README,
+"Performance"). It still calls the same Django models and services, through in-process caches.
+"""
+
+import logging
+import os
+import time
+
+from apps.common.errors import ApiError
+
+from . import handlers
+from .http import ClientGone, Request, send_error
+
+log = logging.getLogger(__name__)
+
+ROUTES = {
+    "/v1/chat/completions": {"POST": handlers.chat_completions},
+    "/v1/embeddings": {"POST": handlers.embeddings},
+    "/v1/models": {"GET": handlers.list_models},
+}
+MODEL_PREFIX = "/v1/models/"
+
+
+def _resolve(method: str, path: str):
+    path = path.rstrip("/") or path
+    methods = ROUTES.get(path)
+    if methods is None and path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
+        methods = {"GET": handlers.retrieve_model}
+    if methods is None:
+        raise ApiError(404, f"Unknown endpoint: {method} {path}", code="unknown_url")
+    handler = methods.get(method)
+    if handler is None:
+        raise ApiError(405, f"Method {method} is not allowed on {path}; use {', '.join(methods)}.", code="method_not_allowed",
+                       headers={"allow": ", ".join(methods)})
+    return handler
+
+
+async def gateway_app(scope, receive, send) -> None:
+    request_id = os.urandom(12).hex()
+    req = Request(scope, receive, request_id, time.monotonic())
+    try:
+        handler = _resolve(req.method, req.path)
+        await handler(req, send)
+    except ApiError as exc:
+        await send_error(send, exc, {"x-request-id": request_id})
+    except ClientGone:
+        return
+    except Exception:
+        # A bug, never the client's input: log it (without the body) and keep the envelope.
+        log.exception("unhandled error in /v1", extra={"request_id": request_id, "path": req.path})
+        try:
+            await send_error(send, ApiError(500, "Internal error; the request id identifies it in our logs."), {"x-request-id": request_id})
+        except Exception:
+            pass

@@ -1,0 +1,121 @@
+"""Parameters the gateway honours itself when a provider cannot: `n` > 1 by parallel calls,
+`stop` by cutting the answer, the legacy `functions` answer shape, and capability checks."""
+
+import asyncio
+
+from apps.common.errors import ApiError
+from apps.providers.adapters.base import ChatResult, ProviderAdapter, Usage
+
+
+def check_capabilities(adapter: ProviderAdapter, body: dict) -> None:
+    """Refuse, naming the parameter, what this provider cannot do faithfully."""
+    if not adapter.supports_images:
+        for i, message in enumerate(body["messages"]):
+            content = message.get("content")
+            if isinstance(content, list) and any(p.get("type") != "text" for p in content):
+                raise ApiError(
+                    400,
+                    f"Provider '{adapter.config.name}' does not accept image content parts.",
+                    param=f"messages[{i}].content",
+                    code="unsupported_parameter",
+                )
+    if body.get("stream") and body.get("n", 1) > 1 and not adapter.supports_n:
+        raise ApiError(
+            400, f"Provider '{adapter.config.name}' cannot stream more than one choice (n > 1).", param="n", code="unsupported_parameter"
+        )
+
+
+def upstream_body(adapter: ProviderAdapter, body: dict) -> dict:
+    """The request as this adapter should receive it: without what the gateway does itself."""
+    if (adapter.supports_n or body.get("n", 1) == 1) and (adapter.supports_stop or not body.get("stop")):
+        return body
+    out = dict(body)
+    if not adapter.supports_n:
+        out.pop("n", None)
+    if not adapter.supports_stop:
+        out.pop("stop", None)
+    return out
+
+
+async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) -> ChatResult:
+    check_capabilities(adapter, body)
+    request = upstream_body(adapter, body)
+    n = body.get("n", 1)
+    if n > 1 and not adapter.supports_n:
+        results = await asyncio.gather(*(adapter.chat(request, model) for _ in range(n)))
+        result = _merge(results)
+    else:
+        result = await adapter.chat(request, model)
+    stops = body.get("stop")
+    if stops and not adapter.supports_stop:
+        for choice in result.choices:
+            cut_at_stop(choice, stops)
+    return result
+
+
+def _merge(results: list[ChatResult]) -> ChatResult:
+    usage = Usage()
+    choices = []
+    for i, result in enumerate(results):
+        for choice in result.choices:
+            choices.append({**choice, "index": i})
+        u = result.usage
+        # The prompt is the same n times over; each call billed it, so we bill what was spent.
+        usage.prompt_tokens += u.prompt_tokens
+        usage.completion_tokens += u.completion_tokens
+        usage.cached_tokens += u.cached_tokens
+        usage.reasoning_tokens += u.reasoning_tokens
+        usage.estimated = usage.estimated or u.estimated
+    return ChatResult(choices=choices, usage=usage, provider_request_id=results[0].provider_request_id, upstream_model=results[0].upstream_model)
+
+
+def cut_at_stop(choice: dict, stops: list[str]) -> None:
+    content = choice.get("message", {}).get("content")
+    if not content:
+        return
+    positions = [p for p in (content.find(s) for s in stops) if p >= 0]
+    if positions:
+        choice["message"]["content"] = content[: min(positions)]
+        choice["finish_reason"] = "stop"
+
+
+class StopCutter:
+    """Cuts a stream at the first stop sequence, holding back just enough text to see one
+    that arrives split across chunks."""
+
+    __slots__ = ("stops", "hold", "pending", "stopped")
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.hold = max(len(s) for s in stops) - 1
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Text that is safe to send now; sets `stopped` when a stop sequence was found."""
+        self.pending += text
+        positions = [p for p in (self.pending.find(s) for s in self.stops) if p >= 0]
+        if positions:
+            out, self.pending, self.stopped = self.pending[: min(positions)], "", True
+            return out
+        if len(self.pending) <= self.hold:
+            return ""
+        cut = len(self.pending) - self.hold
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+def to_legacy_message(message: dict) -> dict:
+    """A `tool_calls` answer in the shape of the legacy `functions` API."""
+    calls = message.pop("tool_calls", None)
+    if calls:
+        message["function_call"] = calls[0]["function"]
+    return message
+
+
+def legacy_finish(reason: str | None) -> str | None:
+    return "function_call" if reason == "tool_calls" else reason

@@ -1,0 +1,133 @@
+"""The /v1 endpoints. Each coordinates: authenticate, validate, route, call, answer, account.
+Rules live in routing, translation in the adapters, bookkeeping in accounting."""
+
+import base64
+import struct
+import time
+
+from apps.common.errors import ApiError, from_provider_error
+from apps.providers.adapters.base import ProviderError, Usage
+from apps.routing.catalog import get_catalog
+from apps.routing.router import plan_route, run_with_fallback
+
+from . import metrics
+from .accounting import estimate_tokens, record_usage
+from .auth import authenticate
+from .emulation import chat_with_emulation, legacy_finish, to_legacy_message
+from .http import send_json
+from .schemas import parse_chat, parse_embeddings
+from .streaming import stream_chat
+
+
+def response_headers(req, plan=None, target=None) -> dict:
+    headers = {"x-request-id": req.request_id}
+    if target is not None:
+        headers["x-xrouter-provider"] = target.model.provider
+        headers["x-xrouter-route"] = plan.header(target)
+    return headers
+
+
+async def chat_completions(req, send) -> None:
+    key = await authenticate(req)
+    body = parse_chat(await req.body())
+    legacy = body.pop("legacy_functions", False)
+    plan = plan_route(await get_catalog(), body["model"], key)
+    if body.get("stream"):
+        await stream_chat(req, send, key, plan, body, legacy)
+        return
+
+    try:
+        result, target = await run_with_fallback(plan, lambda t: chat_with_emulation(t.adapter, body, t.model.name))
+    except ProviderError as exc:
+        metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
+        record_usage(req, key, endpoint="chat", requested=plan.requested, target=plan.targets[-1], route=plan.rule,
+                     status="error", http_status=exc.status, error_type=exc.kind)
+        raise from_provider_error(exc) from None
+
+    choices = result.choices
+    if legacy:
+        for choice in choices:
+            to_legacy_message(choice["message"])
+            choice["finish_reason"] = legacy_finish(choice["finish_reason"])
+    payload = {
+        "id": "chatcmpl-" + req.request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": target.model.public_id,
+        "choices": choices,
+        "usage": result.usage.to_openai(),
+    }
+    await send_json(send, 200, payload, response_headers(req, plan, target))
+    record_usage(req, key, endpoint="chat", requested=plan.requested, target=target, route=plan.rule,
+                 usage=result.usage, provider_request_id=result.provider_request_id)
+
+
+async def embeddings(req, send) -> None:
+    key = await authenticate(req)
+    body = parse_embeddings(await req.body())
+    plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
+    inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+
+    async def call(target):
+        if "dimensions" in body and not target.adapter.supports_dimensions:
+            raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
+                           code="unsupported_parameter")
+        return await target.adapter.embeddings(inputs, target.model.name, body)
+
+    try:
+        result, target = await run_with_fallback(plan, call)
+    except ProviderError as exc:
+        record_usage(req, key, endpoint="embeddings", requested=plan.requested, target=plan.targets[-1],
+                     status="error", http_status=exc.status, error_type=exc.kind)
+        raise from_provider_error(exc) from None
+
+    as_base64 = body.get("encoding_format") == "base64"
+    data = [
+        {"object": "embedding", "index": i, "embedding": _b64(vector) if as_base64 else vector}
+        for i, vector in enumerate(result.vectors)
+    ]
+    usage = result.usage
+    if not usage.prompt_tokens:
+        usage = Usage(prompt_tokens=estimate_tokens(sum(map(len, inputs))), estimated=True)
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": target.model.public_id,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
+    }
+    await send_json(send, 200, payload, response_headers(req, plan, target))
+    record_usage(req, key, endpoint="embeddings", requested=plan.requested, target=target, route=plan.rule,
+                 usage=usage, provider_request_id=result.provider_request_id)
+
+
+def _b64(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def _visible_models(catalog, key) -> list[dict]:
+    out = []
+    for public_id, entry in catalog.models.items():
+        if key.allows(public_id) and (not key.residency or entry.jurisdiction == key.residency):
+            out.append({"id": public_id, "object": "model", "created": entry.created, "owned_by": entry.provider})
+    for alias, target in catalog.aliases.items():
+        entry = catalog.models.get(target)
+        if entry and (key.allows(alias) or key.allows(target)) and (not key.residency or entry.jurisdiction == key.residency):
+            out.append({"id": alias, "object": "model", "created": entry.created, "owned_by": "xrouter"})
+    return out
+
+
+async def list_models(req, send) -> None:
+    key = await authenticate(req)
+    data = _visible_models(await get_catalog(), key)
+    await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": req.request_id})
+
+
+async def retrieve_model(req, send) -> None:
+    key = await authenticate(req)
+    model_id = req.path[len("/v1/models/"):]
+    for model in _visible_models(await get_catalog(), key):
+        if model["id"] == model_id:
+            await send_json(send, 200, model, {"x-request-id": req.request_id})
+            return
+    raise ApiError(404, f"The model '{model_id}' does not exist or you do not have access to it.", param="model",
+                   code="model_not_found")

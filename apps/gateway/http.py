@@ -1,0 +1,77 @@
+"""The little HTTP layer the /v1 ASGI app needs: a request, JSON responses, SSE sends."""
+
+import orjson
+from django.conf import settings
+
+from apps.common.errors import ApiError
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+class Request:
+    __slots__ = ("scope", "receive", "request_id", "method", "path", "headers", "started")
+
+    def __init__(self, scope, receive, request_id: str, started: float):
+        self.scope = scope
+        self.receive = receive
+        self.request_id = request_id
+        self.method = scope["method"]
+        self.path = scope["path"]
+        self.started = started
+        self.headers = {k: v for k, v in scope["headers"]}  # names arrive lower-cased
+
+    def header(self, name: bytes) -> str:
+        value = self.headers.get(name)
+        return value.decode("latin-1") if value is not None else ""
+
+    async def body(self) -> bytes:
+        """The whole body, refusing anything over XROUTER_MAX_BODY_BYTES with a 413."""
+        limit = settings.XROUTER["MAX_BODY_BYTES"]
+        declared = self.headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+        chunks, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before we answered."""
+
+
+def header_list(extra: dict | None) -> list:
+    return [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in (extra or {}).items()]
+
+
+async def send_json(send, status: int, body, headers: dict | None = None) -> None:
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": JSON_HEADERS + [(b"content-length", str(len(payload)).encode())] + header_list(headers),
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send, exc: ApiError, headers: dict | None = None) -> None:
+    await send_json(send, exc.status, exc.to_json(), {**(headers or {}), **exc.headers})
+
+
+async def start_sse(send, headers: dict | None = None) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + header_list(headers)})
+
+
+def sse_event(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"

@@ -1,0 +1,252 @@
+"""The /v1 request schemas (pydantic v2: validation in Rust, errors that name the field).
+
+`parse_chat` / `parse_embeddings` turn raw bytes into the plain dict the adapters take, or
+raise ApiError(400) naming the bad parameter. Unknown parameters are refused, not passed on
+to fail upstream; the few with no effect on the answer are accepted and ignored (README).
+"""
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from apps.common.errors import ApiError
+
+FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageUrl(_Strict):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Strict):
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
+class FunctionCall(_Strict):
+    name: FunctionName
+    arguments: str
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Strict):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: FunctionCall | None = None
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _check_role_fields(self):
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.role == "function" and not self.name:
+            raise ValueError("a function message needs name")
+        if self.role != "assistant" and (self.tool_calls or self.function_call):
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content")
+        if self.role == "assistant" and self.content is None and not (self.tool_calls or self.function_call):
+            raise ValueError("an assistant message needs content or tool_calls")
+        return self
+
+
+class FunctionDef(_Strict):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Strict):
+    name: FunctionName
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(_Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _needs_schema(self):
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is json_schema")
+        return self
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Strict):
+    model: str = Field(min_length=1, max_length=300)
+    messages: list[Message] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int | None = Field(default=None, ge=1, le=16)
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDef] | None = None
+    function_call: Literal["none", "auto"] | NamedFunction | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    # XRouter's own switch for hybrid reasoning models (T-Pro, Qwen3, YandexGPT reasoning).
+    thinking: bool | None = None
+    # Accepted and ignored: they do not change the answer (README, "Ignored parameters").
+    user: str | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value):
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return stops
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.tools is not None and self.functions is not None:
+            raise ValueError("use tools or the legacy functions, not both")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed when stream is true")
+        return self
+
+
+class EmbeddingsRequest(_Strict):
+    model: str = Field(min_length=1, max_length=300)
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _non_empty(cls, value):
+        items = [value] if isinstance(value, str) else value
+        if not items or len(items) > 2048 or any(not s for s in items):
+            raise ValueError("input must be a non-empty string or a list of 1 to 2048 non-empty strings")
+        return value
+
+
+IGNORED_CHAT_PARAMS = ("user", "seed", "logit_bias", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "parallel_tool_calls")
+
+
+def _loads(raw: bytes) -> dict:
+    if not raw:
+        raise ApiError(400, "Request body is empty; send a JSON object.")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "Request body must be a JSON object.")
+    return data
+
+
+def _validation_error(exc: ValidationError) -> ApiError:
+    err = exc.errors(include_url=False)[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p[0].isupper() or p in ("function-after", "literal", "str", "list"))]
+    param = ""
+    for part in loc:
+        param += f"[{part}]" if isinstance(part, int) else (f".{part}" if param else str(part))
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    elif err["type"] == "missing":
+        message = f"Missing required parameter: {param}"
+    else:
+        message = f"Invalid value for {param or 'request'}: {message}"
+    return ApiError(400, message, param=param or None, code="invalid_value" if err["type"] != "missing" else "missing_required_parameter")
+
+
+def parse_chat(raw: bytes) -> dict:
+    """Validated chat request as a plain dict, legacy fields folded into the current ones."""
+    try:
+        req = ChatCompletionRequest.model_validate(_loads(raw))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    body = req.model_dump(exclude_none=True, by_alias=True)
+    if "max_completion_tokens" in body:
+        body["max_tokens"] = body.pop("max_completion_tokens")
+    if "functions" in body:
+        body["tools"] = [{"type": "function", "function": f} for f in body.pop("functions")]
+    if "function_call" in body:
+        choice = body.pop("function_call")
+        body["tool_choice"] = choice if isinstance(choice, str) else {"type": "function", "function": choice}
+        body["legacy_functions"] = True
+    elif body.get("tools") and req.functions is not None:
+        body["legacy_functions"] = True
+    for name in ("presence_penalty", "frequency_penalty"):
+        if body.get(name) == 0:
+            del body[name]  # SDKs send 0 by default; it is the neutral value everywhere
+    for name in IGNORED_CHAT_PARAMS:
+        body.pop(name, None)
+    if isinstance(body.get("tool_choice"), dict):
+        wanted = body["tool_choice"]["function"]["name"]
+        if wanted not in {t["function"]["name"] for t in body.get("tools") or ()}:
+            raise ApiError(400, f"tool_choice names a function that is not in tools: {wanted}", param="tool_choice")
+    return body
+
+
+def parse_embeddings(raw: bytes) -> dict:
+    try:
+        req = EmbeddingsRequest.model_validate(_loads(raw))
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    body = req.model_dump(exclude_none=True)
+    body.pop("user", None)
+    return body

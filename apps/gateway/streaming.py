@@ -1,0 +1,187 @@
+"""Streaming chat: fall back until a target sends its first chunk, then relay as SSE.
+
+Before the first byte reaches the client a failure falls back to the next target. After it,
+a failure becomes an explicit error event followed by `data: [DONE]`: never a silent
+truncation. A client that disconnects cancels the upstream call; whatever was produced is
+still billed, from the provider's usage when it came, else estimated and marked so.
+"""
+
+import asyncio
+import time
+
+import orjson
+
+from apps.common.errors import ApiError, from_provider_error
+from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
+
+from . import metrics
+from .accounting import estimate_tokens, prompt_chars, record_usage
+from .emulation import StopCutter, check_capabilities, legacy_finish, upstream_body
+from .http import start_sse
+
+DONE = b"data: [DONE]\n\n"
+
+
+async def _open(target, body):
+    """Start the target's stream and wait for its first chunk (so failures can still fall back)."""
+    check_capabilities(target.adapter, body)
+    stream = target.adapter.stream_chat(upstream_body(target.adapter, body), target.model.name)
+    try:
+        first = await stream.__anext__()
+    except StopAsyncIteration:
+        raise ProviderError(f"{target.label}: the stream ended before any data", status=502, retryable=True,
+                            kind="empty_stream") from None
+    except BaseException:
+        await stream.aclose()
+        raise
+    return stream, first
+
+
+async def stream_chat(req, send, key, plan, body, legacy: bool) -> None:
+    from apps.routing.router import run_with_fallback
+
+    try:
+        (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body))
+    except ProviderError as exc:
+        metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
+        record_usage(req, key, endpoint="chat", requested=plan.requested, target=plan.targets[-1], route=plan.rule,
+                     status="error", http_status=exc.status, error_type=exc.kind, stream=True)
+        raise from_provider_error(exc) from None
+
+    relay = _Relay(req, send, key, plan, target, body, legacy)
+    await relay.run(stream, first)
+
+
+class _Relay:
+    def __init__(self, req, send, key, plan, target, body, legacy):
+        self.req, self.send, self.key, self.plan, self.target = req, send, key, plan, target
+        self.body = body
+        self.legacy = legacy
+        self.include_usage = bool(body.get("stream_options", {}).get("include_usage"))
+        stops = body.get("stop") if not target.adapter.supports_stop else None
+        self.cutter = StopCutter(stops) if stops else None
+        self.prefix = (
+            b'{"id":"chatcmpl-' + req.request_id.encode() + b'","object":"chat.completion.chunk","created":'
+            + str(int(time.time())).encode() + b',"model":' + orjson.dumps(target.model.public_id) + b',"choices":['
+        )
+        self.usage: Usage | None = None
+        self.provider_request_id = ""
+        self.chars = 0
+        self.finished = False
+        self.client_gone = False
+        self.ttft: float | None = None
+
+    async def emit(self, payload: bytes) -> None:
+        if self.ttft is None:
+            self.ttft = time.monotonic()
+        await self.send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+
+    async def emit_choice(self, index: int, delta: dict, finish_reason) -> None:
+        choice = orjson.dumps({"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason})
+        await self.emit(self.prefix + choice + b"]}")
+
+    async def handle(self, chunk) -> bool:
+        """Relay one upstream chunk; False once the answer is complete (stop sequence hit)."""
+        if chunk.provider_request_id:
+            self.provider_request_id = chunk.provider_request_id
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        delta, finish = chunk.delta, chunk.finish_reason
+        if delta:
+            content = delta.get("content")
+            if content:
+                self.chars += len(content)
+            if delta.get("reasoning_content"):
+                self.chars += len(delta["reasoning_content"])
+            if self.cutter is not None and content:
+                delta = {**delta, "content": self.cutter.feed(content)}
+                if self.cutter.stopped:
+                    finish = "stop"
+            if self.legacy and delta.get("tool_calls"):
+                call = delta.pop("tool_calls")[0]["function"]
+                delta["function_call"] = {k: v for k, v in call.items() if k in ("name", "arguments")}
+        if finish and self.cutter is not None and not self.cutter.stopped:
+            tail = self.cutter.flush()
+            if tail:
+                await self.emit_choice(chunk.index, {"content": tail}, None)
+        out = delta or {}
+        if finish or any(v not in ("", None) for v in out.values()):
+            reason = (legacy_finish(finish) if self.legacy else finish) if finish else None
+            await self.emit_choice(chunk.index, out, reason)
+            if finish:
+                self.finished = True
+        return not (self.cutter is not None and self.cutter.stopped)
+
+    def final_usage(self) -> Usage:
+        if self.usage is not None and not (self.cutter and self.cutter.stopped and not self.usage.completion_tokens):
+            return self.usage
+        return Usage(
+            prompt_tokens=self.usage.prompt_tokens if self.usage else estimate_tokens(prompt_chars(self.body)),
+            completion_tokens=estimate_tokens(self.chars),
+            estimated=True,
+        )
+
+    async def run(self, stream, first) -> None:
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self._wait_disconnect())
+        watcher.add_done_callback(lambda f: self._on_disconnect(f, task))
+        provider = self.target.model.provider
+        headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
+                   "x-xrouter-route": self.plan.header(self.target)}
+        status, error = "ok", None
+        try:
+            await start_sse(self.send, headers)
+            more = await self.handle(first)
+            if more:
+                async for chunk in stream:
+                    if not await self.handle(chunk):
+                        break
+            if not self.finished:
+                raise ProviderError(f"{provider}: the stream ended without a finish reason", kind="truncated")
+        except ProviderError as exc:
+            status, error = "error", exc
+            metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
+            if isinstance(exc, StreamRevisedError):
+                metrics.STREAM_REVISIONS.labels(provider).inc()
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                status = "cancelled"
+                raise  # the server is shutting down past its grace period
+            task.uncancel()
+            status = "client_disconnected"
+            metrics.STREAMS_CANCELLED.labels(provider).inc()
+        finally:
+            await stream.aclose()
+            watcher.cancel()
+            usage = self.final_usage()
+            if not self.client_gone and status != "cancelled":
+                await self._finish(error, usage)
+            record_usage(
+                self.req, self.key, endpoint="chat", requested=self.plan.requested, target=self.target,
+                route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
+                http_status=200 if error is None else error.status, error_type=error.kind if error else "",
+                provider_request_id=self.provider_request_id,
+            )
+
+    async def _finish(self, error, usage: Usage) -> None:
+        if error is not None:
+            await self.emit(orjson.dumps(from_provider_error(error).body()))
+        elif self.include_usage:
+            await self.emit(self.prefix + b'],"usage":' + orjson.dumps(usage.to_openai()) + b"}")
+        self.finished = True
+        await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+    async def _wait_disconnect(self) -> None:
+        while True:
+            message = await self.req.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    def _on_disconnect(self, future, task) -> None:
+        if future.cancelled() or task.done():
+            return
+        self.client_gone = True
+        task.cancel()
+
+
+__all__ = ["stream_chat", "ApiError"]

@@ -1,0 +1,32 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from .models import ApiKey
+from .serializers import ApiKeyCreatedSerializer, ApiKeySerializer
+from .services import key_create, key_revoke
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The caller's own API keys. Every query is scoped to request.user: nobody sees another's keys."""
+
+    serializer_class = ApiKeySerializer
+
+    def get_queryset(self):
+        return ApiKey.objects.filter(user=self.request.user)
+
+    @extend_schema(request=ApiKeySerializer, responses={201: ApiKeyCreatedSerializer})
+    def create(self, request):
+        serializer = ApiKeySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key, plaintext = key_create(user=request.user, **serializer.validated_data)
+        data = ApiKeySerializer(key).data | {"key": plaintext}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ApiKeySerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        key = self.get_object()
+        key_revoke(key)
+        return Response(ApiKeySerializer(key).data)

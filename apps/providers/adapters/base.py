@@ -1,0 +1,337 @@
+"""The provider adapter interface.
+
+An adapter translates one OpenAI-shaped request into one provider call and the answer back.
+It makes exactly ONE attempt (plus one token refresh on a 401, as the official SDKs do) and
+raises ProviderError: retries, fallbacks and deadlines belong to the router, so they never
+multiply. The base class owns what every provider needs: the pooled aiohttp session, TLS,
+timeouts and the per-credential concurrency cap.
+
+Requests reach adapters as plain dicts of the OpenAI chat/embeddings schema, already
+validated by the gateway; answers leave as OpenAI-shaped dicts. Translation only lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CredentialConfig:
+    name: str
+    secrets: dict
+    max_concurrency: int = 0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Everything an adapter needs, decrypted and detached from the ORM."""
+
+    name: str
+    kind: str
+    base_url: str
+    auth_url: str = ""
+    credentials: tuple[CredentialConfig, ...] = ()
+    extra_headers: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    ca_bundle: str = ""
+    verify_tls: bool = True
+    client_cert: str = ""
+    client_key: str = ""
+    timeout: float | None = None
+    jurisdiction: str = "RU"
+
+    @property
+    def secrets(self) -> dict:
+        return self.credentials[0].secrets if self.credentials else {}
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    def to_openai(self) -> dict:
+        out = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return out
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A non-streamed answer: OpenAI `choices` (message + finish_reason per index) and usage."""
+
+    choices: list[dict]
+    usage: Usage
+    provider_request_id: str = ""
+    upstream_model: str = ""
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """One step of a stream. Any field may be empty: a chunk can carry only usage or an id."""
+
+    delta: dict | None = None  # OpenAI delta: role, content, tool_calls, reasoning_content
+    finish_reason: str | None = None
+    index: int = 0
+    usage: Usage | None = None
+    provider_request_id: str | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    usage: Usage
+    provider_request_id: str = ""
+
+
+class ProviderError(Exception):
+    """A failed upstream call, already translated.
+
+    status: what the gateway answers (502/503/504/429, or 400 for a client error the provider
+    caught). retryable: may the router try again or fall back. kind: a short machine name
+    (timeout, connection, rate_limited, server_error, bad_request, context_length, auth, ...).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = False,
+        kind: str = "upstream_error",
+        provider_status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.kind = kind
+        self.provider_status = provider_status
+        self.retry_after = retry_after
+
+
+class StreamRevisedError(ProviderError):
+    """A cumulative stream (YandexGPT) rewrote text that was already sent to the client."""
+
+    def __init__(self, message="the provider revised text it had already streamed"):
+        super().__init__(message, status=502, retryable=False, kind="stream_revised")
+
+
+def error_for_status(provider: str, status: int, message: str, retry_after: float | None = None) -> ProviderError:
+    """Map an upstream HTTP status to the gateway's error (never leaking credentials)."""
+    text = f"{provider}: {message}" if message else f"{provider}: HTTP {status}"
+    if status == 429:
+        return ProviderError(text, status=429, retryable=True, kind="rate_limited", provider_status=status, retry_after=retry_after)
+    if status in (401, 403):
+        # Our credential is wrong: not the client's fault, and another provider may work.
+        return ProviderError(text, status=502, retryable=True, kind="auth", provider_status=status)
+    if status == 404:
+        return ProviderError(text, status=404, retryable=False, kind="model_not_found", provider_status=status)
+    if status == 408:
+        return ProviderError(text, status=504, retryable=True, kind="timeout", provider_status=status)
+    if 400 <= status < 500:
+        kind = "context_length" if _looks_like_context_error(message) else "bad_request"
+        return ProviderError(text, status=400, retryable=False, kind=kind, provider_status=status)
+    if status == 503:
+        return ProviderError(text, status=503, retryable=True, kind="unavailable", provider_status=status)
+    if status == 504:
+        return ProviderError(text, status=504, retryable=True, kind="timeout", provider_status=status)
+    return ProviderError(text, status=502, retryable=True, kind="server_error", provider_status=status)
+
+
+def _looks_like_context_error(message: str) -> bool:
+    lowered = (message or "").lower()
+    return any(s in lowered for s in ("context length", "maximum context", "context window", "too many tokens", "must be no more than"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+class ProviderAdapter:
+    """Base for one provider kind. Subclasses implement the five members below."""
+
+    kind = ""
+    supports_n = False  # the gateway fans out n > 1 into parallel calls when False
+    supports_stop = False  # the gateway cuts the answer at the stop sequence when False
+    supports_images = False  # image_url content parts are refused with a 400 when False
+    supports_dimensions = False  # embeddings `dimensions` is refused with a 400 when False
+
+    def __init__(self, config: ProviderConfig):
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._slots = [_Slot(c.max_concurrency) for c in config.credentials] or [_Slot(0)]
+
+    # --- the interface -------------------------------------------------------------------
+    async def chat(self, body: dict, model: str) -> ChatResult:
+        """One non-streamed chat completion for the provider's `model`."""
+        raise NotImplementedError
+
+    def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
+        """An async iterator of StreamChunk; the first chunk may come only after the upstream answered."""
+        raise NotImplementedError
+
+    async def embeddings(self, inputs: list[str], model: str, body: dict) -> EmbeddingResult:
+        raise NotImplementedError
+
+    async def list_models(self) -> list[dict]:
+        """The provider's models as OpenAI model dicts (`id`, `owned_by`, ...)."""
+        raise NotImplementedError
+
+    async def health_check(self) -> None:
+        """A call that costs nothing (token refresh, model list); raises ProviderError when unhealthy."""
+        await self.list_models()
+
+    # --- shared plumbing ----------------------------------------------------------------
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            xr = settings.XROUTER
+            connector = aiohttp.TCPConnector(
+                limit=xr["POOL_SIZE"],  # aiohttp's default of 100 would queue thousands of streams
+                limit_per_host=0,
+                ssl=self.ssl_context(),
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout(),
+                json_serialize=lambda obj: orjson.dumps(obj).decode(),
+                headers=self.config.extra_headers or None,
+                auto_decompress=True,
+            )
+        return self._session
+
+    def timeout(self) -> aiohttp.ClientTimeout:
+        xr = settings.XROUTER
+        return aiohttp.ClientTimeout(
+            total=self.config.timeout or xr["TOTAL_TIMEOUT"], sock_connect=xr["CONNECT_TIMEOUT"], sock_read=xr["READ_TIMEOUT"]
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """Default verification, plus the configured CA bundle and client certificate. Never silently off."""
+        if not self.config.base_url.startswith("https") and not self.config.auth_url.startswith("https"):
+            return True
+        if not self.config.verify_tls:
+            log.warning("TLS verification is switched off for provider %s by its configuration", self.config.name)
+            return False
+        ctx = ssl.create_default_context()
+        if self.config.ca_bundle:
+            bundle = self.config.ca_bundle.strip()
+            if bundle.startswith("-----BEGIN"):
+                ctx.load_verify_locations(cadata=bundle)
+            else:
+                ctx.load_verify_locations(cafile=bundle)
+        if self.config.client_cert:
+            ctx.load_cert_chain(self.config.client_cert, self.config.client_key or None)
+        return ctx
+
+    def slot(self) -> _SlotGuard:
+        """Hold a place under the credential's concurrency cap, waiting a bounded time for one."""
+        return _SlotGuard(self)
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def post_json(self, url: str, payload: dict, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
+        """POST JSON, read the whole answer; transport failures become retryable ProviderErrors."""
+        try:
+            async with self.session().post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers}) as resp:
+                raw = await resp.read()
+                return resp.status, _loads_or_none(raw), resp
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise connection_error(self.config.name, exc) from exc
+
+    async def get_json(self, url: str, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
+        try:
+            async with self.session().get(url, headers=headers) as resp:
+                raw = await resp.read()
+                return resp.status, _loads_or_none(raw), resp
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise connection_error(self.config.name, exc) from exc
+
+
+def connection_error(provider: str, exc: Exception) -> ProviderError:
+    return ProviderError(f"{provider}: connection failed ({type(exc).__name__})", status=502, retryable=True, kind="connection")
+
+
+def _loads_or_none(raw: bytes):
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+
+
+class _Slot:
+    __slots__ = ("limit", "sem", "in_flight")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.sem = asyncio.Semaphore(limit) if limit else None
+        self.in_flight = 0
+
+
+class _SlotGuard:
+    """async with adapter.slot() as credential: ... — picks the least busy credential."""
+
+    __slots__ = ("adapter", "slot", "credential")
+
+    def __init__(self, adapter: ProviderAdapter):
+        self.adapter = adapter
+
+    async def __aenter__(self) -> CredentialConfig | None:
+        slots = self.adapter._slots
+        index = min(range(len(slots)), key=lambda i: slots[i].in_flight - (slots[i].limit or 1_000_000))
+        self.slot = slots[index]
+        creds = self.adapter.config.credentials
+        self.credential = creds[index] if creds else None
+        if self.slot.sem is not None:
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(self.slot.sem.acquire(), settings.XROUTER["CONCURRENCY_WAIT"])
+            except asyncio.TimeoutError:
+                raise ProviderError(
+                    f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy "
+                    f"for {time.monotonic() - started:.0f}s",
+                    status=429,
+                    retryable=True,
+                    kind="concurrency",
+                ) from None
+        self.slot.in_flight += 1
+        return self.credential
+
+    async def __aexit__(self, *exc):
+        self.slot.in_flight -= 1
+        if self.slot.sem is not None:
+            self.slot.sem.release()
+        return False

@@ -1,0 +1,504 @@
+"""GigaChat (Sber), the classic v1 REST contract (/api/v1). Wire facts: shared/providers/gigachat.md.
+
+Credentials (`credential.secrets`), one of:
+  * `authorization_key` (alias `credentials`, the SDK's name) — base64(client_id:client_secret),
+    or `client_id` + `client_secret`; exchanged at `config.auth_url` for a 30-minute token.
+    `scope` comes from the secrets, else `config.options["scope"]`, else GIGACHAT_API_PERS.
+  * `user` + `password` — the legacy `POST {base}/token` flow.
+  * `access_token` — a token obtained elsewhere; used until a 401.
+
+Parameters:
+  * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
+  * dropped silently (no effect on the answer): `user`, `seed`, `logit_bias`, `logprobs`,
+    `top_logprobs`, `parallel_tool_calls` (GigaChat makes one call per turn anyway),
+    `stream_options` (usage always arrives at the end of a stream).
+  * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
+    provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
+    tool (with exactly one tool it is sent as that forced function, which means the same),
+    image content parts (they would need an upload through /files), embeddings `dimensions`.
+  * translated: `temperature` 0 → 0.001 (greedy), tools → functions, tool_choice → function_call,
+    `response_format` json_schema → GigaChat's own (beta) `response_format` {"type": "json_schema",
+    "schema"}; json_object → the same with the schema {"type": "object"} (no function-calling
+    fallback: it would turn an answer into a tool call the client did not ask for),
+    `reasoning_effort` / `thinking` → `reasoning_effort`.
+  * from `config.options`: `repetition_penalty`, `update_interval`, `profanity_check`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from .base import (
+    ChatResult,
+    EmbeddingResult,
+    ProviderAdapter,
+    ProviderError,
+    StreamChunk,
+    Usage,
+    connection_error,
+    error_for_status,
+    parse_retry_after,
+)
+from .shaping import check_no_penalties, dump_arguments, history_tool_names, new_call_id, parse_arguments, text_of
+from .sse import iter_sse
+from .tokens import NEVER, TOKENS, Token, credential_key
+from .transport import (
+    bad_answer,
+    cut_off,
+    error_message,
+    holding,
+    http_error,
+    loads,
+    open_stream,
+    parse_json,
+    redact,
+    timeout_error,
+    unsupported,
+)
+
+NAME = "GigaChat"
+DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
+DEFAULT_SCOPE = "GIGACHAT_API_PERS"
+# The API takes temperature > 0 only; values in (0, 0.001] switch to greedy decoding, which
+# is what temperature 0 means to an OpenAI client. # Guess: the exact threshold is [Med] in the docs.
+GREEDY_TEMPERATURE = 0.001
+TOKEN_LIFETIME = 30 * 60  # when an OAuth answer carries no expiry
+FINISH_REASONS = {"stop": "stop", "length": "length", "function_call": "tool_calls", "blacklist": "content_filter"}
+EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}  # Guess: minimal → low
+OPTION_FIELDS = ("repetition_penalty", "update_interval", "profanity_check")
+
+
+# --- request translation -----------------------------------------------------------------------
+def build_request(body: dict, model: str, options: dict | None = None) -> dict:
+    """An OpenAI chat request as a GigaChat /chat/completions body."""
+    options = options or {}
+    check_no_penalties(body, NAME)
+    payload: dict = {"model": model, "messages": build_messages(body["messages"])}
+    if body.get("temperature") is not None:
+        payload["temperature"] = body["temperature"] if body["temperature"] > 0 else GREEDY_TEMPERATURE
+    for name in ("top_p", "max_tokens"):
+        if body.get(name) is not None:
+            payload[name] = body[name]
+    if body.get("stream"):
+        payload["stream"] = True
+    for name in OPTION_FIELDS:
+        if options.get(name) is not None:
+            payload[name] = options[name]
+    tools = body.get("tools") or []
+    if tools:
+        payload["functions"] = [_function_spec(t["function"]) for t in tools]
+        payload["function_call"] = _function_call(body.get("tool_choice"), payload["functions"])
+    elif body.get("tool_choice") not in (None, "none", "auto"):
+        raise unsupported(NAME, "tool_choice", "no tools were given")
+    fmt = _response_format(body.get("response_format"))
+    if fmt:
+        payload["response_format"] = fmt
+    effort = _reasoning_effort(body)
+    if effort:
+        payload["reasoning_effort"] = effort
+    return payload
+
+
+def build_messages(messages: list[dict]) -> list[dict]:
+    """Roles, content and tool traffic in GigaChat's shape (gigachat.md §12, items 3-5)."""
+    out: list[dict] = []
+    names = history_tool_names(messages)
+    deferred: dict[str, dict] = {}  # parallel calls GigaChat cannot take in one turn
+    for i, message in enumerate(messages):
+        role, where = message["role"], f"messages[{i}]"
+        if role in ("tool", "function"):
+            call_id = message.get("tool_call_id")
+            if call_id in deferred:
+                # GigaChat has one call per assistant turn: replay the next parallel call just
+                # before its result, so the history reads call, result, call, result.
+                out.append(_assistant_call(deferred.pop(call_id)))
+            name = message.get("name") if role == "function" else names.get(call_id) or message.get("name")
+            if not name:
+                raise ProviderError(
+                    f"{NAME}: {where}.tool_call_id {call_id!r} matches no tool call of an earlier assistant message",
+                    status=400,
+                    kind="bad_request",
+                )
+            out.append({"role": "function", "name": name, "content": _json_object(text_of(message["content"], NAME, where))})
+            continue
+        text = text_of(message.get("content"), NAME, where)
+        if role == "assistant":
+            calls = list(message.get("tool_calls") or ())
+            if not calls and message.get("function_call"):
+                calls = [{"id": "", "type": "function", "function": message["function_call"]}]
+            if calls:
+                msg = _assistant_call(calls[0])
+                msg["content"] = text
+                out.append(msg)
+                deferred.update((c["id"], c) for c in calls[1:])
+                continue
+            _append(out, {"role": "assistant", "content": text})
+        elif role in ("system", "developer"):
+            # One system message, and only first: a later one becomes a user turn (as gpt2giga does).
+            _append(out, {"role": "system" if not out or out[-1]["role"] == "system" else "user", "content": text})
+        else:
+            _append(out, {"role": "user", "content": text})
+    return out
+
+
+def _append(out: list[dict], msg: dict) -> None:
+    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats)."""
+    last = out[-1] if out else None
+    if last is not None and last["role"] == msg["role"] and msg["role"] != "function" and "function_call" not in last:
+        # Guess: joined with a blank line, as gpt2giga does.
+        last["content"] = f"{last['content']}\n\n{msg['content']}" if last["content"] else msg["content"]
+    else:
+        out.append(msg)
+
+
+def _assistant_call(call: dict) -> dict:
+    fn = call["function"]
+    msg = {"role": "assistant", "content": "", "function_call": {"name": fn["name"], "arguments": parse_arguments(fn.get("arguments"), NAME)}}
+    # We hand GigaChat's functions_state_id out as the tool call id, so it comes back here.
+    if _is_state_id(call.get("id")):
+        msg["functions_state_id"] = call["id"]
+    return msg
+
+
+def _is_state_id(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def _json_object(text: str) -> str:
+    """A function result must be a JSON object serialised into a string."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if isinstance(value, dict):
+        return text
+    return json.dumps({"result": value}, ensure_ascii=False)
+
+
+def _function_spec(fn: dict) -> dict:
+    spec = {"name": fn["name"]}
+    if fn.get("description"):
+        spec["description"] = fn["description"]
+    # Guess: GigaChat wants a parameters object even for a function without arguments.
+    spec["parameters"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    return spec
+
+
+def _function_call(choice, functions: list[dict]):
+    if choice is None or choice in ("auto", "none"):
+        return choice or "auto"
+    if choice == "required":
+        if len(functions) == 1:
+            return {"name": functions[0]["name"]}  # "call some tool" with one tool = "call this one"
+        raise unsupported(NAME, "tool_choice", "'required' has no GigaChat equivalent with several tools")
+    return {"name": choice["function"]["name"]}
+
+
+def _response_format(fmt: dict | None) -> dict | None:
+    if not fmt or fmt.get("type") == "text":
+        return None
+    if fmt["type"] == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        out = {"type": "json_schema", "schema": spec.get("schema") or {"type": "object"}}
+        if spec.get("strict") is not None:
+            out["strict"] = spec["strict"]
+        return out
+    # Guess: json_object as a schema that admits any object; GigaChat has no plain JSON mode.
+    return {"type": "json_schema", "schema": {"type": "object"}}
+
+
+def _reasoning_effort(body: dict) -> str | None:
+    if body.get("thinking") is False:
+        return None
+    if body.get("reasoning_effort"):
+        return EFFORTS[body["reasoning_effort"]]
+    return "medium" if body.get("thinking") else None  # Guess: "think" with no effort given → medium
+
+
+# --- answer translation ------------------------------------------------------------------------
+def parse_usage(data: dict | None) -> Usage | None:
+    if not data:
+        return None
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(data.get("precached_prompt_tokens") or 0),
+    )
+
+
+def finish_reason(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value == "error":
+        # The model produced unusable function arguments; another attempt may do better.
+        raise ProviderError(f"{NAME}: the model returned an invalid function call", status=502, retryable=True, kind="bad_response")
+    return FINISH_REASONS.get(value, "stop")
+
+
+def _tool_calls(source: dict) -> list[dict] | None:
+    fc = source.get("function_call")
+    if not fc:
+        return None
+    return [
+        {
+            "id": source.get("functions_state_id") or new_call_id(),
+            "type": "function",
+            "function": {"name": fc.get("name", ""), "arguments": dump_arguments(fc.get("arguments"))},
+        }
+    ]
+
+
+def parse_choice(choice: dict) -> dict:
+    msg = choice.get("message") or {}
+    out = {"role": "assistant", "content": msg.get("content") or ""}
+    calls = _tool_calls(msg)
+    if calls:
+        out["tool_calls"] = calls
+        out["content"] = out["content"] or None  # OpenAI sends null content beside tool calls
+    if msg.get("reasoning_content"):
+        out["reasoning_content"] = msg["reasoning_content"]
+    return {"index": choice.get("index", 0), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
+
+
+def stream_event(chunk: dict) -> list[StreamChunk]:
+    """One GigaChat stream event (object "chat.completion", no id) as our chunks."""
+    out = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        piece: dict = {}
+        # Built-in functions report progress ("N seconds left") as role function_in_progress:
+        # status text, not answer text. # Guess
+        if delta.get("content") and delta.get("role") != "function_in_progress":
+            piece["content"] = delta["content"]
+        if delta.get("reasoning_content"):
+            piece["reasoning_content"] = delta["reasoning_content"]
+        calls = _tool_calls(delta)
+        if calls:
+            piece["tool_calls"] = [{"index": 0, **calls[0]}]
+        reason = finish_reason(choice.get("finish_reason"))
+        if piece or reason:
+            out.append(StreamChunk(delta=piece, finish_reason=reason, index=choice.get("index", 0)))
+    usage = parse_usage(chunk.get("usage"))
+    if usage:
+        out.append(StreamChunk(usage=usage))
+    return out
+
+
+# --- the adapter --------------------------------------------------------------------------------
+class GigaChatAdapter(ProviderAdapter):
+    kind = "gigachat"
+    supports_n = False
+    supports_stop = False
+
+    async def chat(self, body: dict, model: str) -> ChatResult:
+        payload = build_request({**body, "stream": False}, model, self.config.options)
+        async with self.slot() as credential:
+            status, data, resp = await self._call(credential, "POST", "/chat/completions", payload)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+            raise bad_answer(NAME, "no choices")
+        return ChatResult(
+            choices=[parse_choice(c) for c in data["choices"]],
+            usage=parse_usage(data.get("usage")) or Usage(estimated=True),
+            provider_request_id=resp.headers.get("X-Request-Id", ""),
+            upstream_model=data.get("model", ""),
+        )
+
+    async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
+        payload = build_request({**body, "stream": True}, model, self.config.options)
+        async with self.slot() as credential:
+            resp = await self._open_stream(credential, payload)
+            async with holding(resp, NAME):
+                yield StreamChunk(delta={"role": "assistant"}, provider_request_id=resp.headers.get("X-Request-Id", ""))
+                finished = False
+                async for event in iter_sse(resp.content):
+                    if event.data == "[DONE]":
+                        return
+                    chunk = parse_json(NAME, event.data)
+                    if "choices" not in chunk:
+                        raise self._inband_error(chunk)
+                    for out in stream_event(chunk):
+                        finished = finished or out.finish_reason is not None
+                        yield out
+                # A clean close after the finish event only lost the [DONE] marker; before it,
+                # the answer is incomplete.
+                if not finished:
+                    raise cut_off(NAME)
+
+    async def embeddings(self, inputs: list[str], model: str, body: dict) -> EmbeddingResult:
+        if body.get("dimensions"):
+            raise unsupported(NAME, "dimensions")
+        async with self.slot() as credential:
+            status, data, resp = await self._call(credential, "POST", "/embeddings", {"model": model, "input": list(inputs)})
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(inputs):
+            raise bad_answer(NAME, "embeddings count does not match the input")
+        items = sorted(items, key=lambda d: d.get("index", 0))
+        # Usage is per item here; there is no top-level usage.
+        tokens = sum(int((d.get("usage") or {}).get("prompt_tokens") or 0) for d in items)
+        return EmbeddingResult(
+            vectors=[d["embedding"] for d in items],
+            usage=Usage(prompt_tokens=tokens),
+            provider_request_id=resp.headers.get("X-Request-Id", ""),
+        )
+
+    async def list_models(self) -> list[dict]:
+        async with self.slot() as credential:
+            status, data, resp = await self._call(credential, "GET", "/models", None)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise bad_answer(NAME, "no model list")
+        return [{"id": m["id"], "owned_by": m.get("owned_by", "salutedevices"), "type": m.get("type", "chat")} for m in items if "id" in m]
+
+    # --- calls with one re-authentication on 401 ----------------------------------------------
+    def _url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
+    async def _call(self, credential, method: str, path: str, payload: dict | None):
+        secrets = credential.secrets if credential else {}
+        for attempt in (1, 2):
+            token = await self._token(secrets)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if method == "GET":
+                status, data, resp = await self.get_json(self._url(path), headers)
+            else:
+                status, data, resp = await self.post_json(self._url(path), payload, headers)
+            if status == 401 and attempt == 1 and self._refreshable(secrets):
+                await TOKENS.invalidate(self._token_key(secrets), token)
+                continue
+            if not 200 <= status < 300:
+                raise self._api_error(status, data, resp.headers, secrets)
+            return status, data, resp
+        raise AssertionError("unreachable")
+
+    async def _open_stream(self, credential, payload: dict) -> aiohttp.ClientResponse:
+        secrets = credential.secrets if credential else {}
+        for attempt in (1, 2):
+            token = await self._token(secrets)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "Cache-Control": "no-store"}
+            try:
+                return await open_stream(
+                    self.session(),
+                    NAME,
+                    self._url("/chat/completions"),
+                    payload,
+                    headers,
+                    lambda status, raw, hdrs: self._api_error(status, loads(raw), hdrs, secrets, raw),
+                )
+            except ProviderError as exc:
+                if exc.provider_status == 401 and attempt == 1 and self._refreshable(secrets):
+                    await TOKENS.invalidate(self._token_key(secrets), token)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _api_error(self, status: int, data, headers, secrets: dict, raw: bytes = b"") -> ProviderError:
+        """API errors are {"status", "message"}."""
+        if status == 402:
+            # The account's token package is spent: our problem, not the client's, and another
+            # provider can still answer.
+            return ProviderError(f"{NAME}: payment required (token package exhausted)", status=502, retryable=True, kind="quota", provider_status=402)
+        message = redact(error_message(data, raw), secrets)
+        return error_for_status(NAME, status, message, parse_retry_after(headers.get("Retry-After")))
+
+    def _inband_error(self, chunk: dict) -> ProviderError:
+        # Guess: mid-stream errors are undocumented; an event without choices that carries a
+        # status/message is read as the API error shape.
+        status = chunk.get("status") if isinstance(chunk.get("status"), int) else 502
+        message = error_message(chunk) or "error event in the stream"
+        err = error_for_status(NAME, status if status >= 400 else 502, message)
+        return err
+
+    # --- tokens ------------------------------------------------------------------------------------
+    @staticmethod
+    def _auth_key(secrets: dict) -> str:
+        key = secrets.get("authorization_key") or secrets.get("credentials") or ""
+        if not key and secrets.get("client_id") and secrets.get("client_secret"):
+            key = base64.b64encode(f"{secrets['client_id']}:{secrets['client_secret']}".encode()).decode()
+        return key
+
+    def _scope(self, secrets: dict) -> str:
+        return secrets.get("scope") or self.config.options.get("scope") or DEFAULT_SCOPE
+
+    def _refreshable(self, secrets: dict) -> bool:
+        return bool(self._auth_key(secrets) or (secrets.get("user") and secrets.get("password")))
+
+    def _token_key(self, secrets: dict) -> str:
+        if self._auth_key(secrets):
+            return credential_key("gigachat", self.config.auth_url or DEFAULT_AUTH_URL, self._scope(secrets), self._auth_key(secrets))
+        return credential_key("gigachat-user", self.config.base_url, secrets.get("user", ""), secrets.get("password", ""))
+
+    async def _token(self, secrets: dict, *, force: bool = False) -> str:
+        if self._auth_key(secrets):
+            key, scope = self._auth_key(secrets), self._scope(secrets)
+            return await TOKENS.get(self._token_key(secrets), lambda: self._fetch_oauth(key, scope), force=force)
+        if secrets.get("user") and secrets.get("password"):
+            return await TOKENS.get(self._token_key(secrets), lambda: self._fetch_user_token(secrets), force=force)
+        if secrets.get("access_token"):
+            return secrets["access_token"]
+        raise ProviderError(f"{NAME}: the credential holds no authorization_key, user/password or access_token", kind="auth", retryable=True)
+
+    async def _fetch_oauth(self, key: str, scope: str) -> Token:
+        headers = {
+            "Authorization": f"Basic {key}",
+            "RqUID": str(uuid.uuid4()),  # mandatory, and it must be a uuid4
+            "Accept": "application/json",
+        }
+        # Same session, hence the same SSL context (ca_bundle, client cert) as the API calls.
+        status, data, resp_headers = await self._auth_post(self.config.auth_url or DEFAULT_AUTH_URL, headers, {"scope": scope})
+        if not isinstance(data, dict) or not data.get("access_token"):
+            raise bad_answer(NAME, "OAuth answer without access_token")
+        return Token(data["access_token"], _expiry(data.get("expires_at")))
+
+    async def _fetch_user_token(self, secrets: dict) -> Token:
+        headers = {"Authorization": aiohttp.BasicAuth(secrets["user"], secrets["password"]).encode(), "Accept": "application/json"}
+        status, data, resp_headers = await self._auth_post(self._url("/token"), headers, None)
+        if not isinstance(data, dict) or not data.get("tok"):
+            raise bad_answer(NAME, "token answer without tok")
+        return Token(data["tok"], _expiry(data.get("exp")))
+
+    async def _auth_post(self, url: str, headers: dict, form: dict | None):
+        try:
+            async with self.session().post(url, data=form, headers=headers) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except TimeoutError as exc:
+            raise timeout_error(f"{NAME} OAuth") from exc
+        except aiohttp.ClientError as exc:
+            raise connection_error(f"{NAME} OAuth", exc) from exc
+        if status != 200:
+            raise _auth_error(status, raw, resp_headers)
+        return status, loads(raw), resp_headers
+
+
+def _auth_error(status: int, raw: bytes, headers) -> ProviderError:
+    """OAuth errors are {"code", "message"}; any 4xx there is our credential's fault, not the client's."""
+    if status == 429 or status >= 500:
+        return http_error(f"{NAME} OAuth", status, raw, headers)
+    data = loads(raw)
+    message = error_message(data, raw)
+    if isinstance(data, dict) and data.get("code") is not None:
+        message = f"{message} (code {data['code']})"
+    return ProviderError(f"{NAME} OAuth: {message or f'HTTP {status}'}", status=502, retryable=True, kind="auth", provider_status=status)
+
+
+def _expiry(value) -> float:
+    """`expires_at` is Unix milliseconds (a seconds-sized value is accepted too)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return time.time() + TOKEN_LIFETIME
+    if number <= 0:
+        return NEVER
+    # Guess for the /token flow's `exp`, whose unit is uncertain: anything past year 5000 in
+    # seconds must be milliseconds.
+    return number / 1000 if number > 1e11 else number

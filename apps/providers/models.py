@@ -1,0 +1,104 @@
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from apps.common.crypto import EncryptedJSONField
+
+KIND_CHOICES = [
+    ("gigachat", "GigaChat (Sber)"),
+    ("yandexgpt", "YandexGPT (Yandex Cloud)"),
+    ("mts", "MTS AI (MWS GPT)"),
+    ("tbank", "T-Bank (T-Pro / T-Lite, vLLM)"),
+    ("openai_compatible", "Any OpenAI-compatible API"),
+]
+
+
+class Provider(models.Model):
+    """An upstream service. Models are addressed as `<name>/<model>`."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=32, choices=KIND_CHOICES)
+    base_url = models.URLField(max_length=500)
+    auth_url = models.URLField(max_length=500, blank=True)
+    enabled = models.BooleanField(default=True)
+    jurisdiction = models.CharField(max_length=8, default="RU", help_text="Where it is hosted; models inherit it.")
+    extra_headers = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(default=dict, blank=True, help_text="Kind-specific settings (e.g. scope, thinking).")
+    ca_bundle = models.TextField(blank=True, help_text="PEM of extra trusted roots (e.g. the Russian Trusted Root CA).")
+    verify_tls = models.BooleanField(default=True, help_text="Never switch off in production.")
+    client_cert = models.TextField(blank=True, help_text="Path to a client certificate (mTLS).")
+    client_key = models.TextField(blank=True, help_text="Path to the client certificate's key (mTLS).")
+    timeout = models.FloatField(null=True, blank=True, help_text="Total seconds per upstream call; empty = default.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Credential(models.Model):
+    """Secrets for one upstream account, encrypted at rest; never shown back."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=100, default="default")
+    secrets = EncryptedJSONField(blank=True, default=dict)
+    max_concurrency = models.PositiveIntegerField(
+        default=0, help_text="Concurrent upstream requests allowed (GigaChat individuals: 1). 0 = unlimited."
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        unique_together = [("provider", "name")]
+
+    def __str__(self):
+        return f"{self.provider.name}:{self.name}"
+
+    def secret_names(self) -> list[str]:
+        return sorted(self.secrets)
+
+
+class ProviderModel(models.Model):
+    """A model a provider serves, with prices in roubles per 1,000 tokens."""
+
+    CHAT, EMBEDDING = "chat", "embedding"
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200, help_text="The provider's own model id.")
+    kind = models.CharField(max_length=16, choices=[(CHAT, "chat"), (EMBEDDING, "embedding")], default=CHAT)
+    enabled = models.BooleanField(default=True)
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(0)])
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"), validators=[MinValueValidator(0)])
+    cached_input_price = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty = cached prompt tokens are free."
+    )
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    jurisdiction = models.CharField(max_length=8, blank=True, help_text="Empty = the provider's.")
+    options = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        unique_together = [("provider", "name")]
+        ordering = ["provider__name", "name"]
+
+    def __str__(self):
+        return f"{self.provider.name}/{self.name}"
+
+    @property
+    def effective_jurisdiction(self) -> str:
+        return self.jurisdiction or self.provider.jurisdiction
+
+
+class HealthCheck(models.Model):
+    """One active health-check result (the routing issue's Celery beat task writes these)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="health_checks")
+    ok = models.BooleanField()
+    latency_ms = models.FloatField(null=True)
+    detail = models.CharField(max_length=500, blank=True)
+    checked_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-checked_at"]

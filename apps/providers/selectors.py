@@ -1,0 +1,35 @@
+"""Reads of provider configuration, detached from the ORM for the hot path."""
+
+from .adapters.base import CredentialConfig, ProviderConfig
+from .models import Provider, ProviderModel
+
+
+def provider_configs() -> dict[str, ProviderConfig]:
+    """Every enabled provider with its decrypted credentials (one query for each table)."""
+    configs = {}
+    for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials"):
+        creds = tuple(
+            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency)
+            for c in sorted(provider.credentials.all(), key=lambda c: c.name)
+            if c.enabled
+        )
+        configs[provider.name] = ProviderConfig(
+            name=provider.name,
+            kind=provider.kind,
+            base_url=provider.base_url.rstrip("/"),
+            auth_url=provider.auth_url,
+            credentials=creds,
+            extra_headers=dict(provider.extra_headers or {}),
+            options=dict(provider.options or {}),
+            ca_bundle=provider.ca_bundle,
+            verify_tls=provider.verify_tls,
+            client_cert=provider.client_cert,
+            client_key=provider.client_key,
+            timeout=provider.timeout,
+            jurisdiction=provider.jurisdiction,
+        )
+    return configs
+
+
+def enabled_models():
+    return ProviderModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")

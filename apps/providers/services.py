@@ -1,0 +1,34 @@
+"""Writes and network calls on providers."""
+
+import asyncio
+import time
+
+from asgiref.sync import async_to_sync
+
+from .adapters import adapter_class
+from .adapters.base import ProviderError
+from .models import HealthCheck, Provider
+from .selectors import provider_configs
+
+
+def provider_check_health(provider: Provider) -> HealthCheck:
+    """Call the adapter's free health check (token refresh or model list) and record the result."""
+    config = provider_configs().get(provider.name)
+    if config is None:
+        return HealthCheck.objects.create(provider=provider, ok=False, detail="disabled")
+
+    async def check():
+        adapter = adapter_class(config.kind)(config)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(adapter.health_check(), 30)
+            return True, (time.monotonic() - started) * 1000, ""
+        except ProviderError as exc:
+            return False, (time.monotonic() - started) * 1000, exc.message[:500]
+        except asyncio.TimeoutError:
+            return False, None, "timed out"
+        finally:
+            await adapter.close()
+
+    ok, latency, detail = async_to_sync(check)()
+    return HealthCheck.objects.create(provider=provider, ok=ok, latency_ms=latency, detail=detail)

@@ -1,0 +1,115 @@
+"""The configuration file format (import_config / export_config), validated with pydantic so a
+bad file is refused whole, with the path of the bad field, before anything is written."""
+
+import os
+import re
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    kind: Literal["chat", "embedding"] = "chat"
+    input_price: Decimal = Field(default=Decimal("0"), ge=0, description="roubles per 1,000 tokens")
+    output_price: Decimal = Field(default=Decimal("0"), ge=0)
+    cached_input_price: Decimal | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, ge=1)
+    jurisdiction: str = ""
+    enabled: bool = True
+
+
+class CredentialSpec(_Strict):
+    name: str = "default"
+    secrets: dict[str, str]
+    max_concurrency: int = Field(default=0, ge=0)
+
+
+class ProviderSpec(_Strict):
+    kind: Literal["gigachat", "yandexgpt", "mts", "tbank", "openai_compatible"]
+    base_url: str = Field(pattern=r"^https?://")
+    auth_url: str = Field(default="", pattern=r"^(https?://.*)?$")
+    enabled: bool = True
+    jurisdiction: str = "RU"
+    credentials: dict[str, str] | list[CredentialSpec] = Field(default_factory=dict)
+    max_concurrency: int = Field(default=0, ge=0, description="for the shorthand `credentials: {...}` form")
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    options: dict = Field(default_factory=dict)
+    ca_bundle: str = ""
+    verify_tls: bool = True
+    client_cert: str = ""
+    client_key: str = ""
+    timeout: float | None = Field(default=None, gt=0)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+    def credential_list(self) -> list[CredentialSpec]:
+        if isinstance(self.credentials, dict):
+            return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency)] if self.credentials else []
+        return self.credentials
+
+
+class ConfigFile(_Strict):
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _slug_names(cls, value):
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+                raise ValueError(f"provider name {name!r} must be a lower-case slug")
+        return value
+
+    @field_validator("aliases")
+    @classmethod
+    def _targets(cls, value):
+        for alias, target in value.items():
+            if "/" not in target:
+                raise ValueError(f"alias {alias!r}: target {target!r} must be provider/model")
+        return value
+
+
+def substitute_env(value):
+    """Replace ${NAME} / ${NAME:-default} in strings; a missing variable is an error."""
+    if isinstance(value, dict):
+        return {k: substitute_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v) for v in value]
+    if isinstance(value, str):
+        def repl(match):
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set")
+
+        return ENV_REF.sub(repl, value)
+    return value
+
+
+def parse_config(data) -> ConfigFile:
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a mapping with `providers` and `aliases`")
+    try:
+        config = ConfigFile.model_validate(substitute_env(data))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        path = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "list[", "dict[")))
+        raise ConfigError(f"{path}: {err['msg']}") from None
+    for alias, target in config.aliases.items():
+        provider, _, model = target.partition("/")
+        spec = config.providers.get(provider)
+        if spec is not None and model not in spec.models:
+            raise ConfigError(f"aliases.{alias}: provider {provider!r} has no model {model!r}")
+    return config

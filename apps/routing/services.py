@@ -1,0 +1,95 @@
+"""Configuration as code: import (validated, all or nothing, idempotent) and export."""
+
+import re
+
+from django.db import transaction
+
+from apps.providers.models import Credential, Provider, ProviderModel
+
+from .config_schema import ConfigError, ConfigFile
+from .models import Alias
+
+
+@transaction.atomic
+def config_import(config: ConfigFile) -> dict:
+    """Create or update everything in `config`; nothing outside it is touched. Returns counts."""
+    counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0}
+    for name, spec in config.providers.items():
+        provider, _ = Provider.objects.update_or_create(
+            name=name,
+            defaults=dict(
+                kind=spec.kind, base_url=spec.base_url, auth_url=spec.auth_url, enabled=spec.enabled,
+                jurisdiction=spec.jurisdiction, extra_headers=spec.extra_headers, options=spec.options,
+                ca_bundle=spec.ca_bundle, verify_tls=spec.verify_tls, client_cert=spec.client_cert,
+                client_key=spec.client_key, timeout=spec.timeout,
+            ),
+        )
+        counts["providers"] += 1
+        for cred in spec.credential_list():
+            Credential.objects.update_or_create(
+                provider=provider, name=cred.name,
+                defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "enabled": True},
+            )
+            counts["credentials"] += 1
+        for model_name, m in spec.models.items():
+            ProviderModel.objects.update_or_create(
+                provider=provider, name=model_name,
+                defaults=dict(
+                    kind=m.kind, input_price=m.input_price, output_price=m.output_price,
+                    cached_input_price=m.cached_input_price, context_window=m.context_window,
+                    jurisdiction=m.jurisdiction, enabled=m.enabled,
+                ),
+            )
+            counts["models"] += 1
+    for alias, target in config.aliases.items():
+        provider, _, model = target.partition("/")
+        if not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
+            raise ConfigError(f"aliases.{alias}: no model {target!r} in the file or the database")
+        Alias.objects.update_or_create(name=alias, defaults={"target": target, "enabled": True})
+        counts["aliases"] += 1
+    return counts
+
+
+def _env_name(*parts: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", "_".join(parts).upper()).strip("_")
+
+
+def config_export() -> dict:
+    """The configuration as a dict for YAML. Secrets are exported as ${ENV} references, never values."""
+    providers = {}
+    for p in Provider.objects.prefetch_related("credentials", "models").order_by("name"):
+        spec = {"kind": p.kind, "base_url": p.base_url}
+        if p.auth_url:
+            spec["auth_url"] = p.auth_url
+        if not p.enabled:
+            spec["enabled"] = False
+        if p.jurisdiction != "RU":
+            spec["jurisdiction"] = p.jurisdiction
+        for field in ("extra_headers", "options", "ca_bundle", "client_cert", "client_key", "timeout"):
+            value = getattr(p, field)
+            if value:
+                spec[field] = value
+        if not p.verify_tls:
+            spec["verify_tls"] = False
+        creds = []
+        for c in p.credentials.all():
+            secrets = {k: "${%s}" % _env_name(p.name, c.name if c.name != "default" else "", k) for k in sorted(c.secrets)}
+            creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency})
+        if creds:
+            spec["credentials"] = creds
+        models = {}
+        for m in p.models.all():
+            entry = {"kind": m.kind, "input_price": str(m.input_price), "output_price": str(m.output_price)}
+            if m.cached_input_price is not None:
+                entry["cached_input_price"] = str(m.cached_input_price)
+            if m.context_window:
+                entry["context_window"] = m.context_window
+            if m.jurisdiction:
+                entry["jurisdiction"] = m.jurisdiction
+            if not m.enabled:
+                entry["enabled"] = False
+            models[m.name] = entry
+        spec["models"] = models
+        providers[p.name] = spec
+    aliases = dict(Alias.objects.order_by("name").values_list("name", "target"))
+    return {"providers": providers, "aliases": aliases}

@@ -1,0 +1,16 @@
+from rest_framework import mixins, viewsets
+
+from .models import UsageRecord
+from .serializers import UsageRecordSerializer
+
+
+class UsageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The caller's usage records, newest first (staff see everyone's)."""
+
+    serializer_class = UsageRecordSerializer
+
+    def get_queryset(self):
+        qs = UsageRecord.objects.all()
+        if not self.request.user.is_staff:
+            qs = qs.filter(user_id=self.request.user.id)
+        return qs

@@ -1,0 +1,16 @@
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.usage.writer import UsageWriter
+
+
+class Command(BaseCommand):
+    help = "Drain the Redis usage stream into the database (run one or more beside the gateway)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=500)
+
+    def handle(self, *args, **opts):
+        if not settings.REDIS_URL:
+            raise CommandError("REDIS_URL is not set: without Redis the gateway writes usage itself.")
+        UsageWriter(batch_size=opts["batch_size"]).run_forever()

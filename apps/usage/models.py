@@ -1,0 +1,41 @@
+from django.db import models
+
+
+class UsageRecord(models.Model):
+    """One gateway request, as billed. `request_id` is the idempotency key of the writer."""
+
+    request_id = models.CharField(max_length=64, unique=True)
+    provider_request_id = models.CharField(max_length=128, blank=True)
+    # Plain ids, not foreign keys: billing rows outlive keys and must never fail to insert.
+    api_key_id = models.BigIntegerField(null=True, db_index=True)
+    key_prefix = models.CharField(max_length=16, blank=True)
+    user_id = models.BigIntegerField(null=True)
+    organisation_id = models.BigIntegerField(null=True, db_index=True)
+    endpoint = models.CharField(max_length=32, default="chat")
+    provider = models.CharField(max_length=64, blank=True, db_index=True)
+    model = models.CharField(max_length=200, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True)
+    route = models.CharField(max_length=200, blank=True)
+    stream = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    estimated = models.BooleanField(default=False, help_text="Counts estimated from text: the provider sent none.")
+    input_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    output_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cached_input_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    cost = models.DecimalField(max_digits=16, decimal_places=6, default=0, help_text="Roubles.")
+    latency_ms = models.FloatField(default=0)
+    ttft_ms = models.FloatField(null=True)
+    status = models.CharField(max_length=24, default="ok", db_index=True)
+    http_status = models.PositiveSmallIntegerField(default=200)
+    error_type = models.CharField(max_length=64, blank=True)
+    cache_hit = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.request_id

@@ -1,0 +1,84 @@
+"""Drains the Redis usage stream into the database, exactly once per request id.
+
+A consumer group gives each record to one writer; a record is acknowledged (and deleted)
+only after its batch is committed. A writer killed mid-batch leaves its records pending:
+on restart it re-reads its own pending entries, and live writers claim those of dead ones.
+The insert skips request ids that already exist, so a redelivered record is never doubled.
+"""
+
+import logging
+import os
+import signal
+import socket
+
+import orjson
+import redis
+from django.conf import settings
+from django.db import close_old_connections
+
+from .services import usage_record_many
+
+log = logging.getLogger(__name__)
+GROUP = "usage-writers"
+CLAIM_IDLE_MS = 60_000
+
+
+class UsageWriter:
+    def __init__(self, batch_size=500, block_ms=1000, consumer=None):
+        self.client = redis.Redis.from_url(settings.REDIS_URL)
+        self.stream = settings.XROUTER["USAGE_STREAM"]
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.running = True
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def write(self, entries) -> int:
+        """Insert then acknowledge one batch of (id, fields) stream entries."""
+        if not entries:
+            return 0
+        records = [orjson.loads(fields[b"r"]) for _id, fields in entries]
+        close_old_connections()
+        usage_record_many(records)
+        ids = [entry_id for entry_id, _ in entries]
+        self.client.xack(self.stream, GROUP, *ids)
+        self.client.xdel(self.stream, *ids)
+        return len(ids)
+
+    def recover(self) -> int:
+        """Records this consumer, or a dead one, read but never acknowledged."""
+        done = 0
+        while True:
+            own = self.client.xreadgroup(GROUP, self.consumer, {self.stream: "0"}, count=self.batch_size)
+            entries = own[0][1] if own else []
+            if not entries:
+                break
+            done += self.write(entries)
+        _next, claimed, *_ = self.client.xautoclaim(self.stream, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=self.batch_size)
+        done += self.write(claimed)
+        return done
+
+    def run_once(self) -> int:
+        got = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms)
+        return self.write(got[0][1] if got else [])
+
+    def run_forever(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        self.recover()
+        idle = 0
+        while self.running:
+            try:
+                if self.run_once() == 0:
+                    idle += 1
+                    if idle % 30 == 0:
+                        self.recover()
+            except redis.RedisError:
+                log.exception("usage writer lost Redis; retrying")
+                import time
+
+                time.sleep(1)
+        self.recover()  # leave nothing of ours pending on a clean stop

@@ -1,0 +1,51 @@
+"""ASGI entry point: /v1 to the gateway's own lean app, everything else to Django/Channels.
+
+Routing by path keeps Django's per-request thread off the hot path (README, "Performance").
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_http = get_asgi_application()  # sets Django up before anything imports models
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+
+from apps.gateway import lifecycle  # noqa: E402
+from apps.gateway.app import gateway_app  # noqa: E402
+from apps.gateway.routing import websocket_urlpatterns  # noqa: E402
+
+websocket_app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+
+
+async def lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await lifecycle.startup()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await lifecycle.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def application(scope, receive, send):
+    kind = scope["type"]
+    if kind == "http":
+        path = scope["path"]
+        if path.startswith("/v1/") or path == "/v1":
+            return await gateway_app(scope, receive, send)
+        return await django_http(scope, receive, send)
+    if kind == "websocket":
+        return await websocket_app(scope, receive, send)
+    if kind == "lifespan":
+        return await lifespan(receive, send)
+    raise ValueError(f"unsupported ASGI scope type {kind!r}")

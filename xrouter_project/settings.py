@@ -1,0 +1,252 @@
+"""XRouter settings: environment variables over working defaults.
+
+Nothing set gives a gateway that runs from a fresh clone: SQLite, in-process cache,
+in-memory channel layer, Celery tasks inline. DATABASE_URL and REDIS_URL switch to
+PostgreSQL and Redis. A malformed value stops the start with a message naming it.
+"""
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+
+def _checked(name, parse, default):
+    """Read NAME with `parse`; a bad value raises ImproperlyConfigured naming NAME."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {raw!r} ({exc})") from None
+
+
+def _bool(raw):
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def env_bool(name, default=False):
+    return _checked(name, _bool, default)
+
+
+def env_int(name, default):
+    return _checked(name, int, default)
+
+
+def env_float(name, default):
+    return _checked(name, float, default)
+
+
+def env_list(name, default=()):
+    return _checked(name, lambda raw: [p.strip() for p in raw.split(",") if p.strip()], list(default))
+
+
+def env_secret(name, default=""):
+    """NAME, or the contents of the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"Environment variable {name}_FILE: cannot read {path} ({exc})") from None
+    return os.environ.get(name, default)
+
+
+def _url(name, kind):
+    def parse(raw):
+        parsed = env.db_url_config(raw) if kind == "db" else env.cache_url_config(raw)
+        if kind == "db" and not parsed.get("ENGINE"):
+            raise ValueError("unknown scheme")
+        return parsed
+
+    return parse
+
+
+# --- Core ---
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me-in-production")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "oauth2_provider",
+    "channels",
+    "django_prometheus",
+    "apps.accounts",
+    "apps.keys",
+    "apps.providers",
+    "apps.routing",
+    "apps.usage",
+    "apps.gateway",
+    "apps.emulators",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "xrouter_project.urls"
+ASGI_APPLICATION = "xrouter_project.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "Europe/Moscow"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+LOGIN_URL = "/admin/login/"
+
+# --- Database ---
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": _checked("DATABASE_URL", _url("DATABASE_URL", "db"), None)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60))
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+
+# --- Redis: cache, channel layer, Celery broker, usage stream, pub/sub ---
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    _checked("REDIS_URL", lambda raw: raw.split("://", 1)[0] in {"redis", "rediss", "unix"} or 1 / 0, None)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ---
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 100)
+CELERY_BEAT_SCHEDULE = {
+    "provider-health-checks": {
+        "task": "apps.providers.tasks.check_all_providers_task",
+        "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
+    },
+}
+
+# --- REST framework (management API under /api/v1) ---
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "apps.keys.authentication.ApiKeyAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "apps.gateway.errors.drf_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "XRouter API",
+    "DESCRIPTION": "OpenAI-compatible gateway (/v1) and management API (/api/v1).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Secrets at rest ---
+# Fernet keys, comma separated, newest first (MultiFernet rotates). Without one, a key is derived
+# from SECRET_KEY so a fresh clone works; production sets XROUTER_FERNET_KEYS.
+_fernet_default = base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + SECRET_KEY).encode()).digest()).decode()
+FERNET_KEYS = env_list("XROUTER_FERNET_KEYS", [env_secret("XROUTER_FERNET_KEY", _fernet_default)])
+
+# --- Gateway (/v1 hot path) ---
+XROUTER = {
+    "MAX_BODY_BYTES": env_int("XROUTER_MAX_BODY_BYTES", 4 * 1024 * 1024),
+    "CONNECT_TIMEOUT": env_float("XROUTER_UPSTREAM_CONNECT_TIMEOUT", 10.0),
+    "READ_TIMEOUT": env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0),
+    "TOTAL_TIMEOUT": env_float("XROUTER_UPSTREAM_TOTAL_TIMEOUT", 600.0),
+    "POOL_SIZE": env_int("XROUTER_UPSTREAM_POOL_SIZE", 10000),
+    "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 30.0),
+    "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
+    "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
+    "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM", "xrouter:usage"),
+    "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),
+    "LOG_PROMPTS": env_bool("XROUTER_LOG_PROMPTS", False),
+}
+
+# --- Emulators (python manage.py run_emulators) ---
+EMULATOR_HOST = os.environ.get("XROUTER_EMULATOR_HOST", "127.0.0.1")
+EMULATOR_PORTS = {
+    "gigachat": env_int("XROUTER_EMULATOR_GIGACHAT_PORT", 9101),
+    "yandexgpt": env_int("XROUTER_EMULATOR_YANDEXGPT_PORT", 9102),
+    "mts": env_int("XROUTER_EMULATOR_MTS_PORT", 9103),
+    "tbank": env_int("XROUTER_EMULATOR_TBANK_PORT", 9104),
+}
+
+# --- Logging: JSON lines; prompts and answers never logged by default ---
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if env_bool("XROUTER_LOG_JSON", True) else "plain"}
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
