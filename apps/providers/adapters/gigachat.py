@@ -41,13 +41,18 @@ from .base import (
     ProviderError,
     StreamChunk,
     Usage,
-    connection_error,
     error_for_status,
-    parse_retry_after,
 )
-from .shaping import check_no_penalties, dump_arguments, history_tool_names, new_call_id, parse_arguments, text_of
+from .shaping import (
+    check_no_penalties,
+    dump_arguments,
+    history_tool_names,
+    new_call_id,
+    parse_arguments,
+    text_of,
+)
 from .sse import iter_sse
-from .tokens import NEVER, TOKENS, Token, credential_key
+from .tokens import TOKENS, Token, credential_key
 from .transport import (
     bad_answer,
     cut_off,
@@ -57,8 +62,7 @@ from .transport import (
     loads,
     open_stream,
     parse_json,
-    redact,
-    timeout_error,
+    send,
     unsupported,
 )
 
@@ -303,13 +307,13 @@ class GigaChatAdapter(ProviderAdapter):
     async def chat(self, body: dict, model: str) -> ChatResult:
         payload = build_request({**body, "stream": False}, model, self.config.options)
         async with self.slot() as credential:
-            status, data, resp = await self._call(credential, "POST", "/chat/completions", payload)
+            data, headers = await self._call(credential, "POST", "/chat/completions", payload)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(NAME, "no choices")
         return ChatResult(
             choices=[parse_choice(c) for c in data["choices"]],
             usage=parse_usage(data.get("usage")) or Usage(estimated=True),
-            provider_request_id=resp.headers.get("X-Request-Id", ""),
+            provider_request_id=headers.get("X-Request-Id", ""),
             upstream_model=data.get("model", ""),
         )
 
@@ -338,7 +342,7 @@ class GigaChatAdapter(ProviderAdapter):
         if body.get("dimensions"):
             raise unsupported(NAME, "dimensions")
         async with self.slot() as credential:
-            status, data, resp = await self._call(credential, "POST", "/embeddings", {"model": model, "input": list(inputs)})
+            data, headers = await self._call(credential, "POST", "/embeddings", {"model": model, "input": list(inputs)})
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(inputs):
             raise bad_answer(NAME, "embeddings count does not match the input")
@@ -348,12 +352,12 @@ class GigaChatAdapter(ProviderAdapter):
         return EmbeddingResult(
             vectors=[d["embedding"] for d in items],
             usage=Usage(prompt_tokens=tokens),
-            provider_request_id=resp.headers.get("X-Request-Id", ""),
+            provider_request_id=headers.get("X-Request-Id", ""),
         )
 
     async def list_models(self) -> list[dict]:
         async with self.slot() as credential:
-            status, data, resp = await self._call(credential, "GET", "/models", None)
+            data, _ = await self._call(credential, "GET", "/models", None)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise bad_answer(NAME, "no model list")
@@ -368,16 +372,13 @@ class GigaChatAdapter(ProviderAdapter):
         for attempt in (1, 2):
             token = await self._token(secrets)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            if method == "GET":
-                status, data, resp = await self.get_json(self._url(path), headers)
-            else:
-                status, data, resp = await self.post_json(self._url(path), payload, headers)
+            status, raw, resp_headers = await send(self.session(), NAME, method, self._url(path), headers, json_body=payload)
             if status == 401 and attempt == 1 and self._refreshable(secrets):
                 await TOKENS.invalidate(self._token_key(secrets), token)
                 continue
             if not 200 <= status < 300:
-                raise self._api_error(status, data, resp.headers, secrets)
-            return status, data, resp
+                raise self._api_error(status, raw, resp_headers, secrets)
+            return loads(raw), resp_headers
         raise AssertionError("unreachable")
 
     async def _open_stream(self, credential, payload: dict) -> aiohttp.ClientResponse:
@@ -392,7 +393,7 @@ class GigaChatAdapter(ProviderAdapter):
                     self._url("/chat/completions"),
                     payload,
                     headers,
-                    lambda status, raw, hdrs: self._api_error(status, loads(raw), hdrs, secrets, raw),
+                    lambda status, raw, hdrs: self._api_error(status, raw, hdrs, secrets),
                 )
             except ProviderError as exc:
                 if exc.provider_status == 401 and attempt == 1 and self._refreshable(secrets):
@@ -401,22 +402,22 @@ class GigaChatAdapter(ProviderAdapter):
                 raise
         raise AssertionError("unreachable")
 
-    def _api_error(self, status: int, data, headers, secrets: dict, raw: bytes = b"") -> ProviderError:
+    def _api_error(self, status: int, raw: bytes, headers, secrets: dict) -> ProviderError:
         """API errors are {"status", "message"}."""
         if status == 402:
             # The account's token package is spent: our problem, not the client's, and another
             # provider can still answer.
-            return ProviderError(f"{NAME}: payment required (token package exhausted)", status=502, retryable=True, kind="quota", provider_status=402)
-        message = redact(error_message(data, raw), secrets)
-        return error_for_status(NAME, status, message, parse_retry_after(headers.get("Retry-After")))
+            return ProviderError(
+                f"{NAME}: payment required (token package exhausted)", status=502, retryable=True, kind="quota", provider_status=402
+            )
+        return http_error(NAME, status, raw, headers, secrets)
 
     def _inband_error(self, chunk: dict) -> ProviderError:
         # Guess: mid-stream errors are undocumented; an event without choices that carries a
         # status/message is read as the API error shape.
         status = chunk.get("status") if isinstance(chunk.get("status"), int) else 502
         message = error_message(chunk) or "error event in the stream"
-        err = error_for_status(NAME, status if status >= 400 else 502, message)
-        return err
+        return error_for_status(NAME, status if status >= 400 else 502, message)
 
     # --- tokens ------------------------------------------------------------------------------------
     @staticmethod
@@ -453,31 +454,24 @@ class GigaChatAdapter(ProviderAdapter):
             "RqUID": str(uuid.uuid4()),  # mandatory, and it must be a uuid4
             "Accept": "application/json",
         }
-        # Same session, hence the same SSL context (ca_bundle, client cert) as the API calls.
-        status, data, resp_headers = await self._auth_post(self.config.auth_url or DEFAULT_AUTH_URL, headers, {"scope": scope})
+        data = await self._auth_post(self.config.auth_url or DEFAULT_AUTH_URL, headers, {"scope": scope})
         if not isinstance(data, dict) or not data.get("access_token"):
             raise bad_answer(NAME, "OAuth answer without access_token")
         return Token(data["access_token"], _expiry(data.get("expires_at")))
 
     async def _fetch_user_token(self, secrets: dict) -> Token:
         headers = {"Authorization": aiohttp.BasicAuth(secrets["user"], secrets["password"]).encode(), "Accept": "application/json"}
-        status, data, resp_headers = await self._auth_post(self._url("/token"), headers, None)
+        data = await self._auth_post(self._url("/token"), headers, None)
         if not isinstance(data, dict) or not data.get("tok"):
             raise bad_answer(NAME, "token answer without tok")
         return Token(data["tok"], _expiry(data.get("exp")))
 
     async def _auth_post(self, url: str, headers: dict, form: dict | None):
-        try:
-            async with self.session().post(url, data=form, headers=headers) as resp:
-                raw = await resp.read()
-                status, resp_headers = resp.status, resp.headers
-        except TimeoutError as exc:
-            raise timeout_error(f"{NAME} OAuth") from exc
-        except aiohttp.ClientError as exc:
-            raise connection_error(f"{NAME} OAuth", exc) from exc
+        # Same session, hence the same SSL context (ca_bundle, client certificate) as the API calls.
+        status, raw, resp_headers = await send(self.session(), f"{NAME} OAuth", "POST", url, headers, form=form)
         if status != 200:
             raise _auth_error(status, raw, resp_headers)
-        return status, loads(raw), resp_headers
+        return loads(raw)
 
 
 def _auth_error(status: int, raw: bytes, headers) -> ProviderError:
@@ -498,7 +492,7 @@ def _expiry(value) -> float:
     except (TypeError, ValueError):
         return time.time() + TOKEN_LIFETIME
     if number <= 0:
-        return NEVER
+        return time.time() + TOKEN_LIFETIME
     # Guess for the /token flow's `exp`, whose unit is uncertain: anything past year 5000 in
     # seconds must be milliseconds.
     return number / 1000 if number > 1e11 else number

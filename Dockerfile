@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Build stage: compile wheels into a virtualenv.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY requirements/base.txt /tmp/base.txt
+RUN /opt/venv/bin/pip install -r /tmp/base.txt
+
+# Run stage: the virtualenv and the code, as an unprivileged user.
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    XROUTER_HOST=0.0.0.0 \
+    XROUTER_PORT=8000 \
+    XROUTER_WORKERS=2
+RUN useradd --create-home --uid 10001 xrouter
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=xrouter:xrouter . /app
+RUN python manage.py collectstatic --noinput
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('XROUTER_PORT', '8000'), timeout=2)"]
+# SIGTERM: uvicorn stops accepting, lets open streams finish (XROUTER_SHUTDOWN_GRACE), flushes usage.
+STOPSIGNAL SIGTERM
+CMD ["python", "manage.py", "serve"]

@@ -1,0 +1,36 @@
+# XRouter: `make run` serves the demo, `make test` runs every test, `make bench` measures.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+run: venv
+	$(PY) manage.py run_demo
+
+NODE_DEPS := tests/node/node_modules/.package-lock.json
+
+$(NODE_DEPS): tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --silent
+
+test: venv $(NODE_DEPS)
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) bench/run.py
+
+lint: venv
+	$(VENV)/bin/ruff check apps xrouter_project tests bench
+	$(VENV)/bin/hadolint Dockerfile
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -1,0 +1,299 @@
+"""GigaChat (Sber) emulator: the classic v1 REST contract (/work/shared/providers/gigachat.md).
+
+Adapters use ``base_url = <origin>/api/v1`` and ``auth_url = <origin>/api/v2/oauth``.
+Defaults: authorization key ``base64("demo-client:demo-secret")`` valid for every scope,
+user ``demo-user`` / ``demo-password`` for ``/token``, tokens live 30 minutes
+(``token_lifetime_s``). Answers follow ``behaviour.py``.
+
+Not emulated: the v2 contract (``/api/v2/chat/completions``, what SDK 0.2.x's
+``client.chat.create`` uses), files, images, built-in functions, storage/threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from aiohttp import web
+
+from . import behaviour
+from .gigachat_auth import (
+    DEMO_AUTHORIZATION_KEY,
+    JSON_UTF8,
+    SCOPES,
+    api_error,
+    check_bearer,
+    oauth,
+    password_token,
+)
+from .responses import send_json, send_stream, sse
+from .state import BODY, BODY_ERROR, REQUEST_ID, STATE_KEY, Dialect, build_app, new_state, set_usage
+
+CHAT_MODELS = [
+    "GigaChat", "GigaChat-2", "GigaChat-2-Pro", "GigaChat-2-Max", "GigaChat-Pro", "GigaChat-Max", "GigaChat-Plus",
+]
+CHAT_MODELS += [m + "-preview" for m in CHAT_MODELS]
+EMBEDDING_MODELS = ["Embeddings", "Embeddings-2", "EmbeddingsGigaR", "GigaEmbeddings-3B-2025-09"]
+OTHER_MODELS = {"GigaFilter": "filter", "GigaCheckClassification": "aicheck", "GigaCheckDetection": "aicheck"}
+ROLES = {"system", "user", "assistant", "function", "search_result", "function_in_progress"}
+BUILT_IN_FUNCTIONS = {"text2image"}
+WORDS_PER_CHUNK = 5  # GigaChat sends bigger chunks than most
+
+DEFAULTS = {
+    "authorization_keys": {DEMO_AUTHORIZATION_KEY: list(SCOPES)},
+    "users": {"demo-user": "demo-password"},
+    "token_lifetime_s": 1800,
+    "model_version": "2.0.28.2",
+    "embedding_dim": 1024,  # Guess: sizes are undocumented; 1024 is the commonly quoted one
+}
+
+
+class Invalid(Exception):
+    def __init__(self, status: int, message: str | None = None):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def make_app(**options) -> web.Application:
+    state = new_state("gigachat", DEFAULTS, options)
+    dialect = Dialect(
+        name="gigachat",
+        error_response=lambda request, status, message: api_error(status, message),
+        token_paths=frozenset({"/api/v2/oauth", "/api/v1/token"}),
+        headers=_headers,
+    )
+    app = build_app(state, dialect)
+    app.router.add_post("/api/v2/oauth", oauth)
+    app.router.add_post("/api/v1/token", password_token)
+    app.router.add_get("/api/v1/models", _authorized(list_models))
+    app.router.add_get("/api/v1/models/{model}", _authorized(get_model))
+    app.router.add_post("/api/v1/chat/completions", _authorized(chat_completions))
+    app.router.add_post("/api/v1/embeddings", _authorized(embeddings))
+    app.router.add_post("/api/v1/tokens/count", _authorized(tokens_count))
+    app.router.add_get("/api/v1/balance", _authorized(balance))
+    return app
+
+
+def _headers(request: web.Request) -> dict:
+    headers = {
+        "X-Request-Id": request[REQUEST_ID],
+        # Guess: echoing the caller's X-Session-ID / X-Client-ID is assumed, not recorded.
+        "X-Session-Id": request.headers.get("X-Session-ID") or str(uuid.uuid4()),
+        "Server": "SynGX",
+    }
+    if request.headers.get("X-Client-ID"):
+        headers["X-Client-Id"] = request.headers["X-Client-ID"]
+    return headers
+
+
+def _authorized(handler):
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        denied = check_bearer(request)
+        if denied is not None:
+            return denied
+        try:
+            return await handler(request)
+        except Invalid as exc:
+            return api_error(exc.status, exc.message)
+
+    return wrapper
+
+
+def _model_object(model_id: str) -> dict:
+    kind = "chat" if model_id in CHAT_MODELS else "embedder" if model_id in EMBEDDING_MODELS else OTHER_MODELS[model_id]
+    return {"id": model_id, "object": "model", "owned_by": "salutedevices", "type": kind}
+
+
+async def list_models(request):
+    ids = CHAT_MODELS + EMBEDDING_MODELS + list(OTHER_MODELS)
+    return await send_json(request, {"object": "list", "data": [_model_object(m) for m in ids]}, content_type=JSON_UTF8)
+
+
+async def get_model(request):
+    model_id = request.match_info["model"]
+    if model_id not in CHAT_MODELS + EMBEDDING_MODELS and model_id not in OTHER_MODELS:
+        raise Invalid(404, "No such model")
+    return await send_json(request, _model_object(model_id), content_type=JSON_UTF8)
+
+
+async def balance(request):
+    # Shape from the SDK fixture balance.json; every emulated account is "prepaid".
+    rows = [{"usage": "GigaChat", "value": 900000}, {"usage": "embeddings", "value": 9999967}]
+    return await send_json(request, {"balance": rows}, content_type=JSON_UTF8)
+
+
+def _body(request) -> dict:
+    if BODY_ERROR in request or not isinstance(request.get(BODY), dict):
+        raise Invalid(400)  # Guess: malformed JSON answers the generic "Bad request"
+    return request[BODY]
+
+
+def _texts(value) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(t, str) for t in items):
+        raise Invalid(422, "Invalid params: input must be a non-empty list of strings")  # Guess: wording
+    return items
+
+
+async def embeddings(request):
+    body = _body(request)
+    model = body.get("model") or "Embeddings"
+    if model not in EMBEDDING_MODELS:
+        raise Invalid(404, "No such model")
+    texts = _texts(body.get("input"))
+    dim = int(request.app[STATE_KEY].config["embedding_dim"])
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": behaviour.embedding_vector(text, dim),
+            "usage": {"prompt_tokens": behaviour.count_tokens(text)},
+        }
+        for i, text in enumerate(texts)
+    ]
+    set_usage(request, sum(d["usage"]["prompt_tokens"] for d in data), 0)
+    return await send_json(request, {"object": "list", "model": model, "data": data}, content_type=JSON_UTF8)
+
+
+async def tokens_count(request):
+    body = _body(request)
+    if body.get("model", "GigaChat") not in CHAT_MODELS + EMBEDDING_MODELS:
+        raise Invalid(404, "No such model")
+    rows = [
+        {"object": "tokens", "tokens": behaviour.count_tokens(t), "characters": len(t)}
+        for t in _texts(body.get("input"))
+    ]
+    return await send_json(request, rows, content_type=JSON_UTF8)
+
+
+def _validate_messages(messages) -> None:
+    # Guess: only the "system first" wording is documented; the other 422 texts are ours.
+    if not isinstance(messages, list) or not messages:
+        raise Invalid(422, "Invalid params: messages must be a non-empty array")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise Invalid(422, "Invalid params: message must be an object")
+        role = message.get("role")
+        if role not in ROLES:
+            raise Invalid(422, f"Invalid params: unknown role '{role}'")
+        if not isinstance(message.get("content", ""), str):
+            raise Invalid(422, "Invalid params: content must be a string")
+        if role == "system" and index != 0:
+            raise Invalid(422, "Invalid params: system message must be the first message")
+        if role == "function":
+            try:
+                result = json.loads(message.get("content") or "")
+            except ValueError:
+                result = None
+            if not isinstance(result, dict):
+                raise Invalid(422, "Invalid params: function result must be a JSON object serialized into a string")
+
+
+def _validate_options(body: dict) -> None:
+    for name in ("temperature", "repetition_penalty"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise Invalid(422, f"Invalid params: {name} must be in range (0, +inf)")
+    if body.get("max_tokens") is not None and (not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1):
+        raise Invalid(422, "Invalid params: max_tokens must be a positive integer")
+
+
+def _conversation(body: dict) -> behaviour.Conversation:
+    messages = body["messages"]
+    functions = [f for f in body.get("functions") or [] if isinstance(f, dict) and f.get("name")]
+    choice = body.get("function_call", "auto")
+    forced = choice.get("name") if isinstance(choice, dict) else None
+    if forced and forced not in {f["name"] for f in functions} | BUILT_IN_FUNCTIONS:
+        raise Invalid(422, f"Invalid params: function '{forced}' is not in functions")  # Guess: wording
+    trailing = []
+    for message in reversed(messages):
+        if message["role"] != "function":
+            break
+        trailing.insert(0, message.get("content", ""))
+    users = [m.get("content", "") for m in messages if m["role"] == "user"]
+    response_format = body.get("response_format") if isinstance(body.get("response_format"), dict) else None
+    return behaviour.Conversation(
+        last_user_text=users[-1] if users else "",
+        last_is_user=messages[-1]["role"] == "user",
+        tool_results=trailing or None,
+        functions=functions,
+        tool_choice="none" if choice == "none" else "required" if forced else "auto",
+        forced_function=forced,
+        max_tokens=body.get("max_tokens"),
+        response_format=response_format,
+    )
+
+
+def _prompt_texts(messages: list[dict]) -> list[str]:
+    texts = []
+    for m in messages:
+        call = m.get("function_call")
+        extra = " " + json.dumps(call.get("arguments") or {}, ensure_ascii=False) if isinstance(call, dict) else ""
+        texts.append((m.get("content") or "") + extra)
+    return texts
+
+
+async def chat_completions(request):
+    body = _body(request)
+    model = body.get("model") or "GigaChat"  # Guess: the service falls back to its default model
+    if model not in CHAT_MODELS:
+        raise Invalid(404, "No such model")
+    _validate_messages(body.get("messages"))
+    _validate_options(body)
+    conv = _conversation(body)
+    reply = behaviour.decide_reply(conv)
+    if reply.is_tool_call and isinstance(body.get("function_call"), dict):
+        reply.tool_args.update(body["function_call"].get("partial_arguments") or {})
+    prompt_tokens = behaviour.message_tokens(_prompt_texts(body["messages"]))
+    has_system = body["messages"][0]["role"] == "system"
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": prompt_tokens + reply.completion_tokens,
+        # Deterministic stand-in for Sber's prompt cache: a system prompt is "cached".
+        "precached_prompt_tokens": min(2, prompt_tokens) if has_system else 0,
+    }
+    set_usage(request, prompt_tokens, reply.completion_tokens)
+    envelope = {
+        "created": int(time.time()),
+        "model": f"{model}:{request.app[STATE_KEY].config['model_version']}",
+        "object": "chat.completion",
+    }
+    finish = "function_call" if reply.is_tool_call else reply.finish_reason
+    if body.get("stream") is True:
+        return await _stream(request, reply, envelope, usage, finish)
+    message = {"content": reply.text, "role": "assistant"}
+    if reply.is_tool_call:
+        message["function_call"] = {"name": reply.tool_name, "arguments": reply.tool_args}
+        message["functions_state_id"] = str(uuid.uuid4())
+    payload = {"choices": [{"message": message, "index": 0, "finish_reason": finish}], **envelope, "usage": usage}
+    return await send_json(request, payload, content_type=JSON_UTF8)
+
+
+async def _stream(request, reply, envelope, usage, finish) -> web.StreamResponse:
+    deltas: list[dict] = []
+    if reply.is_tool_call:
+        # The call arrives whole in one delta (arguments as an object, never split).
+        deltas.append(
+            {
+                "content": "",
+                "role": "assistant",
+                "function_call": {"name": reply.tool_name, "arguments": reply.tool_args},
+                "functions_state_id": str(uuid.uuid4()),
+            }
+        )
+    else:
+        deltas = [{"content": c} for c in behaviour.chunk_text(reply.text, WORDS_PER_CHUNK)] or [{"content": ""}]
+        deltas[0]["role"] = "assistant"  # the role only in the first delta
+    events = [sse({"choices": [{"delta": d, "index": 0}], **envelope}) for d in deltas]
+    # Guess: whether finish_reason "function_call" shares the call's event is unconfirmed; we
+    # send it in its own penultimate event, like text answers.
+    final = {"choices": [{"delta": {"content": ""}, "index": 0, "finish_reason": finish}], **envelope, "usage": usage}
+    events += [sse(final), sse("[DONE]")]
+    return await send_stream(
+        request,
+        events,
+        content_type="text/event-stream",
+        malformed=b'data: {"choices":[{"delta":{"content":"\n\n',
+    )

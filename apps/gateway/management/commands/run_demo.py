@@ -1,0 +1,46 @@
+"""`make run`: migrate, load the demo configuration, create an admin and a key, start the
+emulators, and serve the gateway on 127.0.0.1:8000."""
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from apps.accounts.models import User
+from apps.keys.services import key_create
+
+
+class Command(BaseCommand):
+    help = "Run the demo: emulators + gateway, with an admin user and an API key printed once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, **opts):
+        call_command("migrate", verbosity=0)
+        call_command("collectstatic", verbosity=0, interactive=False)
+        call_command("import_config", str(settings.BASE_DIR / "config" / "demo.yaml"))
+        admin, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        password = None
+        if created:
+            password = secrets.token_urlsafe(12)
+            admin.set_password(password)
+            admin.save()
+        _key, plaintext = key_create(user=admin, name=f"demo-{int(time.time())}")
+        emulators = subprocess.Popen([sys.executable, "manage.py", "run_emulators"], cwd=settings.BASE_DIR)
+        base = f"http://127.0.0.1:{opts['port']}"
+        self.stdout.write(self.style.SUCCESS("\nXRouter demo"))
+        self.stdout.write(f"  API:    {base}/v1   (OpenAI-compatible; try model gigachat/GigaChat-2-Max)")
+        self.stdout.write(f"  Admin:  {base}/admin/  user admin" + (f", password {password}" if password else " (password set earlier)"))
+        self.stdout.write(f"  Docs:   {base}/api/docs/")
+        self.stdout.write(f"  Key (shown once): {plaintext}\n")
+        try:
+            call_command("serve", port=opts["port"], host=os.environ.get("XROUTER_HOST", "127.0.0.1"))
+        finally:
+            emulators.terminate()
+            emulators.wait(timeout=10)

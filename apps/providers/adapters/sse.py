@@ -1,0 +1,151 @@
+"""Incremental parsers for streamed bodies: SSE events and NDJSON lines.
+
+They read `resp.content` (an aiohttp StreamReader) chunk by chunk as the bytes arrive and
+never re-read the body. A line may be split across network chunks, or one chunk may hold
+many lines; both are handled by buffering only the unfinished tail.
+
+We do not use StreamReader.readline(): it raises on lines longer than its high-water mark
+(128 KiB), and one SSE event of a long tool call or a big GigaChat chunk can exceed that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+# Far above any real event, low enough that a server that never sends a newline cannot
+# make us buffer without bound.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+class StreamFormatError(Exception):
+    """The bytes on the wire are not the framing we expected (not a transport failure)."""
+
+
+@dataclass(slots=True)
+class SSEEvent:
+    data: str
+    event: str = ""
+    id: str = ""
+
+
+class LineSplitter:
+    """Feed bytes, get complete lines. Accepts `\\n`, `\\r\\n` and a lone `\\r` (the SSE spec allows all three)."""
+
+    __slots__ = ("_buf", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending_cr = False  # the previous chunk ended in \r: a \n may follow as part of the same break
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._pending_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self._pending_cr = False
+        self._buf += data
+        lines: list[bytes] = []
+        start = 0
+        buf = self._buf
+        size = len(buf)
+        while True:
+            nl = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start, nl if nl >= 0 else size)
+            if cr >= 0:
+                lines.append(bytes(buf[start:cr]))
+                if cr + 1 < size:
+                    start = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+                else:
+                    # We cannot know yet whether this \r is half of a \r\n.
+                    start = cr + 1
+                    self._pending_cr = True
+                    break
+            elif nl >= 0:
+                lines.append(bytes(buf[start:nl]))
+                start = nl + 1
+            else:
+                break
+        del buf[:start]
+        if len(buf) > MAX_LINE_BYTES:
+            raise StreamFormatError(f"a line exceeds {MAX_LINE_BYTES} bytes")
+        return lines
+
+    def flush(self) -> bytes | None:
+        """The unterminated last line, if any (a body that does not end in a newline)."""
+        if not self._buf:
+            return None
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
+
+async def iter_lines(content) -> AsyncIterator[bytes]:
+    """Lines of a streamed body without their terminators; the last one may lack a newline."""
+    splitter = LineSplitter()
+    async for chunk in content.iter_any():
+        for line in splitter.feed(chunk):
+            yield line
+    rest = splitter.flush()
+    if rest is not None:
+        yield rest
+
+
+class SSEDecoder:
+    """The event-stream algorithm of the HTML spec, reduced to what API streams use."""
+
+    __slots__ = ("_data", "_event", "_id")
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._event = ""
+        self._id = ""
+
+    def line(self, raw: bytes) -> SSEEvent | None:
+        if not raw:
+            return self.dispatch()
+        if raw.startswith(b":"):  # a comment, often a keep-alive ping
+            return None
+        text = raw.decode("utf-8")
+        name, sep, value = text.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        # "retry" and unknown fields are ignored, as the spec says.
+        return None
+
+    def dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(data="\n".join(self._data), event=self._event, id=self._id)
+        self._data = []
+        self._event = ""
+        return event
+
+
+async def iter_sse(content) -> AsyncIterator[SSEEvent]:
+    """SSE events of a streamed body. `[DONE]` is an ordinary event here; callers decide what ends a stream."""
+    decoder = SSEDecoder()
+    try:
+        async for raw in iter_lines(content):
+            event = decoder.line(raw)
+            if event is not None:
+                yield event
+    except UnicodeDecodeError as exc:
+        raise StreamFormatError("the event stream is not valid UTF-8") from exc
+    # A server that closes right after its last `data:` line without the blank line still
+    # meant that event; the spec would drop it, but losing the final chunk helps nobody.
+    event = decoder.dispatch()
+    if event is not None:
+        yield event
+
+
+async def iter_ndjson(content) -> AsyncIterator[bytes]:
+    """Non-empty lines of a newline-delimited JSON body (YandexGPT's native stream)."""
+    async for raw in iter_lines(content):
+        if raw.strip():
+            yield raw

@@ -1,0 +1,109 @@
+"""Inline reasoning: `<think>…</think>` at the start of `content` (Qwen3-family models served
+without a reasoning parser, e.g. vLLM without `--reasoning-parser`). See shared/providers/tbank.md §4.
+"""
+
+from __future__ import annotations
+
+OPEN, CLOSE = "<think>", "</think>"
+
+
+def split_think(text: str | None) -> tuple[str | None, str | None]:
+    """(reasoning, answer) of a whole message; reasoning is None when there is no think block."""
+    if not text:
+        return None, text
+    stripped = text.lstrip()
+    if not stripped.startswith(OPEN):
+        return None, text
+    body = stripped[len(OPEN) :]
+    end = body.find(CLOSE)
+    if end < 0:
+        # Cut by max_tokens while still thinking: everything so far is reasoning.
+        return body.strip(), ""
+    return body[:end].strip(), body[end + len(CLOSE) :].lstrip()
+
+
+def strip_think(text):
+    """An assistant turn of the history without its reasoning: it must never go back upstream."""
+    if not isinstance(text, str):
+        return text
+    reasoning, answer = split_think(text)
+    return text if reasoning is None else answer
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `tag` (a tag split across chunks)."""
+    for size in range(min(len(text), len(tag) - 1), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class ThinkSplitter:
+    """Streaming version of split_think: feed content deltas, get ("reasoning" | "content", text) pieces.
+
+    Tags may be split anywhere across chunks, so a tail that could still become a tag is held
+    back until the next chunk decides. Whitespace around the reasoning is dropped, as in
+    split_think, so streamed and non-streamed answers read the same.
+    """
+
+    __slots__ = ("buf", "state")
+
+    def __init__(self) -> None:
+        self.state = "start"  # start → think → after → answer, or start → answer
+        self.buf = ""
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        self.buf += text
+        out: list[tuple[str, str]] = []
+        while True:
+            if self.state == "start":
+                head = self.buf.lstrip()
+                if not head or (OPEN.startswith(head) and head != OPEN):
+                    return out  # undecided: nothing but whitespace or the beginning of "<think>"
+                if head.startswith(OPEN):
+                    self.buf, self.state = head[len(OPEN) :].lstrip(), "think"
+                    if not self.buf:
+                        self.state = "think_start"
+                    continue
+                self.state = "answer"
+            elif self.state == "think_start":  # drop the newline(s) right after <think>
+                self.buf = self.buf.lstrip()
+                if not self.buf:
+                    return out
+                self.state = "think"
+            elif self.state == "think":
+                end = self.buf.find(CLOSE)
+                if end >= 0:
+                    reasoning = self.buf[:end].rstrip()
+                    if reasoning:
+                        out.append(("reasoning", reasoning))
+                    self.buf, self.state = self.buf[end + len(CLOSE) :], "after"
+                    continue
+                cut = len(self.buf) - _partial_suffix(self.buf, CLOSE)
+                while cut > 0 and self.buf[cut - 1].isspace():
+                    cut -= 1  # trailing whitespace may turn out to precede </think>
+                if cut:
+                    out.append(("reasoning", self.buf[:cut]))
+                    self.buf = self.buf[cut:]
+                return out
+            elif self.state == "after":  # drop the blank lines between </think> and the answer
+                self.buf = self.buf.lstrip()
+                if not self.buf:
+                    return out
+                self.state = "answer"
+            else:  # answer: pass through
+                if self.buf:
+                    out.append(("content", self.buf))
+                    self.buf = ""
+                return out
+
+    def flush(self) -> list[tuple[str, str]]:
+        """What is still held back when the choice finishes."""
+        rest, self.buf = self.buf, ""
+        if not rest:
+            return []
+        if self.state in ("think", "think_start"):
+            return [("reasoning", rest)] if rest.strip() else []
+        if self.state == "after":
+            return []
+        return [("content", rest)]

@@ -1,0 +1,510 @@
+"""YandexGPT through the native Foundation Models REST API. Wire facts: shared/providers/yandexgpt.md.
+
+Credentials (`credential.secrets`), one of:
+  * `api_key` — sent as `Authorization: Api-Key <key>`.
+  * `service_account_key` — the authorized-key JSON (`id`, `service_account_id`, `private_key`),
+    as an object or a string: a PS256 JWT is exchanged at `config.auth_url` (default the real IAM
+    URL) for an IAM token, cached and shared through tokens.py.
+  * `oauth_token` — a Yandex-account OAuth token, exchanged the same way.
+  * `iam_token` — a token obtained elsewhere; used until a 401.
+  `folder_id` comes from the secrets, else `config.options["folder_id"]`.
+
+Parameters:
+  * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
+  * dropped silently: `user`, `seed`, `logit_bias`, `logprobs`, `top_logprobs`,
+    `stream_options` (usage always arrives on the stream's last line).
+  * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty`, `top_p` other
+    than 1 (there is no nucleus sampling knob), image content parts.
+  * translated: `temperature` (clamped to Yandex's maximum of 1: both mean "the most random the
+    provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
+    → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`,
+    `parallel_tool_calls` → `parallelToolCalls`.
+
+Yandex tool calls carry no ids: we hand out `call_<index>_<name>` and map results back by
+function name (the id's own suffix is the fallback when the history lacks the call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import aiohttp
+
+from .base import (
+    ChatResult,
+    EmbeddingResult,
+    ProviderAdapter,
+    ProviderError,
+    StreamChunk,
+    StreamRevisedError,
+    Usage,
+    error_for_status,
+)
+from .shaping import (
+    check_no_penalties,
+    dump_arguments,
+    history_tool_names,
+    parse_arguments,
+    text_of,
+)
+from .sse import iter_ndjson
+from .tokens import TOKENS, Token, credential_key
+from .transport import (
+    bad_answer,
+    cut_off,
+    error_message,
+    holding,
+    http_error,
+    loads,
+    open_stream,
+    parse_json,
+    send,
+    unsupported,
+)
+
+NAME = "YandexGPT"
+IAM_URL = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+COMPLETION = "/foundationModels/v1/completion"
+EMBEDDING = "/foundationModels/v1/textEmbedding"
+TOKENIZE = "/foundationModels/v1/tokenize"
+MAX_TEMPERATURE = 1.0
+# The SDK re-fetches IAM tokens hourly although they live up to 12 h; so do we, so that a
+# revoked key stops working within the hour.
+IAM_REFRESH_PERIOD = 3600
+EMBEDDING_CONCURRENCY = 8  # the default embeddings quota is 10 requests a second
+FINISH_REASONS = {
+    "ALTERNATIVE_STATUS_FINAL": "stop",
+    "ALTERNATIVE_STATUS_TRUNCATED_FINAL": "length",
+    "ALTERNATIVE_STATUS_CONTENT_FILTER": "content_filter",
+    "ALTERNATIVE_STATUS_TOOL_CALLS": "tool_calls",
+    "ALTERNATIVE_STATUS_UNSPECIFIED": "stop",  # Guess: never seen on the wire
+}
+PARTIAL = "ALTERNATIVE_STATUS_PARTIAL"
+TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "REQUIRED"}
+
+
+# --- model URIs --------------------------------------------------------------------------------
+def model_uri(model: str, folder: str, scheme: str = "gpt") -> str:
+    """`yandexgpt` → gpt://<folder>/yandexgpt/latest; a branch or a full URI is kept."""
+    if "://" in model:
+        return model
+    if not folder:
+        raise ProviderError(f"{NAME}: no folder_id in the credential or the provider options", kind="configuration", retryable=True)
+    return f"{scheme}://{folder}/{model}" if "/" in model else f"{scheme}://{folder}/{model}/latest"
+
+
+# --- request translation -----------------------------------------------------------------------
+def build_request(body: dict, model: str, folder: str) -> dict:
+    check_no_penalties(body, NAME)
+    if body.get("top_p") not in (None, 1, 1.0):
+        raise unsupported(NAME, "top_p")
+    options: dict = {"stream": bool(body.get("stream"))}
+    if body.get("temperature") is not None:
+        options["temperature"] = min(float(body["temperature"]), MAX_TEMPERATURE)
+    if body.get("max_tokens") is not None:
+        options["maxTokens"] = str(body["max_tokens"])  # Int64Value: a string in proto3 JSON
+    mode = _reasoning_mode(body)
+    if mode:
+        options["reasoningOptions"] = {"mode": mode}
+    payload: dict = {"modelUri": model_uri(model, folder), "completionOptions": options, "messages": build_messages(body["messages"])}
+    tools = body.get("tools") or []
+    if tools:
+        payload["tools"] = [{"function": _function_spec(t["function"])} for t in tools]
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict):
+            payload["toolChoice"] = {"functionName": choice["function"]["name"]}
+        elif choice:
+            payload["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
+        if body.get("parallel_tool_calls") is not None:
+            payload["parallelToolCalls"] = body["parallel_tool_calls"]
+    elif body.get("tool_choice") not in (None, "none", "auto"):
+        raise unsupported(NAME, "tool_choice", "no tools were given")
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        payload["jsonObject"] = True
+    elif fmt.get("type") == "json_schema":
+        payload["jsonSchema"] = {"schema": (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}}
+    return payload
+
+
+def build_messages(messages: list[dict]) -> list[dict]:
+    out: list[dict] = []
+    names = history_tool_names(messages)
+    for i, message in enumerate(messages):
+        role, where = message["role"], f"messages[{i}]"
+        if role in ("tool", "function"):
+            call_id = message.get("tool_call_id") or ""
+            name = message.get("name") if role == "function" else names.get(call_id) or _name_from_id(call_id) or message.get("name")
+            if not name:
+                raise ProviderError(f"{NAME}: {where}.tool_call_id {call_id!r} matches no earlier tool call", status=400, kind="bad_request")
+            result = {"functionResult": {"name": name, "content": text_of(message["content"], NAME, where)}}
+            # Consecutive results belong to one toolResultList message, sent as role user (as the SDK does).
+            if out and "toolResultList" in out[-1]:
+                out[-1]["toolResultList"]["toolResults"].append(result)
+            else:
+                out.append({"role": "user", "toolResultList": {"toolResults": [result]}})
+            continue
+        text = text_of(message.get("content"), NAME, where)
+        if role == "assistant":
+            calls = list(message.get("tool_calls") or ())
+            if not calls and message.get("function_call"):
+                calls = [{"function": message["function_call"]}]
+            if calls:
+                # A message holds exactly one of text / toolCallList. # Guess: text said beside
+                # the calls goes first as its own assistant message.
+                if text:
+                    out.append({"role": "assistant", "text": text})
+                call_list = [
+                    {"functionCall": {"name": c["function"]["name"], "arguments": parse_arguments(c["function"].get("arguments"), NAME)}}
+                    for c in calls
+                ]
+                out.append({"role": "assistant", "toolCallList": {"toolCalls": call_list}})
+                continue
+            out.append({"role": "assistant", "text": text})
+        elif role in ("system", "developer"):
+            out.append({"role": "system", "text": text})
+        else:
+            out.append({"role": "user", "text": text})
+    return out
+
+
+def tool_call_id(index: int, name: str) -> str:
+    return f"call_{index}_{name}"
+
+
+def _name_from_id(call_id: str) -> str | None:
+    match = re.fullmatch(r"call_\d+_(.+)", call_id or "")
+    return match.group(1) if match else None
+
+
+def _function_spec(fn: dict) -> dict:
+    spec = {"name": fn["name"]}
+    if fn.get("description"):
+        spec["description"] = fn["description"]
+    spec["parameters"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    if fn.get("strict") is not None:
+        spec["strict"] = fn["strict"]
+    return spec
+
+
+def _reasoning_mode(body: dict) -> str | None:
+    # Yandex only hides reasoning (ENABLED_HIDDEN), so effort levels collapse to on/off.
+    if body.get("thinking") is not None:
+        return "ENABLED_HIDDEN" if body["thinking"] else "DISABLED"
+    effort = body.get("reasoning_effort")
+    if effort:
+        return "DISABLED" if effort == "minimal" else "ENABLED_HIDDEN"  # Guess: minimal = no reasoning
+    return None
+
+
+# --- answer translation ------------------------------------------------------------------------
+def parse_usage(data: dict | None) -> Usage | None:
+    if not data:
+        return None
+    details = data.get("completionTokensDetails") or {}
+    return Usage(
+        prompt_tokens=int(data.get("inputTextTokens") or 0),
+        completion_tokens=int(data.get("completionTokens") or 0),
+        reasoning_tokens=int(details.get("reasoningTokens") or 0),
+    )
+
+
+def _tool_calls(message: dict) -> list[dict] | None:
+    calls = ((message.get("toolCallList") or {}).get("toolCalls")) or []
+    out = []
+    for k, call in enumerate(calls):
+        fn = call.get("functionCall") or {}
+        name = fn.get("name", "")
+        out.append({"id": tool_call_id(k, name), "type": "function", "function": {"name": name, "arguments": dump_arguments(fn.get("arguments"))}})
+    return out or None
+
+
+def parse_alternative(alt: dict, index: int) -> dict:
+    message = alt.get("message") or {}
+    out: dict = {"role": "assistant", "content": message.get("text") or ""}
+    calls = _tool_calls(message)
+    if calls:
+        out["tool_calls"] = calls
+        out["content"] = out["content"] or None
+    return {"index": index, "message": out, "finish_reason": FINISH_REASONS.get(alt.get("status"), "stop")}
+
+
+def _result(data) -> dict:
+    if not isinstance(data, dict):
+        raise bad_answer(NAME, "not a JSON object")
+    result = data.get("result", data)  # the REST gateway wraps every message in "result"
+    if not isinstance(result, dict) or not isinstance(result.get("alternatives"), list) or not result["alternatives"]:
+        raise bad_answer(NAME, "no alternatives")
+    return result
+
+
+def _iam_expiry(value) -> float:
+    """`expiresAt` is RFC 3339 with up to nanoseconds; Python parses microseconds at most."""
+    cap = time.time() + IAM_REFRESH_PERIOD
+    if not isinstance(value, str):
+        return cap
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return min(datetime.fromisoformat(text).timestamp(), cap)
+    except ValueError:
+        return cap
+
+
+class CumulativeText:
+    """Turns YandexGPT's growing-prefix stream into deltas, refusing rewrites of sent text."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = ""
+
+    def delta(self, text: str) -> str:
+        if not text.startswith(self.sent):
+            # The client already has the old prefix; we cannot take it back.
+            raise StreamRevisedError()
+        new = text[len(self.sent) :]
+        self.sent = text
+        return new
+
+
+# --- the adapter --------------------------------------------------------------------------------
+class YandexGPTAdapter(ProviderAdapter):
+    kind = "yandexgpt"
+    supports_n = False
+    supports_stop = False
+
+    async def chat(self, body: dict, model: str) -> ChatResult:
+        async with self.slot() as credential:
+            secrets = self._secrets(credential)
+            payload = build_request({**body, "stream": False}, model, self._folder(secrets))
+            data, headers = await self._post(secrets, COMPLETION, payload)
+        result = _result(data)
+        return ChatResult(
+            choices=[parse_alternative(alt, i) for i, alt in enumerate(result["alternatives"])],
+            usage=parse_usage(result.get("usage")) or Usage(estimated=True),
+            provider_request_id=_request_id(headers),
+            upstream_model=_upstream_model(model, result),
+        )
+
+    async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
+        async with self.slot() as credential:
+            secrets = self._secrets(credential)
+            payload = build_request({**body, "stream": True}, model, self._folder(secrets))
+            resp = await self._open_stream(secrets, payload)
+            async with holding(resp, NAME):
+                yield StreamChunk(delta={"role": "assistant"}, provider_request_id=_request_id(resp.headers))
+                texts: dict[int, CumulativeText] = {}
+                done: set[int] = set()
+                async for line in iter_ndjson(resp.content):
+                    obj = parse_json(NAME, line)
+                    if "error" in obj:
+                        raise _inband_error(obj["error"])
+                    result = obj.get("result")
+                    if not isinstance(result, dict) or not isinstance(result.get("alternatives"), list):
+                        raise bad_answer(NAME, "a stream line without result.alternatives")
+                    for i, alt in enumerate(result["alternatives"]):
+                        if i in done:
+                            continue
+                        for chunk in self._alternative_chunks(alt, i, texts.setdefault(i, CumulativeText())):
+                            if chunk.finish_reason:
+                                done.add(i)
+                            yield chunk
+                    if done and len(done) >= len(result["alternatives"]):
+                        # The last line carries the final usage; anything after it is ignored.
+                        usage = parse_usage(result.get("usage"))
+                        if usage:
+                            yield StreamChunk(usage=usage)
+                        return
+                raise cut_off(NAME)  # NDJSON has no end marker: only a final status ends a stream
+
+    @staticmethod
+    def _alternative_chunks(alt: dict, index: int, text: CumulativeText) -> list[StreamChunk]:
+        message = alt.get("message") or {}
+        out = []
+        if message.get("text") is not None:
+            new = text.delta(message["text"])
+            if new:
+                out.append(StreamChunk(delta={"content": new}, index=index))
+        calls = _tool_calls(message)
+        if calls:  # tool calls arrive whole, in one line
+            out.append(StreamChunk(delta={"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]}, index=index))
+        status = alt.get("status")
+        if status and status != PARTIAL:
+            out.append(StreamChunk(delta={}, finish_reason=FINISH_REASONS.get(status, "stop"), index=index))
+        return out
+
+    async def embeddings(self, inputs: list[str], model: str, body: dict) -> EmbeddingResult:
+        limit = asyncio.Semaphore(int(self.config.options.get("embedding_concurrency") or EMBEDDING_CONCURRENCY))
+
+        async def one(text: str) -> tuple[list[float], int, str]:
+            async with limit, self.slot() as credential:
+                secrets = self._secrets(credential)
+                payload = {"modelUri": model_uri(model, self._folder(secrets), "emb"), "text": text}
+                if body.get("dimensions"):
+                    payload["dim"] = str(body["dimensions"])
+                data, headers = await self._post(secrets, EMBEDDING, payload)
+            if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
+                raise bad_answer(NAME, "no embedding")
+            return data["embedding"], int(data.get("numTokens") or 0), _request_id(headers)
+
+        # One text per call (the API has no batching), run side by side; the first failure
+        # cancels the rest, since the whole request fails anyway.
+        tasks = [asyncio.ensure_future(one(text)) for text in inputs]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return EmbeddingResult(
+            vectors=[r[0] for r in results],
+            usage=Usage(prompt_tokens=sum(r[1] for r in results)),
+            provider_request_id=results[0][2] if results else "",
+        )
+
+    async def list_models(self) -> list[dict]:
+        # The native API has no model list: the operator names the models in the options.
+        models = self.config.options.get("models") or []
+        return [m if isinstance(m, dict) else {"id": m, "owned_by": "yandex"} for m in models]
+
+    async def health_check(self) -> None:
+        """An IAM exchange when a key is configured, else a free tokenize call; never a paid completion."""
+        async with self.slot() as credential:
+            secrets = self._secrets(credential)
+            if self._refreshable(secrets):
+                await self._token(secrets, force=True)
+                return
+            model = self.config.options.get("health_model", "yandexgpt-lite")
+            await self._post(secrets, TOKENIZE, {"modelUri": model_uri(model, self._folder(secrets)), "text": "ping"})
+
+    # --- calls with one re-authentication on 401 ----------------------------------------------
+    @staticmethod
+    def _secrets(credential) -> dict:
+        return credential.secrets if credential else {}
+
+    def _folder(self, secrets: dict) -> str:
+        return secrets.get("folder_id") or self.config.options.get("folder_id") or ""
+
+    def _url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
+    def _headers(self, secrets: dict, auth: str) -> dict:
+        headers = {"Authorization": auth, "x-client-request-id": str(uuid.uuid4())}
+        if not self.config.options.get("data_logging", False):
+            headers["x-data-logging-enabled"] = "false"  # ask Yandex not to keep the prompts
+        # A user account's IAM token reaches many folders and must name one; a service account
+        # must not (a different folder is a 400). # Guess: user tokens are the iam_token/oauth_token kinds.
+        folder = self._folder(secrets)
+        send_folder = self.config.options.get("send_folder_header")
+        if folder and (send_folder or (send_folder is None and (secrets.get("iam_token") or secrets.get("oauth_token")))):
+            headers["x-folder-id"] = folder
+        return headers
+
+    async def _post(self, secrets: dict, path: str, payload: dict):
+        for attempt in (1, 2):
+            auth = await self._authorization(secrets)
+            status, raw, headers = await send(self.session(), NAME, "POST", self._url(path), self._headers(secrets, auth), json_body=payload)
+            if status == 401 and attempt == 1 and self._refreshable(secrets):
+                await TOKENS.invalidate(self._token_key(secrets), auth.removeprefix("Bearer "))
+                continue
+            if not 200 <= status < 300:
+                raise http_error(NAME, status, raw, headers, secrets)
+            return loads(raw), headers
+        raise AssertionError("unreachable")
+
+    async def _open_stream(self, secrets: dict, payload: dict) -> aiohttp.ClientResponse:
+        for attempt in (1, 2):
+            auth = await self._authorization(secrets)
+            try:
+                return await open_stream(
+                    self.session(),
+                    NAME,
+                    self._url(COMPLETION),
+                    payload,
+                    self._headers(secrets, auth),
+                    lambda status, raw, hdrs: http_error(NAME, status, raw, hdrs, secrets),
+                )
+            except ProviderError as exc:
+                if exc.provider_status == 401 and attempt == 1 and self._refreshable(secrets):
+                    await TOKENS.invalidate(self._token_key(secrets), auth.removeprefix("Bearer "))
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    # --- IAM -------------------------------------------------------------------------------------
+    @staticmethod
+    def _refreshable(secrets: dict) -> bool:
+        return bool(secrets.get("service_account_key") or secrets.get("oauth_token"))
+
+    def _token_key(self, secrets: dict) -> str:
+        sa = secrets.get("service_account_key")
+        material = json.dumps(sa, sort_keys=True) if sa else secrets.get("oauth_token", "")
+        return credential_key("yandex-iam", self.config.auth_url or IAM_URL, material)
+
+    async def _authorization(self, secrets: dict) -> str:
+        if secrets.get("api_key"):
+            return f"Api-Key {secrets['api_key']}"
+        if self._refreshable(secrets):
+            return f"Bearer {await self._token(secrets)}"
+        if secrets.get("iam_token"):
+            return f"Bearer {secrets['iam_token']}"
+        raise ProviderError(f"{NAME}: the credential holds no api_key, service_account_key, oauth_token or iam_token", kind="auth", retryable=True)
+
+    async def _token(self, secrets: dict, *, force: bool = False) -> str:
+        return await TOKENS.get(self._token_key(secrets), lambda: self._exchange(secrets), force=force)
+
+    async def _exchange(self, secrets: dict) -> Token:
+        if secrets.get("service_account_key"):
+            body = {"jwt": service_account_jwt(secrets["service_account_key"])}
+        else:
+            body = {"yandexPassportOauthToken": secrets["oauth_token"]}
+        provider = f"{NAME} IAM"
+        status, raw, headers = await send(self.session(), provider, "POST", self.config.auth_url or IAM_URL, {}, json_body=body)
+        if status == 429 or status >= 500:
+            raise http_error(provider, status, raw, headers, secrets)
+        if status != 200:
+            # Any 4xx here means our key is wrong: not the client's fault.
+            message = error_message(loads(raw), raw) or f"HTTP {status}"
+            raise ProviderError(f"{provider}: {message}", status=502, retryable=True, kind="auth", provider_status=status)
+        data = loads(raw)
+        if not isinstance(data, dict) or not data.get("iamToken"):
+            raise bad_answer(provider, "no iamToken")
+        return Token(data["iamToken"], _iam_expiry(data.get("expiresAt")))
+
+
+def service_account_jwt(key, now: float | None = None) -> str:
+    """The JWT Yandex IAM trades for a token: PS256, kid = key id, aud = the real IAM URL, one hour."""
+    import jwt  # PyJWT; imported here so the other adapters do not pay for it
+
+    if isinstance(key, str):
+        key = json.loads(key)
+    private_key = key["private_key"]
+    # Downloaded keys start with a "PLEASE DO NOT REMOVE THIS LINE! Yandex.Cloud SA Key ID ..." line.
+    private_key = private_key[private_key.find("-----BEGIN") :] if "-----BEGIN" in private_key else private_key
+    issued = int(now if now is not None else time.time())
+    claims = {"iss": key["service_account_id"], "aud": IAM_URL, "iat": issued, "exp": issued + 3600}
+    return jwt.encode(claims, private_key, algorithm="PS256", headers={"kid": key["id"]})
+
+
+def _inband_error(error) -> ProviderError:
+    """`{"error": {grpcCode, httpCode, message, httpStatus}}` arriving after the 200 status."""
+    if isinstance(error, dict):
+        status = error.get("httpCode") if isinstance(error.get("httpCode"), int) else 502
+        return error_for_status(NAME, status if status >= 400 else 502, str(error.get("message") or "error in the stream"))
+    return error_for_status(NAME, 502, str(error))
+
+
+def _request_id(headers) -> str:
+    return headers.get("x-request-id") or headers.get("x-client-request-id") or ""
+
+
+def _upstream_model(model: str, result: dict) -> str:
+    version = result.get("modelVersion")
+    return f"{model}:{version}" if version else model
