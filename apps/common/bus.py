@@ -54,11 +54,28 @@ def publish(topic: str, payload: dict | None = None) -> None:
         log.exception("bus publish failed; other processes pick the change up at their TTL", extra={"topic": topic})
 
 
-async def apublish(topic: str, payload: dict | None = None) -> None:
-    from . import redis as shared_redis
-
+def publish_nowait(topic: str, payload: dict | None = None) -> None:
+    """From the event loop: apply here now, send to the others in the background."""
     payload = payload or {}
     _dispatch(topic, payload)
+    if settings.REDIS_URL:
+        task = asyncio.get_running_loop().create_task(_send(topic, payload))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set = set()
+
+
+async def apublish(topic: str, payload: dict | None = None) -> None:
+    payload = payload or {}
+    _dispatch(topic, payload)
+    await _send(topic, payload)
+
+
+async def _send(topic: str, payload: dict) -> None:
+    from . import redis as shared_redis
+
     client = shared_redis.client()
     if client is not None:
         try:

@@ -6,7 +6,7 @@ MultiFernet takes a list of keys, newest first, so keys can be rotated without a
 import functools
 
 import orjson
-from cryptography.fernet import InvalidToken, MultiFernet, Fernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models

@@ -11,11 +11,14 @@ import httpx
 
 
 class EmulatorControl:
-    def __init__(self, origin: str, verify=True) -> None:
-        self._client = httpx.Client(base_url=origin.rstrip("/") + "/_emulator", timeout=10, verify=verify)
+    def __init__(self, origin: str, client: httpx.Client | None = None, verify=True) -> None:
+        # Pass a shared client when making many of these: building one costs an SSL context.
+        self._base = origin.rstrip("/") + "/_emulator"
+        self._owns_client = client is None
+        self._client = client or httpx.Client(timeout=10, verify=verify)
 
     def _call(self, method: str, path: str, payload=None):
-        response = self._client.request(method, path, json=payload)
+        response = self._client.request(method, self._base + path, json=payload)
         response.raise_for_status()
         return response.json()
 
@@ -50,7 +53,8 @@ class EmulatorControl:
         self._call("POST", "/reset")
 
     def close(self) -> None:
-        self._client.close()
+        if self._owns_client:
+            self._client.close()
 
     def __enter__(self) -> EmulatorControl:
         return self

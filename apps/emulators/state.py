@@ -33,12 +33,12 @@ FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data"}
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 # Keys on the aiohttp request, so handlers and the middleware can talk.
-FAULT = "emulator.fault"
-USAGE = "emulator.usage"
-REQUEST_ID = "emulator.request_id"
-NOTE = "emulator.note"
-BODY = "emulator.body"
-BODY_ERROR = "emulator.body_error"
+FAULT = web.RequestKey("emulator_fault", Fault)
+USAGE = web.RequestKey("emulator_usage", dict)
+REQUEST_ID = web.RequestKey("emulator_request_id", str)
+NOTE = web.RequestKey("emulator_note", str)
+BODY = web.RequestKey("emulator_body", object)
+BODY_ERROR = web.RequestKey("emulator_body_error", str)
 
 
 @dataclass

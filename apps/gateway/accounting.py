@@ -30,7 +30,7 @@ def record_usage(
     *,
     endpoint: str,
     requested: str,
-    target=None,
+    model=None,
     route: str = "",
     usage: Usage | None = None,
     status: str = "ok",
@@ -43,7 +43,6 @@ def record_usage(
 ) -> None:
     now = time.monotonic()
     usage = usage or Usage()
-    model = target.model if target is not None else None
     buffer.record(
         {
             "request_id": req.request_id,

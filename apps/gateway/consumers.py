@@ -80,5 +80,5 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(error).body()}).decode())
         else:
             await self.send(text_data=orjson.dumps({"type": "done", "usage": usage.to_openai()}).decode())
-        record_usage(req, self.key, endpoint="chat", requested=plan.requested, target=target, route=plan.rule, usage=usage,
+        record_usage(req, self.key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule, usage=usage,
                      status=status, stream=True, http_status=200 if error is None else error.status)

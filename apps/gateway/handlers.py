@@ -9,14 +9,15 @@ from apps.common.errors import ApiError, from_provider_error
 from apps.providers.adapters.base import ProviderError, Usage
 from apps.routing.catalog import get_catalog
 from apps.routing.router import plan_route, run_with_fallback
+from apps.routing.rules import RequestContext, parse_tags
 
-from . import metrics
-from .accounting import estimate_tokens, record_usage
+from . import cache, metrics
+from .accounting import estimate_tokens, prompt_chars, record_usage
 from .auth import authenticate
 from .emulation import chat_with_emulation, legacy_finish, to_legacy_message
 from .http import send_json
 from .schemas import parse_chat, parse_embeddings
-from .streaming import stream_chat
+from .streaming import replay_stream, stream_chat
 
 
 def response_headers(req, plan=None, target=None) -> dict:
@@ -27,28 +28,56 @@ def response_headers(req, plan=None, target=None) -> dict:
     return headers
 
 
+def routing_context(req, key, body) -> RequestContext:
+    """What routing rules may match on (the metadata field is read here and not sent upstream)."""
+    metadata = body.pop("metadata", None)
+    return RequestContext(
+        model=body["model"],
+        key_prefix=key.prefix,
+        organisation_id=key.organisation_id,
+        tags=parse_tags(req.header(b"x-xrouter-tags"), metadata),
+        tools=bool(body.get("tools")),
+        stream=bool(body.get("stream")),
+        prompt_tokens=estimate_tokens(prompt_chars(body)),
+        max_tokens=body.get("max_tokens") or 0,
+    )
+
+
 async def chat_completions(req, send) -> None:
     key = await authenticate(req)
     body = parse_chat(await req.body())
     legacy = body.pop("legacy_functions", False)
-    plan = plan_route(await get_catalog(), body["model"], key)
+    ctx = routing_context(req, key, body)
+    catalog = await get_catalog()
+    plan = plan_route(catalog, body["model"], key, ctx=ctx)
+
+    ttl = cache.ttl_for(body, plan)
+    cache_key = cache.cache_key(key.cache_scope, body) if ttl else None
+    if cache_key and not cache.bypass(req):
+        hit = await cache.get(cache_key)
+        if hit is not None:
+            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog)
+            return
     if body.get("stream"):
-        await stream_chat(req, send, key, plan, body, legacy)
+        await stream_chat(req, send, key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
         return
 
     try:
         result, target = await run_with_fallback(plan, lambda t: chat_with_emulation(t.adapter, body, t.model.name))
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
-        record_usage(req, key, endpoint="chat", requested=plan.requested, target=plan.targets[-1], route=plan.rule,
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=plan.targets[-1].model, route=plan.rule,
                      status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 
+    headers = response_headers(req, plan, target)
+    if cache_key:
+        headers["x-xrouter-cache"] = "miss"
+        await cache.put(cache_key, cache.entry_for(result.choices, result.usage, target.model.public_id,
+                                                   target.model.provider, plan.header(target)), ttl)
     choices = result.choices
     if legacy:
-        for choice in choices:
-            to_legacy_message(choice["message"])
-            choice["finish_reason"] = legacy_finish(choice["finish_reason"])
+        choices = [legacy_choice(c) for c in choices]
     payload = {
         "id": "chatcmpl-" + req.request_id,
         "object": "chat.completion",
@@ -57,9 +86,31 @@ async def chat_completions(req, send) -> None:
         "choices": choices,
         "usage": result.usage.to_openai(),
     }
-    await send_json(send, 200, payload, response_headers(req, plan, target))
-    record_usage(req, key, endpoint="chat", requested=plan.requested, target=target, route=plan.rule,
+    await send_json(send, 200, payload, headers)
+    record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
                  usage=result.usage, provider_request_id=result.provider_request_id)
+
+
+def legacy_choice(choice: dict) -> dict:
+    message = to_legacy_message(dict(choice["message"]))
+    return {**choice, "message": message, "finish_reason": legacy_finish(choice["finish_reason"])}
+
+
+async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog) -> None:
+    """A stored answer, as JSON or replayed as a stream; billed as a cache hit at zero cost."""
+    usage = Usage(**hit["usage"])
+    model = catalog.models.get(hit["model"])
+    headers = {"x-request-id": req.request_id, "x-xrouter-provider": hit["provider"], "x-xrouter-route": hit["route"],
+               "x-xrouter-cache": "hit"}
+    choices = [legacy_choice(c) for c in hit["choices"]] if legacy else hit["choices"]
+    if body.get("stream"):
+        await replay_stream(req, send, headers, hit["model"], choices, usage, body, legacy)
+    else:
+        payload = {"id": "chatcmpl-" + req.request_id, "object": "chat.completion", "created": int(time.time()),
+                   "model": hit["model"], "choices": choices, "usage": usage.to_openai()}
+        await send_json(send, 200, payload, headers)
+    record_usage(req, key, endpoint="chat", requested=plan.requested, model=model, route=hit["route"], usage=usage,
+                 status="cache_hit", stream=bool(body.get("stream")), cache_hit=True)
 
 
 async def embeddings(req, send) -> None:
@@ -77,7 +128,7 @@ async def embeddings(req, send) -> None:
     try:
         result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
-        record_usage(req, key, endpoint="embeddings", requested=plan.requested, target=plan.targets[-1],
+        record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=plan.targets[-1].model,
                      status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 
@@ -96,7 +147,7 @@ async def embeddings(req, send) -> None:
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     }
     await send_json(send, 200, payload, response_headers(req, plan, target))
-    record_usage(req, key, endpoint="embeddings", requested=plan.requested, target=target, route=plan.rule,
+    record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=target.model, route=plan.rule,
                  usage=usage, provider_request_id=result.provider_request_id)
 
 

@@ -182,7 +182,8 @@ class EmbeddingsRequest(_Strict):
         return value
 
 
-IGNORED_CHAT_PARAMS = ("user", "seed", "logit_bias", "logprobs", "top_logprobs", "metadata", "store", "service_tier", "parallel_tool_calls")
+# `metadata` is read for routing tags by the handler, then dropped like these.
+IGNORED_CHAT_PARAMS = ("user", "seed", "logit_bias", "logprobs", "top_logprobs", "store", "service_tier", "parallel_tool_calls")
 
 
 def _loads(raw: bytes) -> dict:

@@ -11,10 +11,11 @@ import time
 
 import orjson
 
-from apps.common.errors import ApiError, from_provider_error
+from apps.common.errors import from_provider_error
 from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
+from apps.routing.router import run_with_fallback
 
-from . import metrics
+from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
 from .emulation import StopCutter, check_capabilities, legacy_finish, upstream_body
 from .http import start_sse
@@ -37,19 +38,20 @@ async def _open(target, body):
     return stream, first
 
 
-async def stream_chat(req, send, key, plan, body, legacy: bool) -> None:
-    from apps.routing.router import run_with_fallback
-
+async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
     try:
         (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body))
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
-        record_usage(req, key, endpoint="chat", requested=plan.requested, target=plan.targets[-1], route=plan.rule,
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=plan.targets[-1].model, route=plan.rule,
                      status="error", http_status=exc.status, error_type=exc.kind, stream=True)
         raise from_provider_error(exc) from None
 
     relay = _Relay(req, send, key, plan, target, body, legacy)
     await relay.run(stream, first)
+    if cache_key and relay.cacheable():
+        await cache.put(cache_key, cache.entry_for(relay.cached_choices(), relay.final_usage(), target.model.public_id,
+                                                   target.model.provider, plan.header(target)), cache_ttl)
 
 
 class _Relay:
@@ -70,6 +72,10 @@ class _Relay:
         self.finished = False
         self.client_gone = False
         self.ttft: float | None = None
+        self.text: list[str] = []  # the answer, kept for the response cache
+        self.finish_reason: str | None = None
+        self.status = "ok"
+        self.saw_tools = False
 
     async def emit(self, payload: bytes) -> None:
         if self.ttft is None:
@@ -91,6 +97,9 @@ class _Relay:
             content = delta.get("content")
             if content:
                 self.chars += len(content)
+                self.text.append(content)
+            if delta.get("tool_calls"):
+                self.saw_tools = True
             if delta.get("reasoning_content"):
                 self.chars += len(delta["reasoning_content"])
             if self.cutter is not None and content:
@@ -110,7 +119,15 @@ class _Relay:
             await self.emit_choice(chunk.index, out, reason)
             if finish:
                 self.finished = True
+                self.finish_reason = finish
         return not (self.cutter is not None and self.cutter.stopped)
+
+    def cacheable(self) -> bool:
+        return self.status == "ok" and self.finished and not self.saw_tools and not (self.cutter and self.cutter.stopped)
+
+    def cached_choices(self) -> list[dict]:
+        message = {"role": "assistant", "content": "".join(self.text)}
+        return [{"index": 0, "message": message, "finish_reason": self.finish_reason or "stop"}]
 
     def final_usage(self) -> Usage:
         if self.usage is not None and not (self.cutter and self.cutter.stopped and not self.usage.completion_tokens):
@@ -151,13 +168,14 @@ class _Relay:
             status = "client_disconnected"
             metrics.STREAMS_CANCELLED.labels(provider).inc()
         finally:
+            self.status = status
             await stream.aclose()
             watcher.cancel()
             usage = self.final_usage()
             if not self.client_gone and status != "cancelled":
                 await self._finish(error, usage)
             record_usage(
-                self.req, self.key, endpoint="chat", requested=self.plan.requested, target=self.target,
+                self.req, self.key, endpoint="chat", requested=self.plan.requested, model=self.target.model,
                 route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
                 http_status=200 if error is None else error.status, error_type=error.kind if error else "",
                 provider_request_id=self.provider_request_id,
@@ -184,4 +202,29 @@ class _Relay:
         task.cancel()
 
 
-__all__ = ["stream_chat", "ApiError"]
+async def replay_stream(req, send, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict, legacy: bool) -> None:
+    """A cached answer sent as the same chat.completion.chunk events a live stream has."""
+    prefix = (b'{"id":"chatcmpl-' + req.request_id.encode() + b'","object":"chat.completion.chunk","created":'
+              + str(int(time.time())).encode() + b',"model":' + orjson.dumps(model) + b',"choices":[')
+
+    async def emit(payload: bytes, more=True):
+        await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": more})
+
+    await start_sse(send, headers)
+    for choice in choices:
+        message, index = choice["message"], choice["index"]
+        await emit(prefix + orjson.dumps({"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}) + b"]}")
+        content = message.get("content") or ""
+        for start in range(0, len(content), REPLAY_CHUNK):
+            delta = {"content": content[start:start + REPLAY_CHUNK]}
+            await emit(prefix + orjson.dumps({"index": index, "delta": delta, "finish_reason": None}) + b"]}")
+        extra = {k: v for k, v in message.items() if k in ("tool_calls", "function_call")}
+        if extra.get("tool_calls"):
+            extra["tool_calls"] = [{**call, "index": i} for i, call in enumerate(extra["tool_calls"])]
+        await emit(prefix + orjson.dumps({"index": index, "delta": extra, "finish_reason": choice["finish_reason"]}) + b"]}")
+    if body.get("stream_options", {}).get("include_usage"):
+        await emit(prefix + b'],"usage":' + orjson.dumps(usage.to_openai()) + b"}")
+    await send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+
+REPLAY_CHUNK = 40  # characters per replayed delta

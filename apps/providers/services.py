@@ -5,6 +5,8 @@ import time
 
 from asgiref.sync import async_to_sync
 
+from apps.common import bus
+
 from .adapters import adapter_class
 from .adapters.base import ProviderError
 from .models import HealthCheck, Provider
@@ -31,4 +33,6 @@ def provider_check_health(provider: Provider) -> HealthCheck:
             await adapter.close()
 
     ok, latency, detail = async_to_sync(check)()
+    # Every gateway process routes around a provider that fails its active check.
+    bus.publish("health", {"provider": provider.name, "ok": ok})
     return HealthCheck.objects.create(provider=provider, ok=ok, latency_ms=latency, detail=detail)

@@ -18,8 +18,8 @@ class RoutingConfig(AppConfig):
         # every gateway process through the bus (README, "Configuration changes").
         from apps.providers.models import Credential, Provider, ProviderModel
 
-        from .models import Alias
+        from .models import Alias, RoutingRule
 
-        for model in (Provider, Credential, ProviderModel, Alias):
+        for model in (Provider, Credential, ProviderModel, Alias, RoutingRule):
             post_save.connect(_config_changed, sender=model, dispatch_uid=f"config-{model.__name__}-save")
             post_delete.connect(_config_changed, sender=model, dispatch_uid=f"config-{model.__name__}-delete")

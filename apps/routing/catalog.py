@@ -17,7 +17,8 @@ from apps.common import bus
 from apps.providers.adapters.base import ProviderConfig
 from apps.providers.selectors import enabled_models, provider_configs
 
-from .models import Alias
+from .models import Alias, RoutingRule
+from .rules import Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Catalog:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelEntry] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
     loaded_at: float = 0.0
 
 
@@ -65,7 +67,8 @@ def load_catalog() -> Catalog:
         )
         models[entry.public_id] = entry
     aliases = dict(Alias.objects.filter(enabled=True).values_list("name", "target"))
-    return Catalog(providers=providers, models=models, aliases=aliases, loaded_at=time.monotonic())
+    rules = tuple(Rule.from_model(r) for r in RoutingRule.objects.filter(enabled=True).order_by("priority", "name"))
+    return Catalog(providers=providers, models=models, aliases=aliases, rules=rules, loaded_at=time.monotonic())
 
 
 class _Holder:

@@ -20,3 +20,60 @@ class Alias(models.Model):
 
     def __str__(self):
         return f"{self.name} → {self.target}"
+
+
+STRATEGIES = [
+    ("fallback", "Ordered fallback"),
+    ("weighted", "Weighted random"),
+    ("round_robin", "Round robin"),
+    ("latency", "Lowest latency"),
+    ("least_busy", "Least busy"),
+    ("cheapest", "Cheapest healthy"),
+]
+FAILURE_CLASSES = ["5xx", "429", "timeout", "connection", "content_filter", "auth"]
+
+
+def default_fallback_on():
+    return ["5xx", "429", "timeout", "connection"]
+
+
+class RoutingRule(models.Model):
+    """Matches requests and sends them to a list of targets with a strategy.
+
+    Rules are tried by ascending priority; the first enabled rule whose every set condition
+    holds wins. Targets: [{"model": "provider/model", "weight": 1, "timeout": 30}, ...].
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    priority = models.IntegerField(default=100, help_text="Lower runs first.")
+    enabled = models.BooleanField(default=True)
+    # --- match (empty = any) ---
+    match_model = models.CharField(max_length=200, blank=True, help_text='Requested model or alias; glob, e.g. "xrouter/*".')
+    match_keys = models.JSONField(default=list, blank=True, help_text="API key prefixes.")
+    match_organisations = models.JSONField(default=list, blank=True, help_text="Organisation ids.")
+    match_tags = models.JSONField(default=list, blank=True, help_text="Every tag must be present (x-xrouter-tags or metadata).")
+    match_tools = models.BooleanField(null=True, blank=True, help_text="Only requests with (yes) / without (no) tools.")
+    match_stream = models.BooleanField(null=True, blank=True)
+    min_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # --- action ---
+    strategy = models.CharField(max_length=16, choices=STRATEGIES, default="fallback")
+    targets = models.JSONField(default=list)
+    retries = models.PositiveSmallIntegerField(default=0, help_text="Extra attempts per target, with backoff and jitter.")
+    fallback_on = models.JSONField(default=default_fallback_on, blank=True, help_text=f"Any of {FAILURE_CLASSES}.")
+    deadline = models.FloatField(null=True, blank=True, help_text="Seconds for the whole request, retries and fallbacks included.")
+    residency = models.CharField(max_length=8, blank=True, help_text="Only targets of this jurisdiction, even on fallback.")
+    cache_ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; enables the response cache for this rule.")
+    context_fallback = models.BooleanField(default=True, help_text="Send prompts too long for a target to a larger one.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from .rules import validate_rule_fields
+
+        validate_rule_fields(self.targets, self.fallback_on)

@@ -1,21 +1,32 @@
 """From a requested model name to an ordered list of targets, and running them with fallbacks.
 
-Precedence: rules (the routing issue) → operator aliases → an explicit `provider/model`.
-Key restrictions (allowed models) and residency apply on every path. The router is the only
-place that tries again: adapters make one attempt each.
+Precedence: enabled rules by priority (matched against the requested name and the request's
+traits) → operator aliases → an explicit `provider/model`. Key restrictions (allowed models)
+and residency apply on every path. The router is the only place that tries again (adapters
+make one attempt each): retries per target with exponential backoff and jitter, fallback on
+the failure classes the rule names, one deadline for the whole request, and a context-window
+fallback to a larger model.
 """
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from tenacity import wait_exponential_jitter
 
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo
 from apps.providers.adapters.base import ProviderAdapter, ProviderError
 from apps.providers.adapters.registry import adapter_for
 
+from . import state
 from .catalog import Catalog, ModelEntry
+from .rules import RequestContext, Rule
+
+DEFAULT_FALLBACK_ON = frozenset({"5xx", "429", "timeout", "connection"})
+backoff = wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.1)
 
 
 @dataclass(slots=True)
@@ -35,63 +46,174 @@ class RoutePlan:
     targets: list[Target]
     rule: str = ""
     retries: int = 0
+    fallback_on: frozenset = DEFAULT_FALLBACK_ON
     deadline: float | None = None  # monotonic time by which the whole request must finish
+    cache_ttl: int | None = None
+    context_fallback: bool = True
+    prompt_tokens: int = 0
     attempts: list[str] = field(default_factory=list)
 
     def header(self, target: Target) -> str:
         return f"{self.rule or 'direct'};{target.label}"
 
 
-def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "chat") -> RoutePlan:
-    """The targets for `requested`, best first; ApiError(404/403) when there are none."""
-    target_ids = [catalog.aliases[requested]] if requested in catalog.aliases else [requested]
-    rule = f"alias:{requested}" if requested in catalog.aliases else ""
+def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "chat", ctx: RequestContext | None = None) -> RoutePlan:
+    """The targets for `requested`, best first; ApiError(403/404/503) when there are none."""
+    ctx = ctx or RequestContext(model=requested, key_prefix=key.prefix, organisation_id=key.organisation_id)
+    rule = next((r for r in catalog.rules if r.matches(ctx)), None) if kind == "chat" else None
+    if rule is not None:
+        specs = [(t.model, t.weight, t.timeout) for t in rule.targets]
+        plan = RoutePlan(requested=requested, targets=[], rule=rule.name, retries=rule.retries, fallback_on=rule.fallback_on,
+                         cache_ttl=rule.cache_ttl, context_fallback=rule.context_fallback, prompt_tokens=ctx.prompt_tokens)
+        if rule.deadline:
+            plan.deadline = time.monotonic() + rule.deadline
+    elif requested in catalog.aliases:
+        specs = [(catalog.aliases[requested], 1.0, None)]
+        plan = RoutePlan(requested=requested, targets=[], rule=f"alias:{requested}", prompt_tokens=ctx.prompt_tokens)
+    else:
+        specs = [(requested, 1.0, None)]
+        plan = RoutePlan(requested=requested, targets=[], prompt_tokens=ctx.prompt_tokens)
 
-    if not key.allows(requested) and not all(key.allows(t) for t in target_ids):
+    requested_allowed = key.allows(requested)
+    if not requested_allowed and not any(key.allows(model) for model, _, _ in specs):
         raise ApiError(403, f"This API key may not use the model '{requested}'.", param="model", code="model_not_allowed")
 
-    targets, refused_residency = [], False
-    for public_id in target_ids:
+    candidates, weights, refused_residency = [], [], False
+    for public_id, weight, timeout in specs:
         entry = catalog.models.get(public_id)
-        if entry is None or entry.kind != kind:
+        if entry is None or entry.kind != kind or not (requested_allowed or key.allows(public_id)):
             continue
-        if key.residency and entry.jurisdiction != key.residency:
+        if (key.residency and entry.jurisdiction != key.residency) or (rule and rule.residency and entry.jurisdiction != rule.residency):
             refused_residency = True
             continue
-        targets.append(Target(model=entry, adapter=adapter_for(catalog.providers[entry.provider])))
-    if not targets:
+        candidates.append(Target(model=entry, adapter=adapter_for(catalog.providers[entry.provider]), timeout=timeout))
+        weights.append(weight)
+    if not candidates:
         if refused_residency:
-            raise ApiError(
-                403,
-                f"The model '{requested}' is hosted outside {key.residency}, which this API key requires.",
-                param="model",
-                code="residency_violation",
-            )
+            where = key.residency or rule.residency
+            raise ApiError(403, f"No target for '{requested}' is hosted in {where}, which this request requires.",
+                           param="model", code="residency_violation")
         noun = "embedding model" if kind == "embedding" else "model"
         raise ApiError(404, f"The {noun} '{requested}' does not exist or is not available.", param="model", code="model_not_found")
-    return RoutePlan(requested=requested, targets=targets, rule=rule)
+
+    ordered = _order(rule, candidates, weights)
+    healthy = [t for t in ordered if state.available(t.label, t.model.provider)]
+    if not healthy:
+        raise ApiError(503, f"Every target for '{requested}' is unavailable (circuit open or failing health checks); "
+                            "retry shortly.", code="no_healthy_target", headers={"retry-after": str(int(state.COOLDOWN))})
+    plan.targets = _fit_context(healthy, ctx) if plan.context_fallback else healthy
+    return plan
+
+
+def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> list[Target]:
+    """The strategy picks the first target; the others stay behind it as fallbacks."""
+    strategy = rule.strategy if rule else "fallback"
+    if len(targets) == 1 or strategy == "fallback":
+        return targets
+    if strategy == "weighted":
+        if sum(weights) <= 0:
+            return targets
+        first = random.choices(range(len(targets)), weights=weights)[0]
+        return [targets[first]] + targets[:first] + targets[first + 1:]
+    if strategy == "round_robin":
+        shift = state.next_round_robin(rule.name) % len(targets)
+        return targets[shift:] + targets[:shift]
+    if strategy == "latency":
+        known = [state.state(t.label).latency for t in targets]
+        floor = min((x for x in known if x is not None), default=0.0)
+        # Unmeasured targets count as the fastest so they get measured.
+        return [t for _, _, t in sorted(zip([x if x is not None else floor for x in known], range(len(targets)), targets))]
+    if strategy == "least_busy":
+        return sorted(targets, key=lambda t: state.state(t.label).in_flight)
+    if strategy == "cheapest":
+        return sorted(targets, key=lambda t: t.model.input_price + t.model.output_price)
+    return targets
+
+
+def _fit_context(targets: list[Target], ctx: RequestContext) -> list[Target]:
+    """Targets whose known context window holds the prompt go first; too-small ones last."""
+    need = ctx.prompt_tokens + ctx.max_tokens
+    if not need:
+        return targets
+    fits = [t for t in targets if not t.model.context_window or t.model.context_window >= need]
+    return fits + [t for t in targets if t not in fits] if fits else targets
+
+
+def failure_class(exc: ProviderError) -> str:
+    if exc.kind in ("timeout",):
+        return "timeout"
+    if exc.kind in ("connection", "empty_stream"):
+        return "connection"
+    if exc.kind in ("rate_limited", "concurrency") or exc.status == 429:
+        return "429"
+    if exc.kind == "content_filter":
+        return "content_filter"
+    if exc.kind == "auth":
+        return "auth"
+    if exc.status >= 500:
+        return "5xx"
+    return "client"
 
 
 async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]):
-    """Try each target in order; fall back on retryable failures. Returns (result, target)."""
+    """Try the plan's targets; returns (result, target) or raises the last ProviderError."""
     last: ProviderError | None = None
+    skip_below_context: int | None = None
     for target in plan.targets:
+        window = target.model.context_window
+        if skip_below_context is not None and window is not None and window <= skip_below_context:
+            continue  # a context-length failure: only larger models are worth trying
         for attempt in range(plan.retries + 1):
             plan.attempts.append(target.label)
+            st = state.state(target.label)
+            started = time.monotonic()
             try:
-                remaining = plan.deadline - time.monotonic() if plan.deadline else None
-                if remaining is not None and remaining <= 0:
-                    raise ProviderError("the request's deadline passed", status=504, retryable=False, kind="timeout")
-                timeout = min(filter(None, (target.timeout, remaining)), default=None)
-                coro = call(target)
-                result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+                timeout = _timeout(plan, target)
+                st.in_flight += 1
+                try:
+                    coro = call(target)
+                    result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+                finally:
+                    st.in_flight -= 1
+                state.record_success(target.label, time.monotonic() - started)
                 return result, target
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, retryable=True, kind="timeout")
             except ProviderError as exc:
                 last = exc
-                if not exc.retryable:
-                    raise
+            klass = failure_class(last)
+            if klass == "client":
+                if last.kind == "context_length" and plan.context_fallback:
+                    skip_below_context = window or 0
+                    break  # never retry a client error on the same target
+                raise last
+            state.record_failure(target.label)
+            if klass not in plan.fallback_on or (plan.deadline and time.monotonic() >= plan.deadline):
+                raise last
             if attempt < plan.retries:
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                pause = last.retry_after if last.retry_after is not None else backoff(_RetryState(attempt + 1))
+                if plan.deadline and time.monotonic() + pause >= plan.deadline:
+                    break
+                await asyncio.sleep(pause)
+    if last is None:
+        raise ProviderError(f"no target of '{plan.requested}' could take this request", status=400, kind="context_length")
     raise last
+
+
+def _timeout(plan: RoutePlan, target: Target) -> float | None:
+    limits = [t for t in (target.timeout,) if t]
+    if plan.deadline:
+        remaining = plan.deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProviderError("the request's deadline passed", status=504, retryable=False, kind="timeout")
+        limits.append(remaining)
+    return min(limits) if limits else None
+
+
+class _RetryState:
+    """The one attribute tenacity's wait strategies read."""
+
+    __slots__ = ("attempt_number",)
+
+    def __init__(self, attempt_number: int):
+        self.attempt_number = attempt_number

@@ -73,7 +73,7 @@ def config_export() -> dict:
             spec["verify_tls"] = False
         creds = []
         for c in p.credentials.all():
-            secrets = {k: "${%s}" % _env_name(p.name, c.name if c.name != "default" else "", k) for k in sorted(c.secrets)}
+            secrets = {k: "${" + _env_name(p.name, c.name if c.name != "default" else "", k) + "}" for k in sorted(c.secrets)}
             creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency})
         if creds:
             spec["credentials"] = creds

@@ -1,6 +1,6 @@
 """Usage writes: idempotent batch inserts keyed on our request id."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from .models import UsageRecord
@@ -28,7 +28,7 @@ def usage_record_many(entries: list[dict]) -> int:
     rows = []
     for entry in entries:
         data = {k: v for k, v in entry.items() if k in FIELDS and v is not None}
-        data["created_at"] = datetime.fromtimestamp(entry.get("ts") or 0, tz=timezone.utc)
+        data["created_at"] = datetime.fromtimestamp(entry.get("ts") or 0, tz=UTC)
         data["cost"] = Decimal("0") if entry.get("cache_hit") else cost_of(entry)
         rows.append(UsageRecord(**data))
     UsageRecord.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)

@@ -14,22 +14,22 @@ def running_emulators():
         yield thread
 
 
+@pytest.fixture(scope="session")
+def http():
+    """One client for the session: building an httpx client costs an SSL context (~50 ms)."""
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
 @pytest.fixture(autouse=True)
-def fresh_emulators(running_emulators):
+def fresh_emulators(running_emulators, http):
     """Each test starts from the defaults: no faults, empty ledgers, no issued tokens."""
-    controls = {name: EmulatorControl(running_emulators[name].origin) for name in EMULATORS}
+    controls = {name: EmulatorControl(running_emulators[name].origin, client=http) for name in EMULATORS}
     for control in controls.values():
         control.reset()
     yield controls
     for control in controls.values():
         control.reset()
-        control.close()
-
-
-@pytest.fixture
-def http():
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

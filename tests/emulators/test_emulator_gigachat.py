@@ -127,7 +127,7 @@ def test_chat_has_the_exact_v1_shape(http, gigachat, giga_headers):
         {"message": {"content": "Echo: Hello there", "role": "assistant"}, "index": 0, "finish_reason": "stop"}
     ]
     # 2 words + 1 per message, twice; the system prompt counts as "precached".
-    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10, "precached_prompt_tokens": 2}
+    assert body["usage"] == {"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9, "precached_prompt_tokens": 2}
     assert b": " not in response.content.split(b'"content"')[0]  # compact JSON
 
 

@@ -1,4 +1,10 @@
-"""Provider adapters, loaded lazily by kind."""
+"""Provider adapters, one module per provider kind, loaded lazily by `adapter_class(kind)`.
+
+A provider module is imported the first time its kind is used (the Yandex one pulls in
+PyJWT, for instance), then the class is cached, as healthchecks' `Channel.transport` does.
+"""
+
+from __future__ import annotations
 
 import functools
 
@@ -15,4 +21,9 @@ REGISTRY = {
 
 @functools.cache
 def adapter_class(kind: str):
-    return import_string(REGISTRY[kind])
+    """The ProviderAdapter subclass for a provider kind; KeyError for an unknown kind."""
+    try:
+        path = REGISTRY[kind]
+    except KeyError:
+        raise KeyError(f"unknown provider kind {kind!r}; known: {', '.join(sorted(REGISTRY))}") from None
+    return import_string(path)

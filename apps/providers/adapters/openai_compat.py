@@ -24,12 +24,28 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-import aiohttp
-
-from .base import ChatResult, EmbeddingResult, ProviderAdapter, ProviderError, StreamChunk, Usage, error_for_status
+from .base import (
+    ChatResult,
+    EmbeddingResult,
+    ProviderAdapter,
+    ProviderError,
+    StreamChunk,
+    Usage,
+    error_for_status,
+)
 from .sse import iter_sse
 from .thinking import ThinkSplitter, split_think, strip_think
-from .transport import bad_answer, cut_off, error_message, holding, http_error, loads, open_stream, parse_json, send
+from .transport import (
+    bad_answer,
+    cut_off,
+    error_message,
+    holding,
+    http_error,
+    loads,
+    open_stream,
+    parse_json,
+    send,
+)
 
 PASS_FIELDS = (
     "temperature",
@@ -349,5 +365,3 @@ class TBankAdapter(OpenAICompatibleAdapter):
     think_tags = True
     developer_as_system = True
 
-
-__all__ = ["MTSAdapter", "OpenAICompatibleAdapter", "TBankAdapter", "aiohttp"]

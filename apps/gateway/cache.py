@@ -1,0 +1,77 @@
+"""Exact-match response cache: Redis when configured, else in-process.
+
+Only deterministic requests (temperature 0) or those whose routing rule enables it are
+cached. The key is a hash of the normalised request and the tenant's scope (organisation,
+or key before organisations exist), so one tenant never receives another's answer.
+`Cache-Control: no-cache` skips the lookup (the fresh answer still refreshes the entry).
+"""
+
+import hashlib
+import os
+import time
+
+import orjson
+
+from apps.common import redis as shared_redis
+
+DEFAULT_TTL = int(os.environ.get("XROUTER_CACHE_TTL", "300"))
+MAX_LOCAL_ENTRIES = 10_000
+PREFIX = "xrouter:cache:"
+_local: dict[str, tuple[float, bytes]] = {}
+_NOT_PART_OF_THE_ANSWER = ("stream", "stream_options", "metadata")
+
+
+def ttl_for(body: dict, plan) -> int | None:
+    if plan.cache_ttl:
+        return plan.cache_ttl
+    if body.get("temperature") == 0 and body.get("n", 1) == 1:
+        return DEFAULT_TTL
+    return None
+
+
+def cache_key(scope: str, body: dict) -> str:
+    normalised = {k: v for k, v in body.items() if k not in _NOT_PART_OF_THE_ANSWER}
+    digest = hashlib.sha256(scope.encode() + b"\0" + orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return PREFIX + digest
+
+
+def bypass(req) -> bool:
+    return "no-cache" in req.header(b"cache-control").lower()
+
+
+async def get(key: str) -> dict | None:
+    client = shared_redis.client()
+    if client is not None:
+        try:
+            raw = await client.get(key)
+        except Exception:
+            return None  # a cache outage must not fail requests
+    else:
+        hit = _local.get(key)
+        raw = hit[1] if hit and hit[0] > time.monotonic() else None
+    return orjson.loads(raw) if raw else None
+
+
+async def put(key: str, entry: dict, ttl: int) -> None:
+    raw = orjson.dumps(entry)
+    client = shared_redis.client()
+    if client is not None:
+        try:
+            await client.set(key, raw, ex=ttl)
+        except Exception:
+            pass
+        return
+    if len(_local) >= MAX_LOCAL_ENTRIES:
+        _local.pop(next(iter(_local)))  # oldest first: dicts keep insertion order
+    _local[key] = (time.monotonic() + ttl, raw)
+
+
+def entry_for(choices: list[dict], usage, model: str, provider: str, route: str) -> dict:
+    return {
+        "choices": choices,
+        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  "cached_tokens": usage.cached_tokens, "reasoning_tokens": usage.reasoning_tokens},
+        "model": model,
+        "provider": provider,
+        "route": route,
+    }

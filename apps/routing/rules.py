@@ -1,0 +1,122 @@
+"""Routing rules as the hot path sees them: compiled once per catalog load, matched in memory."""
+
+import fnmatch
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+
+STRATEGY_NAMES = {"fallback", "weighted", "round_robin", "latency", "least_busy", "cheapest"}
+FAILURE_CLASSES = {"5xx", "429", "timeout", "connection", "content_filter", "auth"}
+
+
+def validate_rule_fields(targets, fallback_on) -> None:
+    """Shared by the admin form and import_config, so both refuse the same things."""
+    if not isinstance(targets, list) or not targets:
+        raise ValidationError({"targets": "Give at least one target: [{\"model\": \"provider/model\"}]."})
+    for i, target in enumerate(targets):
+        if not isinstance(target, dict) or not isinstance(target.get("model"), str) or "/" not in target["model"]:
+            raise ValidationError({"targets": f"targets[{i}] needs model: provider/model"})
+        unknown = set(target) - {"model", "weight", "timeout"}
+        if unknown:
+            raise ValidationError({"targets": f"targets[{i}] has unknown keys {sorted(unknown)}"})
+        weight = target.get("weight", 1)
+        if not isinstance(weight, (int, float)) or weight < 0:
+            raise ValidationError({"targets": f"targets[{i}].weight must be a number ≥ 0"})
+        timeout = target.get("timeout")
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValidationError({"targets": f"targets[{i}].timeout must be a positive number of seconds"})
+    if not isinstance(fallback_on, list) or set(fallback_on) - FAILURE_CLASSES:
+        raise ValidationError({"fallback_on": f"Use a list of {sorted(FAILURE_CLASSES)}"})
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    model: str
+    weight: float = 1.0
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    priority: int
+    match_model: str = ""
+    match_keys: frozenset = frozenset()
+    match_organisations: frozenset = frozenset()
+    match_tags: frozenset = frozenset()
+    match_tools: bool | None = None
+    match_stream: bool | None = None
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    strategy: str = "fallback"
+    targets: tuple[TargetSpec, ...] = field(default_factory=tuple)
+    retries: int = 0
+    fallback_on: frozenset = frozenset({"5xx", "429", "timeout", "connection"})
+    deadline: float | None = None
+    residency: str = ""
+    cache_ttl: int | None = None
+    context_fallback: bool = True
+
+    @classmethod
+    def from_model(cls, r) -> "Rule":
+        return cls(
+            name=r.name,
+            priority=r.priority,
+            match_model=r.match_model,
+            match_keys=frozenset(r.match_keys or ()),
+            match_organisations=frozenset(str(o) for o in (r.match_organisations or ())),
+            match_tags=frozenset(r.match_tags or ()),
+            match_tools=r.match_tools,
+            match_stream=r.match_stream,
+            min_prompt_tokens=r.min_prompt_tokens,
+            max_prompt_tokens=r.max_prompt_tokens,
+            strategy=r.strategy,
+            targets=tuple(TargetSpec(t["model"], float(t.get("weight", 1)), t.get("timeout")) for t in r.targets),
+            retries=r.retries,
+            fallback_on=frozenset(r.fallback_on or ()),
+            deadline=r.deadline,
+            residency=r.residency,
+            cache_ttl=r.cache_ttl,
+            context_fallback=r.context_fallback,
+        )
+
+    def matches(self, ctx: "RequestContext") -> bool:
+        if self.match_model and not fnmatch.fnmatchcase(ctx.model, self.match_model):
+            return False
+        if self.match_keys and ctx.key_prefix not in self.match_keys:
+            return False
+        if self.match_organisations and str(ctx.organisation_id) not in self.match_organisations:
+            return False
+        if self.match_tags and not self.match_tags <= ctx.tags:
+            return False
+        if self.match_tools is not None and self.match_tools != ctx.tools:
+            return False
+        if self.match_stream is not None and self.match_stream != ctx.stream:
+            return False
+        if self.min_prompt_tokens is not None and ctx.prompt_tokens < self.min_prompt_tokens:
+            return False
+        if self.max_prompt_tokens is not None and ctx.prompt_tokens > self.max_prompt_tokens:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What rules may look at: never the prompt text itself, only its estimated size."""
+
+    model: str
+    key_prefix: str = ""
+    organisation_id: int | None = None
+    tags: frozenset = frozenset()
+    tools: bool = False
+    stream: bool = False
+    prompt_tokens: int = 0
+    max_tokens: int = 0
+
+
+def parse_tags(header: str, metadata: dict | None) -> frozenset:
+    tags = {t.strip() for t in header.split(",") if t.strip()} if header else set()
+    if metadata:
+        raw = metadata.get("tags") or ""
+        tags |= {t.strip() for t in raw.split(",") if t.strip()}
+    return frozenset(tags)

@@ -1,0 +1,113 @@
+"""Fast-moving routing state, per process so routing never waits on Redis: circuit breakers,
+latency averages, in-flight counts, round-robin positions. What other processes must know —
+a breaker opening, an active health result — is broadcast on the bus and applied here."""
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from apps.common import bus
+
+FAILURE_THRESHOLD = int(os.environ.get("XROUTER_BREAKER_FAILURES", "5"))
+ERROR_RATE = float(os.environ.get("XROUTER_BREAKER_ERROR_RATE", "0.5"))
+WINDOW = int(os.environ.get("XROUTER_BREAKER_WINDOW", "20"))
+COOLDOWN = float(os.environ.get("XROUTER_BREAKER_COOLDOWN", "30"))
+LATENCY_ALPHA = 0.2  # weight of the newest sample in the moving average
+
+
+@dataclass
+class TargetState:
+    consecutive_failures: int = 0
+    recent: deque = field(default_factory=lambda: deque(maxlen=WINDOW))  # True = success
+    open_until: float = 0.0  # monotonic; 0 = closed
+    probing_since: float = 0.0  # half-open: one request is testing the target since then
+    latency: float | None = None  # seconds, moving average
+    in_flight: int = 0
+
+
+_targets: dict[str, TargetState] = {}
+_unhealthy_providers: dict[str, float] = {}  # provider → until (monotonic)
+_round_robin: dict[str, int] = {}
+
+
+def state(target: str) -> TargetState:
+    st = _targets.get(target)
+    if st is None:
+        st = _targets[target] = TargetState()
+    return st
+
+
+def available(target: str, provider: str) -> bool:
+    """Closed, or open past its cooldown (half-open: let one probe through)."""
+    until = _unhealthy_providers.get(provider)
+    if until is not None and until > time.monotonic():
+        return False
+    st = _targets.get(target)
+    if st is None or not st.open_until:
+        return True
+    now = time.monotonic()
+    if now < st.open_until:
+        return False
+    if st.probing_since and now - st.probing_since < COOLDOWN:
+        return False  # a probe is out; wait for its verdict
+    st.probing_since = now
+    return True
+
+
+def record_success(target: str, seconds: float) -> None:
+    st = state(target)
+    st.consecutive_failures = 0
+    st.recent.append(True)
+    st.open_until = 0.0
+    st.probing_since = 0.0
+    st.latency = seconds if st.latency is None else st.latency + LATENCY_ALPHA * (seconds - st.latency)
+
+
+def record_failure(target: str) -> None:
+    st = state(target)
+    st.consecutive_failures += 1
+    st.recent.append(False)
+    failures = st.recent.count(False)
+    rate_tripped = len(st.recent) >= WINDOW // 2 and failures / len(st.recent) >= ERROR_RATE
+    if st.probing_since or st.consecutive_failures >= FAILURE_THRESHOLD or rate_tripped:
+        open_breaker(target, COOLDOWN)
+        bus.publish_nowait("breaker", {"target": target, "cooldown": COOLDOWN})
+
+
+def open_breaker(target: str, cooldown: float) -> None:
+    st = state(target)
+    st.open_until = time.monotonic() + cooldown
+    st.probing_since = 0.0
+
+
+def next_round_robin(rule: str) -> int:
+    position = _round_robin.get(rule, 0)
+    _round_robin[rule] = position + 1
+    return position
+
+
+def _on_breaker(event: dict) -> None:
+    if event.get("target"):
+        open_breaker(event["target"], float(event.get("cooldown", COOLDOWN)))
+
+
+def _on_health(event: dict) -> None:
+    provider = event.get("provider")
+    if not provider:
+        return
+    if event.get("ok"):
+        _unhealthy_providers.pop(provider, None)
+    else:
+        _unhealthy_providers[provider] = time.monotonic() + float(event.get("ttl", COOLDOWN))
+
+
+def reset() -> None:
+    """Forget everything (tests)."""
+    _targets.clear()
+    _unhealthy_providers.clear()
+    _round_robin.clear()
+
+
+bus.subscribe("breaker", _on_breaker)
+bus.subscribe("health", _on_health)
