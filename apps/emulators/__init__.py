@@ -1,9 +1,12 @@
-"""Faithful fakes of the providers' wire protocols (GigaChat, YandexGPT, MTS, T-Bank).
+"""Faithful fakes of the providers' wire protocols, with fault injection and a ledger.
 
-Each emulator is a plain ``aiohttp.web.Application`` built by ``make_app(**options)`` in its
-module; ``server.start_emulators`` / ``server.EmulatorThread`` serve them on loopback. Nothing here
-needs Django except ``management/commands/run_emulators.py``.
+* ``gigachat.py`` (+ ``gigachat_auth.py``), ``yandexgpt.py`` (+ ``yandex_iam.py``),
+  ``openai_like.py`` (+ ``openai_chat.py``) for MTS and T-Bank: each ``make_app(**options)``
+  returns a plain ``aiohttp.web.Application``.
+* ``behaviour.py``: the deterministic answers, token counts and tool arguments.
+* ``faults.py``, ``state.py``, ``responses.py``: fault injection, the ledger and the control API
+  (``/_emulator/...``), shared by all four.
+* ``server.py``: ``start_emulators`` / ``EmulatorThread``; ``control.py``: a client for the control API.
 
-Deterministic behaviour is described in ``behaviour.py``; fault injection in ``faults.py``;
-the control API (``/_emulator/...``) in ``state.py``.
+Nothing here needs Django except ``management/commands/run_emulators.py``.
 """

@@ -36,8 +36,7 @@ from typing import Any
 
 LONG_MARKER = "[long]"
 _VOCAB = (
-    "the quick brown fox jumps over a lazy dog while streaming tokens arrive one "
-    "chunk at a time so the gateway can relay them"
+    "the quick brown fox jumps over a lazy dog while streaming tokens arrive one chunk at a time so the gateway can relay them"
 ).split()
 LONG_ANSWER = " ".join(_VOCAB[i % len(_VOCAB)] for i in range(120))
 

@@ -1,8 +1,8 @@
 """A small synchronous client for an emulator's control API, for tests and scripts::
 
-    control = EmulatorControl(emulators["gigachat"].origin)
-    control.add_fault(status=429, retry_after=2, path="/api/v1/chat/completions")
-    assert control.ledger()[-1]["status"] == 429
+control = EmulatorControl(emulators["gigachat"].origin)
+control.add_fault(status=429, retry_after=2, path="/api/v1/chat/completions")
+assert control.ledger()[-1]["status"] == 429
 """
 
 from __future__ import annotations

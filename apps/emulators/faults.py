@@ -105,7 +105,7 @@ class Fault:
         if self.model is not None:
             if model is None:
                 return False
-            if self.model != model and not ("://" in model and self.model in model.split("/")[3:]):
+            if self.model != model and not ("://" in model and self.model == model.split("/")[3]):
                 return False
         return True
 

@@ -31,7 +31,13 @@ from .responses import send_json, send_stream, sse
 from .state import BODY, BODY_ERROR, REQUEST_ID, STATE_KEY, Dialect, build_app, new_state, set_usage
 
 CHAT_MODELS = [
-    "GigaChat", "GigaChat-2", "GigaChat-2-Pro", "GigaChat-2-Max", "GigaChat-Pro", "GigaChat-Max", "GigaChat-Plus",
+    "GigaChat",
+    "GigaChat-2",
+    "GigaChat-2-Pro",
+    "GigaChat-2-Max",
+    "GigaChat-Pro",
+    "GigaChat-Max",
+    "GigaChat-Plus",
 ]
 CHAT_MODELS += [m + "-preview" for m in CHAT_MODELS]
 EMBEDDING_MODELS = ["Embeddings", "Embeddings-2", "EmbeddingsGigaR", "GigaEmbeddings-3B-2025-09"]
@@ -160,10 +166,7 @@ async def tokens_count(request):
     body = _body(request)
     if body.get("model", "GigaChat") not in CHAT_MODELS + EMBEDDING_MODELS:
         raise Invalid(404, "No such model")
-    rows = [
-        {"object": "tokens", "tokens": behaviour.count_tokens(t), "characters": len(t)}
-        for t in _texts(body.get("input"))
-    ]
+    rows = [{"object": "tokens", "tokens": behaviour.count_tokens(t), "characters": len(t)} for t in _texts(body.get("input"))]
     return await send_json(request, rows, content_type=JSON_UTF8)
 
 

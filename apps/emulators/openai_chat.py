@@ -31,8 +31,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     reply = behaviour.decide_reply(conv)
     reasoning_complete = reply.reasoning == behaviour.reasoning_text(conv.last_user_text)
     field = request.app[STATE_KEY].config["reasoning_field"] or model.reasoning
-    usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + reply.completion_tokens * n,
-             "completion_tokens": reply.completion_tokens * n}
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "total_tokens": prompt_tokens + reply.completion_tokens * n,
+        "completion_tokens": reply.completion_tokens * n,
+    }
     set_usage(request, prompt_tokens, reply.completion_tokens * n)
     flavour = request.app[FLAVOUR_KEY]
     envelope = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": model.id}
@@ -40,8 +43,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if body.get("stream") is True:
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         events = _stream_events(flavour, envelope, reply, field, reasoning_complete, call_ids, usage if include_usage else None)
-        return await send_stream(request, events, content_type="text/event-stream; charset=utf-8",
-                                 malformed=b'data: {"id":"chatcmpl-x","choices":[{"delta":{"cont\n\n')
+        return await send_stream(
+            request,
+            events,
+            content_type="text/event-stream; charset=utf-8",
+            malformed=b'data: {"id":"chatcmpl-x","choices":[{"delta":{"cont\n\n',
+        )
     choices = []
     for index in range(n):
         message = {"role": "assistant", "content": reply.text}
@@ -81,8 +88,10 @@ def _conversation(body: dict, model: ModelSpec) -> tuple[behaviour.Conversation,
             role = message.get("role") if isinstance(message, dict) else None
             raise ApiError(400, f"Invalid role in messages: '{role}'", "messages")
         calls = message.get("tool_calls") or []
-        texts.append(_text_of(message.get("content")) + "".join(" " + str(c.get("function", {}).get("arguments", ""))
-                                                                 for c in calls if isinstance(c, dict)))
+        texts.append(
+            _text_of(message.get("content"))
+            + "".join(" " + str(c.get("function", {}).get("arguments", "")) for c in calls if isinstance(c, dict))
+        )
     trailing = []
     for message in reversed(messages):
         if message["role"] not in ("tool", "function"):
@@ -205,8 +214,7 @@ def _stream_events(flavour, envelope, reply, field, complete, call_ids, usage) -
         arguments = json.dumps(reply.tool_args, ensure_ascii=False)
         half = len(arguments) // 2
         for i in range(n):
-            head = {"index": 0, "id": call_ids[i], "type": "function",
-                    "function": {"name": reply.tool_name, "arguments": ""}}
+            head = {"index": 0, "id": call_ids[i], "type": "function", "function": {"name": reply.tool_name, "arguments": ""}}
             events.append(chunk(i, {"tool_calls": [head]}))
             for piece in (arguments[:half], arguments[half:]):  # arguments arrive in fragments
                 events.append(chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))

@@ -31,9 +31,7 @@ async def send_json(
 ) -> web.StreamResponse:
     body = dumps(payload) + (b"\n" if trailing_newline else b"")
     fault = request.get(FAULT)
-    shaping = fault and (
-        fault.first_byte_delay_ms or fault.cut_after_chunks is not None or fault.malformed_chunk_at is not None
-    )
+    shaping = fault and (fault.first_byte_delay_ms or fault.cut_after_chunks is not None or fault.malformed_chunk_at is not None)
     if not shaping:
         response = web.Response(body=body, status=status)
         response.headers["Content-Type"] = content_type
@@ -102,4 +100,4 @@ def _cut(request: web.Request) -> None:
 
 def sse(data: Any) -> bytes:
     payload = data if isinstance(data, str) else dumps(data).decode("utf-8")
-    return f"data: {payload}\n\n".encode("utf-8")
+    return f"data: {payload}\n\n".encode()

@@ -158,9 +158,7 @@ class EmulatorThread:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         try:
-            self.emulators = self._loop.run_until_complete(
-                start_emulators(self.host, self.ports, self.ssl_context, self.options)
-            )
+            self.emulators = self._loop.run_until_complete(start_emulators(self.host, self.ports, self.ssl_context, self.options))
         except BaseException as exc:  # handed to start() in the caller's thread
             self._error = exc
             self._ready.set()

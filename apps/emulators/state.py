@@ -21,8 +21,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -204,8 +205,7 @@ async def _respond(request: web.Request, handler, fault: Fault | None, dialect: 
 
 def fault_response(request: web.Request, fault: Fault, dialect: Dialect) -> web.StreamResponse:
     if fault.body is not None:
-        response = web.Response(body=_compact(fault.body).encode("utf-8"), status=fault.status,
-                                content_type="application/json")
+        response = web.Response(body=_compact(fault.body).encode("utf-8"), status=fault.status, content_type="application/json")
     else:
         response = dialect.error_response(request, fault.status, fault.message)
     if fault.retry_after is not None:

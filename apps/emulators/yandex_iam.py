@@ -14,7 +14,7 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jwt
 from aiohttp import web
@@ -122,9 +122,7 @@ def _principal_from_jwt(state, token) -> Principal:
         raise AuthError(401, 16, "Invalid JWT: iss does not match the key's service account")
     if claims["exp"] - claims["iat"] > int(state.config["jwt_max_lifetime_s"]):
         raise AuthError(400, 3, "Invalid JWT: lifetime exceeds 1 hour")
-    return Principal(
-        "service_account", account.get("folder_id") or state.config["default_folder"], claims["iss"]
-    )
+    return Principal("service_account", account.get("folder_id") or state.config["default_folder"], claims["iss"])
 
 
 def _principal_from_passport(state, oauth_token) -> Principal:
@@ -135,7 +133,7 @@ def _principal_from_passport(state, oauth_token) -> Principal:
 
 def rfc3339(epoch: float) -> str:
     # proto3 JSON Timestamp with nanoseconds, as in CreateIamTokenResponse.expiresAt.
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond * 1000:09d}Z"
 
 

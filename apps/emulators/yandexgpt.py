@@ -33,12 +33,23 @@ GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 499: 1, 500: 13, 
 DEFAULT_MESSAGES = {
     429: "ai.textGenerationCompletionSessionsCount.count gauge quota limit exceed: allowed 10 requests",
 }
-REQUEST_FIELDS = {"modelUri", "completionOptions", "messages", "tools", "jsonObject", "jsonSchema",
-                  "parallelToolCalls", "toolChoice"}
+REQUEST_FIELDS = {
+    "modelUri",
+    "completionOptions",
+    "messages",
+    "tools",
+    "jsonObject",
+    "jsonSchema",
+    "parallelToolCalls",
+    "toolChoice",
+}
 OPTION_FIELDS = {"stream", "temperature", "maxTokens", "reasoningOptions"}
 MESSAGE_FIELDS = {"role", "text", "toolCallList", "toolResultList"}
-FINAL_STATUS = {"stop": "ALTERNATIVE_STATUS_FINAL", "length": "ALTERNATIVE_STATUS_TRUNCATED_FINAL",
-                "tool_calls": "ALTERNATIVE_STATUS_TOOL_CALLS"}
+FINAL_STATUS = {
+    "stop": "ALTERNATIVE_STATUS_FINAL",
+    "length": "ALTERNATIVE_STATUS_TRUNCATED_FINAL",
+    "tool_calls": "ALTERNATIVE_STATUS_TOOL_CALLS",
+}
 
 DEFAULTS = {
     "api_keys": {"demo-yandex-api-key": "b1gdemofolder"},
@@ -65,8 +76,9 @@ def make_app(**options) -> web.Application:
         error_response=error_response,
         token_paths=frozenset({"/iam/v1/tokens"}),
         model_of=lambda body: body.get("modelUri") if isinstance(body.get("modelUri"), str) else None,
-        stream_of=lambda body: isinstance(body.get("completionOptions"), dict)
-        and body["completionOptions"].get("stream") is True,
+        stream_of=lambda body: (
+            isinstance(body.get("completionOptions"), dict) and body["completionOptions"].get("stream") is True
+        ),
         headers=_headers,
     )
     app = build_app(state, dialect)
@@ -83,8 +95,7 @@ def error_response(request: web.Request, status: int, message: str | None) -> we
     grpc_code = GRPC_CODES.get(status, 2)
     if request.path != COMPLETION_PATH:
         return unary_error(status, grpc_code, text)
-    error = {"grpcCode": grpc_code, "httpCode": status, "message": text,
-             "httpStatus": HTTPStatus(status).phrase, "details": []}
+    error = {"grpcCode": grpc_code, "httpCode": status, "message": text, "httpStatus": HTTPStatus(status).phrase, "details": []}
     return json_response({"error": error}, status)
 
 
@@ -127,8 +138,9 @@ def _authorize(request: web.Request, uri: str, scheme: str, models: set[str]) ->
     principal = authenticate(request)
     header_folder = request.headers.get("x-folder-id")
     if header_folder and principal.folder_id and header_folder != principal.folder_id:
-        raise Refused(400, f"Specified folder ID '{header_folder}' does not match with service account folder ID "
-                           f"'{principal.folder_id}'")
+        raise Refused(
+            400, f"Specified folder ID '{header_folder}' does not match with service account folder ID '{principal.folder_id}'"
+        )
     match = re.fullmatch(rf"{scheme}://([^/]+)/([^/@]+)(?:/([^/]+))?", uri or "")
     if not match:
         raise Refused(400, f"invalid model uri '{uri}'")  # Guess: wording
@@ -154,8 +166,10 @@ async def completion(request: web.Request) -> web.StreamResponse:
 
 
 def _session_error(request: web.Request, folder: str, message: str) -> Refused:
-    prefix = (f"Error in session internal_id={secrets.token_hex(16)}&request_id={request[REQUEST_ID]}"
-              f"&client_request_id={request.headers.get('x-client-request-id', '')}&folder_id={folder}")
+    prefix = (
+        f"Error in session internal_id={secrets.token_hex(16)}&request_id={request[REQUEST_ID]}"
+        f"&client_request_id={request.headers.get('x-client-request-id', '')}&folder_id={folder}"
+    )
     return Refused(400, f"{prefix}: {message}")
 
 
@@ -258,17 +272,21 @@ def _cumulative_lines(request, reply, final_status: str, prompt_tokens: int, ver
 
 def _result(message: dict, status: str, prompt: int, completion: int, reply, version: str) -> dict:
     details = {"reasoningTokens": str(reply.reasoning_tokens)} if reply.reasoning_tokens else {}
-    usage = {"inputTextTokens": str(prompt), "completionTokens": str(completion),
-             "totalTokens": str(prompt + completion), "completionTokensDetails": details}
-    return {"result": {"alternatives": [{"message": message, "status": status}], "usage": usage,
-                       "modelVersion": version}}
+    usage = {
+        "inputTextTokens": str(prompt),
+        "completionTokens": str(completion),
+        "totalTokens": str(prompt + completion),
+        "completionTokensDetails": details,
+    }
+    return {"result": {"alternatives": [{"message": message, "status": status}], "usage": usage, "modelVersion": version}}
 
 
 async def _send_lines(request: web.Request, lines: list[dict]) -> web.StreamResponse:
     # Guess: [L] the exact Content-Type of the NDJSON stream; application/json is most likely.
     events = [dumps(line) + b"\n" for line in lines]
-    return await send_stream(request, events, content_type="application/json",
-                             malformed=b'{"result":{"alternatives":[{"message":{"role":"assis\n')
+    return await send_stream(
+        request, events, content_type="application/json", malformed=b'{"result":{"alternatives":[{"message":{"role":"assis\n'
+    )
 
 
 async def text_embedding(request: web.Request) -> web.StreamResponse:

@@ -1,6 +1,10 @@
+from django import forms
 from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from .models import Alias
+from .models import Alias, RoutingRule
+from .selectors import explain_route
 
 
 @admin.register(Alias)
@@ -8,3 +12,51 @@ class AliasAdmin(admin.ModelAdmin):
     list_display = ["name", "target", "enabled"]
     list_filter = ["enabled"]
     search_fields = ["name", "target"]
+
+
+class RouteTestForm(forms.Form):
+    model = forms.CharField(help_text="What the client asks for, e.g. xrouter/auto or gigachat/GigaChat-2-Max")
+    key_prefix = forms.CharField(required=False, help_text="The 8 characters after xr- (optional)")
+    tags = forms.CharField(required=False, help_text="Comma separated, as in x-xrouter-tags")
+    tools = forms.BooleanField(required=False)
+    stream = forms.BooleanField(required=False)
+    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Only its size is used")
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "priority", "enabled", "match_model", "strategy", "target_list", "cache_ttl"]
+    list_editable = ["priority", "enabled"]
+    list_filter = ["enabled", "strategy"]
+    search_fields = ["name", "match_model"]
+    fieldsets = [
+        (None, {"fields": ["name", "priority", "enabled"]}),
+        ("Match (empty = any)", {"fields": ["match_model", "match_keys", "match_organisations", "match_tags",
+                                           "match_tools", "match_stream", "min_prompt_tokens", "max_prompt_tokens"]}),
+        ("Action", {"fields": ["strategy", "targets", "retries", "fallback_on", "deadline", "residency", "cache_ttl",
+                               "context_fallback"]}),
+    ]
+
+    @admin.display(description="Targets")
+    def target_list(self, obj):
+        return ", ".join(f"{t.get('model')}×{t.get('weight', 1)}" for t in obj.targets)
+
+    def get_urls(self):
+        return [path("test-route/", self.admin_site.admin_view(self.test_route), name="routing_test_route")] + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "test_route_url": reverse("admin:routing_test_route")}
+        return super().changelist_view(request, extra_context)
+
+    def test_route(self, request):
+        """A request in; the matched rule and the targets in the order they would be tried out.
+        No provider is called."""
+        form = RouteTestForm(request.POST or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            result = explain_route(**form.cleaned_data)
+        context = {**self.admin_site.each_context(request), "title": "Test a route", "form": form, "result": result,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/routing/test_route.html", context)
+
+

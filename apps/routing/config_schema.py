@@ -58,9 +58,54 @@ class ProviderSpec(_Strict):
         return self.credentials
 
 
+class TargetSpec(_Strict):
+    model: str = Field(pattern=r"^[^/]+/.+$")
+    weight: float = Field(default=1, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class MatchSpec(_Strict):
+    model: str = ""
+    key: list[str] = Field(default_factory=list, description="API key prefixes")
+    organisation: list[int] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    tools: bool | None = None
+    stream: bool | None = None
+    min_prompt_tokens: int | None = Field(default=None, ge=0)
+    max_prompt_tokens: int | None = Field(default=None, ge=0)
+
+
+class CacheSpec(_Strict):
+    ttl: int = Field(gt=0)
+
+
+class RuleSpec(_Strict):
+    name: str = Field(pattern=r"^[-a-zA-Z0-9_]{1,100}$")
+    priority: int = 100
+    enabled: bool = True
+    match: MatchSpec = Field(default_factory=MatchSpec)
+    strategy: Literal["fallback", "weighted", "round_robin", "latency", "least_busy", "cheapest"] = "fallback"
+    targets: list[TargetSpec] = Field(min_length=1)
+    retries: int = Field(default=0, ge=0, le=10)
+    fallback_on: list[Literal["5xx", "429", "timeout", "connection", "content_filter", "auth"]] = Field(
+        default_factory=lambda: ["5xx", "429", "timeout", "connection"]
+    )
+    deadline: float | None = Field(default=None, gt=0)
+    residency: str = ""
+    cache: CacheSpec | None = None
+
+    @field_validator("fallback_on", mode="before")
+    @classmethod
+    def _status_as_text(cls, value):
+        # YAML reads `429` as a number; it names the same failure class.
+        return [str(v) for v in value] if isinstance(value, list) else value
+    context_fallback: bool = True
+
+
 class ConfigFile(_Strict):
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)
 
     @field_validator("providers")
     @classmethod
@@ -112,4 +157,13 @@ def parse_config(data) -> ConfigFile:
         spec = config.providers.get(provider)
         if spec is not None and model not in spec.models:
             raise ConfigError(f"aliases.{alias}: provider {provider!r} has no model {model!r}")
+    names = [r.name for r in config.rules]
+    if len(names) != len(set(names)):
+        raise ConfigError("rules: rule names must be unique")
+    for i, rule in enumerate(config.rules):
+        for j, target in enumerate(rule.targets):
+            provider, _, model = target.model.partition("/")
+            spec = config.providers.get(provider)
+            if spec is not None and model not in spec.models:
+                raise ConfigError(f"rules.{i}.targets.{j}.model: provider {provider!r} has no model {model!r}")
     return config

@@ -122,7 +122,7 @@ def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> li
         known = [state.state(t.label).latency for t in targets]
         floor = min((x for x in known if x is not None), default=0.0)
         # Unmeasured targets count as the fastest so they get measured.
-        return [t for _, _, t in sorted(zip([x if x is not None else floor for x in known], range(len(targets)), targets))]
+        return [t for _, _, t in sorted(zip([x if x is not None else floor for x in known], range(len(targets)), targets, strict=True))]
     if strategy == "least_busy":
         return sorted(targets, key=lambda t: state.state(t.label).in_flight)
     if strategy == "cheapest":

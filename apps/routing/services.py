@@ -7,13 +7,13 @@ from django.db import transaction
 from apps.providers.models import Credential, Provider, ProviderModel
 
 from .config_schema import ConfigError, ConfigFile
-from .models import Alias
+from .models import Alias, RoutingRule
 
 
 @transaction.atomic
 def config_import(config: ConfigFile) -> dict:
     """Create or update everything in `config`; nothing outside it is touched. Returns counts."""
-    counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0}
+    counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0, "rules": 0}
     for name, spec in config.providers.items():
         provider, _ = Provider.objects.update_or_create(
             name=name,
@@ -47,7 +47,26 @@ def config_import(config: ConfigFile) -> dict:
             raise ConfigError(f"aliases.{alias}: no model {target!r} in the file or the database")
         Alias.objects.update_or_create(name=alias, defaults={"target": target, "enabled": True})
         counts["aliases"] += 1
+    for i, rule in enumerate(config.rules):
+        for j, target in enumerate(rule.targets):
+            provider, _, model = target.model.partition("/")
+            if not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
+                raise ConfigError(f"rules.{i}.targets.{j}.model: no model {target.model!r} in the file or the database")
+        RoutingRule.objects.update_or_create(name=rule.name, defaults=_rule_fields(rule))
+    counts["rules"] = len(config.rules)
     return counts
+
+
+def _rule_fields(rule) -> dict:
+    m = rule.match
+    return dict(
+        priority=rule.priority, enabled=rule.enabled, match_model=m.model, match_keys=m.key,
+        match_organisations=m.organisation, match_tags=m.tags, match_tools=m.tools, match_stream=m.stream,
+        min_prompt_tokens=m.min_prompt_tokens, max_prompt_tokens=m.max_prompt_tokens, strategy=rule.strategy,
+        targets=[t.model_dump(exclude_none=True) for t in rule.targets], retries=rule.retries,
+        fallback_on=list(rule.fallback_on), deadline=rule.deadline, residency=rule.residency,
+        cache_ttl=rule.cache.ttl if rule.cache else None, context_fallback=rule.context_fallback,
+    )
 
 
 def _env_name(*parts: str) -> str:
@@ -92,4 +111,25 @@ def config_export() -> dict:
         spec["models"] = models
         providers[p.name] = spec
     aliases = dict(Alias.objects.order_by("name").values_list("name", "target"))
-    return {"providers": providers, "aliases": aliases}
+    return {"providers": providers, "aliases": aliases, "rules": [_rule_export(r) for r in RoutingRule.objects.all()]}
+
+
+def _rule_export(r: RoutingRule) -> dict:
+    match = {k: v for k, v in {
+        "model": r.match_model, "key": r.match_keys, "organisation": r.match_organisations, "tags": r.match_tags,
+        "tools": r.match_tools, "stream": r.match_stream, "min_prompt_tokens": r.min_prompt_tokens,
+        "max_prompt_tokens": r.max_prompt_tokens,
+    }.items() if v not in ("", [], None)}
+    out = {"name": r.name, "priority": r.priority, "match": match, "strategy": r.strategy, "targets": r.targets,
+           "retries": r.retries, "fallback_on": r.fallback_on}
+    if not r.enabled:
+        out["enabled"] = False
+    if r.deadline:
+        out["deadline"] = r.deadline
+    if r.residency:
+        out["residency"] = r.residency
+    if r.cache_ttl:
+        out["cache"] = {"ttl": r.cache_ttl}
+    if not r.context_fallback:
+        out["context_fallback"] = False
+    return out

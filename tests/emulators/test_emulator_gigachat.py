@@ -248,9 +248,7 @@ def test_function_result_round_trip(http, gigachat, giga_headers):
 
 
 def test_streamed_function_call_arrives_whole(http, gigachat, giga_headers):
-    response = chat(
-        http, gigachat, giga_headers, stream=True, functions=[WEATHER], messages=[{"role": "user", "content": "x"}]
-    )
+    response = chat(http, gigachat, giga_headers, stream=True, functions=[WEATHER], messages=[{"role": "user", "content": "x"}])
     events = sse_json(response.text)
     assert len(events) == 2
     delta = events[0]["choices"][0]["delta"]

@@ -33,8 +33,7 @@ def test_non_stream_request_and_response_of_section_4(http, yandex, fresh_emulat
     fresh_emulators["yandexgpt"].configure(api_keys={"example-key": "b1gexamplefolder0001"})
     body = {
         "modelUri": "gpt://b1gexamplefolder0001/yandexgpt/latest",
-        "completionOptions": {"stream": False, "temperature": 0.3, "maxTokens": "1500",
-                              "reasoningOptions": {"mode": "DISABLED"}},
+        "completionOptions": {"stream": False, "temperature": 0.3, "maxTokens": "1500", "reasoningOptions": {"mode": "DISABLED"}},
         "messages": [{"role": "system", "text": "Answer briefly."}, {"role": "user", "text": "What is a platypus?"}],
         "tools": [],
         "jsonObject": False,
@@ -71,7 +70,7 @@ def test_stream_is_ndjson_with_cumulative_text(http, yandex):
     assert len(lines) == 3
     texts = [line["result"]["alternatives"][0]["message"]["text"] for line in lines]
     statuses = [line["result"]["alternatives"][0]["status"] for line in lines]
-    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:]))
+    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False))
     assert texts[-1] == "Echo: one two three four five six seven"
     assert statuses == ["ALTERNATIVE_STATUS_PARTIAL", "ALTERNATIVE_STATUS_PARTIAL", "ALTERNATIVE_STATUS_FINAL"]
     completion = [int(line["result"]["usage"]["completionTokens"]) for line in lines]
@@ -99,16 +98,21 @@ def test_tool_call_and_tool_result_of_section_4_3(http, yandex):
     }
     body["messages"] += [
         alternative["message"],
-        {"role": "user", "toolResultList": {"toolResults": [
-            {"functionResult": {"name": "get_weather", "content": '{"temp": -5}'}}]}},
+        {
+            "role": "user",
+            "toolResultList": {"toolResults": [{"functionResult": {"name": "get_weather", "content": '{"temp": -5}'}}]},
+        },
     ]
     answer = complete(http, yandex, body).json()["result"]["alternatives"][0]
     assert answer == {"message": {"role": "assistant", "text": 'Tool result: {"temp": -5}'}, "status": "ALTERNATIVE_STATUS_FINAL"}
 
 
 def test_tool_choice_none_and_forced_function(http, yandex):
-    base = {"modelUri": URI, "messages": [{"role": "user", "text": "x"}],
-            "tools": [{"function": {"name": "noop", "parameters": {"type": "object"}}}, WEATHER_TOOL]}
+    base = {
+        "modelUri": URI,
+        "messages": [{"role": "user", "text": "x"}],
+        "tools": [{"function": {"name": "noop", "parameters": {"type": "object"}}}, WEATHER_TOOL],
+    }
     plain = complete(http, yandex, {**base, "toolChoice": {"mode": "NONE"}}).json()["result"]["alternatives"][0]
     assert plain["message"]["text"] == "Echo: x"
     forced = complete(http, yandex, {**base, "toolChoice": {"functionName": "get_weather"}}).json()
@@ -117,8 +121,12 @@ def test_tool_choice_none_and_forced_function(http, yandex):
 
 
 def test_streamed_tool_call_is_one_line(http, yandex):
-    body = {"modelUri": URI, "completionOptions": {"stream": True}, "messages": [{"role": "user", "text": "x"}],
-            "tools": [WEATHER_TOOL]}
+    body = {
+        "modelUri": URI,
+        "completionOptions": {"stream": True},
+        "messages": [{"role": "user", "text": "x"}],
+        "tools": [WEATHER_TOOL],
+    }
     lines = ndjson(complete(http, yandex, body).text)
     assert len(lines) == 1 and lines[0]["result"]["alternatives"][0]["status"] == "ALTERNATIVE_STATUS_TOOL_CALLS"
 
@@ -130,8 +138,11 @@ def test_max_tokens_gives_truncated_final(http, yandex):
 
 
 def test_hidden_reasoning_is_only_counted(http, yandex):
-    body = {"modelUri": URI, "completionOptions": {"reasoningOptions": {"mode": "ENABLED_HIDDEN"}},
-            "messages": [{"role": "user", "text": "Think"}]}
+    body = {
+        "modelUri": URI,
+        "completionOptions": {"reasoningOptions": {"mode": "ENABLED_HIDDEN"}},
+        "messages": [{"role": "user", "text": "Think"}],
+    }
     result = complete(http, yandex, body).json()["result"]
     assert result["alternatives"][0]["message"]["text"] == "Echo: Think"
     # "Thinking about: Think" = 3 reasoning tokens, plus 2 of answer.
@@ -145,7 +156,9 @@ def test_json_schema_answer_is_synthesised(http, yandex):
     text = complete(http, yandex, body).json()["result"]["alternatives"][0]["message"]["text"]
     assert json.loads(text) == {"name": "Moscow", "age": 3}
     body = {"modelUri": URI, "messages": [{"role": "user", "text": "x"}], "jsonObject": True}
-    assert json.loads(complete(http, yandex, body).json()["result"]["alternatives"][0]["message"]["text"]) == {"answer": "Echo: x"}
+    assert json.loads(complete(http, yandex, body).json()["result"]["alternatives"][0]["message"]["text"]) == {
+        "answer": "Echo: x"
+    }
 
 
 def test_invalid_json_body_gets_the_gateway_shape(http, yandex):
@@ -196,7 +209,11 @@ def test_refusals_use_the_completion_error_shape(http, yandex, headers, uri, sta
 
 
 def test_model_uri_without_branch_and_llama(http, yandex):
-    for uri in ("gpt://b1gdemofolder/yandexgpt", "gpt://b1gdemofolder/llama-lite/latest", "gpt://b1gdemofolder/yandexgpt-lite/rc"):
+    for uri in (
+        "gpt://b1gdemofolder/yandexgpt",
+        "gpt://b1gdemofolder/llama-lite/latest",
+        "gpt://b1gdemofolder/yandexgpt-lite/rc",
+    ):
         assert complete(http, yandex, {"modelUri": uri, "messages": [{"role": "user", "text": "x"}]}).status_code == 200
 
 
@@ -209,7 +226,9 @@ def test_context_overflow_is_400(http, yandex, fresh_emulators):
 
 def test_text_embedding_doc_and_query(http, yandex, fresh_emulators):
     url = yandex.base_url + "/foundationModels/v1/textEmbedding"
-    doc = http.post(url, headers=API_KEY, json={"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "text": "Document text"})
+    doc = http.post(
+        url, headers=API_KEY, json={"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "text": "Document text"}
+    )
     assert doc.status_code == 200
     body = doc.json()
     assert set(body) == {"embedding", "numTokens", "modelVersion"}
@@ -221,8 +240,11 @@ def test_text_embedding_doc_and_query(http, yandex, fresh_emulators):
 
 def test_text_embedding_errors_use_the_unary_shape(http, yandex):
     url = yandex.base_url + "/foundationModels/v1/textEmbedding"
-    bad_key = http.post(url, headers={"Authorization": "Api-Key nope"},
-                        json={"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "text": "x"})
+    bad_key = http.post(
+        url,
+        headers={"Authorization": "Api-Key nope"},
+        json={"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "text": "x"},
+    )
     assert bad_key.status_code == 401
     assert bad_key.json() == {"code": 16, "message": "Unknown api key 'nope'", "details": []}
     unknown = http.post(url, headers=API_KEY, json={"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "texts": ["x"]})
@@ -297,6 +319,7 @@ def test_expired_iam_token_is_refused(http, yandex, rsa_key, service_account, fr
     fresh_emulators["yandexgpt"].configure(iam_token_lifetime_s=0.1)
     token = http.post(yandex.auth_url, json={"jwt": make_jwt(rsa_key)}).json()["iamToken"]
     time.sleep(0.2)
-    response = complete(http, yandex, {"modelUri": URI, "messages": [{"role": "user", "text": "x"}]},
-                        headers={"Authorization": f"Bearer {token}"})
+    response = complete(
+        http, yandex, {"modelUri": URI, "messages": [{"role": "user", "text": "x"}]}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 401

@@ -11,7 +11,7 @@ def sse_payloads(body: str) -> list[str]:
     payloads = []
     for event in events:
         assert event.startswith("data: ") and "\n" not in event, repr(event)
-        payloads.append(event[len("data: "):])
+        payloads.append(event[len("data: ") :])
     return payloads
 
 

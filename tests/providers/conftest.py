@@ -143,3 +143,54 @@ def redis_url():
     yield f"redis://127.0.0.1:{port}/0"
     process.terminate()
     process.wait(timeout=10)
+
+
+# --- a scripted upstream for wire shapes the emulators do not produce -------------------------
+class Scripted:
+    """A loopback server that answers every request with prepared raw chunks, and records requests."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.origin = ""
+        self._runner = None
+        self.status = 200
+        self.chunks: list[bytes] = []
+        self.content_type = "application/json"
+
+    async def start(self):
+        from aiohttp import web
+
+        async def handler(request):
+            raw = await request.read()
+            self.requests.append({"path": request.path, "headers": dict(request.headers), "body": raw})
+            response = web.StreamResponse(status=self.status)
+            response.headers["Content-Type"] = self.content_type
+            await response.prepare(request)
+            for chunk in self.chunks:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.origin = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    def answer(self, *chunks: bytes | str, status: int = 200, content_type: str = "application/json"):
+        self.chunks = [c.encode() if isinstance(c, str) else c for c in chunks]
+        self.status, self.content_type = status, content_type
+
+    async def stop(self):
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def scripted():
+    server = await Scripted().start()
+    yield server
+    await server.stop()

@@ -18,8 +18,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=None, help="default: settings.EMULATOR_HOST")
         for name in EMULATORS:
-            parser.add_argument(f"--{name}-port", type=int, default=None,
-                                help=f"default: settings.EMULATOR_PORTS['{name}']; 0 = any free port")
+            parser.add_argument(
+                f"--{name}-port", type=int, default=None, help=f"default: settings.EMULATOR_PORTS['{name}']; 0 = any free port"
+            )
         parser.add_argument("--only", nargs="+", choices=EMULATORS, help="start only these emulators")
         parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
         parser.add_argument("--tls-key", help="PEM private key for --tls-cert")

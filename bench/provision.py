@@ -1,0 +1,61 @@
+"""Provision the benchmark database (run by bench/run.py with DATABASE_URL and REDIS_URL set).
+
+Imports one `openai_compatible` provider pointing at the mock, one priced model, the alias
+`bench-model` and one routing rule for it through the same config import as `import_config`,
+creates a user and an API key, and prints JSON: {"key": ..., "usage_table": ..., "config": ...}.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
+
+
+def bench_config(mock_base_url: str, with_rule: bool) -> dict:
+    config = {
+        "providers": {
+            "mock": {
+                "kind": "openai_compatible",
+                "base_url": mock_base_url,
+                "credentials": {"api_key": "sk-bench-upstream"},
+                "models": {"mock-model": {"input_price": "0.50", "output_price": "1.50", "context_window": 32768}},
+            }
+        },
+        "aliases": {"bench-model": "mock/mock-model"},
+    }
+    if with_rule:
+        config["rules"] = [{"name": "bench", "match": {"model": "bench-model"}, "strategy": "fallback",
+                            "targets": [{"model": "mock/mock-model"}]}]
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mock-url", required=True, help="the mock's /v1 base URL")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+    from apps.routing.config_schema import ConfigFile, parse_config
+    from apps.routing.services import config_import
+    from apps.usage.models import UsageRecord
+
+    with_rule = "rules" in ConfigFile.model_fields
+    config = bench_config(args.mock_url, with_rule)
+    counts = config_import(parse_config(config))
+    user, _ = User.objects.get_or_create(username="bench", defaults={"email": "bench@example.invalid"})
+    _key, plaintext = key_create(user=user, name="bench")
+    print(json.dumps({"key": plaintext, "usage_table": UsageRecord._meta.db_table, "counts": counts,
+                      "rule": with_rule, "config": config}))
+
+
+if __name__ == "__main__":
+    main()

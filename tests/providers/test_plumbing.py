@@ -1,0 +1,104 @@
+"""What every adapter shares: the registry, the per-credential concurrency cap and TLS."""
+
+import asyncio
+import ssl
+
+import pytest
+import trustme
+
+from apps.emulators.gigachat_auth import DEMO_AUTHORIZATION_KEY
+from apps.emulators.server import EmulatorThread
+from apps.providers.adapters import REGISTRY, adapter_class
+from apps.providers.adapters.base import CredentialConfig, ProviderAdapter, ProviderConfig, ProviderError
+
+from .conftest import MTS_KEY, collect, joined, ledger, user
+
+CHAT = "/v1/chat/completions"
+
+
+def test_the_registry_loads_every_kind_with_its_capabilities():
+    expected = {"gigachat": (False, False), "yandexgpt": (False, False), "mts": (True, True), "tbank": (True, True), "openai_compatible": (True, True)}
+    for kind in REGISTRY:
+        cls = adapter_class(kind)
+        assert issubclass(cls, ProviderAdapter) and cls.kind == kind
+        assert (cls.supports_n, cls.supports_stop) == expected[kind]
+    with pytest.raises(KeyError):
+        adapter_class("openai-but-wrong")
+
+
+async def test_a_credential_with_one_slot_serialises_calls(make_adapter, controls):
+    adapter = make_adapter("mts", max_concurrency=1)
+    controls["mts"].add_fault(path=CHAT, latency_ms=300)
+    first, second = await asyncio.gather(
+        adapter.chat({"messages": [user("first")]}, "mws-gpt-alpha"), adapter.chat({"messages": [user("second")]}, "mws-gpt-alpha")
+    )
+    assert first.choices[0]["message"]["content"] == "Echo: first" and second.choices[0]["message"]["content"] == "Echo: second"
+    started = sorted(e["ts"] for e in ledger(controls, "mts", CHAT))
+    assert started[1] - started[0] >= 0.25  # the second reached the upstream only after the first finished
+
+
+async def test_a_stream_holds_its_slot_until_it_ends(make_adapter, controls, settings):
+    settings.XROUTER = {**settings.XROUTER, "CONCURRENCY_WAIT": 0.2}
+    adapter = make_adapter("mts", max_concurrency=1)
+    stream = adapter.stream_chat({"messages": [user("x")], "stream": True}, "mws-gpt-alpha")
+    await stream.__anext__()
+    with pytest.raises(ProviderError) as caught:
+        await adapter.chat({"messages": [user("y")]}, "mws-gpt-alpha")
+    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (429, "concurrency", True)
+    assert joined(await collect(stream)) == "Echo: x"
+    assert (await adapter.chat({"messages": [user("y")]}, "mws-gpt-alpha")).choices[0]["message"]["content"] == "Echo: y"
+
+
+async def test_waiting_past_the_concurrency_wait_is_a_429(make_adapter, controls, settings):
+    settings.XROUTER = {**settings.XROUTER, "CONCURRENCY_WAIT": 0.1}
+    adapter = make_adapter("gigachat", max_concurrency=1)
+    controls["gigachat"].add_fault(path="/api/v1/chat/completions", latency_ms=500)
+    results = await asyncio.gather(
+        adapter.chat({"messages": [user("slow")]}, "GigaChat"), adapter.chat({"messages": [user("waits")]}, "GigaChat"), return_exceptions=True
+    )
+    assert results[0].choices[0]["message"]["content"] == "Echo: slow"
+    assert isinstance(results[1], ProviderError) and results[1].status == 429
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_emulators(ca):
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    with EmulatorThread(ports={"gigachat": 0, "mts": 0}, ssl_context=server_context) as thread:
+        yield thread
+
+
+def tls_config(emulator, kind, secrets, **extra):
+    return ProviderConfig(kind, kind, emulator.base_url, auth_url=emulator.auth_url or "", credentials=(CredentialConfig("c", secrets),), **extra)
+
+
+@pytest.mark.parametrize("kind, secrets, model", [("gigachat", {"authorization_key": DEMO_AUTHORIZATION_KEY}, "GigaChat"), ("mts", {"api_key": MTS_KEY}, "mws-gpt-alpha")])
+async def test_tls_verifies_against_the_configured_ca_bundle(tls_emulators, ca, tmp_path, kind, secrets, model):
+    emulator = tls_emulators[kind]
+    assert emulator.base_url.startswith("https://")
+    bundle_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle_file))
+    for bundle in (ca.cert_pem.bytes().decode(), str(bundle_file)):  # PEM text or a file path
+        adapter = adapter_class(kind)(tls_config(emulator, kind, secrets, ca_bundle=bundle))
+        try:
+            # For GigaChat this covers the OAuth call too: same session, same SSL context.
+            assert (await adapter.chat({"messages": [user("secure")]}, model)).choices[0]["message"]["content"] == "Echo: secure"
+        finally:
+            await adapter.close()
+
+
+@pytest.mark.parametrize("kind, secrets, model", [("gigachat", {"authorization_key": DEMO_AUTHORIZATION_KEY}, "GigaChat"), ("mts", {"api_key": MTS_KEY}, "mws-gpt-alpha")])
+async def test_tls_fails_without_the_ca_bundle(tls_emulators, kind, secrets, model):
+    adapter = adapter_class(kind)(tls_config(tls_emulators[kind], kind, secrets))
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await adapter.chat({"messages": [user("secure")]}, model)
+    finally:
+        await adapter.close()
+    assert caught.value.kind == "connection" and "Certificate" in caught.value.message
