@@ -39,6 +39,14 @@ def need(service: str, available: bool):
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A test database of this run's own, so several runs on one machine never share one."""
+    from pytest_django.fixtures import _set_suffix_to_test_databases
+
+    _set_suffix_to_test_databases(suffix=f"p{os.getpid()}")
+
+
+@pytest.fixture(scope="session")
 def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb, django_db_modify_db_settings):
     """pytest-django creates only the databases marked tests ask for; the end-to-end tests use
     the default one through a server process, without the marker, so always create it."""

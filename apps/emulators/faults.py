@@ -105,7 +105,7 @@ class Fault:
         if self.model is not None:
             if model is None:
                 return False
-            if self.model != model and not ("://" in model and self.model == model.split("/")[3]):
+            if self.model not in (model, _model_name(model)):
                 return False
         return True
 
@@ -130,6 +130,12 @@ class Fault:
             if getattr(self, name) not in (None, False):
                 return name
         return "delay"
+
+
+def _model_name(model: str) -> str | None:
+    """ "yandexgpt" for "gpt://<folder>/yandexgpt/latest", so a fault can name the bare model."""
+    parts = model.split("/")
+    return parts[3] if "://" in model and len(parts) > 3 else None
 
 
 class FaultQueue:

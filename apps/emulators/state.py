@@ -4,7 +4,8 @@ the middleware that applies faults and fills the ledger, and the control API.
 Control API (no auth; refused with 403 unless the caller is on loopback):
 
 * ``GET /_emulator/health`` → ``{"status": "ok", "emulator": name}``
-* ``GET /_emulator/ledger`` → ``{"emulator": name, "entries": [...]}``; ``DELETE`` clears it.
+* ``GET /_emulator/ledger`` → ``{"emulator": name, "entries": [...]}`` (the last 10,000);
+  ``DELETE`` clears it.
   An entry: ``request_id, method, path, model, prompt_tokens, completion_tokens, status, stream,
   ts, fault, note`` (``status`` 0 = connection reset; ``note`` e.g. ``"cut"``, ``"client_disconnected"``).
 * ``POST /_emulator/faults`` (see ``faults.py``); ``GET`` lists pending ones; ``DELETE`` clears.
@@ -21,6 +22,7 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +59,11 @@ class Dialect:
 
 
 class Ledger:
+    # Bounded, so a long benchmark run against ``run_emulators`` cannot grow it without end.
+    MAX_ENTRIES = 10_000
+
     def __init__(self) -> None:
-        self._entries: list[dict] = []
+        self._entries: deque[dict] = deque(maxlen=self.MAX_ENTRIES)
         self._lock = threading.Lock()
 
     def record(self, entry: dict) -> None:

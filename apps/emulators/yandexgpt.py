@@ -8,13 +8,14 @@ Defaults: API key ``demo-yandex-api-key`` for folder ``b1gdemofolder``; Passport
 Choices where the docs leave us free (marked ``Guess`` below): a ``modelUri`` folder other than
 the caller's folder → 403 / grpcCode 7; an unknown model → 404 / grpcCode 5; unknown fields
 (top level, ``completionOptions``, messages) are rejected by the "gateway" with the parse-error
-shape. Not emulated: completionAsync, operations, tokenize, the OpenAI-compatible ``/v1``.
+shape. Not emulated: completionAsync, operations, tokenizeCompletion, the OpenAI-compatible ``/v1``.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import zlib
 from http import HTTPStatus
 
 from aiohttp import web
@@ -26,6 +27,7 @@ from .yandex_iam import AuthError, authenticate, create_iam_token, gateway_parse
 
 COMPLETION_PATH = "/foundationModels/v1/completion"
 EMBEDDING_PATH = "/foundationModels/v1/textEmbedding"
+TOKENIZE_PATH = "/foundationModels/v1/tokenize"
 MODEL_VERSIONS = {"yandexgpt": "09.02.2025", "yandexgpt-lite": "22.05.2025", "llama": "25.03.2025", "llama-lite": "25.03.2025"}
 BRANCHES = {"latest", "rc", "deprecated"}
 EMBEDDING_MODELS = {"text-search-doc", "text-search-query"}
@@ -85,6 +87,7 @@ def make_app(**options) -> web.Application:
     app.router.add_post("/iam/v1/tokens", create_iam_token)
     app.router.add_post(COMPLETION_PATH, completion)
     app.router.add_post(EMBEDDING_PATH, text_embedding)
+    app.router.add_post(TOKENIZE_PATH, tokenize)
     return app
 
 
@@ -310,3 +313,20 @@ async def text_embedding(request: web.Request) -> web.StreamResponse:
     set_usage(request, tokens, 0)
     payload = {"embedding": behaviour.embedding_vector(text, dim), "numTokens": str(tokens), "modelVersion": "06.12.2023"}
     return await send_json(request, payload)
+
+
+async def tokenize(request: web.Request) -> web.StreamResponse:
+    """Free tokenizer call (adapters use it as a cheap health check)."""
+    body = _decoded_body(request, {"modelUri", "text"})
+    if isinstance(body, web.Response):
+        return body
+    try:
+        _, model = _authorize(request, body.get("modelUri"), "gpt", set(MODEL_VERSIONS))
+    except (AuthError, Refused) as exc:
+        return unary_error(exc.status, GRPC_CODES.get(exc.status, 2), exc.message)
+    # Guess: ids are ours (a stable hash per piece); real ones are the model's vocabulary ids.
+    tokens = [
+        {"id": str(zlib.crc32(piece.encode("utf-8"))), "text": piece, "special": False}
+        for piece in behaviour.pieces(body.get("text") or "")
+    ]
+    return await send_json(request, {"tokens": tokens, "modelVersion": MODEL_VERSIONS[model]})

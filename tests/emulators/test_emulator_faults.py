@@ -239,3 +239,16 @@ def test_health_and_unknown_routes(http, running_emulators):
         assert http.get(running_emulators[name].control_url + "/health").json() == {"status": "ok", "emulator": name}
     missing = http.get(running_emulators["gigachat"].origin + "/api/v1/nothing")
     assert missing.status_code == 404 and missing.json() == {"status": 404, "message": "Not Found"}
+
+
+def test_model_filter_accepts_a_bare_yandex_model_name(http, yandex, fresh_emulators):
+    fresh_emulators["yandexgpt"].add_fault(status=500, model="yandexgpt-lite")
+    headers = {"Authorization": "Api-Key demo-yandex-api-key"}
+    url = yandex.base_url + "/foundationModels/v1/completion"
+    messages = [{"role": "user", "text": "x"}]
+    assert (
+        http.post(url, headers=headers, json={"modelUri": "gpt://b1gdemofolder/yandexgpt", "messages": messages}).status_code
+        == 200
+    )
+    lite = {"modelUri": "gpt://b1gdemofolder/yandexgpt-lite/latest", "messages": messages}
+    assert http.post(url, headers=headers, json=lite).status_code == 500

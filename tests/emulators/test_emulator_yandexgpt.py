@@ -323,3 +323,15 @@ def test_expired_iam_token_is_refused(http, yandex, rsa_key, service_account, fr
         http, yandex, {"modelUri": URI, "messages": [{"role": "user", "text": "x"}]}, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 401
+
+
+def test_tokenize(http, yandex):
+    url = yandex.base_url + "/foundationModels/v1/tokenize"
+    response = http.post(url, headers=API_KEY, json={"modelUri": URI, "text": "ping pong"})
+    assert response.status_code == 200
+    body = response.json()
+    assert [t["text"] for t in body["tokens"]] == ["ping ", "pong"]
+    assert all(t["id"].isdigit() and t["special"] is False for t in body["tokens"])
+    assert body["modelVersion"] == "09.02.2025"
+    refused = http.post(url, headers={"Authorization": "Api-Key nope"}, json={"modelUri": URI, "text": "x"})
+    assert refused.status_code == 401 and refused.json()["code"] == 16

@@ -53,6 +53,9 @@ async def token_cache(monkeypatch):
     yield TOKENS
     TOKENS.clear()
     if client is not None:
+        keys = await client.keys(TOKENS.prefix + "*")
+        if keys:
+            await client.delete(*keys)
         await client.aclose()
 
 

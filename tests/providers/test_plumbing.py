@@ -17,11 +17,18 @@ CHAT = "/v1/chat/completions"
 
 
 def test_the_registry_loads_every_kind_with_its_capabilities():
-    expected = {"gigachat": (False, False), "yandexgpt": (False, False), "mts": (True, True), "tbank": (True, True), "openai_compatible": (True, True)}
+    # (n, stop, images, dimensions)
+    expected = {
+        "gigachat": (False, False, False, False),
+        "yandexgpt": (False, False, False, True),
+        "mts": (True, True, True, True),
+        "tbank": (True, True, True, True),
+        "openai_compatible": (True, True, True, True),
+    }
     for kind in REGISTRY:
         cls = adapter_class(kind)
         assert issubclass(cls, ProviderAdapter) and cls.kind == kind
-        assert (cls.supports_n, cls.supports_stop) == expected[kind]
+        assert (cls.supports_n, cls.supports_stop, cls.supports_images, cls.supports_dimensions) == expected[kind]
     with pytest.raises(KeyError):
         adapter_class("openai-but-wrong")
 

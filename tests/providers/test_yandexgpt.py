@@ -21,7 +21,7 @@ from apps.providers.adapters.yandexgpt import (
     service_account_jwt,
 )
 
-from .conftest import YANDEX_API_KEY, YANDEX_FOLDER, collect, joined, ledger, user
+from .conftest import YANDEX_FOLDER, collect, joined, ledger, user
 
 MODEL = "yandexgpt"
 COMPLETION = "/foundationModels/v1/completion"
@@ -104,6 +104,7 @@ def test_it_reads_alternatives():
 def test_it_turns_cumulative_text_into_deltas_and_refuses_rewrites():
     text = CumulativeText()
     assert [text.delta("Hel"), text.delta("Hello"), text.delta("Hello"), text.delta("Hello!")] == ["Hel", "lo", "", "!"]
+    assert text.delta("Hello! ") == " " and text.delta("Hello!") == ""  # a trimmed final line is no revision
     with pytest.raises(StreamRevisedError):
         text.delta("Help!")
 

@@ -303,6 +303,8 @@ class GigaChatAdapter(ProviderAdapter):
     kind = "gigachat"
     supports_n = False
     supports_stop = False
+    supports_images = False  # they would need an upload through POST /files first
+    supports_dimensions = False
 
     async def chat(self, body: dict, model: str) -> ChatResult:
         payload = build_request({**body, "stream": False}, model, self.config.options)
@@ -322,15 +324,18 @@ class GigaChatAdapter(ProviderAdapter):
         async with self.slot() as credential:
             resp = await self._open_stream(credential, payload)
             async with holding(resp, NAME):
-                yield StreamChunk(delta={"role": "assistant"}, provider_request_id=resp.headers.get("X-Request-Id", ""))
+                head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
                 async for event in iter_sse(resp.content):
                     if event.data == "[DONE]":
                         return
                     chunk = parse_json(NAME, event.data)
-                    if "choices" not in chunk:
+                    if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
                         raise self._inband_error(chunk)
                     for out in stream_event(chunk):
+                        if head is not None:
+                            yield head
+                            head = None
                         finished = finished or out.finish_reason is not None
                         yield out
                 # A clean close after the finish event only lost the [DONE] marker; before it,

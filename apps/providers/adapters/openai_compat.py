@@ -123,6 +123,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     label = ""  # the name in error messages; the provider's configured name when empty
     supports_n = True
     supports_stop = True
+    supports_images = True  # image_url parts pass through; whether the model sees them is its business
+    supports_dimensions = True
     thinking_style = "reasoning_effort"  # how `thinking` is sent: "reasoning_effort" | "chat_template_kwargs"
     forward_reasoning_effort = True
     think_tags = False  # parse inline <think>…</think> out of content
@@ -251,8 +253,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                 lambda status, raw, hdrs: self._error(status, raw, hdrs, credential),
             )
             async with holding(resp, self.name):
-                yield StreamChunk(delta={"role": "assistant"}, provider_request_id=resp.headers.get("x-request-id", ""))
-                started, finished = {0}, set()
+                head = opening_chunk(resp.headers.get("x-request-id", ""))
+                started, finished = set(), set()
                 splitters: dict[int, ThinkSplitter] = {}
                 usage = None
                 done = False
@@ -265,9 +267,14 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                         raise self._inband_error(chunk)
                     for choice in chunk.get("choices") or ():
                         index = choice.get("index", 0)
-                        if index not in started:  # n > 1: each choice opens with its role
+                        if index not in started:  # each choice opens with its role (n > 1 too)
                             started.add(index)
-                            yield StreamChunk(delta={"role": "assistant"}, index=index)
+                            if head is not None:
+                                head.index = index
+                                yield head
+                                head = None
+                            else:
+                                yield StreamChunk(delta={"role": "assistant"}, index=index)
                         splitter = splitters.setdefault(index, ThinkSplitter()) if think_tags else None
                         for delta in self._deltas(choice.get("delta") or {}, splitter):
                             yield StreamChunk(delta=delta, index=index)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 import orjson
 
-from .base import ProviderError, connection_error, error_for_status, parse_retry_after
+from .base import ProviderError, StreamChunk, connection_error, error_for_status, parse_retry_after
 from .sse import StreamFormatError
 
 ErrorParser = Callable[[int, bytes, "aiohttp.typedefs.LooseHeaders"], ProviderError]
@@ -141,6 +141,16 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
             resp.release()  # aiohttp still drops the connection if unread bytes remain
         else:
             resp.close()
+
+
+def opening_chunk(provider_request_id: str) -> StreamChunk:
+    """The role delta that opens a stream, carrying the provider's request id.
+
+    Adapters yield it just before their first real chunk, not as soon as the headers arrive:
+    until then a cut, an in-band error or a stall still fails "before the first chunk", where the
+    router can fall back, and time-to-first-token is not flattered by a fast 200.
+    """
+    return StreamChunk(delta={"role": "assistant"}, provider_request_id=provider_request_id)
 
 
 def malformed(provider: str, what: str) -> ProviderError:

@@ -265,6 +265,8 @@ class CumulativeText:
         self.sent = ""
 
     def delta(self, text: str) -> str:
+        if self.sent.startswith(text) and self.sent[len(text) :].isspace():
+            return ""  # only trailing whitespace was trimmed (a final line may be stripped): nothing to take back
         if not text.startswith(self.sent):
             # The client already has the old prefix; we cannot take it back.
             raise StreamRevisedError()
@@ -278,6 +280,8 @@ class YandexGPTAdapter(ProviderAdapter):
     kind = "yandexgpt"
     supports_n = False
     supports_stop = False
+    supports_images = False
+    supports_dimensions = True  # sent as textEmbedding `dim`, for models with several sizes
 
     async def chat(self, body: dict, model: str) -> ChatResult:
         async with self.slot() as credential:
@@ -298,7 +302,7 @@ class YandexGPTAdapter(ProviderAdapter):
             payload = build_request({**body, "stream": True}, model, self._folder(secrets))
             resp = await self._open_stream(secrets, payload)
             async with holding(resp, NAME):
-                yield StreamChunk(delta={"role": "assistant"}, provider_request_id=_request_id(resp.headers))
+                head = opening_chunk(_request_id(resp.headers))
                 texts: dict[int, CumulativeText] = {}
                 done: set[int] = set()
                 async for line in iter_ndjson(resp.content):
@@ -312,6 +316,9 @@ class YandexGPTAdapter(ProviderAdapter):
                         if i in done:
                             continue
                         for chunk in self._alternative_chunks(alt, i, texts.setdefault(i, CumulativeText())):
+                            if head is not None:
+                                yield head
+                                head = None
                             if chunk.finish_reason:
                                 done.add(i)
                             yield chunk
