@@ -53,6 +53,14 @@ def cpu_seconds(before: dict[int, int], after: dict[int, int]) -> float:
     return sum(ticks - before.get(pid, 0) for pid, ticks in after.items()) / CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all cores) since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
+
+
 def rss_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:

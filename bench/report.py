@@ -158,8 +158,8 @@ def markdown(r: dict) -> str:
     details = r.get("rps") or {}
     if details:
         lines += ["", "## Per-run detail", "",
-                  "| wrk run | RPS | p50 ms | p99 ms | gateway CPU ms/req | mock CPU ms/req | errors |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| wrk run | RPS | p50 ms | p99 ms | gateway CPU ms/req | mock CPU ms/req | errors | other load |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for c, run in sorted(details.items(), key=lambda kv: int(kv[0])):
             for side in ("gateway", "direct"):
                 x = run.get(side)
@@ -167,7 +167,8 @@ def markdown(r: dict) -> str:
                     continue
                 lines.append(f"| {side}, {c} connections | {_fmt(x.get('rps'))} | {_fmt(x.get('p50_ms'), 3)} | "
                              f"{_fmt(x.get('p99_ms'), 3)} | {_fmt(x.get('gateway_cpu_ms_per_request'), 3)} | "
-                             f"{_fmt(x.get('mock_cpu_ms_per_request'), 3)} | {x.get('errors', 0)} |")
+                             f"{_fmt(x.get('mock_cpu_ms_per_request'), 3)} | {x.get('errors', 0)} | "
+                             f"{x.get('other_cpu_share', 0):.0%} |")
     procs = r.get("processes") or []
     if procs:
         lines += ["", "## Gateway processes (idle)", "", "| pid | role | RSS MiB | open-files limit |", "|---:|---|---:|---:|"]

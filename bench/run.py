@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import procs
@@ -124,7 +124,7 @@ def run_bounded(argv: list[str], env: dict, timeout: float, name: str) -> str:
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
-        raise BenchError(f"{name} did not finish within {timeout:.0f} s")
+        raise BenchError(f"{name} did not finish within {timeout:.0f} s") from None
     except BaseException:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
@@ -227,7 +227,10 @@ class Bench:
         self.key = "none"
         self.db = None
         self.usage_table = ""
-        self.wrk_gateway_connections = 0  # responses wrk may abandon at the end of its runs (usage tolerance)
+        self.wrk_gateway_connections = 0
+        self.noise: list[dict] = []  # CPU used by processes outside the benchmark, per measured step
+        self.last_other_share = 0.0
+        self.ncpu = len(os.sched_getaffinity(0))  # responses wrk may abandon at the end of its runs (usage tolerance)
 
     # the process trees
     def gateway_pids(self) -> list[int]:
@@ -236,13 +239,28 @@ class Bench:
     def mock_pids(self) -> list[int]:
         return [self.mock.pid]
 
-    def snapshot(self):
-        return procs.cpu_snapshot(self.gateway_pids()), procs.cpu_snapshot(self.mock_pids())
+    def snapshot(self) -> dict:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load tools, once reaped
+        return {
+            "gateway": procs.cpu_snapshot(self.gateway_pids()),
+            "mock": procs.cpu_snapshot(self.mock_pids()),
+            "load": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
+            "system": procs.system_busy_seconds(),
+            "t": time.monotonic(),
+        }
 
-    def cpu_since(self, snap):
-        g0, m0 = snap
-        g1, m1 = self.snapshot()
-        return procs.cpu_seconds(g0, g1), procs.cpu_seconds(m0, m1)
+    def cpu_since(self, snap: dict) -> tuple[float, float]:
+        """(gateway, mock) CPU seconds since `snap`; what else ran on the machine goes to self.noise."""
+        now = self.snapshot()
+        gateway = procs.cpu_seconds(snap["gateway"], now["gateway"])
+        mock = procs.cpu_seconds(snap["mock"], now["mock"])
+        load = now["load"] - snap["load"]
+        elapsed = now["t"] - snap["t"]
+        other = max(0.0, (now["system"] - snap["system"]) - gateway - mock - load)
+        self.noise.append({"elapsed_s": elapsed, "gateway": gateway, "mock": mock, "load_tools": load, "other": other})
+        self.last_other_share = other / (elapsed * self.ncpu) if elapsed else 0.0
+        return gateway, mock
 
     def mock_stats(self) -> dict:
         status, body = http_json("GET", f"http://{HOST}:{self.mock_port}/stats")
@@ -433,6 +451,7 @@ class Bench:
                 data["served"] = served
                 data["gateway_cpu_ms_per_request"] = g_cpu / served * 1000 if side == "gateway" and served else None
                 data["mock_cpu_ms_per_request"] = m_cpu / served * 1000 if served else None
+                data["other_cpu_share"] = self.last_other_share
                 run[side] = data
             self.results["rps"][str(c)] = run
         one = self.results["rps"].get("1", {})
@@ -467,6 +486,7 @@ class Bench:
             "gateway_cpu_s_per_1000": g_cpu / served * 1000,
             "mock_ms_per_request": m_cpu / served * 1000,
             "mock_share": m_cpu / g_cpu if g_cpu else None,
+            "other_cpu_share": self.last_other_share,
         }
 
     def stream_runs(self):
@@ -502,6 +522,7 @@ class Bench:
             "interval_ms": interval, "gateway_cpu_s": g_cpu, "mock_cpu_s": m_cpu,
             "gateway_ms_per_chunk": g_cpu / chunks * 1000 if chunks else None,
             "mock_ms_per_chunk": m_cpu / chunks * 1000 if chunks else None,
+            "other_cpu_share": self.last_other_share,
         }
 
     def hold(self, name, streams, chunks, interval_ms, ramp):
@@ -523,6 +544,7 @@ class Bench:
                 h["gateway_cpu_s"] = g_cpu
                 h["gateway_ms_per_chunk"] = g_cpu / relayed * 1000 if relayed else None
                 h["peak_rss_kib"] = sampler.peak
+                h["other_cpu_share"] = self.last_other_share
             else:
                 res = self.streams(side, mode="hold", streams=streams, chunks=chunks, interval_ms=interval_ms,
                                    ramp=ramp, timeout=timeout)
@@ -585,7 +607,7 @@ class Bench:
         except Exception:
             commit = "unknown"
         return {
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "nproc": len(os.sched_getaffinity(0)),
             "cpu_model": cpu_model,
             "mem_gib": mem_kib / 1024 / 1024,
@@ -609,6 +631,20 @@ class Bench:
         self.memory()
         self.usage_check()
         self.results["elapsed_s"] = time.monotonic() - started
+        self.noise_note()
+
+    def noise_note(self):
+        """Say how much CPU processes outside the benchmark took while it measured (a shared machine)."""
+        if not self.noise:
+            return
+        elapsed = sum(n["elapsed_s"] for n in self.noise)
+        other = sum(n["other"] for n in self.noise)
+        share = other / (elapsed * self.ncpu) if elapsed else 0.0
+        self.results["other_load"] = {"cpu_s": other, "measured_s": elapsed, "share": share, "steps": self.noise}
+        if share > 0.03:
+            self.results["notes"].append(
+                f"Processes outside the benchmark used {other:.1f} CPU-s ({share:.0%} of the machine) during the "
+                f"{elapsed:.0f} s of measured steps; figures are noisier than on an idle machine (see 'other load').")
 
     def finish(self):
         """Stop everything we started; drop the database unless --keep-db."""

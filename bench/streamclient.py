@@ -170,7 +170,7 @@ async def one_stream(loop, host, port, request, stats, deadline, min_events):
         future = proto.begin(t0)
         proto.transport.write(request)
         result = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.1))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result = proto.result if proto is not None and proto.result is not None else Result()
         result.error, result.ok = "timeout", False
     except OSError as exc:
@@ -201,7 +201,7 @@ async def worker_loop(loop, host, port, request, stats, deadline, end_at, budget
             proto.transport.write(request)
             result = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.1))
             stats.closed(result.events > 0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result = Result()
             result.error = "timeout"
             stats.closed(False)

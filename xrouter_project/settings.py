@@ -67,8 +67,8 @@ def env_secret(name, default=""):
 def _url(name, kind):
     def parse(raw):
         parsed = env.db_url_config(raw) if kind == "db" else env.cache_url_config(raw)
-        if kind == "db" and not parsed.get("ENGINE"):
-            raise ValueError("unknown scheme")
+        if kind == "db" and not parsed.get("ENGINE", "").startswith("django.db.backends."):
+            raise ValueError("use postgres://, postgresql:// or sqlite:///")
         return parsed
 
     return parse

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import time
 
 import orjson
 import redis
@@ -24,12 +25,13 @@ CLAIM_IDLE_MS = 60_000
 
 
 class UsageWriter:
-    def __init__(self, batch_size=500, block_ms=1000, consumer=None):
+    def __init__(self, batch_size=500, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS):
         self.client = redis.Redis.from_url(settings.REDIS_URL)
         self.stream = settings.XROUTER["USAGE_STREAM"]
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.claim_idle_ms = claim_idle_ms
         self.running = True
         try:
             self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
@@ -58,7 +60,7 @@ class UsageWriter:
             if not entries:
                 break
             done += self.write(entries)
-        _next, claimed, *_ = self.client.xautoclaim(self.stream, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=self.batch_size)
+        _next, claimed, *_ = self.client.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch_size)
         done += self.write(claimed)
         return done
 
@@ -78,7 +80,5 @@ class UsageWriter:
                         self.recover()
             except redis.RedisError:
                 log.exception("usage writer lost Redis; retrying")
-                import time
-
                 time.sleep(1)
         self.recover()  # leave nothing of ours pending on a clean stop

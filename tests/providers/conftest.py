@@ -25,12 +25,19 @@ MTS_KEY = "sk-demo-mts-key"
 TBANK_KEY = "sk-demo-tbank-key"
 
 
+class Controls(dict):
+    """EmulatorControl by provider name; `since` is when the test started."""
+
+    since = 0.0
+
+
 @pytest.fixture
 def controls(emulators):
     """EmulatorControl per provider, reset before and after the test."""
-    made = {name: EmulatorControl(emulators[name].origin) for name in ("gigachat", "yandexgpt", "mts", "tbank")}
+    made = Controls((name, EmulatorControl(emulators[name].origin)) for name in ("gigachat", "yandexgpt", "mts", "tbank"))
     for control in made.values():
         control.reset()
+    made.since = time.time()
     yield made
     for control in made.values():
         control.reset()
@@ -107,7 +114,10 @@ def joined(chunks, key: str = "content") -> str:
 
 
 def ledger(controls, name: str, path: str | None = None) -> list[dict]:
-    return [e for e in controls[name].ledger() if path is None or e["path"] == path]
+    """This test's requests to one emulator. A request a previous test abandoned (a timeout test)
+    is logged only when its handler finishes, possibly during this test: its start time gives it away."""
+    entries = controls[name].ledger()
+    return [e for e in entries if e["ts"] >= controls.since and (path is None or e["path"] == path)]
 
 
 # --- Redis for the cross-process token test -------------------------------------------------

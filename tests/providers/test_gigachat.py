@@ -129,6 +129,7 @@ def test_it_refuses_parameters_it_cannot_honour(extra, param):
     with pytest.raises(ProviderError) as caught:
         build_request({"messages": [user("x")], **extra}, MODEL)
     assert caught.value.kind == "unsupported_parameter" and caught.value.status == 400 and param in caught.value.message
+    assert caught.value.param == param and not caught.value.retryable
 
 
 def test_it_honours_required_with_a_single_tool_by_forcing_it():
@@ -139,7 +140,7 @@ def test_it_refuses_images():
     body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}
     with pytest.raises(ProviderError) as caught:
         build_request(body, MODEL)
-    assert caught.value.kind == "unsupported_parameter"
+    assert caught.value.kind == "unsupported_parameter" and caught.value.param == "messages[0].content"
 
 
 def test_it_reads_answers_into_openai_shape():
@@ -343,3 +344,12 @@ async def test_a_broken_stream_raises_after_its_good_chunks(make_adapter, contro
             seen.append(chunk)
     assert caught.value.kind == kind and caught.value.retryable
     assert joined(seen)  # some text got through before the failure
+
+
+async def test_a_stream_cut_before_any_data_fails_on_its_first_chunk(make_adapter, controls):
+    """So the router can still fall back: nothing has reached the client yet."""
+    controls["gigachat"].add_fault(path=CHAT, cut_after_chunks=0)
+    stream = make_adapter("gigachat").stream_chat({"messages": [user("x")], "stream": True}, MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await stream.__anext__()
+    assert caught.value.kind == "stream_interrupted"

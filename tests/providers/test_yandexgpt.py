@@ -244,7 +244,7 @@ async def test_its_free_health_check_tokenizes(scripted):
     [
         ({"status": 400, "message": "Number of input tokens must be no more than 8192, got 9136"}, 400, "context_length"),
         ({"status": 403}, 502, "auth"),
-        ({"status": 429}, 429, "rate_limited"),
+        ({"status": 429, "retry_after": 4}, 429, "rate_limited"),
         ({"status": 500}, 502, "server_error"),
         ({"reset": True}, 502, "connection"),
     ],
@@ -255,7 +255,23 @@ async def test_it_maps_errors(make_adapter, controls, fault, status, kind):
         await make_adapter("yandexgpt").chat({"messages": [user("x")]}, MODEL)
     assert (caught.value.status, caught.value.kind) == (status, kind)
     if status == 429:
-        assert "gauge quota limit exceed" in caught.value.message
+        assert "gauge quota limit exceed" in caught.value.message and caught.value.retry_after == 4.0
+
+
+async def test_it_times_out(make_adapter, controls):
+    controls["yandexgpt"].add_fault(path=COMPLETION, latency_ms=1500)
+    with pytest.raises(ProviderError) as caught:
+        await make_adapter("yandexgpt", timeout=0.3).chat({"messages": [user("x")]}, MODEL)
+    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (504, "timeout", True)
+
+
+async def test_a_stalled_stream_times_out_on_the_read_timeout(make_adapter, controls, settings):
+    settings.XROUTER = {**settings.XROUTER, "READ_TIMEOUT": 0.3}
+    controls["yandexgpt"].add_fault(path=COMPLETION, first_byte_delay_ms=1500)
+    stream = make_adapter("yandexgpt").stream_chat({"messages": [user("x")], "stream": True}, MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await stream.__anext__()  # headers came, the body did not: still before the first chunk
+    assert caught.value.kind == "timeout"
 
 
 async def test_it_maps_an_unknown_model_to_404(make_adapter):

@@ -43,6 +43,7 @@ from .transport import (
     http_error,
     loads,
     open_stream,
+    opening_chunk,
     parse_json,
     send,
 )

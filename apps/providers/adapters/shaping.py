@@ -24,7 +24,7 @@ def text_of(content, provider: str, where: str) -> str:
         if part.get("type") == "text":
             texts.append(part.get("text") or "")
         else:
-            raise unsupported(provider, f"{where}.content[{part.get('type')}]", "only text content is supported")
+            raise unsupported(provider, f"{where}.content", f"{part.get('type')} parts cannot be sent, only text")
     # Guess: parts are joined with a newline; the providers only take one string per message.
     return "\n".join(texts)
 

@@ -182,6 +182,8 @@ def bad_answer(provider: str, what: str) -> ProviderError:
 def unsupported(provider: str, param: str, why: str = "") -> ProviderError:
     """A parameter that would change the answer and that this provider cannot honour."""
     detail = f": {why}" if why else ""
-    return ProviderError(
+    error = ProviderError(
         f"{provider} does not support the parameter '{param}'{detail}", status=400, retryable=False, kind="unsupported_parameter"
     )
+    error.param = param  # the gateway puts it in the OpenAI error's `param`
+    return error

@@ -1,0 +1,37 @@
+import pytest
+
+from apps.providers.models import Credential, Provider
+
+
+@pytest.mark.django_db
+def test_credentials_are_write_only_in_the_admin(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    provider = Provider.objects.create(name="gigachat", kind="gigachat", base_url="https://example.invalid/api/v1")
+    Credential.objects.create(provider=provider, secrets={"authorization_key": "TOP-SECRET-VALUE"})
+    html = client.get(f"/admin/providers/provider/{provider.id}/change/").content.decode()
+    assert "TOP-SECRET-VALUE" not in html
+    assert "authorization_key: set" in html
+
+
+@pytest.mark.django_db
+def test_a_new_secret_entered_in_the_admin_is_stored_encrypted(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://example.invalid/v1")
+    form = {
+        "name": "mts", "kind": "mts", "base_url": "https://example.invalid/v1", "auth_url": "", "enabled": "on",
+        "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
+        "client_cert": "", "client_key": "", "timeout": "",
+        "credentials-TOTAL_FORMS": "1", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",
+        "credentials-MAX_NUM_FORMS": "1000", "credentials-0-name": "default",
+        "credentials-0-new_secrets": '{"api_key": "sk-NEW-SECRET"}', "credentials-0-max_concurrency": "2",
+        "credentials-0-enabled": "on", "credentials-0-provider": str(provider.id),
+        "models-TOTAL_FORMS": "0", "models-INITIAL_FORMS": "0", "models-MIN_NUM_FORMS": "0", "models-MAX_NUM_FORMS": "1000",
+    }
+    response = client.post(f"/admin/providers/provider/{provider.id}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    credential = Credential.objects.get(provider=provider)
+    assert credential.secrets == {"api_key": "sk-NEW-SECRET"} and credential.max_concurrency == 2
+    html = client.get(f"/admin/providers/provider/{provider.id}/change/").content.decode()
+    assert "sk-NEW-SECRET" not in html

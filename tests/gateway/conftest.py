@@ -1,0 +1,56 @@
+"""Fixtures of the end-to-end gateway tests (the shared ones are in tests/conftest.py)."""
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway, start_gateway, stop_gateway
+
+
+@pytest.fixture(scope="session")
+def faulty_gateway(gateway):
+    """A second gateway for provider-failure tests: upstream timeouts of about a second (so a
+    timeout test is quick) and a circuit breaker that never opens (so the faults these tests
+    inject cannot close a target for the tests that come after them)."""
+    env = {
+        "XROUTER_USAGE_STREAM": f"xrouter:usage:test:{uuid.uuid4().hex[:8]}",
+        "XROUTER_UPSTREAM_READ_TIMEOUT": "1",
+        "XROUTER_UPSTREAM_TOTAL_TIMEOUT": "2",
+        "XROUTER_BREAKER_FAILURES": "1000000",
+        "XROUTER_BREAKER_ERROR_RATE": "2",
+    }
+    process, base = start_gateway(env)
+    yield Gateway(base, process, env, gateway.keys)
+    stop_gateway(process)
+
+
+def _sdk(base_url: str, key: str):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def charlie_client(gateway):
+    """Charlie's key may use tbank/* only."""
+    return _sdk(gateway.v1, gateway.keys["charlie"])
+
+
+@pytest.fixture
+def resident_client(gateway):
+    """A key of alice's restricted to models hosted in Russia."""
+    return _sdk(gateway.v1, gateway.keys["resident"])
+
+
+@pytest.fixture
+def faulty_client(faulty_gateway):
+    return _sdk(faulty_gateway.v1, faulty_gateway.keys["alice"])
+
+
+@pytest.fixture
+def http(gateway):
+    """A raw HTTP client on the gateway, for what the SDK cannot send (bad JSON, odd methods)."""
+    with httpx.Client(base_url=gateway.base_url, timeout=30,
+                      headers={"Authorization": f"Bearer {gateway.keys['alice']}"}) as client:
+        yield client
