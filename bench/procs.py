@@ -72,6 +72,18 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages divided among the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 def total_rss_kib(pids) -> int:
     return sum(rss_kib(pid) for pid in pids)
 
@@ -110,7 +122,8 @@ def describe(pids) -> list[dict]:
             role = "uvicorn worker"
         else:
             role = "other"
-        out.append({"pid": pid, "role": role, "rss_kib": rss_kib(pid), "nofile": nofile_limit(pid), "cmd": cmd[:160]})
+        out.append({"pid": pid, "role": role, "rss_kib": rss_kib(pid), "pss_kib": pss_kib(pid), "nofile": nofile_limit(pid),
+                    "cmd": cmd[:160]})
     return out
 
 

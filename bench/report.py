@@ -109,8 +109,9 @@ def rows(r: dict) -> list[tuple]:
         else:
             row(f"{shape}: slowest stream ÷ pace ({h['pace_s']:.0f} s; starts spread over {h['ramp_s']:g} s)",
                 "slow_max_ratio", h.get("max_ratio"), _fmt(h.get("direct_max_ratio"), 3), digits=3)
-            row(f"{shape}: streams open at once (client side)", "slow_open", g.get("max_streaming"),
-                _fmt(d.get("max_streaming")) if d else "")
+            row(f"{shape}: streams open at once, receiving (connected)", "slow_open", None,
+                f"{_fmt(d.get('max_streaming'))} ({_fmt(d.get('max_open'))})" if d else "",
+                shown=f"{_fmt(g.get('max_streaming'))} ({_fmt(g.get('max_open'))})")
         row(f"{shape}: time-to-first-token p50 / p99, ms", f"{key_prefix}_ttft", None,
             f"{_fmt(d.get('ttft_ms_p50'), 1)} / {_fmt(d.get('ttft_ms_p99'), 1)}" if d else "",
             shown=f"{_fmt(g.get('ttft_ms_p50'), 1)} / {_fmt(g.get('ttft_ms_p99'), 1)}")
@@ -120,6 +121,8 @@ def rows(r: dict) -> list[tuple]:
     if mem:
         row(f"Resident memory at idle, MiB (all {mem.get('processes')} gateway processes)", "rss_idle_mib",
             mem.get("idle_mib"), f"mock: {_fmt(mem.get('mock_idle_mib'), 1)}", digits=1)
+        row("Proportional set size (PSS) at idle, MiB (shared pages counted once)", "pss_idle_mib",
+            mem.get("idle_pss_mib"), "", digits=1)
         if mem.get("peak_mib") is not None:
             row(f"Resident memory at peak (during the {mem.get('peak_streams', 0):,}-stream hold), MiB", "rss_peak_mib",
                 mem.get("peak_mib"), "", digits=1)
@@ -171,9 +174,21 @@ def markdown(r: dict) -> str:
                              f"{x.get('other_cpu_share', 0):.0%} |")
     procs = r.get("processes") or []
     if procs:
-        lines += ["", "## Gateway processes (idle)", "", "| pid | role | RSS MiB | open-files limit |", "|---:|---|---:|---:|"]
+        lines += ["", "## Gateway processes (idle)", "", "| pid | role | RSS MiB | PSS MiB | open-files limit |",
+                  "|---:|---|---:|---:|---:|"]
         for p in procs:
-            lines.append(f"| {p['pid']} | {p['role']} | {p['rss_kib'] / 1024:.1f} | {p['nofile']} |")
+            lines.append(f"| {p['pid']} | {p['role']} | {p['rss_kib'] / 1024:.1f} | {p.get('pss_kib', 0) / 1024:.1f} | "
+                         f"{p['nofile']} |")
+    steps = (r.get("other_load") or {}).get("steps") or []
+    if steps:
+        lines += ["", "## CPU seconds by party in each measured step", "",
+                  "Gateway = master, workers, usage writer. PostgreSQL = this database's backends. Redis = the whole "
+                  "server. Load = wrk or the stream client (and this script). Other = the rest of the machine.", "",
+                  "| step | wall s | gateway | mock | PostgreSQL | Redis | load | other |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for st in steps:
+            lines.append(f"| {st.get('step', '')} | {st['elapsed_s']:.1f} | {st['gateway']:.2f} | {st['mock']:.2f} | "
+                         f"{st['postgres']:.2f} | {st['redis']:.2f} | {st['load_tools']:.2f} | {st['other']:.2f} |")
     if r.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"

@@ -230,6 +230,7 @@ class Bench:
         self.wrk_gateway_connections = 0
         self.noise: list[dict] = []  # CPU used by processes outside the benchmark, per measured step
         self.last_other_share = 0.0
+        self.last_step: dict = {}
         self.ncpu = len(os.sched_getaffinity(0))  # responses wrk may abandon at the end of its runs (usage tolerance)
 
     # the process trees
@@ -239,26 +240,45 @@ class Bench:
     def mock_pids(self) -> list[int]:
         return [self.mock.pid]
 
+    def service_pids(self) -> list[int]:
+        """Our PostgreSQL backends (this database, not our own query connection)."""
+        if self.db is None:
+            return []
+        rows = self.db.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                               (self.args.db_name,)).fetchall()
+        return [r[0] for r in rows]
+
+    def redis_cpu(self) -> float:
+        info = self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     def snapshot(self) -> dict:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load tools, once reaped
         return {
             "gateway": procs.cpu_snapshot(self.gateway_pids()),
             "mock": procs.cpu_snapshot(self.mock_pids()),
+            "postgres": procs.cpu_snapshot(self.service_pids()),
+            "redis": self.redis_cpu(),
             "load": own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime,
             "system": procs.system_busy_seconds(),
             "t": time.monotonic(),
         }
 
-    def cpu_since(self, snap: dict) -> tuple[float, float]:
-        """(gateway, mock) CPU seconds since `snap`; what else ran on the machine goes to self.noise."""
+    def cpu_since(self, snap: dict, label: str) -> tuple[float, float]:
+        """(gateway, mock) CPU seconds since `snap`. PostgreSQL, Redis, the load tools and whatever else
+        ran on the machine go to self.noise and self.last_step."""
         now = self.snapshot()
         gateway = procs.cpu_seconds(snap["gateway"], now["gateway"])
         mock = procs.cpu_seconds(snap["mock"], now["mock"])
+        postgres = procs.cpu_seconds(snap["postgres"], now["postgres"])
+        redis_s = now["redis"] - snap["redis"]
         load = now["load"] - snap["load"]
         elapsed = now["t"] - snap["t"]
-        other = max(0.0, (now["system"] - snap["system"]) - gateway - mock - load)
-        self.noise.append({"elapsed_s": elapsed, "gateway": gateway, "mock": mock, "load_tools": load, "other": other})
+        other = max(0.0, (now["system"] - snap["system"]) - gateway - mock - postgres - redis_s - load)
+        self.last_step = {"step": label, "elapsed_s": elapsed, "gateway": gateway, "mock": mock, "postgres": postgres,
+                          "redis": redis_s, "load_tools": load, "other": other}
+        self.noise.append(self.last_step)
         self.last_other_share = other / (elapsed * self.ncpu) if elapsed else 0.0
         return gateway, mock
 
@@ -350,7 +370,17 @@ class Bench:
         if not shutil.which("wrk"):
             raise BenchError("wrk is not installed. Install it with:\n    sudo apt-get install -y wrk")
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by every child we start
+        try:  # as root the hard limit may be raised too; otherwise the soft one up to the hard one
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(hard, 65536), max(hard, 65536)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # inherited by every child we start
+        busy0, t0 = procs.system_busy_seconds(), time.monotonic()
+        time.sleep(2)
+        self.results["load_before"] = (procs.system_busy_seconds() - busy0) / ((time.monotonic() - t0) * self.ncpu)
+        if self.results["load_before"] > 0.2:
+            log(f"note: the machine is {self.results['load_before']:.0%} busy before the benchmark starts; "
+                "figures will be noisy")
         need = a.slow_streams * 2 + 1000
         if hard < need:
             self.results["notes"].append(f"open-files hard limit {hard} is below the ~{need} the hold test needs")
@@ -428,6 +458,7 @@ class Bench:
                 samples.append(procs.total_rss_kib(pids))
                 time.sleep(0.2)
             self.idle_rss_kib = sorted(samples)[len(samples) // 2]
+            self.idle_pss_kib = sum(procs.pss_kib(pid) for pid in pids)
             self.results["processes"] = procs.describe(pids)
         self.mock_idle_rss_kib = procs.rss_kib(self.mock.pid)
 
@@ -445,7 +476,7 @@ class Bench:
                 data = self.wrk(side, c, a.duration, latency=(c == 1))
                 if side == "gateway":
                     self.drain_usage()
-                g_cpu, m_cpu = self.cpu_since(snap)
+                g_cpu, m_cpu = self.cpu_since(snap, f"wrk {side}, {c} connections")
                 stats1 = self.mock_stats()
                 served = stats1[f"requests_{side}"] - stats0[f"requests_{side}"]
                 data["served"] = served
@@ -473,7 +504,7 @@ class Bench:
         stats0 = self.mock_stats()
         data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests)
         self.drain_usage()  # the writer's share of the work counts too
-        g_cpu, m_cpu = self.cpu_since(snap)
+        g_cpu, m_cpu = self.cpu_since(snap, f"CPU run, {a.cpu_connections} connections")
         served = self.mock_stats()["requests_gateway"] - stats0["requests_gateway"]
         if not served:
             raise BenchError("the CPU run served no request")
@@ -487,6 +518,9 @@ class Bench:
             "mock_ms_per_request": m_cpu / served * 1000,
             "mock_share": m_cpu / g_cpu if g_cpu else None,
             "other_cpu_share": self.last_other_share,
+            "postgres_ms_per_request": self.last_step["postgres"] / served * 1000,
+            "redis_ms_per_request": self.last_step["redis"] / served * 1000,
+            "load_tool_ms_per_request": self.last_step["load_tools"] / served * 1000,
         }
 
     def stream_runs(self):
@@ -515,7 +549,7 @@ class Bench:
         s = self.streams("gateway", mode="loop", streams=a.ttft_streams, chunks=n, interval_ms=interval,
                          duration=a.stream_duration, timeout=a.stream_duration + n * interval / 1000 + 30)
         self.drain_usage()
-        g_cpu, m_cpu = self.cpu_since(snap)
+        g_cpu, m_cpu = self.cpu_since(snap, f"per-chunk run, {a.ttft_streams} streams")
         chunks = s["events_ok"] - s["completed"]  # every data event but [DONE]
         self.results["chunk"] = {
             "streams": s["completed"], "errors": s["errors"], "chunks": chunks, "chunks_per_stream": n,
@@ -539,7 +573,7 @@ class Bench:
                     res = self.streams(side, mode="hold", streams=streams, chunks=chunks, interval_ms=interval_ms,
                                        ramp=ramp, timeout=timeout)
                 self.drain_usage()
-                g_cpu, _m = self.cpu_since(snap)
+                g_cpu, _m = self.cpu_since(snap, f"hold gateway, {streams} streams")
                 relayed = res["events_ok"] - res["completed"]
                 h["gateway_cpu_s"] = g_cpu
                 h["gateway_ms_per_chunk"] = g_cpu / relayed * 1000 if relayed else None
@@ -563,6 +597,7 @@ class Bench:
         mem = {
             "processes": len(self.gateway_pids()),
             "idle_mib": self.idle_rss_kib / 1024,
+            "idle_pss_mib": self.idle_pss_kib / 1024,
             "mock_idle_mib": self.mock_idle_rss_kib / 1024,
             "peak_mib": peak / 1024 if peak else None,
             "peak_streams": opened,
@@ -685,8 +720,10 @@ def parse_args(argv=None):
     p.add_argument("--hold-interval-ms", type=int, default=50)
     p.add_argument("--slow-streams", type=int, default=5000)
     p.add_argument("--slow-chunks", type=int, default=20)
-    p.add_argument("--slow-interval-ms", type=int, default=500)
-    p.add_argument("--slow-ramp", type=float, default=5, help="spread the slow streams' starts over this many seconds")
+    p.add_argument("--slow-interval-ms", type=int, default=1000)
+    p.add_argument("--slow-ramp", type=float, default=10,
+                   help="spread the slow streams' starts over this many seconds (default 10; keep it below the "
+                        "streams' pace so that all are open at once)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432"),
                    help="PostgreSQL server URL, without the database name")
@@ -699,7 +736,7 @@ def parse_args(argv=None):
     if args.quick:
         for name, value in {"duration": 2, "warmup": 1, "cpu_requests": 3000, "cpu_max_seconds": 5,
                             "stream_duration": 2, "chunk_chunks": 100, "hold_streams": 100, "hold_chunks": 20,
-                            "slow_streams": 1000, "slow_chunks": 4, "slow_ramp": 1}.items():
+                            "slow_streams": 1000, "slow_chunks": 4, "slow_interval_ms": 500, "slow_ramp": 1}.items():
             if getattr(args, name) == p.get_default(name):
                 setattr(args, name, value)
     args.connections = [int(c) for c in str(args.connections).split(",") if c.strip()]
@@ -716,6 +753,7 @@ def _interrupt(signum, frame):
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     bench = Bench(args)
     command = "make bench" if not argv and not sys.argv[1:] else "bench/run.py " + " ".join(argv or sys.argv[1:])
     code = 0

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from apps.common import bus
 from apps.providers.adapters.base import ProviderConfig
+from apps.providers.adapters.registry import adapter_for
 from apps.providers.selectors import enabled_models, provider_configs
 
 from .models import Alias, RoutingRule
@@ -45,6 +46,14 @@ class Catalog:
     aliases: dict[str, str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     loaded_at: float = 0.0
+    _adapters: dict = field(default_factory=dict)
+
+    def adapter(self, provider: str):
+        """The live adapter of a provider, looked up once per snapshot (the hot path asks often)."""
+        adapter = self._adapters.get(provider)
+        if adapter is None:
+            adapter = self._adapters[provider] = adapter_for(self.providers[provider])
+        return adapter
 
 
 def load_catalog() -> Catalog:

@@ -19,7 +19,6 @@ from tenacity import wait_exponential_jitter
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo
 from apps.providers.adapters.base import ProviderAdapter, ProviderError
-from apps.providers.adapters.registry import adapter_for
 
 from . import state
 from .catalog import Catalog, ModelEntry
@@ -86,7 +85,7 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
         if (key.residency and entry.jurisdiction != key.residency) or (rule and rule.residency and entry.jurisdiction != rule.residency):
             refused_residency = True
             continue
-        candidates.append(Target(model=entry, adapter=adapter_for(catalog.providers[entry.provider]), timeout=timeout))
+        candidates.append(Target(model=entry, adapter=catalog.adapter(entry.provider), timeout=timeout))
         weights.append(weight)
     if not candidates:
         if refused_residency:
@@ -133,10 +132,10 @@ def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> li
 def _fit_context(targets: list[Target], ctx: RequestContext) -> list[Target]:
     """Targets whose known context window holds the prompt go first; too-small ones last."""
     need = ctx.prompt_tokens + ctx.max_tokens
-    if not need:
+    if not need or all(not t.model.context_window or t.model.context_window >= need for t in targets):
         return targets
     fits = [t for t in targets if not t.model.context_window or t.model.context_window >= need]
-    return fits + [t for t in targets if t not in fits] if fits else targets
+    return fits + [t for t in targets if t.model.context_window and t.model.context_window < need] if fits else targets
 
 
 def failure_class(exc: ProviderError) -> str:

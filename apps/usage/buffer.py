@@ -21,6 +21,7 @@ from .services import usage_record_many
 
 log = logging.getLogger(__name__)
 MAX_PENDING = 1_000_000
+ENTRY_SIZE = 500  # records per Redis stream entry
 
 _pending: list[dict] = []
 
@@ -43,9 +44,11 @@ async def flush() -> int:
         client = shared_redis.client()
         if client is not None:
             stream = settings.XROUTER["USAGE_STREAM"]
+            # One stream entry per slice of records: a command per request would cost more
+            # CPU here and in the writer than the request itself.
             async with client.pipeline(transaction=False) as pipe:
-                for entry in batch:
-                    pipe.xadd(stream, {"r": orjson.dumps(entry, default=str)})
+                for start in range(0, len(batch), ENTRY_SIZE):
+                    pipe.xadd(stream, {"b": orjson.dumps(batch[start:start + ENTRY_SIZE], default=str)})
                 await pipe.execute()
         else:
             await sync_to_async(usage_record_many, thread_sensitive=False)(batch)

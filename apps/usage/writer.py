@@ -25,7 +25,7 @@ CLAIM_IDLE_MS = 60_000
 
 
 class UsageWriter:
-    def __init__(self, batch_size=500, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS):
+    def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS):
         self.client = redis.Redis.from_url(settings.REDIS_URL)
         self.stream = settings.XROUTER["USAGE_STREAM"]
         self.batch_size = batch_size
@@ -43,7 +43,12 @@ class UsageWriter:
         """Insert then acknowledge one batch of (id, fields) stream entries."""
         if not entries:
             return 0
-        records = [orjson.loads(fields[b"r"]) for _id, fields in entries]
+        records = []
+        for _id, fields in entries:
+            if b"b" in fields:
+                records.extend(orjson.loads(fields[b"b"]))  # a slice of records (the gateway's flush)
+            else:
+                records.append(orjson.loads(fields[b"r"]))
         close_old_connections()
         usage_record_many(records)
         ids = [entry_id for entry_id, _ in entries]
@@ -60,9 +65,13 @@ class UsageWriter:
             if not entries:
                 break
             done += self.write(entries)
-        _next, claimed, *_ = self.client.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0", count=self.batch_size)
-        done += self.write(claimed)
-        return done
+        cursor = "0-0"
+        while True:
+            cursor, claimed, *_ = self.client.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms, cursor,
+                                                         count=self.batch_size)
+            done += self.write(claimed)
+            if cursor in (b"0-0", "0-0"):
+                return done
 
     def run_once(self) -> int:
         got = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms)

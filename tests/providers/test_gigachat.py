@@ -353,3 +353,16 @@ async def test_a_stream_cut_before_any_data_fails_on_its_first_chunk(make_adapte
     with pytest.raises(ProviderError) as caught:
         await stream.__anext__()
     assert caught.value.kind == "stream_interrupted"
+
+
+async def test_an_error_that_echoes_the_access_token_does_not_carry_it(make_adapter, emulators, controls):
+    adapter = make_adapter("gigachat")
+    await adapter.chat({"messages": [user("warm up")]}, MODEL)
+    (token,) = list(emulators["gigachat"].state.tokens)
+    controls["gigachat"].add_fault(path=CHAT, status=500, message=f"token {token} misbehaved", count=2)
+    with pytest.raises(ProviderError) as caught:
+        await adapter.chat({"messages": [user("x")]}, MODEL)
+    assert "misbehaved" in caught.value.message and token not in caught.value.message
+    with pytest.raises(ProviderError) as caught:
+        await collect(adapter.stream_chat({"messages": [user("x")], "stream": True}, MODEL))
+    assert "misbehaved" in caught.value.message and token not in caught.value.message

@@ -58,6 +58,20 @@ async def test_it_forgets_a_refused_token_only_once():
     assert issuer.calls == 2
 
 
+async def test_callers_queued_behind_a_failed_fetch_share_its_error():
+    calls = 0
+
+    async def failing() -> Token:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        raise ConnectionError("token endpoint down")
+
+    cache = TokenCache(redis=lambda: None)
+    results = await asyncio.gather(*(cache.get("k", failing) for _ in range(20)), return_exceptions=True)
+    assert calls == 1 and all(isinstance(r, ConnectionError) for r in results)
+
+
 async def test_it_treats_tokens_without_expiry_as_valid():
     assert Token("x", NEVER).fresh()
 

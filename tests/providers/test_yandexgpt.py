@@ -228,15 +228,12 @@ async def test_it_raises_an_in_band_stream_error(scripted):
     assert sent["completionOptions"]["stream"] is True
 
 
-async def test_its_free_health_check_tokenizes(scripted):
-    scripted.answer(b'{"tokens":[{"id":"1","text":"ping","special":false}],"modelVersion":"x"}')
-    adapter = YandexGPTAdapter(ProviderConfig("y", "yandexgpt", scripted.origin, credentials=(CredentialConfig("c", {"api_key": "k", "folder_id": "f"}),)))
-    try:
-        await adapter.health_check()
-    finally:
-        await adapter.close()
-    assert scripted.requests[0]["path"] == "/foundationModels/v1/tokenize"
-    assert json.loads(scripted.requests[0]["body"])["modelUri"] == "gpt://f/yandexgpt-lite/latest"
+async def test_its_health_check_is_a_free_tokenize_call(make_adapter, controls):
+    adapter = make_adapter("yandexgpt")
+    await adapter.health_check()
+    assert [e["path"] for e in ledger(controls, "yandexgpt")] == ["/foundationModels/v1/tokenize"]
+    with pytest.raises(ProviderError):
+        await make_adapter("yandexgpt", secrets={"api_key": "wrong-key-0000", "folder_id": YANDEX_FOLDER}).health_check()
 
 
 @pytest.mark.parametrize(

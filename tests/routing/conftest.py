@@ -36,8 +36,12 @@ def gateway_env(**extra) -> dict:
 
 @pytest.fixture(scope="session")
 def router_gateway(gateway):
-    """A gateway process for the routing tests (the demo config and keys come from `gateway`)."""
-    env = gateway_env()
+    """A gateway process for the routing tests (the demo config and keys come from `gateway`).
+
+    Its circuit breakers never open: breaker state is per process and outlives a test, so the
+    failures one test injects would otherwise close a target for the next. The breaker has its
+    own tests, on gateways of their own."""
+    env = gateway_env(XROUTER_BREAKER_FAILURES="1000000", XROUTER_BREAKER_ERROR_RATE="2")
     process, base = start_gateway(env)
     yield Gateway(base, process, env, gateway.keys)
     stop_gateway(process)

@@ -63,6 +63,7 @@ from .transport import (
     open_stream,
     opening_chunk,
     parse_json,
+    redact,
     send,
     unsupported,
 )
@@ -201,7 +202,7 @@ def _function_spec(fn: dict) -> dict:
 
 def _function_call(choice, functions: list[dict]):
     if choice is None or choice in ("auto", "none"):
-        return choice or "auto"
+        return choice or "auto"  # Guess: GigaChat's default with functions is not documented; OpenAI's is auto
     if choice == "required":
         if len(functions) == 1:
             return {"name": functions[0]["name"]}  # "call some tool" with one tool = "call this one"
@@ -281,8 +282,8 @@ def stream_event(chunk: dict) -> list[StreamChunk]:
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         piece: dict = {}
-        # Built-in functions report progress ("N seconds left") as role function_in_progress:
-        # status text, not answer text. # Guess
+        # Guess: built-in functions report progress ("N seconds left") as role
+        # function_in_progress; that is status text, not answer text, so it is not relayed.
         if delta.get("content") and delta.get("role") != "function_in_progress":
             piece["content"] = delta["content"]
         if delta.get("reasoning_content"):
@@ -323,7 +324,8 @@ class GigaChatAdapter(ProviderAdapter):
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         payload = build_request({**body, "stream": True}, model, self.config.options)
         async with self.slot() as credential:
-            resp = await self._open_stream(credential, payload)
+            resp, token = await self._open_stream(credential, payload)
+            hidden = {**(credential.secrets if credential else {}), "token": token}
             async with holding(resp, NAME):
                 head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
@@ -332,7 +334,7 @@ class GigaChatAdapter(ProviderAdapter):
                         return
                     chunk = parse_json(NAME, event.data)
                     if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
-                        raise self._inband_error(chunk)
+                        raise self._inband_error(chunk, hidden)
                     for out in stream_event(chunk):
                         if head is not None:
                             yield head
@@ -383,11 +385,11 @@ class GigaChatAdapter(ProviderAdapter):
                 await TOKENS.invalidate(self._token_key(secrets), token)
                 continue
             if not 200 <= status < 300:
-                raise self._api_error(status, raw, resp_headers, secrets)
+                raise self._api_error(status, raw, resp_headers, {**secrets, "token": token})
             return loads(raw), resp_headers
         raise AssertionError("unreachable")
 
-    async def _open_stream(self, credential, payload: dict) -> aiohttp.ClientResponse:
+    async def _open_stream(self, credential, payload: dict) -> tuple[aiohttp.ClientResponse, str]:
         secrets = credential.secrets if credential else {}
         for attempt in (1, 2):
             token = await self._token(secrets)
@@ -399,8 +401,9 @@ class GigaChatAdapter(ProviderAdapter):
                     self._url("/chat/completions"),
                     payload,
                     headers,
-                    lambda status, raw, hdrs: self._api_error(status, raw, hdrs, secrets),
-                )
+                    # An error may echo the access token; it must not reach the client.
+                    lambda status, raw, hdrs, hidden={**secrets, "token": token}: self._api_error(status, raw, hdrs, hidden),
+                ), token
             except ProviderError as exc:
                 if exc.provider_status == 401 and attempt == 1 and self._refreshable(secrets):
                     await TOKENS.invalidate(self._token_key(secrets), token)
@@ -408,21 +411,21 @@ class GigaChatAdapter(ProviderAdapter):
                 raise
         raise AssertionError("unreachable")
 
-    def _api_error(self, status: int, raw: bytes, headers, secrets: dict) -> ProviderError:
-        """API errors are {"status", "message"}."""
+    def _api_error(self, status: int, raw: bytes, headers, hidden: dict) -> ProviderError:
+        """API errors are {"status", "message"}; `hidden` are values to cut out of the message."""
         if status == 402:
             # The account's token package is spent: our problem, not the client's, and another
             # provider can still answer.
             return ProviderError(
                 f"{NAME}: payment required (token package exhausted)", status=502, retryable=True, kind="quota", provider_status=402
             )
-        return http_error(NAME, status, raw, headers, secrets)
+        return http_error(NAME, status, raw, headers, hidden)
 
-    def _inband_error(self, chunk: dict) -> ProviderError:
+    def _inband_error(self, chunk: dict, hidden: dict) -> ProviderError:
         # Guess: mid-stream errors are undocumented; an event without choices that carries a
         # status/message is read as the API error shape.
         status = chunk.get("status") if isinstance(chunk.get("status"), int) else 502
-        message = error_message(chunk) or "error event in the stream"
+        message = redact(error_message(chunk), hidden) or "error event in the stream"
         return error_for_status(NAME, status if status >= 400 else 502, message)
 
     # --- tokens ------------------------------------------------------------------------------------
@@ -476,17 +479,18 @@ class GigaChatAdapter(ProviderAdapter):
         # Same session, hence the same SSL context (ca_bundle, client certificate) as the API calls.
         status, raw, resp_headers = await send(self.session(), f"{NAME} OAuth", "POST", url, headers, form=form)
         if status != 200:
-            raise _auth_error(status, raw, resp_headers)
+            raise _auth_error(status, raw, resp_headers, headers)
         return loads(raw)
 
 
-def _auth_error(status: int, raw: bytes, headers) -> ProviderError:
+def _auth_error(status: int, raw: bytes, headers, sent: dict) -> ProviderError:
     """OAuth errors are {"code", "message"}; any 4xx there is our credential's fault, not the client's."""
+    hidden = {"authorization": sent.get("Authorization", "").partition(" ")[2]}  # the key we sent
     if status == 429 or status >= 500:
-        return http_error(f"{NAME} OAuth", status, raw, headers)
+        return http_error(f"{NAME} OAuth", status, raw, headers, hidden)
     data = loads(raw)
-    message = error_message(data, raw)
-    if isinstance(data, dict) and data.get("code") is not None:
+    message = redact(error_message(data, raw), hidden)
+    if isinstance(data, dict) and data.get("code") is not None:  # the OAuth host's numeric code (gigachat.md §3.1)
         message = f"{message} (code {data['code']})"
     return ProviderError(f"{NAME} OAuth: {message or f'HTTP {status}'}", status=502, retryable=True, kind="auth", provider_status=status)
 

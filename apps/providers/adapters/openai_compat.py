@@ -5,8 +5,13 @@ self-hosted vLLM may have none). `config.extra_headers` are sent on every call;
 `config.options["extra_body"]` is merged into every chat request (e.g. vLLM's `top_k`).
 
 Parameters: the OpenAI ones pass through (supports_n and supports_stop are True).
-  * dropped silently: `logprobs`, `top_logprobs` (the answer has no place for them),
-    `metadata`, `store`, `service_tier`; `user` and `seed` are passed on.
+  * passed on when present: `user`, `seed`, `logit_bias`, `parallel_tool_calls`,
+    `response_format`, image content parts (supports_images), embeddings `dimensions`.
+  * dropped silently: `logprobs`, `top_logprobs` (ChatResult has no place for them),
+    `metadata`, `store`, `service_tier`.
+  * assistant turns: `reasoning_content` / `reasoning` keys and inline think blocks removed;
+    `developer` becomes `system` for MTS and T-Bank (open-model chat templates know no
+    developer role). # Guess for MTS, whose serving stack is not documented.
   * `stream_options.include_usage` is always requested upstream (the gateway decides whether
     the client sees usage); `options["stream_usage"] = False` turns that off for servers that
     reject `stream_options`.

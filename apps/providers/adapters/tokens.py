@@ -16,6 +16,7 @@ Token values are never logged; Token's repr hides them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import logging
 import secrets
@@ -32,6 +33,7 @@ NEVER = float("inf")  # externally supplied tokens: valid until a 401 says other
 LOCK_TTL_MS = 15_000  # a crashed refresher frees the Redis lock after this
 WAIT_FOR_PEER = 10.0  # how long a process waits for another one's refresh before fetching itself
 POLL_INTERVAL = 0.05
+FAILURE_HOLD = 1.0  # callers queued behind a failed fetch get its error instead of each retrying it
 KEY_PREFIX = "xrouter:token:"
 
 
@@ -70,13 +72,14 @@ def _redis():
 
 
 class _Entry:
-    __slots__ = ("fetched_at", "lock", "loop", "token")
+    __slots__ = ("error", "failed_at", "lock", "loop", "token")
 
     def __init__(self) -> None:
         self.token: Token | None = None
         self.lock: asyncio.Lock | None = None
         self.loop = None
-        self.fetched_at = 0.0
+        self.error: BaseException | None = None
+        self.failed_at = 0.0
 
     def get_lock(self) -> asyncio.Lock:
         # An asyncio.Lock belongs to one event loop; tests (and `manage.py` commands) may run
@@ -101,10 +104,6 @@ class TokenCache:
             entry = self._entries[key] = _Entry()
         return entry
 
-    def peek(self, key: str) -> Token | None:
-        entry = self._entries.get(key)
-        return entry.token if entry else None
-
     async def get(self, key: str, fetch: Callable[[], Awaitable[Token]], *, force: bool = False) -> str:
         """A usable token for `key`, fetching it at most once at a time. `force` skips every cache."""
         entry = self._entry(key)
@@ -116,9 +115,16 @@ class TokenCache:
             # Double check: whoever held the lock before us may have refreshed already.
             if current is not None and current.fresh() and (not force or current is not stale):
                 return current.value
-            token = await self._refresh(key, fetch, force=force)
-            entry.token = token
-            entry.fetched_at = time.time()
+            # A token endpoint that just failed is not asked again by every queued caller
+            # (GigaChat allows 10 token requests a second): they share the failure for a moment.
+            if entry.error is not None and time.monotonic() - entry.failed_at < FAILURE_HOLD:
+                raise copy.copy(entry.error)
+            try:
+                token = await self._refresh(key, fetch, force=force)
+            except Exception as exc:
+                entry.error, entry.failed_at = exc, time.monotonic()
+                raise
+            entry.token, entry.error = token, None
             return token.value
 
     async def invalidate(self, key: str, bad_value: str) -> None:

@@ -65,6 +65,7 @@ from .transport import (
     open_stream,
     opening_chunk,
     parse_json,
+    redact,
     send,
     unsupported,
 )
@@ -239,7 +240,9 @@ def parse_alternative(alt: dict, index: int) -> dict:
 def _result(data) -> dict:
     if not isinstance(data, dict):
         raise bad_answer(NAME, "not a JSON object")
-    result = data.get("result", data)  # the REST gateway wraps every message in "result"
+    # The REST gateway wraps every message in "result". Guess: an unwrapped body (as async
+    # operations return it) is accepted too.
+    result = data.get("result", data)
     if not isinstance(result, dict) or not isinstance(result.get("alternatives"), list) or not result["alternatives"]:
         raise bad_answer(NAME, "no alternatives")
     return result
@@ -423,7 +426,7 @@ class YandexGPTAdapter(ProviderAdapter):
                 await TOKENS.invalidate(self._token_key(secrets), auth.removeprefix("Bearer "))
                 continue
             if not 200 <= status < 300:
-                raise http_error(NAME, status, raw, headers, secrets)
+                raise http_error(NAME, status, raw, headers, _hidden(secrets, auth))
             return loads(raw), headers
         raise AssertionError("unreachable")
 
@@ -437,7 +440,7 @@ class YandexGPTAdapter(ProviderAdapter):
                     self._url(COMPLETION),
                     payload,
                     self._headers(secrets, auth),
-                    lambda status, raw, hdrs: http_error(NAME, status, raw, hdrs, secrets),
+                    lambda status, raw, hdrs, hidden=_hidden(secrets, auth): http_error(NAME, status, raw, hdrs, hidden),
                 )
             except ProviderError as exc:
                 if exc.provider_status == 401 and attempt == 1 and self._refreshable(secrets):
@@ -475,11 +478,12 @@ class YandexGPTAdapter(ProviderAdapter):
             body = {"yandexPassportOauthToken": secrets["oauth_token"]}
         provider = f"{NAME} IAM"
         status, raw, headers = await send(self.session(), provider, "POST", self.config.auth_url or IAM_URL, {}, json_body=body)
+        hidden = {**secrets, **body}  # the JWT or the OAuth token we sent
         if status == 429 or status >= 500:
-            raise http_error(provider, status, raw, headers, secrets)
+            raise http_error(provider, status, raw, headers, hidden)
         if status != 200:
             # Any 4xx here means our key is wrong: not the client's fault.
-            message = error_message(loads(raw), raw) or f"HTTP {status}"
+            message = redact(error_message(loads(raw), raw), hidden) or f"HTTP {status}"
             raise ProviderError(f"{provider}: {message}", status=502, retryable=True, kind="auth", provider_status=status)
         data = loads(raw)
         if not isinstance(data, dict) or not data.get("iamToken"):
@@ -502,11 +506,19 @@ def service_account_jwt(key, now: float | None = None) -> str:
 
 
 def _inband_error(error) -> ProviderError:
-    """`{"error": {grpcCode, httpCode, message, httpStatus}}` arriving after the 200 status."""
+    """`{"error": {grpcCode, httpCode, message, httpStatus}}` arriving after the 200 status.
+
+    Guess: the docs give this shape only as "the gateway's mid-stream error convention" [L].
+    """
     if isinstance(error, dict):
         status = error.get("httpCode") if isinstance(error.get("httpCode"), int) else 502
         return error_for_status(NAME, status if status >= 400 else 502, str(error.get("message") or "error in the stream"))
     return error_for_status(NAME, 502, str(error))
+
+
+def _hidden(secrets: dict, authorization: str) -> dict:
+    """Values an error message must not carry back: the secrets and the token or key we sent."""
+    return {**secrets, "authorization": authorization.partition(" ")[2]}
 
 
 def _request_id(headers) -> str:

@@ -8,7 +8,7 @@ class Command(BaseCommand):
     help = "Drain the Redis usage stream into the database (run one or more beside the gateway)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=int, default=20, help="stream entries per read (each holds up to 500 records)")
 
     def handle(self, *args, **opts):
         if not settings.REDIS_URL:

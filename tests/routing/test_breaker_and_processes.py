@@ -1,0 +1,138 @@
+"""Circuit breakers, and what must agree across gateway processes: a rule edit and a breaker
+opening reach a second process within a second through Redis (issue 3, "Health")."""
+
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.conftest import Gateway, need, start_gateway, stop_gateway
+
+from .conftest import gateway_env, unique_model
+
+PRIMARY = "gigachat/GigaChat-2-Pro"  # only these tests use it: breaker state must not leak into others
+SECONDARY = "tbank/t-tech/T-lite-it-2.1"
+GIGACHAT_CHAT = "/api/v1/chat/completions"
+
+
+def ask(base_url, key, model) -> httpx.Response:
+    return httpx.post(base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=30,
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+
+
+def answered_by(base_url, key, model) -> str:
+    r = ask(base_url, key, model)
+    assert r.status_code == 200, r.text
+    return r.headers["x-xrouter-provider"]
+
+
+@pytest.fixture
+def spawn(gateway):
+    """Start gateway processes of our own (after the test's rules exist); stopped afterwards."""
+    started = []
+
+    def start(**env_extra) -> Gateway:
+        env = gateway_env(**env_extra)
+        process, base = start_gateway(env)
+        started.append(process)
+        return Gateway(base, process, env, gateway.keys)
+
+    yield start
+    for process in started:
+        stop_gateway(process)
+
+
+def test_the_breaker_opens_after_n_failures_and_recovers_through_a_probe(spawn, rules, ledgers, emulator_control):
+    model = unique_model("breaker")
+    rules.create(name="t-breaker", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    single = unique_model("breaker-single")
+    rules.create(name="t-breaker-single", match_model=single, targets=[{"model": PRIMARY}])
+    gw = spawn(XROUTER_BREAKER_FAILURES="3", XROUTER_BREAKER_COOLDOWN="2")
+    key = gw.keys["alice"]
+    emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
+
+    assert [answered_by(gw.base_url, key, model) for _ in range(3)] == ["tbank"] * 3
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3
+    opened = time.monotonic()
+
+    # Open: the primary is not called any more, the secondary answers; a rule with no other target says 503.
+    assert [answered_by(gw.base_url, key, model) for _ in range(4)] == ["tbank"] * 4
+    refused = ask(gw.base_url, key, single)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "no_healthy_target"
+    assert "retry-after" in refused.headers
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3
+
+    # Half-open with the fault still there: exactly one probe, which fails and re-opens the breaker.
+    time.sleep(max(0.0, opened + 2.2 - time.monotonic()))
+    assert [answered_by(gw.base_url, key, model) for _ in range(3)] == ["tbank"] * 3
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 4
+    reopened = time.monotonic()
+
+    # Fault cleared, cooldown over: the probe reaches the primary, succeeds, and the breaker closes.
+    httpx.delete(f"{ledgers.emulators['gigachat'].control_url}/faults", timeout=5).raise_for_status()
+    time.sleep(max(0.0, reopened + 2.2 - time.monotonic()))
+    assert [answered_by(gw.base_url, key, model) for _ in range(3)] == ["gigachat"] * 3
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 7
+    assert answered_by(gw.base_url, key, single) == "gigachat"
+
+
+def test_a_rule_edited_in_one_process_takes_effect_on_another_within_a_second(spawn, rules, emulators):
+    need("Redis", bool(settings.REDIS_URL))
+    model = unique_model("live-edit")
+    rule = rules.create(name="t-live-edit", match_model=model, targets=[{"model": "gigachat/GigaChat-2"}])
+    other = spawn()  # a second server process; this test process is the one that edits
+    key = other.keys["alice"]
+    assert ask(other.base_url, key, model).headers["x-xrouter-route"] == "t-live-edit;gigachat/GigaChat-2"
+
+    rule.targets = [{"model": SECONDARY}]
+    with rules.blocker.unblock():
+        rule.save()
+    edited = time.monotonic()
+    route = ""
+    while time.monotonic() - edited < 3:
+        route = ask(other.base_url, key, model).headers["x-xrouter-route"]
+        if route == f"t-live-edit;{SECONDARY}":
+            break
+        time.sleep(0.05)
+    took = time.monotonic() - edited
+
+    assert route == f"t-live-edit;{SECONDARY}"
+    assert took < 1.0, f"the edit took {took:.2f}s to reach the other process"
+
+
+def test_a_rule_disabled_in_one_process_stops_matching_on_another(spawn, rules):
+    need("Redis", bool(settings.REDIS_URL))
+    model = unique_model("live-disable")
+    rule = rules.create(name="t-live-disable", match_model=model, targets=[{"model": SECONDARY}])
+    other = spawn()
+    key = other.keys["alice"]
+    assert ask(other.base_url, key, model).status_code == 200
+
+    rule.enabled = False
+    with rules.blocker.unblock():
+        rule.save()
+    deadline = time.monotonic() + 1.0
+    status = 200
+    while time.monotonic() < deadline and status == 200:
+        time.sleep(0.05)
+        status = ask(other.base_url, key, model).status_code
+
+    assert status == 404  # no rule, no alias, not a provider/model
+
+
+def test_a_breaker_opened_on_one_process_is_honoured_by_another(spawn, rules, ledgers, emulator_control):
+    need("Redis", bool(settings.REDIS_URL))
+    model = unique_model("shared-breaker")
+    rules.create(name="t-shared-breaker", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    a = spawn(XROUTER_BREAKER_FAILURES="3", XROUTER_BREAKER_COOLDOWN="5")
+    b = spawn()  # its own threshold (5) is not reached by what it sees itself
+    key = a.keys["alice"]
+    emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
+
+    assert [answered_by(a.base_url, key, model) for _ in range(3)] == ["tbank"] * 3
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3
+    time.sleep(0.3)  # well within the second the issue allows
+
+    assert [answered_by(b.base_url, key, model) for _ in range(4)] == ["tbank"] * 4
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3, "process B still calls a target process A found broken"
