@@ -94,6 +94,11 @@ def rows(r: dict) -> list[tuple]:
     if chunk:
         row(f"CPU per relayed stream chunk, ms ({chunk['chunks']:,} chunks)", "cpu_ms_per_chunk",
             chunk.get("gateway_ms_per_chunk"), f"mock: {_fmt(chunk.get('mock_ms_per_chunk'), 4)}", digits=4)
+        if chunk.get("marginal_ms_per_chunk") is not None:
+            short = chunk["short_run"]
+            row(f"… split by a second run of {short['streams']:,} shorter streams: fixed CPU per stream, ms / "
+                f"marginal CPU per chunk, ms", "chunk_split", None, "",
+                shown=f"{_fmt(chunk['fixed_ms_per_stream'], 3)} / {_fmt(chunk['marginal_ms_per_chunk'], 4)}")
     for name, key_prefix in (("hold", "hold"), ("slow", "slow")):
         h = r.get(name) or {}
         g, d = h.get("gateway") or {}, h.get("direct") or {}

@@ -542,22 +542,38 @@ class Bench:
         if not self.gateway:
             return
         n, interval = a.chunk_chunks, a.chunk_interval_ms
-        log(f"streams gateway: CPU per chunk, {a.ttft_streams} concurrent × {n} chunks at {interval} ms, "
-            f"{a.stream_duration:g} s")
-        self.drain_usage()
-        snap = self.snapshot()
-        s = self.streams("gateway", mode="loop", streams=a.ttft_streams, chunks=n, interval_ms=interval,
-                         duration=a.stream_duration, timeout=a.stream_duration + n * interval / 1000 + 30)
-        self.drain_usage()
-        g_cpu, m_cpu = self.cpu_since(snap, f"per-chunk run, {a.ttft_streams} streams")
-        chunks = s["events_ok"] - s["completed"]  # every data event but [DONE]
-        self.results["chunk"] = {
+        short = max(2, n // 10)
+        runs = {}
+        for chunks_per_stream in (n, short):
+            log(f"streams gateway: CPU per chunk, {a.ttft_streams} concurrent × {chunks_per_stream} chunks at "
+                f"{interval} ms, {a.stream_duration:g} s")
+            self.drain_usage()
+            snap = self.snapshot()
+            s = self.streams("gateway", mode="loop", streams=a.ttft_streams, chunks=chunks_per_stream,
+                             interval_ms=interval, duration=a.stream_duration,
+                             timeout=a.stream_duration + chunks_per_stream * interval / 1000 + 30)
+            self.drain_usage()
+            g_cpu, m_cpu = self.cpu_since(snap, f"{chunks_per_stream}-chunk streams, {a.ttft_streams} concurrent")
+            runs[chunks_per_stream] = (s, g_cpu, m_cpu, s["events_ok"] - s["completed"])  # data events but [DONE]
+        s, g_cpu, m_cpu, chunks = runs[n]
+        chunk = {
             "streams": s["completed"], "errors": s["errors"], "chunks": chunks, "chunks_per_stream": n,
             "interval_ms": interval, "gateway_cpu_s": g_cpu, "mock_cpu_s": m_cpu,
             "gateway_ms_per_chunk": g_cpu / chunks * 1000 if chunks else None,
             "mock_ms_per_chunk": m_cpu / chunks * 1000 if chunks else None,
             "other_cpu_share": self.last_other_share,
         }
+        # Two runs that differ only in stream length split the cost into a fixed part per stream and a
+        # marginal part per chunk: cpu = streams × per_stream + chunks × per_chunk.
+        s2, g2, _m2, c2 = runs[short]
+        det = s["completed"] * c2 - s2["completed"] * chunks
+        if det and s2["completed"]:
+            per_chunk = (s["completed"] * g2 - s2["completed"] * g_cpu) / det
+            chunk["marginal_ms_per_chunk"] = per_chunk * 1000
+            chunk["fixed_ms_per_stream"] = (g2 - c2 * per_chunk) / s2["completed"] * 1000
+            chunk["short_run"] = {"streams": s2["completed"], "chunks": c2, "gateway_cpu_s": g2,
+                                  "errors": s2["errors"]}
+        self.results["chunk"] = chunk
 
     def hold(self, name, streams, chunks, interval_ms, ramp):
         pace = chunks * interval_ms / 1000

@@ -198,28 +198,46 @@ def _loads(raw: bytes) -> dict:
     return data
 
 
-def _validation_error(exc: ValidationError) -> ApiError:
-    err = exc.errors(include_url=False)[0]
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p[0].isupper() or p in ("function-after", "literal", "str", "list"))]
-    param = ""
+def _param_path(loc, data, missing: bool) -> str:
+    """The request's own path to the bad value: pydantic's loc also names union members and
+    validators, so keep only the parts that exist in the body (plus a missing field's name)."""
+    parts, node = [], data
     for part in loc:
-        param += f"[{part}]" if isinstance(part, int) else (f".{part}" if param else str(part))
-    message = err["msg"].removeprefix("Value error, ")
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            parts.append(part)
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and part in node:
+            parts.append(part)
+            node = node[part]
+    if missing and loc and isinstance(loc[-1], str):
+        parts.append(loc[-1])
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _validation_error(exc: ValidationError, data) -> ApiError:
+    err = exc.errors(include_url=False)[0]
+    missing = err["type"] == "missing"
+    param = _param_path(err["loc"], data, missing)
+    message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
-    elif err["type"] == "missing":
+    elif missing:
         message = f"Missing required parameter: {param}"
     else:
         message = f"Invalid value for {param or 'request'}: {message}"
-    return ApiError(400, message, param=param or None, code="invalid_value" if err["type"] != "missing" else "missing_required_parameter")
+    return ApiError(400, message, param=param or None, code="missing_required_parameter" if missing else "invalid_value")
 
 
 def parse_chat(raw: bytes) -> dict:
     """Validated chat request as a plain dict, legacy fields folded into the current ones."""
+    data = _loads(raw)
     try:
-        req = ChatCompletionRequest.model_validate(_loads(raw))
+        req = ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _validation_error(exc, data) from None
     body = req.model_dump(exclude_none=True, by_alias=True)
     if "max_completion_tokens" in body:
         body["max_tokens"] = body.pop("max_completion_tokens")
@@ -244,10 +262,11 @@ def parse_chat(raw: bytes) -> dict:
 
 
 def parse_embeddings(raw: bytes) -> dict:
+    data = _loads(raw)
     try:
-        req = EmbeddingsRequest.model_validate(_loads(raw))
+        req = EmbeddingsRequest.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise _validation_error(exc, data) from None
     body = req.model_dump(exclude_none=True)
     body.pop("user", None)
     return body
