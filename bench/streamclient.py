@@ -8,7 +8,8 @@ error event. Prints one JSON object on stdout.
 Modes:
   hold  `--streams` streams at once (spread over `--ramp` seconds), one connection each.
   loop  `--streams` workers, each on one keep-alive connection, sending streams one after
-        another until `--duration` seconds or `--max-streams` streams in all.
+        another until `--duration` seconds or `--max-streams` streams in all; `--stagger`
+        spreads the workers' starts so that streams do not arrive in lockstep.
 
 Every run is bounded by `--timeout` (seconds) and targets 127.0.0.1 only.
 """
@@ -185,8 +186,10 @@ async def one_stream(loop, host, port, request, stats, deadline, min_events):
     return result
 
 
-async def worker_loop(loop, host, port, request, stats, deadline, end_at, budget, min_events, results):
+async def worker_loop(loop, host, port, request, stats, deadline, end_at, budget, min_events, results, delay=0.0):
     proto = None
+    if delay > 0:
+        await asyncio.sleep(delay)
     while time.monotonic() < end_at and budget[0] > 0:
         budget[0] -= 1
         t0 = time.monotonic()
@@ -248,8 +251,9 @@ async def run(args) -> dict:
         results = []
         budget = [args.max_streams]
         end_at = min(started + args.duration, deadline)
-        await asyncio.gather(*(worker_loop(loop, host, port, request, stats, deadline, end_at, budget, min_events, results)
-                               for _ in range(args.streams)))
+        await asyncio.gather(*(worker_loop(loop, host, port, request, stats, deadline, end_at, budget, min_events, results,
+                                           args.stagger * i / args.streams)
+                               for i in range(args.streams)))
     wall = time.monotonic() - started
     ok = [r for r in results if r.ok]
     errors = {}
@@ -291,6 +295,9 @@ def main(argv=None):
     p.add_argument("--interval-ms", type=int, default=50)
     p.add_argument("--ramp", type=float, default=0.0, help="hold: spread the starts over this many seconds")
     p.add_argument("--duration", type=float, default=10.0, help="loop: stop starting streams after this")
+    p.add_argument("--stagger", type=float, default=0.0,
+                   help="loop: spread the workers' first streams over this many seconds (one stream's length keeps "
+                        "them from arriving in lockstep)")
     p.add_argument("--max-streams", type=int, default=1_000_000, help="loop: at most this many streams in all")
     p.add_argument("--timeout", type=float, default=120.0, help="hard bound on the whole run, seconds")
     p.add_argument("--no-usage", action="store_true", help="do not ask for stream_options.include_usage")

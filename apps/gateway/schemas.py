@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from apps.common.errors import ApiError
 
+MAX_TOKENS = 10_000_000  # far above any model's window; keeps numbers inside what JSON encoders take
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
@@ -120,8 +121,8 @@ class ChatCompletionRequest(_Strict):
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     n: int | None = Field(default=None, ge=1, le=16)
     stop: str | list[str] | None = None
     stream: bool | None = False
@@ -139,7 +140,7 @@ class ChatCompletionRequest(_Strict):
     thinking: bool | None = None
     # Accepted and ignored: they do not change the answer (README, "Ignored parameters").
     user: str | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -170,7 +171,7 @@ class EmbeddingsRequest(_Strict):
     model: str = Field(min_length=1, max_length=300)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=65536)
     user: str | None = None
 
     @field_validator("input")
@@ -233,10 +234,11 @@ def _validation_error(exc: ValidationError, data) -> ApiError:
 
 def parse_chat(raw: bytes) -> dict:
     """Validated chat request as a plain dict, legacy fields folded into the current ones."""
-    data = _loads(raw)
     try:
-        req = ChatCompletionRequest.model_validate(data)
+        # Straight from bytes: pydantic's own JSON parser skips building Python dicts first.
+        req = ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as exc:
+        data = _loads(raw)  # a body that is not a JSON object gets its own precise message here
         raise _validation_error(exc, data) from None
     body = req.model_dump(exclude_none=True, by_alias=True)
     if "max_completion_tokens" in body:
@@ -249,6 +251,9 @@ def parse_chat(raw: bytes) -> dict:
         body["legacy_functions"] = True
     elif body.get("tools") and req.functions is not None:
         body["legacy_functions"] = True
+    for name in ("tools", "response_format"):
+        if name in body:
+            _check_encodable(body[name], name)
     for name in ("presence_penalty", "frequency_penalty"):
         if body.get(name) == 0:
             del body[name]  # SDKs send 0 by default; it is the neutral value everywhere
@@ -259,6 +264,15 @@ def parse_chat(raw: bytes) -> dict:
         if wanted not in {t["function"]["name"] for t in body.get("tools") or ()}:
             raise ApiError(400, f"tool_choice names a function that is not in tools: {wanted}", param="tool_choice")
     return body
+
+
+def _check_encodable(value, param: str) -> None:
+    """Free-form JSON (schemas) must survive re-encoding for the provider: no integers past 64 bits."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        raise ApiError(400, f"Invalid value for {param}: a number is outside the 64-bit range.", param=param,
+                       code="invalid_value") from None
 
 
 def parse_embeddings(raw: bytes) -> dict:

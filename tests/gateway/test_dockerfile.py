@@ -12,6 +12,7 @@ import time
 import uuid
 
 import httpx
+import psutil
 import pytest
 
 from apps.emulators.behaviour import LONG_ANSWER
@@ -72,11 +73,14 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck():
     assert len(all_from) >= 2, "multi-stage"
 
 
-@pytest.fixture
-def image_process(gateway, emulators):
-    """The Dockerfile's CMD, run from the source tree with the image's ENV and our test database."""
+@pytest.fixture(params=["image", "1"], ids=["workers-as-in-the-image", "one-worker"])
+def image_process(request, gateway, emulators):
+    """The Dockerfile's CMD, run from the source tree with the image's ENV and our test database;
+    also with XROUTER_WORKERS=1 (a common override, and uvicorn's single-process mode)."""
     port = free_port()
     env = {**os.environ, **{k: v for k, v in image_env().items() if k != "PATH"}}
+    if request.param != "image":
+        env["XROUTER_WORKERS"] = request.param
     env.update({
         "XROUTER_PORT": str(port),
         "XROUTER_HOST": "127.0.0.1",  # the image binds 0.0.0.0; loopback is enough here
@@ -100,14 +104,19 @@ def image_process(gateway, emulators):
             pass
         assert time.monotonic() < deadline, "the CMD did not serve /healthz within 30 s"
         time.sleep(0.1)
-    yield process, base
+    children = psutil.Process(process.pid).children(recursive=True)
+    yield process, base, children
     if process.poll() is None:
         process.kill()
         process.wait(10)
+    for child in children:  # whatever the server failed to stop (the test reports it)
+        if child.is_running():
+            child.terminate()
+    psutil.wait_procs(children, timeout=10)
 
 
 def test_the_dockerfile_cmd_drains_a_stream_and_exits_0_on_sigterm(image_process, gateway, emulator_control, django_db_blocker):
-    process, base = image_process
+    process, base, children = image_process
     emulator_control("gigachat", chunk_delay_ms=100)  # 40 chunks: about 4 s
     first_chunk = threading.Event()
     result: dict = {}
@@ -158,5 +167,8 @@ def test_the_dockerfile_cmd_drains_a_stream_and_exits_0_on_sigterm(image_process
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")) == LONG_ANSWER
 
     assert process.wait(30) == 0, "a graceful shutdown exits 0"
+    _, alive = psutil.wait_procs(children, timeout=5)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes the server started outlive it: {[' '.join(p.cmdline()[-2:]) for p in alive]}"
     record = wait_for_usage(django_db_blocker, result["request_id"])
     assert record.status == "ok" and record.completion_tokens > 0

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from tests.conftest import Gateway, start_gateway, stop_gateway
 
-LOCAL_CONFIG_TTL = 0.2
+LOCAL_CONFIG_TTL = 0.1
 EMULATOR_NAMES = ("gigachat", "yandexgpt", "mts", "tbank")
 TOKEN_PATHS = ("/api/v2/oauth", "/iam/v1/tokens")
 
@@ -47,6 +47,9 @@ def router_gateway(gateway):
     stop_gateway(process)
 
 
+_control = httpx.Client(timeout=10)  # one client: building one per call costs an SSL context
+
+
 class Ledgers:
     """The emulators' request ledgers: what really reached each provider."""
 
@@ -55,10 +58,10 @@ class Ledgers:
 
     def clear(self, *names):
         for name in names or EMULATOR_NAMES:
-            httpx.delete(f"{self.emulators[name].control_url}/ledger", timeout=5).raise_for_status()
+            _control.delete(f"{self.emulators[name].control_url}/ledger").raise_for_status()
 
     def entries(self, name: str) -> list[dict]:
-        r = httpx.get(f"{self.emulators[name].control_url}/ledger", timeout=5)
+        r = _control.get(f"{self.emulators[name].control_url}/ledger")
         r.raise_for_status()
         return [e for e in r.json()["entries"] if e["path"] not in TOKEN_PATHS]
 
@@ -71,9 +74,30 @@ class Ledgers:
         return {name: len(self.entries(name)) for name in EMULATOR_NAMES}
 
 
+class Faults:
+    def __init__(self, emulators):
+        self.emulators = emulators
+
+    def __call__(self, name: str, **fault):
+        _control.post(f"{self.emulators[name].control_url}/faults", json=fault).raise_for_status()
+
+    def clear(self, *names):
+        for name in names or EMULATOR_NAMES:
+            _control.delete(f"{self.emulators[name].control_url}/faults").raise_for_status()
+
+
 @pytest.fixture
-def ledgers(emulators, emulator_control):
-    """Ledgers cleared and faults reset (through emulator_control) around a test."""
+def faults(emulators):
+    """Inject a fault: faults("gigachat", status=500, count=1); none are left before or after a test."""
+    injector = Faults(emulators)
+    injector.clear()
+    yield injector
+    injector.clear()
+
+
+@pytest.fixture
+def ledgers(emulators, faults):
+    """Ledgers cleared (and faults reset) at the start of a test."""
     books = Ledgers(emulators)
     books.clear()
     return books
@@ -96,7 +120,7 @@ class Rules:
 
     def settle(self):
         """Long enough for a running gateway to see the edit (bus, or the short TTL)."""
-        time.sleep(0.3 if settings.REDIS_URL else LOCAL_CONFIG_TTL * 2)
+        time.sleep(0.15 if settings.REDIS_URL else LOCAL_CONFIG_TTL * 2)
 
     def delete_all(self):
         from apps.routing.models import RoutingRule

@@ -7,9 +7,9 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.conftest import Gateway, need, start_gateway, stop_gateway
+from tests.conftest import need
 
-from .conftest import gateway_env, unique_model
+from .conftest import unique_model
 
 PRIMARY = "gigachat/GigaChat-2-Pro"  # only these tests use it: breaker state must not leak into others
 SECONDARY = "tbank/t-tech/T-lite-it-2.1"
@@ -27,30 +27,14 @@ def answered_by(base_url, key, model) -> str:
     return r.headers["x-xrouter-provider"]
 
 
-@pytest.fixture
-def spawn(gateway):
-    """Start gateway processes of our own (after the test's rules exist); stopped afterwards."""
-    started = []
-
-    def start(**env_extra) -> Gateway:
-        env = gateway_env(**env_extra)
-        process, base = start_gateway(env)
-        started.append(process)
-        return Gateway(base, process, env, gateway.keys)
-
-    yield start
-    for process in started:
-        stop_gateway(process)
-
-
-def test_the_breaker_opens_after_n_failures_and_recovers_through_a_probe(spawn, rules, ledgers, emulator_control):
+def test_the_breaker_opens_after_n_failures_and_recovers_through_a_probe(spawn, rules, ledgers, faults):
     model = unique_model("breaker")
     rules.create(name="t-breaker", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     single = unique_model("breaker-single")
     rules.create(name="t-breaker-single", match_model=single, targets=[{"model": PRIMARY}])
     gw = spawn(XROUTER_BREAKER_FAILURES="3", XROUTER_BREAKER_COOLDOWN="2")
     key = gw.keys["alice"]
-    emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
+    faults("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
 
     assert [answered_by(gw.base_url, key, model) for _ in range(3)] == ["tbank"] * 3
     assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3
@@ -70,7 +54,7 @@ def test_the_breaker_opens_after_n_failures_and_recovers_through_a_probe(spawn, 
     reopened = time.monotonic()
 
     # Fault cleared, cooldown over: the probe reaches the primary, succeeds, and the breaker closes.
-    httpx.delete(f"{ledgers.emulators['gigachat'].control_url}/faults", timeout=5).raise_for_status()
+    faults.clear("gigachat")
     time.sleep(max(0.0, reopened + 2.2 - time.monotonic()))
     assert [answered_by(gw.base_url, key, model) for _ in range(3)] == ["gigachat"] * 3
     assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 7
@@ -121,14 +105,14 @@ def test_a_rule_disabled_in_one_process_stops_matching_on_another(spawn, rules):
     assert status == 404  # no rule, no alias, not a provider/model
 
 
-def test_a_breaker_opened_on_one_process_is_honoured_by_another(spawn, rules, ledgers, emulator_control):
+def test_a_breaker_opened_on_one_process_is_honoured_by_another(spawn, rules, ledgers, faults):
     need("Redis", bool(settings.REDIS_URL))
     model = unique_model("shared-breaker")
     rules.create(name="t-shared-breaker", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     a = spawn(XROUTER_BREAKER_FAILURES="3", XROUTER_BREAKER_COOLDOWN="5")
     b = spawn()  # its own threshold (5) is not reached by what it sees itself
     key = a.keys["alice"]
-    emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
+    faults("gigachat", path=GIGACHAT_CHAT, status=500, share=1.0)
 
     assert [answered_by(a.base_url, key, model) for _ in range(3)] == ["tbank"] * 3
     assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3

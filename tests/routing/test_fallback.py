@@ -42,13 +42,13 @@ FAULTS_BEFORE_FIRST_BYTE = {
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("fault", list(FAULTS_BEFORE_FIRST_BYTE), ids=list(FAULTS_BEFORE_FIRST_BYTE))
-def test_it_falls_back_to_the_secondary_before_the_first_byte(router_gateway, rules, ledgers, emulator_control,
+def test_it_falls_back_to_the_secondary_before_the_first_byte(router_gateway, rules, ledgers, faults,
                                                                 django_db_blocker, fault, stream):
     model = unique_model("fallback")
     rules.create(name="t-fallback", match_model=model, strategy="fallback",
                  targets=[{"model": PRIMARY, "timeout": 0.3}, {"model": SECONDARY}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, **FAULTS_BEFORE_FIRST_BYTE[fault])
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, **FAULTS_BEFORE_FIRST_BYTE[fault])
 
     client = client_for(router_gateway)
     raw = client.chat.completions.with_raw_response.create(
@@ -68,11 +68,11 @@ def test_it_falls_back_to_the_secondary_before_the_first_byte(router_gateway, ru
 
 
 @pytest.mark.parametrize("fault", [{"first_byte_delay_ms": 1000}, {"cut_after_chunks": 0}], ids=["first-byte-timeout", "closed-before-data"])
-def test_a_stream_that_sends_headers_but_no_data_still_falls_back(router_gateway, rules, ledgers, emulator_control, fault):
+def test_a_stream_that_sends_headers_but_no_data_still_falls_back(router_gateway, rules, ledgers, faults, fault):
     model = unique_model("fallback-headers")
     rules.create(name="t-fallback-headers", match_model=model, targets=[{"model": PRIMARY, "timeout": 0.3}, {"model": SECONDARY}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, **fault)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, **fault)
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
@@ -87,12 +87,12 @@ def _sse_events(response: httpx.Response) -> list[str]:
     return [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
 
 
-def test_a_failure_mid_stream_ends_with_an_error_event_and_done_and_is_billed(router_gateway, rules, ledgers, emulator_control,
+def test_a_failure_mid_stream_ends_with_an_error_event_and_done_and_is_billed(router_gateway, rules, ledgers, faults,
                                                                               django_db_blocker):
     model = unique_model("midstream")
     rules.create(name="t-midstream", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}], retries=1)
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
 
     with httpx.stream("POST", router_gateway.v1 + "/chat/completions", timeout=30,
                       headers={"authorization": f"Bearer {router_gateway.keys['alice']}"},
@@ -119,11 +119,11 @@ def test_a_failure_mid_stream_ends_with_an_error_event_and_done_and_is_billed(ro
     assert record.completion_tokens > 0 and record.prompt_tokens > 0
 
 
-def test_the_openai_sdk_sees_a_mid_stream_failure_as_an_error_not_a_short_answer(router_gateway, rules, emulator_control):
+def test_the_openai_sdk_sees_a_mid_stream_failure_as_an_error_not_a_short_answer(router_gateway, rules, faults):
     model = unique_model("midstream-sdk")
     rules.create(name="t-midstream-sdk", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
 
     stream = client_for(router_gateway).chat.completions.create(
         model=model, stream=True, messages=[{"role": "user", "content": "[long] please"}])
@@ -133,11 +133,11 @@ def test_the_openai_sdk_sees_a_mid_stream_failure_as_an_error_not_a_short_answer
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_a_client_error_is_neither_retried_nor_fallen_back(router_gateway, rules, ledgers, emulator_control, stream):
+def test_a_client_error_is_neither_retried_nor_fallen_back(router_gateway, rules, ledgers, faults, stream):
     model = unique_model("client-error")
     rules.create(name="t-client-error", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}], retries=2)
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, status=400, message="temperature is out of range")
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=400, message="temperature is out of range")
 
     with pytest.raises(openai.BadRequestError):
         result = client_for(router_gateway).chat.completions.create(
@@ -206,11 +206,11 @@ def test_a_prompt_too_long_for_a_known_window_goes_to_a_larger_model_first(route
     assert ledgers.calls("yandexgpt") == 0
 
 
-def test_it_retries_the_same_target_until_it_succeeds(router_gateway, rules, ledgers, emulator_control):
+def test_it_retries_the_same_target_until_it_succeeds(router_gateway, rules, ledgers, faults):
     model = unique_model("retries")
     rules.create(name="t-retries", match_model=model, retries=2, targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}])
     rules.settle()
-    emulator_control("tbank", path="/v1/chat/completions", status=500, count=2)
+    faults("tbank", path="/v1/chat/completions", status=500, count=2)
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hi"}])
@@ -219,11 +219,11 @@ def test_it_retries_the_same_target_until_it_succeeds(router_gateway, rules, led
     assert [e["status"] for e in ledgers.entries("tbank")] == [500, 500, 200]
 
 
-def test_it_gives_up_when_retries_are_spent(router_gateway, rules, ledgers, emulator_control):
+def test_it_gives_up_when_retries_are_spent(router_gateway, rules, ledgers, faults):
     model = unique_model("retries-spent")
     rules.create(name="t-retries-spent", match_model=model, retries=1, targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}])
     rules.settle()
-    emulator_control("tbank", path="/v1/chat/completions", status=503, count=5)
+    faults("tbank", path="/v1/chat/completions", status=503, count=5)
 
     with pytest.raises(openai.APIStatusError) as caught:
         client_for(router_gateway).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -232,11 +232,11 @@ def test_it_gives_up_when_retries_are_spent(router_gateway, rules, ledgers, emul
     assert ledgers.calls("tbank") == 2
 
 
-def test_a_failure_class_the_rule_does_not_name_does_not_fall_back(router_gateway, rules, ledgers, emulator_control):
+def test_a_failure_class_the_rule_does_not_name_does_not_fall_back(router_gateway, rules, ledgers, faults):
     model = unique_model("fallback-on")
     rules.create(name="t-fallback-on", match_model=model, fallback_on=["5xx"], targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, status=429)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=429)
 
     with pytest.raises(openai.RateLimitError):
         client_for(router_gateway).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -244,12 +244,12 @@ def test_a_failure_class_the_rule_does_not_name_does_not_fall_back(router_gatewa
     assert ledgers.calls("yandexgpt") == 0
 
 
-def test_one_deadline_bounds_the_whole_request(router_gateway, rules, ledgers, emulator_control):
+def test_one_deadline_bounds_the_whole_request(router_gateway, rules, ledgers, faults):
     model = unique_model("deadline")
     rules.create(name="t-deadline", match_model=model, deadline=0.5, retries=3,
                  targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, count=1, latency_ms=1500)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, latency_ms=1500)
 
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:

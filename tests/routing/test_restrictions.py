@@ -26,7 +26,7 @@ def test_a_key_allowed_only_tbank_cannot_reach_gigachat_through_a_rule(router_ga
 
 
 def test_a_key_allowed_only_tbank_uses_only_the_tbank_targets_of_a_rule_even_when_they_fail(router_gateway, rules, ledgers,
-                                                                                               emulator_control):
+                                                                                               faults):
     model = unique_model("charlie-mixed")
     rules.create(name="t-charlie-mixed", match_model=model,
                  targets=[{"model": "gigachat/GigaChat-2"}, {"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": "mts/mws-gpt-alpha"}])
@@ -35,21 +35,21 @@ def test_a_key_allowed_only_tbank_uses_only_the_tbank_targets_of_a_rule_even_whe
     ok = post(router_gateway, model, "charlie")
     assert ok.status_code == 200 and ok.headers["x-xrouter-route"] == "t-charlie-mixed;tbank/t-tech/T-lite-it-2.1"
 
-    emulator_control("tbank", path="/v1/chat/completions", status=500, count=1)
+    faults("tbank", path="/v1/chat/completions", status=500, count=1)
     failed = post(router_gateway, model, "charlie")
     assert failed.status_code == 502
     assert ledgers.calls("gigachat") == 0 and ledgers.calls("mts") == 0
 
 
 def test_a_rule_on_a_name_the_key_may_use_does_not_widen_the_key_to_other_providers(router_gateway, rules, ledgers,
-                                                                                     emulator_control):
+                                                                                     faults):
     """An operator's fallback rule for an explicit T-Bank model (T-Bank first, GigaChat if it fails):
     charlie's key names `tbank/*`, so when T-Bank fails charlie must get T-Bank's error, not GigaChat."""
     rules.create(name="t-charlie-tbank-fallback", match_model="tbank/t-tech/T-pro-it-2.0",
                  match_keys=[key_prefix(router_gateway.keys["charlie"])],
                  targets=[{"model": "tbank/t-tech/T-pro-it-2.0"}, {"model": "gigachat/GigaChat-2"}])
     rules.settle()
-    emulator_control("tbank", path="/v1/chat/completions", status=500, count=1)
+    faults("tbank", path="/v1/chat/completions", status=500, count=1)
 
     r = post(router_gateway, "tbank/t-tech/T-pro-it-2.0", "charlie")
 
@@ -68,12 +68,12 @@ def test_a_rule_that_matches_a_key_prefix_applies_to_that_key_only(router_gatewa
     assert post(router_gateway, model, "alice").headers["x-xrouter-route"] == "t-by-key-others;mts/mws-gpt-alpha"
 
 
-def test_a_ru_resident_rule_never_falls_back_to_a_foreign_model(router_gateway, rules, ledgers, emulator_control):
+def test_a_ru_resident_rule_never_falls_back_to_a_foreign_model(router_gateway, rules, ledgers, faults):
     model = unique_model("residency")
     rules.create(name="t-residency", match_model=model, residency="RU", retries=1,
                  targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}])
     rules.settle()
-    emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, count=2)
+    faults("gigachat", path=GIGACHAT_CHAT, status=500, count=2)
 
     r = post(router_gateway, model, "alice")
 
@@ -95,12 +95,12 @@ def test_a_ru_resident_rule_whose_only_target_is_foreign_is_refused(router_gatew
 
 
 @pytest.mark.parametrize("model", ["mts/gpt-4o", "rule"], ids=["explicit", "through-a-rule"])
-def test_a_ru_resident_key_never_reaches_a_foreign_model(router_gateway, rules, ledgers, emulator_control, model):
+def test_a_ru_resident_key_never_reaches_a_foreign_model(router_gateway, rules, ledgers, faults, model):
     if model == "rule":
         model = unique_model("resident-key")
         rules.create(name="t-resident-key", match_model=model, targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}])
         rules.settle()
-        emulator_control("gigachat", path=GIGACHAT_CHAT, status=500, count=1)
+        faults("gigachat", path=GIGACHAT_CHAT, status=500, count=1)
         assert post(router_gateway, model, "resident").status_code == 502
     else:
         r = post(router_gateway, model, "resident")
