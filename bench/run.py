@@ -375,6 +375,7 @@ class Bench:
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # inherited by every child we start
+        admin, self.redis = check_services(a)
         give_up = time.monotonic() + a.wait_idle
         while True:
             busy0, t0 = procs.system_busy_seconds(), time.monotonic()
@@ -392,7 +393,6 @@ class Bench:
             self.results["notes"].append(f"open-files hard limit {hard} is below the ~{need} the hold test needs")
             log(f"warning: open-files hard limit {hard} < {need}; raise it (ulimit -Hn) for the 5,000-stream hold")
 
-        admin, self.redis = check_services(a)
         self.stream_name = f"xrouter:usage:bench:{os.getpid()}"
         self.env = django_env(a, self.stream_name)
         self.mock_port = free_port()

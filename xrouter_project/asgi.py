@@ -15,7 +15,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 
 from apps.gateway import lifecycle  # noqa: E402
-from apps.gateway.app import gateway_app  # noqa: E402
+from apps.gateway.app import gateway_app, healthz  # noqa: E402
 from apps.gateway.routing import websocket_urlpatterns  # noqa: E402
 
 websocket_app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
@@ -43,6 +43,8 @@ async def application(scope, receive, send):
         path = scope["path"]
         if path.startswith("/v1/") or path == "/v1":
             return await gateway_app(scope, receive, send)
+        if path == "/healthz":
+            return await healthz(scope, receive, send)
         return await django_http(scope, receive, send)
     if kind == "websocket":
         return await websocket_app(scope, receive, send)

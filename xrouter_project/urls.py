@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -13,16 +12,11 @@ router.register("keys", ApiKeyViewSet, basename="key")
 router.register("usage", UsageViewSet, basename="usage")
 
 
-def healthz(request):
-    return JsonResponse({"status": "ok"})
-
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("healthz", healthz),
     path("", include("django_prometheus.urls")),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),

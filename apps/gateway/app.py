@@ -12,7 +12,7 @@ import time
 from apps.common.errors import ApiError
 
 from . import handlers
-from .http import ClientGone, Request, send_error
+from .http import ClientGone, Request, send_error, send_json
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +55,8 @@ async def gateway_app(scope, receive, send) -> None:
             await send_error(send, ApiError(500, "Internal error; the request id identifies it in our logs."), {"x-request-id": request_id})
         except Exception:
             pass
+
+
+async def healthz(scope, receive, send) -> None:
+    """Liveness for load balancers and the Docker HEALTHCHECK, without loading Django's URLconf."""
+    await send_json(send, 200, b'{"status":"ok"}')

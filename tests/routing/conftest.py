@@ -47,6 +47,23 @@ def router_gateway(gateway):
     stop_gateway(process)
 
 
+@pytest.fixture
+def spawn(gateway):
+    """Start gateway processes of our own, with fresh per-process routing state (create the
+    test's rules first when there is no Redis); stopped after the test."""
+    started = []
+
+    def start(**env_extra) -> Gateway:
+        env = gateway_env(**env_extra)
+        process, base = start_gateway(env)
+        started.append(process)
+        return Gateway(base, process, env, gateway.keys)
+
+    yield start
+    for process in started:
+        stop_gateway(process)
+
+
 _control = httpx.Client(timeout=10)  # one client: building one per call costs an SSL context
 
 

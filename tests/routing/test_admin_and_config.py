@@ -52,11 +52,20 @@ def operator(django_db_blocker, gateway):
     return client
 
 
-def test_the_route_test_view_shows_the_rule_and_ordered_targets_without_calling_a_provider(operator, rules, ledgers,
-                                                                                              django_db_blocker):
+def test_the_route_test_view_shows_the_rule_and_ordered_targets_without_calling_a_provider(
+    operator, rules, ledgers, django_db_blocker
+):
     model = unique_model("admin-view")
-    rules.create(name="t-admin-view", match_model=model, strategy="fallback",
-                 targets=[{"model": "yandexgpt/yandexgpt-lite"}, {"model": "gigachat/GigaChat-2-Max"}, {"model": "tbank/t-tech/T-lite-it-2.1"}])
+    rules.create(
+        name="t-admin-view",
+        match_model=model,
+        strategy="fallback",
+        targets=[
+            {"model": "yandexgpt/yandexgpt-lite"},
+            {"model": "gigachat/GigaChat-2-Max"},
+            {"model": "tbank/t-tech/T-lite-it-2.1"},
+        ],
+    )
     before = ledgers.snapshot()
 
     with django_db_blocker.unblock():
@@ -92,10 +101,21 @@ def test_the_admin_refuses_a_rule_whose_target_model_does_not_exist(operator, dj
     from apps.routing.models import RoutingRule
 
     form = {
-        "name": "t-admin-bad-target", "priority": "5", "enabled": "on", "match_model": "test/admin-bad",
-        "match_keys": "[]", "match_organisations": "[]", "match_tags": "[]", "match_tools": "unknown", "match_stream": "unknown",
-        "strategy": "fallback", "targets": json.dumps([{"model": "gigachat/NoSuchModel"}]), "retries": "0",
-        "fallback_on": json.dumps(["5xx"]), "residency": "", "context_fallback": "on",
+        "name": "t-admin-bad-target",
+        "priority": "5",
+        "enabled": "on",
+        "match_model": "test/admin-bad",
+        "match_keys": "[]",
+        "match_organisations": "[]",
+        "match_tags": "[]",
+        "match_tools": "unknown",
+        "match_stream": "unknown",
+        "strategy": "fallback",
+        "targets": json.dumps([{"model": "gigachat/NoSuchModel"}]),
+        "retries": "0",
+        "fallback_on": json.dumps(["5xx"]),
+        "residency": "",
+        "context_fallback": "on",
     }
     with django_db_blocker.unblock():
         page = operator.post("/admin/routing/routingrule/add/", form)
@@ -110,10 +130,21 @@ def test_the_admin_saves_a_valid_rule(operator, django_db_blocker):
     from apps.routing.models import RoutingRule
 
     form = {
-        "name": "t-admin-good", "priority": "5", "enabled": "on", "match_model": "test/admin-good",
-        "match_keys": "[]", "match_organisations": "[]", "match_tags": "[]", "match_tools": "unknown", "match_stream": "unknown",
-        "strategy": "weighted", "targets": json.dumps([{"model": "gigachat/GigaChat-2", "weight": 2}, {"model": "tbank/t-tech/T-lite-it-2.1"}]),
-        "retries": "1", "fallback_on": json.dumps(["5xx", "429"]), "residency": "", "context_fallback": "on",
+        "name": "t-admin-good",
+        "priority": "5",
+        "enabled": "on",
+        "match_model": "test/admin-good",
+        "match_keys": "[]",
+        "match_organisations": "[]",
+        "match_tags": "[]",
+        "match_tools": "unknown",
+        "match_stream": "unknown",
+        "strategy": "weighted",
+        "targets": json.dumps([{"model": "gigachat/GigaChat-2", "weight": 2}, {"model": "tbank/t-tech/T-lite-it-2.1"}]),
+        "retries": "1",
+        "fallback_on": json.dumps(["5xx", "429"]),
+        "residency": "",
+        "context_fallback": "on",
     }
     with django_db_blocker.unblock():
         page = operator.post("/admin/routing/routingrule/add/", form)
@@ -147,8 +178,17 @@ def test_import_config_creates_rules_from_the_issue_shape(gateway, tmp_path):
     import_yaml(tmp_path, RULES_YAML)
 
     rule = RoutingRule.objects.get(name="default-chat")
-    assert (rule.priority, rule.match_model, rule.strategy, rule.retries, rule.cache_ttl) == (10, "xrouter/auto", "fallback", 1, 300)
-    assert rule.targets == [{"model": "gigachat/GigaChat-2-Max", "weight": 3, "timeout": 30}, {"model": "yandexgpt/yandexgpt-lite", "weight": 1}]
+    assert (rule.priority, rule.match_model, rule.strategy, rule.retries, rule.cache_ttl) == (
+        10,
+        "xrouter/auto",
+        "fallback",
+        1,
+        300,
+    )
+    assert rule.targets == [
+        {"model": "gigachat/GigaChat-2-Max", "weight": 3, "timeout": 30},
+        {"model": "yandexgpt/yandexgpt-lite", "weight": 1},
+    ]
     assert rule.fallback_on == ["5xx", "429", "timeout", "connection"]
     other = RoutingRule.objects.get(name="tagged-cheap")
     assert (other.enabled, other.match_keys, other.match_organisations, other.match_tags) == (False, ["abcd1234"], [7], ["batch"])
@@ -163,27 +203,35 @@ def test_import_config_is_idempotent(gateway, tmp_path):
     import_yaml(tmp_path, RULES_YAML)
 
     again = rule_rows()
-    assert {n: {k: v for k, v in r.items() if k != "updated_at"} for n, r in again.items()} == \
-           {n: {k: v for k, v in r.items() if k != "updated_at"} for n, r in first.items()}
+    assert {n: {k: v for k, v in r.items() if k != "updated_at"} for n, r in again.items()} == {
+        n: {k: v for k, v in r.items() if k != "updated_at"} for n, r in first.items()
+    }
 
 
 BAD_RULES = {
-    "unknown-strategy": ("""
+    "unknown-strategy": (
+        """
 rules:
   - name: good-one
     targets: [{model: tbank/t-tech/T-lite-it-2.1}]
   - name: bad-one
     strategy: fastest
     targets: [{model: tbank/t-tech/T-lite-it-2.1}]
-""", "rules.1.strategy"),
-    "missing-model-in-database": ("""
+""",
+        "rules.1.strategy",
+    ),
+    "missing-model-in-database": (
+        """
 rules:
   - name: good-one
     targets: [{model: tbank/t-tech/T-lite-it-2.1}]
   - name: bad-one
     targets: [{model: tbank/t-tech/T-lite-it-2.1}, {model: gigachat/NoSuchModel}]
-""", "rules.1.targets.1.model"),
-    "missing-model-in-the-file": ("""
+""",
+        "rules.1.targets.1.model",
+    ),
+    "missing-model-in-the-file": (
+        """
 providers:
   extra:
     kind: openai_compatible
@@ -192,23 +240,34 @@ providers:
 rules:
   - name: bad-one
     targets: [{model: extra/other-model}]
-""", "rules.0.targets.0.model"),
-    "unknown-target-key": ("""
+""",
+        "rules.0.targets.0.model",
+    ),
+    "unknown-target-key": (
+        """
 rules:
   - name: bad-one
     targets: [{model: tbank/t-tech/T-lite-it-2.1, wieght: 3}]
-""", "rules.0.targets.0.wieght"),
-    "unknown-failure-class": ("""
+""",
+        "rules.0.targets.0.wieght",
+    ),
+    "unknown-failure-class": (
+        """
 rules:
   - name: bad-one
     targets: [{model: tbank/t-tech/T-lite-it-2.1}]
     fallback_on: [5xx, sometimes]
-""", "rules.0.fallback_on.1"),
-    "no-targets": ("""
+""",
+        "rules.0.fallback_on.1",
+    ),
+    "no-targets": (
+        """
 rules:
   - name: bad-one
     targets: []
-""", "rules.0.targets"),
+""",
+        "rules.0.targets",
+    ),
 }
 
 
@@ -246,5 +305,7 @@ def test_export_config_round_trips_rules(gateway, tmp_path):
 
     RoutingRule.objects.filter(name__in=list(wanted)).delete()
     import_yaml(tmp_path, yaml.safe_dump({"rules": [by_name[n] for n in wanted]}))
-    strip = lambda rows: {n: {k: v for k, v in r.items() if k not in ("id", "updated_at")} for n, r in rows.items() if n in wanted}  # noqa: E731
+    strip = lambda rows: {
+        n: {k: v for k, v in r.items() if k not in ("id", "updated_at")} for n, r in rows.items() if n in wanted
+    }  # noqa: E731
     assert strip(rule_rows()) == strip(imported)

@@ -4,7 +4,6 @@ opening reach a second process within a second through Redis (issue 3, "Health")
 import time
 
 import httpx
-import pytest
 from django.conf import settings
 
 from tests.conftest import need
@@ -17,8 +16,12 @@ GIGACHAT_CHAT = "/api/v1/chat/completions"
 
 
 def ask(base_url, key, model) -> httpx.Response:
-    return httpx.post(base_url + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=30,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        base_url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 def answered_by(base_url, key, model) -> str:

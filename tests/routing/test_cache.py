@@ -16,15 +16,21 @@ TBANK = "tbank/t-tech/T-lite-it-2.1"
 
 
 def chat(gw, body, key="alice", **headers) -> httpx.Response:
-    r = httpx.post(gw.v1 + "/chat/completions", json=body, timeout=30,
-                   headers={"authorization": f"Bearer {gw.keys[key]}", **headers})
+    r = httpx.post(
+        gw.v1 + "/chat/completions", json=body, timeout=30, headers={"authorization": f"Bearer {gw.keys[key]}", **headers}
+    )
     assert r.status_code == 200, r.text
     return r
 
 
 def stream_text(gw, body, key="alice") -> tuple[httpx.Headers, str, list[dict]]:
-    with httpx.stream("POST", gw.v1 + "/chat/completions", json={**body, "stream": True}, timeout=30,
-                      headers={"authorization": f"Bearer {gw.keys[key]}"}) as r:
+    with httpx.stream(
+        "POST",
+        gw.v1 + "/chat/completions",
+        json={**body, "stream": True},
+        timeout=30,
+        headers={"authorization": f"Bearer {gw.keys[key]}"},
+    ) as r:
         assert r.status_code == 200
         events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -103,7 +109,11 @@ def test_another_tenant_never_gets_alices_cached_answer(router_gateway, ledgers)
 
 @pytest.mark.parametrize("temperature", [None, 0.7], ids=["default", "0.7"])
 def test_a_request_that_is_not_deterministic_is_not_cached(router_gateway, ledgers, temperature):
-    body = fresh_body(temperature=temperature) if temperature is not None else {k: v for k, v in fresh_body().items() if k != "temperature"}
+    body = (
+        fresh_body(temperature=temperature)
+        if temperature is not None
+        else {k: v for k, v in fresh_body().items() if k != "temperature"}
+    )
 
     chat(router_gateway, body)
     again = chat(router_gateway, body)

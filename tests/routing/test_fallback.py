@@ -42,17 +42,23 @@ FAULTS_BEFORE_FIRST_BYTE = {
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("fault", list(FAULTS_BEFORE_FIRST_BYTE), ids=list(FAULTS_BEFORE_FIRST_BYTE))
-def test_it_falls_back_to_the_secondary_before_the_first_byte(router_gateway, rules, ledgers, faults,
-                                                                django_db_blocker, fault, stream):
+def test_it_falls_back_to_the_secondary_before_the_first_byte(
+    router_gateway, rules, ledgers, faults, django_db_blocker, fault, stream
+):
     model = unique_model("fallback")
-    rules.create(name="t-fallback", match_model=model, strategy="fallback",
-                 targets=[{"model": PRIMARY, "timeout": 0.3}, {"model": SECONDARY}])
+    rules.create(
+        name="t-fallback",
+        match_model=model,
+        strategy="fallback",
+        targets=[{"model": PRIMARY, "timeout": 0.3}, {"model": SECONDARY}],
+    )
     rules.settle()
     faults("gigachat", path=GIGACHAT_CHAT, count=1, **FAULTS_BEFORE_FIRST_BYTE[fault])
 
     client = client_for(router_gateway)
     raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "hi"}], stream=stream)
+        model=model, messages=[{"role": "user", "content": "hi"}], stream=stream
+    )
     if stream:
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     else:
@@ -67,7 +73,9 @@ def test_it_falls_back_to_the_secondary_before_the_first_byte(router_gateway, ru
     assert (record.provider, record.model, record.route, record.status) == ("yandexgpt", "yandexgpt-lite", "t-fallback", "ok")
 
 
-@pytest.mark.parametrize("fault", [{"first_byte_delay_ms": 1000}, {"cut_after_chunks": 0}], ids=["first-byte-timeout", "closed-before-data"])
+@pytest.mark.parametrize(
+    "fault", [{"first_byte_delay_ms": 1000}, {"cut_after_chunks": 0}], ids=["first-byte-timeout", "closed-before-data"]
+)
 def test_a_stream_that_sends_headers_but_no_data_still_falls_back(router_gateway, rules, ledgers, faults, fault):
     model = unique_model("fallback-headers")
     rules.create(name="t-fallback-headers", match_model=model, targets=[{"model": PRIMARY, "timeout": 0.3}, {"model": SECONDARY}])
@@ -75,7 +83,8 @@ def test_a_stream_that_sends_headers_but_no_data_still_falls_back(router_gateway
     faults("gigachat", path=GIGACHAT_CHAT, count=1, **fault)
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
+        model=model, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
     text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
 
     assert text == "Echo: hi"
@@ -84,19 +93,24 @@ def test_a_stream_that_sends_headers_but_no_data_still_falls_back(router_gateway
 
 
 def _sse_events(response: httpx.Response) -> list[str]:
-    return [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
 
 
-def test_a_failure_mid_stream_ends_with_an_error_event_and_done_and_is_billed(router_gateway, rules, ledgers, faults,
-                                                                              django_db_blocker):
+def test_a_failure_mid_stream_ends_with_an_error_event_and_done_and_is_billed(
+    router_gateway, rules, ledgers, faults, django_db_blocker
+):
     model = unique_model("midstream")
     rules.create(name="t-midstream", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}], retries=1)
     rules.settle()
     faults("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
 
-    with httpx.stream("POST", router_gateway.v1 + "/chat/completions", timeout=30,
-                      headers={"authorization": f"Bearer {router_gateway.keys['alice']}"},
-                      json={"model": model, "stream": True, "messages": [{"role": "user", "content": "[long] please"}]}) as r:
+    with httpx.stream(
+        "POST",
+        router_gateway.v1 + "/chat/completions",
+        timeout=30,
+        headers={"authorization": f"Bearer {router_gateway.keys['alice']}"},
+        json={"model": model, "stream": True, "messages": [{"role": "user", "content": "[long] please"}]},
+    ) as r:
         assert r.status_code == 200
         route = r.headers["x-xrouter-route"]
         request_id = r.headers["x-request-id"]
@@ -126,7 +140,8 @@ def test_the_openai_sdk_sees_a_mid_stream_failure_as_an_error_not_a_short_answer
     faults("gigachat", path=GIGACHAT_CHAT, count=1, cut_after_chunks=4)
 
     stream = client_for(router_gateway).chat.completions.create(
-        model=model, stream=True, messages=[{"role": "user", "content": "[long] please"}])
+        model=model, stream=True, messages=[{"role": "user", "content": "[long] please"}]
+    )
     with pytest.raises(openai.APIError):
         for _ in stream:
             pass
@@ -141,7 +156,8 @@ def test_a_client_error_is_neither_retried_nor_fallen_back(router_gateway, rules
 
     with pytest.raises(openai.BadRequestError):
         result = client_for(router_gateway).chat.completions.create(
-            model=model, stream=stream, messages=[{"role": "user", "content": "hi"}])
+            model=model, stream=stream, messages=[{"role": "user", "content": "hi"}]
+        )
         if stream:
             list(result)
 
@@ -161,18 +177,24 @@ def tbank_context_of(emulators):
     httpx.delete(url, timeout=5).raise_for_status()
 
 
-def test_a_context_length_error_falls_back_to_a_larger_model_skipping_smaller_ones(router_gateway, rules, ledgers,
-                                                                                    tbank_context_of, django_db_blocker):
+def test_a_context_length_error_falls_back_to_a_larger_model_skipping_smaller_ones(
+    router_gateway, rules, ledgers, tbank_context_of, django_db_blocker
+):
     # Windows from the catalog: T-lite 32768, yandexgpt-lite 32000 (not larger: skipped), GigaChat-2-Max 131072.
     model = unique_model("context")
-    rules.create(name="t-context", match_model=model, retries=2, targets=[
-        {"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": SECONDARY}, {"model": PRIMARY}])
+    rules.create(
+        name="t-context",
+        match_model=model,
+        retries=2,
+        targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": SECONDARY}, {"model": PRIMARY}],
+    )
     rules.settle()
     tbank_context_of(20)
     prompt = " ".join(["word"] * 60)
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": prompt}])
+        model=model, messages=[{"role": "user", "content": prompt}]
+    )
 
     assert raw.parse().choices[0].message.content == "Echo: " + prompt
     assert raw.headers["x-xrouter-route"] == f"t-context;{PRIMARY}"
@@ -181,14 +203,20 @@ def test_a_context_length_error_falls_back_to_a_larger_model_skipping_smaller_on
     assert ledgers.calls("gigachat", "GigaChat-2-Max") == 1
 
 
-def test_a_context_length_error_with_no_larger_model_reaches_the_client_as_a_400(router_gateway, rules, ledgers, tbank_context_of):
+def test_a_context_length_error_with_no_larger_model_reaches_the_client_as_a_400(
+    router_gateway, rules, ledgers, tbank_context_of
+):
     model = unique_model("context-none")
-    rules.create(name="t-context-none", match_model=model, targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": SECONDARY}])
+    rules.create(
+        name="t-context-none", match_model=model, targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": SECONDARY}]
+    )
     rules.settle()
     tbank_context_of(20)
 
     with pytest.raises(openai.BadRequestError) as caught:
-        client_for(router_gateway).chat.completions.create(model=model, messages=[{"role": "user", "content": " ".join(["w"] * 60)}])
+        client_for(router_gateway).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": " ".join(["w"] * 60)}]
+        )
 
     assert "context" in caught.value.message.lower()
     assert ledgers.calls("tbank") == 1 and ledgers.calls("yandexgpt") == 0
@@ -200,7 +228,8 @@ def test_a_prompt_too_long_for_a_known_window_goes_to_a_larger_model_first(route
     rules.settle()
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
-        model=model, max_tokens=40_000, messages=[{"role": "user", "content": "hi"}])  # 40,000 > yandexgpt-lite's 32,000
+        model=model, max_tokens=40_000, messages=[{"role": "user", "content": "hi"}]
+    )  # 40,000 > yandexgpt-lite's 32,000
 
     assert raw.headers["x-xrouter-route"] == f"t-context-known;{PRIMARY}"
     assert ledgers.calls("yandexgpt") == 0
@@ -213,7 +242,8 @@ def test_it_retries_the_same_target_until_it_succeeds(router_gateway, rules, led
     faults("tbank", path="/v1/chat/completions", status=500, count=2)
 
     raw = client_for(router_gateway).chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "hi"}])
+        model=model, messages=[{"role": "user", "content": "hi"}]
+    )
 
     assert raw.parse().choices[0].message.content == "Echo: hi"
     assert [e["status"] for e in ledgers.entries("tbank")] == [500, 500, 200]
@@ -246,8 +276,9 @@ def test_a_failure_class_the_rule_does_not_name_does_not_fall_back(router_gatewa
 
 def test_one_deadline_bounds_the_whole_request(router_gateway, rules, ledgers, faults):
     model = unique_model("deadline")
-    rules.create(name="t-deadline", match_model=model, deadline=0.5, retries=3,
-                 targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    rules.create(
+        name="t-deadline", match_model=model, deadline=0.5, retries=3, targets=[{"model": PRIMARY}, {"model": SECONDARY}]
+    )
     rules.settle()
     faults("gigachat", path=GIGACHAT_CHAT, count=1, latency_ms=1500)
 

@@ -15,10 +15,17 @@ def test_planning_a_route_makes_no_query_once_the_catalog_is_loaded(gateway, dja
     from apps.routing.router import plan_route
     from apps.routing.rules import RequestContext
 
-    RoutingRule.objects.create(name="t-no-query", priority=1, match_model="test/no-query-*", strategy="weighted",
-                               targets=[{"model": "gigachat/GigaChat-2", "weight": 3}, {"model": "tbank/t-tech/T-lite-it-2.1"}])
+    RoutingRule.objects.create(
+        name="t-no-query",
+        priority=1,
+        match_model="test/no-query-*",
+        strategy="weighted",
+        targets=[{"model": "gigachat/GigaChat-2", "weight": 3}, {"model": "tbank/t-tech/T-lite-it-2.1"}],
+    )
     catalog = load_catalog()
-    key = KeyInfo(id=1, prefix="abcd1234", name="k", user_id=1, organisation_id=None, allowed_models=(), residency="", expires_at=None)
+    key = KeyInfo(
+        id=1, prefix="abcd1234", name="k", user_id=1, organisation_id=None, allowed_models=(), residency="", expires_at=None
+    )
 
     with django_assert_num_queries(0):
         for i in range(100):
@@ -37,8 +44,12 @@ def _any_query():
 @pytest.fixture
 def asgi_rule(rules):
     model = unique_model("asgi")
-    rules.create(name="t-asgi", match_model=model, strategy="round_robin",
-                 targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": "mts/mws-gpt-alpha"}])
+    rules.create(
+        name="t-asgi",
+        match_model=model,
+        strategy="round_robin",
+        targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": "mts/mws-gpt-alpha"}],
+    )
     return model
 
 

@@ -10,8 +10,12 @@ GIGACHAT_CHAT = "/api/v1/chat/completions"
 
 
 def post(gw, model, key) -> httpx.Response:
-    return httpx.post(gw.v1 + "/chat/completions", headers={"authorization": f"Bearer {gw.keys[key]}"}, timeout=30,
-                      json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        gw.v1 + "/chat/completions",
+        headers={"authorization": f"Bearer {gw.keys[key]}"},
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 def test_a_key_allowed_only_tbank_cannot_reach_gigachat_through_a_rule(router_gateway, rules, ledgers):
@@ -25,11 +29,15 @@ def test_a_key_allowed_only_tbank_cannot_reach_gigachat_through_a_rule(router_ga
     assert ledgers.calls("gigachat") == 0
 
 
-def test_a_key_allowed_only_tbank_uses_only_the_tbank_targets_of_a_rule_even_when_they_fail(router_gateway, rules, ledgers,
-                                                                                               faults):
+def test_a_key_allowed_only_tbank_uses_only_the_tbank_targets_of_a_rule_even_when_they_fail(
+    router_gateway, rules, ledgers, faults
+):
     model = unique_model("charlie-mixed")
-    rules.create(name="t-charlie-mixed", match_model=model,
-                 targets=[{"model": "gigachat/GigaChat-2"}, {"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": "mts/mws-gpt-alpha"}])
+    rules.create(
+        name="t-charlie-mixed",
+        match_model=model,
+        targets=[{"model": "gigachat/GigaChat-2"}, {"model": "tbank/t-tech/T-lite-it-2.1"}, {"model": "mts/mws-gpt-alpha"}],
+    )
     rules.settle()
 
     ok = post(router_gateway, model, "charlie")
@@ -41,13 +49,15 @@ def test_a_key_allowed_only_tbank_uses_only_the_tbank_targets_of_a_rule_even_whe
     assert ledgers.calls("gigachat") == 0 and ledgers.calls("mts") == 0
 
 
-def test_a_rule_on_a_name_the_key_may_use_does_not_widen_the_key_to_other_providers(router_gateway, rules, ledgers,
-                                                                                     faults):
+def test_a_rule_on_a_name_the_key_may_use_does_not_widen_the_key_to_other_providers(router_gateway, rules, ledgers, faults):
     """An operator's fallback rule for an explicit T-Bank model (T-Bank first, GigaChat if it fails):
     charlie's key names `tbank/*`, so when T-Bank fails charlie must get T-Bank's error, not GigaChat."""
-    rules.create(name="t-charlie-tbank-fallback", match_model="tbank/t-tech/T-pro-it-2.0",
-                 match_keys=[key_prefix(router_gateway.keys["charlie"])],
-                 targets=[{"model": "tbank/t-tech/T-pro-it-2.0"}, {"model": "gigachat/GigaChat-2"}])
+    rules.create(
+        name="t-charlie-tbank-fallback",
+        match_model="tbank/t-tech/T-pro-it-2.0",
+        match_keys=[key_prefix(router_gateway.keys["charlie"])],
+        targets=[{"model": "tbank/t-tech/T-pro-it-2.0"}, {"model": "gigachat/GigaChat-2"}],
+    )
     rules.settle()
     faults("tbank", path="/v1/chat/completions", status=500, count=1)
 
@@ -59,8 +69,13 @@ def test_a_rule_on_a_name_the_key_may_use_does_not_widen_the_key_to_other_provid
 
 def test_a_rule_that_matches_a_key_prefix_applies_to_that_key_only(router_gateway, rules):
     model = unique_model("by-key")
-    rules.create(name="t-by-key-charlie", priority=1, match_model=model, match_keys=[key_prefix(router_gateway.keys["charlie"])],
-                 targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}])
+    rules.create(
+        name="t-by-key-charlie",
+        priority=1,
+        match_model=model,
+        match_keys=[key_prefix(router_gateway.keys["charlie"])],
+        targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}],
+    )
     rules.create(name="t-by-key-others", priority=2, match_model=model, targets=[{"model": "mts/mws-gpt-alpha"}])
     rules.settle()
 
@@ -70,8 +85,13 @@ def test_a_rule_that_matches_a_key_prefix_applies_to_that_key_only(router_gatewa
 
 def test_a_ru_resident_rule_never_falls_back_to_a_foreign_model(router_gateway, rules, ledgers, faults):
     model = unique_model("residency")
-    rules.create(name="t-residency", match_model=model, residency="RU", retries=1,
-                 targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}])
+    rules.create(
+        name="t-residency",
+        match_model=model,
+        residency="RU",
+        retries=1,
+        targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}],
+    )
     rules.settle()
     faults("gigachat", path=GIGACHAT_CHAT, status=500, count=2)
 
@@ -98,7 +118,9 @@ def test_a_ru_resident_rule_whose_only_target_is_foreign_is_refused(router_gatew
 def test_a_ru_resident_key_never_reaches_a_foreign_model(router_gateway, rules, ledgers, faults, model):
     if model == "rule":
         model = unique_model("resident-key")
-        rules.create(name="t-resident-key", match_model=model, targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}])
+        rules.create(
+            name="t-resident-key", match_model=model, targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "mts/gpt-4o"}]
+        )
         rules.settle()
         faults("gigachat", path=GIGACHAT_CHAT, status=500, count=1)
         assert post(router_gateway, model, "resident").status_code == 502

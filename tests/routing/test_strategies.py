@@ -17,8 +17,12 @@ TBANK = "tbank/t-tech/T-lite-it-2.1"
 
 
 def ask(gw, model, content="hi", key="alice") -> httpx.Response:
-    r = httpx.post(gw.v1 + "/chat/completions", headers={"authorization": f"Bearer {gw.keys[key]}"}, timeout=30,
-                   json={"model": model, "messages": [{"role": "user", "content": content}]})
+    r = httpx.post(
+        gw.v1 + "/chat/completions",
+        headers={"authorization": f"Bearer {gw.keys[key]}"},
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": content}]},
+    )
     assert r.status_code == 200, r.text
     return r
 
@@ -31,6 +35,7 @@ async def _fire(gw, model, total, concurrency) -> Counter:
     queue = iter(range(total))
 
     async with httpx.AsyncClient(base_url=gw.v1, limits=limits, timeout=30, headers=headers) as client:
+
         async def worker():
             for _ in queue:
                 r = await client.post("/chat/completions", json=body)
@@ -43,8 +48,12 @@ async def _fire(gw, model, total, concurrency) -> Counter:
 
 def test_a_weighted_rule_splits_traffic_by_its_weights(router_gateway, rules, ledgers):
     model = unique_model("weighted")
-    rules.create(name="t-weighted", match_model=model, strategy="weighted",
-                 targets=[{"model": GIGACHAT, "weight": 3}, {"model": TBANK, "weight": 1}])
+    rules.create(
+        name="t-weighted",
+        match_model=model,
+        strategy="weighted",
+        targets=[{"model": GIGACHAT, "weight": 3}, {"model": TBANK, "weight": 1}],
+    )
     rules.settle()
     ask(router_gateway, model)  # the catalog is loaded before the burst
 
@@ -68,8 +77,12 @@ def test_a_round_robin_rule_alternates_its_targets(router_gateway, rules):
 def test_a_cheapest_rule_picks_the_cheapest_target_and_falls_back_to_the_next_cheapest(router_gateway, rules, faults):
     # Prices per 1,000 tokens, in + out: GigaChat-2-Max 3.90, yandexgpt 2.40, T-lite 0.20.
     model = unique_model("cheapest")
-    rules.create(name="t-cheapest", match_model=model, strategy="cheapest",
-                 targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "yandexgpt/yandexgpt"}, {"model": TBANK}])
+    rules.create(
+        name="t-cheapest",
+        match_model=model,
+        strategy="cheapest",
+        targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "yandexgpt/yandexgpt"}, {"model": TBANK}],
+    )
     rules.settle()
 
     assert {ask(router_gateway, model).headers["x-xrouter-route"] for _ in range(4)} == {f"t-cheapest;{TBANK}"}
@@ -80,7 +93,9 @@ def test_a_cheapest_rule_picks_the_cheapest_target_and_falls_back_to_the_next_ch
 
 def test_a_latency_rule_measures_every_target_and_prefers_the_fastest(spawn, rules, faults):
     model = unique_model("latency")
-    rules.create(name="t-latency", match_model=model, strategy="latency", targets=[{"model": GIGACHAT}, {"model": "mts/mws-gpt-alpha"}])
+    rules.create(
+        name="t-latency", match_model=model, strategy="latency", targets=[{"model": GIGACHAT}, {"model": "mts/mws-gpt-alpha"}]
+    )
     gw = spawn()  # latency averages are per process: start with none measured
     faults("gigachat", path="/api/v1/chat/completions", share=1.0, latency_ms=300)
 
@@ -94,8 +109,12 @@ def test_a_latency_rule_measures_every_target_and_prefers_the_fastest(spawn, rul
 
 def test_a_least_busy_rule_sends_to_the_target_with_fewer_requests_in_flight(router_gateway, rules, faults):
     model = unique_model("least-busy")
-    rules.create(name="t-least-busy", match_model=model, strategy="least_busy",
-                 targets=[{"model": "yandexgpt/yandexgpt"}, {"model": "mts/mws-gpt-alpha"}])
+    rules.create(
+        name="t-least-busy",
+        match_model=model,
+        strategy="least_busy",
+        targets=[{"model": "yandexgpt/yandexgpt"}, {"model": "mts/mws-gpt-alpha"}],
+    )
     rules.settle()
     faults("yandexgpt", share=1.0, latency_ms=1500)
     faults("mts", path="/v1/chat/completions", share=1.0, latency_ms=1500)
@@ -119,13 +138,19 @@ def test_a_least_busy_rule_sends_to_the_target_with_fewer_requests_in_flight(rou
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_a_weighted_rule_with_one_weight_zero_never_uses_that_target_first(router_gateway, rules, stream):
     model = unique_model("weight-zero")
-    rules.create(name="t-weight-zero", match_model=model, strategy="weighted",
-                 targets=[{"model": GIGACHAT, "weight": 0}, {"model": TBANK, "weight": 1}])
+    rules.create(
+        name="t-weight-zero",
+        match_model=model,
+        strategy="weighted",
+        targets=[{"model": GIGACHAT, "weight": 0}, {"model": TBANK, "weight": 1}],
+    )
     rules.settle()
     client = OpenAI(base_url=router_gateway.v1, api_key=router_gateway.keys["alice"], max_retries=0)
 
     for _ in range(5):
-        raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=stream)
+        raw = client.chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": "hi"}], stream=stream
+        )
         assert raw.headers["x-xrouter-provider"] == "tbank"
         if stream:
             list(raw.parse())

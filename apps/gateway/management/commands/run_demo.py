@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 
 from apps.accounts.models import User
 from apps.keys.services import key_create
+from xrouter_project import server
 
 
 class Command(BaseCommand):
@@ -39,8 +40,11 @@ class Command(BaseCommand):
         self.stdout.write(f"  Admin:  {base}/admin/  user admin" + (f", password {password}" if password else " (password set earlier)"))
         self.stdout.write(f"  Docs:   {base}/api/docs/")
         self.stdout.write(f"  Key (shown once): {plaintext}\n")
+        argv = ["--host", os.environ.get("XROUTER_HOST", "127.0.0.1"), "--port", str(opts["port"])]
+        if settings.REDIS_URL:
+            argv.append("--writer")
         try:
-            call_command("serve", port=opts["port"], host=os.environ.get("XROUTER_HOST", "127.0.0.1"))
+            server.main(argv)
         finally:
             emulators.terminate()
             emulators.wait(timeout=10)

@@ -1,10 +1,8 @@
 """The production server: uvicorn (uvloop + httptools) workers, plus the usage writer when Redis is used."""
 
 import os
-import subprocess
 import sys
 
-import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -19,26 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--no-writer", action="store_true", help="do not start the usage writer (run it apart)")
 
     def handle(self, *args, **opts):
-        writer = None
+        argv = [
+            sys.executable, "-m", "xrouter_project.server",
+            "--host", opts["host"], "--port", str(opts["port"]), "--workers", str(opts["workers"]),
+            "--grace", str(settings.XROUTER["SHUTDOWN_GRACE"]),
+            "--log-level", os.environ.get("LOG_LEVEL", "info").lower(),
+        ]
         if settings.REDIS_URL and not opts["no_writer"]:
-            writer = subprocess.Popen([sys.executable, "manage.py", "usage_writer"], cwd=settings.BASE_DIR)
-        try:
-            uvicorn.run(
-                "xrouter_project.asgi:application",
-                host=opts["host"],
-                port=opts["port"],
-                workers=opts["workers"] if opts["workers"] > 1 else None,
-                loop="uvloop",
-                http="httptools",
-                lifespan="on",
-                access_log=False,
-                backlog=4096,
-                # SIGTERM: stop accepting, let open streams finish up to this deadline, then flush usage.
-                timeout_graceful_shutdown=int(settings.XROUTER["SHUTDOWN_GRACE"]),
-                timeout_keep_alive=30,
-                log_level=os.environ.get("LOG_LEVEL", "info").lower(),
-            )
-        finally:
-            if writer is not None:
-                writer.terminate()
-                writer.wait(timeout=30)
+            argv.append("--writer")
+        sys.stdout.flush()
+        # exec: the supervising process sheds Django's memory; workers load the app themselves.
+        os.chdir(settings.BASE_DIR)
+        os.execv(sys.executable, argv)

@@ -6,6 +6,7 @@ from apps.usage.writer import UsageWriter
 
 class Command(BaseCommand):
     help = "Drain the Redis usage stream into the database (run one or more beside the gateway)."
+    requires_system_checks = []  # it runs with only the usage app loaded (XROUTER_ROLE=writer)
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=20, help="stream entries per read (each holds up to 500 records)")

@@ -1,0 +1,64 @@
+"""The production process tree, started by `manage.py serve` through exec so that the
+supervising process never loads Django (it only forks workers and watches them):
+
+    python -m xrouter_project.server --host H --port P --workers N --grace S [--writer]
+
+uvicorn (uvloop + httptools) runs the ASGI app in N worker processes; with --writer, the usage
+writer runs beside them and is stopped after the workers have flushed their usage.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import uvicorn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="xrouter_project.server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--writer", action="store_true", help="run the usage writer beside the workers")
+    args = parser.parse_args(argv)
+
+    writer = None
+    if args.writer:
+        # The writer loads only the usage app (XROUTER_ROLE=writer): a fraction of a worker's memory.
+        env = {**os.environ, "XROUTER_ROLE": "writer"}
+        writer = subprocess.Popen([sys.executable, "manage.py", "usage_writer"], cwd=ROOT, env=env)
+    try:
+        uvicorn.run(
+            "xrouter_project.asgi:application",
+            host=args.host,
+            port=args.port,
+            workers=args.workers if args.workers > 1 else None,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            backlog=4096,
+            # SIGTERM: stop accepting, let open streams finish up to this deadline, then flush usage.
+            timeout_graceful_shutdown=int(args.grace),
+            timeout_keep_alive=30,
+            log_level=args.log_level,
+        )
+    finally:
+        if writer is not None:
+            writer.terminate()  # after the workers flushed: the writer drains what they left, then stops
+            try:
+                writer.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                writer.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
