@@ -27,7 +27,7 @@ def provider_check_health(provider: Provider) -> HealthCheck:
             return True, (time.monotonic() - started) * 1000, ""
         except ProviderError as exc:
             return False, (time.monotonic() - started) * 1000, exc.message[:500]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False, None, "timed out"
         finally:
             await adapter.close()

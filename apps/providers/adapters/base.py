@@ -265,7 +265,7 @@ class ProviderAdapter:
             async with self.session().post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers}) as resp:
                 raw = await resp.read()
                 return resp.status, _loads_or_none(raw), resp
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
         except aiohttp.ClientError as exc:
             raise connection_error(self.config.name, exc) from exc
@@ -275,7 +275,7 @@ class ProviderAdapter:
             async with self.session().get(url, headers=headers) as resp:
                 raw = await resp.read()
                 return resp.status, _loads_or_none(raw), resp
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
         except aiohttp.ClientError as exc:
             raise connection_error(self.config.name, exc) from exc
@@ -319,7 +319,7 @@ class _SlotGuard:
             started = time.monotonic()
             try:
                 await asyncio.wait_for(self.slot.sem.acquire(), settings.XROUTER["CONCURRENCY_WAIT"])
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ProviderError(
                     f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy "
                     f"for {time.monotonic() - started:.0f}s",
