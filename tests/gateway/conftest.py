@@ -3,9 +3,31 @@
 import uuid
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import Gateway, start_gateway, stop_gateway
+
+
+def _stop_with_children(process) -> None:
+    """stop_gateway, then end what the server started and left behind (its usage writer): with
+    one worker, `serve` dies of the SIGTERM uvicorn re-raises before it stops its writer
+    (test_dockerfile.py reports that bug; this keeps test runs from leaking writers meanwhile)."""
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    stop_gateway(process)
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        child.terminate()
+    psutil.wait_procs(alive, timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gateway_leaves_no_process_behind(gateway):
+    yield
+    _stop_with_children(gateway.process)  # tests/conftest.py's own stop then finds it stopped
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +44,7 @@ def faulty_gateway(gateway):
     }
     process, base = start_gateway(env)
     yield Gateway(base, process, env, gateway.keys)
-    stop_gateway(process)
+    _stop_with_children(process)
 
 
 # Clients are built once per session here: each new httpx client builds an SSL context

@@ -305,7 +305,8 @@ def test_export_config_round_trips_rules(gateway, tmp_path):
 
     RoutingRule.objects.filter(name__in=list(wanted)).delete()
     import_yaml(tmp_path, yaml.safe_dump({"rules": [by_name[n] for n in wanted]}))
-    strip = lambda rows: {
-        n: {k: v for k, v in r.items() if k not in ("id", "updated_at")} for n, r in rows.items() if n in wanted
-    }  # noqa: E731
+
+    def strip(rows):
+        return {n: {k: v for k, v in r.items() if k not in ("id", "updated_at")} for n, r in rows.items() if n in wanted}
+
     assert strip(rule_rows()) == strip(imported)
