@@ -40,6 +40,7 @@ def main(argv=None) -> int:
             workers=args.workers if args.workers > 1 else None,
             loop="uvloop",
             http="httptools",
+            ws="websockets",
             lifespan="on",
             access_log=False,
             proxy_headers=False,
