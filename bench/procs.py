@@ -107,18 +107,18 @@ def nofile_limit(pid: int) -> int | None:
     return None
 
 
-def describe(pids) -> list[dict]:
+def describe(pids, root: int) -> list[dict]:
     """Each process with a role guessed from its command line, for the report."""
     out = []
     for pid in pids:
         cmd = cmdline(pid)
-        if "usage_writer" in cmd:
+        if pid == root:
+            role = "master (the serve process)"
+        elif "usage_writer" in cmd:
             role = "usage writer"
-        elif "manage.py serve" in cmd:
-            role = "uvicorn master"
-        elif "multiprocessing" in cmd and "resource_tracker" in cmd:
+        elif "resource_tracker" in cmd:
             role = "multiprocessing resource tracker"
-        elif "multiprocessing" in cmd:
+        elif "spawn_main" in cmd or "multiprocessing-fork" in cmd:
             role = "uvicorn worker"
         else:
             role = "other"

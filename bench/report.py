@@ -163,6 +163,14 @@ def markdown(r: dict) -> str:
     failed = [c["key"] for c in checks if not c["pass"]]
     lines += ["", f"Targets met: {len(checks) - len(failed)} of {len(checks)}"
               + (f" (missed: {', '.join(failed)})." if failed else ".")]
+    cpu = r.get("cpu") or {}
+    if cpu.get("by_role_ms_per_request"):
+        parts = ", ".join(f"{role} {ms:.3f}" for role, ms in sorted(cpu["by_role_ms_per_request"].items(),
+                                                                     key=lambda kv: -kv[1]))
+        lines += ["", f"CPU per request in the CPU run, ms, by gateway process: {parts}. Outside the gateway "
+                      f"processes: PostgreSQL {cpu.get('postgres_ms_per_request', 0):.3f}, Redis "
+                      f"{cpu.get('redis_ms_per_request', 0):.3f}, the mock {cpu.get('mock_ms_per_request', 0):.3f}, "
+                      f"wrk {cpu.get('load_tool_ms_per_request', 0):.3f}."]
     details = r.get("rps") or {}
     if details:
         lines += ["", "## Per-run detail", "",

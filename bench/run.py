@@ -465,7 +465,7 @@ class Bench:
                 time.sleep(0.2)
             self.idle_rss_kib = sorted(samples)[len(samples) // 2]
             self.idle_pss_kib = sum(procs.pss_kib(pid) for pid in pids)
-            self.results["processes"] = procs.describe(pids)
+            self.results["processes"] = procs.describe(pids, self.gateway.pid)
         self.mock_idle_rss_kib = procs.rss_kib(self.mock.pid)
 
     def rps_runs(self):
@@ -510,11 +510,16 @@ class Bench:
         stats0 = self.mock_stats()
         data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests)
         self.drain_usage()  # the writer's share of the work counts too
+        after = procs.cpu_snapshot(self.gateway_pids())
         g_cpu, m_cpu = self.cpu_since(snap, f"CPU run, {a.cpu_connections} connections")
         served = self.mock_stats()["requests_gateway"] - stats0["requests_gateway"]
         if not served:
             raise BenchError("the CPU run served no request")
         pids = self.gateway_pids()
+        by_role: dict[str, float] = {}
+        for p in procs.describe(pids, self.gateway.pid):
+            spent = (after.get(p["pid"], 0) - snap["gateway"].get(p["pid"], 0)) / procs.CLK_TCK
+            by_role[p["role"]] = by_role.get(p["role"], 0.0) + spent / served * 1000
         self.results["cpu"] = {
             "requests": served, "connections": a.cpu_connections, "processes": len(pids),
             "wrk_requests": data["requests"], "errors": data["errors"], "rps": data["rps"],
@@ -527,6 +532,7 @@ class Bench:
             "postgres_ms_per_request": self.last_step["postgres"] / served * 1000,
             "redis_ms_per_request": self.last_step["redis"] / served * 1000,
             "load_tool_ms_per_request": self.last_step["load_tools"] / served * 1000,
+            "by_role_ms_per_request": by_role,
         }
 
     def stream_runs(self):

@@ -9,6 +9,7 @@ writer runs beside them and is stopped after the workers have flushed their usag
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -27,6 +28,10 @@ def main(argv=None) -> int:
     parser.add_argument("--writer", action="store_true", help="run the usage writer beside the workers")
     args = parser.parse_args(argv)
 
+    # uvicorn re-raises the signal that stopped it once it has shut down; by then the shutdown was
+    # graceful, so let that re-raise land here and exit 0 (what orchestrators read as a clean stop).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     writer = None
     if args.writer:
         # The writer loads only the usage app (XROUTER_ROLE=writer): a fraction of a worker's memory.
