@@ -128,11 +128,32 @@ class SSEDecoder:
 
 
 async def iter_sse(content) -> AsyncIterator[SSEEvent]:
-    """SSE events of a streamed body. `[DONE]` is an ordinary event here; callers decide what ends a stream."""
+    """SSE events of a streamed body. `[DONE]` is an ordinary event here; callers decide what ends a stream.
+
+    One generator, not lines-then-events: this runs once per relayed chunk, and every extra
+    async-generator hop costs CPU on the hot path. Bodies with `\r` line breaks take the
+    general LineSplitter path.
+    """
     decoder = SSEDecoder()
+    splitter = LineSplitter()
+    tail = b""
     try:
-        async for raw in iter_lines(content):
-            event = decoder.line(raw)
+        async for chunk in content.iter_any():
+            if b"\r" not in chunk and not splitter._buf and not splitter._pending_cr:
+                # Fast path: `\n` only (what every provider sends).
+                *lines, tail = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
+                if len(tail) > MAX_LINE_BYTES:
+                    raise StreamFormatError(f"a line exceeds {MAX_LINE_BYTES} bytes")
+            else:
+                lines = splitter.feed(tail + chunk)
+                tail = b""
+            for raw in lines:
+                event = decoder.line(raw)
+                if event is not None:
+                    yield event
+        rest = (tail or b"") + (splitter.flush() or b"")
+        if rest:
+            event = decoder.line(rest)
             if event is not None:
                 yield event
     except UnicodeDecodeError as exc:
