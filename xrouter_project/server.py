@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     if args.writer:
         # The writer loads only the usage app (XROUTER_ROLE=writer): a fraction of a worker's memory.
         env = {**os.environ, "XROUTER_ROLE": "writer"}
-        writer = subprocess.Popen([sys.executable, "manage.py", "usage_writer"], cwd=ROOT, env=env)
+        writer = subprocess.Popen([sys.executable, "manage.py", "usage_writer", "--exit-with-parent"], cwd=ROOT, env=env)
     try:
         uvicorn.run(
             "xrouter_project.asgi:application",

@@ -77,11 +77,14 @@ class UsageWriter:
         got = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size, block=self.block_ms)
         return self.write(got[0][1] if got else [])
 
-    def run_forever(self) -> None:
+    def run_forever(self, exit_with_parent: bool = False) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
+        parent = os.getppid()
         self.recover()
         idle = 0
         while self.running:
+            if exit_with_parent and os.getppid() != parent:
+                break  # the server that started us is gone (even killed): drain and stop
             try:
                 if self.run_once() == 0:
                     idle += 1

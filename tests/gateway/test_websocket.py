@@ -29,11 +29,13 @@ async def _converse(gateway, key: str, request: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("model", ["gigachat/GigaChat-2-Max", "yandexgpt/yandexgpt-lite"])
-async def test_it_streams_a_chat_over_a_websocket_then_says_done(gateway, django_db_blocker, model):
+def test_it_streams_a_chat_over_a_websocket_then_says_done(gateway, django_db_blocker, model):
     from apps.emulators.behaviour import LONG_ANSWER
 
-    messages = await _converse(gateway, gateway.keys["alice"],
-                               {"model": model, "messages": [{"role": "user", "content": "over ws [long]"}]})
+    # Synchronous, so the usage lookup below runs in this thread and its database connection is
+    # closed with the session's (one left open in a worker thread blocks dropping the test database).
+    messages = asyncio.run(_converse(gateway, gateway.keys["alice"],
+                                     {"model": model, "messages": [{"role": "user", "content": "over ws [long]"}]}))
     done = messages[-1]
     assert done["type"] == "done"
     assert done["usage"]["prompt_tokens"] > 0 and done["usage"]["completion_tokens"] > 0
@@ -44,7 +46,7 @@ async def test_it_streams_a_chat_over_a_websocket_then_says_done(gateway, django
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
     request_id = chunks[0]["id"].removeprefix("chatcmpl-")
-    record = await asyncio.to_thread(wait_for_usage, django_db_blocker, request_id)
+    record = wait_for_usage(django_db_blocker, request_id)
     assert record.stream and record.status == "ok"
     assert record.completion_tokens == done["usage"]["completion_tokens"]
 

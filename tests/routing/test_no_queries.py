@@ -3,6 +3,7 @@
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from .conftest import unique_model
 
@@ -83,3 +84,7 @@ async def test_the_gateway_makes_no_query_per_request_in_steady_state(gateway, e
     finally:
         buffer._pending.clear()  # no flusher runs in this process; nothing to bill here
         await close_all()
+        # The worker threads' connections land in this task's context (asgiref copies it back):
+        # close them, or PostgreSQL refuses to drop the test database at the end of the run.
+        with django_db_blocker.unblock():
+            await sync_to_async(connections.close_all, thread_sensitive=False)()
