@@ -1,5 +1,9 @@
 from celery import shared_task
 
+# Tasks bind to XRouter's Celery app. Importing it here, not at Django start-up, keeps Celery
+# out of the gateway workers (8 MiB each), which never queue tasks themselves.
+import xrouter_project.celery  # noqa: F401, I001
+
 from .models import Provider
 from .services import provider_check_health
 

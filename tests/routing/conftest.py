@@ -157,4 +157,3 @@ def rules(django_db_blocker):
 
 def unique_model(name: str) -> str:
     return f"test/{name}-{uuid.uuid4().hex[:6]}"
-

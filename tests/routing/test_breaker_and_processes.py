@@ -123,3 +123,42 @@ def test_a_breaker_opened_on_one_process_is_honoured_by_another(spawn, rules, le
 
     assert [answered_by(b.base_url, key, model) for _ in range(4)] == ["tbank"] * 4
     assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3, "process B still calls a target process A found broken"
+
+
+def test_a_half_open_fallback_target_is_tried_when_the_primary_fails(spawn, rules, ledgers, faults):
+    """Planning a route must not use up a half-open target's probe: only an attempt should."""
+    single = unique_model("probe-single")
+    rules.create(name="t-probe-single", match_model=single, targets=[{"model": PRIMARY}])
+    pair = unique_model("probe-pair")
+    rules.create(name="t-probe-pair", match_model=pair, targets=[{"model": SECONDARY}, {"model": PRIMARY}])
+    gw = spawn(XROUTER_BREAKER_FAILURES="2", XROUTER_BREAKER_COOLDOWN="1")
+    key = gw.keys["alice"]
+    faults("gigachat", path=GIGACHAT_CHAT, status=500, count=2)
+    assert [ask(gw.base_url, key, single).status_code for _ in range(2)] == [502, 502]  # the breaker on the primary opens
+    time.sleep(1.2)  # cooldown over: half-open, the next attempt on it is the probe
+
+    assert answered_by(gw.base_url, key, pair) == "tbank"  # the primary is second here, so it was not needed
+    faults("tbank", path="/v1/chat/completions", status=500, count=1)
+    r = ask(gw.base_url, key, pair)
+
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3, "the half-open target got no probe"
+    assert r.status_code == 200 and r.headers["x-xrouter-provider"] == "gigachat"
+
+
+def test_failures_after_the_first_byte_count_towards_the_breaker(spawn, rules, ledgers, faults):
+    model = unique_model("breaker-midstream")
+    rules.create(name="t-breaker-midstream", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    gw = spawn(XROUTER_BREAKER_FAILURES="3", XROUTER_BREAKER_COOLDOWN="5")
+    headers = {"authorization": f"Bearer {gw.keys['alice']}"}
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "[long] again"}]}
+    faults("gigachat", path=GIGACHAT_CHAT, share=1.0, cut_after_chunks=2)
+
+    providers = []
+    for _ in range(5):
+        with httpx.stream("POST", gw.base_url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as r:
+            providers.append(r.headers["x-xrouter-provider"])
+            r.read()
+
+    assert providers[:3] == ["gigachat"] * 3
+    assert providers[3:] == ["tbank", "tbank"], "three broken streams in a row did not open the breaker"
+    assert ledgers.calls("gigachat", "GigaChat-2-Pro") == 3

@@ -134,3 +134,22 @@ def test_a_rule_with_a_cache_ttl_caches_non_deterministic_requests(router_gatewa
     assert (first.headers["x-xrouter-cache"], second.headers["x-xrouter-cache"]) == ("miss", "hit")
     assert second.headers["x-xrouter-route"] == f"t-cache-rule;{TBANK}"
     assert ledgers.calls("tbank") == 1
+
+
+def test_an_answer_cut_mid_stream_is_not_cached(router_gateway, ledgers, faults):
+    body = fresh_body(messages=[{"role": "user", "content": f"[long] {uuid.uuid4().hex}"}])
+    faults("tbank", path="/v1/chat/completions", count=1, cut_after_chunks=3)
+
+    with httpx.stream(
+        "POST",
+        router_gateway.v1 + "/chat/completions",
+        json={**body, "stream": True},
+        timeout=30,
+        headers={"authorization": f"Bearer {router_gateway.keys['alice']}"},
+    ) as r:
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert '"error"' in events[-2]
+
+    again = chat(router_gateway, body)
+    assert again.headers["x-xrouter-cache"] == "miss"
+    assert ledgers.calls("tbank") == 2

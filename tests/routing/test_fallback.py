@@ -291,3 +291,35 @@ def test_one_deadline_bounds_the_whole_request(router_gateway, rules, ledgers, f
     assert elapsed < 1.2
     assert ledgers.calls("yandexgpt") == 0
     wait_for_calls(ledgers, "gigachat", "GigaChat-2-Max", 1)
+
+
+def test_the_usage_record_of_a_failed_request_names_the_target_that_failed(router_gateway, rules, faults, django_db_blocker):
+    model = unique_model("error-record")
+    rules.create(name="t-error-record", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    rules.settle()
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=400, message="bad temperature")
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        client_for(router_gateway).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+
+    record = wait_for_usage(django_db_blocker, caught.value.response.headers["x-request-id"])
+    assert record.status == "error" and record.http_status == 400
+    assert (record.provider, record.model) == ("gigachat", "GigaChat-2-Max"), "YandexGPT was never called"
+
+
+def test_a_long_retry_after_on_the_primary_falls_back_instead_of_holding_the_request(router_gateway, rules, ledgers, faults):
+    model = unique_model("retry-after")
+    rules.create(name="t-retry-after", match_model=model, retries=1, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    rules.settle()
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=429, retry_after=10)
+
+    started = time.monotonic()
+    raw = client_for(router_gateway, timeout=15).chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": "hi"}]
+    )
+    elapsed = time.monotonic() - started
+
+    assert raw.parse().choices[0].message.content == "Echo: hi"
+    assert elapsed < 3, (
+        f"the client waited {elapsed:.1f}s for a rate-limited primary (answered by {raw.headers['x-xrouter-route']})"
+    )

@@ -154,3 +154,33 @@ def test_a_weighted_rule_with_one_weight_zero_never_uses_that_target_first(route
         assert raw.headers["x-xrouter-provider"] == "tbank"
         if stream:
             list(raw.parse())
+
+
+def test_a_least_busy_rule_counts_a_stream_in_progress_as_busy(router_gateway, rules, faults):
+    model = unique_model("least-busy-stream")
+    rules.create(
+        name="t-least-busy-stream",
+        match_model=model,
+        strategy="least_busy",
+        targets=[{"model": "yandexgpt/yandexgpt"}, {"model": "mts/mws-gpt-alpha"}],
+    )
+    rules.settle()
+    faults("yandexgpt", count=1, chunk_delay_ms=50)  # about two seconds of streaming
+    faults("mts", path="/v1/chat/completions", count=1, chunk_delay_ms=50)
+    headers = {"authorization": f"Bearer {router_gateway.keys['alice']}"}
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "[long] stream"}]}
+
+    with httpx.stream("POST", router_gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=30) as first:
+        lines = first.iter_lines()
+        next(line for line in lines if line.startswith("data: "))  # the stream is under way
+        busy = first.headers["x-xrouter-provider"]
+        second = httpx.post(
+            router_gateway.v1 + "/chat/completions",
+            headers=headers,
+            timeout=30,
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        for _ in lines:
+            pass
+
+    assert second.headers["x-xrouter-provider"] != busy, f"both went to {busy} while its stream was in flight"
