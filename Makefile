@@ -26,6 +26,8 @@ test: venv $(NODE_DEPS)
 	$(PY) -m pytest
 
 bench: venv
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
+		{ echo "make bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/run.py
 
 lint: venv

@@ -311,7 +311,7 @@ def test_a_long_retry_after_on_the_primary_falls_back_instead_of_holding_the_req
     model = unique_model("retry-after")
     rules.create(name="t-retry-after", match_model=model, retries=1, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
     rules.settle()
-    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=429, retry_after=10)
+    faults("gigachat", path=GIGACHAT_CHAT, count=1, status=429, retry_after=6)
 
     started = time.monotonic()
     raw = client_for(router_gateway, timeout=15).chat.completions.with_raw_response.create(
