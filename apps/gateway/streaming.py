@@ -47,7 +47,7 @@ async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, 
                      status="error", http_status=exc.status, error_type=exc.kind, stream=True)
         raise from_provider_error(exc) from None
 
-    relay = _Relay(req, send, key, plan, target, body, legacy)
+    relay = _Relay(req, send, key, plan, target, body, legacy, cached=bool(cache_key))
     await relay.run(stream, first)
     if cache_key and relay.cacheable():
         await cache.put(cache_key, cache.entry_for(relay.cached_choices(), relay.final_usage(), target.model.public_id,
@@ -55,8 +55,9 @@ async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, 
 
 
 class _Relay:
-    def __init__(self, req, send, key, plan, target, body, legacy):
+    def __init__(self, req, send, key, plan, target, body, legacy, cached=False):
         self.req, self.send, self.key, self.plan, self.target = req, send, key, plan, target
+        self.cached = cached
         self.body = body
         self.legacy = legacy
         self.include_usage = bool(body.get("stream_options", {}).get("include_usage"))
@@ -145,6 +146,8 @@ class _Relay:
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
+        if self.cached:
+            headers["x-xrouter-cache"] = "miss"
         status, error = "ok", None
         try:
             await start_sse(self.send, headers)

@@ -74,6 +74,12 @@ class RoutingRule(models.Model):
         return self.name
 
     def clean(self):
+        from apps.providers.models import ProviderModel
+
         from .rules import validate_rule_fields
 
         validate_rule_fields(self.targets, self.fallback_on)
+        for i, target in enumerate(self.targets):
+            provider, _, model = target["model"].partition("/")
+            if not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
+                raise ValidationError({"targets": f"targets[{i}]: no model {target['model']!r}"})

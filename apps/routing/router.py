@@ -118,10 +118,10 @@ def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> li
         shift = state.next_round_robin(rule.name) % len(targets)
         return targets[shift:] + targets[:shift]
     if strategy == "latency":
+        # Unmeasured targets go first, so every target gets measured.
         known = [state.state(t.label).latency for t in targets]
-        floor = min((x for x in known if x is not None), default=0.0)
-        # Unmeasured targets count as the fastest so they get measured.
-        return [t for _, _, t in sorted(zip([x if x is not None else floor for x in known], range(len(targets)), targets, strict=True))]
+        keys = [x if x is not None else -1.0 for x in known]
+        return [t for _, _, t in sorted(zip(keys, range(len(targets)), targets, strict=True))]
     if strategy == "least_busy":
         return sorted(targets, key=lambda t: state.state(t.label).in_flight)
     if strategy == "cheapest":
