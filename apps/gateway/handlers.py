@@ -8,7 +8,7 @@ import time
 from apps.common.errors import ApiError, from_provider_error
 from apps.providers.adapters.base import ProviderError, Usage
 from apps.routing.catalog import get_catalog
-from apps.routing.router import plan_route, run_with_fallback
+from apps.routing.router import failed_target, plan_route, run_with_fallback
 from apps.routing.rules import RequestContext, parse_tags
 
 from . import cache, metrics
@@ -65,8 +65,8 @@ async def chat_completions(req, send) -> None:
     try:
         result, target = await run_with_fallback(plan, lambda t: chat_with_emulation(t.adapter, body, t.model.name))
     except ProviderError as exc:
-        metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=plan.targets[-1].model, route=plan.rule,
+        metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
                      status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 
@@ -128,7 +128,7 @@ async def embeddings(req, send) -> None:
     try:
         result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
-        record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=plan.targets[-1].model,
+        record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=failed_target(plan, exc).model,
                      status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 

@@ -13,7 +13,8 @@ import orjson
 
 from apps.common.errors import from_provider_error
 from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
-from apps.routing.router import run_with_fallback
+from apps.routing import state
+from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
@@ -40,10 +41,10 @@ async def _open(target, body):
 
 async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
     try:
-        (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body))
+        (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body), verdict_later=True)
     except ProviderError as exc:
-        metrics.UPSTREAM_ERRORS.labels(plan.targets[-1].model.provider, exc.kind).inc()
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=plan.targets[-1].model, route=plan.rule,
+        metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
                      status="error", http_status=exc.status, error_type=exc.kind, stream=True)
         raise from_provider_error(exc) from None
 
@@ -149,6 +150,8 @@ class _Relay:
         if self.cached:
             headers["x-xrouter-cache"] = "miss"
         status, error = "ok", None
+        busy = state.state(self.target.label)
+        busy.in_flight += 1  # least_busy counts a stream until it ends, not just until it opened
         try:
             await start_sse(self.send, headers)
             more = await self.handle(first)
@@ -158,9 +161,12 @@ class _Relay:
                         break
             if not self.finished:
                 raise ProviderError(f"{provider}: the stream ended without a finish reason", kind="truncated")
+            # Latency for the `latency` strategy: time to the first token, what a stream's client waits for.
+            state.record_success(self.target.label, (self.ttft or time.monotonic()) - self.req.started)
         except ProviderError as exc:
             status, error = "error", exc
             metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
+            state.record_failure(self.target.label)  # a stream that breaks after its first byte counts too
             if isinstance(exc, StreamRevisedError):
                 metrics.STREAM_REVISIONS.labels(provider).inc()
         except asyncio.CancelledError:
@@ -171,6 +177,7 @@ class _Relay:
             status = "client_disconnected"
             metrics.STREAMS_CANCELLED.labels(provider).inc()
         finally:
+            busy.in_flight -= 1
             self.status = status
             await stream.aclose()
             watcher.cancel()

@@ -9,9 +9,8 @@ import hashlib
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
-
 from apps.common import bus
+from apps.common.db import run_sync
 
 from .models import ApiKey
 
@@ -79,7 +78,7 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     if hit is not None and hit[0] > now:
         info = hit[1]
     else:
-        info = await sync_to_async(_load, thread_sensitive=False)(hashed)
+        info = await run_sync(_load)(hashed)
         if len(_cache) >= MAX_ENTRIES:
             _cache.clear()
         _cache[hashed] = (now + (POSITIVE_TTL if info else NEGATIVE_TTL), info)

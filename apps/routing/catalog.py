@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.common import bus
+from apps.common.db import run_sync
 from apps.providers.adapters.base import ProviderConfig
 from apps.providers.adapters.registry import adapter_for
 from apps.providers.selectors import enabled_models, provider_configs
@@ -107,7 +107,7 @@ async def get_catalog() -> Catalog:
     async with h.lock:
         if h.catalog is catalog:
             h.stale = False  # edits arriving during the load mark it stale again
-            h.catalog = await sync_to_async(load_catalog, thread_sensitive=False)()
+            h.catalog = await run_sync(load_catalog)()
         return h.catalog
 
 

@@ -25,7 +25,8 @@ from .catalog import Catalog, ModelEntry
 from .rules import RequestContext, Rule
 
 DEFAULT_FALLBACK_ON = frozenset({"5xx", "429", "timeout", "connection"})
-backoff = wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.1)
+MAX_RETRY_WAIT = 2.0  # seconds; a longer Retry-After sends the request to the next target instead
+backoff = wait_exponential_jitter(initial=0.1, max=MAX_RETRY_WAIT, jitter=0.1)
 
 
 @dataclass(slots=True)
@@ -73,8 +74,10 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
         specs = [(requested, 1.0, None)]
         plan = RoutePlan(requested=requested, targets=[], prompt_tokens=ctx.prompt_tokens)
 
-    requested_allowed = key.allows(requested)
-    if not requested_allowed and not any(key.allows(model) for model, _, _ in specs):
+    # A name the key lists exactly (an alias or rule name, not a model) grants its targets;
+    # otherwise every target must be allowed on its own, so a rule never widens a key.
+    requested_allowed = not key.allowed_models or (requested not in catalog.models and requested in key.allowed_models)
+    if not key.allows(requested) and not requested_allowed and not any(key.allows(model) for model, _, _ in specs):
         raise ApiError(403, f"This API key may not use the model '{requested}'.", param="model", code="model_not_allowed")
 
     candidates, weights, refused_residency = [], [], False
@@ -154,14 +157,18 @@ def failure_class(exc: ProviderError) -> str:
     return "client"
 
 
-async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]):
-    """Try the plan's targets; returns (result, target) or raises the last ProviderError."""
+async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable], *, verdict_later: bool = False):
+    """Try the plan's targets; returns (result, target) or raises the last ProviderError.
+
+    verdict_later: a stream's success is known only at its end; the caller records it."""
     last: ProviderError | None = None
     skip_below_context: int | None = None
     for target in plan.targets:
         window = target.model.context_window
         if skip_below_context is not None and window is not None and window <= skip_below_context:
             continue  # a context-length failure: only larger models are worth trying
+        if not state.reserve_probe(target.label):
+            continue  # half-open and another request is probing it
         for attempt in range(plan.retries + 1):
             plan.attempts.append(target.label)
             st = state.state(target.label)
@@ -174,12 +181,14 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                     result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
                 finally:
                     st.in_flight -= 1
-                state.record_success(target.label, time.monotonic() - started)
+                if not verdict_later:
+                    state.record_success(target.label, time.monotonic() - started)
                 return result, target
             except TimeoutError:
                 last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, retryable=True, kind="timeout")
             except ProviderError as exc:
                 last = exc
+            last.target = target  # so the error is billed and counted against the target that failed
             klass = failure_class(last)
             if klass == "client":
                 if last.kind == "context_length" and plan.context_fallback:
@@ -190,13 +199,25 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
             if klass not in plan.fallback_on or (plan.deadline and time.monotonic() >= plan.deadline):
                 raise last
             if attempt < plan.retries:
-                pause = last.retry_after if last.retry_after is not None else backoff(_RetryState(attempt + 1))
+                pause = backoff(_RetryState(attempt + 1))
+                if last.retry_after is not None:
+                    if last.retry_after > MAX_RETRY_WAIT:
+                        break  # the target asks for a long pause: another target serves sooner
+                    pause = last.retry_after
                 if plan.deadline and time.monotonic() + pause >= plan.deadline:
                     break
                 await asyncio.sleep(pause)
     if last is None:
+        if skip_below_context is None:
+            raise ProviderError(f"every target of '{plan.requested}' is being probed after failures; retry shortly",
+                                status=503, retryable=True, kind="unavailable")
         raise ProviderError(f"no target of '{plan.requested}' could take this request", status=400, kind="context_length")
     raise last
+
+
+def failed_target(plan: RoutePlan, exc: ProviderError) -> Target:
+    """The target whose failure the client sees (the first one when none was called)."""
+    return getattr(exc, "target", None) or plan.targets[0]
 
 
 def _timeout(plan: RoutePlan, target: Target) -> float | None:

@@ -49,8 +49,18 @@ def available(target: str, provider: str) -> bool:
     now = time.monotonic()
     if now < st.open_until:
         return False
-    if st.probing_since and now - st.probing_since < COOLDOWN:
-        return False  # a probe is out; wait for its verdict
+    # Half-open: available unless a probe is already out (planning reserves nothing).
+    return not (st.probing_since and now - st.probing_since < COOLDOWN)
+
+
+def reserve_probe(target: str) -> bool:
+    """Just before calling a target: if its breaker is half-open, claim the one probe."""
+    st = _targets.get(target)
+    if st is None or not st.open_until:
+        return True
+    now = time.monotonic()
+    if now < st.open_until or (st.probing_since and now - st.probing_since < COOLDOWN):
+        return False
     st.probing_since = now
     return True
 
