@@ -1,23 +1,32 @@
-"""One shared asyncio Redis client per process (None when REDIS_URL is unset)."""
+"""One asyncio Redis client per event loop (None when REDIS_URL is unset).
+
+A gateway worker has one loop for its life; a Celery task or management command that runs
+async code through async_to_sync gets a fresh loop each time, and an asyncio client must
+not cross loops.
+"""
+
+import asyncio
+import weakref
 
 from django.conf import settings
 
-_client = None
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
 
 
 def client():
-    global _client
     if not settings.REDIS_URL:
         return None
-    if _client is None:
+    loop = asyncio.get_running_loop()
+    existing = _clients.get(loop)
+    if existing is None:
         import redis.asyncio as aioredis
 
-        _client = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=256, health_check_interval=30)
-    return _client
+        existing = _clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=256, health_check_interval=30)
+    return existing
 
 
 async def aclose():
-    global _client
-    if _client is not None:
-        await _client.aclose()
-        _client = None
+    loop = asyncio.get_running_loop()
+    existing = _clients.pop(loop, None)
+    if existing is not None:
+        await existing.aclose()

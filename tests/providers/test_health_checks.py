@@ -8,6 +8,17 @@ from apps.providers.models import Credential, HealthCheck, Provider
 from apps.providers.tasks import check_provider_health_task
 
 
+@pytest.fixture(autouse=True)
+def token_cache():
+    """These checks run through async_to_sync (a loop of their own, as in a Celery worker), so
+    they use the token cache's own per-loop Redis client, not the test-loop one of conftest."""
+    from apps.providers.adapters.tokens import TOKENS
+
+    TOKENS.clear()
+    yield TOKENS
+    TOKENS.clear()
+
+
 @pytest.fixture
 def gigachat_provider(db, emulators):
     provider = Provider.objects.create(name="giga-health", kind="gigachat", base_url=emulators["gigachat"].base_url,
