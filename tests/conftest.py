@@ -172,7 +172,10 @@ def gateway(django_db_setup, django_db_blocker, emulators):
         _, charlie_key = key_create(user=charlie, name="charlie-limited", allowed_models=["tbank/*"])
         _, resident_key = key_create(user=alice, name="ru-only", residency="RU")
     suffix = uuid.uuid4().hex[:8]
-    env = {"XROUTER_USAGE_STREAM": f"xrouter:usage:test:{suffix}"}
+    # Breakers off in the shared gateway: one test's injected failures must not close a target
+    # for the next. The breaker tests start gateways of their own.
+    env = {"XROUTER_USAGE_STREAM": f"xrouter:usage:test:{suffix}", "XROUTER_BREAKER_FAILURES": "1000000",
+           "XROUTER_BREAKER_ERROR_RATE": "2"}
     process, base = start_gateway(env)
     yield Gateway(base, process, env, {"alice": alice_key, "charlie": charlie_key, "resident": resident_key})
     stop_gateway(process)
