@@ -22,6 +22,7 @@ from .emulation import StopCutter, check_capabilities, legacy_finish, upstream_b
 from .http import start_sse
 
 DONE = b"data: [DONE]\n\n"
+TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 
 
 async def _open(target, body):
@@ -68,6 +69,8 @@ class _Relay:
             b'{"id":"chatcmpl-' + req.request_id.encode() + b'","object":"chat.completion.chunk","created":'
             + str(int(time.time())).encode() + b',"model":' + orjson.dumps(target.model.public_id) + b',"choices":['
         )
+        self.plain = self.cutter is None and not legacy
+        self.text_head = b"data: " + self.prefix + b'{"index":0,"delta":{"content":'
         self.usage: Usage | None = None
         self.provider_request_id = ""
         self.chars = 0
@@ -90,6 +93,17 @@ class _Relay:
 
     async def handle(self, chunk) -> bool:
         """Relay one upstream chunk; False once the answer is complete (stop sequence hit)."""
+        delta = chunk.delta
+        if (self.plain and self.ttft is not None and chunk.index == 0 and chunk.finish_reason is None
+                and chunk.usage is None and delta is not None and len(delta) == 1):
+            content = delta.get("content")
+            if content:
+                # The common chunk, a piece of text: pre-built bytes around the one encoded string.
+                self.chars += len(content)
+                self.text.append(content)
+                body = self.text_head + orjson.dumps(content) + TEXT_TAIL
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+                return True
         if chunk.provider_request_id:
             self.provider_request_id = chunk.provider_request_id
         if chunk.usage is not None:
