@@ -105,7 +105,7 @@ INSTALLED_APPS = [
 
 # The usage writer needs only its own app: loading the admin, DRF and the rest would triple its memory.
 if os.environ.get("XROUTER_ROLE") == "writer":
-    INSTALLED_APPS = ["django.contrib.contenttypes", "apps.usage"]
+    INSTALLED_APPS = ["apps.usage"]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
