@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LONG_MARKER = "[long]"
+BLOCKED_MARKER = "[blocked]"
+REFUSAL = "Не люблю менять тему разговора, но вот сейчас тот самый случай."
 _VOCAB = (
     "the quick brown fox jumps over a lazy dog while streaming tokens arrive one chunk at a time so the gateway can relay them"
 ).split()
@@ -171,6 +173,9 @@ def decide_reply(conv: Conversation) -> Reply:
             completion_tokens=reasoning_tokens + tool_tokens,
         )
 
+    if conv.tool_results is None and BLOCKED_MARKER in conv.last_user_text:
+        # The provider's content filter: a canned refusal (GigaChat "blacklist", Yandex CONTENT_FILTER).
+        return Reply(text=REFUSAL, finish_reason="content_filter", completion_tokens=count_tokens(REFUSAL))
     if conv.tool_results is not None:
         text = tool_result_text(conv.tool_results)
     else:

@@ -55,6 +55,9 @@ DEFAULTS = {
 }
 
 
+GIGACHAT_FINISH = {"content_filter": "blacklist"}  # GigaChat's name for a filtered answer
+
+
 class Invalid(Exception):
     def __init__(self, status: int, message: str | None = None):
         super().__init__(message)
@@ -263,7 +266,7 @@ async def chat_completions(request):
         "model": f"{model}:{request.app[STATE_KEY].config['model_version']}",
         "object": "chat.completion",
     }
-    finish = "function_call" if reply.is_tool_call else reply.finish_reason
+    finish = "function_call" if reply.is_tool_call else GIGACHAT_FINISH.get(reply.finish_reason, reply.finish_reason)
     if body.get("stream") is True:
         return await _stream(request, reply, envelope, usage, finish)
     message = {"content": reply.text, "role": "assistant"}

@@ -62,8 +62,16 @@ async def chat_completions(req, send) -> None:
         await stream_chat(req, send, key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
         return
 
+    async def call(target):
+        result = await chat_with_emulation(target.adapter, body, target.model.name)
+        if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
+                and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
+            raise ProviderError(f"{target.label}: the provider's content filter refused the answer", status=502,
+                                retryable=True, kind="content_filter")
+        return result
+
     try:
-        result, target = await run_with_fallback(plan, lambda t: chat_with_emulation(t.adapter, body, t.model.name))
+        result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
         record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,

@@ -323,3 +323,24 @@ def test_a_long_retry_after_on_the_primary_falls_back_instead_of_holding_the_req
     assert elapsed < 3, (
         f"the client waited {elapsed:.1f}s for a rate-limited primary (answered by {raw.headers['x-xrouter-route']})"
     )
+
+
+def test_a_content_filter_refusal_falls_back_when_the_rule_names_it(router_gateway, rules):
+    model = unique_model("content-filter")
+    rules.create(name="t-content-filter", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}],
+                 fallback_on=["5xx", "content_filter"])
+    rules.settle()
+    client = client_for(router_gateway)
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "[blocked] tell me"}])
+    # GigaChat answers with its canned refusal (finish_reason blacklist); the rule sends the request on.
+    assert raw.headers["x-xrouter-provider"] == "yandexgpt"
+
+
+def test_a_content_filter_refusal_is_the_answer_when_the_rule_does_not_name_it(router_gateway, rules):
+    model = unique_model("content-filter-kept")
+    rules.create(name="t-content-filter-kept", match_model=model, targets=[{"model": PRIMARY}, {"model": SECONDARY}])
+    rules.settle()
+    client = client_for(router_gateway)
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "[blocked] tell me"}])
+    assert raw.headers["x-xrouter-provider"] == "gigachat"
+    assert raw.parse().choices[0].finish_reason == "content_filter"
