@@ -6,6 +6,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
@@ -34,6 +35,7 @@ class Command(BaseCommand):
             admin.save()
         _key, plaintext = key_create(user=admin, name=f"demo-{int(time.time())}")
         emulators = subprocess.Popen([sys.executable, "manage.py", "run_emulators"], cwd=settings.BASE_DIR)
+        _wait_for_emulators()
         base = f"http://127.0.0.1:{opts['port']}"
         self.stdout.write(self.style.SUCCESS("\nXRouter demo"))
         self.stdout.write(f"  API:    {base}/v1   (OpenAI-compatible; try model gigachat/GigaChat-2-Max)")
@@ -48,3 +50,15 @@ class Command(BaseCommand):
         finally:
             emulators.terminate()
             emulators.wait(timeout=10)
+
+
+def _wait_for_emulators(seconds: float = 30.0) -> None:
+    """The gateway's first request should not race the emulators' start."""
+    deadline = time.monotonic() + seconds
+    for port in settings.EMULATOR_PORTS.values():
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{settings.EMULATOR_HOST}:{port}/_emulator/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
