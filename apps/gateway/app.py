@@ -53,8 +53,8 @@ async def gateway_app(scope, receive, send) -> None:
         log.exception("unhandled error in /v1", extra={"request_id": request_id, "path": req.path})
         try:
             await send_error(send, ApiError(500, "Internal error; the request id identifies it in our logs."), {"x-request-id": request_id})
-        except Exception:
-            pass
+        except Exception:  # the response had already started: nothing more can be said on it
+            return
 
 
 async def healthz(scope, receive, send) -> None:

@@ -7,6 +7,7 @@ or key before organisations exist), so one tenant never receives another's answe
 """
 
 import hashlib
+import logging
 import os
 import time
 
@@ -14,6 +15,7 @@ import orjson
 
 from apps.common import redis as shared_redis
 
+log = logging.getLogger(__name__)
 DEFAULT_TTL = int(os.environ.get("XROUTER_CACHE_TTL", "300"))
 MAX_LOCAL_ENTRIES = 10_000
 PREFIX = "xrouter:cache:"
@@ -59,7 +61,7 @@ async def put(key: str, entry: dict, ttl: int) -> None:
         try:
             await client.set(key, raw, ex=ttl)
         except Exception:
-            pass
+            log.warning("response cache write failed; the answer was served uncached", exc_info=True)
         return
     if len(_local) >= MAX_LOCAL_ENTRIES:
         _local.pop(next(iter(_local)))  # oldest first: dicts keep insertion order
