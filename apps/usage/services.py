@@ -1,27 +1,10 @@
 """Usage writes: idempotent batch inserts keyed on our request id."""
 
-from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.db import connection, transaction
 
 from .models import UsageRecord
-
-THOUSAND = Decimal(1000)
-MICRO = Decimal("0.000001")
-
-
-def cost_of(entry: dict) -> Decimal:
-    """Roubles: prices are per 1,000 tokens; cached prompt tokens at their own price."""
-    prompt = int(entry.get("prompt_tokens") or 0)
-    cached = min(int(entry.get("cached_tokens") or 0), prompt)
-    completion = int(entry.get("completion_tokens") or 0)
-    input_price = Decimal(entry.get("input_price") or "0")
-    output_price = Decimal(entry.get("output_price") or "0")
-    cached_price = Decimal(entry.get("cached_input_price") or "0")
-    total = ((prompt - cached) * input_price + cached * cached_price + completion * output_price) / THOUSAND
-    return total.quantize(MICRO)
-
+from .pricing import billed_fields, cost_of  # noqa: F401 (cost_of re-exported)
 
 COLUMNS = [f for f in UsageRecord._meta.concrete_fields if f.name != "id"]
 NAMES = [f.name for f in COLUMNS]
@@ -30,8 +13,7 @@ DEFAULTS = {f.name: f.get_default() for f in COLUMNS}
 
 def _row(entry: dict) -> dict:
     data = {name: entry[name] for name in NAMES if entry.get(name) is not None}
-    data["created_at"] = datetime.fromtimestamp(entry.get("ts") or 0, tz=UTC)
-    data["cost"] = Decimal("0") if entry.get("cache_hit") else cost_of(entry)
+    data.update(billed_fields(entry))
     return data
 
 

@@ -14,20 +14,35 @@ import time
 
 import orjson
 import redis
-from django.conf import settings
-from django.db import close_old_connections
-
-from .services import usage_record_many
 
 log = logging.getLogger(__name__)
 GROUP = "usage-writers"
 CLAIM_IDLE_MS = 60_000
 
 
+def _django_insert(records: list[dict]) -> None:
+    from django.db import close_old_connections
+
+    from .services import usage_record_many
+
+    close_old_connections()
+    usage_record_many(records)
+
+
 class UsageWriter:
-    def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS):
-        self.client = redis.Redis.from_url(settings.REDIS_URL)
-        self.stream = settings.XROUTER["USAGE_STREAM"]
+    """The drain loop. `insert` stores a batch idempotently: the Django ORM by default, or the
+    lean PostgreSQL inserter of `apps.usage.lean_writer` (no Django in that process)."""
+
+    def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS,
+                 redis_url=None, stream=None, insert=None):
+        if redis_url is None or stream is None:
+            from django.conf import settings
+
+            redis_url = redis_url or settings.REDIS_URL
+            stream = stream or settings.XROUTER["USAGE_STREAM"]
+        self.client = redis.Redis.from_url(redis_url)
+        self.stream = stream
+        self.insert = insert or _django_insert
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -49,8 +64,7 @@ class UsageWriter:
                 records.extend(orjson.loads(fields[b"b"]))  # a slice of records (the gateway's flush)
             else:
                 records.append(orjson.loads(fields[b"r"]))
-        close_old_connections()
-        usage_record_many(records)
+        self.insert(records)
         ids = [entry_id for entry_id, _ in entries]
         self.client.xack(self.stream, GROUP, *ids)
         self.client.xdel(self.stream, *ids)
@@ -90,7 +104,8 @@ class UsageWriter:
                     idle += 1
                     if idle % 30 == 0:
                         self.recover()
-            except redis.RedisError:
-                log.exception("usage writer lost Redis; retrying")
+            except Exception:
+                # Redis or the database is away: nothing was acknowledged, so nothing is lost.
+                log.exception("usage writer failed a batch; retrying")
                 time.sleep(1)
         self.recover()  # leave nothing of ours pending on a clean stop

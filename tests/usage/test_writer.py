@@ -79,7 +79,11 @@ def test_a_writer_that_died_mid_batch_loses_and_doubles_nothing(stream_name, dja
     assert dead.client.xpending(stream_name, GROUP)["pending"] == 0
 
 
-def test_a_writer_process_killed_with_sigkill_loses_and_doubles_nothing(stream_name, django_db_blocker):
+@pytest.mark.parametrize("command", [
+    ["manage.py", "usage_writer", "--batch-size", "20"],
+    ["-m", "apps.usage.lean_writer", "--batch-size", "20"],  # what `serve` starts on PostgreSQL
+], ids=["django", "lean"])
+def test_a_writer_process_killed_with_sigkill_loses_and_doubles_nothing(stream_name, django_db_blocker, command):
     prefix = f"kill-{uuid.uuid4().hex[:6]}-"
     env = {**os.environ, "DATABASE_URL": _database_url(), "XROUTER_USAGE_STREAM": stream_name, "LOG_LEVEL": "WARNING"}
     with django_db_blocker.unblock():
@@ -87,7 +91,9 @@ def test_a_writer_process_killed_with_sigkill_loses_and_doubles_nothing(stream_n
 
         UsageWriter(consumer="setup")  # creates the stream's consumer group before the first push
     push(stream_name, [entry(f"{prefix}{i}") for i in range(3000)])
-    writer = subprocess.Popen([sys.executable, "manage.py", "usage_writer", "--batch-size", "200"], cwd=ROOT, env=env)
+    if command[1] == "apps.usage.lean_writer" and not env["DATABASE_URL"].startswith("postgres"):
+        pytest.skip("the lean writer is for PostgreSQL")
+    writer = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env)
     deadline = time.monotonic() + 20
     while count(django_db_blocker, prefix)[0] < 400 and time.monotonic() < deadline:
         time.sleep(0.02)
