@@ -114,7 +114,7 @@ def describe(pids, root: int) -> list[dict]:
         cmd = cmdline(pid)
         if pid == root:
             role = "master (the serve process)"
-        elif "usage_writer" in cmd:
+        elif "usage_writer" in cmd or "lean_writer" in cmd:
             role = "usage writer"
         elif "resource_tracker" in cmd:
             role = "multiprocessing resource tracker"
