@@ -70,7 +70,7 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
                     }).decode())
                 chunk = await stream.__anext__()
         except StopAsyncIteration:
-            pass
+            status = "ok"  # the provider finished the stream
         except ProviderError as exc:
             status, error = "error", exc
         finally:

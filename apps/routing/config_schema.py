@@ -12,7 +12,7 @@ ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
 class ConfigError(Exception):
-    pass
+    """A configuration file that cannot be imported; the message names the bad field."""
 
 
 class _Strict(BaseModel):

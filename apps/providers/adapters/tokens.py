@@ -203,7 +203,7 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 class _RedisDown(Exception):
-    pass
+    """Redis could not be reached; the token cache falls back to this process alone."""
 
 
 async def _try(awaitable, default=_RedisDown):
