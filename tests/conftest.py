@@ -104,7 +104,7 @@ def demo_config(emulators) -> dict:
     """config/demo.yaml with the emulators' ephemeral ports."""
     text = (ROOT / "config" / "demo.yaml").read_text()
     for name, var in (("gigachat", "GIGACHAT"), ("yandexgpt", "YANDEXGPT"), ("mts", "MTS"), ("tbank", "TBANK")):
-        text = text.replace("${XROUTER_EMULATOR_%s_PORT:-%d}" % (var, settings.EMULATOR_PORTS[name]), str(emulators[name].port))
+        text = text.replace(f"${{XROUTER_EMULATOR_{var}_PORT:-{settings.EMULATOR_PORTS[name]}}}", str(emulators[name].port))
     return yaml.safe_load(text)
 
 

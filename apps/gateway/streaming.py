@@ -91,19 +91,26 @@ class _Relay:
         choice = orjson.dumps({"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason})
         await self.emit(self.prefix + choice + b"]}")
 
+    async def relay(self, stream) -> None:
+        """Every chunk after the first. The common one, a piece of text, is sent right here as
+        pre-built bytes around its one encoded string: this loop runs once per relayed token."""
+        send, head, text = self.send, self.text_head, self.text
+        plain = self.plain
+        async for chunk in stream:
+            delta = chunk.delta
+            if (plain and chunk.index == 0 and chunk.finish_reason is None and chunk.usage is None and self.ttft is not None
+                    and delta is not None and len(delta) == 1):
+                content = delta.get("content")
+                if content:
+                    self.chars += len(content)
+                    text.append(content)
+                    await send({"type": "http.response.body", "body": head + orjson.dumps(content) + TEXT_TAIL, "more_body": True})
+                    continue
+            if not await self.handle(chunk):
+                return
+
     async def handle(self, chunk) -> bool:
         """Relay one upstream chunk; False once the answer is complete (stop sequence hit)."""
-        delta = chunk.delta
-        if (self.plain and self.ttft is not None and chunk.index == 0 and chunk.finish_reason is None
-                and chunk.usage is None and delta is not None and len(delta) == 1):
-            content = delta.get("content")
-            if content:
-                # The common chunk, a piece of text: pre-built bytes around the one encoded string.
-                self.chars += len(content)
-                self.text.append(content)
-                body = self.text_head + orjson.dumps(content) + TEXT_TAIL
-                await self.send({"type": "http.response.body", "body": body, "more_body": True})
-                return True
         if chunk.provider_request_id:
             self.provider_request_id = chunk.provider_request_id
         if chunk.usage is not None:
@@ -168,11 +175,8 @@ class _Relay:
         busy.in_flight += 1  # least_busy counts a stream until it ends, not just until it opened
         try:
             await start_sse(self.send, headers)
-            more = await self.handle(first)
-            if more:
-                async for chunk in stream:
-                    if not await self.handle(chunk):
-                        break
+            if await self.handle(first):
+                await self.relay(stream)
             if not self.finished:
                 raise ProviderError(f"{provider}: the stream ended without a finish reason", kind="truncated")
             # Latency for the `latency` strategy: time to the first token, what a stream's client waits for.

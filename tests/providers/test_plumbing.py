@@ -8,7 +8,7 @@ import trustme
 
 from apps.emulators.gigachat_auth import DEMO_AUTHORIZATION_KEY
 from apps.emulators.server import EmulatorThread
-from apps.providers.adapters import REGISTRY, adapter_class
+from apps.providers.adapters import REGISTRY, adapter_class, watchdog
 from apps.providers.adapters.base import CredentialConfig, ProviderAdapter, ProviderConfig, ProviderError
 
 from .conftest import MTS_KEY, collect, joined, ledger, user
@@ -109,3 +109,44 @@ async def test_tls_fails_without_the_ca_bundle(tls_emulators, kind, secrets, mod
     finally:
         await adapter.close()
     assert caught.value.kind == "connection" and "Certificate" in caught.value.message
+
+
+# Streamed bodies are timed by the watchdog (one sweeper per loop), not by aiohttp's per-read timers.
+
+async def test_a_stream_that_stalls_after_its_first_chunk_times_out(make_adapter, controls, settings):
+    settings.XROUTER = {**settings.XROUTER, "READ_TIMEOUT": 0.3}
+    controls["mts"].add_fault(path=CHAT, chunk_delay_ms=1500)
+    stream = make_adapter("mts").stream_chat({"messages": [user("[long] go")], "stream": True}, "mws-gpt-alpha")
+    first = await stream.__anext__()
+    assert first.delta == {"role": "assistant"}
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ProviderError) as caught:
+        await collect(stream)
+    waited = asyncio.get_running_loop().time() - started
+    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (504, "timeout", True)
+    assert "stalled" in caught.value.message
+    assert 0.25 <= waited < 1.2  # the read timeout plus at most a sweeper tick, not the 1.5 s stall
+    assert watchdog.watched_count() == 0
+
+
+async def test_a_steady_stream_past_the_total_timeout_is_cut(make_adapter, controls):
+    controls["mts"].add_fault(path=CHAT, chunk_delay_ms=150)
+    stream = make_adapter("mts", timeout=0.8).stream_chat({"messages": [user("[long] go")], "stream": True}, "mws-gpt-alpha")
+    got = []
+    with pytest.raises(ProviderError) as caught:
+        async for chunk in stream:
+            got.append(chunk)
+    assert caught.value.kind == "timeout" and "total timeout" in caught.value.message
+    assert 3 <= len(got) < 40  # some chunks came (each well within any read timeout), then the total ran out
+    assert watchdog.watched_count() == 0
+
+
+async def test_streams_that_end_or_are_abandoned_leave_nothing_watched(make_adapter):
+    adapter = make_adapter("mts")
+    assert joined(await collect(adapter.stream_chat({"messages": [user("x")], "stream": True}, "mws-gpt-alpha"))) == "Echo: x"
+    assert watchdog.watched_count() == 0
+    stream = adapter.stream_chat({"messages": [user("[long] go")], "stream": True}, "mws-gpt-alpha")
+    await stream.__anext__()
+    assert watchdog.watched_count() == 1
+    await stream.aclose()  # a client that went away
+    assert watchdog.watched_count() == 0

@@ -42,6 +42,27 @@ async def test_it_reads_sse_events_whatever_the_network_splits(chunks):
     assert events[1].event == "message"
 
 
+async def test_one_event_per_network_chunk_reads_the_same_as_any_other_split():
+    # One whole single-line event per read is the fast path; an event name, an id or a pending
+    # half event still go through the general path and must keep their meaning.
+    chunks = [
+        b'data: {"a":1}\n\n',
+        b"event: error\n",
+        b'data: {"e":1}\n\n',
+        b"id: 7\n\n",
+        b'data: {"b":2}\n\n',
+        b'data: {"c":\n',
+        b'data: 3}\n\n',
+        b'data: {"d":"\r"}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    events = [e async for e in iter_sse(FakeContent(chunks))]
+    assert [(e.data, e.event, e.id) for e in events] == [
+        ('{"a":1}', "", ""), ('{"e":1}', "error", ""), ('{"b":2}', "", "7"), ('{"c":\n3}', "", "7"),
+        ('{"d":"', "", "7"), ("[DONE]", "", "7"),  # a \r breaks the line: '"}' is a nameless field
+    ]
+
+
 async def test_it_accepts_a_lone_carriage_return_split_from_its_line():
     chunks = [b'data: {"a":1}\r', b'\rdata: {"b":2}\r', b"\n\r\n"]
     assert [e.data for e in [e async for e in iter_sse(FakeContent(chunks))]] == ['{"a":1}', '{"b":2}']

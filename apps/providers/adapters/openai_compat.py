@@ -271,7 +271,17 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     chunk = parse_json(self.name, event.data)
                     if event.event == "error" or "error" in chunk or chunk.get("object") == "error":
                         raise self._inband_error(chunk)
-                    for choice in chunk.get("choices") or ():
+                    choices = chunk.get("choices") or ()
+                    if len(choices) == 1 and not think_tags and chunk.get("usage") is None:
+                        # The common chunk, one choice's piece of text: skip the general walk below.
+                        choice = choices[0]
+                        delta = choice.get("delta")
+                        index = choice.get("index", 0)
+                        if (index in started and not choice.get("finish_reason") and type(delta) is dict
+                                and len(delta) == 1 and type(delta.get("content")) is str and delta["content"]):
+                            yield StreamChunk(delta, None, index)
+                            continue
+                    for choice in choices:
                         index = choice.get("index", 0)
                         if index not in started:  # each choice opens with its role (n > 1 too)
                             started.add(index)

@@ -117,6 +117,10 @@ class SSEDecoder:
         # "retry" and unknown fields are ignored, as the spec says.
         return None
 
+    def pending(self) -> bool:
+        """An event is half read (data or an event name seen, no blank line yet)."""
+        return bool(self._data or self._event)
+
     def dispatch(self) -> SSEEvent | None:
         if not self._data:
             self._event = ""
@@ -139,6 +143,12 @@ async def iter_sse(content) -> AsyncIterator[SSEEvent]:
     tail = b""
     try:
         async for chunk in content.iter_any():
+            if (not tail and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n")
+                    and not decoder.pending() and not splitter._buf and not splitter._pending_cr and b"\r" not in chunk):
+                # Fastest path: one read holding exactly one single-line event, the usual case of
+                # a token stream that is not under load.
+                yield SSEEvent(chunk[6:-2].decode("utf-8"), "", decoder._id)
+                continue
             if b"\r" not in chunk and not splitter._buf and not splitter._pending_cr:
                 # Fast path: `\n` only (what every provider sends).
                 *lines, tail = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
 import orjson
 
+from . import watchdog
 from .base import ProviderError, StreamChunk, connection_error, error_for_status, parse_retry_after
 from .sse import StreamFormatError
 
@@ -94,25 +96,39 @@ async def send(
 async def open_stream(
     session: aiohttp.ClientSession, provider: str, url: str, payload: dict, headers: dict, on_error: ErrorParser
 ) -> aiohttp.ClientResponse:
-    """POST and return the 2xx response with its body still unread.
+    """POST and return the 2xx response with its body still unread, under the stream watchdog.
 
+    The session's read and total timeouts bound the wait for the headers here; for the body
+    they are enforced by watchdog.py instead of aiohttp's per-read timers (the hot path).
     A non-2xx answer is read (it is small), released and raised through `on_error`, so the
     caller sees the provider's own message before a single chunk was produced.
     """
+    limits = session.timeout
+    first_wait = min((t for t in (limits.sock_read, limits.total) if t), default=None)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
-        resp = await session.post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers})
+        async with asyncio.timeout(first_wait):
+            resp = await session.post(
+                url,
+                data=orjson.dumps(payload),
+                headers={"Content-Type": "application/json", **headers},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.sock_connect, sock_read=None),
+            )
+            if not 200 <= resp.status < 300:
+                try:
+                    raw = await resp.read()
+                except aiohttp.ClientError:
+                    raw = b""
+                finally:
+                    resp.release()
+                raise on_error(resp.status, raw, resp.headers)
     except TimeoutError as exc:  # aiohttp.ServerTimeoutError is a subclass
         raise timeout_error(provider) from exc
     except aiohttp.ClientError as exc:
         raise connection_error(provider, exc) from exc
-    if not 200 <= resp.status < 300:
-        try:
-            raw = await resp.read()
-        except (TimeoutError, aiohttp.ClientError):
-            raw = b""
-        finally:
-            resp.release()
-        raise on_error(resp.status, raw, resp.headers)
+    total_left = limits.total - (loop.time() - started) if limits.total else None
+    watchdog.watch(resp, limits.sock_read, total_left)
     return resp
 
 
@@ -128,6 +144,8 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
     try:
         yield resp
         completed = True
+    except watchdog.TotalTimeoutError as exc:
+        raise ProviderError(f"{provider}: the stream exceeded the total timeout", status=504, retryable=True, kind="timeout") from exc
     except TimeoutError as exc:
         raise ProviderError(f"{provider}: the stream stalled (read timeout)", status=504, retryable=True, kind="timeout") from exc
     except aiohttp.ClientPayloadError as exc:
@@ -137,6 +155,7 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
     except StreamFormatError as exc:
         raise malformed(provider, str(exc)) from exc
     finally:
+        watchdog.forget(resp)
         if completed or resp.content.at_eof():
             resp.release()  # aiohttp still drops the connection if unread bytes remain
         else:
