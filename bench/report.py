@@ -94,6 +94,11 @@ def rows(r: dict) -> list[tuple]:
     if chunk:
         row(f"CPU per relayed stream chunk, ms ({chunk['chunks']:,} chunks)", "cpu_ms_per_chunk",
             chunk.get("gateway_ms_per_chunk"), f"mock: {_fmt(chunk.get('mock_ms_per_chunk'), 4)}", digits=4)
+        floor = chunk.get("floor") or {}
+        if floor.get("ms_per_chunk") is not None:
+            row(f"… the same streams through a bare pass-through (uvicorn + aiohttp copying bytes, same workers; "
+                f"{floor['chunks']:,} chunks, {floor['errors']} errors): CPU per chunk, ms", "chunk_floor",
+                None, _fmt(floor["ms_per_chunk"], 4), shown="")
         if chunk.get("marginal_ms_per_chunk") is not None:
             short = chunk["short_run"]
             row(f"… split by a second run of {short['streams']:,} shorter streams: fixed CPU per stream, ms / "

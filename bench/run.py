@@ -352,9 +352,9 @@ class Bench:
         return out.decode()
 
     # the stream client
-    def streams(self, target: str, **kw) -> dict:
+    def streams(self, target: str, base_url: str = "", **kw) -> dict:
         direct = target == "direct"
-        url = (self.mock_url if direct else self.gateway_url) + "/chat/completions"
+        url = (base_url or (self.mock_url if direct else self.gateway_url)) + "/chat/completions"
         argv = [PY, str(BENCH / "streamclient.py"), "--url", url, "--key", "mock" if direct else self.key]
         if direct:
             argv.append("--direct")
@@ -586,7 +586,35 @@ class Bench:
             chunk["fixed_ms_per_stream"] = (g2 - c2 * per_chunk) / s2["completed"] * 1000
             chunk["short_run"] = {"streams": s2["completed"], "chunks": c2, "gateway_cpu_s": g2,
                                   "errors": s2["errors"]}
+        chunk["floor"] = self.passthrough_chunks(n, interval)
         self.results["chunk"] = chunk
+
+    def passthrough_chunks(self, chunks: int, interval: int) -> dict:
+        """The same long-stream step through bench/passthrough.py (uvicorn + aiohttp copying bytes):
+        the floor any gateway on these libraries pays per chunk, with the gateway's worker count."""
+        a = self.args
+        port = free_port()
+        argv = [PY, "-m", "uvicorn", "--app-dir", str(BENCH), "passthrough:app", "--host", HOST, "--port", str(port),
+                "--workers", str(a.workers), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
+                "--log-level", "warning", "--no-access-log"]
+        proc = self.children.start("passthrough", argv, {**os.environ, "BENCH_UPSTREAM": self.mock_url})
+        try:
+            wait_http(f"http://{HOST}:{port}/healthz", proc, 30, "passthrough", self.children)
+            deadline = time.monotonic() + 20
+            while len(procs.tree(proc.pid)) < a.workers + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)  # the supervisor, its workers and the resource tracker
+            time.sleep(1.5)
+            log(f"streams pass-through floor: {a.ttft_streams} concurrent × {chunks} chunks at {interval} ms")
+            before = procs.cpu_snapshot(procs.tree(proc.pid))
+            s = self.streams("direct", base_url=f"http://{HOST}:{port}/v1", mode="loop", streams=a.ttft_streams,
+                             chunks=chunks, interval_ms=interval, stagger=chunks * interval / 1000,
+                             duration=a.stream_duration, timeout=a.stream_duration + chunks * interval / 1000 + 30)
+            cpu = procs.cpu_seconds(before, procs.cpu_snapshot(procs.tree(proc.pid)))
+        finally:
+            self.children.stop("passthrough")
+        relayed = s["events_ok"] - s["completed"]
+        return {"streams": s["completed"], "errors": s["errors"], "chunks": relayed, "cpu_s": cpu,
+                "ms_per_chunk": cpu / relayed * 1000 if relayed else None}
 
     def hold(self, name, streams, chunks, interval_ms, ramp):
         pace = chunks * interval_ms / 1000
