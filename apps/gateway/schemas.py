@@ -17,7 +17,8 @@ FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "2" is not a number and "true" not a boolean, as in OpenAI's own API.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextPart(_Strict):

@@ -84,6 +84,15 @@ def test_it_names_n_out_of_range(openai_client, n):
     assert_error(caught.value.response, 400, param="n")
 
 
+@pytest.mark.parametrize("param, value", [("n", "2"), ("n", 1.5), ("stream", "true"), ("max_tokens", "100"), ("temperature", "0.5")])
+def test_it_refuses_a_number_or_boolean_sent_as_a_string(openai_client, param, value):
+    from openai import BadRequestError
+
+    with pytest.raises(BadRequestError) as caught:
+        openai_client.chat.completions.create(model=GIGA, messages=USER, extra_body={param: value})
+    assert_error(caught.value.response, 400, param=param)
+
+
 def test_it_refuses_a_tool_message_without_tool_call_id(openai_client):
     from openai import BadRequestError
 
