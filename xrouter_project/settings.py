@@ -8,6 +8,7 @@ PostgreSQL and Redis. A malformed value stops the start with a message naming it
 import base64
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import environ
@@ -170,10 +171,29 @@ else:
 
 # --- Redis: cache, channel layer, Celery broker, usage stream, pub/sub ---
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Every Redis key, stream, channel and queue XRouter owns starts with this, so two deployments
+# (staging and production, say) can share one Redis without hearing each other.
+
+
+def _namespace(raw):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", raw):
+        raise ValueError("use 1 to 64 letters, digits, '_', '.' or '-'")
+    return raw
+
+
+def _redis_url(raw):
+    if raw.split("://", 1)[0] not in {"redis", "rediss", "unix"}:
+        raise ValueError("use redis://, rediss:// or unix://")
+    return raw
+
+
+REDIS_NAMESPACE = _checked("XROUTER_REDIS_NAMESPACE", _namespace, "xrouter")
 if REDIS_URL:
-    _checked("REDIS_URL", lambda raw: raw.split("://", 1)[0] in {"redis", "rediss", "unix"} or 1 / 0, None)
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    _checked("REDIS_URL", _redis_url, None)
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": REDIS_NAMESPACE}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_NAMESPACE}:asgi"}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -181,6 +201,7 @@ else:
 # --- Celery ---
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_DEFAULT_QUEUE = REDIS_NAMESPACE
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 100)
 CELERY_BEAT_SCHEDULE = {
@@ -225,7 +246,8 @@ XROUTER = {
     "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 30.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
     "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
-    "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM", "xrouter:usage"),
+    "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM") or f"{REDIS_NAMESPACE}:usage",
+    "REDIS_NAMESPACE": REDIS_NAMESPACE,
     "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),
     "LOG_PROMPTS": env_bool("XROUTER_LOG_PROMPTS", False),
 }

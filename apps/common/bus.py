@@ -18,7 +18,7 @@ import orjson
 from django.conf import settings
 
 log = logging.getLogger(__name__)
-CHANNEL = "xrouter:bus"
+CHANNEL = f"{settings.XROUTER['REDIS_NAMESPACE']}:bus"
 ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)

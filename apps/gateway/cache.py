@@ -12,13 +12,14 @@ import os
 import time
 
 import orjson
+from django.conf import settings
 
 from apps.common import redis as shared_redis
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL = int(os.environ.get("XROUTER_CACHE_TTL", "300"))
 MAX_LOCAL_ENTRIES = 10_000
-PREFIX = "xrouter:cache:"
+PREFIX = f"{settings.XROUTER['REDIS_NAMESPACE']}:cache:"
 _local: dict[str, tuple[float, bytes]] = {}
 _NOT_PART_OF_THE_ANSWER = ("stream", "stream_options", "metadata")
 

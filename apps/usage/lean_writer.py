@@ -72,7 +72,8 @@ def main(argv=None) -> int:
         print("lean_writer needs DATABASE_URL=postgres://… and REDIS_URL", file=sys.stderr)
         return 2
     writer = UsageWriter(batch_size=args.batch_size, redis_url=redis_url,
-                         stream=os.environ.get("XROUTER_USAGE_STREAM", "xrouter:usage"), insert=PostgresInserter(dsn))
+                         stream=os.environ.get("XROUTER_USAGE_STREAM")
+                         or f"{os.environ.get('XROUTER_REDIS_NAMESPACE') or 'xrouter'}:usage", insert=PostgresInserter(dsn))
     writer.run_forever(exit_with_parent=args.exit_with_parent)
     return 0
 

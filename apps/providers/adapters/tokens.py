@@ -34,7 +34,6 @@ LOCK_TTL_MS = 15_000  # a crashed refresher frees the Redis lock after this
 WAIT_FOR_PEER = 10.0  # how long a process waits for another one's refresh before fetching itself
 POLL_INTERVAL = 0.05
 FAILURE_HOLD = 1.0  # callers queued behind a failed fetch get its error instead of each retrying it
-KEY_PREFIX = "xrouter:token:"
 
 
 @dataclass(slots=True)
@@ -71,6 +70,12 @@ def _redis():
     return client()
 
 
+def _key_prefix() -> str:
+    from django.conf import settings
+
+    return f"{settings.XROUTER['REDIS_NAMESPACE']}:token:"
+
+
 class _Entry:
     __slots__ = ("error", "failed_at", "lock", "loop", "token")
 
@@ -93,10 +98,16 @@ class _Entry:
 class TokenCache:
     """Process-wide token store. `fetch` is the provider's own exchange; it returns a Token."""
 
-    def __init__(self, redis: Callable[[], object] = _redis, prefix: str = KEY_PREFIX) -> None:
+    def __init__(self, redis: Callable[[], object] = _redis, prefix: str | None = None) -> None:
         self._entries: dict[str, _Entry] = {}
         self._redis = redis
-        self.prefix = prefix  # tests give each run its own namespace
+        self._prefix = prefix  # tests give each run its own namespace
+
+    @property
+    def prefix(self) -> str:
+        if self._prefix is None:  # read on first use: this module loads without Django settings
+            self._prefix = _key_prefix()
+        return self._prefix
 
     def _entry(self, key: str) -> _Entry:
         entry = self._entries.get(key)
