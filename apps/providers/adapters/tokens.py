@@ -109,6 +109,10 @@ class TokenCache:
             self._prefix = _key_prefix()
         return self._prefix
 
+    @prefix.setter
+    def prefix(self, value: str) -> None:
+        self._prefix = value
+
     def _entry(self, key: str) -> _Entry:
         entry = self._entries.get(key)
         if entry is None:
