@@ -19,6 +19,7 @@ from apps.routing.catalog import get_catalog
 from apps.routing.router import plan_route, run_with_fallback
 
 from .accounting import estimate_tokens, prompt_chars, record_usage
+from .emulation import StopCutter
 from .schemas import parse_chat
 from .streaming import _open
 
@@ -57,17 +58,26 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(exc).body()}).decode())
             return
         usage, chars, status, error = None, 0, "ok", None
+        # A provider that cannot stop on a sequence gets none upstream (upstream_body): cut here, as SSE does.
+        stops = body.get("stop") if not target.adapter.supports_stop else None
+        cutter = StopCutter(stops) if stops else None
         try:
             chunk = first
             while True:
                 usage = chunk.usage or usage
-                if chunk.delta or chunk.finish_reason:
-                    chars += len((chunk.delta or {}).get("content") or "")
-                    await self.send(text_data=orjson.dumps({
-                        "id": "chatcmpl-" + req.request_id, "object": "chat.completion.chunk",
-                        "model": target.model.public_id,
-                        "choices": [{"index": chunk.index, "delta": chunk.delta or {}, "finish_reason": chunk.finish_reason}],
-                    }).decode())
+                delta, finish = chunk.delta or {}, chunk.finish_reason
+                if cutter is not None:
+                    if delta.get("content"):
+                        delta = {**delta, "content": cutter.feed(delta["content"])}
+                        finish = "stop" if cutter.stopped else finish
+                    elif finish and (tail := cutter.flush()):
+                        await self._send_chunk(req, target, chunk.index, {"content": tail}, None)
+                        chars += len(tail)
+                if finish or any(v not in ("", None) for v in delta.values()):
+                    chars += len(delta.get("content") or "")
+                    await self._send_chunk(req, target, chunk.index, delta, finish)
+                if cutter is not None and cutter.stopped:
+                    break
                 chunk = await stream.__anext__()
         except StopAsyncIteration:
             status = "ok"  # the provider finished the stream
@@ -75,10 +85,18 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
             status, error = "error", exc
         finally:
             await stream.aclose()
-        usage = usage or Usage(prompt_tokens=estimate_tokens(prompt_chars(body)), completion_tokens=estimate_tokens(chars), estimated=True)
+        if usage is None or not usage.completion_tokens:  # none came, or the cut came before the count: estimate
+            usage = Usage(prompt_tokens=usage.prompt_tokens if usage else estimate_tokens(prompt_chars(body)),
+                          completion_tokens=estimate_tokens(chars), estimated=True)
         if error is not None:
             await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(error).body()}).decode())
         else:
             await self.send(text_data=orjson.dumps({"type": "done", "usage": usage.to_openai()}).decode())
         record_usage(req, self.key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule, usage=usage,
                      status=status, stream=True, http_status=200 if error is None else error.status)
+
+    async def _send_chunk(self, req, target, index: int, delta: dict, finish_reason) -> None:
+        await self.send(text_data=orjson.dumps({
+            "id": "chatcmpl-" + req.request_id, "object": "chat.completion.chunk", "model": target.model.public_id,
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
+        }).decode())

@@ -76,3 +76,17 @@ async def test_it_refuses_a_websocket_with_a_bad_key(gateway, key):
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
         assert ws.close_code == 4401
         await ws.close()
+
+
+@pytest.mark.parametrize("model", ["gigachat/GigaChat-2-Max", "yandexgpt/yandexgpt-lite"])
+async def test_a_stop_sequence_cuts_the_websocket_stream_for_providers_without_stop(gateway, model):
+    from apps.emulators.behaviour import LONG_ANSWER
+
+    stop = LONG_ANSWER.split()[10]
+    messages = await _converse(gateway, gateway.keys["alice"],
+                               {"model": model, "messages": [{"role": "user", "content": "[long]"}], "stop": [stop]})
+    assert messages[-1]["type"] == "done"
+    text = "".join(m["choices"][0]["delta"].get("content") or "" for m in messages[:-1])
+    assert text == LONG_ANSWER[: LONG_ANSWER.index(stop)]
+    assert messages[-2]["choices"][0]["finish_reason"] == "stop"
+    assert messages[-1]["usage"]["completion_tokens"] > 0
