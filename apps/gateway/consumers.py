@@ -83,6 +83,8 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
             status = "ok"  # the provider finished the stream
         except ProviderError as exc:
             status, error = "error", exc
+        except _ClientGone:
+            status = "client_disconnected"  # the upstream is closed below; what was produced is still billed
         finally:
             await stream.aclose()
         if usage is None or not usage.completion_tokens:  # none came, or the cut came before the count: estimate
@@ -90,13 +92,20 @@ class ChatStreamConsumer(AsyncWebsocketConsumer):
                           completion_tokens=estimate_tokens(chars), estimated=True)
         if error is not None:
             await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(error).body()}).decode())
-        else:
+        elif status == "ok":
             await self.send(text_data=orjson.dumps({"type": "done", "usage": usage.to_openai()}).decode())
         record_usage(req, self.key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule, usage=usage,
                      status=status, stream=True, http_status=200 if error is None else error.status)
 
     async def _send_chunk(self, req, target, index: int, delta: dict, finish_reason) -> None:
-        await self.send(text_data=orjson.dumps({
-            "id": "chatcmpl-" + req.request_id, "object": "chat.completion.chunk", "model": target.model.public_id,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
-        }).decode())
+        try:
+            await self.send(text_data=orjson.dumps({
+                "id": "chatcmpl-" + req.request_id, "object": "chat.completion.chunk", "model": target.model.public_id,
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
+            }).decode())
+        except OSError as exc:  # uvicorn's ClientDisconnected: the socket closed mid-stream
+            raise _ClientGone from exc
+
+
+class _ClientGone(Exception):
+    """The WebSocket client went away while its answer streamed."""

@@ -90,3 +90,35 @@ async def test_a_stop_sequence_cuts_the_websocket_stream_for_providers_without_s
     assert text == LONG_ANSWER[: LONG_ANSWER.index(stop)]
     assert messages[-2]["choices"][0]["finish_reason"] == "stop"
     assert messages[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_a_websocket_client_that_leaves_mid_stream_stops_the_upstream_and_is_billed(
+    gateway, emulators, emulator_control, django_db_blocker
+):
+    import time
+
+    import httpx
+
+    emulator_control("gigachat", chunk_delay_ms=200)  # 40 chunks: 8 s if nobody stops it
+    started = time.time()
+
+    async def leave_after_three_chunks() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(_ws_url(gateway, gateway.keys["alice"])) as ws:
+                await ws.send_str(json.dumps({"model": "gigachat/GigaChat-2-Max",
+                                              "messages": [{"role": "user", "content": "[long]"}]}))
+                chunks = [json.loads((await ws.receive(timeout=15)).data) for _ in range(3)]
+        return chunks[0]["id"].removeprefix("chatcmpl-")
+
+    request_id = asyncio.run(leave_after_three_chunks())
+    record = wait_for_usage(django_db_blocker, request_id)
+    assert record.status == "client_disconnected" and record.stream
+    assert record.estimated and 0 < record.completion_tokens < 120
+
+    deadline, cancelled = time.monotonic() + 4, []
+    while time.monotonic() < deadline and not cancelled:
+        ledger = httpx.get(emulators["gigachat"].control_url + "/ledger", timeout=5).json()["entries"]
+        cancelled = [e for e in ledger if e["ts"] >= started and e.get("stream") and e["note"] == "client_disconnected"]
+        time.sleep(0.1)
+    assert cancelled, "the gateway read the upstream stream to its end for nobody"
+    assert time.time() - started < 6
