@@ -249,7 +249,11 @@ XROUTER = {
     "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM") or f"{REDIS_NAMESPACE}:usage",
     "REDIS_NAMESPACE": REDIS_NAMESPACE,
     "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),
-    "LOG_PROMPTS": env_bool("XROUTER_LOG_PROMPTS", False),
+    # Outages: how long the last good catalog and cached keys may serve while the database is unreachable.
+    "STALE_MAX": env_float("XROUTER_STALE_MAX", 900.0),
+    # Usage batches Redis cannot take are spooled here (bounded) and replayed into Redis.
+    "SPOOL_DIR": os.environ.get("XROUTER_SPOOL_DIR") or str(BASE_DIR / "var" / "spool"),
+    "SPOOL_MAX_MB": env_int("XROUTER_SPOOL_MAX_MB", 512),
 }
 
 # --- Emulators (python manage.py run_emulators) ---
