@@ -158,6 +158,10 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60))
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A database that does not answer must fail fast: the gateway then serves its last good
+        # catalog (XROUTER_STALE_MAX) instead of holding requests for the OS's TCP timeout.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env_int("XROUTER_DB_CONNECT_TIMEOUT", 3))
 else:
     DATABASES = {
         "default": {

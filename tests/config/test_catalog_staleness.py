@@ -9,8 +9,6 @@ import logging
 
 import pytest
 
-pytestmark = pytest.mark.xfail(strict=True, reason="issue 8 item 18: no stale-on-error, no backoff, 500 without a catalog")
-
 
 class Clock:
     def __init__(self):

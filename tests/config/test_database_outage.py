@@ -79,7 +79,6 @@ def manage(env, *argv) -> str:
     return result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 18: a database outage makes /v1 answer 500 after the config TTL")
 def test_v1_survives_a_database_outage_and_recovers_without_a_restart(private_pg, emulators, tmp_path):
     env = {**os.environ, "DATABASE_URL": private_pg.url, "XROUTER_LOG_JSON": "false", "LOG_LEVEL": "warning"}
     env.pop("XROUTER_ENV", None)
