@@ -115,7 +115,6 @@ def _leaked(heard, *needles):
     return [r for r in heard if any(n in str(r["headers"]) or n.encode() in r["body"] for n in needles)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 20: aiohttp follows redirects and re-sends the credential")
 async def test_an_openai_compatible_upstream_redirect_is_not_followed(redirector, elsewhere):
     adapter = adapter_for("mts", f"http://127.0.0.1:{redirector.port}/v1", {"api_key": SECRET})
     outcomes = await _every_call(adapter, "mws-gpt-alpha")
@@ -123,7 +122,6 @@ async def test_an_openai_compatible_upstream_redirect_is_not_followed(redirector
     assert all(o != "answered" for o in outcomes.values()), outcomes
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 20: token fetches follow redirects with the authorization key")
 async def test_a_token_endpoint_redirect_is_not_followed(redirector, elsewhere):
     adapter = adapter_for("gigachat", f"http://127.0.0.1:{redirector.port}/api/v1", {"authorization_key": GIGA_KEY},
                           auth_url=f"http://127.0.0.1:{redirector.port}/api/v2/oauth")
