@@ -1,7 +1,11 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from .forms import CredentialForm
+from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
 from .services import provider_check_health
 
@@ -9,6 +13,7 @@ from .services import provider_check_health
 class CredentialInline(admin.TabularInline):
     model = Credential
     form = CredentialForm
+    formset = CredentialFormSet
     extra = 0
     fields = ["name", "new_secrets", "stored", "max_concurrency", "enabled"]
     readonly_fields = ["stored"]
@@ -45,12 +50,28 @@ class ProviderAdmin(admin.ModelAdmin):
         colour = "green" if check.ok else "red"
         return format_html('<span style="color:{}">{}</span> {}', colour, "OK" if check.ok else "FAIL", check.checked_at.strftime("%H:%M:%S"))
 
-    @admin.action(description="Run health check now")
+    # A health check sends the provider's secrets to its URLs: only those who may change the
+    # provider (and so its URLs and secrets) may make the gateway send them.
+    @admin.action(description="Run health check now", permissions=["change"])
     def run_health_check(self, request, queryset):
         for provider in queryset:
-            check = provider_check_health(provider)
-            level = messages.SUCCESS if check.ok else messages.ERROR
-            self.message_user(request, f"{provider.name}: {'ok' if check.ok else check.detail}", level)
+            self._check(request, provider)
+
+    def _check(self, request, provider):
+        check = provider_check_health(provider)
+        level = messages.SUCCESS if check.ok else messages.ERROR
+        self.message_user(request, f"{provider.name}: {'ok' if check.ok else check.detail}", level)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.health_check_view))
+        return [path("<int:object_id>/health-check/", view, name="providers_provider_health_check")] + super().get_urls()
+
+    def health_check_view(self, request, object_id):
+        provider = get_object_or_404(Provider, pk=object_id)
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        self._check(request, provider)
+        return redirect(reverse("admin:providers_provider_change", args=[provider.pk]))
 
 
 @admin.register(ProviderModel)
