@@ -5,6 +5,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from apps.common.crypto import Undecryptable
+
 from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
 from .services import provider_check_health
@@ -20,6 +22,8 @@ class CredentialInline(admin.TabularInline):
 
     @admin.display(description="Stored secrets")
     def stored(self, obj):
+        if isinstance(obj.secrets, Undecryptable):
+            return "cannot decrypt — re-enter the secret"
         names = obj.secret_names() if obj.pk else []
         return ", ".join(f"{n}: set" for n in names) or "not set"
 

@@ -16,7 +16,6 @@ from django.db import connection
 
 from tests.conftest import ROOT, free_port
 
-ITEM_19 = "issue 8 item 19: "
 STRONG_KEY = "k" * 30 + "-a-long-enough-secret-key-for-tests"  # 65 characters
 
 
@@ -28,14 +27,12 @@ def run(argv, timeout=120, **env_vars):
     return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "the default SECRET_KEY passes check --deploy in production")
 def test_check_deploy_fails_in_production_with_the_default_secret_key():
     result = run(["manage.py", "check", "--deploy"], XROUTER_ENV="production", XROUTER_FERNET_KEYS=Fernet.generate_key().decode())
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr and "ERROR" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "production starts without XROUTER_FERNET_KEYS")
 def test_check_deploy_fails_in_production_without_fernet_keys():
     short = run(["manage.py", "check", "--deploy"], XROUTER_ENV="production", DJANGO_SECRET_KEY="short-but-not-default",
                 XROUTER_FERNET_KEYS=Fernet.generate_key().decode())
@@ -48,7 +45,6 @@ def test_check_deploy_fails_in_production_without_fernet_keys():
     assert "xrouter.E" not in good.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "the server starts in production with the default secret key")
 def test_the_server_refuses_to_start_in_production_with_insecure_secrets():
     port = str(free_port())
     serve = run(["manage.py", "serve", "--port", port, "--no-writer"], timeout=30, XROUTER_ENV="production")
@@ -66,7 +62,6 @@ def test_development_keeps_zero_config_defaults():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "nothing says which insecure defaults are in use")
 def test_development_names_each_default_in_use_once(caplog):
     from apps.common.checks import warn_about_defaults
 
@@ -82,7 +77,6 @@ DECRYPT = "import sys, django; django.setup(); from apps.common.crypto import de
 PREFIX = "import os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'xrouter_project.settings'); "
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "rotating SECRET_KEY makes every stored credential undecryptable")
 def test_secrets_encrypted_under_an_old_secret_key_decrypt_with_it_as_a_fallback():
     old, new = "old-" + STRONG_KEY, "new-" + STRONG_KEY
     token = run(["-c", PREFIX + ENCRYPT], DJANGO_SECRET_KEY=old).stdout.strip()
@@ -94,7 +88,6 @@ def test_secrets_encrypted_under_an_old_secret_key_decrypt_with_it_as_a_fallback
     assert lost.returncode != 0
 
 
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "the development Fernet key is a bare sha256 of SECRET_KEY")
 def test_the_development_fernet_key_is_derived_with_hkdf():
     import base64
 
@@ -108,7 +101,6 @@ def test_the_development_fernet_key_is_derived_with_hkdf():
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason=ITEM_19 + "one undecryptable credential fails the whole catalog")
 def test_an_undecryptable_credential_disables_only_itself(caplog, client, django_user_model):
     from apps.providers.models import Credential, Provider
     from apps.providers.selectors import provider_configs
