@@ -3,8 +3,6 @@
 import ast
 from pathlib import Path
 
-import pytest
-
 APPS = Path(__file__).resolve().parent.parent / "apps"
 
 
@@ -16,7 +14,6 @@ def imported_modules(path: Path):
             yield node.module
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 structure: run_demo and providers.tasks import xrouter_project")
 def test_no_module_under_apps_imports_xrouter_project():
     offenders = sorted(
         f"{path.relative_to(APPS.parent)}: {module}"

@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.gateway",
     "apps.emulators",
+    "xrouter_project",  # the project's own commands (run_demo)
 ]
 
 # The usage writer needs only its own app: loading the admin, DRF and the rest would triple its memory.
@@ -237,7 +238,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "apps.gateway.errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "apps.common.errors.drf_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "XRouter API",
