@@ -9,7 +9,24 @@ from apps.common.crypto import Undecryptable
 
 from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
-from .services import provider_check_health
+from .services import config_announce, provider_check_health
+
+
+class AnnouncesConfig:
+    """Admin writes of routing configuration reach every gateway process, as the services' do.
+    (save_related follows every save_model, list_editable rows included.)"""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        config_announce()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        config_announce()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        config_announce()
 
 
 class CredentialInline(admin.TabularInline):
@@ -35,7 +52,7 @@ class ProviderModelInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["name", "kind", "base_url", "enabled", "jurisdiction", "model_count", "last_health"]
     list_filter = ["kind", "enabled", "jurisdiction"]
     search_fields = ["name", "base_url"]
@@ -79,7 +96,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderModel)
-class ProviderModelAdmin(admin.ModelAdmin):
+class ProviderModelAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["__str__", "kind", "enabled", "input_price", "output_price", "context_window", "jurisdiction"]
     list_filter = ["provider", "kind", "enabled"]
     search_fields = ["name", "provider__name"]

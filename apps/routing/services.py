@@ -1,10 +1,12 @@
-"""Configuration as code: import (validated, all or nothing, idempotent) and export."""
+"""Writes of routing configuration, each announced to every gateway process, and configuration as
+code: import (validated, all or nothing, idempotent) and export."""
 
 import re
 
 from django.db import transaction
 
 from apps.providers.models import Credential, Provider, ProviderModel, url_origin
+from apps.providers.services import config_announce
 
 from .config_schema import ConfigError, ConfigFile
 from .models import Alias, RoutingRule
@@ -55,7 +57,21 @@ def config_import(config: ConfigFile) -> dict:
                 raise ConfigError(f"rules.{i}.targets.{j}.model: no model {target.model!r} in the file or the database")
         RoutingRule.objects.update_or_create(name=rule.name, defaults=_rule_fields(rule))
     counts["rules"] = len(config.rules)
+    config_announce()
     return counts
+
+
+def rule_save(rule: RoutingRule) -> RoutingRule:
+    """Create or update one rule; every gateway process sees it within a second (with Redis)."""
+    rule.save()
+    config_announce()
+    return rule
+
+
+def rules_delete(queryset) -> int:
+    deleted, _ = queryset.delete()
+    config_announce()
+    return deleted
 
 
 def _check_secrets_follow_origin(name: str, spec) -> None:
