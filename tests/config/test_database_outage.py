@@ -88,9 +88,13 @@ def test_v1_survives_a_database_outage_and_recovers_without_a_restart(private_pg
     manage(env, "import_config", str(config))
     key = manage(env, "create_api_key", "--user", "outage").strip().splitlines()[-1]
 
+    # A Redis namespace of its own: bus events of other test runs (a key created elsewhere clears
+    # the key cache) must not reach this gateway while its database is down.
+    namespace = f"xrouter-outage-{uuid.uuid4().hex[:8]}"
     process, base = start_gateway({
         "DATABASE_URL": private_pg.url, "XROUTER_CONFIG_TTL": "1", "XROUTER_STALE_MAX": "8",
-        "XROUTER_DB_CONNECT_TIMEOUT": "2", "XROUTER_USAGE_STREAM": f"xrouter:usage:test:{uuid.uuid4().hex[:8]}",
+        "XROUTER_DB_CONNECT_TIMEOUT": "2", "XROUTER_REDIS_NAMESPACE": namespace,
+        "XROUTER_USAGE_STREAM": f"{namespace}:usage",
     })
     headers = {"Authorization": f"Bearer {key}"}
     try:
