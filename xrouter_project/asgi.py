@@ -14,6 +14,7 @@ django_http = get_asgi_application()  # sets Django up before anything imports m
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 
+from apps.common.checks import refuse_insecure_start  # noqa: E402
 from apps.gateway import lifecycle  # noqa: E402
 from apps.gateway.app import gateway_app, healthz  # noqa: E402
 from apps.gateway.routing import websocket_urlpatterns  # noqa: E402
@@ -26,6 +27,7 @@ async def lifespan(receive, send):
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
+                refuse_insecure_start()  # XROUTER_ENV=production: no start on development defaults
                 await lifecycle.startup()
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -75,9 +75,20 @@ def _url(name, kind):
     return parse
 
 
+def _environment(raw):
+    if raw not in {"development", "production"}:
+        raise ValueError("use development or production")
+    return raw
+
+
 # --- Core ---
+# production refuses to start on the development defaults below (apps/common/checks.py).
+XROUTER_ENV = _checked("XROUTER_ENV", _environment, "development")
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "dev-only-insecure-secret-key-change-me-in-production")
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", DEFAULT_SECRET_KEY)
+# Old keys after a rotation: sessions signed and secrets encrypted under them stay readable.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
@@ -95,6 +106,7 @@ INSTALLED_APPS = [
     # "oauth2_provider",
     "channels",
     "django_prometheus",
+    "apps.common",
     "apps.accounts",
     "apps.keys",
     "apps.providers",
@@ -102,6 +114,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.gateway",
     "apps.emulators",
+    "xrouter_project",  # the project's own commands (run_demo)
 ]
 
 # The usage writer needs only its own app: loading the admin, DRF and the rest would triple its memory.
@@ -158,6 +171,10 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("DATABASE_CONN_MAX_AGE", 60))
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # A database that does not answer must fail fast: the gateway then serves its last good
+        # catalog (XROUTER_STALE_MAX) instead of holding requests for the OS's TCP timeout.
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", env_int("XROUTER_DB_CONNECT_TIMEOUT", 3))
 else:
     DATABASES = {
         "default": {
@@ -221,7 +238,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "apps.gateway.errors.drf_exception_handler",
+    "EXCEPTION_HANDLER": "apps.common.errors.drf_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "XRouter API",
@@ -231,10 +248,26 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Secrets at rest ---
-# Fernet keys, comma separated, newest first (MultiFernet rotates). Without one, a key is derived
-# from SECRET_KEY so a fresh clone works; production sets XROUTER_FERNET_KEYS.
-_fernet_default = base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + SECRET_KEY).encode()).digest()).decode()
-FERNET_KEYS = env_list("XROUTER_FERNET_KEYS", [env_secret("XROUTER_FERNET_KEY", _fernet_default)])
+# Fernet keys, comma separated, newest first (MultiFernet encrypts with the first, decrypts with
+# any). Without them a key is derived from SECRET_KEY (HKDF) so a fresh clone works; production
+# must set XROUTER_FERNET_KEYS. Keys derived from SECRET_KEY_FALLBACKS join for decryption, so
+# rotating SECRET_KEY keeps derived-key credentials readable.
+
+
+def _derived_fernet_key(secret: str) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"xrouter fernet v1").derive(secret.encode())
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+FERNET_KEYS_CONFIGURED = env_list("XROUTER_FERNET_KEYS") or [k for k in [env_secret("XROUTER_FERNET_KEY")] if k]
+FERNET_KEYS = [*(FERNET_KEYS_CONFIGURED or [_derived_fernet_key(SECRET_KEY)]),
+               *(_derived_fernet_key(old) for old in SECRET_KEY_FALLBACKS)]
+if XROUTER_ENV == "development" and not FERNET_KEYS_CONFIGURED:
+    # Decrypt-only: what development databases were encrypted with before HKDF (a bare sha256).
+    FERNET_KEYS.append(base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + SECRET_KEY).encode()).digest()).decode())
 
 # --- Gateway (/v1 hot path) ---
 XROUTER = {

@@ -33,11 +33,29 @@ def decrypt_json(token: str) -> dict:
         raise ImproperlyConfigured("A stored credential cannot be decrypted with XROUTER_FERNET_KEYS") from None
 
 
+class Undecryptable(dict):
+    """Secrets stored under a key no longer configured: empty to every reader, and written back
+    unchanged (the token may open again once the key is restored)."""
+
+    def __init__(self, token: str):
+        super().__init__()
+        self.token = token
+
+
 class EncryptedJSONField(models.TextField):
-    """A dict stored as a Fernet token. The database never sees the plaintext."""
+    """A dict stored as a Fernet token. The database never sees the plaintext.
+
+    A token that no configured key opens reads as `Undecryptable`, so one lost key disables the
+    rows it encrypted (their readers check for it) instead of failing every query of the table.
+    """
 
     def from_db_value(self, value, expression, connection):
-        return decrypt_json(value) if value else {}
+        if not value:
+            return {}
+        try:
+            return decrypt_json(value)
+        except ImproperlyConfigured:
+            return Undecryptable(value)
 
     def to_python(self, value):
         if isinstance(value, dict):
@@ -45,6 +63,8 @@ class EncryptedJSONField(models.TextField):
         return decrypt_json(value) if value else {}
 
     def get_prep_value(self, value):
+        if isinstance(value, Undecryptable):
+            return value.token
         if not value:
             return ""
         return encrypt_json(value)

@@ -1,20 +1,46 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
 
-from .forms import CredentialForm
+from apps.common.crypto import Undecryptable
+
+from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
-from .services import provider_check_health
+from .services import config_announce, provider_check_health
+
+
+class AnnouncesConfig:
+    """Admin writes of routing configuration reach every gateway process, as the services' do.
+    (save_related follows every save_model, list_editable rows included.)"""
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        config_announce()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        config_announce()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        config_announce()
 
 
 class CredentialInline(admin.TabularInline):
     model = Credential
     form = CredentialForm
+    formset = CredentialFormSet
     extra = 0
     fields = ["name", "new_secrets", "stored", "max_concurrency", "enabled"]
     readonly_fields = ["stored"]
 
     @admin.display(description="Stored secrets")
     def stored(self, obj):
+        if isinstance(obj.secrets, Undecryptable):
+            return "cannot decrypt — re-enter the secret"
         names = obj.secret_names() if obj.pk else []
         return ", ".join(f"{n}: set" for n in names) or "not set"
 
@@ -26,7 +52,7 @@ class ProviderModelInline(admin.TabularInline):
 
 
 @admin.register(Provider)
-class ProviderAdmin(admin.ModelAdmin):
+class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["name", "kind", "base_url", "enabled", "jurisdiction", "model_count", "last_health"]
     list_filter = ["kind", "enabled", "jurisdiction"]
     search_fields = ["name", "base_url"]
@@ -45,16 +71,32 @@ class ProviderAdmin(admin.ModelAdmin):
         colour = "green" if check.ok else "red"
         return format_html('<span style="color:{}">{}</span> {}', colour, "OK" if check.ok else "FAIL", check.checked_at.strftime("%H:%M:%S"))
 
-    @admin.action(description="Run health check now")
+    # A health check sends the provider's secrets to its URLs: only those who may change the
+    # provider (and so its URLs and secrets) may make the gateway send them.
+    @admin.action(description="Run health check now", permissions=["change"])
     def run_health_check(self, request, queryset):
         for provider in queryset:
-            check = provider_check_health(provider)
-            level = messages.SUCCESS if check.ok else messages.ERROR
-            self.message_user(request, f"{provider.name}: {'ok' if check.ok else check.detail}", level)
+            self._check(request, provider)
+
+    def _check(self, request, provider):
+        check = provider_check_health(provider)
+        level = messages.SUCCESS if check.ok else messages.ERROR
+        self.message_user(request, f"{provider.name}: {'ok' if check.ok else check.detail}", level)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.health_check_view))
+        return [path("<int:object_id>/health-check/", view, name="providers_provider_health_check")] + super().get_urls()
+
+    def health_check_view(self, request, object_id):
+        provider = get_object_or_404(Provider, pk=object_id)
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        self._check(request, provider)
+        return redirect(reverse("admin:providers_provider_change", args=[provider.pk]))
 
 
 @admin.register(ProviderModel)
-class ProviderModelAdmin(admin.ModelAdmin):
+class ProviderModelAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["__str__", "kind", "enabled", "input_price", "output_price", "context_window", "jurisdiction"]
     list_filter = ["provider", "kind", "enabled"]
     search_fields = ["name", "provider__name"]

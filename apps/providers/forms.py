@@ -4,7 +4,9 @@ import json
 
 from django import forms
 
-from .models import Credential
+from .models import Credential, Provider
+
+REENTER = "The provider's URL now points to another origin: re-enter this secret (the stored one is not sent there)."
 
 
 class CredentialForm(forms.ModelForm):
@@ -36,3 +38,20 @@ class CredentialForm(forms.ModelForm):
         if self.cleaned_data.get("new_secrets") is not None:
             self.instance.secrets = self.cleaned_data["new_secrets"]
         return super().save(commit=commit)
+
+
+class CredentialFormSet(forms.BaseInlineFormSet):
+    """Stored secrets stay with the origin they were entered for: moving base_url or auth_url to
+    another scheme, host or port needs every kept credential's secrets entered again."""
+
+    def clean(self):
+        super().clean()
+        provider = self.instance  # already carries the submitted URLs
+        stored = Provider.objects.filter(pk=provider.pk).first() if provider.pk else None
+        if stored is None or stored.secret_origins() == provider.secret_origins():
+            return
+        for form in self.forms:
+            if not form.instance.pk or self._should_delete_form(form) or not hasattr(form, "cleaned_data"):
+                continue
+            if form.cleaned_data.get("new_secrets") is None:
+                form.add_error("new_secrets", REENTER)

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -38,6 +39,24 @@ class Provider(models.Model):
 
     def __str__(self):
         return self.name
+
+    def secret_origins(self) -> set[tuple]:
+        """Where this provider's secrets are sent: the origins of base_url and auth_url."""
+        return {url_origin(self.base_url), url_origin(self.auth_url)}
+
+
+def url_origin(url: str) -> tuple:
+    """(scheme, host, port) of a URL, default ports filled in; "" has an origin of its own (the
+    adapter's built-in endpoint)."""
+    if not url:
+        return ("", "", None)
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
 
 
 class Credential(models.Model):

@@ -1,17 +1,26 @@
 """Reads of provider configuration, detached from the ORM for the hot path."""
 
+import logging
+
+from apps.common.crypto import Undecryptable
+
 from .adapters.base import CredentialConfig, ProviderConfig
 from .models import Provider, ProviderModel
 
+log = logging.getLogger(__name__)
+
 
 def provider_configs() -> dict[str, ProviderConfig]:
-    """Every enabled provider with its decrypted credentials (one query for each table)."""
+    """Every enabled provider with its decrypted credentials (one query for each table).
+
+    A credential no configured key decrypts is left out (logged): the provider's other
+    credentials, and every other provider, keep working."""
     configs = {}
     for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials"):
         creds = tuple(
             CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency)
             for c in sorted(provider.credentials.all(), key=lambda c: c.name)
-            if c.enabled
+            if c.enabled and _readable(provider, c)
         )
         configs[provider.name] = ProviderConfig(
             name=provider.name,
@@ -33,3 +42,12 @@ def provider_configs() -> dict[str, ProviderConfig]:
 
 def enabled_models():
     return ProviderModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
+
+
+def _readable(provider, credential) -> bool:
+    if not isinstance(credential.secrets, Undecryptable):
+        return True
+    log.error("provider %s: credential %s cannot be decrypted with XROUTER_FERNET_KEYS (or the keys derived from "
+              "DJANGO_SECRET_KEY and DJANGO_SECRET_KEY_FALLBACKS); it is skipped until its secret is re-entered "
+              "in the admin", provider.name, credential.name)
+    return False

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from asgiref.sync import async_to_sync
+from django.db import transaction
 
 from apps.common import bus
 
@@ -11,6 +12,15 @@ from .adapters import adapter_class
 from .adapters.base import ProviderError
 from .models import HealthCheck, Provider
 from .selectors import provider_configs
+
+
+def config_announce() -> None:
+    """Every gateway process reloads its catalog once the current transaction commits (bus "config").
+
+    Called by each service and admin path that writes providers, credentials, models, aliases or
+    rules (README, "Configuration changes"); a write that skips it reaches the gateways only at
+    XROUTER_CONFIG_TTL."""
+    transaction.on_commit(lambda: bus.publish("config"))
 
 
 def provider_check_health(provider: Provider) -> HealthCheck:

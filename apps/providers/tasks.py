@@ -1,8 +1,6 @@
-from celery import shared_task
+"""Celery entry points; found by the project's app (xrouter_project/celery.py, autodiscover_tasks)."""
 
-# Tasks bind to XRouter's Celery app. Importing it here, not at Django start-up, keeps Celery
-# out of the gateway workers (8 MiB each), which never queue tasks themselves.
-import xrouter_project.celery  # noqa: F401, I001
+from celery import shared_task
 
 from .models import Provider
 from .services import provider_check_health

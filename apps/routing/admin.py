@@ -3,12 +3,14 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from apps.providers.admin import AnnouncesConfig
+
 from .models import Alias, RoutingRule
 from .selectors import explain_route
 
 
 @admin.register(Alias)
-class AliasAdmin(admin.ModelAdmin):
+class AliasAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["name", "target", "enabled"]
     list_filter = ["enabled"]
     search_fields = ["name", "target"]
@@ -24,7 +26,7 @@ class RouteTestForm(forms.Form):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["name", "priority", "enabled", "match_model", "strategy", "target_list", "cache_ttl"]
     list_editable = ["priority", "enabled"]
     list_filter = ["enabled", "strategy"]
@@ -58,5 +60,3 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "Test a route", "form": form, "result": result,
                    "opts": self.model._meta}
         return TemplateResponse(request, "admin/routing/test_route.html", context)
-
-

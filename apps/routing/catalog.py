@@ -6,6 +6,7 @@ no database query.
 """
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,12 +15,15 @@ from django.conf import settings
 
 from apps.common import bus
 from apps.common.db import run_sync
+from apps.common.errors import ApiError
 from apps.providers.adapters.base import ProviderConfig
 from apps.providers.adapters.registry import adapter_for
 from apps.providers.selectors import enabled_models, provider_configs
 
 from .models import Alias, RoutingRule
 from .rules import Rule
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,35 +84,100 @@ def load_catalog() -> Catalog:
     return Catalog(providers=providers, models=models, aliases=aliases, rules=rules, loaded_at=time.monotonic())
 
 
-class _Holder:
-    def __init__(self):
+RETRY_FIRST = 1.0  # seconds before the first retry of a failed reload; doubles up to RETRY_MAX
+RETRY_MAX = 30.0
+
+
+class CatalogHolder:
+    """The process's snapshot, and what happens when it cannot be refreshed.
+
+    A failed reload (the database is down or unreachable) keeps the last good snapshot serving
+    while it is younger than XROUTER_STALE_MAX, retries after a pause that doubles with each
+    failure (one attempt in flight, never one per request), and logs once per outage. With no
+    usable snapshot the answer is a 503 with Retry-After: a client retries, nothing is a 500.
+    """
+
+    def __init__(self, loader, clock=time.monotonic):
+        self.loader = loader
+        self.clock = clock
         self.catalog: Catalog | None = None
         self.stale = True
         self.lock: asyncio.Lock | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_error: str | None = None
 
     def invalidate(self, _event=None):
         self.stale = True
 
+    async def get(self) -> Catalog:
+        """The current snapshot; reloads (once, whoever asks first) when it is stale."""
+        catalog = self.catalog
+        now = self.clock()
+        if catalog is not None and not self.stale and now - catalog.loaded_at < settings.XROUTER["CONFIG_TTL"]:
+            return catalog
+        if now < self.retry_at:
+            return self._fallback(catalog, now)  # pausing after a failure
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        if catalog is not None and self.lock.locked():
+            return catalog  # someone is already reloading; keep serving the previous snapshot
+        async with self.lock:
+            if self.catalog is not catalog:
+                return self.catalog  # loaded while this request waited for the lock
+            if self.clock() < self.retry_at:
+                return self._fallback(catalog, self.clock())  # the load this request waited for failed
+            self.stale = False  # edits arriving during the load mark it stale again
+            try:
+                self.catalog = await run_sync(self.loader)()
+            except Exception as exc:
+                self.stale = True
+                self._failed(exc)
+                return self._fallback(catalog, self.clock())
+            if self.last_error is not None:
+                log.warning("configuration reloaded: the catalog recovered after %d failed attempts", self.failures)
+            self.failures, self.retry_at, self.last_error = 0, 0.0, None
+            return self.catalog
 
-_holder = _Holder()
+    def _failed(self, exc: Exception) -> None:
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        if self.last_error is None:  # once per outage; the recovery is logged too
+            age = f"{self.clock() - self.catalog.loaded_at:.0f} s old" if self.catalog else "none loaded yet"
+            log.error("configuration reload failed (%s); serving the last good catalog (%s) for up to %.0f s, "
+                      "retrying with backoff", detail, age, settings.XROUTER["STALE_MAX"])
+        self.failures += 1
+        self.last_error = detail
+        self.retry_at = self.clock() + min(RETRY_FIRST * 2 ** (self.failures - 1), RETRY_MAX)
+
+    def _fallback(self, catalog: Catalog | None, now: float) -> Catalog:
+        if catalog is not None and now - catalog.loaded_at <= settings.XROUTER["STALE_MAX"]:
+            return catalog
+        retry = max(1, int(self.retry_at - now + 0.999))
+        raise ApiError(503, "The gateway's configuration is temporarily unavailable; retry shortly.",
+                       code="config_unavailable", headers={"retry-after": str(retry)})
+
+    def status(self) -> dict:
+        """For /readyz: `stale` means the last reload failed (the snapshot is served past its TTL);
+        `usable` is whether requests are being served from it."""
+        catalog = self.catalog
+        age = self.clock() - catalog.loaded_at if catalog is not None else 0.0
+        usable = catalog is not None and (self.last_error is None or age <= settings.XROUTER["STALE_MAX"])
+        return {"loaded": catalog is not None, "age_s": round(age, 3), "stale": self.last_error is not None,
+                "last_error": self.last_error, "usable": usable}
+
+
+_holder = CatalogHolder(lambda: load_catalog())
 bus.subscribe("config", _holder.invalidate)
 
 
 async def get_catalog() -> Catalog:
-    """The current snapshot; reloads (once, whoever asks first) when it is stale."""
-    h = _holder
-    catalog = h.catalog
-    if catalog is not None and not h.stale and time.monotonic() - catalog.loaded_at < settings.XROUTER["CONFIG_TTL"]:
-        return catalog
-    if h.lock is None:
-        h.lock = asyncio.Lock()
-    if catalog is not None and h.lock.locked():
-        return catalog  # someone is already reloading; keep serving the previous snapshot
-    async with h.lock:
-        if h.catalog is catalog:
-            h.stale = False  # edits arriving during the load mark it stale again
-            h.catalog = await run_sync(load_catalog)()
-        return h.catalog
+    """The current snapshot (see CatalogHolder)."""
+    return await _holder.get()
+
+
+def catalog_status() -> dict:
+    """loaded, age_s, stale, last_error, usable: this process's catalog, for /readyz and metrics."""
+    return _holder.status()
 
 
 def invalidate_catalog() -> None:

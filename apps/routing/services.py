@@ -1,10 +1,12 @@
-"""Configuration as code: import (validated, all or nothing, idempotent) and export."""
+"""Writes of routing configuration, each announced to every gateway process, and configuration as
+code: import (validated, all or nothing, idempotent) and export."""
 
 import re
 
 from django.db import transaction
 
-from apps.providers.models import Credential, Provider, ProviderModel
+from apps.providers.models import Credential, Provider, ProviderModel, url_origin
+from apps.providers.services import config_announce
 
 from .config_schema import ConfigError, ConfigFile
 from .models import Alias, RoutingRule
@@ -15,6 +17,7 @@ def config_import(config: ConfigFile) -> dict:
     """Create or update everything in `config`; nothing outside it is touched. Returns counts."""
     counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0, "rules": 0}
     for name, spec in config.providers.items():
+        _check_secrets_follow_origin(name, spec)
         provider, _ = Provider.objects.update_or_create(
             name=name,
             defaults=dict(
@@ -54,7 +57,38 @@ def config_import(config: ConfigFile) -> dict:
                 raise ConfigError(f"rules.{i}.targets.{j}.model: no model {target.model!r} in the file or the database")
         RoutingRule.objects.update_or_create(name=rule.name, defaults=_rule_fields(rule))
     counts["rules"] = len(config.rules)
+    config_announce()
     return counts
+
+
+def rule_save(rule: RoutingRule) -> RoutingRule:
+    """Create or update one rule; every gateway process sees it within a second (with Redis)."""
+    rule.save()
+    config_announce()
+    return rule
+
+
+def rules_delete(queryset) -> int:
+    deleted, _ = queryset.delete()
+    config_announce()
+    return deleted
+
+
+def _check_secrets_follow_origin(name: str, spec) -> None:
+    """Stored secrets are never sent to a new origin: a file that moves base_url or auth_url to
+    another scheme, host or port gives the secrets of every credential the provider keeps."""
+    stored = Provider.objects.filter(name=name).first()
+    if stored is None:
+        return
+    for field in ("base_url", "auth_url"):
+        if url_origin(getattr(stored, field)) == url_origin(getattr(spec, field)):
+            continue
+        missing = set(stored.credentials.values_list("name", flat=True)) - {c.name for c in spec.credential_list()}
+        if missing:
+            raise ConfigError(
+                f"providers.{name}.{field}: moves to another origin, so the secrets of credential(s) "
+                f"{', '.join(sorted(missing))} must be given in the file (the stored ones are not sent there)"
+            )
 
 
 def _rule_fields(rule) -> dict:

@@ -127,11 +127,12 @@ class Rules:
 
     def create(self, **fields):
         from apps.routing.models import RoutingRule
+        from apps.routing.services import rule_save
 
         fields.setdefault("priority", 1)
         fields.setdefault("retries", 0)
         with self.blocker.unblock():
-            rule = RoutingRule.objects.create(**fields)
+            rule = rule_save(RoutingRule(**fields))
         self.names.append(rule.name)
         return rule
 
@@ -141,9 +142,10 @@ class Rules:
 
     def delete_all(self):
         from apps.routing.models import RoutingRule
+        from apps.routing.services import rules_delete
 
         with self.blocker.unblock():
-            RoutingRule.objects.filter(name__in=self.names).delete()
+            rules_delete(RoutingRule.objects.filter(name__in=self.names))
         self.names.clear()
 
 

@@ -99,6 +99,7 @@ def test_the_route_test_view_refuses_anonymous_visitors(django_db_blocker):
 
 def test_the_admin_refuses_a_rule_whose_target_model_does_not_exist(operator, django_db_blocker):
     from apps.routing.models import RoutingRule
+    from apps.routing.services import rules_delete
 
     form = {
         "name": "t-admin-bad-target",
@@ -120,7 +121,7 @@ def test_the_admin_refuses_a_rule_whose_target_model_does_not_exist(operator, dj
     with django_db_blocker.unblock():
         page = operator.post("/admin/routing/routingrule/add/", form)
         created = RoutingRule.objects.filter(name="t-admin-bad-target").exists()
-        RoutingRule.objects.filter(name="t-admin-bad-target").delete()
+        rules_delete(RoutingRule.objects.filter(name="t-admin-bad-target"))
 
     assert not created, "import_config refuses this target; the admin must too (same validation)"
     assert page.status_code == 200 and "NoSuchModel" in page.content.decode()
@@ -128,6 +129,7 @@ def test_the_admin_refuses_a_rule_whose_target_model_does_not_exist(operator, dj
 
 def test_the_admin_saves_a_valid_rule(operator, django_db_blocker):
     from apps.routing.models import RoutingRule
+    from apps.routing.services import rules_delete
 
     form = {
         "name": "t-admin-good",
@@ -149,7 +151,7 @@ def test_the_admin_saves_a_valid_rule(operator, django_db_blocker):
     with django_db_blocker.unblock():
         page = operator.post("/admin/routing/routingrule/add/", form)
         rule = RoutingRule.objects.filter(name="t-admin-good").first()
-        RoutingRule.objects.filter(name="t-admin-good").delete()
+        rules_delete(RoutingRule.objects.filter(name="t-admin-good"))
 
     assert page.status_code == 302, page.content.decode()[:2000]
     assert rule.targets[0] == {"model": "gigachat/GigaChat-2", "weight": 2} and rule.strategy == "weighted"

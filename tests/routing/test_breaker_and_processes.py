@@ -6,6 +6,7 @@ import time
 import httpx
 from django.conf import settings
 
+from apps.routing.services import rule_save
 from tests.conftest import need
 
 from .conftest import unique_model
@@ -76,7 +77,7 @@ def test_a_rule_edited_in_one_process_takes_effect_on_another_within_a_second(sp
 
     rule.targets = [{"model": SECONDARY}]
     with rules.blocker.unblock():
-        rule.save()
+        rule_save(rule)
     edited = time.monotonic()
     route = ""
     while time.monotonic() - edited < 3:
@@ -100,7 +101,7 @@ def test_a_rule_disabled_in_one_process_stops_matching_on_another(spawn, rules):
 
     rule.enabled = False
     with rules.blocker.unblock():
-        rule.save()
+        rule_save(rule)
     deadline = time.monotonic() + 1.0
     status = 200
     while time.monotonic() < deadline and status == 200:

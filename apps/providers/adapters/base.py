@@ -262,7 +262,8 @@ class ProviderAdapter:
     async def post_json(self, url: str, payload: dict, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
         """POST JSON, read the whole answer; transport failures become retryable ProviderErrors."""
         try:
-            async with self.session().post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers}) as resp:
+            async with self.session().post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers},
+                                          allow_redirects=False) as resp:
                 raw = await resp.read()
                 return resp.status, _loads_or_none(raw), resp
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -272,7 +273,7 @@ class ProviderAdapter:
 
     async def get_json(self, url: str, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
         try:
-            async with self.session().get(url, headers=headers) as resp:
+            async with self.session().get(url, headers=headers, allow_redirects=False) as resp:
                 raw = await resp.read()
                 return resp.status, _loads_or_none(raw), resp
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

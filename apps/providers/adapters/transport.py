@@ -85,7 +85,8 @@ async def send(
     else:
         data = form
     try:
-        async with session.request(method, url, data=data, headers=headers) as resp:
+        # Never follow a redirect: it would carry the credential to wherever the upstream points.
+        async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as resp:
             return resp.status, await resp.read(), resp.headers
     except TimeoutError as exc:  # aiohttp.ServerTimeoutError is a subclass
         raise timeout_error(provider) from exc
@@ -114,6 +115,7 @@ async def open_stream(
                 data=orjson.dumps(payload),
                 headers={"Content-Type": "application/json", **headers},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.sock_connect, sock_read=None),
+                allow_redirects=False,  # a 3xx is an error, never followed with the credential
             )
             if not 200 <= resp.status < 300:
                 try:

@@ -1,5 +1,8 @@
 """`make run`: migrate, load the demo configuration, create an admin and a key, start the
-emulators, and serve the gateway on 127.0.0.1:8000."""
+emulators, and serve the gateway on 127.0.0.1:8000.
+
+Orchestration of the whole project, so it lives with the project (xrouter_project is an installed
+app for its commands), not in an app below it."""
 
 import os
 import secrets

@@ -1,0 +1,57 @@
+"""The production switch: XROUTER_ENV=production refuses the development defaults.
+
+Registered as a system check without the deploy tag, so `check --deploy`, `manage.py serve` and
+every other command report it; the ASGI app calls refuse_insecure_start() at startup, however it
+is served. In development the defaults stay (a fresh clone runs with no environment) and one
+WARNING per process start names each default in use.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+from django.core.exceptions import ImproperlyConfigured
+
+log = logging.getLogger(__name__)
+MIN_SECRET_KEY_LENGTH = 50
+
+
+def insecure_settings() -> list[tuple[str, str, str]]:
+    """(check id, setting, why) for each development default in use."""
+    found = []
+    if settings.SECRET_KEY == settings.DEFAULT_SECRET_KEY:
+        found.append(("xrouter.E001", "DJANGO_SECRET_KEY", "is the public default"))
+    elif len(settings.SECRET_KEY) < MIN_SECRET_KEY_LENGTH:
+        found.append(("xrouter.E001", "DJANGO_SECRET_KEY", f"is shorter than {MIN_SECRET_KEY_LENGTH} characters"))
+    if not settings.FERNET_KEYS_CONFIGURED:
+        found.append(("xrouter.E002", "XROUTER_FERNET_KEYS",
+                      "is unset (credentials are encrypted with a key derived from DJANGO_SECRET_KEY)"))
+    return found
+
+
+@register(Tags.security)
+def check_production_secrets(app_configs=None, **kwargs):
+    if settings.XROUTER_ENV != "production":
+        return []
+    return [
+        Error(f"{name} {why}; XROUTER_ENV=production refuses to start with it.",
+              hint="Set it in the environment (or NAME_FILE); see the README, \"Production\".", id=check_id)
+        for check_id, name, why in insecure_settings()
+    ]
+
+
+def warn_about_defaults() -> None:
+    found = insecure_settings()
+    if found:
+        log.warning("development defaults in use (XROUTER_ENV=production refuses them): %s",
+                    "; ".join(f"{name} {why}" for _, name, why in found))
+
+
+def refuse_insecure_start() -> None:
+    """At server start: raise in production on an insecure default; in development, say which are in use."""
+    if settings.XROUTER_ENV == "production":
+        errors = check_production_secrets()
+        if errors:
+            raise ImproperlyConfigured(" ".join(e.msg for e in errors))
+    else:
+        warn_about_defaults()
