@@ -3,10 +3,7 @@ filter that drops query strings, header values that cannot break a response."""
 
 import logging
 
-import pytest
 
-
-@pytest.mark.xfail(strict=True, reason="issue 8 item 3: no log line carries a query string")
 def test_the_log_filter_strips_query_strings_from_uvicorn_lines_and_messages():
     from xrouter_project.log_filters import StripQueryStrings
 
@@ -27,7 +24,6 @@ def test_the_log_filter_strips_query_strings_from_uvicorn_lines_and_messages():
     assert untouched.getMessage() == "is it ok?"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 16: header values that are not Latin-1 are percent-encoded")
 def test_header_values_that_are_not_latin1_are_percent_encoded():
     from apps.gateway.http import header_list
 
