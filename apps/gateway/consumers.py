@@ -19,8 +19,9 @@ One request at a time: a `request` while one streams gets an error frame with th
 keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_MAX_BODY_BYTES
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
-Close codes: 4401 refused or revoked key; 1012 the server is restarting (a stream in flight is
-finished first, within XROUTER_SHUTDOWN_GRACE); 1003 a frame that is not JSON text.
+Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+1012 the server is restarting (an answer in flight is finished first, within
+XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
 """
 
 import asyncio

@@ -316,7 +316,10 @@ class _Relay:
         finally:
             busy.in_flight -= 1
             self.status = status
-            await stream.aclose()
+            try:
+                await stream.aclose()
+            except Exception:  # closing a broken upstream must not lose the usage record below
+                log.exception("closing the upstream stream failed", extra={"request_id": self.req.request_id})
             if watcher is not None:
                 watcher.cancel()
             usage = self.final_usage()
