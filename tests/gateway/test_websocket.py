@@ -343,3 +343,11 @@ def test_sigterm_lets_an_open_websocket_stream_finish_and_bills_it(own_gateway, 
     assert code in (1001, 1012)  # going away / service restart: reconnect elsewhere
     record = wait_for_usage(django_db_blocker, _request_id(frames), timeout=20)
     assert record.status == "ok" and record.stream
+
+
+async def test_a_frame_larger_than_a_request_body_may_be_closes_the_socket(gateway):
+    """uvicorn's default would take 16 MiB frames, 32 of them queued: the cap is XROUTER_MAX_BODY_BYTES."""
+    async with connect(_ws_url(gateway.base_url), additional_headers=_auth(gateway.keys["alice"]), max_size=None) as ws:
+        await ws.send("x" * (settings.XROUTER["MAX_BODY_BYTES"] + 1))
+        code, _ = await _close_code(ws)
+    assert code == 1009  # message too big
