@@ -55,13 +55,12 @@ _sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for 
 class _WsRequest:
     """What the relay and accounting read of a request, for one answer on a socket."""
 
-    __slots__ = ("request_id", "started", "headers", "receive")
+    __slots__ = ("request_id", "started", "headers")
 
     def __init__(self, headers: dict):
         self.request_id = os.urandom(12).hex()
         self.started = time.monotonic()
         self.headers = headers  # the handshake's: x-xrouter-tags and cache-control apply to every answer
-        self.receive = None
 
     def header(self, name: bytes) -> str:
         value = self.headers.get(name)
@@ -133,7 +132,15 @@ class RealtimeChat:
                 if message["type"] == "websocket.disconnect":
                     self.closed, why = True, "client_disconnected"
                     break
-                await self.on_frame(message)
+                try:
+                    await self.on_frame(message)
+                except ClientGone:
+                    raise
+                except Exception:  # a bug (or the key store failing): this frame fails, the socket lives on
+                    log.exception("unhandled error in /v1/realtime/chat")
+                    await self.send_error(ApiError(500, "Internal error; retry the frame."))
+        except ClientGone:
+            why = "client_disconnected"
         finally:
             members = _sockets.get(token)
             if members is not None:
@@ -248,7 +255,7 @@ class RealtimeChat:
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
-        await self.revoke_if_gone()
+        await _recheck(self.token)
 
     async def revoke_if_gone(self) -> None:
         if self.closed or await akey_info_for(self.token) is not None:
@@ -269,9 +276,12 @@ _rechecks: set[asyncio.Task] = set()
 
 
 async def _recheck(token: str) -> None:
-    if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
-        for socket in list(_sockets.get(token, ())):
-            await socket.revoke_if_gone()
+    try:
+        if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
+            for socket in list(_sockets.get(token, ())):
+                await socket.revoke_if_gone()
+    except Exception:  # the key store failing: the next event, request or expiry checks again
+        log.exception("re-checking the key of open sockets failed")
 
 
 def _on_keys_event(_payload: dict) -> None:

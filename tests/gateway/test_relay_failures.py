@@ -109,3 +109,10 @@ def test_the_admin_and_import_config_refuse_an_alias_that_cannot_be_a_header():
             parse_config({"aliases": {bad: "gigachat/GigaChat-2-Max"}})
     Alias(name="gpt-4o:latest", target="gigachat/GigaChat-2-Max").full_clean()
     parse_config({"aliases": {"xrouter/smart-1.5": "gigachat/GigaChat-2-Max"}})
+    # Rule names were already slugs, in the admin and in files alike.
+    from apps.routing.models import RoutingRule
+
+    with pytest.raises(ValidationError):
+        RoutingRule(name="гигачат", targets=[{"model": "gigachat/GigaChat-2-Max"}]).full_clean()
+    with pytest.raises(ConfigError, match="rules"):
+        parse_config({"rules": [{"name": "гигачат", "targets": [{"model": "gigachat/GigaChat-2-Max"}]}]})

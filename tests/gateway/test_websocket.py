@@ -285,6 +285,30 @@ def test_revoking_a_key_closes_its_open_sockets_within_a_second(gateway, django_
     assert after < 1.5, f"the socket stayed open {after:.2f}s after its key was revoked"
 
 
+def test_a_socket_closes_when_its_key_expires(gateway, django_db_blocker):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    with django_db_blocker.unblock():
+        key, plaintext = key_create(user=User.objects.get(username="alice"), name="ws-expiring",
+                                    expires_at=timezone.now() + timedelta(seconds=3))
+
+    async def wait_for_expiry():
+        async with connect(_ws_url(gateway.base_url), additional_headers=_auth(plaintext)) as ws:
+            await ws.send('{"type":"ping"}')
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+            code, reason = await _close_code(ws, timeout=6)
+            return code, time.time()
+
+    code, closed_at = asyncio.run(wait_for_expiry())
+    assert code == 4401
+    assert closed_at - key.expires_at.timestamp() < 1.5, "the socket outlived its key's expiry"
+
+
 # --- a gateway of the test's own: its log, and its shutdown ---------------------------------------
 
 
