@@ -153,6 +153,16 @@ def _upstream_stopped(emulators, started: float) -> bool:
     return False
 
 
+def test_a_cached_answer_is_replayed_over_the_websocket_and_billed_as_a_hit(gateway, django_db_blocker):
+    request = _request(text=f"cache me {uuid.uuid4().hex}", temperature=0)  # temperature 0: cached
+    first = asyncio.run(_converse(gateway.base_url, gateway.keys["alice"], request))
+    again = asyncio.run(_converse(gateway.base_url, gateway.keys["alice"], request))
+    assert first[-1]["type"] == again[-1]["type"] == "done"
+    assert _text(again) == _text(first) and _text(first)
+    record = wait_for_usage(django_db_blocker, _request_id(again))
+    assert record.status == "cache_hit" and record.cache_hit and record.stream
+
+
 def test_a_websocket_client_that_leaves_mid_stream_stops_the_upstream_and_is_billed(
     gateway, emulators, emulator_control, django_db_blocker
 ):
