@@ -11,15 +11,16 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_http = get_asgi_application()  # sets Django up before anything imports models
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 
 from apps.common.checks import refuse_insecure_start  # noqa: E402
 from apps.gateway import lifecycle  # noqa: E402
 from apps.gateway.app import gateway_app, healthz  # noqa: E402
-from apps.gateway.routing import websocket_urlpatterns  # noqa: E402
+from apps.gateway.ws_urls import websocket_urlpatterns  # noqa: E402
 
-websocket_app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+# No session middleware: the WebSocket endpoints authenticate by API key, and a session lookup
+# would cost a database query per handshake.
+websocket_app = URLRouter(websocket_urlpatterns)
 
 
 async def lifespan(receive, send):

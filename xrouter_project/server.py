@@ -1,7 +1,7 @@
 """The production process tree, started by `manage.py serve` through exec so that the
 supervising process never loads Django (it only forks workers and watches them):
 
-    python -m xrouter_project.server --host H --port P --workers N --grace S [--writer]
+    python -m xrouter_project.server --host H --port P --workers N --grace S --ws-max-size B [--writer]
 
 uvicorn (uvloop + httptools) runs the ASGI app in N worker processes; with --writer, the usage
 writer runs beside them and is stopped after the workers have flushed their usage.
@@ -15,6 +15,8 @@ import sys
 
 import uvicorn
 
+from xrouter_project.log_filters import uvicorn_log_config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -25,6 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--ws-max-size", type=int, default=4 * 1024 * 1024, help="largest WebSocket frame (XROUTER_MAX_BODY_BYTES)")
     parser.add_argument("--writer", action="store_true", help="run the usage writer beside the workers")
     args = parser.parse_args(argv)
 
@@ -52,7 +55,12 @@ def main(argv=None) -> int:
             workers=args.workers if args.workers > 1 else None,
             loop="uvloop",
             http="httptools",
-            ws="websockets",
+            # SIGTERM drains open WebSocket streams like HTTP ones (ws_protocol.py).
+            ws="xrouter_project.ws_protocol:DrainingWebSocketProtocol",
+            # A frame is a request body: the same cap. uvicorn's defaults (16 MiB × 32 queued frames)
+            # let one socket hold 512 MiB; a client has one request in flight, 4 frames are plenty.
+            ws_max_size=args.ws_max_size,
+            ws_max_queue=4,
             lifespan="on",
             access_log=False,
             proxy_headers=False,
@@ -62,6 +70,7 @@ def main(argv=None) -> int:
             timeout_graceful_shutdown=int(args.grace),
             timeout_keep_alive=30,
             log_level=args.log_level,
+            log_config=uvicorn_log_config(),  # no query string in its lines (log_filters.py)
         )
     finally:
         if writer is not None:

@@ -306,8 +306,11 @@ LOGGING = {
         "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # No query string reaches a log line (a client may put a key there): xrouter_project/log_filters.py.
+    "filters": {"strip_query": {"()": "xrouter_project.log_filters.StripQueryStrings"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if env_bool("XROUTER_LOG_JSON", True) else "plain"}
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if env_bool("XROUTER_LOG_JSON", True) else "plain",
+                    "filters": ["strip_query"]}
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

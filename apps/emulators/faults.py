@@ -15,6 +15,8 @@ Fields (all optional):
   (for a non-stream answer: the body is truncated JSON with status 200).
 * ``revise_at_chunk`` (N, YandexGPT streams only): from chunk N on the cumulative text no longer
   extends the earlier text (it gains a ``"(revised) "`` prefix).
+* ``usage`` (object, GigaChat and the OpenAI dialects): fields merged into the answer's usage
+  object as sent, e.g. ``{"prompt_tokens": "n/a"}``: a successful answer whose counts do not parse.
 * ``reset`` (bool): close the connection without sending any response.
 * ``count`` (K): the fault fires for the next K matching requests. Default 1, or unlimited
   (until ``DELETE /_emulator/faults``) when ``share`` is given without ``count``.
@@ -58,6 +60,7 @@ class Fault:
     cut_after_chunks: int | None = None
     malformed_chunk_at: int | None = None
     revise_at_chunk: int | None = None
+    usage: dict | None = None
     reset: bool = False
     count: int | None = None
     share: float | None = None
@@ -80,6 +83,8 @@ class Fault:
                 raise ValueError(f"{name} must be a non-negative integer")
         if data.get("status") is not None and not 100 <= data["status"] <= 599:
             raise ValueError("status must be an HTTP status code")
+        if data.get("usage") is not None and not isinstance(data["usage"], dict):
+            raise ValueError("usage must be an object")
         share = data.get("share")
         if share is not None and (not isinstance(share, (int, float)) or not 0 < share <= 1):
             raise ValueError("share must be in (0, 1]")
@@ -126,7 +131,7 @@ class Fault:
     @property
     def kind(self) -> str:
         """A short label for the ledger."""
-        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk"):
+        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage"):
             if getattr(self, name) not in (None, False):
                 return name
         return "delay"

@@ -27,7 +27,7 @@ from .gigachat_auth import (
     oauth,
     password_token,
 )
-from .responses import send_json, send_stream, sse
+from .responses import send_json, send_stream, sse, with_fault_usage
 from .state import BODY, BODY_ERROR, REQUEST_ID, STATE_KEY, Dialect, build_app, new_state, set_usage
 
 CHAT_MODELS = [
@@ -261,6 +261,7 @@ async def chat_completions(request):
         "precached_prompt_tokens": min(2, prompt_tokens) if has_system else 0,
     }
     set_usage(request, prompt_tokens, reply.completion_tokens)
+    usage = with_fault_usage(request, usage)
     envelope = {
         "created": int(time.time()),
         "model": f"{model}:{request.app[STATE_KEY].config['model_version']}",

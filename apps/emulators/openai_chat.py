@@ -11,7 +11,7 @@ from aiohttp import web
 
 from . import behaviour
 from .openai_like import FLAVOUR_KEY, ApiError, ModelSpec, context_length, find_model, request_body
-from .responses import send_json, send_stream, sse
+from .responses import send_json, send_stream, sse, with_fault_usage
 from .state import STATE_KEY, set_usage
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -37,6 +37,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         "completion_tokens": reply.completion_tokens * n,
     }
     set_usage(request, prompt_tokens, reply.completion_tokens * n)
+    usage = with_fault_usage(request, usage)
     flavour = request.app[FLAVOUR_KEY]
     envelope = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": model.id}
     call_ids = [flavour.tool_call_prefix + (uuid.uuid4().hex if flavour.vllm else secrets.token_hex(12)) for _ in range(n)]

@@ -90,6 +90,12 @@ async def send_stream(
     return response
 
 
+def with_fault_usage(request: web.Request, usage: dict) -> dict:
+    """The usage object as sent: a ``usage`` fault overrides some of its fields."""
+    fault = request.get(FAULT)
+    return {**usage, **fault.usage} if fault and fault.usage else usage
+
+
 def _cut(request: web.Request) -> None:
     # close(), not abort(): what was written still reaches the client, then the body just ends
     # without its terminating chunk.

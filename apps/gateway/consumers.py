@@ -1,111 +1,301 @@
-"""WebSocket streaming: `ws://host/v1/realtime/chat?api_key=xr-...` (browsers cannot set headers).
+"""The WebSocket endpoint `/v1/realtime/chat`: chat streams over one socket, on the relay SSE uses.
 
-Each message from the client is a chat request (the /v1/chat/completions body); the answer
-comes back as `chat.completion.chunk` messages, then `{"type": "done", "usage": {...}}`, or
-`{"type": "error", "error": {...}}`. Same validation, routing, adapters and accounting as SSE.
+Auth, at the handshake: `Authorization: Bearer xr-...`, or (browsers cannot set headers) the
+subprotocols `xrouter.v1, xrouter.key.<key>`; the server answers the subprotocol `xrouter.v1`
+only, so the key is never echoed. A key in the query string is refused (close 4401): URLs end
+up in logs. The key is checked again on every `request` and whenever a key changes anywhere
+(the bus topic "keys"): a revoked or expired key closes its sockets with 4401 within a second.
+
+Client frames (JSON text):
+  {"type": "request", ...a /v1/chat/completions body...}  streams the answer (`stream` implied)
+  {"type": "cancel"}   ends the answer in flight; what was produced is billed
+  {"type": "ping"}     answered with {"type": "pong"}
+Server frames:
+  `chat.completion.chunk` objects, as in SSE, then
+  {"type": "done", "id": "chatcmpl-...", "usage": {...}}          (with "cancelled": true after a cancel)
+  or {"type": "error", "id": "chatcmpl-...", "error": {...}}      (the /v1 error object)
+One request at a time: a `request` while one streams gets an error frame with the code
+`request_in_flight` and the stream goes on. Each answer runs in a task of its own, so the socket
+keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_MAX_BODY_BYTES
+and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
+
+Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+1012 the server is restarting (an answer in flight is finished first, within
+XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
 """
 
+import asyncio
+import logging
 import os
 import time
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import orjson
-from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.common.errors import ApiError, from_provider_error
+from apps.common import bus
+from apps.common.errors import ApiError
 from apps.keys.selectors import akey_info_for
-from apps.providers.adapters.base import ProviderError, Usage
-from apps.routing.catalog import get_catalog
-from apps.routing.router import plan_route, run_with_fallback
+from apps.providers.adapters.base import Usage
 
-from .accounting import estimate_tokens, prompt_chars, record_usage
-from .emulation import StopCutter
+from .handlers import chat
+from .http import ClientGone
 from .schemas import parse_chat
-from .streaming import _open
+from .streaming import WsSink
+
+log = logging.getLogger(__name__)
+PROTOCOL = "xrouter.v1"
+KEY_PROTOCOL = "xrouter.key."
+REFUSED = 4401
+HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
+QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
+
+_sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
 
 
 class _WsRequest:
-    def __init__(self):
+    """What the relay and accounting read of a request, for one answer on a socket."""
+
+    __slots__ = ("request_id", "started", "headers")
+
+    def __init__(self, headers: dict):
         self.request_id = os.urandom(12).hex()
         self.started = time.monotonic()
+        self.headers = headers  # the handshake's: x-xrouter-tags and cache-control apply to every answer
+
+    def header(self, name: bytes) -> str:
+        value = self.headers.get(name)
+        return value.decode("latin-1") if value is not None else ""
 
 
-class ChatStreamConsumer(AsyncWebsocketConsumer):
-    async def connect(self):
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        token = (query.get("api_key") or [""])[0]
-        for name, value in self.scope.get("headers", ()):
-            if name == b"authorization" and value.lower().startswith(b"bearer "):
-                token = value[7:].decode().strip()
-        self.key = await akey_info_for(token) if token else None
-        if self.key is None:
-            await self.close(code=4401)
+def credentials(scope) -> tuple[str, str | None]:
+    """(key, None), or ("", why it is refused)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query and any(name.lower() in QUERY_KEY_NAMES or value.startswith("xr-")
+                     for name, value in parse_qsl(query, keep_blank_values=True)):
+        return "", "keys in the query string are refused: " + HOW_TO_AUTH
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip(), None
+            return "", "malformed Authorization header: " + HOW_TO_AUTH
+    offered = scope.get("subprotocols") or ()
+    for protocol in offered:
+        if protocol.startswith(KEY_PROTOCOL):
+            if PROTOCOL not in offered:
+                return "", f"offer the subprotocol {PROTOCOL} with {KEY_PROTOCOL}<key>"
+            return protocol[len(KEY_PROTOCOL):], None
+    return "", "no API key: " + HOW_TO_AUTH
+
+
+async def realtime_chat(scope, receive, send) -> None:
+    """The ASGI app of the endpoint (ws_urls.py)."""
+    await RealtimeChat(scope, receive, send).serve()
+
+
+class RealtimeChat:
+    """One socket: reads frames, runs at most one answer at a time in its own task."""
+
+    def __init__(self, scope, receive, send):
+        self.scope, self.receive, self._send = scope, receive, send
+        self.headers = {k: v for k, v in scope.get("headers", ())}
+        self.token = ""
+        self.closed = False
+        self.draining = False
+        self.task: asyncio.Task | None = None
+        self.sink: WsSink | None = None
+        self.helpers: list[asyncio.Task] = []
+
+    async def serve(self) -> None:
+        if (await self.receive())["type"] != "websocket.connect":
             return
-        await self.accept()
-
-    async def receive(self, text_data=None, bytes_data=None):
-        req = _WsRequest()
+        token, refusal = credentials(self.scope)
+        key = await akey_info_for(token) if token else None
+        if refusal is None and key is None:
+            refusal = "incorrect, revoked or expired API key"
+        # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
+        offered = self.scope.get("subprotocols") or ()
+        await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
+        if refusal is not None:
+            await self.close(REFUSED, refusal)
+            return
+        self.token = token
+        _sockets.setdefault(token, set()).add(self)
+        self._watch_expiry(key)
+        draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
+        if draining is not None:
+            self.helpers.append(asyncio.ensure_future(self._drain_on(draining)))
+        why = None  # the server cancelled this socket past its shutdown grace, unless the client left
         try:
-            body = parse_chat((text_data or "").encode() if text_data is not None else bytes_data)
-            body.pop("legacy_functions", None)
-            body["stream"] = True
-            plan = plan_route(await get_catalog(), body["model"], self.key)
-            (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body))
-        except ApiError as exc:
-            await self.send(text_data=orjson.dumps({"type": "error", **exc.body()}).decode())
-            return
-        except ProviderError as exc:
-            await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(exc).body()}).decode())
-            return
-        usage, chars, status, error = None, 0, "ok", None
-        # A provider that cannot stop on a sequence gets none upstream (upstream_body): cut here, as SSE does.
-        stops = body.get("stop") if not target.adapter.supports_stop else None
-        cutter = StopCutter(stops) if stops else None
-        try:
-            chunk = first
             while True:
-                usage = chunk.usage or usage
-                delta, finish = chunk.delta or {}, chunk.finish_reason
-                if cutter is not None:
-                    if delta.get("content"):
-                        delta = {**delta, "content": cutter.feed(delta["content"])}
-                        finish = "stop" if cutter.stopped else finish
-                    elif finish and (tail := cutter.flush()):
-                        await self._send_chunk(req, target, chunk.index, {"content": tail}, None)
-                        chars += len(tail)
-                if finish or any(v not in ("", None) for v in delta.values()):
-                    chars += len(delta.get("content") or "")
-                    await self._send_chunk(req, target, chunk.index, delta, finish)
-                if cutter is not None and cutter.stopped:
+                message = await self.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.closed, why = True, "client_disconnected"
                     break
-                chunk = await stream.__anext__()
-        except StopAsyncIteration:
-            status = "ok"  # the provider finished the stream
-        except ProviderError as exc:
-            status, error = "error", exc
-        except _ClientGone:
-            status = "client_disconnected"  # the upstream is closed below; what was produced is still billed
+                try:
+                    await self.on_frame(message)
+                except ClientGone:
+                    raise
+                except Exception:  # a bug (or the key store failing): this frame fails, the socket lives on
+                    log.exception("unhandled error in /v1/realtime/chat")
+                    await self.send_error(ApiError(500, "Internal error; retry the frame."))
+        except ClientGone:
+            why = "client_disconnected"
         finally:
-            await stream.aclose()
-        if usage is None or not usage.completion_tokens:  # none came, or the cut came before the count: estimate
-            usage = Usage(prompt_tokens=usage.prompt_tokens if usage else estimate_tokens(prompt_chars(body)),
-                          completion_tokens=estimate_tokens(chars), estimated=True)
-        if error is not None:
-            await self.send(text_data=orjson.dumps({"type": "error", **from_provider_error(error).body()}).decode())
-        elif status == "ok":
-            await self.send(text_data=orjson.dumps({"type": "done", "usage": usage.to_openai()}).decode())
-        record_usage(req, self.key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule, usage=usage,
-                     status=status, stream=True, http_status=200 if error is None else error.status)
+            members = _sockets.get(token)
+            if members is not None:
+                members.discard(self)
+                if not members:
+                    del _sockets[token]
+            for helper in self.helpers:
+                helper.cancel()
+            await self.stop_answer(why)
 
-    async def _send_chunk(self, req, target, index: int, delta: dict, finish_reason) -> None:
+    async def on_frame(self, message) -> None:
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
         try:
-            await self.send(text_data=orjson.dumps({
-                "id": "chatcmpl-" + req.request_id, "object": "chat.completion.chunk", "model": target.model.public_id,
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}],
-            }).decode())
-        except OSError as exc:  # uvicorn's ClientDisconnected: the socket closed mid-stream
-            raise _ClientGone from exc
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await self.send_error(ApiError(400, "Frames are JSON objects with a 'type'.", code="invalid_json"))
+            return
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "request":
+            await self.start_answer(frame)
+        elif kind == "cancel":
+            await self.stop_answer("client_cancelled")
+        elif kind == "ping":
+            await self.send_text('{"type":"pong"}')
+        else:
+            await self.send_error(ApiError(400, "Unknown frame type; use request, cancel or ping.", param="type",
+                                           code="unknown_frame_type"))
+
+    async def start_answer(self, frame: dict) -> None:
+        if self.task is not None and not self.task.done():
+            await self.send_error(ApiError(400, "A request is already streaming on this socket; cancel it or wait "
+                                                "for its done frame.", code="request_in_flight"))
+            return
+        if self.draining:
+            await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
+            return
+        key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+        if key is None:
+            await self.close(REFUSED, "the API key was revoked or has expired")
+            return
+        del frame["type"]
+        req = _WsRequest(self.headers)
+        self.sink = sink = WsSink(req, self.send_text)
+        self.task = asyncio.ensure_future(self._answer(req, key, frame, sink))
+
+    async def _answer(self, req, key, frame: dict, sink: WsSink) -> None:
+        try:
+            body = parse_chat(orjson.dumps(frame))
+            body["stream"] = True
+            await chat(req, None, key, body, sink)
+        except ApiError as exc:
+            await self.send_error(exc, sink.id)
+        except ClientGone:
+            pass
+        except asyncio.CancelledError:
+            if sink.stopped is None:
+                raise
+            asyncio.current_task().uncancel()
+            if sink.stopped == "client_cancelled":  # cancelled before the first chunk: nothing was produced
+                frame = {"type": "done", "id": sink.id, "usage": Usage().to_openai(), "cancelled": True}
+                await self.send_text(orjson.dumps(frame).decode())
+        except Exception:
+            log.exception("unhandled error in /v1/realtime/chat", extra={"request_id": req.request_id})
+            await self.send_error(ApiError(500, "Internal error; the request id identifies it in our logs."), sink.id)
+
+    async def stop_answer(self, why: str | None) -> None:
+        """End the answer in flight (if any); the relay bills what was produced. `why` is the usage
+        status; None when the server itself cancels (past its shutdown grace)."""
+        task = self.task
+        if task is None or task.done():
+            return
+        if why is not None:
+            self.sink.stopped = why
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, ClientGone):
+            pass
+
+    async def send_text(self, text: str) -> None:
+        if self.closed:
+            raise ClientGone()
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError:  # uvicorn's ClientDisconnected: the socket closed under us
+            self.closed = True
+            raise ClientGone() from None
+
+    async def send_error(self, exc: ApiError, answer_id: str | None = None) -> None:
+        frame = {"type": "error", **({"id": answer_id} if answer_id else {}), **exc.body()}
+        try:
+            await self.send_text(orjson.dumps(frame).decode())
+        except ClientGone:
+            pass
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except OSError:
+            pass
+
+    # --- revocation, expiry and shutdown --------------------------------------------------------
+
+    def _watch_expiry(self, key) -> None:
+        if key.expires_at is not None:
+            self.helpers.append(asyncio.ensure_future(self._close_at(key.expires_at)))
+
+    async def _close_at(self, expires_at: float) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await _recheck(self.token)
+
+    async def revoke_if_gone(self) -> None:
+        if self.closed or await akey_info_for(self.token) is not None:
+            return
+        await self.stop_answer("key_revoked")
+        await self.close(REFUSED, "the API key was revoked or has expired")
+
+    async def _drain_on(self, draining: asyncio.Event) -> None:
+        """SIGTERM: finish the answer in flight (the server waits up to its grace), then close."""
+        await draining.wait()
+        self.draining = True
+        if self.task is not None:
+            await asyncio.wait({self.task})
+        await self.close(1012, "the server is restarting; reconnect")
 
 
-class _ClientGone(Exception):
-    """The WebSocket client went away while its answer streamed."""
+_rechecks: set[asyncio.Task] = set()
+
+
+async def _recheck(token: str) -> None:
+    try:
+        if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
+            for socket in list(_sockets.get(token, ())):
+                await socket.revoke_if_gone()
+    except Exception:  # the key store failing: the next event, request or expiry checks again
+        log.exception("re-checking the key of open sockets failed")
+
+
+def _on_keys_event(_payload: dict) -> None:
+    """A key changed somewhere (or the bus reconnected): re-check the key of every open socket."""
+    if not _sockets:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # published from a thread without a loop: no socket of this process is served there
+    for token in list(_sockets):
+        task = loop.create_task(_recheck(token))
+        _rechecks.add(task)
+        task.add_done_callback(_rechecks.discard)
+
+
+bus.subscribe("keys", _on_keys_event)

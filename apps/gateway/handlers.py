@@ -17,7 +17,7 @@ from .auth import authenticate
 from .emulation import chat_with_emulation, legacy_finish, to_legacy_message
 from .http import send_json
 from .schemas import parse_chat, parse_embeddings
-from .streaming import replay_stream, stream_chat
+from .streaming import SseSink, replay_stream, stream_chat
 
 
 def response_headers(req, plan=None, target=None) -> dict:
@@ -45,7 +45,12 @@ def routing_context(req, key, body) -> RequestContext:
 
 async def chat_completions(req, send) -> None:
     key = await authenticate(req)
-    body = parse_chat(await req.body())
+    await chat(req, send, key, parse_chat(await req.body()))
+
+
+async def chat(req, send, key, body: dict, sink=None) -> None:
+    """A validated chat request, answered as JSON or streamed into `sink` (SSE by default; the
+    WebSocket consumer passes its own, with `stream` set), with the same rules either way."""
     legacy = body.pop("legacy_functions", False)
     ctx = routing_context(req, key, body)
     catalog = await get_catalog()
@@ -56,10 +61,10 @@ async def chat_completions(req, send) -> None:
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
         if hit is not None:
-            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog)
+            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink)
             return
     if body.get("stream"):
-        await stream_chat(req, send, key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
+        await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
         return
 
     async def call(target):
@@ -94,9 +99,10 @@ async def chat_completions(req, send) -> None:
         "choices": choices,
         "usage": result.usage.to_openai(),
     }
-    await send_json(send, 200, payload, headers)
+    # Billed before the answer is sent: a send that fails must not lose what the provider charged.
     record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
                  usage=result.usage, provider_request_id=result.provider_request_id)
+    await send_json(send, 200, payload, headers)
 
 
 def legacy_choice(choice: dict) -> dict:
@@ -104,21 +110,21 @@ def legacy_choice(choice: dict) -> dict:
     return {**choice, "message": message, "finish_reason": legacy_finish(choice["finish_reason"])}
 
 
-async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog) -> None:
+async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink=None) -> None:
     """A stored answer, as JSON or replayed as a stream; billed as a cache hit at zero cost."""
     usage = Usage(**hit["usage"])
     model = catalog.models.get(hit["model"])
     headers = {"x-request-id": req.request_id, "x-xrouter-provider": hit["provider"], "x-xrouter-route": hit["route"],
                "x-xrouter-cache": "hit"}
     choices = [legacy_choice(c) for c in hit["choices"]] if legacy else hit["choices"]
+    record_usage(req, key, endpoint="chat", requested=plan.requested, model=model, route=hit["route"], usage=usage,
+                 status="cache_hit", stream=bool(body.get("stream")), cache_hit=True)
     if body.get("stream"):
-        await replay_stream(req, send, headers, hit["model"], choices, usage, body, legacy)
+        await replay_stream(req, sink or SseSink(req, send), headers, hit["model"], choices, usage, body)
     else:
         payload = {"id": "chatcmpl-" + req.request_id, "object": "chat.completion", "created": int(time.time()),
                    "model": hit["model"], "choices": choices, "usage": usage.to_openai()}
         await send_json(send, 200, payload, headers)
-    record_usage(req, key, endpoint="chat", requested=plan.requested, model=model, route=hit["route"], usage=usage,
-                 status="cache_hit", stream=bool(body.get("stream")), cache_hit=True)
 
 
 async def embeddings(req, send) -> None:
@@ -154,9 +160,9 @@ async def embeddings(req, send) -> None:
         "model": target.model.public_id,
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     }
-    await send_json(send, 200, payload, response_headers(req, plan, target))
     record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=target.model, route=plan.rule,
                  usage=usage, provider_request_id=result.provider_request_id)
+    await send_json(send, 200, payload, response_headers(req, plan, target))
 
 
 def _b64(vector: list[float]) -> str:

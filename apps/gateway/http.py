@@ -1,5 +1,7 @@
 """The little HTTP layer the /v1 ASGI app needs: a request, JSON responses, SSE sends."""
 
+from urllib.parse import quote
+
 import orjson
 from django.conf import settings
 
@@ -50,7 +52,18 @@ class ClientGone(Exception):
 
 
 def header_list(extra: dict | None) -> list:
-    return [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in (extra or {}).items()]
+    return [(k.encode("latin-1"), header_value(str(v))) for k, v in (extra or {}).items()]
+
+
+def header_value(value: str) -> bytes:
+    """A header value that cannot break the response: printable ASCII as is, anything else (names
+    in other scripts, control characters) percent-encoded as UTF-8."""
+    if value.isascii() and value.isprintable():
+        return value.encode()
+    return quote(value, safe=SAFE_IN_HEADER).encode()
+
+
+SAFE_IN_HEADER = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 async def send_json(send, status: int, body, headers: dict | None = None) -> None:

@@ -1,12 +1,18 @@
-"""Streaming chat: fall back until a target sends its first chunk, then relay as SSE.
+"""Streaming chat, one relay for every transport: fall back until a target sends its first chunk,
+then relay the answer into a *sink*: server-sent events on an HTTP response (`SseSink`) or frames
+on a WebSocket (`WsSink`, driven by consumers.py). Rules, fallbacks, billing and failure records
+are this module's alone, whichever transport carries the answer.
 
-Before the first byte reaches the client a failure falls back to the next target. After it,
-a failure becomes an explicit error event followed by `data: [DONE]`: never a silent
-truncation. A client that disconnects cancels the upstream call; whatever was produced is
-still billed, from the provider's usage when it came, else estimated and marked so.
+Before the first byte reaches the client a failure falls back to the next target. After it, any
+failure (a provider error or anything else) becomes an explicit error event and an `error` usage
+row: never a silent truncation. A client that disconnects (or, over a WebSocket, cancels) stops
+the upstream call; whatever was produced is still billed, from the provider's usage when it
+came, else estimated and marked so. Usage is recorded before the last event is sent, so a send
+that fails cannot lose it.
 """
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -19,10 +25,103 @@ from apps.routing.router import failed_target, run_with_fallback
 from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
 from .emulation import StopCutter, check_capabilities, legacy_finish, upstream_body
-from .http import start_sse
+from .http import ClientGone, start_sse
 
+log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
-TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+TEXT_HEAD = b'{"index":0,"delta":{"content":'
+TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
+SSE_TEXT_TAIL = TEXT_TAIL + b"\n\n"
+
+
+class SseSink:
+    """Server-sent events on the HTTP response: `data: <chunk>` events, then an error event or the
+    usage chunk (when asked for), then `data: [DONE]`."""
+
+    stopped: str | None = None  # set, with the relay's task cancelled, when the client goes away
+
+    def __init__(self, req, send):
+        self.send = send
+        self.receive = req.receive
+
+    async def start(self, headers: dict) -> None:
+        await start_sse(self.send, headers)
+
+    def event(self, payload: bytes):
+        return self.send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+
+    def text_writer(self, prefix: bytes):
+        """A send for the commonest chunk (a piece of text in choice 0): pre-built bytes around its
+        one encoded string, returning the send's awaitable (no coroutine of its own per chunk)."""
+        send, head, dumps = self.send, b"data: " + prefix + TEXT_HEAD, orjson.dumps
+
+        def text(content: str):
+            return send({"type": "http.response.body", "body": head + dumps(content) + SSE_TEXT_TAIL, "more_body": True})
+
+        return text
+
+    async def end(self, prefix: bytes, usage: Usage, include_usage: bool, error=None, cancelled=False) -> None:
+        if error is not None:
+            await self.event(orjson.dumps(error.body()))
+        elif include_usage:
+            await self.event(prefix + b'],"usage":' + orjson.dumps(usage.to_openai()) + b"}")
+        await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+    def watch(self, task: asyncio.Task):
+        """Read the request's channel while the relay writes: a disconnect cancels the relay."""
+        watcher = asyncio.ensure_future(self._wait_disconnect())
+        watcher.add_done_callback(lambda f: self._on_disconnect(f, task))
+        return watcher
+
+    async def _wait_disconnect(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    def _on_disconnect(self, future, task) -> None:
+        if future.cancelled() or task.done():
+            return
+        self.stopped = "client_disconnected"
+        task.cancel()
+
+
+class WsSink:
+    """One request's answer on a WebSocket (consumers.py): `chat.completion.chunk` frames, then
+    `{"type": "done", "usage": ...}` or `{"type": "error", "error": ...}`, each with the answer's id.
+    The socket's reader, not the sink, notices a disconnect or a `cancel` and stops the relay."""
+
+    stopped: str | None = None
+
+    def __init__(self, req, send_text):
+        self.id = "chatcmpl-" + req.request_id
+        self.send_text = send_text  # a coroutine function; raises ClientGone once the socket is closed
+
+    async def start(self, headers: dict) -> None:
+        """Nothing to send: the handshake is long past, and the ids travel in every frame."""
+
+    def event(self, payload: bytes):
+        return self.send_text(payload.decode())
+
+    def text_writer(self, prefix: bytes):
+        send, head, dumps = self.send_text, prefix + TEXT_HEAD, orjson.dumps
+
+        def text(content: str):
+            return send((head + dumps(content) + TEXT_TAIL).decode())
+
+        return text
+
+    async def end(self, prefix: bytes, usage: Usage, include_usage: bool, error=None, cancelled=False) -> None:
+        if error is not None:
+            frame = {"type": "error", "id": self.id, **error.body()}
+        else:
+            frame = {"type": "done", "id": self.id, "usage": usage.to_openai()}
+            if cancelled:
+                frame["cancelled"] = True
+        await self.send_text(orjson.dumps(frame).decode())
+
+    def watch(self, task: asyncio.Task) -> None:
+        return None
 
 
 async def _open(target, body):
@@ -34,13 +133,22 @@ async def _open(target, body):
     except StopAsyncIteration:
         raise ProviderError(f"{target.label}: the stream ended before any data", status=502, retryable=True,
                             kind="empty_stream") from None
+    except ProviderError:
+        await stream.aclose()
+        raise
+    except Exception as exc:
+        # Not a provider error but the provider's answer broke it: this target failed, and may fall back.
+        await stream.aclose()
+        log.exception("stream failed before its first chunk", extra={"target": target.label})
+        raise ProviderError(f"{target.label}: the stream could not be read", status=502, retryable=True,
+                            kind="stream_failed") from exc
     except BaseException:
         await stream.aclose()
         raise
     return stream, first
 
 
-async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
+async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
     try:
         (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body), verdict_later=True)
     except ProviderError as exc:
@@ -49,33 +157,33 @@ async def stream_chat(req, send, key, plan, body, legacy: bool, cache_key=None, 
                      status="error", http_status=exc.status, error_type=exc.kind, stream=True)
         raise from_provider_error(exc) from None
 
-    relay = _Relay(req, send, key, plan, target, body, legacy, cached=bool(cache_key))
+    relay = _Relay(req, sink, key, plan, target, body, legacy, cached=bool(cache_key))
     await relay.run(stream, first)
     if cache_key and relay.cacheable():
         await cache.put(cache_key, cache.entry_for(relay.cached_choices(), relay.final_usage(), target.model.public_id,
                                                    target.model.provider, plan.header(target)), cache_ttl)
 
 
+def _chunk_prefix(request_id: str, model: str) -> bytes:
+    return (b'{"id":"chatcmpl-' + request_id.encode() + b'","object":"chat.completion.chunk","created":'
+            + str(int(time.time())).encode() + b',"model":' + orjson.dumps(model) + b',"choices":[')
+
+
 class _Relay:
-    def __init__(self, req, send, key, plan, target, body, legacy, cached=False):
-        self.req, self.send, self.key, self.plan, self.target = req, send, key, plan, target
+    def __init__(self, req, sink, key, plan, target, body, legacy, cached=False):
+        self.req, self.sink, self.key, self.plan, self.target = req, sink, key, plan, target
         self.cached = cached
         self.body = body
         self.legacy = legacy
         self.include_usage = bool(body.get("stream_options", {}).get("include_usage"))
         stops = body.get("stop") if not target.adapter.supports_stop else None
         self.cutter = StopCutter(stops) if stops else None
-        self.prefix = (
-            b'{"id":"chatcmpl-' + req.request_id.encode() + b'","object":"chat.completion.chunk","created":'
-            + str(int(time.time())).encode() + b',"model":' + orjson.dumps(target.model.public_id) + b',"choices":['
-        )
+        self.prefix = _chunk_prefix(req.request_id, target.model.public_id)
         self.plain = self.cutter is None and not legacy
-        self.text_head = b"data: " + self.prefix + b'{"index":0,"delta":{"content":'
         self.usage: Usage | None = None
         self.provider_request_id = ""
         self.chars = 0
         self.finished = False
-        self.client_gone = False
         self.ttft: float | None = None
         self.text: list[str] = []  # the answer, kept for the response cache
         self.finish_reason: str | None = None
@@ -85,16 +193,16 @@ class _Relay:
     async def emit(self, payload: bytes) -> None:
         if self.ttft is None:
             self.ttft = time.monotonic()
-        await self.send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+        await self.sink.event(payload)
 
     async def emit_choice(self, index: int, delta: dict, finish_reason) -> None:
         choice = orjson.dumps({"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason})
         await self.emit(self.prefix + choice + b"]}")
 
     async def relay(self, stream) -> None:
-        """Every chunk after the first. The common one, a piece of text, is sent right here as
-        pre-built bytes around its one encoded string: this loop runs once per relayed token."""
-        send, head, text = self.send, self.text_head, self.text
+        """Every chunk after the first. The common one, a piece of text, goes straight to the sink's
+        text writer (pre-built bytes around its one encoded string): this loop runs once per token."""
+        write_text, text = self.sink.text_writer(self.prefix), self.text
         plain = self.plain
         async for chunk in stream:
             delta = chunk.delta
@@ -104,7 +212,7 @@ class _Relay:
                 if content:
                     self.chars += len(content)
                     text.append(content)
-                    await send({"type": "http.response.body", "body": head + orjson.dumps(content) + TEXT_TAIL, "more_body": True})
+                    await write_text(content)
                     continue
             if not await self.handle(chunk):
                 return
@@ -163,8 +271,8 @@ class _Relay:
 
     async def run(self, stream, first) -> None:
         task = asyncio.current_task()
-        watcher = asyncio.ensure_future(self._wait_disconnect())
-        watcher.add_done_callback(lambda f: self._on_disconnect(f, task))
+        sink = self.sink
+        watcher = sink.watch(task)
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
@@ -174,7 +282,7 @@ class _Relay:
         busy = state.state(self.target.label)
         busy.in_flight += 1  # least_busy counts a stream until it ends, not just until it opened
         try:
-            await start_sse(self.send, headers)
+            await sink.start(headers)
             if await self.handle(first):
                 await self.relay(stream)
             if not self.finished:
@@ -188,71 +296,61 @@ class _Relay:
             if isinstance(exc, StreamRevisedError):
                 metrics.STREAM_REVISIONS.labels(provider).inc()
         except asyncio.CancelledError:
-            if not self.client_gone:
+            if sink.stopped is None:
                 status = "cancelled"
                 raise  # the server is shutting down past its grace period
             task.uncancel()
-            status = "client_disconnected"
+            status = sink.stopped
             metrics.STREAMS_CANCELLED.labels(provider).inc()
+        except ClientGone:
+            status = "client_disconnected"  # a WebSocket send found the socket closed
+            metrics.STREAMS_CANCELLED.labels(provider).inc()
+        except Exception:
+            # Anything else after the first byte (an upstream field that does not parse, a bug) ends
+            # the answer as an error, never as a normal end: the client must not take it as complete.
+            log.exception("stream failed after its first byte", extra={"request_id": self.req.request_id, "target": self.target.label})
+            status = "error"
+            error = ProviderError(f"{provider}: the stream failed mid-answer; the request id identifies it in our logs.",
+                                  status=502, kind="stream_failed")
+            metrics.UPSTREAM_ERRORS.labels(provider, error.kind).inc()
         finally:
             busy.in_flight -= 1
             self.status = status
-            await stream.aclose()
-            watcher.cancel()
+            try:
+                await stream.aclose()
+            except Exception:  # closing a broken upstream must not lose the usage record below
+                log.exception("closing the upstream stream failed", extra={"request_id": self.req.request_id})
+            if watcher is not None:
+                watcher.cancel()
             usage = self.final_usage()
-            if not self.client_gone and status != "cancelled":
-                await self._finish(error, usage)
             record_usage(
                 self.req, self.key, endpoint="chat", requested=self.plan.requested, model=self.target.model,
                 route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
                 http_status=200 if error is None else error.status, error_type=error.kind if error else "",
                 provider_request_id=self.provider_request_id,
             )
-
-    async def _finish(self, error, usage: Usage) -> None:
-        if error is not None:
-            await self.emit(orjson.dumps(from_provider_error(error).body()))
-        elif self.include_usage:
-            await self.emit(self.prefix + b'],"usage":' + orjson.dumps(usage.to_openai()) + b"}")
-        self.finished = True
-        await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
-
-    async def _wait_disconnect(self) -> None:
-        while True:
-            message = await self.req.receive()
-            if message["type"] == "http.disconnect":
-                return
-
-    def _on_disconnect(self, future, task) -> None:
-        if future.cancelled() or task.done():
-            return
-        self.client_gone = True
-        task.cancel()
+            if status in ("ok", "error", "client_cancelled"):
+                self.finished = True
+                await sink.end(self.prefix, usage, self.include_usage, from_provider_error(error) if error else None,
+                               cancelled=status == "client_cancelled")
 
 
-async def replay_stream(req, send, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict, legacy: bool) -> None:
+async def replay_stream(req, sink, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict) -> None:
     """A cached answer sent as the same chat.completion.chunk events a live stream has."""
-    prefix = (b'{"id":"chatcmpl-' + req.request_id.encode() + b'","object":"chat.completion.chunk","created":'
-              + str(int(time.time())).encode() + b',"model":' + orjson.dumps(model) + b',"choices":[')
-
-    async def emit(payload: bytes, more=True):
-        await send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": more})
-
-    await start_sse(send, headers)
+    prefix = _chunk_prefix(req.request_id, model)
+    await sink.start(headers)
     for choice in choices:
         message, index = choice["message"], choice["index"]
-        await emit(prefix + orjson.dumps({"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}) + b"]}")
+        await sink.event(prefix + orjson.dumps({"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}) + b"]}")
         content = message.get("content") or ""
         for start in range(0, len(content), REPLAY_CHUNK):
             delta = {"content": content[start:start + REPLAY_CHUNK]}
-            await emit(prefix + orjson.dumps({"index": index, "delta": delta, "finish_reason": None}) + b"]}")
+            await sink.event(prefix + orjson.dumps({"index": index, "delta": delta, "finish_reason": None}) + b"]}")
         extra = {k: v for k, v in message.items() if k in ("tool_calls", "function_call")}
         if extra.get("tool_calls"):
             extra["tool_calls"] = [{**call, "index": i} for i, call in enumerate(extra["tool_calls"])]
-        await emit(prefix + orjson.dumps({"index": index, "delta": extra, "finish_reason": choice["finish_reason"]}) + b"]}")
-    if body.get("stream_options", {}).get("include_usage"):
-        await emit(prefix + b'],"usage":' + orjson.dumps(usage.to_openai()) + b"}")
-    await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        await sink.event(prefix + orjson.dumps({"index": index, "delta": extra, "finish_reason": choice["finish_reason"]}) + b"]}")
+    await sink.end(prefix, usage, bool(body.get("stream_options", {}).get("include_usage")))
 
 
 REPLAY_CHUNK = 40  # characters per replayed delta

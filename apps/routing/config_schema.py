@@ -118,7 +118,11 @@ class ConfigFile(_Strict):
     @field_validator("aliases")
     @classmethod
     def _targets(cls, value):
+        from .models import ALIAS_NAME, ALIAS_NAME_HELP
+
         for alias, target in value.items():
+            if not ALIAS_NAME.fullmatch(alias):
+                raise ValueError(f"alias {alias!r}: use {ALIAS_NAME_HELP}")
             if "/" not in target:
                 raise ValueError(f"alias {alias!r}: target {target!r} must be provider/model")
         return value

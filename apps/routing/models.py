@@ -1,5 +1,12 @@
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import models
+
+# Alias names travel in response headers (x-xrouter-route), which carry Latin-1 at most: ASCII only,
+# and none of the separators a header value gives meaning to. Rule names are slugs already.
+ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
+ALIAS_NAME_HELP = "ASCII letters, digits and . _ : / @ + - (it is sent in a response header)"
 
 
 def validate_target(value: str) -> None:
@@ -20,6 +27,10 @@ class Alias(models.Model):
 
     def __str__(self):
         return f"{self.name} → {self.target}"
+
+    def clean(self):
+        if not ALIAS_NAME.fullmatch(self.name or ""):
+            raise ValidationError({"name": f"Use {ALIAS_NAME_HELP}."})
 
 
 STRATEGIES = [

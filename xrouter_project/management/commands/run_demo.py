@@ -45,7 +45,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  Admin:  {base}/admin/  user admin" + (f", password {password}" if password else " (password set earlier)"))
         self.stdout.write(f"  Docs:   {base}/api/docs/")
         self.stdout.write(f"  Key (shown once): {plaintext}\n")
-        argv = ["--host", os.environ.get("XROUTER_HOST", "127.0.0.1"), "--port", str(opts["port"])]
+        argv = ["--host", os.environ.get("XROUTER_HOST", "127.0.0.1"), "--port", str(opts["port"]),
+                "--ws-max-size", str(settings.XROUTER["MAX_BODY_BYTES"])]
         if settings.REDIS_URL:
             argv.append("--writer")
         try:

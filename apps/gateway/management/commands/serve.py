@@ -22,6 +22,7 @@ class Command(BaseCommand):
             "--host", opts["host"], "--port", str(opts["port"]), "--workers", str(opts["workers"]),
             "--grace", str(settings.XROUTER["SHUTDOWN_GRACE"]),
             "--log-level", os.environ.get("LOG_LEVEL", "info").lower(),
+            "--ws-max-size", str(settings.XROUTER["MAX_BODY_BYTES"]),
         ]
         if settings.REDIS_URL and not opts["no_writer"]:
             argv.append("--writer")
