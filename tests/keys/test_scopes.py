@@ -1,0 +1,122 @@
+"""Issue 8 item 1: scopes, parent keys and who may issue keys for whom."""
+
+import datetime as dt
+
+import httpx
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from apps.keys.models import ApiKey
+from apps.keys.selectors import key_info_for
+from apps.keys.services import key_create, key_revoke
+
+
+def api_as(plaintext: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return api
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: any API key can mint an unrestricted key")
+@pytest.mark.django_db
+def test_a_restricted_key_cannot_mint_an_unrestricted_key_that_outlives_it(alice):
+    expiry = timezone.now() + dt.timedelta(days=1)
+    parent, plaintext = key_create(user=alice, name="narrow", allowed_models=["tbank/t-tech/T-lite-it-2.1"],
+                                   residency="RU", expires_at=expiry)
+
+    created = api_as(plaintext).post("/api/v1/keys/", {"name": "wide"}, format="json")
+    if created.status_code == 201:  # the bug: a key with none of the parent's limits, not tied to it
+        child = ApiKey.objects.get(id=created.json()["id"])
+        key_revoke(parent)
+        child.refresh_from_db()
+        assert child.revoked_at is not None, "the minted key survived revoking the key that made it"
+        assert child.allowed_models == parent.allowed_models and child.residency == "RU"
+    assert created.status_code == 403
+    assert "keys:manage" in created.json()["error"]["message"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: a key-created key is a subset of its parent")
+@pytest.mark.django_db
+def test_a_managing_key_creates_only_subsets_of_itself_and_revoking_it_revokes_them(alice):
+    expiry = timezone.now() + dt.timedelta(days=1)
+    parent, plaintext = key_create(user=alice, name="manager", allowed_models=["tbank/*"], residency="RU",
+                                   expires_at=expiry, scopes=["chat", "keys:manage"])
+    api = api_as(plaintext)
+
+    for wider in ({"allowed_models": ["*"]}, {"allowed_models": []}, {"allowed_models": ["gigachat/*"]},
+                  {"residency": ""}, {"residency": "US"}, {"scopes": ["chat", "usage:read"]},
+                  {"expires_at": (expiry + dt.timedelta(seconds=1)).isoformat()}, {"expires_at": None}):
+        response = api.post("/api/v1/keys/", {"name": "wider", **wider}, format="json")
+        assert response.status_code == 403, (wider, response.json())
+        assert response.json()["error"]["message"]
+
+    child = api.post("/api/v1/keys/", {"name": "child", "allowed_models": ["tbank/t-tech/*"]}, format="json")
+    assert child.status_code == 201, child.json()
+    body = child.json()
+    assert body["allowed_models"] == ["tbank/t-tech/*"] and body["residency"] == "RU"
+    assert body["scopes"] == ["chat"]  # the default (chat, embeddings, models:read) ∩ the parent's
+    assert dt.datetime.fromisoformat(body["expires_at"]) <= expiry
+    grandchild = api_as(body["key"]).post("/api/v1/keys/", {"name": "grandchild"}, format="json")
+    assert grandchild.status_code == 403  # the child has no keys:manage
+
+    stored = ApiKey.objects.get(id=body["id"])
+    assert stored.parent_id == parent.id
+    key_revoke(parent)
+    stored.refresh_from_db()
+    assert stored.revoked_at is not None
+    assert key_info_for(body["key"]) is None
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: keys default to chat, embeddings, models:read")
+@pytest.mark.django_db
+def test_keys_default_to_chat_embeddings_and_models_and_the_management_api_checks_scopes(alice):
+    key, plaintext = key_create(user=alice, name="plain")
+    assert key.scopes == ["chat", "embeddings", "models:read"]
+    api = api_as(plaintext)
+    for url, scope in (("/api/v1/keys/", "keys:manage"), ("/api/v1/usage/", "usage:read")):
+        response = api.get(url)
+        assert response.status_code == 403, url
+        assert scope in response.json()["error"]["message"]
+    _, reader = key_create(user=alice, name="reader", scopes=["usage:read"])
+    assert api_as(reader).get("/api/v1/usage/").status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: issuing keys for others needs keys.issue_for_others")
+@pytest.mark.django_db
+def test_only_holders_of_issue_for_others_create_keys_for_someone_else(alice, bob, charlie):
+    from django.contrib.auth.models import Group
+    from django.core.exceptions import PermissionDenied
+
+    alice.is_staff = True
+    alice.save()
+    with pytest.raises(PermissionDenied):
+        key_create(user=bob, name="for bob", issued_by=alice)  # staff alone is not enough
+    key_create(user=alice, name="for herself", issued_by=alice)
+
+    Group.objects.get(name="operator").user_set.add(charlie)
+    charlie = type(charlie).objects.get(pk=charlie.pk)  # a fresh instance: permissions are cached per instance
+    key, _ = key_create(user=bob, name="from the operator", issued_by=charlie)
+    assert key.user == bob
+    root = type(alice).objects.create_superuser("root", "root@example.com", "pw")
+    assert key_create(user=bob, name="from root", issued_by=root)[0].user == bob
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 1: /v1 checks scopes")
+def test_v1_refuses_a_key_without_the_endpoints_scope_naming_it(gateway, django_db_blocker):
+    from apps.accounts.models import User
+
+    with django_db_blocker.unblock():
+        user, _ = User.objects.get_or_create(username="alice")
+        _, embed_only = key_create(user=user, name="embeddings only", scopes=["embeddings"])
+    headers = {"authorization": f"Bearer {embed_only}"}
+    chat = httpx.post(gateway.v1 + "/chat/completions", headers=headers, timeout=30,
+                      json={"model": "gigachat/GigaChat-2", "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.status_code == 403
+    assert chat.json()["error"]["type"] == "permission_error" and "'chat'" in chat.json()["error"]["message"]
+    for path in ("/models", "/models/gigachat/GigaChat-2"):
+        listed = httpx.get(gateway.v1 + path, headers=headers, timeout=30)
+        assert listed.status_code == 403 and "'models:read'" in listed.json()["error"]["message"]
+    embedded = httpx.post(gateway.v1 + "/embeddings", headers=headers, timeout=30,
+                          json={"model": "gigachat/Embeddings", "input": "hi"})
+    assert embedded.status_code == 200, embedded.text
