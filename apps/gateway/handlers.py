@@ -7,6 +7,7 @@ import time
 
 from apps.common.errors import ApiError, from_provider_error
 from apps.providers.adapters.base import ProviderError, Usage
+from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
 from apps.routing.router import failed_target, plan_route, run_with_fallback
 from apps.routing.rules import RequestContext, parse_tags
@@ -164,13 +165,14 @@ def _b64(vector: list[float]) -> str:
 
 
 def _visible_models(catalog, key) -> list[dict]:
+    """What the key may call, by the router's own check (access.may_use), so a listed model never 403s."""
     out = []
     for public_id, entry in catalog.models.items():
-        if key.allows(public_id) and (not key.residency or entry.jurisdiction == key.residency):
+        if may_use(key, public_id, public_id, catalog.models) and in_residency(key, entry.jurisdiction):
             out.append({"id": public_id, "object": "model", "created": entry.created, "owned_by": entry.provider})
     for alias, target in catalog.aliases.items():
         entry = catalog.models.get(target)
-        if entry and (key.allows(alias) or key.allows(target)) and (not key.residency or entry.jurisdiction == key.residency):
+        if entry and may_use(key, alias, target, catalog.models) and in_residency(key, entry.jurisdiction):
             out.append({"id": alias, "object": "model", "created": entry.created, "owned_by": "xrouter"})
     return out
 
