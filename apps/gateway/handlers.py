@@ -45,7 +45,7 @@ def routing_context(req, key, body) -> RequestContext:
 
 
 async def chat_completions(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "chat")
     body = parse_chat(await req.body())
     legacy = body.pop("legacy_functions", False)
     ctx = routing_context(req, key, body)
@@ -123,7 +123,7 @@ async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog) ->
 
 
 async def embeddings(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "embeddings")
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
@@ -178,13 +178,13 @@ def _visible_models(catalog, key) -> list[dict]:
 
 
 async def list_models(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "models:read")
     data = _visible_models(await get_catalog(), key)
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": req.request_id})
 
 
 async def retrieve_model(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "models:read")
     model_id = req.path[len("/v1/models/"):]
     for model in _visible_models(await get_catalog(), key):
         if model["id"] == model_id:

@@ -7,7 +7,6 @@ import threading
 import time
 
 import httpx
-import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -51,7 +50,6 @@ def connections_to_test_db() -> int:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 5: unknown bearer tokens cost a database connection each")
 def test_random_well_formed_keys_for_30s_take_no_connections_and_a_valid_client_is_served(
     gateway, django_db_blocker, tmp_path
 ):
@@ -92,6 +90,7 @@ def test_random_well_formed_keys_for_30s_take_no_connections_and_a_valid_client_
         stop.set()
         thread.join(timeout=15)
 
+    print(f"connections before {before}, peak {peak}; valid client answered {len(statuses)} times\n{report}")
     assert load.returncode == 0, report
     assert "Requests/sec" in report, report
     assert peak <= before + 2, f"{before} connections before, {peak} during the storm\n{report}"

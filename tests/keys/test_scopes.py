@@ -18,7 +18,6 @@ def api_as(plaintext: str) -> APIClient:
     return api
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: any API key can mint an unrestricted key")
 @pytest.mark.django_db
 def test_a_restricted_key_cannot_mint_an_unrestricted_key_that_outlives_it(alice):
     expiry = timezone.now() + dt.timedelta(days=1)
@@ -36,7 +35,6 @@ def test_a_restricted_key_cannot_mint_an_unrestricted_key_that_outlives_it(alice
     assert "keys:manage" in created.json()["error"]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: a key-created key is a subset of its parent")
 @pytest.mark.django_db
 def test_a_managing_key_creates_only_subsets_of_itself_and_revoking_it_revokes_them(alice):
     expiry = timezone.now() + dt.timedelta(days=1)
@@ -68,7 +66,6 @@ def test_a_managing_key_creates_only_subsets_of_itself_and_revoking_it_revokes_t
     assert key_info_for(body["key"]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: keys default to chat, embeddings, models:read")
 @pytest.mark.django_db
 def test_keys_default_to_chat_embeddings_and_models_and_the_management_api_checks_scopes(alice):
     key, plaintext = key_create(user=alice, name="plain")
@@ -82,7 +79,6 @@ def test_keys_default_to_chat_embeddings_and_models_and_the_management_api_check
     assert api_as(reader).get("/api/v1/usage/").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: issuing keys for others needs keys.issue_for_others")
 @pytest.mark.django_db
 def test_only_holders_of_issue_for_others_create_keys_for_someone_else(alice, bob, charlie):
     from django.contrib.auth.models import Group
@@ -102,7 +98,6 @@ def test_only_holders_of_issue_for_others_create_keys_for_someone_else(alice, bo
     assert key_create(user=bob, name="from root", issued_by=root)[0].user == bob
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 1: /v1 checks scopes")
 def test_v1_refuses_a_key_without_the_endpoints_scope_naming_it(gateway, django_db_blocker):
     from apps.accounts.models import User
 
