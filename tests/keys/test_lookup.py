@@ -84,3 +84,52 @@ def test_with_the_database_down_cached_keys_serve_until_stale_max_and_others_get
             lookup(plaintext)  # past STALE_MAX the cached entry is not trusted any more
         assert stale.value.status == 503
     assert lookup(plaintext).id == key.id  # recovers without a restart
+
+
+def random_token() -> str:
+    import secrets
+
+    return f"xr-{secrets.token_hex(4)}-{secrets.token_urlsafe(32)}"
+
+
+def test_unknown_tokens_are_remembered_apart_and_never_push_out_valid_keys(committed_keys, monkeypatch):
+    from apps.keys import selectors
+
+    monkeypatch.setattr(selectors, "MAX_UNKNOWN", 5)
+    [(key, plaintext)] = committed_keys()
+    assert lookup(plaintext).id == key.id
+    strangers = [random_token() for _ in range(20)]
+    for token in strangers:
+        assert lookup(token) is None
+    assert len(selectors._unknown) <= 5
+    with database_unreachable():
+        assert lookup(plaintext).id == key.id  # still cached
+        assert lookup(strangers[-1]) is None  # the negative cache answers, no query
+
+
+def test_the_key_cache_is_bounded_and_evicts_the_least_recently_used(committed_keys, monkeypatch):
+    from apps.keys import selectors
+
+    monkeypatch.setattr(selectors, "MAX_KNOWN", 2)
+    (a, a_plain), (b, b_plain), (c, c_plain) = committed_keys(3)
+    for plaintext in (a_plain, b_plain, a_plain, c_plain):  # b is the least recently used when c arrives
+        assert lookup(plaintext) is not None
+    assert len(selectors._known) <= 2
+    with database_unreachable():
+        assert lookup(a_plain).id == a.id and lookup(c_plain).id == c.id
+        with pytest.raises(ApiError):
+            lookup(b_plain)
+
+
+def test_deactivating_a_user_drops_only_that_users_keys(committed_keys, django_db_blocker):
+    from apps.accounts.services import user_set_active
+
+    [(a, a_plain)] = committed_keys()
+    [(b, b_plain)] = committed_keys()
+    assert lookup(a_plain) and lookup(b_plain)
+    user_set_active(a.user, False)
+    assert lookup(a_plain) is None
+    with database_unreachable():
+        assert lookup(b_plain).id == b.id
+    user_set_active(a.user, True)
+    assert lookup(a_plain).id == a.id

@@ -115,3 +115,71 @@ def test_v1_refuses_a_key_without_the_endpoints_scope_naming_it(gateway, django_
     embedded = httpx.post(gateway.v1 + "/embeddings", headers=headers, timeout=30,
                           json={"model": "gigachat/Embeddings", "input": "hi"})
     assert embedded.status_code == 200, embedded.text
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "covered"),
+    [
+        ("tbank/*", "tbank/t-tech/T-lite-it-2.1", True),
+        ("tbank/*", "tbank/t-tech/*", True),
+        ("tbank/*", "tbank/*", True),
+        ("*", "anything/at-all*", True),
+        ("tbank/*", "gigachat/GigaChat-2", False),
+        ("tbank/*", "tbank*", False),  # wider: also matches "tbankrupt/..."
+        ("tbank/t-?", "tbank/t-*", False),  # a glob under a non-prefix glob: refused, not guessed
+        ("smart", "smart", True),  # an exact rule/alias name covers itself
+        ("smart", "smart*", False),
+        ("gigachat/GigaChat-2", "gigachat/*", False),
+        ("gigachat/[Gg]*", "gigachat/GigaChat-2", True),  # a glob-free entry the pattern matches
+        ("gigachat/[Gg]*", "gigachat/G*", False),
+    ],
+)
+def test_which_allowed_models_entries_a_parent_covers(parent, child, covered):
+    from apps.keys.services import _covers
+
+    assert _covers(parent, child) is covered
+
+
+@pytest.mark.django_db
+def test_the_operator_group_holds_issue_for_others_and_existing_keys_have_the_default_scopes():
+    from django.contrib.auth.models import Group
+
+    perms = Group.objects.get(name="operator").permissions.values_list("content_type__app_label", "codename")
+    assert ("keys", "issue_for_others") in set(perms)
+
+
+@pytest.mark.django_db
+def test_create_api_key_takes_scopes(capsys):
+    from django.core.management import CommandError, call_command
+
+    call_command("create_api_key", "--user", "ops-bot", "--name", "ci", "--scopes", "usage:read,chat")
+    assert ApiKey.objects.get(user__username="ops-bot").scopes == ["chat", "usage:read"]
+    with pytest.raises(CommandError, match="Unknown scope"):
+        call_command("create_api_key", "--user", "ops-bot", "--scopes", "chat,admin")
+
+
+@pytest.mark.django_db
+def test_the_admin_edits_scopes_shows_the_parent_and_refuses_staff_issuing_for_others(client, alice, bob):
+    from django.contrib.auth.models import Permission
+
+    staff = type(alice).objects.create_user("staffer", password="pw", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_apikey", "view_apikey", "change_apikey"]))
+    client.force_login(staff)
+    form = {"user": bob.id, "name": "for bob", "scopes": ["chat"], "allowed_models": "[]", "residency": "", "expires_at": ""}
+    assert client.post("/admin/keys/apikey/add/", form).status_code == 403
+    assert not ApiKey.objects.filter(user=bob).exists()
+
+    root = type(alice).objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    response = client.post("/admin/keys/apikey/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    key = ApiKey.objects.get(user=bob)
+    assert key.scopes == ["chat"]
+    ApiKey.objects.filter(pk=key.pk).update(scopes=["chat", "keys:manage"])
+    key.refresh_from_db()
+    child, _ = key_create(user=bob, name="child", parent=key)
+    html = client.get(f"/admin/keys/apikey/{child.id}/change/").content.decode()
+    assert 'name="parent"' not in html and str(key) in html  # shown, not editable
+    client.post("/admin/keys/apikey/", {"action": "revoke", "_selected_action": [key.id]})
+    child.refresh_from_db()
+    assert child.revoked_at is not None
