@@ -45,6 +45,8 @@ NEGATIVE_TTL = 10.0  # an unknown token is not looked up again for this long
 MAX_KNOWN = 100_000  # keys found in the database (active or refused), least recently used evicted first
 MAX_UNKNOWN = 20_000
 MAX_WAITING = 1_000  # distinct lookups queued at once; beyond, 503 rather than an unbounded queue
+LOOKUP_WAIT = 2.0  # seconds a request waits for the database before it is treated as down
+DOWN_PAUSE = 1.0  # after a failed lookup, no lookups for this long: cached keys serve, others get 503
 RETRY_AFTER = "5"
 
 
@@ -83,6 +85,7 @@ _by_id: dict[int, str] = {}
 _unknown: "OrderedDict[str, float]" = OrderedDict()  # SHA-256 → monotonic expiry
 _inflight: dict[str, asyncio.Future] = {}
 _epoch = 0.0  # entries checked before this are re-checked (set when the bus reconnects)
+_down_until = 0.0  # monotonic time before which the database is taken to be down
 _generation = 0  # bumped by every invalidation: a lookup that raced one is not cached
 _executor: ThreadPoolExecutor | None = None
 _queued = 0
@@ -171,6 +174,7 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     """The KeyInfo for a presented key, or None when it is unknown, revoked or expired.
 
     Raises ApiError(503) when the key must be looked up and the database cannot answer."""
+    global _down_until
     hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
     entry = _known.get(hashed)
     now = time.monotonic()
@@ -187,12 +191,15 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
         return None
     generation = _generation
     try:
-        found = await _lookup(match.group(1), hashed)
-    except DatabaseFailure:
+        if now < _down_until:
+            raise DatabaseFailure("the key store failed a moment ago")
+        found = await asyncio.wait_for(_lookup(match.group(1), hashed), LOOKUP_WAIT)
+    except (DatabaseFailure, TimeoutError):
+        if _down_until <= now:
+            _down_until = time.monotonic() + DOWN_PAUSE
+            log.warning("key store unreachable; cached keys serve for up to XROUTER_STALE_MAX, others get 503")
         if entry is not None and now - entry.checked <= settings.XROUTER["STALE_MAX"]:
-            log.warning("key store unreachable; serving key %s from cache", entry.key_id)
             return _valid(entry.info)
-        log.warning("key store unreachable; refusing an uncached key with 503")
         raise ApiError(503, "API keys cannot be checked right now (the key store is unreachable); retry shortly.",
                        code="service_unavailable", headers={"retry-after": RETRY_AFTER}) from None
     if generation == _generation:  # nothing changed while we looked: safe to remember
@@ -218,6 +225,12 @@ def _remember(hashed: str, found: _Entry | None) -> None:
             del _by_id[old.key_id]
 
 
+def _lookup_done(hashed: str, future: asyncio.Future) -> None:
+    _inflight.pop(hashed, None)
+    if not future.cancelled():
+        future.exception()  # retrieved: a waiter that timed out must not leave it "never retrieved"
+
+
 async def _lookup(prefix: str, hashed: str) -> _Entry | None:
     """One query on the key worker thread; concurrent misses for one token share it."""
     global _executor, _queued
@@ -232,5 +245,5 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
             _queued += 1
         future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, prefix, hashed)
         _inflight[hashed] = future
-        future.add_done_callback(lambda _f: _inflight.pop(hashed, None))
+        future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
