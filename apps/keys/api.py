@@ -1,6 +1,8 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
@@ -28,7 +30,10 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         parent = ApiKey.objects.get(id=request.auth.id) if isinstance(request.auth, KeyInfo) else None
-        key, plaintext = key_create(user=request.user, parent=parent, issued_by=request.user, **serializer.validated_data)
+        try:
+            key, plaintext = key_create(user=request.user, parent=parent, issued_by=request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.messages) from None
         data = ApiKeySerializer(key).data | {"key": plaintext}
         return Response(data, status=status.HTTP_201_CREATED)
 

@@ -8,7 +8,7 @@ import fnmatch
 import hashlib
 import secrets
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -50,10 +50,10 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     if parent is not None:
         scopes, allowed_models, residency, expires_at = _within_parent(
             parent, scopes, allowed_models, residency, expires_at, organisation)
-    scopes = list(DEFAULT_SCOPES) if scopes is UNSET else list(scopes) if isinstance(scopes, (tuple, set, frozenset)) else scopes
+    scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
     validate_scopes(scopes)
     scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
-    allowed_models = [] if allowed_models is UNSET or allowed_models is None else allowed_models
+    allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
     validate_allowed_models(allowed_models)
     prefix = secrets.token_hex(4)
     plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
@@ -72,6 +72,10 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     return key, plaintext
 
 
+def _as_list(value):
+    return list(value) if isinstance(value, (tuple, set, frozenset)) else value
+
+
 def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, organisation):
     """The one check that a key-created key is no wider than its parent (see key_create)."""
     if not parent.is_active():
@@ -81,12 +85,13 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
 
+    scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
         scopes = [s for s in DEFAULT_SCOPES if s in parent.scopes]
-    elif not isinstance(scopes, (list, tuple, set, frozenset)):
-        raise ValidationError("scopes must be a list.")
-    elif wider := sorted(set(scopes) - set(parent.scopes)):
-        raise PermissionDenied(f"A key cannot grant scopes it does not have: {', '.join(wider)}.")
+    else:
+        validate_scopes(scopes)
+        if wider := sorted(set(scopes) - set(parent.scopes)):
+            raise PermissionDenied(f"A key cannot grant scopes it does not have: {', '.join(wider)}.")
 
     if allowed_models is UNSET:
         allowed_models = list(parent.allowed_models)

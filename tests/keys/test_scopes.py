@@ -183,3 +183,14 @@ def test_the_admin_edits_scopes_shows_the_parent_and_refuses_staff_issuing_for_o
     client.post("/admin/keys/apikey/", {"action": "revoke", "_selected_action": [key.id]})
     child.refresh_from_db()
     assert child.revoked_at is not None
+
+
+@pytest.mark.django_db
+def test_bad_scopes_and_model_lists_are_400s_naming_the_field(alice):
+    _, plaintext = key_create(user=alice, name="manager", scopes=["keys:manage", "chat"])
+    api = api_as(plaintext)
+    for body, field in (({"scopes": ["admin"]}, "scopes"), ({"scopes": "chat"}, "scopes"),
+                        ({"allowed_models": "gpt-*"}, "allowed_models"), ({"allowed_models": [""]}, "allowed_models")):
+        response = api.post("/api/v1/keys/", {"name": "bad", **body}, format="json")
+        assert response.status_code == 400, (body, response.content)
+        assert response.json()["error"]["param"] == field
