@@ -59,3 +59,25 @@ def test_the_management_api_refuses_keys_of_an_inactive_organisation(alice, alic
     refused = api.get("/api/v1/usage/")
     # 403, not 401: DRF takes the status from its first authenticator (session), which sends no WWW-Authenticate.
     assert refused.status_code in (401, 403) and "revoked or expired" in refused.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_the_admin_deactivates_users_and_organisations_through_the_services(client, alice, bob, alice_key,
+                                                                            django_capture_on_commit_callbacks):
+    from apps.common import bus
+
+    heard = []
+    bus.subscribe("keys", heard.append)
+    root = type(alice).objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            client.post("/admin/accounts/user/", {"action": "deactivate", "_selected_action": [bob.id]})
+            client.post("/admin/accounts/organisation/", {"action": "deactivate", "_selected_action": [alice.organisation_id]})
+    finally:
+        bus._handlers["keys"].remove(heard.append)
+    bob.refresh_from_db()
+    alice.organisation.refresh_from_db()
+    assert not bob.is_active and not alice.organisation.is_active
+    assert {"user_id": bob.id} in heard and {"organisation_id": alice.organisation_id} in heard
+    assert key_info_for(alice_key.plaintext) is None
