@@ -52,6 +52,8 @@ RETRY_AFTER = "5"
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
+    """What the request path knows of an active key; `scopes` says what it may do (models.SCOPES)."""
+
     id: int
     prefix: str
     name: str
@@ -90,10 +92,6 @@ _generation = 0  # bumped by every invalidation: a lookup that raced one is not 
 _executor: ThreadPoolExecutor | None = None
 _queued = 0
 _queued_lock = threading.Lock()
-
-
-def well_formed(token: str) -> bool:
-    return TOKEN_SHAPE.fullmatch(token) is not None
 
 
 def _invalidate(event: dict) -> None:
