@@ -21,6 +21,11 @@ async def authenticate(req, scope: str) -> KeyInfo:
     if info is None:
         shown = token[:11] + "…" if token.startswith("xr-") and len(token) > 11 else "(not an XRouter key)"
         raise ApiError(401, f"Incorrect, revoked or expired API key provided: {shown}", code="invalid_api_key")
-    if scope not in info.scopes:
-        raise ApiError(403, f"This API key lacks the scope '{scope}' that this endpoint needs.", code="missing_scope")
+    require_scope(info, scope)
     return info
+
+
+def require_scope(key: KeyInfo, scope: str) -> None:
+    """403 naming the scope a key lacks (/v1 endpoints here; the WebSocket consumer needs `chat` per request)."""
+    if scope not in key.scopes:
+        raise ApiError(403, f"This API key lacks the scope '{scope}' that this endpoint needs.", code="missing_scope")
