@@ -202,3 +202,82 @@ def wait_for_usage(django_db_blocker, request_id: str, timeout: float = 10.0):
                 return record
             time.sleep(0.1)
     raise AssertionError(f"no usage record for {request_id} after {timeout}s")
+
+
+# --- The cast (STYLE §8): acme (alice owns it, bob is on her team) and globex (charlie, who must be refused) ---
+
+
+class IssuedKey(tuple):
+    """(ApiKey, plaintext), also readable as `.key` and `.plaintext`."""
+
+    __slots__ = ()
+
+    def __new__(cls, key, plaintext):
+        return super().__new__(cls, (key, plaintext))
+
+    key = property(lambda self: self[0])
+    plaintext = property(lambda self: self[1])
+
+
+def _persona(username: str, organisation):
+    """get_or_create: the session `gateway` fixture commits users of the same names."""
+    from apps.accounts.models import User
+
+    user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+    if user.organisation_id != organisation.id or not user.is_active:
+        user.organisation, user.is_active = organisation, True
+        user.save(update_fields=["organisation", "is_active"])
+    return user
+
+
+@pytest.fixture
+def acme(db):
+    from apps.accounts.models import Organisation
+
+    return Organisation.objects.get_or_create(name="acme")[0]
+
+
+@pytest.fixture
+def globex(db):
+    from apps.accounts.models import Organisation
+
+    return Organisation.objects.get_or_create(name="globex")[0]
+
+
+@pytest.fixture
+def alice(acme):
+    """Owns things in acme."""
+    return _persona("alice", acme)
+
+
+@pytest.fixture
+def bob(acme):
+    """On alice's team (acme)."""
+    return _persona("bob", acme)
+
+
+@pytest.fixture
+def charlie(globex):
+    """Another tenant (globex): must be refused everything of acme's."""
+    return _persona("charlie", globex)
+
+
+@pytest.fixture
+def alice_key(alice) -> IssuedKey:
+    from apps.keys.services import key_create
+
+    return IssuedKey(*key_create(user=alice, name="alice-key"))
+
+
+@pytest.fixture
+def bob_key(bob) -> IssuedKey:
+    from apps.keys.services import key_create
+
+    return IssuedKey(*key_create(user=bob, name="bob-key"))
+
+
+@pytest.fixture
+def charlie_key(charlie) -> IssuedKey:
+    from apps.keys.services import key_create
+
+    return IssuedKey(*key_create(user=charlie, name="charlie-key"))

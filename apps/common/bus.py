@@ -23,6 +23,15 @@ ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 _sync_client = None
+_connected = False
+
+
+def connected() -> bool:
+    """Whether this process hears other processes' events now (its listener is subscribed).
+
+    False without Redis, before `listen()` subscribes and while it reconnects: caches that rely
+    on events for freshness then re-check sooner."""
+    return _connected
 
 
 def subscribe(topic: str, handler: Callable[[dict], None]) -> None:
@@ -86,6 +95,7 @@ async def _send(topic: str, payload: dict) -> None:
 
 async def listen(ready: asyncio.Event | None = None) -> None:
     """Run for the life of a gateway process: apply other processes' events here."""
+    global _connected
     from . import redis as shared_redis
 
     client = shared_redis.client()
@@ -97,6 +107,7 @@ async def listen(ready: asyncio.Event | None = None) -> None:
         try:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(CHANNEL)
+            _connected = True
             if ready:
                 ready.set()
             # Events may have been missed while (re)connecting: treat it as "everything changed".
@@ -107,7 +118,9 @@ async def listen(ready: asyncio.Event | None = None) -> None:
                 if event.get("origin") != ORIGIN:
                     _dispatch(event["topic"], event.get("payload") or {})
         except asyncio.CancelledError:
+            _connected = False
             raise
         except Exception:
+            _connected = False
             log.exception("bus listener lost Redis; reconnecting")
             await asyncio.sleep(1.0)

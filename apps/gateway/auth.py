@@ -1,10 +1,11 @@
-"""Bearer-key authentication for /v1 (in-process cache; no query in steady state)."""
+"""Bearer-key authentication for /v1 (in-process cache; no query in steady state) and the scope check."""
 
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo, akey_info_for
 
 
-async def authenticate(req) -> KeyInfo:
+async def authenticate(req, scope: str) -> KeyInfo:
+    """The request's key, which must hold `scope` (chat, embeddings, models:read); ApiError 401/403/503."""
     raw = req.headers.get(b"authorization")
     if not raw:
         raise ApiError(
@@ -20,4 +21,11 @@ async def authenticate(req) -> KeyInfo:
     if info is None:
         shown = token[:11] + "…" if token.startswith("xr-") and len(token) > 11 else "(not an XRouter key)"
         raise ApiError(401, f"Incorrect, revoked or expired API key provided: {shown}", code="invalid_api_key")
+    require_scope(info, scope)
     return info
+
+
+def require_scope(key: KeyInfo, scope: str) -> None:
+    """403 naming the scope a key lacks (/v1 endpoints here; the WebSocket consumer needs `chat` per request)."""
+    if scope not in key.scopes:
+        raise ApiError(403, f"This API key lacks the scope '{scope}' that this endpoint needs.", code="missing_scope")

@@ -37,6 +37,7 @@ from apps.common.errors import ApiError
 from apps.keys.selectors import akey_info_for
 from apps.providers.adapters.base import Usage
 
+from .auth import require_scope
 from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
+TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this now
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
@@ -110,14 +112,18 @@ class RealtimeChat:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
-        key = await akey_info_for(token) if token else None
+        close_code = REFUSED
+        try:
+            key = await akey_info_for(token) if token else None
+        except ApiError:  # the key store is down and this key is not cached: come back later
+            key, refusal, close_code = None, "the key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
         if refusal is None and key is None:
             refusal = "incorrect, revoked or expired API key"
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
         if refusal is not None:
-            await self.close(REFUSED, refusal)
+            await self.close(close_code, refusal)
             return
         self.token = token
         _sockets.setdefault(token, set()).add(self)
@@ -179,7 +185,13 @@ class RealtimeChat:
         if self.draining:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
             return
-        key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+        try:
+            key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+            if key is not None:
+                require_scope(key, "chat")
+        except ApiError as exc:  # a missing scope, or the key store down for an uncached key
+            await self.send_error(exc)
+            return
         if key is None:
             await self.close(REFUSED, "the API key was revoked or has expired")
             return

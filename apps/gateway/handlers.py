@@ -7,6 +7,7 @@ import time
 
 from apps.common.errors import ApiError, from_provider_error
 from apps.providers.adapters.base import ProviderError, Usage
+from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
 from apps.routing.router import failed_target, plan_route, run_with_fallback
 from apps.routing.rules import RequestContext, parse_tags
@@ -44,7 +45,7 @@ def routing_context(req, key, body) -> RequestContext:
 
 
 async def chat_completions(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "chat")
     await chat(req, send, key, parse_chat(await req.body()))
 
 
@@ -128,7 +129,7 @@ async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, si
 
 
 async def embeddings(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "embeddings")
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
@@ -170,25 +171,26 @@ def _b64(vector: list[float]) -> str:
 
 
 def _visible_models(catalog, key) -> list[dict]:
+    """What the key may call, by the router's own check (access.may_use), so a listed model never 403s."""
     out = []
     for public_id, entry in catalog.models.items():
-        if key.allows(public_id) and (not key.residency or entry.jurisdiction == key.residency):
+        if may_use(key, public_id, public_id, catalog.models) and in_residency(key, entry.jurisdiction):
             out.append({"id": public_id, "object": "model", "created": entry.created, "owned_by": entry.provider})
     for alias, target in catalog.aliases.items():
         entry = catalog.models.get(target)
-        if entry and (key.allows(alias) or key.allows(target)) and (not key.residency or entry.jurisdiction == key.residency):
+        if entry and may_use(key, alias, target, catalog.models) and in_residency(key, entry.jurisdiction):
             out.append({"id": alias, "object": "model", "created": entry.created, "owned_by": "xrouter"})
     return out
 
 
 async def list_models(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "models:read")
     data = _visible_models(await get_catalog(), key)
     await send_json(send, 200, {"object": "list", "data": data}, {"x-request-id": req.request_id})
 
 
 async def retrieve_model(req, send) -> None:
-    key = await authenticate(req)
+    key = await authenticate(req, "models:read")
     model_id = req.path[len("/v1/models/"):]
     for model in _visible_models(await get_catalog(), key):
         if model["id"] == model_id:

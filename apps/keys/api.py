@@ -1,17 +1,26 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from .models import ApiKey
+from .permissions import KeyScope
+from .selectors import KeyInfo
 from .serializers import ApiKeyCreatedSerializer, ApiKeySerializer
 from .services import key_create, key_revoke
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The caller's own API keys. Every query is scoped to request.user: nobody sees another's keys."""
+    """The caller's own API keys. Every query is scoped to request.user: nobody sees another's keys.
+
+    Called with a key, it needs the scope keys:manage, and what it creates is a subset of that key."""
 
     serializer_class = ApiKeySerializer
+    permission_classes = [IsAuthenticated, KeyScope]
+    required_scope = "keys:manage"
 
     def get_queryset(self):
         return ApiKey.objects.filter(user=self.request.user)
@@ -20,7 +29,11 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def create(self, request):
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key, plaintext = key_create(user=request.user, **serializer.validated_data)
+        parent = ApiKey.objects.get(id=request.auth.id) if isinstance(request.auth, KeyInfo) else None
+        try:
+            key, plaintext = key_create(user=request.user, parent=parent, issued_by=request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.messages) from None
         data = ApiKeySerializer(key).data | {"key": plaintext}
         return Response(data, status=status.HTTP_201_CREATED)
 

@@ -1,5 +1,6 @@
 """DRF authentication with the same `Authorization: Bearer xr-...` keys as /v1."""
 
+from django.db import Error as DatabaseFailure
 from rest_framework import authentication, exceptions
 
 from apps.accounts.models import User
@@ -7,18 +8,27 @@ from apps.accounts.models import User
 from .selectors import key_info_for
 
 
+class KeyStoreUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "API keys cannot be checked right now (the key store is unreachable); retry shortly."
+    default_code = "service_unavailable"
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """request.user is the key's user, request.auth its KeyInfo (scopes checked by permissions.KeyScope)."""
+
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        info = key_info_for(token.strip())
-        if info is None:
+        try:
+            info = key_info_for(token.strip())
+            user = User.objects.filter(id=info.user_id, is_active=True).first() if info is not None else None
+        except DatabaseFailure:
+            raise KeyStoreUnavailable() from None
+        if info is None or user is None:
             raise exceptions.AuthenticationFailed("Incorrect, revoked or expired API key.")
-        user = User.objects.filter(id=info.user_id, is_active=True).first()
-        if user is None:
-            raise exceptions.AuthenticationFailed("The key's user is inactive.")
         return user, info
 
     def authenticate_header(self, request):

@@ -1,8 +1,31 @@
 import fnmatch
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+# What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
+# models:read → /v1/models*; the management API: usage:read, keys:manage.
+SCOPES = ("chat", "embeddings", "models:read", "usage:read", "keys:manage")
+DEFAULT_SCOPES = ("chat", "embeddings", "models:read")
+
+
+def default_scopes() -> list[str]:
+    return list(DEFAULT_SCOPES)
+
+
+def validate_scopes(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise ValidationError(f"Scopes are a list of names from {', '.join(SCOPES)}.")
+    unknown = sorted(set(value) - set(SCOPES))
+    if unknown:
+        raise ValidationError(f"Unknown scope(s) {', '.join(unknown)}; use {', '.join(SCOPES)}.")
+
+
+def validate_allowed_models(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise ValidationError('allowed_models is a list of model globs or names, e.g. ["gigachat/*"].')
 
 
 class ApiKey(models.Model):
@@ -10,11 +33,18 @@ class ApiKey(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.SET_NULL)
+    # The key that created this one (None: created by a person or a command). Revoking a key revokes its
+    # children; deleting it deletes them, so no child outlives the key whose limits it was cut from.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+                               editable=False)
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=default_scopes, blank=True, validators=[validate_scopes],
+                              help_text=f"What the key may do: any of {', '.join(SCOPES)}.")
     allowed_models = models.JSONField(
-        default=list, blank=True, help_text='Globs such as "gigachat/*"; empty allows every model.'
+        default=list, blank=True, validators=[validate_allowed_models],
+        help_text='Model globs such as "gigachat/*", or the exact name of a rule or alias; empty allows every model.',
     )
     residency = models.CharField(
         max_length=8, blank=True, help_text="If set (e.g. RU), requests never leave models of this jurisdiction."
@@ -26,6 +56,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("issue_for_others", "Can issue API keys for other users")]
 
     def __str__(self):
         return f"{self.name} (xr-{self.prefix}-…)"

@@ -1,26 +1,59 @@
-"""Key lookup for the /v1 hot path: an in-process cache in front of one indexed query.
+"""Key lookup for the /v1 hot path: an in-process LRU in front of one indexed query.
 
-Steady state costs a SHA-256 and a dict lookup. A miss runs one query in a thread
-(sync_to_async); a revocation or edit clears every process's cache through the bus.
+Steady state costs one SHA-256 and a dict lookup. A token not shaped like a key
+(`xr-<8 hex>-<secret>`) is refused before any lookup. A miss looks the key up by its prefix
+and compares hashes in constant time, on one worker thread per process (so a storm of unknown
+keys holds at most one database connection, however many arrive) with concurrent misses for
+the same token sharing one query. Unknown tokens go to a bounded negative cache of their own,
+so they never push valid keys out.
+
+Freshness: services publish which keys changed (a key, a user's or an organisation's keys) and
+every process drops just those. While this process is not hearing the bus, a cached key older
+than RECHECK_DISCONNECTED is re-checked. When the database cannot be reached, a cached key keeps
+being served for up to XROUTER_STALE_MAX seconds after its last successful check; an uncached
+one gets 503 with Retry-After.
 """
 
+import asyncio
 import fnmatch
-import hashlib
+import hmac
+import logging
+import re
+import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from hashlib import sha256
+
+from django.conf import settings
+from django.db import Error as DatabaseFailure
+from django.db import connections
 
 from apps.common import bus
-from apps.common.db import run_sync
+from apps.common.errors import ApiError
 
-from .models import ApiKey
+from .models import DEFAULT_SCOPES, ApiKey
+from .services import hash_key
 
-POSITIVE_TTL = 300.0  # safety net; edits invalidate at once through the bus
-NEGATIVE_TTL = 10.0  # a wrong key is not looked up again for this long
-MAX_ENTRIES = 100_000
+log = logging.getLogger(__name__)
+
+TOKEN_SHAPE = re.compile(r"xr-([0-9a-f]{8})-[A-Za-z0-9_-]{16,128}")
+RECHECK_CONNECTED = 300.0  # safety net; edits reach every process at once through the bus
+RECHECK_DISCONNECTED = 5.0  # deaf to the bus: an edit elsewhere would go unnoticed
+NEGATIVE_TTL = 10.0  # an unknown token is not looked up again for this long
+MAX_KNOWN = 100_000  # keys found in the database (active or refused), least recently used evicted first
+MAX_UNKNOWN = 20_000
+MAX_WAITING = 1_000  # distinct lookups queued at once; beyond, 503 rather than an unbounded queue
+LOOKUP_WAIT = 2.0  # seconds a request waits for the database before it is treated as down
+DOWN_PAUSE = 1.0  # after a failed lookup, no lookups for this long: cached keys serve, others get 503
+RETRY_AFTER = "5"
 
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
+    """What the request path knows of an active key; `scopes` says what it may do (models.SCOPES)."""
+
     id: int
     prefix: str
     name: str
@@ -29,6 +62,7 @@ class KeyInfo:
     allowed_models: tuple
     residency: str
     expires_at: float | None
+    scopes: frozenset = frozenset(DEFAULT_SCOPES)
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -39,49 +73,175 @@ class KeyInfo:
         return f"org:{self.organisation_id}" if self.organisation_id else f"key:{self.id}"
 
 
-_cache: dict[str, tuple[float, KeyInfo | None]] = {}
+@dataclass(slots=True)
+class _Entry:
+    info: KeyInfo | None  # None: the key exists but is refused (revoked, expired, user or organisation inactive)
+    key_id: int
+    user_id: int
+    organisation_ids: tuple
+    checked: float  # monotonic time of the last successful database check
 
 
-def _clear(_event=None):
-    _cache.clear()
+_known: "OrderedDict[str, _Entry]" = OrderedDict()  # by SHA-256 of the token
+_by_id: dict[int, str] = {}
+_unknown: "OrderedDict[str, float]" = OrderedDict()  # SHA-256 → monotonic expiry
+_inflight: dict[str, asyncio.Future] = {}
+_epoch = 0.0  # entries checked before this are re-checked (set when the bus reconnects)
+_down_until = 0.0  # monotonic time before which the database is taken to be down
+_generation = 0  # bumped by every invalidation: a lookup that raced one is not cached
+_executor: ThreadPoolExecutor | None = None
+_queued = 0
+_queued_lock = threading.Lock()
 
 
-bus.subscribe("keys", _clear)
+def _invalidate(event: dict) -> None:
+    global _epoch, _generation
+    _generation += 1
+    if event.get("resync"):
+        # Events may have been missed: re-check everything, but keep entries to serve if the database is down.
+        _epoch = time.monotonic()
+        _unknown.clear()
+        return
+    key_ids, user_id, org_id = event.get("key_ids"), event.get("user_id"), event.get("organisation_id")
+    if not (key_ids or user_id or org_id):
+        _known.clear(), _by_id.clear(), _unknown.clear()
+        return
+    for key_id in key_ids or ():
+        hashed = _by_id.pop(key_id, None)
+        if hashed is not None:
+            _known.pop(hashed, None)
+    if user_id or org_id:
+        for hashed, entry in list(_known.items()):
+            if entry.user_id == user_id or (org_id and org_id in entry.organisation_ids):
+                del _known[hashed]
+                _by_id.pop(entry.key_id, None)
 
 
-def _load(hashed: str) -> KeyInfo | None:
-    key = ApiKey.objects.filter(hashed_key=hashed).first()
-    if key is None or not key.is_active():
+bus.subscribe("keys", _invalidate)
+
+
+def _load(prefix: str, hashed: str) -> _Entry | None:
+    row = ApiKey.objects.select_related("user__organisation", "organisation").filter(prefix=prefix).first()
+    if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
-    return KeyInfo(
-        id=key.id,
-        prefix=key.prefix,
-        name=key.name,
-        user_id=key.user_id,
-        organisation_id=key.organisation_id,
-        allowed_models=tuple(key.allowed_models or ()),
-        residency=key.residency,
-        expires_at=key.expires_at.timestamp() if key.expires_at else None,
-    )
+    organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
+    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
+    info = KeyInfo(
+        id=row.id,
+        prefix=row.prefix,
+        name=row.name,
+        user_id=row.user_id,
+        organisation_id=row.organisation_id,
+        allowed_models=tuple(row.allowed_models or ()),
+        residency=row.residency,
+        expires_at=row.expires_at.timestamp() if row.expires_at else None,
+        scopes=frozenset(row.scopes or ()),
+    ) if active else None
+    return _Entry(info, row.id, row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
 
-def key_info_for(plaintext: str) -> KeyInfo | None:
-    """Synchronous lookup (DRF authentication, the WebSocket consumer)."""
-    return _load(hashlib.sha256(plaintext.encode()).hexdigest())
+def _load_in_worker(prefix: str, hashed: str) -> _Entry | None:
+    global _queued
+    try:
+        connections["default"].close_if_unusable_or_obsolete()
+        return _load(prefix, hashed)
+    finally:
+        with _queued_lock:
+            _queued -= 1
+            idle = _queued == 0
+        if idle:  # a storm keeps its one connection; a quiet process holds none
+            connections.close_all()
 
 
-async def akey_info_for(plaintext: str) -> KeyInfo | None:
-    """The KeyInfo for a presented key, or None when it is unknown, revoked or expired."""
-    hashed = hashlib.sha256(plaintext.encode()).hexdigest()
-    now = time.monotonic()
-    hit = _cache.get(hashed)
-    if hit is not None and hit[0] > now:
-        info = hit[1]
-    else:
-        info = await run_sync(_load)(hashed)
-        if len(_cache) >= MAX_ENTRIES:
-            _cache.clear()
-        _cache[hashed] = (now + (POSITIVE_TTL if info else NEGATIVE_TTL), info)
+def _valid(info: KeyInfo | None) -> KeyInfo | None:
     if info is not None and info.expires_at is not None and info.expires_at <= time.time():
         return None
     return info
+
+
+def key_info_for(plaintext: str) -> KeyInfo | None:
+    """Synchronous, uncached lookup in the caller's thread (DRF authentication)."""
+    match = TOKEN_SHAPE.fullmatch(plaintext)
+    if match is None:
+        return None
+    entry = _load(match.group(1), hash_key(plaintext))
+    return _valid(entry.info) if entry else None
+
+
+async def akey_info_for(plaintext: str) -> KeyInfo | None:
+    """The KeyInfo for a presented key, or None when it is unknown, revoked or expired.
+
+    Raises ApiError(503) when the key must be looked up and the database cannot answer."""
+    global _down_until
+    hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
+    entry = _known.get(hashed)
+    now = time.monotonic()
+    if entry is not None:
+        if entry.checked >= _epoch and now - entry.checked < (RECHECK_CONNECTED if bus.connected() else RECHECK_DISCONNECTED):
+            _known.move_to_end(hashed)
+            return _valid(entry.info)
+    else:
+        until = _unknown.get(hashed)
+        if until is not None and until > now:
+            return None
+    match = TOKEN_SHAPE.fullmatch(plaintext)
+    if match is None:
+        return None
+    generation = _generation
+    try:
+        if now < _down_until:
+            raise DatabaseFailure("the key store failed a moment ago")
+        found = await asyncio.wait_for(_lookup(match.group(1), hashed), LOOKUP_WAIT)
+    except (DatabaseFailure, TimeoutError):
+        if _down_until <= now:
+            _down_until = time.monotonic() + DOWN_PAUSE
+            log.warning("key store unreachable; cached keys serve for up to XROUTER_STALE_MAX, others get 503")
+        if entry is not None and now - entry.checked <= settings.XROUTER["STALE_MAX"]:
+            return _valid(entry.info)
+        raise ApiError(503, "API keys cannot be checked right now (the key store is unreachable); retry shortly.",
+                       code="service_unavailable", headers={"retry-after": RETRY_AFTER}) from None
+    if generation == _generation:  # nothing changed while we looked: safe to remember
+        _remember(hashed, found)
+    return _valid(found.info) if found else None
+
+
+def _remember(hashed: str, found: _Entry | None) -> None:
+    if found is None:
+        _known.pop(hashed, None)
+        _unknown[hashed] = time.monotonic() + NEGATIVE_TTL
+        _unknown.move_to_end(hashed)
+        while len(_unknown) > MAX_UNKNOWN:
+            _unknown.popitem(last=False)
+        return
+    _unknown.pop(hashed, None)
+    _known[hashed] = found
+    _known.move_to_end(hashed)
+    _by_id[found.key_id] = hashed
+    while len(_known) > MAX_KNOWN:
+        old_hash, old = _known.popitem(last=False)
+        if _by_id.get(old.key_id) == old_hash:
+            del _by_id[old.key_id]
+
+
+def _lookup_done(hashed: str, future: asyncio.Future) -> None:
+    _inflight.pop(hashed, None)
+    if not future.cancelled():
+        future.exception()  # retrieved: a waiter that timed out must not leave it "never retrieved"
+
+
+async def _lookup(prefix: str, hashed: str) -> _Entry | None:
+    """One query on the key worker thread; concurrent misses for one token share it."""
+    global _executor, _queued
+    future = _inflight.get(hashed)
+    if future is None:
+        if len(_inflight) >= MAX_WAITING:
+            raise ApiError(503, "Too many API key lookups at once; retry shortly.", code="service_unavailable",
+                           headers={"retry-after": "1"})
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-keys")
+        with _queued_lock:
+            _queued += 1
+        future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, prefix, hashed)
+        _inflight[hashed] = future
+        future.add_done_callback(lambda f: _lookup_done(hashed, f))
+    return await asyncio.shield(future)

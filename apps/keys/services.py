@@ -1,13 +1,25 @@
-"""Writes on API keys. The plaintext key exists only in the return value of key_create."""
+"""Writes on API keys. The plaintext key exists only in the return value of key_create.
 
+Every write tells the key caches of every process, after commit, which keys changed (one
+event naming them), so a revocation takes effect everywhere within a second.
+"""
+
+import fnmatch
 import hashlib
 import secrets
 
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey
+from apps.common import bus
+
+from .models import DEFAULT_SCOPES, SCOPES, ApiKey, validate_allowed_models, validate_scopes
 
 KEY_PREFIX = "xr"
+KEYS_TOPIC = "keys"
+UNSET = object()  # "not given": a key-created key then inherits its parent's limit
+GLOB_CHARS = frozenset("*?[")
 
 
 def hash_key(plaintext: str) -> str:
@@ -16,23 +28,141 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def key_create(*, user, name: str, organisation=None, allowed_models=None, residency="", expires_at=None):
-    """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again."""
+def _announce(key_ids) -> None:
+    ids = list(key_ids)
+    transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"key_ids": ids}))
+
+
+def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
+               scopes=UNSET, parent: ApiKey | None = None, issued_by=None):
+    """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
+
+    parent: the key this request was authenticated with, if any. Such a key needs the scope
+    `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry
+    and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
+    issued_by: the acting person (None for the command line). Issuing for someone else needs the
+    permission keys.issue_for_others. Refusals raise PermissionDenied, bad values ValidationError.
+    """
+    actor = parent.user if parent is not None else issued_by
+    if actor is not None and actor.pk != user.pk and not actor.has_perm("keys.issue_for_others"):
+        raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
+    organisation = organisation if organisation is not None else getattr(user, "organisation", None)
+    if parent is not None:
+        scopes, allowed_models, residency, expires_at = _within_parent(
+            parent, scopes, allowed_models, residency, expires_at, organisation)
+    scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
+    validate_scopes(scopes)
+    scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
+    allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
+    validate_allowed_models(allowed_models)
     prefix = secrets.token_hex(4)
     plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
         user=user,
-        organisation=organisation if organisation is not None else getattr(user, "organisation", None),
+        organisation=organisation,
+        parent=parent,
         name=name,
         prefix=prefix,
         hashed_key=hash_key(plaintext),
-        allowed_models=list(allowed_models or []),
-        residency=residency,
-        expires_at=expires_at,
+        scopes=scopes,
+        allowed_models=allowed_models,
+        residency="" if residency is UNSET or residency is None else residency,
+        expires_at=None if expires_at is UNSET else expires_at,
     )
     return key, plaintext
 
 
+def _as_list(value):
+    return list(value) if isinstance(value, (tuple, set, frozenset)) else value
+
+
+def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, organisation):
+    """The one check that a key-created key is no wider than its parent (see key_create)."""
+    if not parent.is_active():
+        raise PermissionDenied("The key making this request is revoked or expired.")
+    if "keys:manage" not in parent.scopes:
+        raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
+    if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
+        raise PermissionDenied("A key-created key belongs to its parent's organisation.")
+
+    scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
+    if scopes is UNSET:
+        scopes = [s for s in DEFAULT_SCOPES if s in parent.scopes]
+    else:
+        validate_scopes(scopes)
+        if wider := sorted(set(scopes) - set(parent.scopes)):
+            raise PermissionDenied(f"A key cannot grant scopes it does not have: {', '.join(wider)}.")
+
+    if allowed_models is UNSET:
+        allowed_models = list(parent.allowed_models)
+    elif parent.allowed_models:
+        if not allowed_models:
+            raise PermissionDenied("An empty allowed_models allows every model, which the creating key may not use; "
+                                   f"name models within {parent.allowed_models}.")
+        validate_allowed_models(allowed_models)
+        wider = [m for m in allowed_models if not any(_covers(p, m) for p in parent.allowed_models)]
+        if wider:
+            raise PermissionDenied(f"allowed_models {wider} go beyond the creating key's {parent.allowed_models}.")
+
+    if residency is UNSET:
+        residency = parent.residency
+    elif parent.residency and residency != parent.residency:
+        raise PermissionDenied(f"The creating key is limited to residency {parent.residency}; so is every key it creates.")
+
+    if expires_at is UNSET:
+        expires_at = parent.expires_at
+    elif parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
+        raise PermissionDenied(f"The creating key expires at {parent.expires_at.isoformat()}; a key it creates must "
+                               "expire no later.")
+    return scopes, allowed_models, residency, expires_at
+
+
+def _covers(pattern: str, entry: str) -> bool:
+    """Does the parent's allowed_models entry `pattern` allow everything the child's `entry` allows?
+
+    Conservative: equal entries; a glob-free entry the pattern matches; or a pattern of the form
+    `prefix*` and an entry (glob or not) starting with that prefix. Other glob pairs are refused."""
+    if pattern == entry:
+        return True
+    if GLOB_CHARS.isdisjoint(pattern):
+        return False  # an exact parent entry covers only itself (it may name a rule or alias)
+    if GLOB_CHARS.isdisjoint(entry):
+        return fnmatch.fnmatchcase(entry, pattern)
+    head = pattern[:-1]
+    return pattern.endswith("*") and GLOB_CHARS.isdisjoint(head) and entry.startswith(head)
+
+
+def _with_descendants(key_id: int) -> list[int]:
+    ids, frontier = [key_id], [key_id]
+    seen = {key_id}
+    while frontier:
+        frontier = [i for i in ApiKey.objects.filter(parent_id__in=frontier).values_list("id", flat=True) if i not in seen]
+        seen.update(frontier)
+        ids.extend(frontier)
+    return ids
+
+
 def key_revoke(key: ApiKey) -> None:
-    key.revoked_at = timezone.now()
-    key.save(update_fields=["revoked_at"])
+    """Revoke a key and every key created from it, recursively (rotation, elsewhere, does not)."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = _with_descendants(key.id)
+        ApiKey.objects.filter(id__in=ids, revoked_at__isnull=True).update(revoked_at=now)
+        _announce(ids)
+    if key.revoked_at is None:
+        key.revoked_at = now
+
+
+def key_update(key: ApiKey, fields: list[str]) -> None:
+    """Save edited fields of a key (the admin) and tell every process."""
+    with transaction.atomic():
+        key.save(update_fields=fields)
+        _announce([key.id])
+
+
+def key_delete(key: ApiKey) -> None:
+    """Delete a key and, by cascade, the keys created from it."""
+    with transaction.atomic():
+        ids = _with_descendants(key.id)
+        key.delete()
+        _announce(ids)

@@ -1,9 +1,9 @@
 """From a requested model name to an ordered list of targets, and running them with fallbacks.
 
 Precedence: enabled rules by priority (matched against the requested name and the request's
-traits) → operator aliases → an explicit `provider/model`. Key restrictions (allowed models)
-and residency apply on every path. The router is the only place that tries again (adapters
-make one attempt each): retries per target with exponential backoff and jitter, fallback on
+traits) → operator aliases → an explicit `provider/model`. Key restrictions (allowed models,
+by access.may_use) and residency apply on every path. The router is the only place that tries
+again (adapters make one attempt each): retries per target with exponential backoff and jitter, fallback on
 the failure classes the rule names, one deadline for the whole request, and a context-window
 fallback to a larger model.
 """
@@ -21,6 +21,7 @@ from apps.keys.selectors import KeyInfo
 from apps.providers.adapters.base import ProviderAdapter, ProviderError
 
 from . import state
+from .access import in_residency, may_use
 from .catalog import Catalog, ModelEntry
 from .rules import RequestContext, Rule
 
@@ -74,18 +75,16 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
         specs = [(requested, 1.0, None)]
         plan = RoutePlan(requested=requested, targets=[], prompt_tokens=ctx.prompt_tokens)
 
-    # A name the key lists exactly (an alias or rule name, not a model) grants its targets;
-    # otherwise every target must be allowed on its own, so a rule never widens a key.
-    requested_allowed = not key.allowed_models or (requested not in catalog.models and requested in key.allowed_models)
-    if not key.allows(requested) and not requested_allowed and not any(key.allows(model) for model, _, _ in specs):
+    allowed = [spec for spec in specs if may_use(key, requested, spec[0], catalog.models)]
+    if not allowed:
         raise ApiError(403, f"This API key may not use the model '{requested}'.", param="model", code="model_not_allowed")
 
     candidates, weights, refused_residency = [], [], False
-    for public_id, weight, timeout in specs:
+    for public_id, weight, timeout in allowed:
         entry = catalog.models.get(public_id)
-        if entry is None or entry.kind != kind or not (requested_allowed or key.allows(public_id)):
+        if entry is None or entry.kind != kind:
             continue
-        if (key.residency and entry.jurisdiction != key.residency) or (rule and rule.residency and entry.jurisdiction != rule.residency):
+        if not in_residency(key, entry.jurisdiction) or (rule and rule.residency and entry.jurisdiction != rule.residency):
             refused_residency = True
             continue
         candidates.append(Target(model=entry, adapter=catalog.adapter(entry.provider), timeout=timeout))

@@ -1,4 +1,7 @@
 from rest_framework import mixins, viewsets
+from rest_framework.permissions import IsAuthenticated
+
+from apps.keys.permissions import KeyScope
 
 from .models import UsageRecord
 from .serializers import UsageRecordSerializer
@@ -8,6 +11,8 @@ class UsageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The caller's usage records, newest first (staff see everyone's)."""
 
     serializer_class = UsageRecordSerializer
+    permission_classes = [IsAuthenticated, KeyScope]
+    required_scope = "usage:read"
 
     def get_queryset(self):
         qs = UsageRecord.objects.all()

@@ -4,19 +4,9 @@ from rest_framework.test import APIClient
 from apps.keys.services import key_create
 
 
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.get_or_create(username="alice")[0]
-
-
-@pytest.fixture
-def charlie(django_user_model):
-    return django_user_model.objects.get_or_create(username="charlie")[0]
-
-
 @pytest.mark.django_db
 def test_alice_manages_her_keys_with_her_own_key(alice):
-    _, plaintext = key_create(user=alice, name="admin-key")
+    _, plaintext = key_create(user=alice, name="admin-key", scopes=["chat", "keys:manage"])
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
     created = api.post("/api/v1/keys/", {"name": "backend", "allowed_models": ["gigachat/*"]}, format="json")
@@ -32,7 +22,7 @@ def test_alice_manages_her_keys_with_her_own_key(alice):
 @pytest.mark.django_db
 def test_charlie_cannot_see_or_revoke_alices_keys(alice, charlie):
     alice_key, _ = key_create(user=alice, name="alice-key")
-    _, charlie_plain = key_create(user=charlie, name="charlie-key")
+    _, charlie_plain = key_create(user=charlie, name="charlie-key", scopes=["keys:manage"])
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {charlie_plain}")
     assert alice_key.id not in {k["id"] for k in api.get("/api/v1/keys/").json()["results"]}

@@ -8,11 +8,6 @@ from apps.keys.selectors import akey_info_for
 from apps.keys.services import key_create, key_revoke
 
 
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.get_or_create(username="alice")[0]
-
-
 @pytest.mark.django_db
 def test_create_api_key_prints_the_key_alone_on_the_last_line(capsys):
     call_command("create_api_key", "--user", "bob", "--name", "ci")
