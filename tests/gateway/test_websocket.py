@@ -125,6 +125,17 @@ async def test_it_refuses_charlie_a_model_outside_his_key_over_the_websocket(gat
     assert frames[-1]["error"]["code"] == "model_not_allowed"
 
 
+def test_a_key_without_the_chat_scope_gets_an_error_frame_and_no_answer(gateway, django_db_blocker):
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    with django_db_blocker.unblock():
+        _, plaintext = key_create(user=User.objects.get(username="alice"), name="embeddings-only", scopes=["embeddings"])
+    frames = asyncio.run(_converse(gateway.base_url, plaintext, _request(text="x")))
+    assert [f["type"] for f in frames] == ["error"]
+    assert frames[0]["error"]["code"] == "missing_scope"
+
+
 async def test_it_answers_ping_with_pong(gateway):
     async with connect(_ws_url(gateway.base_url), additional_headers=_auth(gateway.keys["alice"]), open_timeout=10) as ws:
         await ws.send('{"type":"ping"}')
