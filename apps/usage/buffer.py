@@ -17,6 +17,7 @@ from django.conf import settings
 
 from apps.common import redis as shared_redis
 
+from .fields import usage_clean
 from .services import usage_record_many
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,9 @@ _pending: list[dict] = []
 
 
 def record(entry: dict) -> None:
-    """Queue one usage record (a dict of UsageRecord fields plus `ts`)."""
+    """Queue one usage record (a dict of UsageRecord fields plus `ts`), cleaned to fit its columns."""
     if len(_pending) < MAX_PENDING:
-        _pending.append(entry)
+        _pending.append(usage_clean(entry))
     else:
         log.error("usage buffer full; dropping a record", extra={"request_id": entry.get("request_id")})
 

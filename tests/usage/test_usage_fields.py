@@ -55,7 +55,6 @@ def assert_fits(record: dict) -> None:
             assert type(value) is bool, name
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 12: usage fields are not validated or clamped at the source")
 def test_out_of_range_values_are_cut_and_clamped_to_the_columns(monkeypatch):
     record = recorded({"request_id": "fields-unit", **POISON}, monkeypatch)
     assert_fits(record)
@@ -68,7 +67,6 @@ def test_out_of_range_values_are_cut_and_clamped_to_the_columns(monkeypatch):
     assert abs(record["ts"] - time.time()) < 60
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 12: usage fields are not validated or clamped at the source")
 @pytest.mark.django_db
 def test_a_record_of_out_of_range_values_is_stored(monkeypatch):
     request_id = f"fields-{uuid.uuid4().hex[:8]}"
@@ -92,7 +90,6 @@ _values = st.one_of(
 )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 12: usage fields are not validated or clamped at the source")
 @pytest.mark.django_db
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.fixed_dictionaries({}, optional={name: _values for name in [*COLUMNS, "ts"] if name != "request_id"}))
