@@ -111,5 +111,11 @@ async def get_catalog() -> Catalog:
         return h.catalog
 
 
+def catalog_age() -> float | None:
+    """Seconds since the catalog in use was loaded; None before the first load (read by /readyz)."""
+    catalog = _holder.catalog
+    return None if catalog is None else time.monotonic() - catalog.loaded_at
+
+
 def invalidate_catalog() -> None:
     _holder.invalidate()

@@ -7,7 +7,6 @@ import time
 
 import httpx
 import psutil
-import pytest
 
 from apps.usage.models import UsageRecord
 from tests.conftest import start_gateway
@@ -39,7 +38,6 @@ def wait_rows(django_db_blocker, request_ids, timeout: float = 20) -> dict[str, 
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: one upstream's long request id stops all billing")
 def test_a_provider_with_200_character_request_ids_does_not_stop_billing(own_gateway, emulator_control, django_db_blocker):
     gw = own_gateway()
     emulator_control("mts", request_id="r" * 200, count=3)
@@ -49,7 +47,6 @@ def test_a_provider_with_200_character_request_ids_does_not_stop_billing(own_gat
     assert {found[r].provider_request_id for r in served[:3]} == {"r" * 128}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: the usage writer is started once and never restarted")
 def test_a_usage_writer_that_dies_is_restarted(own_gateway, django_db_blocker):
     gw = own_gateway()
     deadline = time.monotonic() + 10
@@ -66,7 +63,6 @@ def test_a_usage_writer_that_dies_is_restarted(own_gateway, django_db_blocker):
     assert wait_rows(django_db_blocker, [request_id]), "usage is not written after the writer died"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: usage is kept only in memory while Redis is down")
 def test_usage_served_while_redis_is_down_is_spooled_and_lands_once(own_gateway, private_redis, django_db_blocker, tmp_path):
     gw = own_gateway(REDIS_URL=private_redis.url)
     spool = tmp_path / "spool"
@@ -87,7 +83,6 @@ def test_usage_served_while_redis_is_down_is_spooled_and_lands_once(own_gateway,
         assert UsageRecord.objects.filter(request_id__in=before + during + after).count() == 10
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: SIGTERM while Redis hangs loses the pending usage")
 def test_sigterm_while_redis_hangs_loses_no_usage(own_gateway, private_redis, django_db_blocker, tmp_path):
     env = {"REDIS_URL": private_redis.url, "XROUTER_USAGE_FLUSH_INTERVAL": "0.1"}
     gw = own_gateway(**env)

@@ -41,7 +41,6 @@ def make_writer(kind: str, consumer: str):
     return UsageWriter(consumer=consumer, insert=PostgresInserter(_database_url()))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: one refused record fails its whole batch, forever")
 @pytest.mark.parametrize("kind", ["django", "lean"])
 def test_a_refused_record_is_dead_lettered_and_the_rest_of_its_batch_lands(stream_name, django_db_blocker, kind):  # noqa: F811
     prefix = f"dl-{kind}-{uuid.uuid4().hex[:6]}-"
@@ -65,7 +64,6 @@ def test_a_refused_record_is_dead_lettered_and_the_rest_of_its_batch_lands(strea
     client.delete(f"{stream_name}:dead", f"{stream_name}:dead:total")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: no dead letter to list or replay")
 def test_dead_letters_are_listed_and_replayed_clamped(stream_name, django_db_blocker):  # noqa: F811
     prefix = f"replay-{uuid.uuid4().hex[:6]}-"
     with django_db_blocker.unblock():
@@ -86,7 +84,6 @@ def test_dead_letters_are_listed_and_replayed_clamped(stream_name, django_db_blo
     client.delete(f"{stream_name}:dead", f"{stream_name}:dead:total")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: without Redis a refused batch is re-queued forever")
 @pytest.mark.django_db(transaction=True)
 def test_without_redis_a_refused_record_is_set_aside_and_the_rest_lands(monkeypatch, tmp_path):
     need("PostgreSQL", "postgresql" in settings.DATABASES["default"]["ENGINE"])
@@ -101,7 +98,6 @@ def test_without_redis_a_refused_record_is_set_aside_and_the_rest_lands(monkeypa
     assert [d["r"]["request_id"] for d in dead] == [f"{prefix}bad"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 13: pending entries are recovered only at start or when idle")
 def test_a_busy_writer_claims_what_a_dead_writer_left_pending(stream_name, django_db_blocker):  # noqa: F811
     from apps.usage.writer import GROUP, UsageWriter
 

@@ -10,10 +10,7 @@ from django.conf import settings
 
 from tests.conftest import need
 
-REASON = "issue 8 item 13: there is no /readyz"
 
-
-@pytest.mark.xfail(strict=True, reason=REASON)
 def test_readyz_reports_the_stores_and_the_writer(own_gateway):
     gw = own_gateway()
     response = httpx.get(gw.base_url + "/readyz", timeout=10)
@@ -25,7 +22,6 @@ def test_readyz_reports_the_stores_and_the_writer(own_gateway):
     assert {"stream_length", "pending", "dead_letter", "buffered", "spool_files", "running"} <= set(body["usage"])
 
 
-@pytest.mark.xfail(strict=True, reason=REASON)
 def test_a_failing_store_is_reported_without_taking_the_replica_out(own_gateway, private_redis):
     gw = own_gateway(REDIS_URL=private_redis.url)
     assert httpx.get(gw.base_url + "/readyz", timeout=10).json()["redis"]["ok"]
@@ -55,7 +51,6 @@ async def _get_readyz() -> tuple[int, dict]:
     return sent[0]["status"], orjson.loads(sent[1]["body"])
 
 
-@pytest.mark.xfail(strict=True, reason=REASON)
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("state, catalog_age, status", [
     ("serving", 10.0, 200),

@@ -24,7 +24,6 @@ def on_private_redis(private_redis, monkeypatch, tmp_path):
     return private_redis
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: the Redis client has no timeouts")
 def test_a_hanging_redis_fails_a_command_within_seconds(on_private_redis):
     on_private_redis.pause()
 
@@ -38,7 +37,6 @@ def test_a_hanging_redis_fails_a_command_within_seconds(on_private_redis):
     assert asyncio.run(ping()) < 3.5  # XROUTER_REDIS_TIMEOUT (2 s) and some slack; redis-py's default is 5 s
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: a flush cancelled mid-way drops its batch")
 def test_a_cancelled_flush_keeps_its_batch(on_private_redis):
     on_private_redis.pause()
     for i in range(7):
@@ -55,7 +53,6 @@ def test_a_cancelled_flush_keeps_its_batch(on_private_redis):
     assert buffer.pending_count() == 7
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: nothing spools a batch Redis cannot take")
 def test_a_batch_redis_cannot_take_is_spooled_and_replayed_once_it_is_back(on_private_redis):
     on_private_redis.stop()
     for i in range(3):
@@ -75,7 +72,6 @@ def test_a_batch_redis_cannot_take_is_spooled_and_replayed_once_it_is_back(on_pr
     assert on_private_redis.client().xlen(stream) == 1  # one stream entry: the spooled batch
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 14: there is no spool")
 def test_spool_files_are_claimed_by_one_process_and_never_from_a_live_one(tmp_path):
     from apps.usage import spool
 
