@@ -102,3 +102,33 @@ def test_sigterm_while_redis_hangs_loses_no_usage(own_gateway, private_redis, dj
     finally:
         stop_with_children(process)
     assert len(found) == 4, f"{4 - len(found)} of 4 requests served before SIGTERM were not billed"
+
+
+def test_sigterm_with_usage_pending_loses_none_of_it(own_gateway, django_db_blocker):
+    gw = own_gateway(XROUTER_USAGE_FLUSH_INTERVAL="30")  # nothing leaves the worker before the stop
+    served = [chat(gw, TBANK) for _ in range(4)]
+    assert stop_with_children(gw.process) == 0
+    assert len(wait_rows(django_db_blocker, served)) == 4
+
+
+def test_a_writer_started_on_a_stream_holding_a_refused_record_writes_the_rest(own_gateway, django_db_blocker):
+    """The reproduction's last step: records queued before the fix (uncleaned) make the writer
+    fail at start; now it sets them aside and writes the others."""
+    import uuid
+
+    import orjson
+    import redis
+    from django.conf import settings
+
+    from tests.usage.test_writer import entry
+
+    stream = f"xrouter:usage:test:{uuid.uuid4().hex[:8]}"
+    prefix = f"start-{uuid.uuid4().hex[:6]}-"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.xadd(stream, {"b": orjson.dumps([entry(f"{prefix}ok-1"), entry(f"{prefix}bad", provider_request_id="p" * 200),
+                                            entry(f"{prefix}ok-2")])})
+    gw = own_gateway(XROUTER_USAGE_STREAM=stream)
+    served = [chat(gw, TBANK)]
+    found = wait_rows(django_db_blocker, [f"{prefix}ok-1", f"{prefix}ok-2", *served])
+    assert len(found) == 3
+    assert [orjson.loads(f[b"r"])["request_id"] for _, f in client.xrange(f"{stream}:dead")] == [f"{prefix}bad"]
