@@ -56,6 +56,22 @@ async def _database() -> dict:
     return {"ok": True}
 
 
+def _read_dead_letter_total():
+    """For /metrics (a Django thread): the writers' cluster-wide count, with a short timeout."""
+    global _sync_client
+    if not settings.REDIS_URL:
+        return None
+    if _sync_client is None:
+        import redis
+
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _sync_client.get(total_key(settings.XROUTER["USAGE_STREAM"]))
+
+
+_sync_client = None
+DEAD_LETTER.read_cluster = _read_dead_letter_total
+
+
 async def _redis() -> tuple[dict, dict]:
     client = shared_redis.client()
     if client is None:

@@ -7,16 +7,22 @@ from prometheus_client.core import CounterMetricFamily
 class _DeadLetterTotal:
     """`xrouter_usage_dead_letter_total`: records moved to the dead letter. The writer process has
     no /metrics, so a gateway reports the larger of its own count and the cluster-wide total the
-    writers keep in Redis (read by the /readyz probe)."""
+    writers keep in Redis (`read_cluster`, set by the gateway, reads it at each scrape)."""
 
     def __init__(self):
         self.local = 0
         self.cluster = 0
+        self.read_cluster = None
 
     def inc(self, n: int = 1) -> None:
         self.local += n
 
     def collect(self):
+        if self.read_cluster is not None:
+            try:
+                self.cluster = int(self.read_cluster() or 0)
+            except Exception:  # Redis away: report the last value read
+                pass
         family = CounterMetricFamily("xrouter_usage_dead_letter", "Usage records moved to the dead letter")
         family.add_metric([], max(self.local, self.cluster))
         yield family

@@ -132,3 +132,5 @@ def test_a_writer_started_on_a_stream_holding_a_refused_record_writes_the_rest(o
     found = wait_rows(django_db_blocker, [f"{prefix}ok-1", f"{prefix}ok-2", *served])
     assert len(found) == 3
     assert [orjson.loads(f[b"r"])["request_id"] for _, f in client.xrange(f"{stream}:dead")] == [f"{prefix}bad"]
+    metrics = httpx.get(gw.base_url + "/metrics", timeout=10).text  # the writer's count, seen from a gateway
+    assert "xrouter_usage_dead_letter_total 1.0" in metrics.splitlines()
