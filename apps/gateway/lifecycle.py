@@ -12,7 +12,7 @@ from apps.usage import buffer
 
 log = logging.getLogger(__name__)
 # Each attempt is bounded by the Redis timeouts and a spool write: the whole flush takes seconds, so
-# the stop budget is XROUTER_SHUTDOWN_GRACE (open streams) + about 15 s (README, "Stopping").
+# the stop budget is XROUTER_SHUTDOWN_GRACE (open streams) + about 15 s (see the Dockerfile).
 FLUSH_ATTEMPTS = 3
 _tasks: list[asyncio.Task] = []
 state = "starting"  # -> "serving" after startup -> "draining" from SIGTERM/SIGINT (read by /readyz)
