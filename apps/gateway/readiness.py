@@ -36,6 +36,7 @@ STORE_UP = Gauge("xrouter_store_up", "Whether the last /readyz probe reached the
 _cached: tuple[float, dict] = (-math.inf, {})
 _lock: asyncio.Lock | None = None
 _database_probe: asyncio.Future | None = None  # still running after a timeout: never start a second
+_catalog_refresh: asyncio.Future | None = None
 
 
 def _select_one() -> None:
@@ -127,20 +128,20 @@ async def _stores() -> dict:
         return body
 
 
-async def _catalog() -> dict:
+def _catalog() -> dict:
+    global _catalog_refresh
     age = catalog_age()
-    if age is None or age > settings.XROUTER["CONFIG_TTL"]:
-        try:  # no traffic reloads it: let the probe do so (stale-on-error keeps the old one)
-            await asyncio.wait_for(get_catalog(), PROBE_TIMEOUT)
-        except Exception:
-            pass
-        age = catalog_age()
+    if (age is None or age > settings.XROUTER["CONFIG_TTL"]) and (_catalog_refresh is None or _catalog_refresh.done()):
+        # Without traffic nothing reloads it: do so in the background (one at a time; a failed
+        # load keeps the old catalog, which then ages towards STALE_MAX).
+        _catalog_refresh = asyncio.ensure_future(get_catalog())
+        _catalog_refresh.add_done_callback(lambda task: task.cancelled() or task.exception())
     return {"loaded": age is not None, "age_s": None if age is None else round(age, 1),
             "stale_max_s": settings.XROUTER["STALE_MAX"]}
 
 
 async def readyz(scope, receive, send) -> None:
-    catalog = await _catalog()
+    catalog = _catalog()
     body = {**(await _stores()), "catalog": catalog}
     if lifecycle.state != "serving":
         status = lifecycle.state

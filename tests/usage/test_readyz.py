@@ -2,6 +2,7 @@
 database, Redis and the usage writer is reported in its body (and metrics) with 200."""
 
 import asyncio
+import time
 
 import httpx
 import orjson
@@ -71,3 +72,16 @@ def test_readyz_is_503_only_when_this_process_cannot_serve(monkeypatch, state, c
     got, body = asyncio.run(_get_readyz())
     assert got == status, body
     assert body["database"]["ok"] is True  # a store's state never decides the status
+
+
+def test_a_flood_of_readyz_probes_the_stores_about_once_per_second(own_gateway, private_redis):
+    gw = own_gateway(REDIS_URL=private_redis.url)
+    redis_client = private_redis.client()
+    redis_client.config_resetstat()
+    started = time.monotonic()
+    with httpx.Client(base_url=gw.base_url, timeout=10) as client:
+        statuses = {client.get("/readyz").status_code for _ in range(300)}
+    elapsed = time.monotonic() - started
+    assert statuses == {200}
+    probes = redis_client.info("commandstats").get("cmdstat_xlen", {}).get("calls", 0) / 2  # stream + dead letter
+    assert 1 <= probes <= elapsed / 1.5 + 2, f"{probes} probes for 300 requests in {elapsed:.1f} s"
