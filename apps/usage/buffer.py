@@ -15,11 +15,11 @@ import logging
 import time
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from apps.common import redis as shared_redis
+from apps.common.db import run_sync
 
 from . import deadletter, spool
 from .fields import usage_clean
@@ -70,7 +70,7 @@ async def flush() -> int:
     try:
         client = shared_redis.client()
         if client is None:
-            await sync_to_async(_store_without_redis, thread_sensitive=False)(batch)
+            await run_sync(_store_without_redis)(batch)
             return len(batch)
         payloads = _payloads(batch)
         try:

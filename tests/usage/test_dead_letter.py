@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
 from prometheus_client import REGISTRY
 
 from apps.usage import buffer
@@ -54,6 +55,8 @@ def test_a_refused_record_is_dead_lettered_and_the_rest_of_its_batch_lands(strea
         push(stream_name, [poison(f"{prefix}bad-single"), entry(f"{prefix}single-ok")])  # one record per entry
         while writer.run_once():
             pass
+        if kind == "lean":
+            writer.insert.conn.close()
     assert count(django_db_blocker, prefix) == (39, 39)
     dead = client.xrange(f"{stream_name}:dead")
     assert sorted(orjson.loads(fields[b"r"])["request_id"] for _, fields in dead) == [
@@ -119,6 +122,7 @@ def test_a_busy_writer_claims_what_a_dead_writer_left_pending(stream_name, djang
                 break
             time.sleep(0.02)
         writer.running = False
+        connections.close_all()  # this thread's own connection
 
     feeder = threading.Thread(target=keep_it_busy)
     with django_db_blocker.unblock():
@@ -126,3 +130,19 @@ def test_a_busy_writer_claims_what_a_dead_writer_left_pending(stream_name, djang
         writer.run_forever()
     feeder.join()
     assert landed_while_busy.is_set(), "the orphaned entries waited for the writer to become idle or stop"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_dead_letter_files_are_listed_and_replayed(monkeypatch, tmp_path):
+    need("PostgreSQL", "postgresql" in settings.DATABASES["default"]["ENGINE"])
+    monkeypatch.setattr(settings, "REDIS_URL", "")
+    monkeypatch.setitem(settings.XROUTER, "SPOOL_DIR", str(tmp_path))
+    prefix = f"filereplay-{uuid.uuid4().hex[:6]}-"
+    monkeypatch.setattr(buffer, "_pending", [entry(f"{prefix}ok"), poison(f"{prefix}bad")])
+    asyncio.run(buffer.flush())
+    listed = io.StringIO()
+    call_command("usage_dead_letter", "--list", stdout=listed)
+    assert f"{prefix}bad" in listed.getvalue()
+    call_command("usage_dead_letter", "--replay", stdout=io.StringIO())
+    assert UsageRecord.objects.get(request_id=f"{prefix}bad").provider_request_id == "p" * 128
+    assert list((tmp_path / "dead").iterdir()) == []
