@@ -89,7 +89,7 @@ async def flush() -> int:
 
 
 async def replay_spool() -> int:
-    """Move this process's and dead processes' spool files into Redis. Returns records replayed."""
+    """Move this process's and dead processes' spool files into Redis. Returns the stream entries replayed."""
     client = shared_redis.client()
     if client is None:
         return 0
