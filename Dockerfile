@@ -23,6 +23,10 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('XROUTER_PORT', '8000'), timeout=2)"]
-# SIGTERM: uvicorn stops accepting, lets open streams finish (XROUTER_SHUTDOWN_GRACE), flushes usage.
+# SIGTERM: uvicorn stops accepting, lets open streams finish (XROUTER_SHUTDOWN_GRACE, 30 s), flushes
+# usage (to Redis, or to the disk spool within a few seconds when Redis cannot take it), then stops the
+# usage writer (10 s at most). A Dockerfile cannot set how long the engine waits before SIGKILL, and
+# Docker's default is 10 s: run with `docker run --stop-timeout 45` (compose: `stop_grace_period: 45s`;
+# Kubernetes: `terminationGracePeriodSeconds: 45`), i.e. XROUTER_SHUTDOWN_GRACE + 15 s.
 STOPSIGNAL SIGTERM
 CMD ["python", "manage.py", "serve"]

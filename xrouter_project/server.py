@@ -12,12 +12,63 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import uvicorn
 
 from xrouter_project.log_filters import uvicorn_log_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class WriterSupervisor(threading.Thread):
+    """Runs the usage writer and restarts it (1 s, 2 s, … 30 s apart) whenever it exits before
+    `stop()`: a writer that dies of a bad batch or an unreachable store must not end billing."""
+
+    BACKOFF_MAX = 30.0
+    HEALTHY_RUN = 60.0  # a writer that ran this long starts the backoff over
+
+    def __init__(self, argv: list[str], env: dict):
+        super().__init__(name="usage-writer-supervisor", daemon=True)
+        self.argv, self.env = argv, env
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def run(self) -> None:
+        backoff = 1.0
+        while True:
+            with self.lock:
+                if self.stopping.is_set():
+                    return
+                self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)
+            started = time.monotonic()
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started > self.HEALTHY_RUN:
+                backoff = 1.0
+            print(f"usage writer exited with {code}; restarting it in {backoff:.0f} s", file=sys.stderr, flush=True)
+            if self.stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, self.BACKOFF_MAX)
+            self.restarts += 1
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop for good (after the workers flushed: the writer drains what they left, then exits).
+        What it has not written by then stays in the Redis stream for the next writer."""
+        with self.lock:
+            self.stopping.set()
+            process = self.process
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def main(argv=None) -> int:
@@ -46,7 +97,8 @@ def main(argv=None) -> int:
             command = ["-m", "apps.usage.lean_writer"]  # no Django in it: a third of the memory
         else:
             command = ["manage.py", "usage_writer"]
-        writer = subprocess.Popen([sys.executable, *command, "--exit-with-parent"], cwd=ROOT, env=env)
+        writer = WriterSupervisor([sys.executable, *command, "--exit-with-parent"], env)
+        writer.start()
     try:
         uvicorn.run(
             "xrouter_project.asgi:application",
@@ -74,11 +126,7 @@ def main(argv=None) -> int:
         )
     finally:
         if writer is not None:
-            writer.terminate()  # after the workers flushed: the writer drains what they left, then stops
-            try:
-                writer.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                writer.kill()
+            writer.stop()
     return 0
 
 

@@ -287,6 +287,9 @@ XROUTER = {
     # Usage batches Redis cannot take are spooled here (bounded) and replayed into Redis.
     "SPOOL_DIR": os.environ.get("XROUTER_SPOOL_DIR") or str(BASE_DIR / "var" / "spool"),
     "SPOOL_MAX_MB": env_int("XROUTER_SPOOL_MAX_MB", 512),
+    # Bounds on every Redis command and connect of the gateway (seconds): a hanging Redis costs this, not forever.
+    "REDIS_TIMEOUT": env_float("XROUTER_REDIS_TIMEOUT", 2.0),
+    "REDIS_CONNECT_TIMEOUT": env_float("XROUTER_REDIS_CONNECT_TIMEOUT", 1.0),
 }
 
 # --- Emulators (python manage.py run_emulators) ---

@@ -3,6 +3,10 @@
 A gateway worker has one loop for its life; a Celery task or management command that runs
 async code through async_to_sync gets a fresh loop each time, and an asyncio client must
 not cross loops.
+
+Every command is bounded (XROUTER_REDIS_TIMEOUT, XROUTER_REDIS_CONNECT_TIMEOUT): a Redis that
+hangs must not hang the requests and the usage flusher behind it (the flusher spools instead).
+Pub/sub reads still block indefinitely (redis-py exempts them from the socket timeout).
 """
 
 import asyncio
@@ -21,7 +25,10 @@ def client():
     if existing is None:
         import redis.asyncio as aioredis
 
-        existing = _clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL, max_connections=256, health_check_interval=30)
+        existing = _clients[loop] = aioredis.Redis.from_url(
+            settings.REDIS_URL, max_connections=256, health_check_interval=30,
+            socket_timeout=settings.XROUTER["REDIS_TIMEOUT"], socket_connect_timeout=settings.XROUTER["REDIS_CONNECT_TIMEOUT"],
+        )
     return existing
 
 

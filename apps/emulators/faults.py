@@ -26,6 +26,8 @@ Fields (all optional):
   fault matches every API path except the token endpoints (OAuth / IAM / ``/token``), so a fault
   meant for chat is not eaten by a token refresh; name a token path explicitly to fault it.
 * ``model``: only requests for this model (YandexGPT: the full ``modelUri`` or the model name).
+* ``request_id`` (str): answer normally, but with this request id (header and ledger) instead of a
+  fresh one: a provider whose ids do not fit the gateway's columns.
 
 Faults are checked in the order they were queued; the first one that fires wins.
 """
@@ -66,6 +68,7 @@ class Fault:
     share: float | None = None
     path: str | None = None
     model: str | None = None
+    request_id: str | None = None
     fired: int = 0
     _credit: float = 0.0
 
@@ -85,6 +88,8 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if data.get("usage") is not None and not isinstance(data["usage"], dict):
             raise ValueError("usage must be an object")
+        if data.get("request_id") is not None and not isinstance(data["request_id"], str):
+            raise ValueError("request_id must be a string")
         share = data.get("share")
         if share is not None and (not isinstance(share, (int, float)) or not 0 < share <= 1):
             raise ValueError("share must be in (0, 1]")
@@ -131,7 +136,7 @@ class Fault:
     @property
     def kind(self) -> str:
         """A short label for the ledger."""
-        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage"):
+        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage", "request_id"):
             if getattr(self, name) not in (None, False):
                 return name
         return "delay"

@@ -166,6 +166,8 @@ async def _emulate(request: web.Request, handler):
     stream = dialect.stream_of(body) if isinstance(body, dict) else False
     fault = state.faults.take(request.path, model, request.path in dialect.token_paths)
     request[FAULT] = fault
+    if fault is not None and fault.request_id is not None:
+        request[REQUEST_ID] = fault.request_id
     entry = {
         "request_id": request[REQUEST_ID],
         "method": request.method,

@@ -54,8 +54,8 @@ def record_usage(
             "endpoint": endpoint,
             "provider": model.provider if model else "",
             "model": model.name if model else "",
-            "requested_model": requested[:200],
-            "route": route[:200],
+            "requested_model": requested,  # every field is cut to its column by buffer.record
+            "route": route,
             "stream": stream,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

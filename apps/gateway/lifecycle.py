@@ -1,7 +1,8 @@
-"""What a gateway process starts and stops beside the request path."""
+"""What a gateway process starts and stops beside the request path, and whether it is ready."""
 
 import asyncio
 import logging
+import signal
 
 from apps.common import bus
 from apps.common import redis as shared_redis
@@ -10,11 +11,36 @@ from apps.routing.catalog import get_catalog
 from apps.usage import buffer
 
 log = logging.getLogger(__name__)
+# Each attempt is bounded by the Redis timeouts and a spool write: the whole flush takes seconds, so
+# the stop budget is XROUTER_SHUTDOWN_GRACE (open streams) + about 15 s (see the Dockerfile).
+FLUSH_ATTEMPTS = 3
 _tasks: list[asyncio.Task] = []
+state = "starting"  # -> "serving" after startup -> "draining" from SIGTERM/SIGINT (read by /readyz)
+
+
+def _watch_for_shutdown() -> None:
+    """Mark the process draining as soon as the stop signal arrives (uvicorn's own handler, which
+    stops accepting and drains, still runs): a load balancer reading /readyz stops sending here."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            global state
+            state = "draining"
+            previous(signum, frame)
+
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an in-process test server): no signals to watch
+            return
 
 
 async def startup() -> None:
+    global state
     ready = asyncio.Event()
+    _watch_for_shutdown()
     _tasks.append(asyncio.create_task(buffer.run_flusher(), name="usage-flusher"))
     _tasks.append(asyncio.create_task(bus.listen(ready), name="bus-listener"))
     try:
@@ -22,20 +48,26 @@ async def startup() -> None:
         await get_catalog()  # warm: the first request should not pay for it
     except Exception:
         log.exception("gateway warm-up failed; it will retry on the first request")
+    if state == "starting":
+        state = "serving"
 
 
 async def shutdown() -> None:
-    """After the server stopped accepting and drained its streams: flush usage, close pools."""
+    """After the server stopped accepting and drained its streams: flush usage, close pools.
+    A flush cancelled mid-way keeps its batch; one Redis cannot take goes to the disk spool."""
+    global state
+    state = "draining"
     for task in _tasks:
         task.cancel()
     await asyncio.gather(*_tasks, return_exceptions=True)
     _tasks.clear()
-    for _ in range(3):
+    for _ in range(FLUSH_ATTEMPTS):
         await buffer.flush()
         if not buffer.pending_count():
             break
         await asyncio.sleep(0.5)
     if buffer.pending_count():
-        log.error("shutting down with %d usage records unflushed", buffer.pending_count())
+        log.error("shutting down with %d usage records unflushed (Redis and the spool both failed)",
+                  buffer.pending_count())
     await close_all()
     await shared_redis.aclose()

@@ -73,7 +73,8 @@ def main(argv=None) -> int:
         return 2
     writer = UsageWriter(batch_size=args.batch_size, redis_url=redis_url,
                          stream=os.environ.get("XROUTER_USAGE_STREAM")
-                         or f"{os.environ.get('XROUTER_REDIS_NAMESPACE') or 'xrouter'}:usage", insert=PostgresInserter(dsn))
+                         or f"{os.environ.get('XROUTER_REDIS_NAMESPACE') or 'xrouter'}:usage", insert=PostgresInserter(dsn),
+                         transient=(psycopg.OperationalError, psycopg.InterfaceError))
     writer.run_forever(exit_with_parent=args.exit_with_parent)
     return 0
 

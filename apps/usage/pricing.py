@@ -5,6 +5,7 @@ from decimal import Decimal
 
 THOUSAND = Decimal(1000)
 MICRO = Decimal("0.000001")
+COST_MAX = Decimal("9999999999.999999")  # UsageRecord.cost (16 digits, 6 decimals); fields.py checks it
 
 
 def cost_of(entry: dict) -> Decimal:
@@ -16,7 +17,7 @@ def cost_of(entry: dict) -> Decimal:
     output_price = Decimal(entry.get("output_price") or "0")
     cached_price = Decimal(entry.get("cached_input_price") or "0")
     total = ((prompt - cached) * input_price + cached * cached_price + completion * output_price) / THOUSAND
-    return total.quantize(MICRO)
+    return min(total, COST_MAX).quantize(MICRO)
 
 
 def billed_fields(entry: dict) -> dict:

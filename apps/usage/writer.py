@@ -4,6 +4,9 @@ A consumer group gives each record to one writer; a record is acknowledged (and 
 only after its batch is committed. A writer killed mid-batch leaves its records pending:
 on restart it re-reads its own pending entries, and live writers claim those of dead ones.
 The insert skips request ids that already exist, so a redelivered record is never doubled.
+A batch the database refuses is bisected: the records it refuses on their own go to the
+dead-letter stream (apps/usage/deadletter.py) and the rest land. Pending entries are also
+claimed on a timer, not only at start. `xrouter_project/server.py` restarts a writer that exits.
 """
 
 import logging
@@ -15,9 +18,18 @@ import time
 import orjson
 import redis
 
+from . import deadletter
+
 log = logging.getLogger(__name__)
 GROUP = "usage-writers"
 CLAIM_IDLE_MS = 60_000
+CLAIM_INTERVAL = 30.0  # at most this many seconds between looks for entries dead writers left pending
+
+
+def _django_transient() -> tuple:
+    from django.db import InterfaceError, OperationalError
+
+    return (OperationalError, InterfaceError)
 
 
 def _django_insert(records: list[dict]) -> None:
@@ -34,20 +46,28 @@ class UsageWriter:
     lean PostgreSQL inserter of `apps.usage.lean_writer` (no Django in that process)."""
 
     def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS,
-                 redis_url=None, stream=None, insert=None):
+                 redis_url=None, stream=None, insert=None, transient=None, claim_interval=None):
         if redis_url is None or stream is None:
             from django.conf import settings
 
             redis_url = redis_url or settings.REDIS_URL
             stream = stream or settings.XROUTER["USAGE_STREAM"]
-        self.client = redis.Redis.from_url(redis_url)
+        # Bounded: a hung Redis makes the loop retry instead of waiting forever (reads block block_ms).
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 2, socket_connect_timeout=2)
         self.stream = stream
         self.insert = insert or _django_insert
+        # Failures of the database itself: the batch waits; only other failures are bisected.
+        self.transient = transient if transient is not None else (() if insert else _django_transient())
+        # Look for orphans twice per idle time that makes an entry one (and at least every 30 s).
+        self.claim_interval = claim_interval if claim_interval is not None else min(CLAIM_INTERVAL, max(claim_idle_ms / 2000, 0.1))
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
         self.running = True
+        self.create_group()
+
+    def create_group(self) -> None:
         try:
             self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -58,13 +78,23 @@ class UsageWriter:
         """Insert then acknowledge one batch of (id, fields) stream entries."""
         if not entries:
             return 0
-        records = []
+        records, dead = [], []
         for _id, fields in entries:
-            if b"b" in fields:
-                records.extend(orjson.loads(fields[b"b"]))  # a slice of records (the gateway's flush)
-            else:
-                records.append(orjson.loads(fields[b"r"]))
-        self.insert(records)
+            try:
+                if b"b" in fields:
+                    got = orjson.loads(fields[b"b"])  # a slice of records (the gateway's flush)
+                else:
+                    got = [orjson.loads(fields[b"r"])]
+                if not isinstance(got, list) or not all(isinstance(r, dict) for r in got):
+                    raise ValueError("not a list of records")
+            except (ValueError, KeyError, TypeError) as exc:
+                fields = fields or {}
+                raw = (fields.get(b"b") or fields.get(b"r") or b"").decode("utf-8", "replace")
+                dead.append(({"raw": raw[:100_000]}, f"unreadable stream entry: {exc}"))
+                continue
+            records.extend(got)
+        dead += deadletter.isolate(self.insert, records, self.transient)
+        deadletter.to_stream(self.client, self.stream, dead)
         ids = [entry_id for entry_id, _ in entries]
         self.client.xack(self.stream, GROUP, *ids)
         self.client.xdel(self.stream, *ids)
@@ -94,18 +124,25 @@ class UsageWriter:
     def run_forever(self, exit_with_parent: bool = False) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "running", False))
         parent = os.getppid()
-        self.recover()
-        idle = 0
+        next_claim = 0.0  # at once: what this consumer, or a dead one, left pending
         while self.running:
             if exit_with_parent and os.getppid() != parent:
                 break  # the server that started us is gone (even killed): drain and stop
             try:
-                if self.run_once() == 0:
-                    idle += 1
-                    if idle % 30 == 0:
-                        self.recover()
-            except Exception:
+                if time.monotonic() >= next_claim:
+                    self.recover()
+                    next_claim = time.monotonic() + self.claim_interval
+                self.run_once()
+            except Exception as exc:
                 # Redis or the database is away: nothing was acknowledged, so nothing is lost.
                 log.exception("usage writer failed a batch; retrying")
                 time.sleep(1)
-        self.recover()  # leave nothing of ours pending on a clean stop
+                if "NOGROUP" in str(exc):  # Redis restarted without its data: start the stream over
+                    try:
+                        self.create_group()
+                    except redis.RedisError:
+                        pass
+        try:
+            self.recover()  # leave nothing of ours pending on a clean stop
+        except Exception:
+            log.exception("usage writer could not drain its pending entries at exit; the next writer will")

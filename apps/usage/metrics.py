@@ -1,0 +1,34 @@
+"""Prometheus series of the usage path (no Django here: the lean writer imports it)."""
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+
+
+class _DeadLetterTotal:
+    """`xrouter_usage_dead_letter_total`: records moved to the dead letter. The writer process has
+    no /metrics, so a gateway reports the larger of its own count and the cluster-wide total the
+    writers keep in Redis (`read_cluster`, set by the gateway, reads it at each scrape)."""
+
+    def __init__(self):
+        self.local = 0
+        self.cluster = 0
+        self.read_cluster = None
+
+    def inc(self, n: int = 1) -> None:
+        self.local += n
+
+    def collect(self):
+        if self.read_cluster is not None:
+            try:
+                self.cluster = int(self.read_cluster() or 0)
+            except Exception:  # Redis away: report the last value read
+                pass
+        family = CounterMetricFamily("xrouter_usage_dead_letter", "Usage records moved to the dead letter")
+        family.add_metric([], max(self.local, self.cluster))
+        yield family
+
+
+DEAD_LETTER = _DeadLetterTotal()
+REGISTRY.register(DEAD_LETTER)
+SPOOLED = Counter("xrouter_usage_spooled_batches_total", "Usage batches Redis could not take, spooled to disk")
+BACKLOG = Gauge("xrouter_usage_backlog", "Usage not yet in the database, by where it waits (set by /readyz)", ["where"])
