@@ -19,7 +19,7 @@ from apps.routing.catalog import get_catalog
 from apps.routing.router import plan_route, run_with_fallback
 
 from .accounting import estimate_tokens, prompt_chars, record_usage
-from .emulation import StopCutter
+from .capabilities import StopCutter
 from .schemas import parse_chat
 from .streaming import _open
 

@@ -14,7 +14,7 @@ from apps.routing.rules import RequestContext, parse_tags
 from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
 from .auth import authenticate
-from .emulation import chat_with_emulation, legacy_finish, to_legacy_message
+from .capabilities import chat_with_emulation, legacy_finish, to_legacy_message
 from .http import send_json
 from .schemas import parse_chat, parse_embeddings
 from .streaming import replay_stream, stream_chat

@@ -9,9 +9,7 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently (no effect on the answer): `user`, `seed`, `logit_bias`, `logprobs`,
-    `top_logprobs`, `parallel_tool_calls` (GigaChat makes one call per turn anyway),
-    `stream_options` (usage always arrives at the end of a stream).
+  * dropped silently: `stream_options` (usage always arrives at the end of a stream).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
     provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
     tool (with exactly one tool it is sent as that forced function, which means the same),

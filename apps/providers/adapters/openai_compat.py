@@ -5,10 +5,8 @@ self-hosted vLLM may have none). `config.extra_headers` are sent on every call;
 `config.options["extra_body"]` is merged into every chat request (e.g. vLLM's `top_k`).
 
 Parameters: the OpenAI ones pass through (supports_n and supports_stop are True).
-  * passed on when present: `user`, `seed`, `logit_bias`, `parallel_tool_calls`,
-    `response_format`, image content parts (supports_images), embeddings `dimensions`.
-  * dropped silently: `logprobs`, `top_logprobs` (ChatResult has no place for them),
-    `metadata`, `store`, `service_tier`.
+  * passed on when present: `response_format`, image content parts (supports_images),
+    embeddings `dimensions`.
   * assistant turns: `reasoning_content` / `reasoning` keys and inline think blocks removed;
     `developer` becomes `system` for MTS and T-Bank (open-model chat templates know no
     developer role). # Guess for MTS, whose serving stack is not documented.
@@ -63,11 +61,7 @@ PASS_FIELDS = (
     "frequency_penalty",
     "tools",
     "tool_choice",
-    "parallel_tool_calls",
     "response_format",
-    "seed",
-    "user",
-    "logit_bias",
 )
 FINISH_REASONS = {
     "stop": "stop",

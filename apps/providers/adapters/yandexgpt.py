@@ -11,14 +11,12 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `user`, `seed`, `logit_bias`, `logprobs`, `top_logprobs`,
-    `stream_options` (usage always arrives on the stream's last line).
+  * dropped silently: `stream_options` (usage always arrives on the stream's last line).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty`, `top_p` other
     than 1 (there is no nucleus sampling knob), image content parts.
   * translated: `temperature` (clamped to Yandex's maximum of 1: both mean "the most random the
     provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
-    → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`,
-    `parallel_tool_calls` → `parallelToolCalls`.
+    → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`.
 
 Yandex tool calls carry no ids: we hand out `call_<index>_<name>` and map results back by
 function name (the id's own suffix is the fallback when the history lacks the call).
@@ -123,8 +121,6 @@ def build_request(body: dict, model: str, folder: str) -> dict:
             payload["toolChoice"] = {"functionName": choice["function"]["name"]}
         elif choice:
             payload["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
-        if body.get("parallel_tool_calls") is not None:
-            payload["parallelToolCalls"] = body["parallel_tool_calls"]
     elif body.get("tool_choice") not in (None, "none", "auto"):
         raise unsupported(NAME, "tool_choice", "no tools were given")
     fmt = body.get("response_format") or {}
