@@ -7,6 +7,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from apps.providers.adapters.base import ProviderError
+from apps.providers.adapters.gigachat import build_messages as giga_messages
+from apps.providers.adapters.yandexgpt import build_messages as yandex_messages
 
 from .conftest import collect, user
 from .hostile_upstream import HostileUpstream, gzip_bomb, peak_memory
@@ -117,3 +119,80 @@ async def test_a_stream_within_its_bound_is_read_whole(hostile, upstream):
                     tail=b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
     chunks = await _stream(adapter)
     assert "".join(c.delta.get("content", "") for c in chunks if c.delta) == "y" * 900_000
+
+
+# --- item 15: wrong shapes and types ------------------------------------------------------------
+def _nested(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+BAD_ANSWERS = {
+    "mts": [
+        b'{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":"n/a"}}',
+        b'{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens_details":"x"}}',
+        b'{"choices":[1]}',
+        b'{"choices":[{"message":"x"}]}',
+        b'{"choices":[{"message":{"content":"hi"},"finish_reason":[1]}]}',
+        b'{"choices":[{"message":{"content":["a", {"b": 1}]}}]}',
+        b'{"choices":[{"message":{"content":null,"tool_calls":[1]}}]}',
+        b'{"choices":[{"message":{"content":null,"tool_calls":[{"function":{"name":"f","arguments":' + _nested(1000) + b"}}]}}]}",
+    ],
+    "gigachat": [
+        b'{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":"n/a"}}',
+        b'{"choices":[{"message":{"content":"hi","function_call":"x"}}]}',
+        b'{"choices":[{"message":{"content":"hi"},"finish_reason":{}}]}',
+        b'{"choices":[{"message":{"content":{"x":1}}}]}',
+        b'{"choices":[{"message":{"content":"","function_call":{"name":"f","arguments":' + _nested(1000) + b"}}}]}",
+    ],
+    "yandexgpt": [
+        b'{"result":{"alternatives":[{"message":{"text":"hi"},"status":"ALTERNATIVE_STATUS_FINAL"}],"usage":{"inputTextTokens":"n/a"}}}',
+        b'{"result":{"alternatives":[1]}}',
+        b'{"result":{"alternatives":[{"message":{"text":"hi","toolCallList":{"toolCalls":[1]}}}]}}',
+        b'{"result":{"alternatives":[{"message":{"text":["hi"]},"status":"ALTERNATIVE_STATUS_FINAL"}]}}',
+        b'{"result":{"alternatives":[{"message":{"toolCallList":{"toolCalls":[{"functionCall":{"name":"f","arguments":'
+        + _nested(1000) + b"}}]}},\"status\":\"ALTERNATIVE_STATUS_TOOL_CALLS\"}]}}",
+    ],
+}
+UNARY_CASES = [(kind, i) for kind, answers in BAD_ANSWERS.items() for i in range(len(answers))]
+
+
+def _as_stream(kind: str, answer: bytes) -> bytes:
+    """The same wrong shapes inside a stream event (choices' `message` read as `delta`)."""
+    if kind == "yandexgpt":
+        return answer + b"\n"
+    return b"data: " + answer.replace(b'"message"', b'"delta"') + b"\n\n"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 items 15 and 17: wrong types escape the adapters as TypeError/ValueError/RecursionError")
+@pytest.mark.parametrize(("kind", "case"), UNARY_CASES)
+async def test_a_wrong_shape_in_an_answer_is_a_provider_error(hostile, upstream, kind, case):
+    adapter = hostile(kind)
+    upstream.answer(chunk=BAD_ANSWERS[kind][case], repeat=1)
+    error, result, _ = await peak_memory(_chat(adapter))
+    assert isinstance(error, ProviderError) and error.kind == "bad_response", (error, result)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 items 15 and 17: wrong types escape the adapters as TypeError/ValueError/RecursionError")
+@pytest.mark.parametrize(("kind", "case"), UNARY_CASES)
+async def test_a_wrong_shape_in_a_stream_is_a_provider_error(hostile, upstream, kind, case):
+    adapter = hostile(kind)
+    upstream.answer(content_type="text/event-stream", chunk=_as_stream(kind, BAD_ANSWERS[kind][case]), repeat=1)
+    error, result, _ = await peak_memory(_stream(adapter))
+    assert isinstance(error, ProviderError) and error.kind in ("malformed_stream", "bad_response"), (error, result)
+
+
+# --- item 17: deeply nested JSON from the client -----------------------------------------------
+DEEP = "[" * 5000 + "]" * 5000
+CALL = {"id": "call_0_f", "type": "function", "function": {"name": "f", "arguments": DEEP}}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 17: json.loads of deeply nested tool arguments raises RecursionError")
+@pytest.mark.parametrize(("build", "where"), [(giga_messages, "arguments"), (yandex_messages, "arguments"), (giga_messages, "tool result")],
+                         ids=["gigachat-arguments", "yandexgpt-arguments", "gigachat-tool-result"])
+def test_deeply_nested_tool_json_from_the_client_is_a_400(build, where):
+    arguments, result = ("{}", DEEP) if where == "tool result" else (DEEP, "{}")
+    history = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": arguments}}]},
+               {"role": "tool", "tool_call_id": "call_0_f", "content": result}]
+    with pytest.raises(ProviderError) as caught:
+        build(history)
+    assert caught.value.status == 400
