@@ -254,6 +254,11 @@ XROUTER = {
     # Usage batches Redis cannot take are spooled here (bounded) and replayed into Redis.
     "SPOOL_DIR": os.environ.get("XROUTER_SPOOL_DIR") or str(BASE_DIR / "var" / "spool"),
     "SPOOL_MAX_MB": env_int("XROUTER_SPOOL_MAX_MB", 512),
+    # What one request or one upstream answer may make us hold (issue 8 items 6 and 8).
+    "MAX_MESSAGES": env_int("XROUTER_MAX_MESSAGES", 2048),
+    "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
+    "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
+    "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
 }
 
 # --- Emulators (python manage.py run_emulators) ---

@@ -80,33 +80,51 @@ def cut_at_stop(choice: dict, stops: list[str]) -> None:
 
 
 class StopCutter:
-    """Cuts a stream at the first stop sequence, holding back just enough text to see one
-    that arrives split across chunks."""
+    """Cuts a stream at the first stop sequence.
 
-    __slots__ = ("stops", "hold", "pending", "stopped")
+    Only a tail that may still grow into a stop sequence is held back (shorter than the longest
+    stop, which the schema caps at 256 characters), so each chunk costs its own length plus
+    that window, and text that cannot begin a stop is sent at once.
+    """
+
+    __slots__ = ("stops", "pending", "stopped")
 
     def __init__(self, stops: list[str]):
         self.stops = stops
-        self.hold = max(len(s) for s in stops) - 1
         self.pending = ""
         self.stopped = False
 
     def feed(self, text: str) -> str:
         """Text that is safe to send now; sets `stopped` when a stop sequence was found."""
-        self.pending += text
-        positions = [p for p in (self.pending.find(s) for s in self.stops) if p >= 0]
-        if positions:
-            out, self.pending, self.stopped = self.pending[: min(positions)], "", True
-            return out
-        if len(self.pending) <= self.hold:
-            return ""
-        cut = len(self.pending) - self.hold
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out
+        window = self.pending + text if self.pending else text
+        end = -1
+        for stop in self.stops:
+            at = window.find(stop)
+            if at >= 0 and (end < 0 or at < end):
+                end = at
+        if end >= 0:
+            self.pending, self.stopped = "", True
+            return window[:end]
+        keep = _stop_prefix_at_end(window, self.stops)
+        self.pending = window[len(window) - keep :] if keep else ""
+        return window[: len(window) - keep] if keep else window
 
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+def _stop_prefix_at_end(text: str, stops: list[str]) -> int:
+    """Length of the longest end of `text` that is the beginning of a stop sequence."""
+    best, size = 0, len(text)
+    for stop in stops:
+        at = text.find(stop[0], max(0, size - len(stop) + 1))
+        while at >= 0 and size - at > best:
+            if stop.startswith(text[at:]):
+                best = size - at
+                break
+            at = text.find(stop[0], at + 1)
+    return best
 
 
 def to_legacy_message(message: dict) -> dict:

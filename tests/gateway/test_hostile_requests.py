@@ -15,7 +15,6 @@ from .support import assert_error
 GIGA = "gigachat/GigaChat-2-Max"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 6: 70k same-role messages stall the event loop for seconds")
 def test_a_body_of_many_messages_is_refused_without_stalling_the_gateway(gateway, http):
     messages = [{"role": "user", "content": "many little messages"}] * 70_000
     raw = orjson.dumps({"model": GIGA, "messages": messages, "n": 4})

@@ -142,23 +142,37 @@ def build_messages(messages: list[dict]) -> list[dict]:
                 out.append(msg)
                 deferred.update((c["id"], c) for c in calls[1:])
                 continue
-            _append(out, {"role": "assistant", "content": text})
+            _append(out, "assistant", text)
         elif role in ("system", "developer"):
             # One system message, and only first: a later one becomes a user turn (as gpt2giga does).
-            _append(out, {"role": "system" if not out or out[-1]["role"] == "system" else "user", "content": text})
+            _append(out, "system" if not out or out[-1]["role"] == "system" else "user", text)
         else:
-            _append(out, {"role": "user", "content": text})
+            _append(out, "user", text)
+    for msg in out:
+        if isinstance(msg["content"], list):
+            # Guess: merged turns are joined with a blank line, as gpt2giga does.
+            msg["content"] = "\n\n".join(msg["content"])
     return out
 
 
-def _append(out: list[dict], msg: dict) -> None:
-    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats)."""
+def _append(out: list[dict], role: str, text: str) -> None:
+    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats).
+
+    A merged turn collects its parts in a list, joined once at the end: joining as we go
+    copies the growing text once per message (quadratic in a long same-role history).
+    """
     last = out[-1] if out else None
-    if last is not None and last["role"] == msg["role"] and msg["role"] != "function" and "function_call" not in last:
-        # Guess: joined with a blank line, as gpt2giga does.
-        last["content"] = f"{last['content']}\n\n{msg['content']}" if last["content"] else msg["content"]
+    if last is not None and last["role"] == role and role != "function" and "function_call" not in last:
+        if not text:
+            return
+        if isinstance(last["content"], list):
+            last["content"].append(text)
+        elif last["content"]:
+            last["content"] = [last["content"], text]
+        else:
+            last["content"] = text
     else:
-        out.append(msg)
+        out.append({"role": role, "content": text})
 
 
 def _assistant_call(call: dict) -> dict:
