@@ -63,6 +63,7 @@ from .transport import (
     parse_json,
     redact,
     send,
+    stream_limit,
     unsupported,
 )
 
@@ -341,7 +342,7 @@ class GigaChatAdapter(ProviderAdapter):
             async with holding(resp, NAME):
                 head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
-                async for event in iter_sse(resp.content):
+                async for event in iter_sse(resp.content, stream_limit()):
                     if event.data == "[DONE]":
                         return
                     chunk = parse_json(NAME, event.data)

@@ -49,6 +49,7 @@ from .transport import (
     opening_chunk,
     parse_json,
     send,
+    stream_limit,
 )
 
 PASS_FIELDS = (
@@ -258,7 +259,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                 splitters: dict[int, ThinkSplitter] = {}
                 usage = None
                 done = False
-                async for event in iter_sse(resp.content):
+                async for event in iter_sse(resp.content, stream_limit()):
                     if event.data == "[DONE]":
                         done = True
                         break

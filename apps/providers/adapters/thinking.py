@@ -5,6 +5,9 @@ without a reasoning parser, e.g. vLLM without `--reasoning-parser`). See shared/
 from __future__ import annotations
 
 OPEN, CLOSE = "<think>", "</think>"
+# Whitespace held while waiting to see whether "<think>" comes: past this, it is the answer
+# (and an upstream sending only spaces is not re-scanned on every chunk).
+MAX_LEADING_SPACE = 1024
 
 
 def split_think(text: str | None) -> tuple[str | None, str | None]:
@@ -58,7 +61,7 @@ class ThinkSplitter:
         while True:
             if self.state == "start":
                 head = self.buf.lstrip()
-                if not head or (OPEN.startswith(head) and head != OPEN):
+                if (not head and len(self.buf) <= MAX_LEADING_SPACE) or (head and OPEN.startswith(head) and head != OPEN):
                     return out  # undecided: nothing but whitespace or the beginning of "<think>"
                 if head.startswith(OPEN):
                     self.buf, self.state = head[len(OPEN) :].lstrip(), "think"

@@ -8,12 +8,33 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from . import watchdog
 from .base import ProviderError, StreamChunk, connection_error, error_for_status, parse_retry_after
 from .sse import StreamFormatError
 
 ErrorParser = Callable[[int, bytes, "aiohttp.typedefs.LooseHeaders"], ProviderError]
+# An error body is quoted, never parsed for data: its beginning is all we need.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+def stream_limit() -> int:
+    """The most bytes one streamed answer may have (XROUTER_MAX_STREAM_BYTES)."""
+    return settings.XROUTER["MAX_STREAM_BYTES"]
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of a body, counted after decompression (a gzip bomb stops here);
+    the flag says whether more was left unread."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def error_message(data, raw: bytes = b"") -> str:
@@ -78,7 +99,11 @@ async def send(
     json_body: dict | None = None,
     form: dict | None = None,
 ) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
-    """One unary call, body read whole and returned raw, so a non-JSON error page can still be quoted."""
+    """One unary call, its body returned raw, so a non-JSON error page can still be quoted.
+
+    A 2xx body larger than XROUTER_MAX_UPSTREAM_BODY_BYTES is a bad answer; of an error body
+    only the first ERROR_BODY_BYTES are read.
+    """
     if json_body is not None:
         headers = {"Content-Type": "application/json", **headers}
         data = orjson.dumps(json_body)
@@ -86,7 +111,14 @@ async def send(
         data = form
     try:
         async with session.request(method, url, data=data, headers=headers) as resp:
-            return resp.status, await resp.read(), resp.headers
+            if not 200 <= resp.status < 300:
+                raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+                return resp.status, raw, resp.headers
+            limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
+            raw, more = await read_limited(resp, limit)
+            if more:
+                raise bad_answer(provider, f"the body exceeds {limit} bytes")
+            return resp.status, raw, resp.headers
     except TimeoutError as exc:  # aiohttp.ServerTimeoutError is a subclass
         raise timeout_error(provider) from exc
     except aiohttp.ClientError as exc:
@@ -100,8 +132,8 @@ async def open_stream(
 
     The session's read and total timeouts bound the wait for the headers here; for the body
     they are enforced by watchdog.py instead of aiohttp's per-read timers (the hot path).
-    A non-2xx answer is read (it is small), released and raised through `on_error`, so the
-    caller sees the provider's own message before a single chunk was produced.
+    A non-2xx answer is read (its first ERROR_BODY_BYTES), released and raised through
+    `on_error`, so the caller sees the provider's own message before a single chunk was produced.
     """
     limits = session.timeout
     first_wait = min((t for t in (limits.sock_read, limits.total) if t), default=None)
@@ -117,7 +149,7 @@ async def open_stream(
             )
             if not 200 <= resp.status < 300:
                 try:
-                    raw = await resp.read()
+                    raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
                 except aiohttp.ClientError:
                     raw = b""
                 finally:

@@ -65,6 +65,7 @@ from .transport import (
     parse_json,
     redact,
     send,
+    stream_limit,
     unsupported,
 )
 
@@ -305,7 +306,7 @@ class YandexGPTAdapter(ProviderAdapter):
                 head = opening_chunk(_request_id(resp.headers))
                 texts: dict[int, CumulativeText] = {}
                 done: set[int] = set()
-                async for line in iter_ndjson(resp.content):
+                async for line in iter_ndjson(resp.content, stream_limit()):
                     obj = parse_json(NAME, line)
                     if "error" in obj:
                         raise _inband_error(obj["error"])
