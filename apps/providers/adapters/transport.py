@@ -17,6 +17,10 @@ from .sse import StreamFormatError
 ErrorParser = Callable[[int, bytes, "aiohttp.typedefs.LooseHeaders"], ProviderError]
 # An error body is quoted, never parsed for data: its beginning is all we need.
 ERROR_BODY_BYTES = 64 * 1024
+# What reading an upstream's JSON raises when a field is missing or has the wrong type (a
+# string for a number, an object for a list, nesting too deep to re-encode): the adapters
+# turn these into ProviderError, so a provider's bad answer is never a 500.
+SHAPE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 def stream_limit() -> int:
@@ -56,7 +60,10 @@ def error_message(data, raw: bytes = b"") -> str:
         if isinstance(detail, str):
             return detail
         if detail:
-            return orjson.dumps(detail).decode()[:500]
+            try:
+                return orjson.dumps(detail).decode()[:500]
+            except orjson.JSONEncodeError:
+                return "(an error detail nested too deeply to quote)"
     text = raw.decode("utf-8", "replace").strip() if raw else ""
     # An HTML error page from a proxy says nothing useful and would flood the logs.
     if text and not text.startswith("<"):
@@ -186,6 +193,8 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
         raise connection_error(provider, exc) from exc
     except StreamFormatError as exc:
         raise malformed(provider, str(exc)) from exc
+    except SHAPE_ERRORS as exc:
+        raise malformed(provider, wrong_shape(exc)) from exc
     finally:
         watchdog.forget(resp)
         if completed or resp.content.at_eof():
@@ -223,6 +232,33 @@ def parse_json(provider: str, raw: bytes | str) -> dict:
     if not isinstance(value, dict):
         raise malformed(provider, "a chunk is not a JSON object")
     return value
+
+
+def wrong_shape(exc: BaseException) -> str:
+    return f"a field is missing or has the wrong type ({type(exc).__name__})"
+
+
+def text(value) -> str | None:
+    """A text field of an answer: a string, or absent."""
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def choice_index(value) -> int:
+    """A choice's index: a small non-negative integer (it keys per-choice state)."""
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value < 128:
+        return value
+    raise ValueError(f"a choice index of {value!r}")
+
+
+def vector(value) -> list:
+    """An embedding: a list of numbers (the gateway may pack it as float32)."""
+    if type(value) is list and all(type(x) is float or type(x) is int for x in value):
+        return value
+    raise TypeError("an embedding is not a list of numbers")
 
 
 def bad_answer(provider: str, what: str) -> ProviderError:
