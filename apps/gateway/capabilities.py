@@ -4,7 +4,7 @@
 import asyncio
 
 from apps.common.errors import ApiError
-from apps.providers.adapters.base import ChatResult, ProviderAdapter, Usage
+from apps.providers.adapters.base import ChatResult, ProviderAdapter, ProviderError, Usage
 
 
 def check_capabilities(adapter: ProviderAdapter, body: dict) -> None:
@@ -42,8 +42,7 @@ async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) 
     request = upstream_body(adapter, body)
     n = body.get("n", 1)
     if n > 1 and not adapter.supports_n:
-        results = await asyncio.gather(*(adapter.chat(request, model) for _ in range(n)))
-        result = _merge(results)
+        result = _merge(await _siblings(adapter, request, model, n))
     else:
         result = await adapter.chat(request, model)
     stops = body.get("stop")
@@ -51,6 +50,23 @@ async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) 
         for choice in result.choices:
             cut_at_stop(choice, stops)
     return result
+
+
+async def _siblings(adapter: ProviderAdapter, request: dict, model: str, n: int) -> list[ChatResult]:
+    """n parallel calls. When one fails the others are cancelled (the answer is lost anyway), and
+    the usage of those that had already answered rides on the error as `spent`: it was paid for,
+    so the failed request's usage row bills it."""
+    tasks = [asyncio.ensure_future(adapter.chat(request, model)) for _ in range(n)]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException as exc:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        answered = [t.result() for t in tasks if not t.cancelled() and t.exception() is None]
+        if answered and isinstance(exc, ProviderError):
+            exc.spent = _merge(answered).usage
+        raise
 
 
 def _merge(results: list[ChatResult]) -> ChatResult:

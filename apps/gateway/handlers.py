@@ -75,7 +75,7 @@ async def chat_completions(req, send) -> None:
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
         record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
-                     status="error", http_status=exc.status, error_type=exc.kind)
+                     usage=getattr(exc, "spent", None), status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 
     headers = response_headers(req, plan, target)

@@ -6,7 +6,6 @@ import time
 
 import httpx
 import orjson
-import pytest
 
 from tests.conftest import wait_for_usage
 
@@ -42,7 +41,6 @@ def test_a_body_of_many_messages_is_refused_without_stalling_the_gateway(gateway
     assert max(stalls) < 2.0, f"/healthz waited {max(stalls):.1f}s"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 11: siblings of a failed n > 1 call are neither cancelled nor billed")
 def test_a_failed_n_call_bills_the_siblings_that_answered(http, emulator_control, django_db_blocker):
     # One sibling fails after 0.3 s, one would take 4 s, one answers at once.
     emulator_control("gigachat", faults=[{"status": 400, "message": "bad sibling", "latency_ms": 300, "count": 1},

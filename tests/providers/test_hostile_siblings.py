@@ -12,7 +12,6 @@ from apps.providers.adapters.base import ProviderError
 from .conftest import user
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 11: siblings keep running and their usage is lost")
 async def test_a_failed_sibling_cancels_the_others_and_carries_the_spent_usage(make_adapter, controls):
     adapter = make_adapter("gigachat")
     # One sibling fails after 0.3 s, one would take 5 s, one answers at once.
