@@ -119,7 +119,7 @@ async def _check(adapter, upstream, body: bytes, streamed: bool):
     assert peak <= 4 * len(body) + MiB, peak
 
 
-EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+EXAMPLES = settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None)
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["unary", "stream"])
