@@ -73,7 +73,6 @@ def test_the_line_splitter_keeps_only_the_unfinished_line():
     assert splitter.flush() is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 8: reasoning whitespace is held back without bound and re-scanned per chunk")
 def test_the_think_splitter_holds_back_a_bounded_run_of_whitespace():
     splitter = ThinkSplitter()
     assert splitter.feed("<think>why") == [("reasoning", "why")]

@@ -5,8 +5,8 @@ without a reasoning parser, e.g. vLLM without `--reasoning-parser`). See shared/
 from __future__ import annotations
 
 OPEN, CLOSE = "<think>", "</think>"
-# Whitespace held while waiting to see whether "<think>" comes: past this, it is the answer
-# (and an upstream sending only spaces is not re-scanned on every chunk).
+# Whitespace held back while waiting to see whether "<think>" (or "</think>") comes: past this
+# it is sent on, so an upstream sending only spaces is not buffered and re-scanned per chunk.
 MAX_LEADING_SPACE = 1024
 
 
@@ -83,8 +83,11 @@ class ThinkSplitter:
                     self.buf, self.state = self.buf[end + len(CLOSE) :], "after"
                     continue
                 cut = len(self.buf) - _partial_suffix(self.buf, CLOSE)
-                while cut > 0 and self.buf[cut - 1].isspace():
-                    cut -= 1  # trailing whitespace may turn out to precede </think>
+                # Trailing whitespace may turn out to precede </think> (and be dropped); a long
+                # run of it is sent on, or an upstream sending only spaces would grow the buffer.
+                kept = len(self.buf[:cut].rstrip())
+                if cut - kept <= MAX_LEADING_SPACE:
+                    cut = kept
                 if cut:
                     out.append(("reasoning", self.buf[:cut]))
                     self.buf = self.buf[cut:]
