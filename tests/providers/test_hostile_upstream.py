@@ -192,3 +192,21 @@ def test_a_deeply_nested_tool_result_goes_to_gigachat_as_text():
     history = [user("hi"), {"role": "assistant", "content": None, "tool_calls": [{**CALL, "function": {"name": "f", "arguments": "{}"}}]},
                {"role": "tool", "tool_call_id": "call_0_f", "content": DEEP}]
     assert giga_messages(history)[-1] == {"role": "function", "name": "f", "content": '{"result": "' + DEEP + '"}'}
+
+
+async def _embed(adapter, upstream, embedding: bytes):
+    upstream.answer(chunk=b'{"data": [{"index": 0, "embedding": ' + embedding + b'}], "usage": {"prompt_tokens": 1}}', repeat=1)
+    error, result, _ = await peak_memory(adapter.embeddings(["x"], "m", {}))
+    assert isinstance(error, ProviderError) and error.kind == "bad_response", (error, result)
+
+
+@pytest.mark.parametrize("kind", ["gigachat", "mts"])
+@pytest.mark.parametrize("embedding", [b'["1", 0.5]', b'"x"', b"[[0.5]]"])
+async def test_an_embedding_that_is_not_a_list_of_numbers_is_a_bad_answer(hostile, upstream, kind, embedding):
+    await _embed(hostile(kind), upstream, embedding)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 15: a number past float32 fails base64 packing in the gateway (a 500)")
+@pytest.mark.parametrize("kind", ["gigachat", "mts"])
+async def test_an_embedding_past_float32_is_a_bad_answer(hostile, upstream, kind):
+    await _embed(hostile(kind), upstream, b"[1e300, 0.5]")
