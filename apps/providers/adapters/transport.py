@@ -254,11 +254,14 @@ def choice_index(value) -> int:
     raise ValueError(f"a choice index of {value!r}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def vector(value) -> list:
-    """An embedding: a list of numbers (the gateway may pack it as float32)."""
-    if type(value) is list and all(type(x) is float or type(x) is int for x in value):
+    """An embedding: a list of numbers that fit a float32 (the gateway may pack it as one)."""
+    if type(value) is list and all((type(x) is float or type(x) is int) and -FLOAT32_MAX <= x <= FLOAT32_MAX for x in value):
         return value
-    raise TypeError("an embedding is not a list of numbers")
+    raise TypeError("an embedding is not a list of float32 numbers")
 
 
 def bad_answer(provider: str, what: str) -> ProviderError:
