@@ -11,6 +11,11 @@ from apps.gateway.schemas import parse_chat
 from apps.providers.adapters.gigachat import build_messages
 
 
+@pytest.fixture(scope="session")
+def _gateway_leaves_no_process_behind():
+    """These are unit tests: no gateway process (the directory's autouse fixture would start one)."""
+
+
 def chat(**fields) -> bytes:
     return orjson.dumps({"model": "gigachat/GigaChat-2-Max", "messages": [{"role": "user", "content": "hi"}], **fields})
 
