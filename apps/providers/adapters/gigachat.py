@@ -541,7 +541,7 @@ def _expiry(value) -> float:
         number = float(value)
     except (TypeError, ValueError):
         return time.time() + TOKEN_LIFETIME
-    if number <= 0:
+    if not number > 0:  # NaN too: it would make every token look stale at once
         return time.time() + TOKEN_LIFETIME
     # Guess for the /token flow's `exp`, whose unit is uncertain: anything past year 5000 in
     # seconds must be milliseconds.
