@@ -290,6 +290,11 @@ XROUTER = {
     # Bounds on every Redis command and connect of the gateway (seconds): a hanging Redis costs this, not forever.
     "REDIS_TIMEOUT": env_float("XROUTER_REDIS_TIMEOUT", 2.0),
     "REDIS_CONNECT_TIMEOUT": env_float("XROUTER_REDIS_CONNECT_TIMEOUT", 1.0),
+    # What one request or one upstream answer may make us hold (issue 8 items 6 and 8).
+    "MAX_MESSAGES": env_int("XROUTER_MAX_MESSAGES", 2048),
+    "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
+    "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
+    "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
 }
 
 # --- Emulators (python manage.py run_emulators) ---

@@ -15,7 +15,7 @@ from apps.routing.rules import RequestContext, parse_tags
 from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
 from .auth import authenticate
-from .emulation import chat_with_emulation, legacy_finish, to_legacy_message
+from .capabilities import chat_with_emulation, legacy_finish, to_legacy_message
 from .http import send_json
 from .schemas import parse_chat, parse_embeddings
 from .streaming import SseSink, replay_stream, stream_chat
@@ -81,7 +81,7 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
         record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
-                     status="error", http_status=exc.status, error_type=exc.kind)
+                     usage=getattr(exc, "spent", None), status="error", http_status=exc.status, error_type=exc.kind)
         raise from_provider_error(exc) from None
 
     headers = response_headers(req, plan, target)

@@ -8,11 +8,13 @@ to fail upstream; the few with no effect on the answer are accepted and ignored 
 from typing import Annotated, Any, Literal
 
 import orjson
+from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apps.common.errors import ApiError
 
 MAX_TOKENS = 10_000_000  # far above any model's window; keeps numbers inside what JSON encoders take
+MAX_STOP_CHARS = 256  # the stop cutter holds back up to this much of a stream
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
@@ -157,6 +159,8 @@ class ChatCompletionRequest(_Strict):
         stops = [value] if isinstance(value, str) else value
         if len(stops) > 4 or any(not s for s in stops):
             raise ValueError("stop takes up to 4 non-empty strings")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"a stop string may be at most {MAX_STOP_CHARS} characters long")
         return stops
 
     @model_validator(mode="after")
@@ -241,6 +245,7 @@ def parse_chat(raw: bytes) -> dict:
     except ValidationError as exc:
         data = _loads(raw)  # a body that is not a JSON object gets its own precise message here
         raise _validation_error(exc, data) from None
+    _check_size(req.messages)
     body = req.model_dump(exclude_none=True, by_alias=True)
     if "max_completion_tokens" in body:
         body["max_tokens"] = body.pop("max_completion_tokens")
@@ -265,6 +270,28 @@ def parse_chat(raw: bytes) -> dict:
         if wanted not in {t["function"]["name"] for t in body.get("tools") or ()}:
             raise ApiError(400, f"tool_choice names a function that is not in tools: {wanted}", param="tool_choice")
     return body
+
+
+def _check_size(messages: list[Message]) -> None:
+    """Caps on what translation walks and copies (XROUTER_MAX_MESSAGES, XROUTER_MAX_PROMPT_CHARS)."""
+    limits = settings.XROUTER
+    if len(messages) > limits["MAX_MESSAGES"]:
+        raise ApiError(400, f"Too many messages: {len(messages)}; at most {limits['MAX_MESSAGES']} are accepted.",
+                       param="messages", code="invalid_value")
+    chars = 0
+    for message in messages:
+        content = message.content
+        if isinstance(content, str):
+            chars += len(content)
+        elif content:
+            chars += sum(len(part.text) for part in content if isinstance(part, TextPart))
+        for call in message.tool_calls or ():
+            chars += len(call.function.arguments)
+        if message.function_call is not None:
+            chars += len(message.function_call.arguments)
+    if chars > limits["MAX_PROMPT_CHARS"]:
+        raise ApiError(400, f"The messages hold {chars} characters of text; at most {limits['MAX_PROMPT_CHARS']} are accepted.",
+                       param="messages", code="invalid_value")
 
 
 def _check_encodable(value, param: str) -> None:

@@ -24,7 +24,7 @@ from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
 from .accounting import estimate_tokens, prompt_chars, record_usage
-from .emulation import StopCutter, check_capabilities, legacy_finish, upstream_body
+from .capabilities import StopCutter, check_capabilities, legacy_finish, upstream_body
 from .http import ClientGone, start_sse
 
 log = logging.getLogger(__name__)

@@ -134,8 +134,9 @@ def test_it_refuses_a_chunked_body_over_the_size_limit_with_413(http):
 
 
 def test_it_accepts_a_body_just_under_the_size_limit(http):
-    # Large, but within XROUTER_MAX_BODY_BYTES (4 MiB): the gateway takes it (the answer echoes it).
-    text = "y" * (3 * 1024 * 1024)
+    # Large, but within XROUTER_MAX_BODY_BYTES (4 MiB) and XROUTER_MAX_PROMPT_CHARS (a million
+    # characters, here of four UTF-8 bytes each): the gateway takes it (the answer echoes it).
+    text = "\U0001f600" * 1_000_000
     response = _post(http, chat_body(GIGA, text))
     assert response.status_code == 200, response.text[:300]
 

@@ -5,6 +5,8 @@ import pytest
 from apps.providers.adapters.sse import LineSplitter, StreamFormatError, iter_ndjson, iter_sse
 from apps.providers.adapters.thinking import ThinkSplitter, split_think, strip_think
 
+LIMIT = 64 * 1024 * 1024
+
 
 class FakeContent:
     """Stands in for aiohttp's StreamReader: yields the given network chunks."""
@@ -37,7 +39,7 @@ SSE_BODY = (
 
 @pytest.mark.parametrize("chunks", list(every_split(SSE_BODY)))
 async def test_it_reads_sse_events_whatever_the_network_splits(chunks):
-    events = [e async for e in iter_sse(FakeContent(chunks))]
+    events = [e async for e in iter_sse(FakeContent(chunks), LIMIT)]
     assert [e.data for e in events] == ['{"a":1}', '{"b":"При"}', '{"c":\n3}', "[DONE]"]
     assert events[1].event == "message"
 
@@ -56,7 +58,7 @@ async def test_one_event_per_network_chunk_reads_the_same_as_any_other_split():
         b'data: {"d":"\r"}\n\n',
         b"data: [DONE]\n\n",
     ]
-    events = [e async for e in iter_sse(FakeContent(chunks))]
+    events = [e async for e in iter_sse(FakeContent(chunks), LIMIT)]
     assert [(e.data, e.event, e.id) for e in events] == [
         ('{"a":1}', "", ""), ('{"e":1}', "error", ""), ('{"b":2}', "", "7"), ('{"c":\n3}', "", "7"),
         ('{"d":"', "", "7"), ("[DONE]", "", "7"),  # a \r breaks the line: '"}' is a nameless field
@@ -65,11 +67,11 @@ async def test_one_event_per_network_chunk_reads_the_same_as_any_other_split():
 
 async def test_it_accepts_a_lone_carriage_return_split_from_its_line():
     chunks = [b'data: {"a":1}\r', b'\rdata: {"b":2}\r', b"\n\r\n"]
-    assert [e.data for e in [e async for e in iter_sse(FakeContent(chunks))]] == ['{"a":1}', '{"b":2}']
+    assert [e.data for e in [e async for e in iter_sse(FakeContent(chunks), LIMIT)]] == ['{"a":1}', '{"b":2}']
 
 
 async def test_it_keeps_a_final_event_that_lacks_its_blank_line():
-    assert [e.data async for e in iter_sse(FakeContent([b'data: {"a":1}\n']))] == ['{"a":1}']
+    assert [e.data async for e in iter_sse(FakeContent([b'data: {"a":1}\n']), LIMIT)] == ['{"a":1}']
 
 
 async def test_it_refuses_a_line_without_end(monkeypatch):
@@ -84,7 +86,7 @@ NDJSON_BODY = b'{"result":{"a":1}}\n\n{"result":{"a":2}}\r\n{"result":{"a":3}}'
 
 @pytest.mark.parametrize("chunks", list(every_split(NDJSON_BODY)))
 async def test_it_reads_ndjson_lines_whatever_the_network_splits(chunks):
-    lines = [line async for line in iter_ndjson(FakeContent(chunks))]
+    lines = [line async for line in iter_ndjson(FakeContent(chunks), LIMIT)]
     assert lines == [b'{"result":{"a":1}}', b'{"result":{"a":2}}', b'{"result":{"a":3}}']
 
 
@@ -138,3 +140,10 @@ def test_it_holds_back_what_might_open_a_think_block_until_it_cannot():
 
 def test_it_reports_unfinished_reasoning_as_reasoning():
     assert run_splitter(["<think>\nstill thinking", " when cut"])[:2] == ("still thinking when cut", "")
+
+
+def test_the_think_splitter_stops_waiting_after_a_long_run_of_whitespace():
+    splitter = ThinkSplitter()
+    assert splitter.feed(" " * 1000) == []
+    assert splitter.feed(" " * 100) == [("content", " " * 1100)]
+    assert splitter.feed("<think>x</think>") == [("content", "<think>x</think>")]

@@ -259,38 +259,9 @@ class ProviderAdapter:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def post_json(self, url: str, payload: dict, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
-        """POST JSON, read the whole answer; transport failures become retryable ProviderErrors."""
-        try:
-            async with self.session().post(url, data=orjson.dumps(payload), headers={"Content-Type": "application/json", **headers},
-                                          allow_redirects=False) as resp:
-                raw = await resp.read()
-                return resp.status, _loads_or_none(raw), resp
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
-        except aiohttp.ClientError as exc:
-            raise connection_error(self.config.name, exc) from exc
-
-    async def get_json(self, url: str, headers: dict) -> tuple[int, dict | list | None, aiohttp.ClientResponse]:
-        try:
-            async with self.session().get(url, headers=headers, allow_redirects=False) as resp:
-                raw = await resp.read()
-                return resp.status, _loads_or_none(raw), resp
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise ProviderError(f"{self.config.name}: upstream timed out", status=504, retryable=True, kind="timeout") from exc
-        except aiohttp.ClientError as exc:
-            raise connection_error(self.config.name, exc) from exc
-
 
 def connection_error(provider: str, exc: Exception) -> ProviderError:
     return ProviderError(f"{provider}: connection failed ({type(exc).__name__})", status=502, retryable=True, kind="connection")
-
-
-def _loads_or_none(raw: bytes):
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 class _Slot:

@@ -9,9 +9,7 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently (no effect on the answer): `user`, `seed`, `logit_bias`, `logprobs`,
-    `top_logprobs`, `parallel_tool_calls` (GigaChat makes one call per turn anyway),
-    `stream_options` (usage always arrives at the end of a stream).
+  * dropped silently: `stream_options` (usage always arrives at the end of a stream).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
     provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
     tool (with exactly one tool it is sent as that forced function, which means the same),
@@ -27,12 +25,12 @@ Parameters:
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 
 from .base import (
     ChatResult,
@@ -54,7 +52,9 @@ from .shaping import (
 from .sse import iter_sse
 from .tokens import TOKENS, Token, credential_key
 from .transport import (
+    SHAPE_ERRORS,
     bad_answer,
+    choice_index,
     cut_off,
     error_message,
     holding,
@@ -65,7 +65,11 @@ from .transport import (
     parse_json,
     redact,
     send,
+    stream_limit,
+    text,
     unsupported,
+    vector,
+    wrong_shape,
 )
 
 NAME = "GigaChat"
@@ -144,23 +148,37 @@ def build_messages(messages: list[dict]) -> list[dict]:
                 out.append(msg)
                 deferred.update((c["id"], c) for c in calls[1:])
                 continue
-            _append(out, {"role": "assistant", "content": text})
+            _append(out, "assistant", text)
         elif role in ("system", "developer"):
             # One system message, and only first: a later one becomes a user turn (as gpt2giga does).
-            _append(out, {"role": "system" if not out or out[-1]["role"] == "system" else "user", "content": text})
+            _append(out, "system" if not out or out[-1]["role"] == "system" else "user", text)
         else:
-            _append(out, {"role": "user", "content": text})
+            _append(out, "user", text)
+    for msg in out:
+        if isinstance(msg["content"], list):
+            # Guess: merged turns are joined with a blank line, as gpt2giga does.
+            msg["content"] = "\n\n".join(msg["content"])
     return out
 
 
-def _append(out: list[dict], msg: dict) -> None:
-    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats)."""
+def _append(out: list[dict], role: str, text: str) -> None:
+    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats).
+
+    A merged turn collects its parts in a list, joined once at the end: joining as we go
+    copies the growing text once per message (quadratic in a long same-role history).
+    """
     last = out[-1] if out else None
-    if last is not None and last["role"] == msg["role"] and msg["role"] != "function" and "function_call" not in last:
-        # Guess: joined with a blank line, as gpt2giga does.
-        last["content"] = f"{last['content']}\n\n{msg['content']}" if last["content"] else msg["content"]
+    if last is not None and last["role"] == role and role != "function" and "function_call" not in last:
+        if not text:
+            return
+        if isinstance(last["content"], list):
+            last["content"].append(text)
+        elif last["content"]:
+            last["content"] = [last["content"], text]
+        else:
+            last["content"] = text
     else:
-        out.append(msg)
+        out.append({"role": role, "content": text})
 
 
 def _assistant_call(call: dict) -> dict:
@@ -180,15 +198,22 @@ def _is_state_id(value) -> bool:
         return False
 
 
-def _json_object(text: str) -> str:
-    """A function result must be a JSON object serialised into a string."""
+def _json_object(content: str) -> str:
+    """A function result must be a JSON object serialised into a string.
+
+    orjson, not json: nesting past its limit is a decode error (the text is wrapped as a
+    string), where json would raise RecursionError.
+    """
     try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        value = content
     if isinstance(value, dict):
-        return text
-    return json.dumps({"result": value}, ensure_ascii=False)
+        return content
+    try:
+        return '{"result": ' + orjson.dumps(value).decode() + "}"
+    except orjson.JSONEncodeError:  # parsed, but nested too deeply to write back: send it as text
+        return '{"result": ' + orjson.dumps(content).decode() + "}"
 
 
 def _function_spec(fn: dict) -> dict:
@@ -257,23 +282,23 @@ def _tool_calls(source: dict) -> list[dict] | None:
         return None
     return [
         {
-            "id": source.get("functions_state_id") or new_call_id(),
+            "id": text(source.get("functions_state_id")) or new_call_id(),
             "type": "function",
-            "function": {"name": fc.get("name", ""), "arguments": dump_arguments(fc.get("arguments"))},
+            "function": {"name": text(fc.get("name")) or "", "arguments": dump_arguments(fc.get("arguments"), NAME)},
         }
     ]
 
 
 def parse_choice(choice: dict) -> dict:
     msg = choice.get("message") or {}
-    out = {"role": "assistant", "content": msg.get("content") or ""}
+    out = {"role": "assistant", "content": text(msg.get("content")) or ""}
     calls = _tool_calls(msg)
     if calls:
         out["tool_calls"] = calls
         out["content"] = out["content"] or None  # OpenAI sends null content beside tool calls
     if msg.get("reasoning_content"):
-        out["reasoning_content"] = msg["reasoning_content"]
-    return {"index": choice.get("index", 0), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
+        out["reasoning_content"] = text(msg["reasoning_content"])
+    return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
 
 
 def stream_event(chunk: dict) -> list[StreamChunk]:
@@ -285,15 +310,15 @@ def stream_event(chunk: dict) -> list[StreamChunk]:
         # Guess: built-in functions report progress ("N seconds left") as role
         # function_in_progress; that is status text, not answer text, so it is not relayed.
         if delta.get("content") and delta.get("role") != "function_in_progress":
-            piece["content"] = delta["content"]
+            piece["content"] = text(delta["content"])
         if delta.get("reasoning_content"):
-            piece["reasoning_content"] = delta["reasoning_content"]
+            piece["reasoning_content"] = text(delta["reasoning_content"])
         calls = _tool_calls(delta)
         if calls:
             piece["tool_calls"] = [{"index": 0, **calls[0]}]
         reason = finish_reason(choice.get("finish_reason"))
         if piece or reason:
-            out.append(StreamChunk(delta=piece, finish_reason=reason, index=choice.get("index", 0)))
+            out.append(StreamChunk(delta=piece, finish_reason=reason, index=choice_index(choice.get("index"))))
     usage = parse_usage(chunk.get("usage"))
     if usage:
         out.append(StreamChunk(usage=usage))
@@ -314,12 +339,15 @@ class GigaChatAdapter(ProviderAdapter):
             data, headers = await self._call(credential, "POST", "/chat/completions", payload)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(NAME, "no choices")
-        return ChatResult(
-            choices=[parse_choice(c) for c in data["choices"]],
-            usage=parse_usage(data.get("usage")) or Usage(estimated=True),
-            provider_request_id=headers.get("X-Request-Id", ""),
-            upstream_model=data.get("model", ""),
-        )
+        try:
+            return ChatResult(
+                choices=[parse_choice(c) for c in data["choices"]],
+                usage=parse_usage(data.get("usage")) or Usage(estimated=True),
+                provider_request_id=headers.get("X-Request-Id", ""),
+                upstream_model=text(data.get("model")) or "",
+            )
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(NAME, wrong_shape(exc)) from None
 
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         payload = build_request({**body, "stream": True}, model, self.config.options)
@@ -329,7 +357,7 @@ class GigaChatAdapter(ProviderAdapter):
             async with holding(resp, NAME):
                 head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
-                async for event in iter_sse(resp.content):
+                async for event in iter_sse(resp.content, stream_limit()):
                     if event.data == "[DONE]":
                         return
                     chunk = parse_json(NAME, event.data)
@@ -354,14 +382,17 @@ class GigaChatAdapter(ProviderAdapter):
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(inputs):
             raise bad_answer(NAME, "embeddings count does not match the input")
-        items = sorted(items, key=lambda d: d.get("index", 0))
-        # Usage is per item here; there is no top-level usage.
-        tokens = sum(int((d.get("usage") or {}).get("prompt_tokens") or 0) for d in items)
-        return EmbeddingResult(
-            vectors=[d["embedding"] for d in items],
-            usage=Usage(prompt_tokens=tokens),
-            provider_request_id=headers.get("X-Request-Id", ""),
-        )
+        try:
+            items = sorted(items, key=lambda d: d.get("index", 0))
+            # Usage is per item here; there is no top-level usage.
+            tokens = sum(int((d.get("usage") or {}).get("prompt_tokens") or 0) for d in items)
+            return EmbeddingResult(
+                vectors=[vector(d["embedding"]) for d in items],
+                usage=Usage(prompt_tokens=tokens),
+                provider_request_id=headers.get("X-Request-Id", ""),
+            )
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(NAME, wrong_shape(exc)) from None
 
     async def list_models(self) -> list[dict]:
         async with self.slot() as credential:
@@ -369,7 +400,11 @@ class GigaChatAdapter(ProviderAdapter):
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise bad_answer(NAME, "no model list")
-        return [{"id": m["id"], "owned_by": m.get("owned_by", "salutedevices"), "type": m.get("type", "chat")} for m in items if "id" in m]
+        try:
+            return [{"id": text(m["id"]), "owned_by": text(m.get("owned_by")) or "salutedevices", "type": text(m.get("type")) or "chat"}
+                    for m in items if "id" in m]
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(NAME, wrong_shape(exc)) from None
 
     # --- calls with one re-authentication on 401 ----------------------------------------------
     def _url(self, path: str) -> str:
@@ -464,14 +499,14 @@ class GigaChatAdapter(ProviderAdapter):
             "Accept": "application/json",
         }
         data = await self._auth_post(self.config.auth_url or DEFAULT_AUTH_URL, headers, {"scope": scope})
-        if not isinstance(data, dict) or not data.get("access_token"):
+        if not isinstance(data, dict) or not _usable_token(data.get("access_token")):
             raise bad_answer(NAME, "OAuth answer without access_token")
         return Token(data["access_token"], _expiry(data.get("expires_at")))
 
     async def _fetch_user_token(self, secrets: dict) -> Token:
         headers = {"Authorization": aiohttp.BasicAuth(secrets["user"], secrets["password"]).encode(), "Accept": "application/json"}
         data = await self._auth_post(self._url("/token"), headers, None)
-        if not isinstance(data, dict) or not data.get("tok"):
+        if not isinstance(data, dict) or not _usable_token(data.get("tok")):
             raise bad_answer(NAME, "token answer without tok")
         return Token(data["tok"], _expiry(data.get("exp")))
 
@@ -495,13 +530,18 @@ def _auth_error(status: int, raw: bytes, headers, sent: dict) -> ProviderError:
     return ProviderError(f"{NAME} OAuth: {message or f'HTTP {status}'}", status=502, retryable=True, kind="auth", provider_status=status)
 
 
+def _usable_token(value) -> bool:
+    """A token we can put in a header: printable text (a newline would make aiohttp refuse the call)."""
+    return isinstance(value, str) and bool(value) and value.isprintable()
+
+
 def _expiry(value) -> float:
     """`expires_at` is Unix milliseconds (a seconds-sized value is accepted too)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         return time.time() + TOKEN_LIFETIME
-    if number <= 0:
+    if not number > 0:  # NaN too: it would make every token look stale at once
         return time.time() + TOKEN_LIFETIME
     # Guess for the /token flow's `exp`, whose unit is uncertain: anything past year 5000 in
     # seconds must be milliseconds.

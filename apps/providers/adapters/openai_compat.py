@@ -5,10 +5,8 @@ self-hosted vLLM may have none). `config.extra_headers` are sent on every call;
 `config.options["extra_body"]` is merged into every chat request (e.g. vLLM's `top_k`).
 
 Parameters: the OpenAI ones pass through (supports_n and supports_stop are True).
-  * passed on when present: `user`, `seed`, `logit_bias`, `parallel_tool_calls`,
-    `response_format`, image content parts (supports_images), embeddings `dimensions`.
-  * dropped silently: `logprobs`, `top_logprobs` (ChatResult has no place for them),
-    `metadata`, `store`, `service_tier`.
+  * passed on when present: `response_format`, image content parts (supports_images),
+    embeddings `dimensions`.
   * assistant turns: `reasoning_content` / `reasoning` keys and inline think blocks removed;
     `developer` becomes `system` for MTS and T-Bank (open-model chat templates know no
     developer role). # Guess for MTS, whose serving stack is not documented.
@@ -26,7 +24,6 @@ Parameters: the OpenAI ones pass through (supports_n and supports_stop are True)
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from .base import (
@@ -38,10 +35,13 @@ from .base import (
     Usage,
     error_for_status,
 )
+from .shaping import dump_arguments
 from .sse import iter_sse
 from .thinking import ThinkSplitter, split_think, strip_think
 from .transport import (
+    SHAPE_ERRORS,
     bad_answer,
+    choice_index,
     cut_off,
     error_message,
     holding,
@@ -51,6 +51,10 @@ from .transport import (
     opening_chunk,
     parse_json,
     send,
+    stream_limit,
+    text,
+    vector,
+    wrong_shape,
 )
 
 PASS_FIELDS = (
@@ -63,11 +67,7 @@ PASS_FIELDS = (
     "frequency_penalty",
     "tools",
     "tool_choice",
-    "parallel_tool_calls",
     "response_format",
-    "seed",
-    "user",
-    "logit_bias",
 )
 FINISH_REASONS = {
     "stop": "stop",
@@ -102,23 +102,23 @@ def parse_usage(data) -> Usage | None:
     )
 
 
-def _tool_call(call: dict, streaming: bool) -> dict:
+def _tool_call(call: dict, streaming: bool, provider: str) -> dict:
     """A tool call in OpenAI shape; stream fragments keep only the keys they carry."""
     out: dict = {}
     if streaming:
-        out["index"] = call.get("index", 0)
+        out["index"] = choice_index(call.get("index"))
     if call.get("id"):
-        out["id"] = call["id"]
+        out["id"] = text(call["id"])
     if call.get("type") or not streaming:
-        out["type"] = call.get("type") or "function"
+        out["type"] = text(call.get("type")) or "function"
     fn = call.get("function") or {}
     function: dict = {}
     if fn.get("name"):
-        function["name"] = fn["name"]
+        function["name"] = text(fn["name"])
     args = fn.get("arguments")
     if args is not None or not streaming:
         # Some servers send an object; OpenAI clients expect a JSON string.
-        function["arguments"] = args if isinstance(args, str) else json.dumps(args or {}, ensure_ascii=False)
+        function["arguments"] = dump_arguments(args or {}, provider) if not isinstance(args, str) else args
     if function or not streaming:
         out["function"] = function
     return out
@@ -211,13 +211,13 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     # --- answers -------------------------------------------------------------------------------
     def parse_choice(self, choice: dict) -> dict:
         msg = choice.get("message") or {}
-        content = msg.get("content")
-        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        content = text(msg.get("content"))
+        reasoning = text(msg.get("reasoning_content") or msg.get("reasoning"))
         if self._option("think_tags", self.think_tags) and isinstance(content, str):
             inline, content = split_think(content)
             reasoning = reasoning or inline
         out: dict = {"role": "assistant", "content": content}
-        calls = [_tool_call(c, streaming=False) for c in msg.get("tool_calls") or ()]
+        calls = [_tool_call(c, False, self.name) for c in msg.get("tool_calls") or ()]
         if calls:
             out["tool_calls"] = calls
             out["content"] = content or None
@@ -226,8 +226,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         if reasoning:
             out["reasoning_content"] = reasoning
         if msg.get("refusal"):
-            out["refusal"] = msg["refusal"]
-        return {"index": choice.get("index", 0), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
+            out["refusal"] = text(msg["refusal"])
+        return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
 
     # --- the interface -------------------------------------------------------------------------
     async def chat(self, body: dict, model: str) -> ChatResult:
@@ -239,12 +239,15 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         data = loads(raw)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(self.name, "no choices")
-        return ChatResult(
-            choices=[self.parse_choice(c) for c in data["choices"]],
-            usage=parse_usage(data.get("usage")) or Usage(estimated=True),
-            provider_request_id=headers.get("x-request-id") or str(data.get("id") or ""),
-            upstream_model=str(data.get("model") or model),
-        )
+        try:
+            return ChatResult(
+                choices=[self.parse_choice(c) for c in data["choices"]],
+                usage=parse_usage(data.get("usage")) or Usage(estimated=True),
+                provider_request_id=headers.get("x-request-id") or str(data.get("id") or ""),
+                upstream_model=text(data.get("model")) or model,
+            )
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(self.name, wrong_shape(exc)) from None
 
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         payload = self.build_request(body, model, stream=True)
@@ -264,7 +267,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                 splitters: dict[int, ThinkSplitter] = {}
                 usage = None
                 done = False
-                async for event in iter_sse(resp.content):
+                async for event in iter_sse(resp.content, stream_limit()):
                     if event.data == "[DONE]":
                         done = True
                         break
@@ -282,7 +285,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                             yield StreamChunk(delta, None, index)
                             continue
                     for choice in choices:
-                        index = choice.get("index", 0)
+                        index = choice_index(choice.get("index"))
                         if index not in started:  # each choice opens with its role (n > 1 too)
                             started.add(index)
                             if head is not None:
@@ -292,7 +295,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                             else:
                                 yield StreamChunk(delta={"role": "assistant"}, index=index)
                         splitter = splitters.setdefault(index, ThinkSplitter()) if think_tags else None
-                        for delta in self._deltas(choice.get("delta") or {}, splitter):
+                        for delta in self._deltas(choice.get("delta") or {}, splitter, self.name):
                             yield StreamChunk(delta=delta, index=index)
                         reason = finish_reason(choice.get("finish_reason"))
                         if reason:
@@ -310,18 +313,21 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     yield StreamChunk(usage=usage)
 
     @staticmethod
-    def _deltas(delta: dict, splitter: ThinkSplitter | None) -> list[dict]:
+    def _deltas(delta: dict, splitter: ThinkSplitter | None, provider: str) -> list[dict]:
         out: list[dict] = []
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        reasoning = text(delta.get("reasoning_content") or delta.get("reasoning"))
         if reasoning:
             out.append({"reasoning_content": reasoning})
-        content = delta.get("content")
+        content = text(delta.get("content"))
         if content:
             out.extend(_pieces(splitter.feed(content)) if splitter is not None else [{"content": content}])
-        if delta.get("tool_calls"):
-            out.append({"tool_calls": [_tool_call(c, streaming=True) for c in delta["tool_calls"]]})
+        calls = delta.get("tool_calls")
+        if calls:
+            if type(calls) is not list:
+                raise TypeError("tool_calls is not a list")
+            out.append({"tool_calls": [_tool_call(c, True, provider) for c in calls]})
         if delta.get("refusal"):
-            out.append({"refusal": delta["refusal"]})
+            out.append({"refusal": text(delta["refusal"])})
         return out
 
     def _inband_error(self, chunk: dict) -> ProviderError:
@@ -342,12 +348,15 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(inputs):
             raise bad_answer(self.name, "embeddings count does not match the input")
-        items = sorted(items, key=lambda d: d.get("index", 0))
-        return EmbeddingResult(
-            vectors=[d["embedding"] for d in items],
-            usage=parse_usage(data.get("usage")) or Usage(estimated=True),
-            provider_request_id=headers.get("x-request-id", ""),
-        )
+        try:
+            items = sorted(items, key=lambda d: d.get("index", 0))
+            return EmbeddingResult(
+                vectors=[vector(d["embedding"]) for d in items],
+                usage=parse_usage(data.get("usage")) or Usage(estimated=True),
+                provider_request_id=headers.get("x-request-id", ""),
+            )
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(self.name, wrong_shape(exc)) from None
 
     async def list_models(self) -> list[dict]:
         async with self.slot() as credential:
@@ -358,7 +367,11 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise bad_answer(self.name, "no model list")
-        return [{"id": m["id"], "owned_by": m.get("owned_by") or self.config.name} for m in items if isinstance(m, dict) and "id" in m]
+        try:
+            return [{"id": text(m["id"]), "owned_by": text(m.get("owned_by")) or self.config.name}
+                    for m in items if isinstance(m, dict) and "id" in m]
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(self.name, wrong_shape(exc)) from None
 
 
 def _pieces(parts: list[tuple[str, str]]) -> list[dict]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
+import orjson
+
 from .base import ProviderError
-from .transport import unsupported
+from .transport import bad_answer, unsupported
 
 
 def text_of(content, provider: str, where: str) -> str:
@@ -30,26 +31,35 @@ def text_of(content, provider: str, where: str) -> str:
 
 
 def parse_arguments(raw, provider: str) -> dict:
-    """OpenAI tool-call arguments (a JSON string) as the object GigaChat and Yandex want."""
+    """OpenAI tool-call arguments (a JSON string) as the object GigaChat and Yandex want.
+
+    orjson, not json: it refuses nesting past 1024 levels with a decode error where json
+    raises RecursionError; and what it parsed must encode again for the provider (orjson
+    writes 254 levels at most).
+    """
     if isinstance(raw, dict):
         return raw
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = orjson.loads(raw)
+        orjson.dumps(value)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         raise ProviderError(
-            f"{provider}: tool call arguments in the history are not valid JSON", status=400, kind="bad_request"
+            f"{provider}: tool call arguments in the history are not valid JSON (or nested too deeply)", status=400, kind="bad_request"
         ) from None
     # Guess: a non-object (a list, a bare string) is wrapped; both providers take objects only.
     return value if isinstance(value, dict) else {"value": value}
 
 
-def dump_arguments(args) -> str:
+def dump_arguments(args, provider: str) -> str:
     """Provider arguments (an object) as the JSON string OpenAI clients expect."""
     if isinstance(args, str):
         return args
-    return json.dumps(args if args is not None else {}, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(args if args is not None else {}).decode()
+    except orjson.JSONEncodeError:
+        raise bad_answer(provider, "tool call arguments nested too deeply") from None
 
 
 def new_call_id() -> str:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-# Far above any real event, low enough that a server that never sends a newline cannot
-# make us buffer without bound.
-MAX_LINE_BYTES = 16 * 1024 * 1024
+# Far above any real event (a long tool call, a big GigaChat chunk), low enough that a server
+# that never sends a newline or a blank line cannot make us buffer without bound. The bytes of
+# a whole stream are bounded by the caller (XROUTER_MAX_STREAM_BYTES).
+MAX_LINE_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
 
 
 class StreamFormatError(Exception):
@@ -42,14 +44,17 @@ class LineSplitter:
         if self._pending_cr and data.startswith(b"\n"):
             data = data[1:]
         self._pending_cr = False
-        self._buf += data
+        buf = self._buf
+        # What is buffered holds no line break (it is the unfinished line): search only the new
+        # bytes, or a long line arriving in many reads would be scanned once per read.
+        scanned = len(buf)
+        buf += data
         lines: list[bytes] = []
         start = 0
-        buf = self._buf
         size = len(buf)
         while True:
-            nl = buf.find(b"\n", start)
-            cr = buf.find(b"\r", start, nl if nl >= 0 else size)
+            nl = buf.find(b"\n", max(start, scanned))
+            cr = buf.find(b"\r", max(start, scanned), nl if nl >= 0 else size)
             if cr >= 0:
                 lines.append(bytes(buf[start:cr]))
                 if cr + 1 < size:
@@ -78,10 +83,18 @@ class LineSplitter:
         return rest
 
 
-async def iter_lines(content) -> AsyncIterator[bytes]:
+def too_long(max_bytes: int) -> StreamFormatError:
+    return StreamFormatError(f"the stream exceeds {max_bytes} bytes")
+
+
+async def iter_lines(content, max_bytes: int) -> AsyncIterator[bytes]:
     """Lines of a streamed body without their terminators; the last one may lack a newline."""
     splitter = LineSplitter()
+    seen = 0
     async for chunk in content.iter_any():
+        seen += len(chunk)
+        if seen > max_bytes:
+            raise too_long(max_bytes)
         for line in splitter.feed(chunk):
             yield line
     rest = splitter.flush()
@@ -92,12 +105,13 @@ async def iter_lines(content) -> AsyncIterator[bytes]:
 class SSEDecoder:
     """The event-stream algorithm of the HTML spec, reduced to what API streams use."""
 
-    __slots__ = ("_data", "_event", "_id")
+    __slots__ = ("_data", "_event", "_id", "_size")
 
     def __init__(self) -> None:
         self._data: list[str] = []
         self._event = ""
         self._id = ""
+        self._size = 0
 
     def line(self, raw: bytes) -> SSEEvent | None:
         if not raw:
@@ -110,6 +124,9 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._size > MAX_EVENT_BYTES:
+                raise StreamFormatError(f"an event exceeds {MAX_EVENT_BYTES} bytes")
         elif name == "event":
             self._event = value
         elif name == "id":
@@ -128,34 +145,41 @@ class SSEDecoder:
         event = SSEEvent(data="\n".join(self._data), event=self._event, id=self._id)
         self._data = []
         self._event = ""
+        self._size = 0
         return event
 
 
-async def iter_sse(content) -> AsyncIterator[SSEEvent]:
-    """SSE events of a streamed body. `[DONE]` is an ordinary event here; callers decide what ends a stream.
+async def iter_sse(content, max_bytes: int) -> AsyncIterator[SSEEvent]:
+    """SSE events of a streamed body of at most `max_bytes`. `[DONE]` is an ordinary event here;
+    callers decide what ends a stream.
 
     One generator, not lines-then-events: this runs once per relayed chunk, and every extra
-    async-generator hop costs CPU on the hot path. Bodies with `\r` line breaks take the
-    general LineSplitter path.
+    async-generator hop costs CPU on the hot path. Bodies with `\r` line breaks, and a line
+    still unfinished after a read, take the general LineSplitter path (which appends in place
+    instead of re-joining the unfinished line on every read).
     """
     decoder = SSEDecoder()
     splitter = LineSplitter()
     tail = b""
+    seen = 0
     try:
         async for chunk in content.iter_any():
+            seen += len(chunk)
+            if seen > max_bytes:
+                raise too_long(max_bytes)
             if (not tail and chunk.startswith(b"data: ") and chunk.find(b"\n") == len(chunk) - 2 and chunk.endswith(b"\n\n")
                     and not decoder.pending() and not splitter._buf and not splitter._pending_cr and b"\r" not in chunk):
                 # Fastest path: one read holding exactly one single-line event, the usual case of
                 # a token stream that is not under load.
                 yield SSEEvent(chunk[6:-2].decode("utf-8"), "", decoder._id)
                 continue
-            if b"\r" not in chunk and not splitter._buf and not splitter._pending_cr:
+            if b"\r" not in chunk and not splitter._buf and not splitter._pending_cr and (not tail or b"\n" in chunk):
                 # Fast path: `\n` only (what every provider sends).
                 *lines, tail = (tail + chunk).split(b"\n") if tail else chunk.split(b"\n")
                 if len(tail) > MAX_LINE_BYTES:
                     raise StreamFormatError(f"a line exceeds {MAX_LINE_BYTES} bytes")
             else:
-                lines = splitter.feed(tail + chunk)
+                lines = splitter.feed(tail + chunk if tail else chunk)
                 tail = b""
             for raw in lines:
                 event = decoder.line(raw)
@@ -175,8 +199,8 @@ async def iter_sse(content) -> AsyncIterator[SSEEvent]:
         yield event
 
 
-async def iter_ndjson(content) -> AsyncIterator[bytes]:
+async def iter_ndjson(content, max_bytes: int) -> AsyncIterator[bytes]:
     """Non-empty lines of a newline-delimited JSON body (YandexGPT's native stream)."""
-    async for raw in iter_lines(content):
+    async for raw in iter_lines(content, max_bytes):
         if raw.strip():
             yield raw

@@ -5,6 +5,9 @@ without a reasoning parser, e.g. vLLM without `--reasoning-parser`). See shared/
 from __future__ import annotations
 
 OPEN, CLOSE = "<think>", "</think>"
+# Whitespace held back while waiting to see whether "<think>" (or "</think>") comes: past this
+# it is sent on, so an upstream sending only spaces is not buffered and re-scanned per chunk.
+MAX_LEADING_SPACE = 1024
 
 
 def split_think(text: str | None) -> tuple[str | None, str | None]:
@@ -58,7 +61,7 @@ class ThinkSplitter:
         while True:
             if self.state == "start":
                 head = self.buf.lstrip()
-                if not head or (OPEN.startswith(head) and head != OPEN):
+                if (not head and len(self.buf) <= MAX_LEADING_SPACE) or (head and OPEN.startswith(head) and head != OPEN):
                     return out  # undecided: nothing but whitespace or the beginning of "<think>"
                 if head.startswith(OPEN):
                     self.buf, self.state = head[len(OPEN) :].lstrip(), "think"
@@ -80,8 +83,11 @@ class ThinkSplitter:
                     self.buf, self.state = self.buf[end + len(CLOSE) :], "after"
                     continue
                 cut = len(self.buf) - _partial_suffix(self.buf, CLOSE)
-                while cut > 0 and self.buf[cut - 1].isspace():
-                    cut -= 1  # trailing whitespace may turn out to precede </think>
+                # Trailing whitespace may turn out to precede </think> (and be dropped); a long
+                # run of it is sent on, or an upstream sending only spaces would grow the buffer.
+                kept = len(self.buf[:cut].rstrip())
+                if cut - kept <= MAX_LEADING_SPACE:
+                    cut = kept
                 if cut:
                     out.append(("reasoning", self.buf[:cut]))
                     self.buf = self.buf[cut:]

@@ -8,12 +8,37 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import orjson
+from django.conf import settings
 
 from . import watchdog
 from .base import ProviderError, StreamChunk, connection_error, error_for_status, parse_retry_after
 from .sse import StreamFormatError
 
 ErrorParser = Callable[[int, bytes, "aiohttp.typedefs.LooseHeaders"], ProviderError]
+# An error body is quoted, never parsed for data: its beginning is all we need.
+ERROR_BODY_BYTES = 64 * 1024
+# What reading an upstream's JSON raises when a field is missing or has the wrong type (a
+# string for a number, an object for a list, nesting too deep to re-encode): the adapters
+# turn these into ProviderError, so a provider's bad answer is never a 500.
+SHAPE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
+
+
+def stream_limit() -> int:
+    """The most bytes one streamed answer may have (XROUTER_MAX_STREAM_BYTES)."""
+    return settings.XROUTER["MAX_STREAM_BYTES"]
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of a body, counted after decompression (a gzip bomb stops here);
+    the flag says whether more was left unread."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            chunks.append(chunk[: len(chunk) - (size - limit)])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def error_message(data, raw: bytes = b"") -> str:
@@ -35,7 +60,10 @@ def error_message(data, raw: bytes = b"") -> str:
         if isinstance(detail, str):
             return detail
         if detail:
-            return orjson.dumps(detail).decode()[:500]
+            try:
+                return orjson.dumps(detail).decode()[:500]
+            except orjson.JSONEncodeError:
+                return "(an error detail nested too deeply to quote)"
     text = raw.decode("utf-8", "replace").strip() if raw else ""
     # An HTML error page from a proxy says nothing useful and would flood the logs.
     if text and not text.startswith("<"):
@@ -78,7 +106,11 @@ async def send(
     json_body: dict | None = None,
     form: dict | None = None,
 ) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:
-    """One unary call, body read whole and returned raw, so a non-JSON error page can still be quoted."""
+    """One unary call, its body returned raw, so a non-JSON error page can still be quoted.
+
+    A 2xx body larger than XROUTER_MAX_UPSTREAM_BODY_BYTES is a bad answer; of an error body
+    only the first ERROR_BODY_BYTES are read.
+    """
     if json_body is not None:
         headers = {"Content-Type": "application/json", **headers}
         data = orjson.dumps(json_body)
@@ -87,7 +119,14 @@ async def send(
     try:
         # Never follow a redirect: it would carry the credential to wherever the upstream points.
         async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as resp:
-            return resp.status, await resp.read(), resp.headers
+            if not 200 <= resp.status < 300:
+                raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+                return resp.status, raw, resp.headers
+            limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
+            raw, more = await read_limited(resp, limit)
+            if more:
+                raise bad_answer(provider, f"the body exceeds {limit} bytes")
+            return resp.status, raw, resp.headers
     except TimeoutError as exc:  # aiohttp.ServerTimeoutError is a subclass
         raise timeout_error(provider) from exc
     except aiohttp.ClientError as exc:
@@ -101,8 +140,8 @@ async def open_stream(
 
     The session's read and total timeouts bound the wait for the headers here; for the body
     they are enforced by watchdog.py instead of aiohttp's per-read timers (the hot path).
-    A non-2xx answer is read (it is small), released and raised through `on_error`, so the
-    caller sees the provider's own message before a single chunk was produced.
+    A non-2xx answer is read (its first ERROR_BODY_BYTES), released and raised through
+    `on_error`, so the caller sees the provider's own message before a single chunk was produced.
     """
     limits = session.timeout
     first_wait = min((t for t in (limits.sock_read, limits.total) if t), default=None)
@@ -119,7 +158,7 @@ async def open_stream(
             )
             if not 200 <= resp.status < 300:
                 try:
-                    raw = await resp.read()
+                    raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
                 except aiohttp.ClientError:
                     raw = b""
                 finally:
@@ -156,6 +195,8 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
         raise connection_error(provider, exc) from exc
     except StreamFormatError as exc:
         raise malformed(provider, str(exc)) from exc
+    except SHAPE_ERRORS as exc:
+        raise malformed(provider, wrong_shape(exc)) from exc
     finally:
         watchdog.forget(resp)
         if completed or resp.content.at_eof():
@@ -193,6 +234,36 @@ def parse_json(provider: str, raw: bytes | str) -> dict:
     if not isinstance(value, dict):
         raise malformed(provider, "a chunk is not a JSON object")
     return value
+
+
+def wrong_shape(exc: BaseException) -> str:
+    return f"a field is missing or has the wrong type ({type(exc).__name__})"
+
+
+def text(value) -> str | None:
+    """A text field of an answer: a string, or absent."""
+    if value is None or type(value) is str:
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def choice_index(value) -> int:
+    """A choice's index: a small non-negative integer (it keys per-choice state)."""
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value < 128:
+        return value
+    raise ValueError(f"a choice index of {value!r}")
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def vector(value) -> list:
+    """An embedding: a list of numbers that fit a float32 (the gateway may pack it as one)."""
+    if type(value) is list and all((type(x) is float or type(x) is int) and -FLOAT32_MAX <= x <= FLOAT32_MAX for x in value):
+        return value
+    raise TypeError("an embedding is not a list of float32 numbers")
 
 
 def bad_answer(provider: str, what: str) -> ProviderError:

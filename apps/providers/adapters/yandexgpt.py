@@ -11,14 +11,12 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `user`, `seed`, `logit_bias`, `logprobs`, `top_logprobs`,
-    `stream_options` (usage always arrives on the stream's last line).
+  * dropped silently: `stream_options` (usage always arrives on the stream's last line).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty`, `top_p` other
     than 1 (there is no nucleus sampling knob), image content parts.
   * translated: `temperature` (clamped to Yandex's maximum of 1: both mean "the most random the
     provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
-    → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`,
-    `parallel_tool_calls` → `parallelToolCalls`.
+    → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`.
 
 Yandex tool calls carry no ids: we hand out `call_<index>_<name>` and map results back by
 function name (the id's own suffix is the fallback when the history lacks the call).
@@ -56,6 +54,7 @@ from .shaping import (
 from .sse import iter_ndjson
 from .tokens import TOKENS, Token, credential_key
 from .transport import (
+    SHAPE_ERRORS,
     bad_answer,
     cut_off,
     error_message,
@@ -67,7 +66,11 @@ from .transport import (
     parse_json,
     redact,
     send,
+    stream_limit,
+    text,
     unsupported,
+    vector,
+    wrong_shape,
 )
 
 NAME = "YandexGPT"
@@ -123,8 +126,6 @@ def build_request(body: dict, model: str, folder: str) -> dict:
             payload["toolChoice"] = {"functionName": choice["function"]["name"]}
         elif choice:
             payload["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
-        if body.get("parallel_tool_calls") is not None:
-            payload["parallelToolCalls"] = body["parallel_tool_calls"]
     elif body.get("tool_choice") not in (None, "none", "auto"):
         raise unsupported(NAME, "tool_choice", "no tools were given")
     fmt = body.get("response_format") or {}
@@ -222,14 +223,14 @@ def _tool_calls(message: dict) -> list[dict] | None:
     out = []
     for k, call in enumerate(calls):
         fn = call.get("functionCall") or {}
-        name = fn.get("name", "")
-        out.append({"id": tool_call_id(k, name), "type": "function", "function": {"name": name, "arguments": dump_arguments(fn.get("arguments"))}})
+        name = text(fn.get("name")) or ""
+        out.append({"id": tool_call_id(k, name), "type": "function", "function": {"name": name, "arguments": dump_arguments(fn.get("arguments"), NAME)}})
     return out or None
 
 
 def parse_alternative(alt: dict, index: int) -> dict:
     message = alt.get("message") or {}
-    out: dict = {"role": "assistant", "content": message.get("text") or ""}
+    out: dict = {"role": "assistant", "content": text(message.get("text")) or ""}
     calls = _tool_calls(message)
     if calls:
         out["tool_calls"] = calls
@@ -293,12 +294,15 @@ class YandexGPTAdapter(ProviderAdapter):
             payload = build_request({**body, "stream": False}, model, self._folder(secrets))
             data, headers = await self._post(secrets, COMPLETION, payload)
         result = _result(data)
-        return ChatResult(
-            choices=[parse_alternative(alt, i) for i, alt in enumerate(result["alternatives"])],
-            usage=parse_usage(result.get("usage")) or Usage(estimated=True),
-            provider_request_id=_request_id(headers),
-            upstream_model=_upstream_model(model, result),
-        )
+        try:
+            return ChatResult(
+                choices=[parse_alternative(alt, i) for i, alt in enumerate(result["alternatives"])],
+                usage=parse_usage(result.get("usage")) or Usage(estimated=True),
+                provider_request_id=_request_id(headers),
+                upstream_model=_upstream_model(model, result),
+            )
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(NAME, wrong_shape(exc)) from None
 
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         async with self.slot() as credential:
@@ -309,7 +313,7 @@ class YandexGPTAdapter(ProviderAdapter):
                 head = opening_chunk(_request_id(resp.headers))
                 texts: dict[int, CumulativeText] = {}
                 done: set[int] = set()
-                async for line in iter_ndjson(resp.content):
+                async for line in iter_ndjson(resp.content, stream_limit()):
                     obj = parse_json(NAME, line)
                     if "error" in obj:
                         raise _inband_error(obj["error"])
@@ -335,11 +339,11 @@ class YandexGPTAdapter(ProviderAdapter):
                 raise cut_off(NAME)  # NDJSON has no end marker: only a final status ends a stream
 
     @staticmethod
-    def _alternative_chunks(alt: dict, index: int, text: CumulativeText) -> list[StreamChunk]:
+    def _alternative_chunks(alt: dict, index: int, cumulative: CumulativeText) -> list[StreamChunk]:
         message = alt.get("message") or {}
         out = []
         if message.get("text") is not None:
-            new = text.delta(message["text"])
+            new = cumulative.delta(text(message["text"]))
             if new:
                 out.append(StreamChunk(delta={"content": new}, index=index))
         calls = _tool_calls(message)
@@ -362,7 +366,10 @@ class YandexGPTAdapter(ProviderAdapter):
                 data, headers = await self._post(secrets, EMBEDDING, payload)
             if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
                 raise bad_answer(NAME, "no embedding")
-            return data["embedding"], int(data.get("numTokens") or 0), _request_id(headers)
+            try:
+                return vector(data["embedding"]), int(data.get("numTokens") or 0), _request_id(headers)
+            except SHAPE_ERRORS as exc:
+                raise bad_answer(NAME, wrong_shape(exc)) from None
 
         # One text per call (the API has no batching), run side by side; the first failure
         # cancels the rest, since the whole request fails anyway.
@@ -486,7 +493,9 @@ class YandexGPTAdapter(ProviderAdapter):
             message = redact(error_message(loads(raw), raw), hidden) or f"HTTP {status}"
             raise ProviderError(f"{provider}: {message}", status=502, retryable=True, kind="auth", provider_status=status)
         data = loads(raw)
-        if not isinstance(data, dict) or not data.get("iamToken"):
+        token = data.get("iamToken") if isinstance(data, dict) else None
+        # Printable text only: a newline in it would make aiohttp refuse every call.
+        if not isinstance(token, str) or not token or not token.isprintable():
             raise bad_answer(provider, "no iamToken")
         return Token(data["iamToken"], _iam_expiry(data.get("expiresAt")))
 
@@ -526,5 +535,5 @@ def _request_id(headers) -> str:
 
 
 def _upstream_model(model: str, result: dict) -> str:
-    version = result.get("modelVersion")
+    version = text(result.get("modelVersion"))
     return f"{model}:{version}" if version else model

@@ -4,7 +4,7 @@
 import asyncio
 
 from apps.common.errors import ApiError
-from apps.providers.adapters.base import ChatResult, ProviderAdapter, Usage
+from apps.providers.adapters.base import ChatResult, ProviderAdapter, ProviderError, Usage
 
 
 def check_capabilities(adapter: ProviderAdapter, body: dict) -> None:
@@ -42,8 +42,7 @@ async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) 
     request = upstream_body(adapter, body)
     n = body.get("n", 1)
     if n > 1 and not adapter.supports_n:
-        results = await asyncio.gather(*(adapter.chat(request, model) for _ in range(n)))
-        result = _merge(results)
+        result = _merge(await _siblings(adapter, request, model, n))
     else:
         result = await adapter.chat(request, model)
     stops = body.get("stop")
@@ -51,6 +50,23 @@ async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) 
         for choice in result.choices:
             cut_at_stop(choice, stops)
     return result
+
+
+async def _siblings(adapter: ProviderAdapter, request: dict, model: str, n: int) -> list[ChatResult]:
+    """n parallel calls. When one fails the others are cancelled (the answer is lost anyway), and
+    the usage of those that had already answered rides on the error as `spent`: it was paid for,
+    so the failed request's usage row bills it."""
+    tasks = [asyncio.ensure_future(adapter.chat(request, model)) for _ in range(n)]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException as exc:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        answered = [t.result() for t in tasks if not t.cancelled() and t.exception() is None]
+        if answered and isinstance(exc, ProviderError):
+            exc.spent = _merge(answered).usage
+        raise
 
 
 def _merge(results: list[ChatResult]) -> ChatResult:
@@ -80,33 +96,51 @@ def cut_at_stop(choice: dict, stops: list[str]) -> None:
 
 
 class StopCutter:
-    """Cuts a stream at the first stop sequence, holding back just enough text to see one
-    that arrives split across chunks."""
+    """Cuts a stream at the first stop sequence.
 
-    __slots__ = ("stops", "hold", "pending", "stopped")
+    Only a tail that may still grow into a stop sequence is held back (shorter than the longest
+    stop, which the schema caps at 256 characters), so each chunk costs its own length plus
+    that window, and text that cannot begin a stop is sent at once.
+    """
+
+    __slots__ = ("stops", "pending", "stopped")
 
     def __init__(self, stops: list[str]):
         self.stops = stops
-        self.hold = max(len(s) for s in stops) - 1
         self.pending = ""
         self.stopped = False
 
     def feed(self, text: str) -> str:
         """Text that is safe to send now; sets `stopped` when a stop sequence was found."""
-        self.pending += text
-        positions = [p for p in (self.pending.find(s) for s in self.stops) if p >= 0]
-        if positions:
-            out, self.pending, self.stopped = self.pending[: min(positions)], "", True
-            return out
-        if len(self.pending) <= self.hold:
-            return ""
-        cut = len(self.pending) - self.hold
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out
+        window = self.pending + text if self.pending else text
+        end = -1
+        for stop in self.stops:
+            at = window.find(stop)
+            if at >= 0 and (end < 0 or at < end):
+                end = at
+        if end >= 0:
+            self.pending, self.stopped = "", True
+            return window[:end]
+        keep = _stop_prefix_at_end(window, self.stops)
+        self.pending = window[len(window) - keep :] if keep else ""
+        return window[: len(window) - keep] if keep else window
 
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+def _stop_prefix_at_end(text: str, stops: list[str]) -> int:
+    """Length of the longest end of `text` that is the beginning of a stop sequence."""
+    best, size = 0, len(text)
+    for stop in stops:
+        at = text.find(stop[0], max(0, size - len(stop) + 1))
+        while at >= 0 and size - at > best:
+            if stop.startswith(text[at:]):
+                best = size - at
+                break
+            at = text.find(stop[0], at + 1)
+    return best
 
 
 def to_legacy_message(message: dict) -> dict:
