@@ -63,14 +63,17 @@ def test_an_unexpected_failure_mid_stream_ends_a_websocket_stream_with_an_error(
 @pytest.fixture
 def cyrillic_alias(gateway, django_db_blocker):
     """An alias saved before names were validated (an ORM write skips validation, as old rows did)."""
+    from apps.providers.services import config_announce
     from apps.routing.models import Alias
 
     name = f"гигачат-{uuid.uuid4().hex[:4]}"
     with django_db_blocker.unblock():
         alias = Alias.objects.create(name=name, target="gigachat/GigaChat-2-Max")
+        config_announce()
     yield name
     with django_db_blocker.unblock():
         alias.delete()
+        config_announce()
 
 
 def _post_until_known(gateway, body) -> httpx.Response:

@@ -238,11 +238,12 @@ async def test_a_second_request_while_one_streams_is_refused_and_the_first_finis
 
 def test_rules_on_stream_and_tags_route_websocket_requests(gateway, django_db_blocker):
     from apps.routing.models import RoutingRule
+    from apps.routing.services import rule_save, rules_delete
 
     name = f"ws-e2e-{uuid.uuid4().hex[:6]}"
     with django_db_blocker.unblock():
-        rule = RoutingRule.objects.create(name=name, priority=1, match_model=name, match_stream=True, match_tags=["ws-e2e"],
-                                          targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}])
+        rule_save(RoutingRule(name=name, priority=1, match_model=name, match_stream=True, match_tags=["ws-e2e"],
+                              targets=[{"model": "tbank/t-tech/T-lite-it-2.1"}]))
     try:
         async def ask(tags: str | None) -> list[dict]:
             headers = {**_auth(gateway.keys["alice"]), **({"x-xrouter-tags": tags} if tags else {})}
@@ -263,7 +264,7 @@ def test_rules_on_stream_and_tags_route_websocket_requests(gateway, django_db_bl
         assert untagged[-1]["type"] == "error" and untagged[-1]["error"]["code"] == "model_not_found"
     finally:
         with django_db_blocker.unblock():
-            rule.delete()
+            rules_delete(RoutingRule.objects.filter(name=name))
 
 
 def test_a_failing_target_is_billed_as_an_error_over_the_websocket(gateway, emulator_control, django_db_blocker):
