@@ -52,7 +52,7 @@ async def chat_completions(req, send) -> None:
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
 
     ttl = cache.ttl_for(body, plan)
-    cache_key = cache.cache_key(key.cache_scope, body) if ttl else None
+    cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
         if hit is not None:

@@ -45,7 +45,6 @@ def org_keys(django_db_blocker):
     return first, second
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 9: the cache key ignores the matched rule")
 def test_a_rule_for_one_key_of_an_organisation_never_serves_the_other_keys_answer(router_gateway, rules, ledgers, org_keys):
     first, second = org_keys
     rules.create(name=f"t-scope-key-{uuid.uuid4().hex[:6]}", match_model=TBANK, match_keys=[key_prefix(first)],
@@ -65,7 +64,6 @@ def test_a_rule_for_one_key_of_an_organisation_never_serves_the_other_keys_answe
     assert (again.headers["x-xrouter-cache"], again.headers["x-xrouter-provider"]) == ("hit", "gigachat")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 9: the cache key ignores the matched rule")
 def test_a_tagged_request_routed_by_a_rule_never_serves_an_untagged_one(router_gateway, rules, ledgers, org_keys):
     first, _ = org_keys
     tag = f"scope-{uuid.uuid4().hex[:6]}"
@@ -101,7 +99,6 @@ def key(id=1, organisation_id=7, residency="", prefix="abcd1234") -> KeyInfo:
 BODY = {"model": TBANK, "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 9: the cache key hashes only the scope and the body")
 def test_the_cache_key_is_shared_only_where_routing_and_scope_agree():
     base = cache.cache_key(key(), plan(TBANK), BODY)
 
