@@ -67,7 +67,7 @@ async def chat_completions(req, send) -> None:
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
             raise ProviderError(f"{target.label}: the provider's content filter refused the answer", status=502,
-                                retryable=True, kind="content_filter")
+                                kind="content_filter")
         return result
 
     try:

@@ -32,7 +32,7 @@ async def _open(target, body):
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:
-        raise ProviderError(f"{target.label}: the stream ended before any data", status=502, retryable=True,
+        raise ProviderError(f"{target.label}: the stream ended before any data", status=502,
                             kind="empty_stream") from None
     except BaseException:
         await stream.aclose()

@@ -120,7 +120,6 @@ def _target(public_id: str, adapter):
                   adapter=adapter)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 10: a wait for a local slot counts as a provider 429")
 async def test_a_wait_for_a_local_concurrency_slot_falls_back_and_counts_nothing_against_the_provider(settings):
     from apps.providers.adapters.base import CredentialConfig, ProviderAdapter, ProviderConfig
     from apps.routing import state
