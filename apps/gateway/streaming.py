@@ -3,17 +3,22 @@
 Before the first byte reaches the client a failure falls back to the next target. After it,
 a failure becomes an explicit error event followed by `data: [DONE]`: never a silent
 truncation. A client that disconnects cancels the upstream call; whatever was produced is
-still billed, from the provider's usage when it came, else estimated and marked so.
+still billed, from the provider's usage when it came, else estimated and marked so. A client
+that stops reading is cut after XROUTER_CLIENT_SEND_TIMEOUT, the same way. Only the provider's
+own failures count for its circuit breaker (routing.failures), never the client's.
 """
 
 import asyncio
+import contextlib
 import time
 
 import orjson
+from django.conf import settings
 
 from apps.common.errors import from_provider_error
 from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
 from apps.routing import state
+from apps.routing.failures import counts_for_breaker
 from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
@@ -81,11 +86,16 @@ class _Relay:
         self.finish_reason: str | None = None
         self.status = "ok"
         self.saw_tools = False
+        self.sends = 0  # odd while a send to the client is pending (the stalled-client check reads it)
+        self.client_stalled = False
+        self.stall_check: asyncio.TimerHandle | None = None
 
     async def emit(self, payload: bytes) -> None:
         if self.ttft is None:
             self.ttft = time.monotonic()
+        self.sends += 1
         await self.send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
+        self.sends += 1
 
     async def emit_choice(self, index: int, delta: dict, finish_reason) -> None:
         choice = orjson.dumps({"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason})
@@ -104,7 +114,9 @@ class _Relay:
                 if content:
                     self.chars += len(content)
                     text.append(content)
+                    self.sends += 1
                     await send({"type": "http.response.body", "body": head + orjson.dumps(content) + TEXT_TAIL, "more_body": True})
+                    self.sends += 1
                     continue
             if not await self.handle(chunk):
                 return
@@ -165,6 +177,9 @@ class _Relay:
         task = asyncio.current_task()
         watcher = asyncio.ensure_future(self._wait_disconnect())
         watcher.add_done_callback(lambda f: self._on_disconnect(f, task))
+        limit = settings.XROUTER["CLIENT_SEND_TIMEOUT"]
+        if limit:
+            self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, -1)
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
@@ -184,7 +199,10 @@ class _Relay:
         except ProviderError as exc:
             status, error = "error", exc
             metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
-            state.record_failure(self.target.label)  # a stream that breaks after its first byte counts too
+            if counts_for_breaker(exc):
+                state.record_failure(self.target.label)  # a stream that breaks after its first byte counts too
+            else:
+                state.release_probe(self.target.label)
             if isinstance(exc, StreamRevisedError):
                 metrics.STREAM_REVISIONS.labels(provider).inc()
         except asyncio.CancelledError:
@@ -192,16 +210,22 @@ class _Relay:
                 status = "cancelled"
                 raise  # the server is shutting down past its grace period
             task.uncancel()
-            status = "client_disconnected"
+            status = "client_stalled" if self.client_stalled else "client_disconnected"
             metrics.STREAMS_CANCELLED.labels(provider).inc()
+            state.release_probe(self.target.label)  # the client left: nothing learnt about the provider
         finally:
+            if self.stall_check is not None:
+                self.stall_check.cancel()
             busy.in_flight -= 1
             self.status = status
             await stream.aclose()
             watcher.cancel()
             usage = self.final_usage()
             if not self.client_gone and status != "cancelled":
-                await self._finish(error, usage)
+                # The stall check has stopped: bound the last sends (the answer is billed either way).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(limit or None):
+                        await self._finish(error, usage)
             record_usage(
                 self.req, self.key, endpoint="chat", requested=self.plan.requested, model=self.target.model,
                 route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
@@ -222,6 +246,18 @@ class _Relay:
             message = await self.req.receive()
             if message["type"] == "http.disconnect":
                 return
+
+    def _check_client(self, task, limit: float, pending: int) -> None:
+        """Every `limit` seconds: the same send still pending as at the last look means the client
+        stopped reading (for between 1× and 2× `limit`). Cut it like a client that left: the
+        upstream is closed, what was produced is billed, and its provider is not blamed."""
+        if task.done():
+            return
+        if self.sends % 2 and self.sends == pending:
+            self.client_stalled = self.client_gone = True
+            task.cancel()
+            return
+        self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, self.sends)
 
     def _on_disconnect(self, future, task) -> None:
         if future.cancelled() or task.done():

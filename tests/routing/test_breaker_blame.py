@@ -13,11 +13,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import pytest
 
 TBANK = "tbank/t-tech/T-lite-it-2.1"
 WORDS = 150_000  # about 50,000 chunks: ≥ 8 MiB of SSE from the gateway
-READ_TIMEOUT = 2  # seconds; the watchdog notices a stall within a quarter of it more
+READ_TIMEOUT = 3  # seconds (the emulator needs about one to start 150,000 words); a stall is seen within 1.25×
 HANG_GUARD = 120
 
 
@@ -62,7 +61,6 @@ def routed_to(gw, key) -> httpx.Response:
                       json={"model": TBANK, "messages": [{"role": "user", "content": "still there?"}]})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 10: the watchdog reads client back-pressure as upstream silence")
 def test_a_client_that_pauses_past_the_read_timeout_gets_the_whole_stream_and_opens_no_breaker(spawn):
     gw = spawn(XROUTER_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT), XROUTER_BREAKER_FAILURES="1")
     key = gw.keys["alice"]
@@ -84,7 +82,6 @@ def test_a_client_that_pauses_past_the_read_timeout_gets_the_whole_stream_and_op
     assert follow_up.headers["x-xrouter-route"] == f"direct;{TBANK}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 10: a stalled client is never cut, and is counted against the provider")
 def test_a_client_that_stops_reading_is_cut_without_counting_against_the_provider(spawn):
     gw = spawn(XROUTER_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT), XROUTER_BREAKER_FAILURES="1",
                XROUTER_CLIENT_SEND_TIMEOUT="1")
@@ -143,3 +140,4 @@ async def test_a_wait_for_a_local_concurrency_slot_falls_back_and_counts_nothing
     assert plan.attempts == ["busy/m", "spare/m"]  # a local wait is not retried on the same target
     assert False not in state.state("busy/m").recent and state.state("busy/m").consecutive_failures == 0
     state.reset()
+
