@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import pytest
 
 TBANK = "tbank/t-tech/T-lite-it-2.1"
 WORDS = 150_000  # about 50,000 chunks: ≥ 8 MiB of SSE from the gateway
@@ -141,3 +142,29 @@ async def test_a_wait_for_a_local_concurrency_slot_falls_back_and_counts_nothing
     assert False not in state.state("busy/m").recent and state.state("busy/m").consecutive_failures == 0
     state.reset()
 
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 10: a target timeout that runs out during a local slot wait is a provider timeout")
+async def test_a_target_timeout_spent_waiting_for_a_local_slot_is_capacity_not_the_providers_timeout(settings):
+    from apps.providers.adapters.base import CredentialConfig, ProviderAdapter, ProviderConfig
+    from apps.routing import state
+    from apps.routing.router import RoutePlan, run_with_fallback
+
+    settings.XROUTER = {**settings.XROUTER, "CONCURRENCY_WAIT": 30.0}
+    settings.REDIS_URL = ""
+    state.reset()
+    busy = ProviderAdapter(ProviderConfig(name="busy", kind="test", base_url="http://127.0.0.1:9",
+                                          credentials=(CredentialConfig("c", {}, max_concurrency=1),)))
+    spare = ProviderAdapter(ProviderConfig(name="spare", kind="test", base_url="http://127.0.0.1:9"))
+    plan = RoutePlan(requested="busy/m", targets=[_target("busy/m", busy), _target("spare/m", spare)], retries=2)
+    plan.targets[0].timeout = 0.1  # runs out long before a slot comes free
+
+    async def call(target):
+        async with target.adapter.slot():
+            return target.label
+
+    async with busy.slot():
+        result, target = await run_with_fallback(plan, call)
+
+    assert target.label == "spare/m" and plan.attempts == ["busy/m", "spare/m"]
+    assert False not in state.state("busy/m").recent
+    state.reset()
