@@ -18,7 +18,7 @@ from tenacity import wait_exponential_jitter
 
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo
-from apps.providers.adapters.base import ProviderAdapter, ProviderError
+from apps.providers.adapters.base import LocalWait, ProviderAdapter, ProviderError, local_wait
 
 from . import state
 from .catalog import Catalog, ModelEntry
@@ -160,6 +160,8 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
             if timeout is not None and timeout <= 0:
                 raise last or _deadline_passed(target)
             started = time.monotonic()
+            wait = LocalWait()
+            token = local_wait.set(wait)
             try:
                 st.in_flight += 1
                 try:
@@ -167,11 +169,16 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                     result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
                 finally:
                     st.in_flight -= 1
+                    local_wait.reset(token)
                 if not verdict_later:
                     state.record_success(target.label, time.monotonic() - started)
                 return result, target
             except TimeoutError:
-                last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
+                if wait.waiting:  # the time went waiting for one of our own concurrency slots
+                    last = ProviderError(f"{target.label}: no local concurrency slot within {timeout:.1f}s", status=429,
+                                         kind="concurrency")
+                else:
+                    last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
             except ProviderError as exc:
                 last = exc
             last.target = target  # so the error is billed and counted against the target that failed

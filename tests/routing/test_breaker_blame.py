@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-import pytest
 
 TBANK = "tbank/t-tech/T-lite-it-2.1"
 WORDS = 150_000  # about 50,000 chunks: ≥ 8 MiB of SSE from the gateway
@@ -143,7 +142,6 @@ async def test_a_wait_for_a_local_concurrency_slot_falls_back_and_counts_nothing
     state.reset()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 item 10: a target timeout that runs out during a local slot wait is a provider timeout")
 async def test_a_target_timeout_spent_waiting_for_a_local_slot_is_capacity_not_the_providers_timeout(settings):
     from apps.providers.adapters.base import CredentialConfig, ProviderAdapter, ProviderConfig
     from apps.routing import state

@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -292,6 +293,20 @@ def _loads_or_none(raw: bytes):
         return None
 
 
+class LocalWait:
+    """Set around one attempt by the router: `waiting` stays True when the attempt was cancelled
+    (its time ran out) while waiting for a local concurrency slot, so that timeout is ours —
+    class `capacity` — and not the provider's."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+
+local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None)
+
+
 class _Slot:
     __slots__ = ("limit", "sem", "in_flight")
 
@@ -317,6 +332,9 @@ class _SlotGuard:
         self.credential = creds[index] if creds else None
         if self.slot.sem is not None:
             started = time.monotonic()
+            mark = local_wait.get() if self.slot.sem.locked() else None
+            if mark is not None:
+                mark.waiting = True  # left set if the caller's timeout cancels us during the wait
             try:
                 await asyncio.wait_for(self.slot.sem.acquire(), settings.XROUTER["CONCURRENCY_WAIT"])
             except TimeoutError:
@@ -326,6 +344,8 @@ class _SlotGuard:
                     status=429,
                     kind="concurrency",
                 ) from None
+            if mark is not None:
+                mark.waiting = False
         self.slot.in_flight += 1
         return self.credential
 
