@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from tests.conftest import wait_for_usage
+
 TBANK = "tbank/t-tech/T-lite-it-2.1"
 WORDS = 150_000  # about 50,000 chunks: ≥ 8 MiB of SSE from the gateway
 READ_TIMEOUT = 3  # seconds (the emulator needs about one to start 150,000 words); a stall is seen within 1.25×
@@ -56,12 +58,20 @@ def read_to_end(sock: socket.socket) -> bytes:
     raise AssertionError("the stream did not end")
 
 
+def request_id(head: bytes) -> str:
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"x-request-id":
+            return value.strip().decode()
+    raise AssertionError("no x-request-id")
+
+
 def routed_to(gw, key) -> httpx.Response:
     return httpx.post(gw.v1 + "/chat/completions", timeout=30, headers={"authorization": f"Bearer {key}"},
                       json={"model": TBANK, "messages": [{"role": "user", "content": "still there?"}]})
 
 
-def test_a_client_that_pauses_past_the_read_timeout_gets_the_whole_stream_and_opens_no_breaker(spawn):
+def test_a_client_that_pauses_past_the_read_timeout_gets_the_whole_stream_and_opens_no_breaker(spawn, django_db_blocker):
     gw = spawn(XROUTER_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT), XROUTER_BREAKER_FAILURES="1")
     key = gw.keys["alice"]
     sock = open_stream(gw.base_url, key)
@@ -80,9 +90,10 @@ def test_a_client_that_pauses_past_the_read_timeout_gets_the_whole_stream_and_op
     follow_up = routed_to(gw, key)
     assert follow_up.status_code == 200, follow_up.text
     assert follow_up.headers["x-xrouter-route"] == f"direct;{TBANK}"
+    assert wait_for_usage(django_db_blocker, request_id(head)).status == "ok"
 
 
-def test_a_client_that_stops_reading_is_cut_without_counting_against_the_provider(spawn):
+def test_a_client_that_stops_reading_is_cut_without_counting_against_the_provider(spawn, django_db_blocker):
     gw = spawn(XROUTER_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT), XROUTER_BREAKER_FAILURES="1",
                XROUTER_CLIENT_SEND_TIMEOUT="1")
     key = gw.keys["alice"]
@@ -101,6 +112,9 @@ def test_a_client_that_stops_reading_is_cut_without_counting_against_the_provide
     follow_up = routed_to(gw, key)
     assert follow_up.status_code == 200, follow_up.text
     assert follow_up.headers["x-xrouter-route"] == f"direct;{TBANK}"
+    record = wait_for_usage(django_db_blocker, request_id(head))
+    assert (record.status, record.provider) == ("client_stalled", "tbank")
+    assert record.completion_tokens > 0  # what was produced is billed
 
 
 # --- a wait for a local concurrency slot, without a server ----------------------------------------
