@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
+import pytest
 
 from tests.conftest import wait_for_usage
 
@@ -180,3 +181,25 @@ async def test_a_target_timeout_spent_waiting_for_a_local_slot_is_capacity_not_t
     assert target.label == "spare/m" and plan.attempts == ["busy/m", "spare/m"]
     assert False not in state.state("busy/m").recent
     state.reset()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 item 10: a total timeout that runs out while the client holds the relay blames the provider")
+def test_a_stream_that_outlives_the_total_timeout_because_its_client_paused_opens_no_breaker(spawn, django_db_blocker):
+    gw = spawn(XROUTER_UPSTREAM_READ_TIMEOUT=str(READ_TIMEOUT), XROUTER_UPSTREAM_TOTAL_TIMEOUT=str(READ_TIMEOUT * 2),
+               XROUTER_BREAKER_FAILURES="1")
+    key = gw.keys["alice"]
+    sock = open_stream(gw.base_url, key)
+    try:
+        head = read_at_least(sock, 64 * 1024)
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        time.sleep(READ_TIMEOUT * 3)  # the total timeout passes while the relay waits on this client
+        rest = read_to_end(sock)
+    finally:
+        sock.close()
+
+    body = head + rest
+    assert b'"error"' in body[-1000:] and b"data: [DONE]" in body[-200:]  # cut, and told so
+    follow_up = routed_to(gw, key)
+    assert follow_up.status_code == 200, follow_up.text
+    assert follow_up.headers["x-xrouter-route"] == f"direct;{TBANK}"
+    assert wait_for_usage(django_db_blocker, request_id(head)).status == "error"
