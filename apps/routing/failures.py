@@ -72,6 +72,7 @@ _BY_KIND = {
     "concurrency": FailureClass.CAPACITY,
     "content_filter": FailureClass.CONTENT_FILTER,
     "auth": FailureClass.AUTH,
+    "client_slow": FailureClass.CLIENT,  # a stream's total timeout ran out while its client held the relay
     "configuration": FailureClass.AUTH,  # our provider settings are incomplete: the operator's to fix
 }
 

@@ -56,6 +56,7 @@ def fresh_state(settings):
     (StreamRevisedError(), F.SERVER),
     (ProviderError("x", status=429, kind="concurrency"), F.CAPACITY),
     (ProviderError("x", kind="content_filter"), F.CONTENT_FILTER),
+    (ProviderError("x", status=504, kind="client_slow"), F.CLIENT),
     (ProviderError("x", kind="quota"), F.RATE_LIMITED),
     (ProviderError("x", kind="configuration"), F.AUTH),
     (unsupported("p", "logprobs"), F.CLIENT),

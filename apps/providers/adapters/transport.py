@@ -144,6 +144,9 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
     try:
         yield resp
         completed = True
+    except watchdog.HeldByConsumerError as exc:
+        raise ProviderError(f"{provider}: the stream outlived the total timeout while the client read slowly", status=504,
+                            kind="client_slow") from exc
     except watchdog.TotalTimeoutError as exc:
         raise ProviderError(f"{provider}: the stream exceeded the total timeout", status=504, kind="timeout") from exc
     except TimeoutError as exc:

@@ -69,7 +69,10 @@ class _Sweeper:
                     self._fail(resp, aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
                     continue
                 if watch.deadline is not None and now >= watch.deadline:
-                    self._fail(resp, TotalTimeoutError("the stream outlived the upstream's total timeout"))
+                    if resp.content._waiter is None:  # we were not reading: the consumer held the stream
+                        self._fail(resp, HeldByConsumerError("the stream outlived the total timeout while its reader was busy"))
+                    else:
+                        self._fail(resp, TotalTimeoutError("the stream outlived the upstream's total timeout"))
             if not self.watched:  # every body here was released without forget()
                 self.task = None
                 _sweepers.pop(self.loop, None)
@@ -82,6 +85,11 @@ class _Sweeper:
 
 class TotalTimeoutError(TimeoutError):
     """A streamed body ran past the provider's total timeout."""
+
+
+class HeldByConsumerError(TotalTimeoutError):
+    """The total timeout ran out while nothing was reading the body (a slow client held the relay):
+    the stream is cut all the same, but the provider is not to blame."""
 
 
 _sweepers: dict[asyncio.AbstractEventLoop, _Sweeper] = {}
