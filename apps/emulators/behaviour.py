@@ -3,7 +3,9 @@
 Rules (identical for all four providers):
 
 * Answer text is ``"Echo: " + <text of the last user message>``. If that message contains
-  ``[long]`` the answer is ``LONG_ANSWER`` instead (exactly 120 words, for streaming tests).
+  ``[long]`` the answer is ``LONG_ANSWER`` instead (exactly 120 words, for streaming tests);
+  ``[long:N]`` makes it N words of the same vocabulary (N ≤ ``MAX_LONG_WORDS``: multi-megabyte
+  streams, e.g. for back-pressure tests).
 * If the last message is a tool/function result, the answer is
   ``"Tool result: " + <result contents joined with "; ">``.
 * Tool calls: when functions are offered, the choice is not "none" and the last message is from
@@ -35,12 +37,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LONG_MARKER = "[long]"
+LONG_N = re.compile(r"\[long:(\d{1,7})\]")
+MAX_LONG_WORDS = 1_000_000
 BLOCKED_MARKER = "[blocked]"
 REFUSAL = "Не люблю менять тему разговора, но вот сейчас тот самый случай."
 _VOCAB = (
     "the quick brown fox jumps over a lazy dog while streaming tokens arrive one chunk at a time so the gateway can relay them"
 ).split()
-LONG_ANSWER = " ".join(_VOCAB[i % len(_VOCAB)] for i in range(120))
+
+
+def long_answer(words: int) -> str:
+    return " ".join(_VOCAB[i % len(_VOCAB)] for i in range(words))
+
+
+LONG_ANSWER = long_answer(120)
 
 _PIECE = re.compile(r"\S+\s*")
 
@@ -60,6 +70,9 @@ def message_tokens(texts: list[str]) -> int:
 
 
 def answer_text(last_user_text: str) -> str:
+    sized = LONG_N.search(last_user_text)
+    if sized:
+        return long_answer(min(int(sized.group(1)), MAX_LONG_WORDS))
     if LONG_MARKER in last_user_text:
         return LONG_ANSWER
     return "Echo: " + last_user_text

@@ -1,8 +1,10 @@
 """Exact-match response cache: Redis when configured, else in-process.
 
 Only deterministic requests (temperature 0) or those whose routing rule enables it are
-cached. The key is a hash of the normalised request and the tenant's scope (organisation,
-or key before organisations exist), so one tenant never receives another's answer.
+cached. The key hashes the tenant's scope (organisation, or key before organisations exist)
+and everything routing read outside the body — the matched rule, the ordered targets, the
+key's residency — with the normalised body, so one tenant never receives another's answer and
+two keys (or tags) that a rule routes differently never share one.
 `Cache-Control: no-cache` skips the lookup (the fresh answer still refreshes the entry).
 """
 
@@ -32,10 +34,17 @@ def ttl_for(body: dict, plan) -> int | None:
     return None
 
 
-def cache_key(scope: str, body: dict) -> str:
+def cache_key(key, plan, body: dict) -> str:
+    """One canonical JSON document (sorted keys) of the scope, the route and the body, hashed."""
     normalised = {k: v for k, v in body.items() if k not in _NOT_PART_OF_THE_ANSWER}
-    digest = hashlib.sha256(scope.encode() + b"\0" + orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return PREFIX + digest
+    document = {
+        "scope": key.cache_scope,
+        "residency": key.residency,
+        "rule": plan.rule,
+        "targets": [t.model.public_id for t in plan.targets],
+        "body": normalised,
+    }
+    return PREFIX + hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def bypass(req) -> bool:

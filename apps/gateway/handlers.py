@@ -58,7 +58,7 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
 
     ttl = cache.ttl_for(body, plan)
-    cache_key = cache.cache_key(key.cache_scope, body) if ttl else None
+    cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
         if hit is not None:
@@ -73,7 +73,7 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
             raise ProviderError(f"{target.label}: the provider's content filter refused the answer", status=502,
-                                retryable=True, kind="content_filter")
+                                kind="content_filter")
         return result
 
     try:

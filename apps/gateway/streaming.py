@@ -7,19 +7,24 @@ Before the first byte reaches the client a failure falls back to the next target
 failure (a provider error or anything else) becomes an explicit error event and an `error` usage
 row: never a silent truncation. A client that disconnects (or, over a WebSocket, cancels) stops
 the upstream call; whatever was produced is still billed, from the provider's usage when it
-came, else estimated and marked so. Usage is recorded before the last event is sent, so a send
-that fails cannot lose it.
+came, else estimated and marked so. A client that stops reading is cut after
+XROUTER_CLIENT_SEND_TIMEOUT, the same way. Usage is recorded before the last event is sent, so a
+send that fails cannot lose it. Only the provider's own failures count for its circuit breaker
+(routing.failures), never the client's.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 
 import orjson
+from django.conf import settings
 
 from apps.common.errors import from_provider_error
 from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
 from apps.routing import state
+from apps.routing.failures import counts_for_breaker
 from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
@@ -131,7 +136,7 @@ async def _open(target, body):
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:
-        raise ProviderError(f"{target.label}: the stream ended before any data", status=502, retryable=True,
+        raise ProviderError(f"{target.label}: the stream ended before any data", status=502,
                             kind="empty_stream") from None
     except ProviderError:
         await stream.aclose()
@@ -140,7 +145,7 @@ async def _open(target, body):
         # Not a provider error but the provider's answer broke it: this target failed, and may fall back.
         await stream.aclose()
         log.exception("stream failed before its first chunk", extra={"target": target.label})
-        raise ProviderError(f"{target.label}: the stream could not be read", status=502, retryable=True,
+        raise ProviderError(f"{target.label}: the stream could not be read", status=502,
                             kind="stream_failed") from exc
     except BaseException:
         await stream.aclose()
@@ -189,11 +194,15 @@ class _Relay:
         self.finish_reason: str | None = None
         self.status = "ok"
         self.saw_tools = False
+        self.sends = 0  # odd while a send to the client is pending (the stalled-client check reads it)
+        self.stall_check: asyncio.TimerHandle | None = None
 
     async def emit(self, payload: bytes) -> None:
         if self.ttft is None:
             self.ttft = time.monotonic()
+        self.sends += 1
         await self.sink.event(payload)
+        self.sends += 1
 
     async def emit_choice(self, index: int, delta: dict, finish_reason) -> None:
         choice = orjson.dumps({"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason})
@@ -212,7 +221,9 @@ class _Relay:
                 if content:
                     self.chars += len(content)
                     text.append(content)
+                    self.sends += 1
                     await write_text(content)
+                    self.sends += 1
                     continue
             if not await self.handle(chunk):
                 return
@@ -273,6 +284,9 @@ class _Relay:
         task = asyncio.current_task()
         sink = self.sink
         watcher = sink.watch(task)
+        limit = settings.XROUTER["CLIENT_SEND_TIMEOUT"]
+        if limit:
+            self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, -1)
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
@@ -292,7 +306,10 @@ class _Relay:
         except ProviderError as exc:
             status, error = "error", exc
             metrics.UPSTREAM_ERRORS.labels(provider, exc.kind).inc()
-            state.record_failure(self.target.label)  # a stream that breaks after its first byte counts too
+            if counts_for_breaker(exc):
+                state.record_failure(self.target.label)  # a stream that breaks after its first byte counts too
+            else:
+                state.release_probe(self.target.label)
             if isinstance(exc, StreamRevisedError):
                 metrics.STREAM_REVISIONS.labels(provider).inc()
         except asyncio.CancelledError:
@@ -302,9 +319,11 @@ class _Relay:
             task.uncancel()
             status = sink.stopped
             metrics.STREAMS_CANCELLED.labels(provider).inc()
+            state.release_probe(self.target.label)  # the client left: nothing learnt about the provider
         except ClientGone:
             status = "client_disconnected"  # a WebSocket send found the socket closed
             metrics.STREAMS_CANCELLED.labels(provider).inc()
+            state.release_probe(self.target.label)
         except Exception:
             # Anything else after the first byte (an upstream field that does not parse, a bug) ends
             # the answer as an error, never as a normal end: the client must not take it as complete.
@@ -314,6 +333,8 @@ class _Relay:
                                   status=502, kind="stream_failed")
             metrics.UPSTREAM_ERRORS.labels(provider, error.kind).inc()
         finally:
+            if self.stall_check is not None:
+                self.stall_check.cancel()
             busy.in_flight -= 1
             self.status = status
             try:
@@ -331,8 +352,23 @@ class _Relay:
             )
             if status in ("ok", "error", "client_cancelled"):
                 self.finished = True
-                await sink.end(self.prefix, usage, self.include_usage, from_provider_error(error) if error else None,
-                               cancelled=status == "client_cancelled")
+                # The stall check has stopped: bound the last sends (the answer is billed either way).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(limit or None):
+                        await sink.end(self.prefix, usage, self.include_usage, from_provider_error(error) if error else None,
+                                       cancelled=status == "client_cancelled")
+
+    def _check_client(self, task, limit: float, pending: int) -> None:
+        """Every `limit` seconds: the same send still pending as at the last look means the client
+        stopped reading (for between 1× and 2× `limit`). Cut it like a client that left: the
+        upstream is closed, what was produced is billed, and its provider is not blamed."""
+        if task.done():
+            return
+        if self.sends % 2 and self.sends == pending:
+            self.sink.stopped = "client_stalled"
+            task.cancel()
+            return
+        self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, self.sends)
 
 
 async def replay_stream(req, sink, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict) -> None:

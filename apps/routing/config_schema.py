@@ -87,7 +87,7 @@ class RuleSpec(_Strict):
     strategy: Literal["fallback", "weighted", "round_robin", "latency", "least_busy", "cheapest"] = "fallback"
     targets: list[TargetSpec] = Field(min_length=1)
     retries: int = Field(default=0, ge=0, le=10)
-    fallback_on: list[Literal["5xx", "429", "timeout", "connection", "content_filter", "auth"]] = Field(
+    fallback_on: list[Literal["5xx", "429", "timeout", "connection", "capacity", "content_filter", "auth"]] = Field(
         default_factory=lambda: ["5xx", "429", "timeout", "connection"]
     )
     deadline: float | None = Field(default=None, gt=0)

@@ -5,7 +5,7 @@ traits) → operator aliases → an explicit `provider/model`. Key restrictions 
 by access.may_use) and residency apply on every path. The router is the only place that tries
 again (adapters make one attempt each): retries per target with exponential backoff and jitter, fallback on
 the failure classes the rule names, one deadline for the whole request, and a context-window
-fallback to a larger model.
+fallback to a larger model. What each failure class allows is failures.POLICY's to say.
 """
 
 import asyncio
@@ -18,14 +18,14 @@ from tenacity import wait_exponential_jitter
 
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo
-from apps.providers.adapters.base import ProviderAdapter, ProviderError
+from apps.providers.adapters.base import LocalWait, ProviderAdapter, ProviderError, local_wait
 
 from . import state
 from .access import in_residency, may_use
 from .catalog import Catalog, ModelEntry
+from .failures import DEFAULT_FALLBACK_ON, POLICY, FailureClass, classify
 from .rules import RequestContext, Rule
 
-DEFAULT_FALLBACK_ON = frozenset({"5xx", "429", "timeout", "connection"})
 MAX_RETRY_WAIT = 2.0  # seconds; a longer Retry-After sends the request to the next target instead
 backoff = wait_exponential_jitter(initial=0.1, max=MAX_RETRY_WAIT, jitter=0.1)
 
@@ -140,22 +140,6 @@ def _fit_context(targets: list[Target], ctx: RequestContext) -> list[Target]:
     return fits + [t for t in targets if t.model.context_window and t.model.context_window < need] if fits else targets
 
 
-def failure_class(exc: ProviderError) -> str:
-    if exc.kind in ("timeout",):
-        return "timeout"
-    if exc.kind in ("connection", "empty_stream"):
-        return "connection"
-    if exc.kind in ("rate_limited", "concurrency") or exc.status == 429:
-        return "429"
-    if exc.kind == "content_filter":
-        return "content_filter"
-    if exc.kind == "auth":
-        return "auth"
-    if exc.status >= 500:
-        return "5xx"
-    return "client"
-
-
 async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable], *, verdict_later: bool = False):
     """Try the plan's targets; returns (result, target) or raises the last ProviderError.
 
@@ -171,32 +155,45 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
         for attempt in range(plan.retries + 1):
             plan.attempts.append(target.label)
             st = state.state(target.label)
+            timeout = _timeout(plan, target)
+            if timeout is not None and timeout <= 0:
+                raise last or _deadline_passed(target)
             started = time.monotonic()
+            wait = LocalWait()
+            token = local_wait.set(wait)
             try:
-                timeout = _timeout(plan, target)
                 st.in_flight += 1
                 try:
                     coro = call(target)
                     result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
                 finally:
                     st.in_flight -= 1
+                    local_wait.reset(token)
                 if not verdict_later:
                     state.record_success(target.label, time.monotonic() - started)
                 return result, target
             except TimeoutError:
-                last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, retryable=True, kind="timeout")
+                if wait.waiting:  # the time went waiting for one of our own concurrency slots
+                    last = ProviderError(f"{target.label}: no local concurrency slot within {timeout:.1f}s", status=429,
+                                         kind="concurrency")
+                else:
+                    last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
             except ProviderError as exc:
                 last = exc
             last.target = target  # so the error is billed and counted against the target that failed
-            klass = failure_class(last)
-            if klass == "client":
-                if last.kind == "context_length" and plan.context_fallback:
-                    skip_below_context = window or 0
-                    break  # never retry a client error on the same target
+            klass = classify(last)
+            policy = POLICY[klass]
+            if policy.counts:
+                state.record_failure(target.label)
+            else:
+                state.release_probe(target.label)
+            if klass is FailureClass.CLIENT and last.kind == "context_length" and plan.context_fallback:
+                skip_below_context = window or 0
+                break  # a larger model may take it; this one never will
+            if not policy.fall_back or klass not in plan.fallback_on or (plan.deadline and time.monotonic() >= plan.deadline):
                 raise last
-            state.record_failure(target.label)
-            if klass not in plan.fallback_on or (plan.deadline and time.monotonic() >= plan.deadline):
-                raise last
+            if not policy.retry:
+                break
             if attempt < plan.retries:
                 pause = backoff(_RetryState(attempt + 1))
                 if last.retry_after is not None:
@@ -209,7 +206,7 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
     if last is None:
         if skip_below_context is None:
             raise ProviderError(f"every target of '{plan.requested}' is being probed after failures; retry shortly",
-                                status=503, retryable=True, kind="unavailable")
+                                status=503, kind="unavailable")
         raise ProviderError(f"no target of '{plan.requested}' could take this request", status=400, kind="context_length")
     raise last
 
@@ -220,13 +217,18 @@ def failed_target(plan: RoutePlan, exc: ProviderError) -> Target:
 
 
 def _timeout(plan: RoutePlan, target: Target) -> float | None:
+    """The time this attempt may take (≤ 0 once the request's deadline passed), None for no limit."""
     limits = [t for t in (target.timeout,) if t]
     if plan.deadline:
-        remaining = plan.deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProviderError("the request's deadline passed", status=504, retryable=False, kind="timeout")
-        limits.append(remaining)
+        limits.append(plan.deadline - time.monotonic())
     return min(limits) if limits else None
+
+
+def _deadline_passed(target: Target) -> ProviderError:
+    """Nobody's failure: the time went to earlier attempts, so it counts against no breaker."""
+    error = ProviderError("the request's deadline passed", status=504, kind="timeout")
+    error.target = target
+    return error
 
 
 class _RetryState:

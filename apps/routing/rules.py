@@ -5,8 +5,10 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 
+from .failures import DEFAULT_FALLBACK_ON, FALLBACK_NAMES, expand_fallback_on
+
 STRATEGY_NAMES = {"fallback", "weighted", "round_robin", "latency", "least_busy", "cheapest"}
-FAILURE_CLASSES = {"5xx", "429", "timeout", "connection", "content_filter", "auth"}
+FAILURE_CLASSES = FALLBACK_NAMES
 
 
 def validate_rule_fields(targets, fallback_on) -> None:
@@ -51,7 +53,7 @@ class Rule:
     strategy: str = "fallback"
     targets: tuple[TargetSpec, ...] = field(default_factory=tuple)
     retries: int = 0
-    fallback_on: frozenset = frozenset({"5xx", "429", "timeout", "connection"})
+    fallback_on: frozenset = DEFAULT_FALLBACK_ON
     deadline: float | None = None
     residency: str = ""
     cache_ttl: int | None = None
@@ -73,7 +75,7 @@ class Rule:
             strategy=r.strategy,
             targets=tuple(TargetSpec(t["model"], float(t.get("weight", 1)), t.get("timeout")) for t in r.targets),
             retries=r.retries,
-            fallback_on=frozenset(r.fallback_on or ()),
+            fallback_on=expand_fallback_on(r.fallback_on or ()),
             deadline=r.deadline,
             residency=r.residency,
             cache_ttl=r.cache_ttl,

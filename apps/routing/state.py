@@ -65,6 +65,14 @@ def reserve_probe(target: str) -> bool:
     return True
 
 
+def release_probe(target: str) -> None:
+    """A half-open probe that said nothing about the target's health (a local wait, the client's
+    own error or departure): let the next request probe instead of waiting out a cooldown."""
+    st = _targets.get(target)
+    if st is not None:
+        st.probing_since = 0.0
+
+
 def record_success(target: str, seconds: float) -> None:
     st = state(target)
     st.consecutive_failures = 0
@@ -75,6 +83,8 @@ def record_success(target: str, seconds: float) -> None:
 
 
 def record_failure(target: str) -> None:
+    """A failure that is the provider's (failures.POLICY says which): it may open the breaker, here
+    and, through the bus, in every process."""
     st = state(target)
     st.consecutive_failures += 1
     st.recent.append(False)

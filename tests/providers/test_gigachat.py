@@ -129,7 +129,7 @@ def test_it_refuses_parameters_it_cannot_honour(extra, param):
     with pytest.raises(ProviderError) as caught:
         build_request({"messages": [user("x")], **extra}, MODEL)
     assert caught.value.kind == "unsupported_parameter" and caught.value.status == 400 and param in caught.value.message
-    assert caught.value.param == param and not caught.value.retryable
+    assert caught.value.param == param
 
 
 def test_it_honours_required_with_a_single_tool_by_forcing_it():
@@ -288,23 +288,23 @@ async def test_it_reports_oauth_refusals_as_our_credential_problem(make_adapter)
 
 
 @pytest.mark.parametrize(
-    "fault, status, kind, retryable",
+    "fault, status, kind",
     [
-        ({"status": 400}, 400, "bad_request", False),
-        ({"status": 422, "message": "Invalid params: repetition_penalty must be in range (0, +inf)"}, 400, "bad_request", False),
-        ({"status": 402}, 502, "quota", True),
-        ({"status": 429, "retry_after": 7}, 429, "rate_limited", True),
-        ({"status": 500}, 502, "server_error", True),
-        ({"status": 503}, 503, "unavailable", True),
-        ({"reset": True}, 502, "connection", True),
+        ({"status": 400}, 400, "bad_request"),
+        ({"status": 422, "message": "Invalid params: repetition_penalty must be in range (0, +inf)"}, 400, "bad_request"),
+        ({"status": 402}, 502, "quota"),
+        ({"status": 429, "retry_after": 7}, 429, "rate_limited"),
+        ({"status": 500}, 502, "server_error"),
+        ({"status": 503}, 503, "unavailable"),
+        ({"reset": True}, 502, "connection"),
     ],
 )
-async def test_it_maps_errors(make_adapter, controls, fault, status, kind, retryable):
+async def test_it_maps_errors(make_adapter, controls, fault, status, kind):
     adapter = make_adapter("gigachat")
     controls["gigachat"].add_fault(path=CHAT, **fault)
     with pytest.raises(ProviderError) as caught:
         await adapter.chat({"messages": [user("x")]}, MODEL)
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (status, kind, retryable)
+    assert (caught.value.status, caught.value.kind) == (status, kind)
     if fault.get("retry_after"):
         assert caught.value.retry_after == 7.0
     if fault.get("message"):
@@ -342,7 +342,7 @@ async def test_a_broken_stream_raises_after_its_good_chunks(make_adapter, contro
     with pytest.raises(ProviderError) as caught:
         async for chunk in make_adapter("gigachat").stream_chat({"messages": [user("x [long]")], "stream": True}, MODEL):
             seen.append(chunk)
-    assert caught.value.kind == kind and caught.value.retryable
+    assert caught.value.kind == kind
     assert joined(seen)  # some text got through before the failure
 
 

@@ -162,20 +162,20 @@ async def test_it_lists_models(make_adapter):
 
 
 @pytest.mark.parametrize(
-    "kind, fault, status, err_kind, retryable",
+    "kind, fault, status, err_kind",
     [
-        ("mts", {"status": 400, "message": "bad thing"}, 400, "bad_request", False),
-        ("tbank", {"status": 400, "message": "bad thing"}, 400, "bad_request", False),
-        ("mts", {"status": 429, "retry_after": 5}, 429, "rate_limited", True),
-        ("tbank", {"status": 500}, 502, "server_error", True),
-        ("tbank", {"reset": True}, 502, "connection", True),
+        ("mts", {"status": 400, "message": "bad thing"}, 400, "bad_request"),
+        ("tbank", {"status": 400, "message": "bad thing"}, 400, "bad_request"),
+        ("mts", {"status": 429, "retry_after": 5}, 429, "rate_limited"),
+        ("tbank", {"status": 500}, 502, "server_error"),
+        ("tbank", {"reset": True}, 502, "connection"),
     ],
 )
-async def test_it_maps_errors(make_adapter, controls, kind, fault, status, err_kind, retryable):
+async def test_it_maps_errors(make_adapter, controls, kind, fault, status, err_kind):
     controls[kind].add_fault(path=CHAT, **fault)
     with pytest.raises(ProviderError) as caught:
         await make_adapter(kind).chat({"messages": [user("x")]}, MTS_MODEL if kind == "mts" else TLITE)
-    assert (caught.value.status, caught.value.kind, caught.value.retryable) == (status, err_kind, retryable)
+    assert (caught.value.status, caught.value.kind) == (status, err_kind)
     if "message" in fault:
         assert caught.value.message.endswith("bad thing")  # read from either envelope
     if "retry_after" in fault:

@@ -17,6 +17,7 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -109,8 +110,10 @@ class ProviderError(Exception):
     """A failed upstream call, already translated.
 
     status: what the gateway answers (502/503/504/429, or 400 for a client error the provider
-    caught). retryable: may the router try again or fall back. kind: a short machine name
-    (timeout, connection, rate_limited, server_error, bad_request, context_length, auth, ...).
+    caught). kind: a short machine name (timeout, connection, rate_limited, concurrency,
+    server_error, bad_request, context_length, auth, ...); what it means for retries, fallbacks
+    and circuit breakers is the router's to decide (apps/routing/failures.py), from kind and
+    status alone.
     """
 
     def __init__(
@@ -118,7 +121,6 @@ class ProviderError(Exception):
         message: str,
         *,
         status: int = 502,
-        retryable: bool = False,
         kind: str = "upstream_error",
         provider_status: int | None = None,
         retry_after: float | None = None,
@@ -126,7 +128,6 @@ class ProviderError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
-        self.retryable = retryable
         self.kind = kind
         self.provider_status = provider_status
         self.retry_after = retry_after
@@ -136,29 +137,29 @@ class StreamRevisedError(ProviderError):
     """A cumulative stream (YandexGPT) rewrote text that was already sent to the client."""
 
     def __init__(self, message="the provider revised text it had already streamed"):
-        super().__init__(message, status=502, retryable=False, kind="stream_revised")
+        super().__init__(message, status=502, kind="stream_revised")
 
 
 def error_for_status(provider: str, status: int, message: str, retry_after: float | None = None) -> ProviderError:
     """Map an upstream HTTP status to the gateway's error (never leaking credentials)."""
     text = f"{provider}: {message}" if message else f"{provider}: HTTP {status}"
     if status == 429:
-        return ProviderError(text, status=429, retryable=True, kind="rate_limited", provider_status=status, retry_after=retry_after)
+        return ProviderError(text, status=429, kind="rate_limited", provider_status=status, retry_after=retry_after)
     if status in (401, 403):
         # Our credential is wrong: not the client's fault, and another provider may work.
-        return ProviderError(text, status=502, retryable=True, kind="auth", provider_status=status)
+        return ProviderError(text, status=502, kind="auth", provider_status=status)
     if status == 404:
-        return ProviderError(text, status=404, retryable=False, kind="model_not_found", provider_status=status)
+        return ProviderError(text, status=404, kind="model_not_found", provider_status=status)
     if status == 408:
-        return ProviderError(text, status=504, retryable=True, kind="timeout", provider_status=status)
+        return ProviderError(text, status=504, kind="timeout", provider_status=status)
     if 400 <= status < 500:
         kind = "context_length" if _looks_like_context_error(message) else "bad_request"
-        return ProviderError(text, status=400, retryable=False, kind=kind, provider_status=status)
+        return ProviderError(text, status=400, kind=kind, provider_status=status)
     if status == 503:
-        return ProviderError(text, status=503, retryable=True, kind="unavailable", provider_status=status)
+        return ProviderError(text, status=503, kind="unavailable", provider_status=status)
     if status == 504:
-        return ProviderError(text, status=504, retryable=True, kind="timeout", provider_status=status)
-    return ProviderError(text, status=502, retryable=True, kind="server_error", provider_status=status)
+        return ProviderError(text, status=504, kind="timeout", provider_status=status)
+    return ProviderError(text, status=502, kind="server_error", provider_status=status)
 
 
 def _looks_like_context_error(message: str) -> bool:
@@ -261,7 +262,21 @@ class ProviderAdapter:
 
 
 def connection_error(provider: str, exc: Exception) -> ProviderError:
-    return ProviderError(f"{provider}: connection failed ({type(exc).__name__})", status=502, retryable=True, kind="connection")
+    return ProviderError(f"{provider}: connection failed ({type(exc).__name__})", status=502, kind="connection")
+
+
+class LocalWait:
+    """Set around one attempt by the router: `waiting` stays True when the attempt was cancelled
+    (its time ran out) while waiting for a local concurrency slot, so that timeout is ours —
+    class `capacity` — and not the provider's."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting = False
+
+
+local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None)
 
 
 class _Slot:
@@ -289,6 +304,9 @@ class _SlotGuard:
         self.credential = creds[index] if creds else None
         if self.slot.sem is not None:
             started = time.monotonic()
+            mark = local_wait.get() if self.slot.sem.locked() else None
+            if mark is not None:
+                mark.waiting = True  # left set if the caller's timeout cancels us during the wait
             try:
                 await asyncio.wait_for(self.slot.sem.acquire(), settings.XROUTER["CONCURRENCY_WAIT"])
             except TimeoutError:
@@ -296,9 +314,10 @@ class _SlotGuard:
                     f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy "
                     f"for {time.monotonic() - started:.0f}s",
                     status=429,
-                    retryable=True,
                     kind="concurrency",
                 ) from None
+            if mark is not None:
+                mark.waiting = False
         self.slot.in_flight += 1
         return self.credential
 

@@ -272,7 +272,7 @@ def finish_reason(value: str | None) -> str | None:
         return None
     if value == "error":
         # The model produced unusable function arguments; another attempt may do better.
-        raise ProviderError(f"{NAME}: the model returned an invalid function call", status=502, retryable=True, kind="bad_response")
+        raise ProviderError(f"{NAME}: the model returned an invalid function call", status=502, kind="bad_response")
     return FINISH_REASONS.get(value, "stop")
 
 
@@ -452,7 +452,7 @@ class GigaChatAdapter(ProviderAdapter):
             # The account's token package is spent: our problem, not the client's, and another
             # provider can still answer.
             return ProviderError(
-                f"{NAME}: payment required (token package exhausted)", status=502, retryable=True, kind="quota", provider_status=402
+                f"{NAME}: payment required (token package exhausted)", status=502, kind="quota", provider_status=402
             )
         return http_error(NAME, status, raw, headers, hidden)
 
@@ -490,7 +490,7 @@ class GigaChatAdapter(ProviderAdapter):
             return await TOKENS.get(self._token_key(secrets), lambda: self._fetch_user_token(secrets), force=force)
         if secrets.get("access_token"):
             return secrets["access_token"]
-        raise ProviderError(f"{NAME}: the credential holds no authorization_key, user/password or access_token", kind="auth", retryable=True)
+        raise ProviderError(f"{NAME}: the credential holds no authorization_key, user/password or access_token", kind="auth")
 
     async def _fetch_oauth(self, key: str, scope: str) -> Token:
         headers = {
@@ -527,7 +527,7 @@ def _auth_error(status: int, raw: bytes, headers, sent: dict) -> ProviderError:
     message = redact(error_message(data, raw), hidden)
     if isinstance(data, dict) and data.get("code") is not None:  # the OAuth host's numeric code (gigachat.md §3.1)
         message = f"{message} (code {data['code']})"
-    return ProviderError(f"{NAME} OAuth: {message or f'HTTP {status}'}", status=502, retryable=True, kind="auth", provider_status=status)
+    return ProviderError(f"{NAME} OAuth: {message or f'HTTP {status}'}", status=502, kind="auth", provider_status=status)
 
 
 def _usable_token(value) -> bool:

@@ -93,7 +93,7 @@ def http_error(provider: str, status: int, raw: bytes, headers, secrets: dict | 
 
 
 def timeout_error(provider: str) -> ProviderError:
-    return ProviderError(f"{provider}: upstream timed out", status=504, retryable=True, kind="timeout")
+    return ProviderError(f"{provider}: upstream timed out", status=504, kind="timeout")
 
 
 async def send(
@@ -185,12 +185,15 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
     try:
         yield resp
         completed = True
+    except watchdog.HeldByConsumerError as exc:
+        raise ProviderError(f"{provider}: the stream outlived the total timeout while the client read slowly", status=504,
+                            kind="client_slow") from exc
     except watchdog.TotalTimeoutError as exc:
-        raise ProviderError(f"{provider}: the stream exceeded the total timeout", status=504, retryable=True, kind="timeout") from exc
+        raise ProviderError(f"{provider}: the stream exceeded the total timeout", status=504, kind="timeout") from exc
     except TimeoutError as exc:
-        raise ProviderError(f"{provider}: the stream stalled (read timeout)", status=504, retryable=True, kind="timeout") from exc
+        raise ProviderError(f"{provider}: the stream stalled (read timeout)", status=504, kind="timeout") from exc
     except aiohttp.ClientPayloadError as exc:
-        raise ProviderError(f"{provider}: the stream was cut off", status=502, retryable=True, kind="stream_interrupted") from exc
+        raise ProviderError(f"{provider}: the stream was cut off", status=502, kind="stream_interrupted") from exc
     except aiohttp.ClientError as exc:
         raise connection_error(provider, exc) from exc
     except StreamFormatError as exc:
@@ -216,12 +219,12 @@ def opening_chunk(provider_request_id: str) -> StreamChunk:
 
 
 def malformed(provider: str, what: str) -> ProviderError:
-    return ProviderError(f"{provider}: malformed stream ({what})", status=502, retryable=True, kind="malformed_stream")
+    return ProviderError(f"{provider}: malformed stream ({what})", status=502, kind="malformed_stream")
 
 
 def cut_off(provider: str) -> ProviderError:
     return ProviderError(
-        f"{provider}: the stream ended before its final event", status=502, retryable=True, kind="stream_interrupted"
+        f"{provider}: the stream ended before its final event", status=502, kind="stream_interrupted"
     )
 
 
@@ -268,14 +271,14 @@ def vector(value) -> list:
 
 def bad_answer(provider: str, what: str) -> ProviderError:
     """A 2xx answer whose body we cannot read as the protocol says."""
-    return ProviderError(f"{provider}: unexpected answer ({what})", status=502, retryable=True, kind="bad_response")
+    return ProviderError(f"{provider}: unexpected answer ({what})", status=502, kind="bad_response")
 
 
 def unsupported(provider: str, param: str, why: str = "") -> ProviderError:
     """A parameter that would change the answer and that this provider cannot honour."""
     detail = f": {why}" if why else ""
     error = ProviderError(
-        f"{provider} does not support the parameter '{param}'{detail}", status=400, retryable=False, kind="unsupported_parameter"
+        f"{provider} does not support the parameter '{param}'{detail}", status=400, kind="unsupported_parameter"
     )
     error.param = param  # the gateway puts it in the OpenAI error's `param`
     return error

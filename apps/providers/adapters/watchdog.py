@@ -4,9 +4,10 @@ aiohttp's `sock_read` and `total` timeouts re-arm a timer on every network read 
 timeout context on every wait: about 6 µs per relayed chunk on our benchmark machine, a
 tenth of the per-chunk budget (README, "Performance"). Streamed bodies are opened without
 them (transport.open_stream) and watched here instead: one sweeper task per event loop
-notices a body whose byte count stopped moving for `read` seconds, or that outlived
-`total`, and fails its pending read with the exception aiohttp itself would have raised.
-The sweeper runs only while streams are open.
+notices a body whose byte count stopped moving for `read` seconds while a read was waiting
+for it (upstream silence, not a slow client's back-pressure), or that outlived `total`, and
+fails its pending read with the exception aiohttp itself would have raised. The sweeper runs
+only while streams are open.
 """
 
 from __future__ import annotations
@@ -59,13 +60,19 @@ class _Sweeper:
                     self.watched.pop(resp, None)
                     continue
                 size = resp.content.total_bytes
-                if size != watch.seen:
+                # Silence counts only while a read is waiting for data (aiohttp's StreamReader sets
+                # _waiter then). A consumer that is not reading is busy elsewhere: a client that
+                # reads slowly holds the relay in its send, and the upstream's bytes wait for us.
+                if size != watch.seen or resp.content._waiter is None:
                     watch.seen, watch.moved = size, now
                 elif watch.read and now - watch.moved >= watch.read:
                     self._fail(resp, aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
                     continue
                 if watch.deadline is not None and now >= watch.deadline:
-                    self._fail(resp, TotalTimeoutError("the stream outlived the upstream's total timeout"))
+                    if resp.content._waiter is None:  # we were not reading: the consumer held the stream
+                        self._fail(resp, HeldByConsumerError("the stream outlived the total timeout while its reader was busy"))
+                    else:
+                        self._fail(resp, TotalTimeoutError("the stream outlived the upstream's total timeout"))
             if not self.watched:  # every body here was released without forget()
                 self.task = None
                 _sweepers.pop(self.loop, None)
@@ -78,6 +85,11 @@ class _Sweeper:
 
 class TotalTimeoutError(TimeoutError):
     """A streamed body ran past the provider's total timeout."""
+
+
+class HeldByConsumerError(TotalTimeoutError):
+    """The total timeout ran out while nothing was reading the body (a slow client held the relay):
+    the stream is cut all the same, but the provider is not to blame."""
 
 
 _sweepers: dict[asyncio.AbstractEventLoop, _Sweeper] = {}

@@ -100,7 +100,7 @@ def model_uri(model: str, folder: str, scheme: str = "gpt") -> str:
     if "://" in model:
         return model
     if not folder:
-        raise ProviderError(f"{NAME}: no folder_id in the credential or the provider options", kind="configuration", retryable=True)
+        raise ProviderError(f"{NAME}: no folder_id in the credential or the provider options", kind="configuration")
     return f"{scheme}://{folder}/{model}" if "/" in model else f"{scheme}://{folder}/{model}/latest"
 
 
@@ -473,7 +473,7 @@ class YandexGPTAdapter(ProviderAdapter):
             return f"Bearer {await self._token(secrets)}"
         if secrets.get("iam_token"):
             return f"Bearer {secrets['iam_token']}"
-        raise ProviderError(f"{NAME}: the credential holds no api_key, service_account_key, oauth_token or iam_token", kind="auth", retryable=True)
+        raise ProviderError(f"{NAME}: the credential holds no api_key, service_account_key, oauth_token or iam_token", kind="auth")
 
     async def _token(self, secrets: dict, *, force: bool = False) -> str:
         return await TOKENS.get(self._token_key(secrets), lambda: self._exchange(secrets), force=force)
@@ -491,7 +491,7 @@ class YandexGPTAdapter(ProviderAdapter):
         if status != 200:
             # Any 4xx here means our key is wrong: not the client's fault.
             message = redact(error_message(loads(raw), raw), hidden) or f"HTTP {status}"
-            raise ProviderError(f"{provider}: {message}", status=502, retryable=True, kind="auth", provider_status=status)
+            raise ProviderError(f"{provider}: {message}", status=502, kind="auth", provider_status=status)
         data = loads(raw)
         token = data.get("iamToken") if isinstance(data, dict) else None
         # Printable text only: a newline in it would make aiohttp refuse every call.
