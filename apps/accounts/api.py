@@ -16,7 +16,13 @@ from rest_framework.response import Response
 from .models import Membership, Organisation
 from .permissions import SignedInPerson
 from .serializers import MembershipRoleSerializer, MembershipSerializer, OrganisationSerializer
-from .services import membership_add, membership_remove, membership_set_role, organisation_update_policy
+from .services import (
+    membership_add,
+    membership_remove,
+    membership_set_role,
+    organisation_update_policy,
+    require_manager,
+)
 
 
 def _validation_errors(exc: DjangoValidationError) -> ValidationError:
@@ -37,9 +43,10 @@ class OrganisationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
 
     def update(self, request, *args, partial=False, **kwargs):
         organisation = self.get_object()
+        by = Membership.objects.get(organisation=organisation, user=request.user)
+        require_manager(by)  # before reading the body: others learn nothing from its validation
         serializer = self.get_serializer(organisation, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        by = Membership.objects.get(organisation=organisation, user=request.user)
         try:
             organisation_update_policy(organisation, by=by, **serializer.validated_data)
         except DjangoValidationError as exc:
@@ -68,6 +75,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     @extend_schema(request=MembershipSerializer, responses={201: MembershipSerializer})
     def create(self, request, organisation_pk=None):
+        require_manager(self.caller)  # before the body: others learn nothing (e.g. which usernames exist)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -81,6 +89,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(request=MembershipRoleSerializer, responses=MembershipSerializer)
     def partial_update(self, request, organisation_pk=None, pk=None):
         membership = self.get_object()
+        require_manager(self.caller)
         serializer = MembershipRoleSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

@@ -36,7 +36,7 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
     """Change the policy that bounds keys created in the organisation from now on (owners and admins).
 
     Keys that exist keep their own limits; the policy is checked where keys are made (key_create)."""
-    _require_manager(by)
+    require_manager(by)
     fields = []
     if allowed_models is not UNSET:
         validate_model_globs(allowed_models)
@@ -50,7 +50,7 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
 def membership_add(organisation: Organisation, user: User, role: str = Role.DEVELOPER, *,
                    by: Membership | None = None) -> Membership:
     """Add a user to an organisation; it becomes their default organisation if they had none."""
-    _require_manager(by, role)
+    require_manager(by, role)
     _check_role(role)
     with transaction.atomic():
         if Membership.objects.filter(organisation=organisation, user=user).exists():
@@ -62,7 +62,7 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
 
 def membership_set_role(membership: Membership, role: str, *, by: Membership | None = None) -> None:
     """Change a member's role. Only owners grant or take the owner role; the last owner stays one."""
-    _require_manager(by, role, membership.role)
+    require_manager(by, role, membership.role)
     _check_role(role)
     with transaction.atomic():
         if membership.role == Role.OWNER and role != Role.OWNER:
@@ -74,7 +74,7 @@ def membership_set_role(membership: Membership, role: str, *, by: Membership | N
 def membership_remove(membership: Membership, *, by: Membership | None = None) -> None:
     """Remove a member (their keys stay, billed to the organisation, until revoked). If it was their default
     organisation, another of theirs (or none) becomes the default, and every process re-checks their keys."""
-    _require_manager(by, membership.role)
+    require_manager(by, membership.role)
     user = membership.user
     with transaction.atomic():
         if membership.role == Role.OWNER:
@@ -95,7 +95,8 @@ def user_settle_default_organisation(user: User) -> None:
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user.id}))
 
 
-def _require_manager(by: Membership | None, *roles: str) -> None:
+def require_manager(by: Membership | None, *roles: str) -> None:
+    """Refuse unless `by` (None: an operator) may manage the organisation, and the owner role if it is among roles."""
     if by is None:
         return
     if not by.manages:
