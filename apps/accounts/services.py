@@ -5,7 +5,7 @@ admin or a command, who are trusted). Refusals raise PermissionDenied, bad value
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.common import bus
 
@@ -52,11 +52,12 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
     """Add a user to an organisation; it becomes their default organisation if they had none."""
     require_manager(by, role)
     _check_role(role)
-    with transaction.atomic():
-        if Membership.objects.filter(organisation=organisation, user=user).exists():
-            raise ValidationError(f"{user.username} is already a member of {organisation.name}.")
-        membership = Membership.objects.create(organisation=organisation, user=user, role=role)
-        user_settle_default_organisation(user)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(organisation=organisation, user=user, role=role)
+            user_settle_default_organisation(user)
+    except IntegrityError:  # the unique constraint, also when two requests add the same person at once
+        raise ValidationError(f"{user.username} is already a member of {organisation.name}.") from None
     return membership
 
 

@@ -1,6 +1,8 @@
 """Memberships: the services' role rules, default organisations, and the migration from User.organisation."""
 
+import asyncio
 import importlib
+import uuid
 
 import pytest
 from django.apps import apps as django_apps
@@ -112,3 +114,28 @@ def test_the_migration_turns_user_organisations_into_memberships(db):
     assert set(made.values_list("user__username", "organisation__name", "role")) == {
         ("sam", "solo", "owner"), ("tim", "team", "developer"), ("tom", "team", "developer")}
     assert {sam, tim, tom} == set(User.objects.filter(memberships__isnull=False))
+
+
+
+def test_leaving_an_inactive_default_organisation_frees_the_keys_at_once(django_db_setup, django_db_blocker):
+    """Keys follow their user's default organisation (apps.keys.selectors), so changing it is announced:
+    the cached refusal is dropped at once, not when it ages out."""
+    from apps.accounts.services import organisation_set_active
+    from apps.keys import selectors
+    from apps.keys.services import key_create
+
+    tag = uuid.uuid4().hex[:6]
+    with django_db_blocker.unblock():  # committed rows: the cached lookup queries from another thread
+        works, quits = Organisation.objects.create(name=f"works-{tag}"), Organisation.objects.create(name=f"quits-{tag}")
+        owner, fred = User.objects.create(username=f"olga-{tag}"), User.objects.create(username=f"fred-{tag}")
+        membership_add(quits, owner, Role.OWNER)
+        membership_add(quits, fred)  # fred's default organisation
+        membership_add(works, fred)
+        _, plaintext = key_create(user=fred, name="fred", organisation=works)
+        organisation_set_active(quits, False)
+        selectors._invalidate({})
+        assert asyncio.run(selectors.akey_info_for(plaintext)) is None  # refused, and cached so
+        membership_remove(membership(fred, quits), by=membership(owner, quits))
+        fred.refresh_from_db()
+        assert fred.organisation == works
+        assert asyncio.run(selectors.akey_info_for(plaintext)) is not None
