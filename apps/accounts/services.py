@@ -49,7 +49,7 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
 
 def membership_add(organisation: Organisation, user: User, role: str = Role.DEVELOPER, *,
                    by: Membership | None = None) -> Membership:
-    """Add a user to an organisation; it becomes their default organisation if they had none."""
+    """Add a user to an organisation; it becomes their default organisation unless they have one of theirs."""
     require_manager(by, role)
     _check_role(role)
     try:
