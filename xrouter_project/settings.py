@@ -236,8 +236,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
+    # Cursors, newest first: 50 a page, ?page_size= up to 200.
+    "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.NewestFirstCursorPagination",
     "EXCEPTION_HANDLER": "apps.common.errors.drf_exception_handler",
 }
 SPECTACULAR_SETTINGS = {

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from apps.accounts.api import MembershipViewSet, OrganisationViewSet
 from apps.gateway import openapi
 from apps.keys.api import ApiKeyViewSet
 from apps.usage.api import UsageViewSet
@@ -10,6 +11,8 @@ from apps.usage.api import UsageViewSet
 router = DefaultRouter()
 router.register("keys", ApiKeyViewSet, basename="key")
 router.register("usage", UsageViewSet, basename="usage")
+router.register("organisations", OrganisationViewSet, basename="organisation")
+router.register(r"organisations/(?P<organisation_pk>\d+)/members", MembershipViewSet, basename="membership")
 
 
 urlpatterns = [

@@ -1,16 +1,44 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from .models import Organisation, User
-from .services import organisation_set_active, user_set_active
+from .models import Membership, Organisation, User
+from .services import organisation_set_active, user_set_active, user_settle_default_organisation
+
+
+class MembershipInline(admin.TabularInline):
+    """Operators edit memberships directly: the roles' rules bind members (the API, the portal), not operators."""
+
+    model = Membership
+    extra = 0
+    readonly_fields = ["created_at"]
+
+
+class OrganisationMembershipInline(MembershipInline):
+    fields = ["user", "role", "created_at"]
+    raw_id_fields = ["user"]
+
+
+class UserMembershipInline(MembershipInline):
+    fields = ["organisation", "role", "created_at"]
+
+
+class KeepsDefaultOrganisations:
+    """After memberships change in an inline, each user's default organisation is still one of theirs."""
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            for membership in [*formset.new_objects, *formset.deleted_objects]:
+                user_settle_default_organisation(User.objects.get(pk=membership.user_id))
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(KeepsDefaultOrganisations, BaseUserAdmin):
     list_display = ("username", "email", "organisation", "is_staff", "is_active")
     list_filter = ("is_staff", "is_active", "organisation")
     list_select_related = ("organisation",)
     fieldsets = BaseUserAdmin.fieldsets + (("XRouter", {"fields": ("organisation",)}),)
+    inlines = [UserMembershipInline]
     actions = ["deactivate", "activate"]
 
     def save_model(self, request, obj, form, change):
@@ -18,22 +46,28 @@ class UserAdmin(BaseUserAdmin):
         if change and {"is_active", "organisation"} & set(form.changed_data):
             user_set_active(obj, obj.is_active)  # tells every gateway process about the user's keys
 
-    @admin.action(description="Deactivate selected users (their keys are refused at once)")
+    # allowed_permissions: without it, anyone who may only view users (auditor, support) could run the action.
+    @admin.action(description="Deactivate selected users (their keys are refused at once)", permissions=["change"])
     def deactivate(self, request, queryset):
         for user in queryset:
             user_set_active(user, False)
 
-    @admin.action(description="Activate selected users")
+    @admin.action(description="Activate selected users", permissions=["change"])
     def activate(self, request, queryset):
         for user in queryset:
             user_set_active(user, True)
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_active", "created_at")
-    list_filter = ("is_active",)
+class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
+    list_display = ("name", "is_active", "residency", "created_at")
+    list_filter = ("is_active", "residency")
     search_fields = ("name",)
+    fieldsets = [
+        (None, {"fields": ["name", "is_active"]}),
+        ("Policy (bounds keys created from now on)", {"fields": ["allowed_models", "residency"]}),
+    ]
+    inlines = [OrganisationMembershipInline]
     actions = ["deactivate", "activate"]
 
     def save_model(self, request, obj, form, change):
@@ -41,12 +75,13 @@ class OrganisationAdmin(admin.ModelAdmin):
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
 
-    @admin.action(description="Deactivate selected organisations (every key of theirs is refused at once)")
+    @admin.action(description="Deactivate selected organisations (every key of theirs is refused at once)",
+                  permissions=["change"])
     def deactivate(self, request, queryset):
         for organisation in queryset:
             organisation_set_active(organisation, False)
 
-    @admin.action(description="Activate selected organisations")
+    @admin.action(description="Activate selected organisations", permissions=["change"])
     def activate(self, request, queryset):
         for organisation in queryset:
             organisation_set_active(organisation, True)

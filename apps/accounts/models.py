@@ -1,14 +1,30 @@
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
+def validate_model_globs(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+        raise ValidationError('A list of model globs or names, e.g. ["gigachat/*"].')
+
+
 class Organisation(models.Model):
-    """A tenant: usage, budgets and cache scopes hang off it (the accounts issue fills it in)."""
+    """A tenant: usage, budgets and cache scopes hang off it; people join it through memberships."""
 
     name = models.CharField(max_length=200, unique=True)
     # Inactive: every key of the organisation and of its members is refused (change it through
     # services.organisation_set_active, which tells every gateway process).
     is_active = models.BooleanField(default=True)
+    # The policy: every key created in the organisation stays within it (apps.keys.services.key_create).
+    allowed_models = models.JSONField(
+        default=list, blank=True, validators=[validate_model_globs],
+        help_text='Policy: model globs ("gigachat/*") or exact rule/alias names its keys may use; empty allows every '
+                  "model. Bounds keys created from now on.",
+    )
+    residency = models.CharField(
+        max_length=8, blank=True,
+        help_text="Policy: if set (e.g. RU), every key created in the organisation is limited to this jurisdiction.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -16,4 +32,36 @@ class Organisation(models.Model):
 
 
 class User(AbstractUser):
-    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # Kept beside the memberships: keys created without naming an organisation land here, and the key
+    # cache refuses a user's keys while it is inactive (apps.keys). Always one of the user's memberships.
+    organisation = models.ForeignKey(
+        Organisation, null=True, blank=True, on_delete=models.SET_NULL, related_name="default_for",
+        help_text="The user's default organisation (one they are a member of): keys created without naming one go there.",
+    )
+
+
+class Membership(models.Model):
+    """A user's place in an organisation. Change it through apps.accounts.services (membership_*)."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"  # everything, including the owner role itself
+        ADMIN = "admin", "Admin"  # the policy and members (not owners)
+        DEVELOPER = "developer", "Developer"  # their own keys
+        BILLING_VIEWER = "billing_viewer", "Billing viewer"  # usage and spend, no keys
+
+    MANAGERS = frozenset({Role.OWNER, Role.ADMIN})  # may change the policy and the members
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.DEVELOPER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organisation"], name="one_membership_per_user_and_organisation")]
+
+    def __str__(self):
+        return f"{self.user} in {self.organisation} ({self.get_role_display()})"
+
+    @property
+    def manages(self) -> bool:
+        return self.role in self.MANAGERS

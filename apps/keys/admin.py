@@ -58,7 +58,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             key_delete(key)
 
-    @admin.action(description="Revoke selected keys (and the keys they created)")
+    @admin.action(description="Revoke selected keys (and the keys they created)", permissions=["change"])
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             key_revoke(key)

@@ -40,6 +40,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     parent: the key this request was authenticated with, if any. Such a key needs the scope
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry
     and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
+    organisation (default: the user's default organisation): its policy bounds the key's allowed models
+    and residency, however the key is made; a limit not given or empty takes the policy's.
     issued_by: the acting person (None for the command line). Issuing for someone else needs the
     permission keys.issue_for_others. Refusals raise PermissionDenied, bad values ValidationError.
     """
@@ -50,6 +52,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     if parent is not None:
         scopes, allowed_models, residency, expires_at = _within_parent(
             parent, scopes, allowed_models, residency, expires_at, organisation)
+    if organisation is not None:
+        allowed_models, residency = _within_policy(organisation, allowed_models, residency)
     scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
     validate_scopes(scopes)
     scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
@@ -117,8 +121,28 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
     return scopes, allowed_models, residency, expires_at
 
 
+def _within_policy(organisation, allowed_models, residency):
+    """The one check that a key is within its organisation's policy (see key_create)."""
+    allowed_models = _as_list(allowed_models)
+    if organisation.allowed_models:
+        if allowed_models is UNSET or not allowed_models:  # "every model" is not the organisation's to give
+            allowed_models = list(organisation.allowed_models)
+        else:
+            validate_allowed_models(allowed_models)
+            wider = [m for m in allowed_models if not any(_covers(p, m) for p in organisation.allowed_models)]
+            if wider:
+                raise PermissionDenied(f"allowed_models {wider} go beyond the policy of {organisation.name}: "
+                                       f"{organisation.allowed_models}.")
+    if organisation.residency:
+        if residency is UNSET or not residency:
+            residency = organisation.residency
+        elif residency != organisation.residency:
+            raise PermissionDenied(f"{organisation.name} limits its keys to residency {organisation.residency}.")
+    return allowed_models, residency
+
+
 def _covers(pattern: str, entry: str) -> bool:
-    """Does the parent's allowed_models entry `pattern` allow everything the child's `entry` allows?
+    """Does `pattern` (an allowed_models entry of a parent key or a policy) allow everything `entry` allows?
 
     Conservative: equal entries; a glob-free entry the pattern matches; or a pattern of the form
     `prefix*` and an entry (glob or not) starting with that prefix. Other glob pairs are refused."""

@@ -1,0 +1,19 @@
+"""DRF permissions of the organisation endpoints."""
+
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import BasePermission
+
+# The ways a person (not an application's API key) signs in to the management API. django-oauth-toolkit's
+# OAuth2Authentication joins when OAuth lands (issue 9).
+PERSON_AUTHENTICATORS = (SessionAuthentication,)
+
+
+class SignedInPerson(BasePermission):
+    """Organisations and memberships take a session or an OAuth token, never an API key: keys are for /v1,
+    keys and usage, and a leaked key must not be able to add members or widen the policy."""
+
+    message = ("Organisations and memberships take a signed-in session or an OAuth token, not an API key "
+               "(API keys are for /v1, /api/v1/keys and /api/v1/usage).")
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.successful_authenticator, PERSON_AUTHENTICATORS)

@@ -1,0 +1,35 @@
+from rest_framework import serializers
+
+from .models import Membership, Organisation, User
+
+
+class OrganisationSerializer(serializers.ModelSerializer):
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, max_length=100,
+        help_text='Policy: model globs ("gigachat/*") or exact rule/alias names its keys may use; empty: all.',
+    )
+    role = serializers.CharField(read_only=True, source="my_role", help_text="The caller's role in the organisation.")
+
+    class Meta:
+        model = Organisation
+        fields = ["id", "name", "is_active", "allowed_models", "residency", "role", "created_at"]
+        read_only_fields = ["id", "name", "is_active", "role", "created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.SlugRelatedField(
+        source="user", slug_field="username", queryset=User.objects.filter(is_active=True),
+        help_text="The person to add (an existing user); read-only afterwards.",
+    )
+    email = serializers.EmailField(source="user.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "username", "email", "role", "created_at"]
+        read_only_fields = ["id", "email", "created_at"]
+
+
+class MembershipRoleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Membership
+        fields = ["role"]
