@@ -52,6 +52,18 @@ QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token
 _sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
 
 
+class _Sink(WsSink):
+    """The relay's sink for one answer, which knows when the answer is over: once its done (or
+    error) frame is being sent, a `cancel` has nothing left to stop, and the next `request` may
+    start while the relay still writes the answer to the response cache."""
+
+    ended = False
+
+    async def end(self, *args, **kwargs) -> None:
+        self.ended = True
+        await super().end(*args, **kwargs)
+
+
 class _WsRequest:
     """What the relay and accounting read of a request, for one answer on a socket."""
 
@@ -103,8 +115,9 @@ class RealtimeChat:
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
-        self.sink: WsSink | None = None
+        self.sink: _Sink | None = None
         self.helpers: list[asyncio.Task] = []
+        self.tails: set[asyncio.Task] = set()  # answers already ended whose cache write still runs
 
     async def serve(self) -> None:
         if (await self.receive())["type"] != "websocket.connect":
@@ -147,7 +160,7 @@ class RealtimeChat:
                 members.discard(self)
                 if not members:
                     del _sockets[token]
-            for helper in self.helpers:
+            for helper in (*self.helpers, *self.tails):
                 helper.cancel()
             await self.stop_answer(why)
 
@@ -172,6 +185,12 @@ class RealtimeChat:
                                            code="unknown_frame_type"))
 
     async def start_answer(self, frame: dict) -> None:
+        if self.task is not None and not self.task.done() and self.sink.ended:
+            # The client has its done frame; only the cache write is left, and it may outlast
+            # this request (a slow Redis): it finishes on the side, or is cancelled at close.
+            self.tails.add(self.task)
+            self.task.add_done_callback(self.tails.discard)
+            self.task = None
         if self.task is not None and not self.task.done():
             await self.send_error(ApiError(400, "A request is already streaming on this socket; cancel it or wait "
                                                 "for its done frame.", code="request_in_flight"))
@@ -185,10 +204,10 @@ class RealtimeChat:
             return
         del frame["type"]
         req = _WsRequest(self.headers)
-        self.sink = sink = WsSink(req, self.send_text)
+        self.sink = sink = _Sink(req, self.send_text)
         self.task = asyncio.ensure_future(self._answer(req, key, frame, sink))
 
-    async def _answer(self, req, key, frame: dict, sink: WsSink) -> None:
+    async def _answer(self, req, key, frame: dict, sink: _Sink) -> None:
         try:
             body = parse_chat(orjson.dumps(frame))
             body["stream"] = True
@@ -201,7 +220,7 @@ class RealtimeChat:
             if sink.stopped is None:
                 raise
             asyncio.current_task().uncancel()
-            if sink.stopped == "client_cancelled":  # cancelled before the first chunk: nothing was produced
+            if sink.stopped == "client_cancelled" and not sink.ended:  # before the first chunk: nothing was produced
                 frame = {"type": "done", "id": sink.id, "usage": Usage().to_openai(), "cancelled": True}
                 await self.send_text(orjson.dumps(frame).decode())
         except Exception:
@@ -212,8 +231,8 @@ class RealtimeChat:
         """End the answer in flight (if any); the relay bills what was produced. `why` is the usage
         status; None when the server itself cancels (past its shutdown grace)."""
         task = self.task
-        if task is None or task.done():
-            return
+        if task is None or task.done() or (why == "client_cancelled" and self.sink.ended):
+            return  # nothing in flight, or a late cancel: the answer is complete and billed
         if why is not None:
             self.sink.stopped = why
         task.cancel()
@@ -272,7 +291,9 @@ class RealtimeChat:
         await self.close(1012, "the server is restarting; reconnect")
 
 
-_rechecks: set[asyncio.Task] = set()
+RECHECK_CONCURRENCY = 4  # key lookups of one sweep at a time: the thread pool also serves /v1
+_sweep: asyncio.Task | None = None
+_sweep_again = False
 
 
 async def _recheck(token: str) -> None:
@@ -284,18 +305,35 @@ async def _recheck(token: str) -> None:
         log.exception("re-checking the key of open sockets failed")
 
 
+async def _sweep_keys() -> None:
+    """Re-check the key of every open socket, a few lookups at a time; once more if keys changed
+    again meanwhile (the sweep may have read a key before that change)."""
+    global _sweep_again
+    while True:
+        _sweep_again = False
+        tokens = list(_sockets)
+        for start in range(0, len(tokens), RECHECK_CONCURRENCY):
+            await asyncio.gather(*(_recheck(token) for token in tokens[start:start + RECHECK_CONCURRENCY]))
+        if not _sweep_again:
+            return
+
+
 def _on_keys_event(_payload: dict) -> None:
-    """A key changed somewhere (or the bus reconnected): re-check the key of every open socket."""
+    """A key changed somewhere (or the bus reconnected): re-check the key of every open socket.
+
+    One sweep at a time, whatever the number of events: a burst of key edits (each clears the
+    key cache, so each re-check is a database lookup) must not become events x sockets lookups."""
+    global _sweep, _sweep_again
     if not _sockets:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # published from a thread without a loop: no socket of this process is served there
-    for token in list(_sockets):
-        task = loop.create_task(_recheck(token))
-        _rechecks.add(task)
-        task.add_done_callback(_rechecks.discard)
+    if _sweep is not None and not _sweep.done() and _sweep.get_loop() is loop:
+        _sweep_again = True
+        return
+    _sweep = loop.create_task(_sweep_keys())
 
 
 bus.subscribe("keys", _on_keys_event)

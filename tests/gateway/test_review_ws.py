@@ -89,7 +89,6 @@ def test_a_websocket_handshake_at_debug_level_logs_no_key(gateway, tmp_path):
     assert key.split("-", 2)[2] not in text, [line for line in text.splitlines() if key[:12] in line][:5]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: each key event starts a re-check task per open socket")
 async def test_a_burst_of_key_events_starts_one_recheck_not_one_per_socket_and_event():
     """Events x open sockets tasks (each a database lookup once the key cache is cleared) made a
     burst of key edits a storm: the re-check is one sweep, and events during it ask for one more."""
@@ -144,7 +143,6 @@ def private_redis():
     process.wait(10)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: after done, the answer's cache write keeps the request in flight")
 def test_after_its_done_frame_an_answer_is_over_whatever_its_cache_write_does(gateway, emulator_control, private_redis):
     """The done frame goes out before the relay writes the answer to the response cache. A client
     that sends its next `request` (or a late `cancel`) on `done` must be served (not told
