@@ -55,7 +55,6 @@ def hanging():
     loader.release.set()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a hung reload serves the snapshot past STALE_MAX")
 async def test_a_hung_reload_does_not_serve_the_snapshot_past_stale_max(xrouter, hanging):
     holder, loader, clock = hanging
     first = await holder.get()
@@ -73,7 +72,6 @@ async def test_a_hung_reload_does_not_serve_the_snapshot_past_stale_max(xrouter,
     assert loader.calls == 2  # one load in flight, never one per request
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: with no snapshot, a hung load holds every request")
 async def test_with_no_snapshot_a_hung_load_answers_503_instead_of_holding_requests(xrouter, hanging):
     holder, loader, clock = hanging
     loader.hang = True
