@@ -40,9 +40,10 @@ class Provider(models.Model):
     def __str__(self):
         return self.name
 
-    def secret_origins(self) -> set[tuple]:
-        """Where this provider's secrets are sent: the origins of base_url and auth_url."""
-        return {url_origin(self.base_url), url_origin(self.auth_url)}
+    def secret_origins(self) -> tuple[tuple, tuple]:
+        """Where this provider's secrets are sent: the origins of base_url and of auth_url, each
+        for its own (a swap would send the token secret to the API host, which never had it)."""
+        return url_origin(self.base_url), url_origin(self.auth_url)
 
 
 def url_origin(url: str) -> tuple:

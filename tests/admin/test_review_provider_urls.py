@@ -25,7 +25,6 @@ def provider():
     return provider
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: staff without credential rights move the URL, secrets kept")
 def test_staff_without_credential_rights_cannot_move_the_stored_secrets_to_another_origin(client, django_user_model, provider):
     staff = django_user_model.objects.create_user("urls-only", password="pw", is_staff=True)
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["change_provider", "view_provider"]))
@@ -39,7 +38,6 @@ def test_staff_without_credential_rights_cannot_move_the_stored_secrets_to_anoth
     assert not (moved and credential.secrets), "the stored secret now goes to " + provider.base_url
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: swapping base_url and auth_url keeps the secrets")
 def test_swapping_base_and_auth_url_needs_the_secrets_again(root_client, provider):  # noqa: F811
     form = change_form(provider, base_url=provider.auth_url, auth_url=provider.base_url)
     answer = root_client.post(f"/admin/providers/provider/{provider.id}/change/", form)
