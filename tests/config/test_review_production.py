@@ -28,7 +28,6 @@ def _errors():
     return [e.msg for e in check_production_secrets()]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: production accepts the public default as a fallback key")
 @pytest.mark.parametrize("fallback", ["dev-only-insecure-secret-key-change-me-in-production", "short-old-key"])
 def test_production_refuses_a_weak_or_public_secret_key_fallback(production, fallback):
     assert _errors() == []
@@ -38,7 +37,6 @@ def test_production_refuses_a_weak_or_public_secret_key_fallback(production, fal
     assert fallback not in " ".join(errors)  # a check never prints a secret
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: production starts with malformed Fernet keys")
 def test_production_refuses_malformed_fernet_keys(production):
     production.FERNET_KEYS_CONFIGURED = [Fernet.generate_key().decode(), "not-a-fernet-key"]
     errors = _errors()
@@ -46,7 +44,6 @@ def test_production_refuses_malformed_fernet_keys(production):
     assert "not-a-fernet-key" not in errors[0]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: check --deploy passes with the default as a fallback")
 def test_check_deploy_fails_with_the_public_default_as_a_fallback():
     result = run(["manage.py", "check", "--deploy"], XROUTER_ENV="production", DJANGO_SECRET_KEY=STRONG_KEY,
                  XROUTER_FERNET_KEYS=Fernet.generate_key().decode(),
