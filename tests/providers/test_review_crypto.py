@@ -13,7 +13,6 @@ from apps.providers.models import Credential, Provider
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: dumpdata writes credential secrets in plaintext")
 def test_dumpdata_writes_secrets_encrypted_and_loaddata_reads_them_back(tmp_path):
     provider = Provider.objects.create(name="dump-me", kind="mts", base_url="https://api.example/v1")
     Credential.objects.create(provider=provider, secrets={"api_key": "sk-plaintext-must-not-leak"})
