@@ -178,3 +178,33 @@ def test_after_its_done_frame_an_answer_is_over_whatever_its_cache_write_does(ga
         redis_process.send_signal(signal.SIGCONT)
         _stop_with_children(process)
     assert first.get("object") == "chat.completion.chunk", first
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 review: a key store failure at the handshake is an ASGI crash (HTTP 500)")
+def test_a_handshake_the_key_store_cannot_check_is_closed_with_try_again_later(gateway, tmp_path):
+    """PostgreSQL unreachable and the key not cached: the socket is told to come back (1013),
+    not failed with an HTTP 500 and an 'Exception in ASGI application' traceback per attempt."""
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.conftest import free_port
+
+    log_path = tmp_path / "server.log"
+    env = {**gateway.env, "XROUTER_USAGE_STREAM": f"xrouter:usage:test:{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "info",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nowhere", "XROUTER_DB_CONNECT_TIMEOUT": "1"}
+    with open(log_path, "wb") as log:
+        process, base = start_gateway(env, log=log)
+    try:
+        async def handshake():
+            url = base.replace("http://", "ws://") + "/v1/realtime/chat"
+            async with connect(url, additional_headers={"Authorization": f"Bearer {gateway.keys['alice']}"}) as ws:
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except ConnectionClosed as exc:
+                    return exc.rcvd.code if exc.rcvd else 1006, exc.rcvd.reason if exc.rcvd else ""
+            return None
+
+        code, reason = asyncio.run(handshake())
+    finally:
+        _stop_with_children(process)
+    assert code == 1013 and "retry" in reason, (code, reason)
+    assert "Exception in ASGI application" not in log_path.read_text(errors="replace")
