@@ -20,6 +20,7 @@ keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
 Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+1013 the key cannot be checked now (the database is unreachable and the key not cached): retry;
 1012 the server is restarting (an answer in flight is finished first, within
 XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
 """
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
+TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
@@ -123,14 +125,20 @@ class RealtimeChat:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
-        key = await akey_info_for(token) if token else None
-        if refusal is None and key is None:
-            refusal = "incorrect, revoked or expired API key"
+        try:
+            key = await akey_info_for(token) if token else None
+        except Exception as exc:  # the key store is down and the key not cached: the client retries
+            log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
+            key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
+        else:
+            code = REFUSED
+            if refusal is None and key is None:
+                refusal = "incorrect, revoked or expired API key"
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
         if refusal is not None:
-            await self.close(REFUSED, refusal)
+            await self.close(code, refusal)
             return
         self.token = token
         _sockets.setdefault(token, set()).add(self)

@@ -180,7 +180,6 @@ def test_after_its_done_frame_an_answer_is_over_whatever_its_cache_write_does(ga
     assert first.get("object") == "chat.completion.chunk", first
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a key store failure at the handshake is an ASGI crash (HTTP 500)")
 def test_a_handshake_the_key_store_cannot_check_is_closed_with_try_again_later(gateway, tmp_path):
     """PostgreSQL unreachable and the key not cached: the socket is told to come back (1013),
     not failed with an HTTP 500 and an 'Exception in ASGI application' traceback per attempt."""
