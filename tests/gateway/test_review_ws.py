@@ -207,3 +207,31 @@ def test_a_handshake_the_key_store_cannot_check_is_closed_with_try_again_later(g
         _stop_with_children(process)
     assert code == 1013 and "retry" in reason, (code, reason)
     assert "Exception in ASGI application" not in log_path.read_text(errors="replace")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 review (not fixed here: apps/gateway/streaming.py, stream_chat): "
+                                       "a cancel before the first chunk leaves no usage row")
+def test_a_cancel_before_the_first_chunk_still_leaves_a_usage_row(gateway, emulator_control, django_db_blocker):
+    """The upstream was called (its prompt is processed and may be charged): the request is
+    recorded (client_cancelled, prompt estimated) as an SSE client that leaves early is."""
+    import json
+
+    from tests.conftest import wait_for_usage
+
+    emulator_control("gigachat", latency_ms=3000)
+
+    async def cancel_while_waiting():
+        url = gateway.base_url.replace("http://", "ws://") + "/v1/realtime/chat"
+        async with connect(url, additional_headers={"Authorization": f"Bearer {gateway.keys['alice']}"}) as ws:
+            await ws.send(json.dumps({"type": "request", "model": "gigachat/GigaChat-2-Max",
+                                      "messages": [{"role": "user", "content": f"slow {uuid.uuid4().hex}"}]}))
+            await asyncio.sleep(1.0)  # the upstream has the request, no chunk yet
+            await ws.send('{"type": "cancel"}')
+            while (frame := json.loads(await asyncio.wait_for(ws.recv(), 15))).get("type") not in ("done", "error"):
+                pass
+            return frame
+
+    frame = asyncio.run(cancel_while_waiting())
+    assert frame.get("cancelled") is True, frame
+    record = wait_for_usage(django_db_blocker, frame["id"].removeprefix("chatcmpl-"), timeout=10)
+    assert record.status == "client_cancelled" and record.prompt_tokens > 0
