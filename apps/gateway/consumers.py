@@ -304,11 +304,18 @@ _sweep: asyncio.Task | None = None
 _sweep_again = False
 
 
+_closing: set[asyncio.Task] = set()  # sockets being closed for their key (at most one task per open socket)
+
+
 async def _recheck(token: str) -> None:
     try:
         if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
             for socket in list(_sockets.get(token, ())):
-                await socket.revoke_if_gone()
+                # Each socket closes on its own: a client that does not read holds its close up to
+                # the close timeout, never the sweep and the other keys' sockets behind it.
+                task = asyncio.ensure_future(socket.revoke_if_gone())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
 
