@@ -11,8 +11,8 @@ from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
 from .services import config_announce, provider_check_health
 
-MOVE_NEEDS_CREDENTIAL_RIGHTS = ("The new URL is on another origin: its credentials' secrets must be entered again, "
-                                "which needs the permission to change credentials.")
+MOVE_NEEDS_CREDENTIAL_RIGHTS = ("The new URL is on another origin (or TLS trust is weaker): its credentials' secrets "
+                                "must be entered again, which needs the permission to change credentials.")
 
 
 class AnnouncesConfig:
@@ -92,15 +92,15 @@ class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
             return form  # the credentials inline asks for the secrets again (CredentialFormSet)
 
         class StaysWithItsSecrets(form):
-            """Without the right to re-enter credentials (no inline to do it in), the URLs may
-            not move the stored secrets to another origin."""
+            """Without the right to re-enter credentials (no inline to do it in), an edit may
+            not send the stored secrets anywhere new (Provider.moves_secrets_from)."""
 
             def clean(self):
                 cleaned = super().clean()
                 stored = self.instance
-                moved = Provider(base_url=cleaned.get("base_url", stored.base_url),
-                                 auth_url=cleaned.get("auth_url", stored.auth_url))
-                if moved.secret_origins() != stored.secret_origins() and stored.credentials.exists():
+                moved = Provider(**{f: cleaned.get(f, getattr(stored, f))
+                                    for f in ("base_url", "auth_url", "verify_tls", "ca_bundle")})
+                if moved.moves_secrets_from(stored) and stored.credentials.exists():
                     raise ValidationError(MOVE_NEEDS_CREDENTIAL_RIGHTS)
                 return cleaned
 

@@ -46,7 +46,6 @@ def test_swapping_base_and_auth_url_needs_the_secrets_again(root_client, provide
     assert provider.base_url == "https://api.example/v1"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: turning TLS verification off keeps the secrets")
 @pytest.mark.parametrize("change", [{"verify_tls": ""}, {"ca_bundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}])
 def test_weakening_tls_trust_needs_the_secrets_again(root_client, provider, change):  # noqa: F811
     """verify_tls off or a CA bundle of one's own lets whoever sits on the path read the secrets:
