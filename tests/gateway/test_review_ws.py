@@ -237,7 +237,6 @@ def test_a_cancel_before_the_first_chunk_still_leaves_a_usage_row(gateway, emula
     assert record.status == "client_cancelled" and record.prompt_tokens > 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: an unknown WebSocket path is an ASGI crash with a traceback")
 def test_an_unknown_websocket_path_is_refused_quietly(gateway, tmp_path):
     """Anyone, without a key, could make each handshake to a wrong path an ERROR traceback in the
     log (and an HTTP 500): it is a plain 403, logged as uvicorn's one INFO line."""
