@@ -52,6 +52,7 @@ HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xr
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
 _sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
+_loop: asyncio.AbstractEventLoop | None = None  # the loop that serves them
 
 
 class _Sink(WsSink):
@@ -141,6 +142,8 @@ class RealtimeChat:
             await self.close(code, refusal)
             return
         self.token = token
+        global _loop
+        _loop = asyncio.get_running_loop()
         _sockets.setdefault(token, set()).add(self)
         self._watch_expiry(key)
         draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
@@ -344,7 +347,14 @@ def _on_keys_event(_payload: dict) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return  # published from a thread without a loop: no socket of this process is served there
+        # Published from a thread: a management API or admin view of this very process (the bus
+        # does not echo a process's own events back to it). Its sockets are re-checked on their loop.
+        if _loop is not None:
+            try:
+                _loop.call_soon_threadsafe(_on_keys_event, _payload)
+            except RuntimeError:  # the loop has closed: no socket left to check
+                pass
+        return
     if _sweep is not None and not _sweep.done() and _sweep.get_loop() is loop:
         _sweep_again = True
         return

@@ -261,7 +261,6 @@ def test_an_unknown_websocket_path_is_refused_quietly(gateway, tmp_path):
     assert "Exception in ASGI application" not in text and "Traceback" not in text, text[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a key revoked through this process's own API keeps its sockets open")
 def test_a_key_revoked_through_the_gateways_own_api_closes_its_sockets(gateway, django_db_blocker, private_redis):
     """The management API runs in the gateway's processes, in a thread: the key event it publishes
     reaches this process's handlers there (the bus skips a process's own events), where there is
