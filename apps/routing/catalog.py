@@ -172,7 +172,10 @@ class CatalogHolder:
         `usable` is whether requests are being served from it."""
         catalog = self.catalog
         age = self.clock() - catalog.loaded_at if catalog is not None else 0.0
-        usable = catalog is not None and (self.last_error is None or age <= settings.XROUTER["STALE_MAX"])
+        # Served: within STALE_MAX, or with no failure and no load in flight (the next request loads);
+        # a load that hangs past STALE_MAX means 503s, so not usable.
+        usable = catalog is not None and (age <= settings.XROUTER["STALE_MAX"]
+                                          or (self.last_error is None and self.loading is None))
         return {"loaded": catalog is not None, "age_s": round(age, 3), "stale": self.last_error is not None,
                 "last_error": self.last_error, "usable": usable}
 

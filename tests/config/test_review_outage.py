@@ -67,6 +67,7 @@ async def test_a_hung_reload_does_not_serve_the_snapshot_past_stale_max(xrouter,
     with pytest.raises(ApiError) as refused:
         await asyncio.wait_for(holder.get(), 5)
     assert refused.value.status == 503 and "retry-after" in refused.value.headers
+    assert holder.status()["usable"] is False  # /readyz says what /v1 does
     loader.release.set()
     await asyncio.wait_for(reloading, 5)
     assert loader.calls == 2  # one load in flight, never one per request
