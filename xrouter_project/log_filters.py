@@ -1,20 +1,47 @@
 """Logging filters of the server process (no Django here: uvicorn's log config uses them too).
 
-Query strings never reach a log: a client may put a key or a token there (the WebSocket endpoint
-refuses such keys, but only after uvicorn has logged the handshake's path and query, refused
-handshakes included). The filter cuts every `?...` that follows a path, in the message and in
-its arguments, before anything formats the record.
+No secret reaches a log line, whoever logs it:
+- query strings: a client may put a key or a token there (the WebSocket endpoint refuses such
+  keys, but only after uvicorn has logged the handshake's path and query, refused ones included).
+  A "?" and everything after it up to the next blank goes: a request target never holds a blank
+  (its line is split on them), so the cut cannot stop short, whatever the path or the quotes in
+  the query; a "?" that ends a sentence stays;
+- API keys and bearer tokens anywhere in a line: at DEBUG, uvicorn's WebSocket protocol logs each
+  handshake header (`< authorization: Bearer xr-...`, `< sec-websocket-protocol: xrouter.v1,
+  xrouter.key.xr-...`); a key keeps its prefix (which identifies it) and loses its secret.
+The message, its arguments and the exception and stack texts are cleaned before any formatter
+(plain or JSON) reads them.
 """
 
 import logging
 import re
 
-# A path ("/" then no blanks) followed by a query: keep the path, drop "?..." up to a blank or quote.
-QUERY = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+QUERY = re.compile(r"\?[^\s]+")  # a "?" that ends a sentence stays
+SECRETS = re.compile(r"\b(xr-[A-Za-z0-9]{4,16})-[A-Za-z0-9_\-]{8,}|(bearer\s+)[^\s,\"']+|(xrouter\.key\.)[^\s,\"']+", re.IGNORECASE)
+_exceptions = logging.Formatter()
+
+
+def _hide(match: re.Match) -> str:
+    if match.group(1):
+        return match.group(1) + "-[redacted]"
+    return (match.group(2) or match.group(3)) + "[redacted]"
 
 
 def strip_query(text: str) -> str:
-    return QUERY.sub(r"\1", text) if "?" in text else text
+    """The text without query strings, API keys or bearer tokens."""
+    if "?" in text:
+        text = QUERY.sub("", text)
+    return SECRETS.sub(_hide, text)
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return strip_query(value)
+    if value is None or isinstance(value, (int, float)):
+        return value
+    text = str(value)  # an exception, a URL object, bytes...: logged as its text, so cleaned as text
+    cleaned = strip_query(text)
+    return value if cleaned == text else cleaned
 
 
 class StripQueryStrings(logging.Filter):
@@ -23,9 +50,18 @@ class StripQueryStrings(logging.Filter):
             record.msg = strip_query(record.msg)
         args = record.args
         if isinstance(args, tuple):
-            record.args = tuple(strip_query(a) if isinstance(a, str) else a for a in args)
+            record.args = tuple(_clean(a) for a in args)
         elif isinstance(args, dict):
-            record.args = {k: strip_query(v) if isinstance(v, str) else v for k, v in args.items()}
+            record.args = {k: _clean(v) for k, v in args.items()}
+        if record.exc_info and record.exc_info[0] is not None:
+            # The formatted traceback, cleaned, replaces the exception: every formatter (the JSON
+            # one included) prints exc_text when exc_info is gone.
+            record.exc_text = strip_query(_exceptions.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = strip_query(record.exc_text)
+        if record.stack_info:
+            record.stack_info = strip_query(record.stack_info)
         return True
 
 

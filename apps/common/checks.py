@@ -23,10 +23,33 @@ def insecure_settings() -> list[tuple[str, str, str]]:
         found.append(("xrouter.E001", "DJANGO_SECRET_KEY", "is the public default"))
     elif len(settings.SECRET_KEY) < MIN_SECRET_KEY_LENGTH:
         found.append(("xrouter.E001", "DJANGO_SECRET_KEY", f"is shorter than {MIN_SECRET_KEY_LENGTH} characters"))
+    # A fallback still verifies signatures (password-reset tokens, signed cookies): a public or
+    # weak one lets anyone forge them, however strong the current key.
+    weak = [i for i, old in enumerate(settings.SECRET_KEY_FALLBACKS, 1)
+            if old == settings.DEFAULT_SECRET_KEY or len(old) < MIN_SECRET_KEY_LENGTH]
+    if weak:
+        found.append(("xrouter.E003", "DJANGO_SECRET_KEY_FALLBACKS",
+                      f"holds the public default or a key shorter than {MIN_SECRET_KEY_LENGTH} characters "
+                      f"(entry {', '.join(map(str, weak))})"))
     if not settings.FERNET_KEYS_CONFIGURED:
         found.append(("xrouter.E002", "XROUTER_FERNET_KEYS",
                       "is unset (credentials are encrypted with a key derived from DJANGO_SECRET_KEY)"))
+    else:
+        malformed = [i for i, key in enumerate(settings.FERNET_KEYS_CONFIGURED, 1) if not _is_fernet_key(key)]
+        if malformed:
+            found.append(("xrouter.E004", "XROUTER_FERNET_KEYS",
+                          f"holds a malformed key (entry {', '.join(map(str, malformed))}; use Fernet.generate_key())"))
     return found
+
+
+def _is_fernet_key(key: str) -> bool:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 @register(Tags.security)

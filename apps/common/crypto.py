@@ -62,6 +62,11 @@ class EncryptedJSONField(models.TextField):
             return value
         return decrypt_json(value) if value else {}
 
+    def value_to_string(self, obj):
+        """What dumpdata writes (backups, fixtures): the token, never the secrets; loaddata
+        decrypts it through to_python."""
+        return self.get_prep_value(self.value_from_object(obj))
+
     def get_prep_value(self, value):
         if isinstance(value, Undecryptable):
             return value.token

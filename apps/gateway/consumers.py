@@ -20,6 +20,7 @@ keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
 Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+1013 the key cannot be checked now (the database is unreachable and the key not cached): retry;
 1012 the server is restarting (an answer in flight is finished first, within
 XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
 """
@@ -47,11 +48,24 @@ log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
-TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this now
+TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
 _sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
+_loop: asyncio.AbstractEventLoop | None = None  # the loop that serves them
+
+
+class _Sink(WsSink):
+    """The relay's sink for one answer, which knows when the answer is over: once its done (or
+    error) frame is being sent, a `cancel` has nothing left to stop, and the next `request` may
+    start while the relay still writes the answer to the response cache."""
+
+    ended = False
+
+    async def end(self, *args, **kwargs) -> None:
+        self.ended = True
+        await super().end(*args, **kwargs)
 
 
 class _WsRequest:
@@ -105,27 +119,32 @@ class RealtimeChat:
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
-        self.sink: WsSink | None = None
+        self.sink: _Sink | None = None
         self.helpers: list[asyncio.Task] = []
+        self.tails: set[asyncio.Task] = set()  # answers already ended whose cache write still runs
 
     async def serve(self) -> None:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
-        close_code = REFUSED
         try:
             key = await akey_info_for(token) if token else None
-        except ApiError:  # the key store is down and this key is not cached: come back later
-            key, refusal, close_code = None, "the key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
-        if refusal is None and key is None:
-            refusal = "incorrect, revoked or expired API key"
+        except Exception as exc:  # the key store is down and the key not cached: the client retries
+            log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
+            key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
+        else:
+            code = REFUSED
+            if refusal is None and key is None:
+                refusal = "incorrect, revoked or expired API key"
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
         if refusal is not None:
-            await self.close(close_code, refusal)
+            await self.close(code, refusal)
             return
         self.token = token
+        global _loop
+        _loop = asyncio.get_running_loop()
         _sockets.setdefault(token, set()).add(self)
         self._watch_expiry(key)
         draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
@@ -153,7 +172,7 @@ class RealtimeChat:
                 members.discard(self)
                 if not members:
                     del _sockets[token]
-            for helper in self.helpers:
+            for helper in (*self.helpers, *self.tails):
                 helper.cancel()
             await self.stop_answer(why)
 
@@ -178,6 +197,12 @@ class RealtimeChat:
                                            code="unknown_frame_type"))
 
     async def start_answer(self, frame: dict) -> None:
+        if self.task is not None and not self.task.done() and self.sink.ended:
+            # The client has its done frame; only the cache write is left, and it may outlast
+            # this request (a slow Redis): it finishes on the side, or is cancelled at close.
+            self.tails.add(self.task)
+            self.task.add_done_callback(self.tails.discard)
+            self.task = None
         if self.task is not None and not self.task.done():
             await self.send_error(ApiError(400, "A request is already streaming on this socket; cancel it or wait "
                                                 "for its done frame.", code="request_in_flight"))
@@ -197,10 +222,10 @@ class RealtimeChat:
             return
         del frame["type"]
         req = _WsRequest(self.headers)
-        self.sink = sink = WsSink(req, self.send_text)
+        self.sink = sink = _Sink(req, self.send_text)
         self.task = asyncio.ensure_future(self._answer(req, key, frame, sink))
 
-    async def _answer(self, req, key, frame: dict, sink: WsSink) -> None:
+    async def _answer(self, req, key, frame: dict, sink: _Sink) -> None:
         try:
             body = parse_chat(orjson.dumps(frame))
             body["stream"] = True
@@ -213,7 +238,7 @@ class RealtimeChat:
             if sink.stopped is None:
                 raise
             asyncio.current_task().uncancel()
-            if sink.stopped == "client_cancelled":  # cancelled before the first chunk: nothing was produced
+            if sink.stopped == "client_cancelled" and not sink.ended:  # before the first chunk: nothing was produced
                 frame = {"type": "done", "id": sink.id, "usage": Usage().to_openai(), "cancelled": True}
                 await self.send_text(orjson.dumps(frame).decode())
         except Exception:
@@ -224,8 +249,8 @@ class RealtimeChat:
         """End the answer in flight (if any); the relay bills what was produced. `why` is the usage
         status; None when the server itself cancels (past its shutdown grace)."""
         task = self.task
-        if task is None or task.done():
-            return
+        if task is None or task.done() or (why == "client_cancelled" and self.sink.ended):
+            return  # nothing in flight, or a late cancel: the answer is complete and billed
         if why is not None:
             self.sink.stopped = why
         task.cancel()
@@ -284,30 +309,63 @@ class RealtimeChat:
         await self.close(1012, "the server is restarting; reconnect")
 
 
-_rechecks: set[asyncio.Task] = set()
+RECHECK_CONCURRENCY = 4  # key lookups of one sweep at a time: the thread pool also serves /v1
+_sweep: asyncio.Task | None = None
+_sweep_again = False
+
+
+_closing: set[asyncio.Task] = set()  # sockets being closed for their key (at most one task per open socket)
 
 
 async def _recheck(token: str) -> None:
     try:
         if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
             for socket in list(_sockets.get(token, ())):
-                await socket.revoke_if_gone()
+                # Each socket closes on its own: a client that does not read holds its close up to
+                # the close timeout, never the sweep and the other keys' sockets behind it.
+                task = asyncio.ensure_future(socket.revoke_if_gone())
+                _closing.add(task)
+                task.add_done_callback(_closing.discard)
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
 
 
+async def _sweep_keys() -> None:
+    """Re-check the key of every open socket, a few lookups at a time; once more if keys changed
+    again meanwhile (the sweep may have read a key before that change)."""
+    global _sweep_again
+    while True:
+        _sweep_again = False
+        tokens = list(_sockets)
+        for start in range(0, len(tokens), RECHECK_CONCURRENCY):
+            await asyncio.gather(*(_recheck(token) for token in tokens[start:start + RECHECK_CONCURRENCY]))
+        if not _sweep_again:
+            return
+
+
 def _on_keys_event(_payload: dict) -> None:
-    """A key changed somewhere (or the bus reconnected): re-check the key of every open socket."""
+    """A key changed somewhere (or the bus reconnected): re-check the key of every open socket.
+
+    One sweep at a time, whatever the number of events: a burst of key edits (each clears the
+    key cache, so each re-check is a database lookup) must not become events x sockets lookups."""
+    global _sweep, _sweep_again
     if not _sockets:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return  # published from a thread without a loop: no socket of this process is served there
-    for token in list(_sockets):
-        task = loop.create_task(_recheck(token))
-        _rechecks.add(task)
-        task.add_done_callback(_rechecks.discard)
+        # Published from a thread: a management API or admin view of this very process (the bus
+        # does not echo a process's own events back to it). Its sockets are re-checked on their loop.
+        if _loop is not None:
+            try:
+                _loop.call_soon_threadsafe(_on_keys_event, _payload)
+            except RuntimeError:  # the loop has closed: no socket left to check
+                pass
+        return
+    if _sweep is not None and not _sweep.done() and _sweep.get_loop() is loop:
+        _sweep_again = True
+        return
+    _sweep = loop.create_task(_sweep_keys())
 
 
 bus.subscribe("keys", _on_keys_event)

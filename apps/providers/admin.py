@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -10,6 +10,9 @@ from apps.common.crypto import Undecryptable
 from .forms import CredentialForm, CredentialFormSet
 from .models import Credential, HealthCheck, Provider, ProviderModel
 from .services import config_announce, provider_check_health
+
+MOVE_NEEDS_CREDENTIAL_RIGHTS = ("The new URL is on another origin (or TLS trust is weaker): its credentials' secrets "
+                                "must be entered again, which needs the permission to change credentials.")
 
 
 class AnnouncesConfig:
@@ -82,6 +85,26 @@ class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
         check = provider_check_health(provider)
         level = messages.SUCCESS if check.ok else messages.ERROR
         self.message_user(request, f"{provider.name}: {'ok' if check.ok else check.detail}", level)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is None or request.user.has_perm("providers.change_credential"):
+            return form  # the credentials inline asks for the secrets again (CredentialFormSet)
+
+        class StaysWithItsSecrets(form):
+            """Without the right to re-enter credentials (no inline to do it in), an edit may
+            not send the stored secrets anywhere new (Provider.moves_secrets_from)."""
+
+            def clean(self):
+                cleaned = super().clean()
+                stored = self.instance
+                moved = Provider(**{f: cleaned.get(f, getattr(stored, f))
+                                    for f in ("base_url", "auth_url", "verify_tls", "ca_bundle")})
+                if moved.moves_secrets_from(stored) and stored.credentials.exists():
+                    raise ValidationError(MOVE_NEEDS_CREDENTIAL_RIGHTS)
+                return cleaned
+
+        return StaysWithItsSecrets
 
     def get_urls(self):
         view = self.admin_site.admin_view(require_POST(self.health_check_view))

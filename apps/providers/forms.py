@@ -6,7 +6,8 @@ from django import forms
 
 from .models import Credential, Provider
 
-REENTER = "The provider's URL now points to another origin: re-enter this secret (the stored one is not sent there)."
+REENTER = ("The provider's URL now points to another origin, or its TLS trust is weaker: re-enter this secret "
+           "(the stored one is not sent there).")
 
 
 class CredentialForm(forms.ModelForm):
@@ -42,13 +43,14 @@ class CredentialForm(forms.ModelForm):
 
 class CredentialFormSet(forms.BaseInlineFormSet):
     """Stored secrets stay with the origin they were entered for: moving base_url or auth_url to
-    another scheme, host or port needs every kept credential's secrets entered again."""
+    another scheme, host or port, or weakening TLS trust, needs every kept credential's secrets
+    entered again."""
 
     def clean(self):
         super().clean()
         provider = self.instance  # already carries the submitted URLs
         stored = Provider.objects.filter(pk=provider.pk).first() if provider.pk else None
-        if stored is None or stored.secret_origins() == provider.secret_origins():
+        if stored is None or not provider.moves_secrets_from(stored):
             return
         for form in self.forms:
             if not form.instance.pk or self._should_delete_form(form) or not hasattr(form, "cleaned_data"):

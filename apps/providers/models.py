@@ -40,9 +40,19 @@ class Provider(models.Model):
     def __str__(self):
         return self.name
 
-    def secret_origins(self) -> set[tuple]:
-        """Where this provider's secrets are sent: the origins of base_url and auth_url."""
-        return {url_origin(self.base_url), url_origin(self.auth_url)}
+    def secret_origins(self) -> tuple[tuple, tuple]:
+        """Where this provider's secrets are sent: the origins of base_url and of auth_url, each
+        for its own (a swap would send the token secret to the API host, which never had it)."""
+        return url_origin(self.base_url), url_origin(self.auth_url)
+
+    def moves_secrets_from(self, stored: "Provider") -> bool:
+        """Whether this edit of `stored` sends its secrets somewhere they were not entered for:
+        another origin, or weaker TLS trust (verification off, or a CA bundle of the editor's
+        own, lets whoever sits on the path read them)."""
+        bundle = (self.ca_bundle or "").strip()
+        return (self.secret_origins() != stored.secret_origins()
+                or (stored.verify_tls and not self.verify_tls)
+                or (bundle != "" and bundle != (stored.ca_bundle or "").strip()))
 
 
 def url_origin(url: str) -> tuple:

@@ -86,6 +86,7 @@ def load_catalog() -> Catalog:
 
 RETRY_FIRST = 1.0  # seconds before the first retry of a failed reload; doubles up to RETRY_MAX
 RETRY_MAX = 30.0
+LOAD_WAIT = 10.0  # longest a request waits for a load in flight (a database that accepted the connection may never answer)
 
 
 class CatalogHolder:
@@ -95,6 +96,8 @@ class CatalogHolder:
     while it is younger than XROUTER_STALE_MAX, retries after a pause that doubles with each
     failure (one attempt in flight, never one per request), and logs once per outage. With no
     usable snapshot the answer is a 503 with Retry-After: a client retries, nothing is a 500.
+    A load that hangs holds nobody longer than LOAD_WAIT and is never started twice: its thread
+    is the only one, and whatever it finally returns is used.
     """
 
     def __init__(self, loader, clock=time.monotonic):
@@ -102,7 +105,8 @@ class CatalogHolder:
         self.clock = clock
         self.catalog: Catalog | None = None
         self.stale = True
-        self.lock: asyncio.Lock | None = None
+        self.loading: asyncio.Future | None = None
+        self.load_wait = LOAD_WAIT
         self.failures = 0
         self.retry_at = 0.0
         self.last_error: str | None = None
@@ -118,26 +122,33 @@ class CatalogHolder:
             return catalog
         if now < self.retry_at:
             return self._fallback(catalog, now)  # pausing after a failure
-        if self.lock is None:
-            self.lock = asyncio.Lock()
-        if catalog is not None and self.lock.locked():
-            return catalog  # someone is already reloading; keep serving the previous snapshot
-        async with self.lock:
-            if self.catalog is not catalog:
-                return self.catalog  # loaded while this request waited for the lock
-            if self.clock() < self.retry_at:
-                return self._fallback(catalog, self.clock())  # the load this request waited for failed
-            self.stale = False  # edits arriving during the load mark it stale again
-            try:
-                self.catalog = await run_sync(self.loader)()
-            except Exception as exc:
-                self.stale = True
-                self._failed(exc)
-                return self._fallback(catalog, self.clock())
-            if self.last_error is not None:
-                log.warning("configuration reloaded: the catalog recovered after %d failed attempts", self.failures)
-            self.failures, self.retry_at, self.last_error = 0, 0.0, None
+        loading = self.loading
+        if loading is None or loading.get_loop() is not asyncio.get_running_loop():  # (a test's closed loop)
+            loading = self.loading = asyncio.ensure_future(self._load())
+        elif catalog is not None:
+            return self._fallback(catalog, now)  # someone is already reloading: the previous snapshot, while it may serve
+        try:
+            await asyncio.wait_for(asyncio.shield(loading), self.load_wait)
+        except TimeoutError:
+            pass  # the load goes on (its result will be used); this request is answered now
+        if self.catalog is not catalog:
             return self.catalog
+        return self._fallback(catalog, self.clock())
+
+    async def _load(self) -> None:
+        self.stale = False  # edits arriving during the load mark it stale again
+        try:
+            catalog = await run_sync(self.loader)()
+        except Exception as exc:
+            self.stale = True
+            self._failed(exc)
+            return
+        finally:
+            self.loading = None
+        if self.last_error is not None:
+            log.warning("configuration reloaded: the catalog recovered after %d failed attempts", self.failures)
+        self.failures, self.retry_at, self.last_error = 0, 0.0, None
+        self.catalog = catalog
 
     def _failed(self, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
@@ -161,7 +172,10 @@ class CatalogHolder:
         `usable` is whether requests are being served from it."""
         catalog = self.catalog
         age = self.clock() - catalog.loaded_at if catalog is not None else 0.0
-        usable = catalog is not None and (self.last_error is None or age <= settings.XROUTER["STALE_MAX"])
+        # Served: within STALE_MAX, or with no failure and no load in flight (the next request loads);
+        # a load that hangs past STALE_MAX means 503s, so not usable.
+        usable = catalog is not None and (age <= settings.XROUTER["STALE_MAX"]
+                                          or (self.last_error is None and self.loading is None))
         return {"loaded": catalog is not None, "age_s": round(age, 3), "stale": self.last_error is not None,
                 "last_error": self.last_error, "usable": usable}
 
