@@ -161,6 +161,16 @@ async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, 
         record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
                      status="error", http_status=exc.status, error_type=exc.kind, stream=True)
         raise from_provider_error(exc) from None
+    except asyncio.CancelledError:
+        if sink.stopped is None:
+            raise  # the server is stopping
+        # The client left (or cancelled) while a target was being opened: that upstream was called
+        # and its prompt may be charged, so the attempt is billed like any other (prompt estimated).
+        opening = next((t for t in plan.targets if plan.attempts and t.label == plan.attempts[-1]), plan.targets[0])
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=opening.model, route=plan.rule,
+                     usage=Usage(prompt_tokens=estimate_tokens(prompt_chars(body)), estimated=True),
+                     status=sink.stopped, stream=True)
+        raise
 
     relay = _Relay(req, sink, key, plan, target, body, legacy, cached=bool(cache_key))
     await relay.run(stream, first)

@@ -209,8 +209,6 @@ def test_a_handshake_the_key_store_cannot_check_is_closed_with_try_again_later(g
     assert "Exception in ASGI application" not in log_path.read_text(errors="replace")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review (not fixed here: apps/gateway/streaming.py, stream_chat): "
-                                       "a cancel before the first chunk leaves no usage row")
 def test_a_cancel_before_the_first_chunk_still_leaves_a_usage_row(gateway, emulator_control, django_db_blocker):
     """The upstream was called (its prompt is processed and may be charged): the request is
     recorded (client_cancelled, prompt estimated) as an SSE client that leaves early is."""
