@@ -5,7 +5,7 @@ import re
 
 from django.db import transaction
 
-from apps.providers.models import Credential, Provider, ProviderModel, url_origin
+from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
 
 from .config_schema import ConfigError, ConfigFile
@@ -75,20 +75,22 @@ def rules_delete(queryset) -> int:
 
 
 def _check_secrets_follow_origin(name: str, spec) -> None:
-    """Stored secrets are never sent to a new origin: a file that moves base_url or auth_url to
-    another scheme, host or port gives the secrets of every credential the provider keeps."""
+    """Stored secrets are never sent where they were not entered for (Provider.moves_secrets_from:
+    another origin, or weaker TLS trust): such a file gives the secrets of every credential the
+    provider keeps."""
     stored = Provider.objects.filter(name=name).first()
     if stored is None:
         return
-    for field in ("base_url", "auth_url"):
-        if url_origin(getattr(stored, field)) == url_origin(getattr(spec, field)):
-            continue
-        missing = set(stored.credentials.values_list("name", flat=True)) - {c.name for c in spec.credential_list()}
-        if missing:
-            raise ConfigError(
-                f"providers.{name}.{field}: moves to another origin, so the secrets of credential(s) "
-                f"{', '.join(sorted(missing))} must be given in the file (the stored ones are not sent there)"
-            )
+    edited = Provider(base_url=spec.base_url, auth_url=spec.auth_url, verify_tls=spec.verify_tls,
+                      ca_bundle=spec.ca_bundle or "")
+    if not edited.moves_secrets_from(stored):
+        return
+    missing = set(stored.credentials.values_list("name", flat=True)) - {c.name for c in spec.credential_list()}
+    if missing:
+        raise ConfigError(
+            f"providers.{name}: moves its URLs to another origin or weakens TLS trust, so the secrets of credential(s) "
+            f"{', '.join(sorted(missing))} must be given in the file (the stored ones are not sent there)"
+        )
 
 
 def _rule_fields(rule) -> dict:

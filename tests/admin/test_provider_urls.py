@@ -83,13 +83,26 @@ def test_import_config_refuses_an_origin_change_without_the_secrets(mts_provider
             provider["credentials"] = credentials
         return parse_config({"providers": {"mts-urls": provider}})
 
-    with pytest.raises(ConfigError, match="base_url"):
+    with pytest.raises(ConfigError, match="another origin"):
         config_import(spec("https://attacker.example/v1"))
     mts_provider.refresh_from_db()
     assert mts_provider.base_url.startswith("http://127.0.0.1")
     config_import(spec("https://new-home.example/v1", {"api_key": "sk-for-the-new-home"}))
     mts_provider.refresh_from_db()
     assert mts_provider.base_url == "https://new-home.example/v1"
+
+
+def test_import_config_refuses_weaker_tls_trust_without_the_secrets(mts_provider):
+    def spec(**tls):
+        return parse_config({"providers": {"mts-urls": {"kind": "mts", "base_url": mts_provider.base_url, "models": {}, **tls}}})
+
+    for weaker in ({"verify_tls": False}, {"ca_bundle": "/tmp/the-editors-own-ca.pem"}):
+        with pytest.raises(ConfigError, match="weakens TLS trust"):
+            config_import(spec(**weaker))
+    mts_provider.refresh_from_db()
+    assert mts_provider.verify_tls and not mts_provider.ca_bundle
+    config_import(spec())  # the same trust keeps the stored secrets
+    assert mts_provider.credentials.get().secrets == {"api_key": "sk-demo-mts-key"}
 
 
 @pytest.fixture
