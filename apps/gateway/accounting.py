@@ -39,13 +39,15 @@ def record_usage(
     ttft: float | None = None,
     error_type: str = "",
     provider_request_id: str = "",
+    attempt: int = 0,
     cache_hit: bool = False,
 ) -> None:
     now = time.monotonic()
     usage = usage or Usage()
     buffer.record(
         {
-            "request_id": req.request_id,
+            # A failed attempt billed beside the request's own row gets an id of its own (`<id>.<n>`).
+            "request_id": f"{req.request_id}.{attempt}" if attempt else req.request_id,
             "provider_request_id": provider_request_id or "",
             "api_key_id": key.id if key else None,
             "key_prefix": key.prefix if key else "",

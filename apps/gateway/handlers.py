@@ -80,8 +80,10 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
         result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
+        spent = plan.spent.pop() if plan.spent and plan.spent[-1][1] is getattr(exc, "spent", None) else None
         record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
-                     usage=getattr(exc, "spent", None), status="error", http_status=exc.status, error_type=exc.kind)
+                     usage=spent[1] if spent else None, status="error", http_status=exc.status, error_type=exc.kind)
+        bill_spent_attempts(req, key, plan)
         raise from_provider_error(exc) from None
 
     headers = response_headers(req, plan, target)
@@ -103,7 +105,16 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     # Billed before the answer is sent: a send that fails must not lose what the provider charged.
     record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
                  usage=result.usage, provider_request_id=result.provider_request_id)
+    bill_spent_attempts(req, key, plan)
     await send_json(send, 200, payload, headers)
+
+
+def bill_spent_attempts(req, key, plan) -> None:
+    """Failed attempts that still cost tokens (n > 1 siblings that answered before one failed, then
+    a fallback) are billed on rows of their own, `<request id>.<n>`, at their own target's price."""
+    for n, (target, usage) in enumerate(plan.spent, start=1):
+        record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
+                     usage=usage, status="error", http_status=502, error_type="fallback_attempt", attempt=n)
 
 
 def legacy_choice(choice: dict) -> dict:

@@ -53,6 +53,9 @@ class RoutePlan:
     context_fallback: bool = True
     prompt_tokens: int = 0
     attempts: list[str] = field(default_factory=list)
+    # Failed attempts that still cost tokens (an n > 1 fan-out whose siblings answered before one
+    # failed): (target, Usage), billed by the caller whatever the final outcome.
+    spent: list = field(default_factory=list)
 
     def header(self, target: Target) -> str:
         return f"{self.rule or 'direct'};{target.label}"
@@ -180,6 +183,8 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                     last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
             except ProviderError as exc:
                 last = exc
+                if getattr(exc, "spent", None) is not None:
+                    plan.spent.append((target, exc.spent))
             last.target = target  # so the error is billed and counted against the target that failed
             klass = classify(last)
             policy = POLICY[klass]

@@ -54,10 +54,6 @@ def test_a_failed_n_call_bills_the_siblings_that_answered(http, emulator_control
     assert record.prompt_tokens > 0 and record.completion_tokens > 0
 
 
-import pytest  # noqa: E402
-
-
-@pytest.mark.xfail(strict=True, reason="issue 8 item 11: siblings that answered before a fallback are not billed")
 def test_siblings_that_answered_before_a_fallback_are_billed_on_a_row_of_their_own(http, emulator_control, django_db_blocker):
     """n > 1 on GigaChat: one sibling answers, one fails with a 500, the third is cancelled; the
     rule falls back to T-Bank, which answers. The request's row bills T-Bank; the GigaChat sibling
