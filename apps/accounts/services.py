@@ -22,3 +22,19 @@ def organisation_set_active(organisation: Organisation, is_active: bool) -> None
     organisation.is_active = is_active
     organisation.save(update_fields=["is_active"])
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
+
+
+def user_delete(user: User) -> None:
+    """Delete a user (their keys go by cascade) and drop their keys from every process's key cache."""
+    user_id = user.id
+    with transaction.atomic():
+        user.delete()
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user_id}))
+
+
+def organisation_delete(organisation: Organisation) -> None:
+    """Delete an organisation (its members and keys stay, without it) and tell every key cache."""
+    organisation_id = organisation.id
+    with transaction.atomic():
+        organisation.delete()
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation_id}))

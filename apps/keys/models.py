@@ -65,5 +65,14 @@ class ApiKey(models.Model):
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
+    @classmethod
+    def subtree_ids(cls, key_id: int) -> list[int]:
+        """The key and every key created from it, recursively (one query per generation)."""
+        ids, frontier = [key_id], [key_id]
+        while frontier:
+            frontier = list(cls.objects.filter(parent_id__in=frontier).exclude(id__in=ids).values_list("id", flat=True))
+            ids.extend(frontier)
+        return ids
+
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)

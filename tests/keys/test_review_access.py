@@ -28,7 +28,6 @@ def fresh_key_cache(monkeypatch):
     monkeypatch.setattr(selectors, "_down_until", 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a child's exact entry under a parent glob names a rule")
 @pytest.mark.django_db
 def test_a_child_cannot_name_a_rule_that_its_parents_glob_only_matches_by_name(alice):
     # "gpt-everything" is a rule (not a model) whose target is a GigaChat model: the parent, limited to
@@ -47,7 +46,6 @@ def test_a_child_cannot_name_a_rule_that_its_parents_glob_only_matches_by_name(a
         assert created.status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a parent revoked after the request loaded it still creates")
 @pytest.mark.django_db
 def test_a_key_revoked_after_the_request_loaded_it_cannot_create_keys(alice):
     parent, _ = key_create(user=alice, name="manager", scopes=["chat", "keys:manage"])
@@ -70,7 +68,6 @@ def admin_form(key: ApiKey, **changes) -> dict:
     return form | changes
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: the admin moves a key to another user without issue_for_others")
 @pytest.mark.django_db
 def test_staff_without_issue_for_others_cannot_hand_a_key_to_another_user_or_organisation(client, alice, bob, charlie):
     staff = staff_with_key_rights(type(alice))
@@ -94,7 +91,6 @@ def test_staff_without_issue_for_others_cannot_hand_a_key_to_another_user_or_org
         key_create(user=staff, name="api", organisation=charlie.organisation, issued_by=staff)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: deleting a user leaves their keys in every key cache")
 def test_deleting_a_user_in_the_admin_refuses_their_cached_keys_at_once(client, django_db_setup, django_db_blocker):
     from apps.accounts.models import User
 
@@ -110,7 +106,6 @@ def test_deleting_a_user_in_the_admin_refuses_their_cached_keys_at_once(client, 
         assert asyncio.run(akey_info_for(plaintext)) is None
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a managing key lists and revokes every key of its user")
 @pytest.mark.django_db
 def test_a_managing_key_sees_and_revokes_only_itself_and_the_keys_it_created(alice):
     production, _ = key_create(user=alice, name="production")
