@@ -50,6 +50,10 @@ DOWN_PAUSE = 1.0  # after a failed lookup, no lookups for this long: cached keys
 RETRY_AFTER = "5"
 
 
+class _LookupsFull(Exception):
+    """MAX_WAITING distinct lookups are queued already (typically a storm of unknown keys)."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """What the request path knows of an active key; `scopes` says what it may do (models.SCOPES)."""
@@ -200,6 +204,12 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
             return _valid(entry.info)
         raise ApiError(503, "API keys cannot be checked right now (the key store is unreachable); retry shortly.",
                        code="service_unavailable", headers={"retry-after": RETRY_AFTER}) from None
+    except _LookupsFull:
+        # A storm of unknown keys must not refuse the known ones: a cached key due for a re-check serves on.
+        if entry is not None and now - entry.checked <= settings.XROUTER["STALE_MAX"]:
+            return _valid(entry.info)
+        raise ApiError(503, "Too many API key lookups at once; retry shortly.", code="service_unavailable",
+                       headers={"retry-after": "1"}) from None
     if generation == _generation:  # nothing changed while we looked: safe to remember
         _remember(hashed, found)
     return _valid(found.info) if found else None
@@ -235,8 +245,7 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
     future = _inflight.get(hashed)
     if future is None:
         if len(_inflight) >= MAX_WAITING:
-            raise ApiError(503, "Too many API key lookups at once; retry shortly.", code="service_unavailable",
-                           headers={"retry-after": "1"})
+            raise _LookupsFull()
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-keys")
         with _queued_lock:

@@ -18,7 +18,6 @@ def fresh_key_cache(monkeypatch):
     monkeypatch.setattr(selectors, "_down_until", 0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a full lookup queue 503s cached keys due for a re-check")
 def test_a_cached_key_due_for_a_recheck_is_served_while_lookups_are_full(django_db_setup, django_db_blocker,
                                                                            monkeypatch):
     from apps.accounts.models import User
