@@ -123,8 +123,10 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
             raise PermissionDenied(f"allowed_models {wider} go beyond the creating key's {parent.allowed_models}.")
         # A glob-free entry names a rule or alias too (routing.access), which the parent reaches only by
         # that exact entry: one its globs merely match is kept to the model of that name.
-        allowed_models = [m if m in parent.allowed_models or not GLOB_CHARS.isdisjoint(m) else _model_only(m)
-                          for m in allowed_models]
+        # (A parent holding "*" may use every target, so every rule and alias: nothing to keep.)
+        if "*" not in parent.allowed_models:
+            allowed_models = [m if m in parent.allowed_models or not GLOB_CHARS.isdisjoint(m) else _model_only(m)
+                              for m in allowed_models]
 
     if residency is UNSET:
         residency = parent.residency

@@ -45,6 +45,11 @@ def test_a_child_cannot_name_a_rule_that_its_parents_glob_only_matches_by_name(a
     else:
         assert created.status_code == 403
 
+    # A parent that may use every model ("*") passes exact names on as they are.
+    _, star_plain = key_create(user=alice, name="star", allowed_models=["*"], scopes=["chat", "keys:manage"])
+    kept = api_as(star_plain).post("/api/v1/keys/", {"name": "c", "allowed_models": ["gpt-everything"]}, format="json")
+    assert kept.status_code == 201 and kept.json()["allowed_models"] == ["gpt-everything"]
+
 
 @pytest.mark.django_db
 def test_a_key_revoked_after_the_request_loaded_it_cannot_create_keys(alice):
