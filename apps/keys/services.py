@@ -102,7 +102,11 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
+    return _limits_within(parent, scopes, allowed_models, residency, expires_at)
 
+
+def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at):
+    """The limits of a key created from `parent` (on creation and on every later edit): within the parent's."""
     scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
         scopes = [s for s in DEFAULT_SCOPES if s in parent.scopes]
@@ -186,11 +190,17 @@ def key_revoke(key: ApiKey) -> None:
 def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
     """Save edited fields of a key (the admin) and tell every process.
 
-    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others."""
+    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others.
+    A key created by a key stays within its parent's limits (PermissionDenied otherwise)."""
     if actor is not None and {"user", "organisation"} & set(fields) and not actor.has_perm("keys.issue_for_others"):
         raise PermissionDenied("Moving a key to another user or organisation needs the permission "
                                "keys.issue_for_others.")
+    limits = {"scopes", "allowed_models", "residency", "expires_at"}
     with transaction.atomic():
+        if key.parent_id is not None and limits & set(fields):
+            parent = ApiKey.objects.get(pk=key.parent_id)
+            key.scopes, key.allowed_models, key.residency, key.expires_at = _limits_within(
+                parent, key.scopes, key.allowed_models, key.residency, key.expires_at)
         key.save(update_fields=fields)
         _announce([key.id])
 

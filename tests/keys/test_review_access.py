@@ -127,7 +127,6 @@ def test_a_managing_key_sees_and_revokes_only_itself_and_the_keys_it_created(ali
     assert api.post(f"/api/v1/keys/{child['id']}/revoke/").status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: the admin widens a key-created key beyond its parent")
 @pytest.mark.django_db
 def test_editing_a_key_created_key_in_the_admin_keeps_it_within_its_parent(client, alice):
     import datetime as dt
