@@ -33,7 +33,8 @@ def user_delete(user: User) -> None:
 
 
 def organisation_delete(organisation: Organisation) -> None:
-    """Delete an organisation (its members and keys stay, without it) and tell every key cache."""
+    """Delete an organisation and tell every key cache. ProtectedError while it has members or keys:
+    deactivate it instead (a deleted tenant's keys must not live on as keys of no tenant)."""
     organisation_id = organisation.id
     with transaction.atomic():
         organisation.delete()

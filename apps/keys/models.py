@@ -32,7 +32,7 @@ class ApiKey(models.Model):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
-    organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.SET_NULL)
+    organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT)
     # The key that created this one (None: created by a person or a command). Revoking a key revokes its
     # children; deleting it deletes them, so no child outlives the key whose limits it was cut from.
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
