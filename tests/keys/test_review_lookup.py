@@ -83,3 +83,49 @@ def test_a_redis_that_stops_answering_counts_as_a_deaf_bus_within_seconds(django
     finally:
         redis.terminate()
         redis.wait(10)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 review: an invalidation from a Django thread races the event loop's "
+                                       "cache reads (KeyError, a 500 on /v1)")
+def test_invalidations_from_another_thread_never_break_a_lookup(django_db_setup, django_db_blocker):
+    """key_revoke, user_set_active… publish from Django's sync threads, in the process that serves /v1 on
+    its loop: the key cache is touched from both at once."""
+    import sys
+    import threading
+    import time
+
+    from apps.accounts.models import User
+    from apps.keys import selectors
+
+    with django_db_blocker.unblock():
+        owner = User.objects.create(username=f"erin-{uuid.uuid4().hex[:6]}")
+        key, plaintext = key_create(user=owner, name="k")
+
+    async def scenario():
+        assert (await akey_info_for(plaintext)).id == key.id
+        hashed = selectors._by_id[key.id]
+        entry = selectors._known[hashed]
+        stop = threading.Event()
+
+        def revoke_and_restore():  # the invalidation a revocation publishes, over and over (and the entry back)
+            while not stop.is_set():
+                selectors._invalidate({"key_ids": [key.id]})
+                selectors._remember(hashed, entry)
+
+        thread = threading.Thread(target=revoke_and_restore)
+        thread.start()
+        try:
+            end = time.monotonic() + 8
+            while time.monotonic() < end:
+                await akey_info_for(plaintext)  # raises KeyError when the race hits
+        finally:
+            stop.set()
+            thread.join()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within seconds
+    try:
+        with django_db_blocker.unblock():
+            asyncio.run(scenario())
+    finally:
+        sys.setswitchinterval(interval)
