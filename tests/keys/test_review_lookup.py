@@ -85,8 +85,6 @@ def test_a_redis_that_stops_answering_counts_as_a_deaf_bus_within_seconds(django
         redis.wait(10)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: an invalidation from a Django thread races the event loop's "
-                                       "cache reads (KeyError, a 500 on /v1)")
 def test_invalidations_from_another_thread_never_break_a_lookup(django_db_setup, django_db_blocker):
     """key_revoke, user_set_active… publish from Django's sync threads, in the process that serves /v1 on
     its loop: the key cache is touched from both at once."""
