@@ -187,3 +187,37 @@ def test_a_user_moved_to_another_organisation_keeps_no_key_of_the_old_one(client
     with pytest.raises(PermissionDenied):
         key_create(user=alice, name="old tenant", organisation=ApiKey.objects.get(id=alice_key.key.id).organisation,
                    issued_by=root)
+
+
+def test_a_revocation_racing_a_creation_under_the_key_revokes_the_new_key_too(django_db_setup, django_db_blocker):
+    """Real PostgreSQL, two connections: a creation holds its parent locked (as key_create does) while a
+    revocation of that parent starts; when the creation commits, its key must be revoked as well."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from apps.accounts.models import User
+    from tests.conftest import need
+
+    need("PostgreSQL", connection.vendor == "postgresql")
+    with django_db_blocker.unblock():
+        owner = User.objects.create(username=f"erin-{uuid.uuid4().hex[:6]}")
+        parent, _ = key_create(user=owner, name="manager", scopes=["chat", "keys:manage"])
+        locked, created = threading.Event(), {}
+
+        def create_slowly():
+            with transaction.atomic():
+                ApiKey.objects.select_for_update().get(pk=parent.pk)
+                locked.set()
+                time.sleep(1.0)  # the revocation starts meanwhile
+                created["id"] = ApiKey.objects.create(user=owner, parent=parent, name="child", prefix=uuid.uuid4().hex[:8],
+                                                      hashed_key=uuid.uuid4().hex * 2).id
+            connection.close()
+
+        creator = threading.Thread(target=create_slowly)
+        creator.start()
+        assert locked.wait(10)
+        key_revoke(ApiKey.objects.get(pk=parent.pk))  # waits for the creation's lock, then sees its key
+        creator.join(10)
+        assert ApiKey.objects.get(pk=created["id"]).revoked_at is not None
