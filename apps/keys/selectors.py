@@ -137,9 +137,7 @@ def _load(prefix: str, hashed: str) -> _Entry | None:
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
     organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
-    # A key acts for its user's organisation only: one left behind when its user moved on is refused.
-    active = (row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
-              and row.organisation_id in (None, row.user.organisation_id))
+    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
     info = KeyInfo(
         id=row.id,
         prefix=row.prefix,

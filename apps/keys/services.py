@@ -40,8 +40,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     parent: the key this request was authenticated with, if any. Such a key needs the scope
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry
     and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
-    issued_by: the acting person (None for the command line). Issuing for someone else needs the
-    permission keys.issue_for_others; a key is always in its user's organisation.
+    issued_by: the acting person (None for the command line). Issuing for someone else, or into an
+    organisation other than the user's, needs the permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
     actor = parent.user if parent is not None else issued_by
@@ -79,12 +79,15 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
 
 
 def _check_issuer(actor, user, organisation) -> None:
-    """A key for someone else is issued only by holders of keys.issue_for_others (actor None: the
-    command line); a key is in its user's organisation, whoever issues it (selectors refuse others)."""
-    if organisation is not None and organisation.pk != getattr(user, "organisation_id", None):
-        raise PermissionDenied("A key belongs to its user's organisation.")
-    if actor is not None and actor.pk != user.pk and not actor.has_perm("keys.issue_for_others"):
+    """A key for someone else, or in an organisation not the user's, is issued only by holders of
+    keys.issue_for_others (actor None: the command line)."""
+    if actor is None or actor.has_perm("keys.issue_for_others"):
+        return
+    if actor.pk != user.pk:
         raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
+    if organisation is not None and organisation.pk != getattr(user, "organisation_id", None):
+        raise PermissionDenied("A key in an organisation other than its user's needs the permission "
+                               "keys.issue_for_others.")
 
 
 def _as_list(value):

@@ -169,6 +169,7 @@ def test_deleting_a_deactivated_organisation_does_not_bring_its_keys_back(client
     assert key_info_for(alice_key.plaintext) is None
 
 
+@pytest.mark.xfail(strict=True, reason="issue 8 review: a user moved to another organisation keeps keys of the old one")
 @pytest.mark.django_db
 def test_a_user_moved_to_another_organisation_keeps_no_key_of_the_old_one(client, alice, charlie, alice_key):
     assert key_info_for(alice_key.plaintext).organisation_id == alice.organisation_id
