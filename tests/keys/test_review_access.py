@@ -167,6 +167,7 @@ def test_deleting_a_deactivated_organisation_does_not_bring_its_keys_back(client
     response = client.post(f"/admin/accounts/organisation/{organisation.id}/delete/", {"post": "yes"})
     assert response.status_code == 200 and "Cannot delete" in response.content.decode()  # members and keys: protected
     assert key_info_for(alice_key.plaintext) is None
+<<<<<<< HEAD
 
 
 @pytest.mark.xfail(strict=True, reason="issue 8 review: a user moved to another organisation keeps keys of the old one")
@@ -222,3 +223,5 @@ def test_a_revocation_racing_a_creation_under_the_key_revokes_the_new_key_too(dj
         key_revoke(ApiKey.objects.get(pk=parent.pk))  # waits for the creation's lock, then sees its key
         creator.join(10)
         assert ApiKey.objects.get(pk=created["id"]).revoked_at is not None
+=======
+>>>>>>> parent of 068008f (issue 8 review (item 4): a user moved to another organisation keeps keys that act for the old one — xfail test)
