@@ -16,5 +16,4 @@ class Organisation(models.Model):
 
 
 class User(AbstractUser):
-    # PROTECT, here and on ApiKey: deleting a tenant must not turn its refused keys into keys of no tenant.
-    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.PROTECT, related_name="members")
+    organisation = models.ForeignKey(Organisation, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")

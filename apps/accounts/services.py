@@ -33,7 +33,7 @@ def user_delete(user: User) -> None:
 
 
 def organisation_delete(organisation: Organisation) -> None:
-    """Delete an organisation and tell every key cache. ProtectedError while it has members or keys:
+    """Delete an organisation and tell every key cache. ProtectedError while it has keys (ApiKey.organisation):
     deactivate it instead (a deleted tenant's keys must not live on as keys of no tenant)."""
     organisation_id = organisation.id
     with transaction.atomic():

@@ -32,6 +32,7 @@ class ApiKey(models.Model):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    # PROTECT: deleting a tenant must not turn its refused keys into keys of no tenant (deactivate it instead).
     organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT)
     # The key that created this one (None: created by a person or a command). Revoking a key revokes its
     # children; deleting it deletes them, so no child outlives the key whose limits it was cut from.
