@@ -2,7 +2,13 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from .models import Membership, Organisation, User
-from .services import organisation_set_active, user_set_active, user_settle_default_organisation
+from .services import (
+    organisation_delete,
+    organisation_set_active,
+    user_delete,
+    user_set_active,
+    user_settle_default_organisation,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -46,6 +52,13 @@ class UserAdmin(KeepsDefaultOrganisations, BaseUserAdmin):
         if change and {"is_active", "organisation"} & set(form.changed_data):
             user_set_active(obj, obj.is_active)  # tells every gateway process about the user's keys
 
+    def delete_model(self, request, obj):
+        user_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            user_delete(user)
+
     # allowed_permissions: without it, anyone who may only view users (auditor, support) could run the action.
     @admin.action(description="Deactivate selected users (their keys are refused at once)", permissions=["change"])
     def deactivate(self, request, queryset):
@@ -74,6 +87,13 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
+
+    def delete_model(self, request, obj):
+        organisation_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for organisation in queryset:
+            organisation_delete(organisation)
 
     @admin.action(description="Deactivate selected organisations (every key of theirs is refused at once)",
                   permissions=["change"])

@@ -116,3 +116,20 @@ def _keep_an_owner(membership: Membership) -> None:
     owners = Membership.objects.select_for_update().filter(organisation_id=membership.organisation_id, role=Role.OWNER)
     if not set(owners.values_list("pk", flat=True)) - {membership.pk}:
         raise PermissionDenied("An organisation keeps at least one owner: make someone else owner first.")
+
+
+def user_delete(user: User) -> None:
+    """Delete a user (their keys go by cascade) and drop their keys from every process's key cache."""
+    user_id = user.id
+    with transaction.atomic():
+        user.delete()
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user_id}))
+
+
+def organisation_delete(organisation: Organisation) -> None:
+    """Delete an organisation and tell every key cache. ProtectedError while it has keys (ApiKey.organisation):
+    deactivate it instead (a deleted tenant's keys must not live on as keys of no tenant)."""
+    organisation_id = organisation.id
+    with transaction.atomic():
+        organisation.delete()
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation_id}))

@@ -42,7 +42,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            key_update(obj, [f for f in form.changed_data if f in form.Meta.fields])
+            key_update(obj, [f for f in form.changed_data if f in form.Meta.fields], actor=request.user)
             return
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,

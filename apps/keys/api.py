@@ -1,3 +1,4 @@
+from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -16,20 +17,28 @@ from .services import key_create, key_revoke
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The caller's own API keys. Every query is scoped to request.user: nobody sees another's keys.
 
-    Called with a key, it needs the scope keys:manage, and what it creates is a subset of that key."""
+    Called with a key, it needs the scope keys:manage, sees and revokes only itself and the keys
+    created from it, and what it creates is a subset of that key."""
 
     serializer_class = ApiKeySerializer
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "keys:manage"
 
     def get_queryset(self):
-        return ApiKey.objects.filter(user=self.request.user)
+        keys = ApiKey.objects.filter(user=self.request.user)
+        if isinstance(self.request.auth, KeyInfo):
+            keys = keys.filter(id__in=ApiKey.subtree_ids(self.request.auth.id))
+        return keys
 
     @extend_schema(request=ApiKeySerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request):
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        parent = ApiKey.objects.get(id=request.auth.id) if isinstance(request.auth, KeyInfo) else None
+        parent = None
+        if isinstance(request.auth, KeyInfo):
+            parent = ApiKey.objects.filter(id=request.auth.id).first()
+            if parent is None:  # deleted since it authenticated: never fall back to a person's rights
+                raise PermissionDenied("The key making this request no longer exists.")
         try:
             key, plaintext = key_create(user=request.user, parent=parent, issued_by=request.user, **serializer.validated_data)
         except DjangoValidationError as exc:

@@ -32,7 +32,8 @@ class ApiKey(models.Model):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
-    organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.SET_NULL)
+    # PROTECT: deleting a tenant must not turn its refused keys into keys of no tenant (deactivate it instead).
+    organisation = models.ForeignKey("accounts.Organisation", null=True, blank=True, on_delete=models.PROTECT)
     # The key that created this one (None: created by a person or a command). Revoking a key revokes its
     # children; deleting it deletes them, so no child outlives the key whose limits it was cut from.
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
@@ -64,6 +65,15 @@ class ApiKey(models.Model):
     def is_active(self) -> bool:
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @classmethod
+    def subtree_ids(cls, key_id: int) -> list[int]:
+        """The key and every key created from it, recursively (one query per generation)."""
+        ids, frontier = [key_id], [key_id]
+        while frontier:
+            frontier = list(cls.objects.filter(parent_id__in=frontier).exclude(id__in=ids).values_list("id", flat=True))
+            ids.extend(frontier)
+        return ids
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.allowed_models)

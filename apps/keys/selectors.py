@@ -50,6 +50,10 @@ DOWN_PAUSE = 1.0  # after a failed lookup, no lookups for this long: cached keys
 RETRY_AFTER = "5"
 
 
+class _LookupsFull(Exception):
+    """MAX_WAITING distinct lookups are queued already (typically a storm of unknown keys)."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
     """What the request path knows of an active key; `scopes` says what it may do (models.SCOPES)."""
@@ -92,9 +96,17 @@ _generation = 0  # bumped by every invalidation: a lookup that raced one is not 
 _executor: ThreadPoolExecutor | None = None
 _queued = 0
 _queued_lock = threading.Lock()
+# The caches are read on the event loop and invalidated from wherever a service publishes (Django's
+# sync threads in this same process, too): every touch of _known, _by_id, _unknown holds this.
+_cache_lock = threading.Lock()
 
 
 def _invalidate(event: dict) -> None:
+    with _cache_lock:
+        _invalidate_locked(event)
+
+
+def _invalidate_locked(event: dict) -> None:
     global _epoch, _generation
     _generation += 1
     if event.get("resync"):
@@ -174,16 +186,21 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     Raises ApiError(503) when the key must be looked up and the database cannot answer."""
     global _down_until
     hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
-    entry = _known.get(hashed)
     now = time.monotonic()
+    with _cache_lock:
+        entry = _known.get(hashed)
+        if entry is not None:
+            fresh = entry.checked >= _epoch and now - entry.checked < (
+                RECHECK_CONNECTED if bus.connected() else RECHECK_DISCONNECTED)
+            if fresh:
+                _known.move_to_end(hashed)
+        else:
+            until = _unknown.get(hashed)
     if entry is not None:
-        if entry.checked >= _epoch and now - entry.checked < (RECHECK_CONNECTED if bus.connected() else RECHECK_DISCONNECTED):
-            _known.move_to_end(hashed)
+        if fresh:
             return _valid(entry.info)
-    else:
-        until = _unknown.get(hashed)
-        if until is not None and until > now:
-            return None
+    elif until is not None and until > now:
+        return None
     match = TOKEN_SHAPE.fullmatch(plaintext)
     if match is None:
         return None
@@ -200,12 +217,24 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
             return _valid(entry.info)
         raise ApiError(503, "API keys cannot be checked right now (the key store is unreachable); retry shortly.",
                        code="service_unavailable", headers={"retry-after": RETRY_AFTER}) from None
-    if generation == _generation:  # nothing changed while we looked: safe to remember
-        _remember(hashed, found)
+    except _LookupsFull:
+        # A storm of unknown keys must not refuse the known ones: a cached key due for a re-check serves on.
+        if entry is not None and now - entry.checked <= settings.XROUTER["STALE_MAX"]:
+            return _valid(entry.info)
+        raise ApiError(503, "Too many API key lookups at once; retry shortly.", code="service_unavailable",
+                       headers={"retry-after": "1"}) from None
+    _remember(hashed, found, generation)
     return _valid(found.info) if found else None
 
 
-def _remember(hashed: str, found: _Entry | None) -> None:
+def _remember(hashed: str, found: _Entry | None, generation: int | None = None) -> None:
+    """Cache a lookup's result, unless an invalidation came since it started (`generation`)."""
+    with _cache_lock:
+        if generation is None or generation == _generation:
+            _remember_locked(hashed, found)
+
+
+def _remember_locked(hashed: str, found: _Entry | None) -> None:
     if found is None:
         _known.pop(hashed, None)
         _unknown[hashed] = time.monotonic() + NEGATIVE_TTL
@@ -235,8 +264,7 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
     future = _inflight.get(hashed)
     if future is None:
         if len(_inflight) >= MAX_WAITING:
-            raise ApiError(503, "Too many API key lookups at once; retry shortly.", code="service_unavailable",
-                           headers={"retry-after": "1"})
+            raise _LookupsFull()
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-keys")
         with _queued_lock:

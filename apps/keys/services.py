@@ -42,38 +42,57 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
     organisation (default: the user's default organisation): its policy bounds the key's allowed models
     and residency, however the key is made; a limit not given or empty takes the policy's.
-    issued_by: the acting person (None for the command line). Issuing for someone else needs the
-    permission keys.issue_for_others. Refusals raise PermissionDenied, bad values ValidationError.
+    issued_by: the acting person (None for the command line). Issuing for someone else, or into an
+    organisation the user is not a member of, needs the permission keys.issue_for_others.
+    Refusals raise PermissionDenied, bad values ValidationError.
     """
     actor = parent.user if parent is not None else issued_by
-    if actor is not None and actor.pk != user.pk and not actor.has_perm("keys.issue_for_others"):
-        raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
     organisation = organisation if organisation is not None else getattr(user, "organisation", None)
-    if parent is not None:
-        scopes, allowed_models, residency, expires_at = _within_parent(
-            parent, scopes, allowed_models, residency, expires_at, organisation)
-    if organisation is not None:
-        allowed_models, residency = _within_policy(organisation, allowed_models, residency)
-    scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
-    validate_scopes(scopes)
-    scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
-    allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
-    validate_allowed_models(allowed_models)
-    prefix = secrets.token_hex(4)
-    plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
-    key = ApiKey.objects.create(
-        user=user,
-        organisation=organisation,
-        parent=parent,
-        name=name,
-        prefix=prefix,
-        hashed_key=hash_key(plaintext),
-        scopes=scopes,
-        allowed_models=allowed_models,
-        residency="" if residency is UNSET or residency is None else residency,
-        expires_at=None if expires_at is UNSET else expires_at,
-    )
+    _check_issuer(actor, user, organisation)
+    with transaction.atomic():
+        if parent is not None:
+            # Re-read and lock the parent: a revocation that committed after the caller loaded it is seen
+            # here, and one that starts now waits for this key and then revokes it too (key_revoke).
+            parent = ApiKey.objects.select_for_update().filter(pk=parent.pk).first()
+            if parent is None:
+                raise PermissionDenied("The key making this request no longer exists.")
+            scopes, allowed_models, residency, expires_at = _within_parent(
+                parent, scopes, allowed_models, residency, expires_at, organisation)
+        if organisation is not None:
+            allowed_models, residency = _within_policy(organisation, allowed_models, residency)
+        scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
+        validate_scopes(scopes)
+        scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
+        allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
+        validate_allowed_models(allowed_models)
+        prefix = secrets.token_hex(4)
+        plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
+        key = ApiKey.objects.create(
+            user=user,
+            organisation=organisation,
+            parent=parent,
+            name=name,
+            prefix=prefix,
+            hashed_key=hash_key(plaintext),
+            scopes=scopes,
+            allowed_models=allowed_models,
+            residency="" if residency is UNSET or residency is None else residency,
+            expires_at=None if expires_at is UNSET else expires_at,
+        )
     return key, plaintext
+
+
+def _check_issuer(actor, user, organisation) -> None:
+    """A key for someone else, or in an organisation not the user's, is issued only by holders of
+    keys.issue_for_others (actor None: the command line)."""
+    if actor is None or actor.has_perm("keys.issue_for_others"):
+        return
+    if actor.pk != user.pk:
+        raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
+    if (organisation is not None and organisation.pk != getattr(user, "organisation_id", None)
+            and not user.memberships.filter(organisation=organisation).exists()):
+        raise PermissionDenied("A key in an organisation its user is not a member of needs the permission "
+                               "keys.issue_for_others.")
 
 
 def _as_list(value):
@@ -88,7 +107,11 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
+    return _limits_within(parent, scopes, allowed_models, residency, expires_at)
 
+
+def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at):
+    """The limits of a key created from `parent` (on creation and on every later edit): within the parent's."""
     scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
         scopes = [s for s in DEFAULT_SCOPES if s in parent.scopes]
@@ -107,6 +130,12 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         wider = [m for m in allowed_models if not any(_covers(p, m) for p in parent.allowed_models)]
         if wider:
             raise PermissionDenied(f"allowed_models {wider} go beyond the creating key's {parent.allowed_models}.")
+        # A glob-free entry names a rule or alias too (routing.access), which the parent reaches only by
+        # that exact entry: one its globs merely match is kept to the model of that name.
+        # (A parent holding "*" may use every target, so every rule and alias: nothing to keep.)
+        if "*" not in parent.allowed_models:
+            allowed_models = [m if m in parent.allowed_models or not GLOB_CHARS.isdisjoint(m) else _model_only(m)
+                              for m in allowed_models]
 
     if residency is UNSET:
         residency = parent.residency
@@ -133,6 +162,10 @@ def _within_policy(organisation, allowed_models, residency):
             if wider:
                 raise PermissionDenied(f"allowed_models {wider} go beyond the policy of {organisation.name}: "
                                        f"{organisation.allowed_models}.")
+            # As for a parent key: an exact entry the policy only matches by a glob names the model alone.
+            if "*" not in organisation.allowed_models:
+                allowed_models = [m if m in organisation.allowed_models or not GLOB_CHARS.isdisjoint(m)
+                                  else _model_only(m) for m in allowed_models]
     if organisation.residency:
         if residency is UNSET or not residency:
             residency = organisation.residency
@@ -156,30 +189,47 @@ def _covers(pattern: str, entry: str) -> bool:
     return pattern.endswith("*") and GLOB_CHARS.isdisjoint(head) and entry.startswith(head)
 
 
-def _with_descendants(key_id: int) -> list[int]:
-    ids, frontier = [key_id], [key_id]
-    seen = {key_id}
-    while frontier:
-        frontier = [i for i in ApiKey.objects.filter(parent_id__in=frontier).values_list("id", flat=True) if i not in seen]
-        seen.update(frontier)
-        ids.extend(frontier)
-    return ids
+def _model_only(entry: str) -> str:
+    """A glob matching exactly the model `entry` (one character as a class: "gpt-4[o]"), so it names no rule."""
+    for i in range(len(entry) - 1, -1, -1):
+        if entry[i].isalnum():
+            return f"{entry[:i]}[{entry[i]}]{entry[i + 1:]}"
+    raise PermissionDenied(f"allowed_models entry {entry!r} is not a model name.")
 
 
 def key_revoke(key: ApiKey) -> None:
-    """Revoke a key and every key created from it, recursively (rotation, elsewhere, does not)."""
+    """Revoke a key and every key created from it, recursively (rotation, elsewhere, does not).
+
+    Generation by generation, each UPDATE locks its rows before the next generation is read: a key
+    being created under one of them (key_create locks its parent) is either committed and found
+    by that read, or waits and then sees its parent revoked."""
     now = timezone.now()
     with transaction.atomic():
-        ids = _with_descendants(key.id)
-        ApiKey.objects.filter(id__in=ids, revoked_at__isnull=True).update(revoked_at=now)
+        ids, frontier = [], [key.id]
+        while frontier:
+            ApiKey.objects.filter(id__in=frontier, revoked_at__isnull=True).update(revoked_at=now)
+            ids.extend(frontier)
+            frontier = list(ApiKey.objects.filter(parent_id__in=frontier).exclude(id__in=ids)
+                            .values_list("id", flat=True))
         _announce(ids)
     if key.revoked_at is None:
         key.revoked_at = now
 
 
-def key_update(key: ApiKey, fields: list[str]) -> None:
-    """Save edited fields of a key (the admin) and tell every process."""
+def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
+    """Save edited fields of a key (the admin) and tell every process.
+
+    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others.
+    A key created by a key stays within its parent's limits (PermissionDenied otherwise)."""
+    if actor is not None and {"user", "organisation"} & set(fields) and not actor.has_perm("keys.issue_for_others"):
+        raise PermissionDenied("Moving a key to another user or organisation needs the permission "
+                               "keys.issue_for_others.")
+    limits = {"scopes", "allowed_models", "residency", "expires_at"}
     with transaction.atomic():
+        if key.parent_id is not None and limits & set(fields):
+            parent = ApiKey.objects.get(pk=key.parent_id)
+            key.scopes, key.allowed_models, key.residency, key.expires_at = _limits_within(
+                parent, key.scopes, key.allowed_models, key.residency, key.expires_at)
         key.save(update_fields=fields)
         _announce([key.id])
 
@@ -187,6 +237,6 @@ def key_update(key: ApiKey, fields: list[str]) -> None:
 def key_delete(key: ApiKey) -> None:
     """Delete a key and, by cascade, the keys created from it."""
     with transaction.atomic():
-        ids = _with_descendants(key.id)
+        ids = ApiKey.subtree_ids(key.id)
         key.delete()
         _announce(ids)

@@ -78,7 +78,10 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
         specs = [(requested, 1.0, None)]
         plan = RoutePlan(requested=requested, targets=[], prompt_tokens=ctx.prompt_tokens)
 
-    allowed = [spec for spec in specs if may_use(key, requested, spec[0], catalog.models)]
+    # The name that may grant targets is the rule that matched (not whatever the client asked for:
+    # tags or a catch-all can route an allowed alias's name to another rule), else the requested name.
+    grant = rule.name if rule is not None else requested
+    allowed = [spec for spec in specs if may_use(key, grant, spec[0], catalog.models)]
     if not allowed:
         raise ApiError(403, f"This API key may not use the model '{requested}'.", param="model", code="model_not_allowed")
 
