@@ -22,8 +22,9 @@ NODE_DEPS := tests/node/node_modules/.package-lock.json
 $(NODE_DEPS): tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --silent
 
+# Each run gets Redis keys and bus channels of its own, so runs side by side never hear each other.
 test: venv $(NODE_DEPS)
-	$(PY) -m pytest
+	XROUTER_REDIS_NAMESPACE=$${XROUTER_REDIS_NAMESPACE:-xrtest$$$$} $(PY) -m pytest
 
 bench: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \

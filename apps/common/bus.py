@@ -10,6 +10,7 @@ thread-safe), so the hot path never waits on Redis.
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -24,6 +25,7 @@ ORIGIN = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 _sync_client = None
 _connected = False
+HEARTBEAT = 2.0  # seconds: a silent Redis is noticed (the bus counts as down) within about two of these
 
 
 def connected() -> bool:
@@ -113,10 +115,18 @@ async def listen(ready: asyncio.Event | None = None) -> None:
             # Events may have been missed while (re)connecting: treat it as "everything changed".
             for topic in list(_handlers):
                 _dispatch(topic, {"resync": True})
-            async for message in pubsub.listen():
-                event = orjson.loads(message["data"])
-                if event.get("origin") != ORIGIN:
-                    _dispatch(event["topic"], event.get("payload") or {})
+            checked = time.monotonic()
+            while True:
+                # A Redis that stops answering keeps its sockets open, and a subscription alone would
+                # wait on it forever: ping it when the channel is quiet, so "connected" stays true.
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT)
+                if message is not None and message.get("type") == "message":
+                    event = orjson.loads(message["data"])
+                    if event.get("origin") != ORIGIN:
+                        _dispatch(event["topic"], event.get("payload") or {})
+                if time.monotonic() - checked >= HEARTBEAT:
+                    await asyncio.wait_for(client.ping(), HEARTBEAT)
+                    checked = time.monotonic()
         except asyncio.CancelledError:
             _connected = False
             raise
