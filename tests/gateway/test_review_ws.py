@@ -273,7 +273,8 @@ def test_a_key_revoked_through_the_gateways_own_api_closes_its_sockets(gateway, 
     from apps.keys.services import key_create
 
     with django_db_blocker.unblock():
-        key, plaintext = key_create(user=User.objects.get(username="alice"), name="ws-revoked-by-api")
+        key, plaintext = key_create(user=User.objects.get(username="alice"), name="ws-revoked-by-api",
+                                    scopes=["chat", "keys:manage"])
     _, redis_url = private_redis
     process, base = start_gateway({**gateway.env, "REDIS_URL": redis_url})
 
