@@ -180,6 +180,11 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                     last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
             except ProviderError as exc:
                 last = exc
+            except BaseException:
+                # Cancelled (the client left, a WebSocket `cancel`, shutdown) or our own bug: nothing
+                # was learnt about the provider, so a half-open probe goes back to the next request.
+                state.release_probe(target.label)
+                raise
             last.target = target  # so the error is billed and counted against the target that failed
             klass = classify(last)
             policy = POLICY[klass]
