@@ -342,6 +342,7 @@ class _Relay:
             error = ProviderError(f"{provider}: the stream failed mid-answer; the request id identifies it in our logs.",
                                   status=502, kind="stream_failed")
             metrics.UPSTREAM_ERRORS.labels(provider, error.kind).inc()
+            state.release_probe(self.target.label)  # not known to be the provider's: blame nobody
         finally:
             if self.stall_check is not None:
                 self.stall_check.cancel()

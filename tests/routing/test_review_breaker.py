@@ -100,7 +100,6 @@ class Req:
     started = 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: a stream that breaks after its first byte with a non-ProviderError keeps the probe")
 async def test_a_half_open_probe_whose_stream_breaks_unexpectedly_lets_the_next_request_probe():
     from apps.gateway.streaming import WsSink, stream_chat
     from apps.keys.selectors import KeyInfo
