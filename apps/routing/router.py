@@ -172,12 +172,15 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                 if not verdict_later:
                     state.record_success(target.label, time.monotonic() - started)
                 return result, target
-            except TimeoutError:
+            except TimeoutError as exc:
                 if wait.waiting:  # the time went waiting for one of our own concurrency slots
                     last = ProviderError(f"{target.label}: no local concurrency slot within {timeout:.1f}s", status=429,
                                          kind="concurrency")
                 else:
                     last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
+                # What the cancelled call had already been charged (n > 1 siblings that answered) rides
+                # on the cancellation that asyncio.wait_for turned into this TimeoutError.
+                last.spent = getattr(exc.__cause__, "spent", None)
             except ProviderError as exc:
                 last = exc
             except BaseException:

@@ -26,7 +26,6 @@ def fresh_state(settings):
     state.reset()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: n>1 siblings that answered before a target timeout are not billed")
 async def test_siblings_that_answered_before_the_target_timeout_are_billed_on_the_timeout_error(make_adapter, controls):
     adapter = make_adapter("gigachat")
     controls["gigachat"].add_faults({"latency_ms": 10_000, "count": 1})  # one sibling outlives the timeout
