@@ -32,7 +32,6 @@ def line(text: str, status: str = "ALTERNATIVE_STATUS_PARTIAL") -> bytes:
                                     "usage": {"inputTextTokens": "3", "completionTokens": "2"}}}) + b"\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 review: repeated prefixes of a long Yandex text are copied once per line")
 async def test_repeated_short_prefixes_of_a_long_streamed_text_are_read_in_linear_time(make_adapter, upstream):
     adapter = make_adapter("yandexgpt", base_url=upstream.origin)
     long_text = "x" + " " * 900_000  # legal: a word and a run of whitespace the next lines trim
