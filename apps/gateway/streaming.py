@@ -400,8 +400,8 @@ async def replay_stream(req, sink, headers: dict, model: str, choices: list[dict
     try:
         await replay.run(req, headers, model, choices, usage, body)
     except asyncio.CancelledError:
-        if sink.stopped is None:
-            raise  # the server is stopping
+        if sink.stopped != "client_stalled":
+            raise  # the server is stopping, or a WebSocket `cancel` (consumers.py answers it)
         task.uncancel()
     finally:
         if replay.stall_check is not None:
