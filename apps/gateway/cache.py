@@ -21,8 +21,12 @@ from apps.common import redis as shared_redis
 log = logging.getLogger(__name__)
 DEFAULT_TTL = int(os.environ.get("XROUTER_CACHE_TTL", "300"))
 MAX_LOCAL_ENTRIES = 10_000
+# Answers have no size of their own worth trusting (a long deterministic answer is cheap to ask
+# for): the in-process cache is bounded in bytes too, and an answer over an eighth of it is not kept.
+MAX_LOCAL_BYTES = 64 * 1024 * 1024
 PREFIX = f"{settings.XROUTER['REDIS_NAMESPACE']}:cache:"
 _local: dict[str, tuple[float, bytes]] = {}
+_local_bytes = 0
 _NOT_PART_OF_THE_ANSWER = ("stream", "stream_options", "metadata")
 
 
@@ -73,9 +77,16 @@ async def put(key: str, entry: dict, ttl: int) -> None:
         except Exception:
             log.warning("response cache write failed; the answer was served uncached", exc_info=True)
         return
-    if len(_local) >= MAX_LOCAL_ENTRIES:
-        _local.pop(next(iter(_local)))  # oldest first: dicts keep insertion order
+    global _local_bytes
+    if len(raw) > MAX_LOCAL_BYTES // 8:
+        return
+    old = _local.pop(key, None)
+    if old is not None:
+        _local_bytes -= len(old[1])
+    while _local and (len(_local) >= MAX_LOCAL_ENTRIES or _local_bytes + len(raw) > MAX_LOCAL_BYTES):
+        _local_bytes -= len(_local.pop(next(iter(_local)))[1])  # oldest first: dicts keep insertion order
     _local[key] = (time.monotonic() + ttl, raw)
+    _local_bytes += len(raw)
 
 
 def entry_for(choices: list[dict], usage, model: str, provider: str, route: str) -> dict:

@@ -4,7 +4,7 @@
 import asyncio
 
 from apps.common.errors import ApiError
-from apps.providers.adapters.base import ChatResult, ProviderAdapter, ProviderError, Usage
+from apps.providers.adapters.base import ChatResult, ProviderAdapter, Usage
 
 
 def check_capabilities(adapter: ProviderAdapter, body: dict) -> None:
@@ -53,9 +53,9 @@ async def chat_with_emulation(adapter: ProviderAdapter, body: dict, model: str) 
 
 
 async def _siblings(adapter: ProviderAdapter, request: dict, model: str, n: int) -> list[ChatResult]:
-    """n parallel calls. When one fails the others are cancelled (the answer is lost anyway), and
-    the usage of those that had already answered rides on the error as `spent`: it was paid for,
-    so the failed request's usage row bills it."""
+    """n parallel calls. When one fails, or the whole call is cancelled, the others are cancelled
+    (the answer is lost anyway), and the usage of those that had already answered rides on the
+    exception as `spent`: it was paid for, so the failed request's usage row bills it."""
     tasks = [asyncio.ensure_future(adapter.chat(request, model)) for _ in range(n)]
     try:
         return await asyncio.gather(*tasks)
@@ -64,7 +64,8 @@ async def _siblings(adapter: ProviderAdapter, request: dict, model: str, n: int)
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         answered = [t.result() for t in tasks if not t.cancelled() and t.exception() is None]
-        if answered and isinstance(exc, ProviderError):
+        if answered:
+            # Also on a cancellation: a target timeout (the router's wait_for) bills it from there.
             exc.spent = _merge(answered).usage
         raise
 

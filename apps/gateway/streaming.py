@@ -184,7 +184,31 @@ def _chunk_prefix(request_id: str, model: str) -> bytes:
             + str(int(time.time())).encode() + b',"model":' + orjson.dumps(model) + b',"choices":[')
 
 
-class _Relay:
+class _ClientWatch:
+    """Sends to one client, counted so that a client that stops reading can be cut."""
+
+    sink = None
+    sends = 0  # odd while a send to the client is pending (the stalled-client check reads it)
+    stall_check: asyncio.TimerHandle | None = None
+
+    def watch_client(self, task: asyncio.Task, limit: float) -> None:
+        if limit:
+            self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, -1)
+
+    def _check_client(self, task, limit: float, pending: int) -> None:
+        """Every `limit` seconds: the same send still pending as at the last look means the client
+        stopped reading (for between 1× and 2× `limit`). Cut it like a client that left: the
+        upstream is closed, what was produced is billed, and its provider is not blamed."""
+        if task.done():
+            return
+        if self.sends % 2 and self.sends == pending:
+            self.sink.stopped = "client_stalled"
+            task.cancel()
+            return
+        self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, self.sends)
+
+
+class _Relay(_ClientWatch):
     def __init__(self, req, sink, key, plan, target, body, legacy, cached=False):
         self.req, self.sink, self.key, self.plan, self.target = req, sink, key, plan, target
         self.cached = cached
@@ -204,8 +228,7 @@ class _Relay:
         self.finish_reason: str | None = None
         self.status = "ok"
         self.saw_tools = False
-        self.sends = 0  # odd while a send to the client is pending (the stalled-client check reads it)
-        self.stall_check: asyncio.TimerHandle | None = None
+        self.sends = 0
 
     async def emit(self, payload: bytes) -> None:
         if self.ttft is None:
@@ -295,8 +318,7 @@ class _Relay:
         sink = self.sink
         watcher = sink.watch(task)
         limit = settings.XROUTER["CLIENT_SEND_TIMEOUT"]
-        if limit:
-            self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, -1)
+        self.watch_client(task, limit)
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
@@ -342,6 +364,7 @@ class _Relay:
             error = ProviderError(f"{provider}: the stream failed mid-answer; the request id identifies it in our logs.",
                                   status=502, kind="stream_failed")
             metrics.UPSTREAM_ERRORS.labels(provider, error.kind).inc()
+            state.release_probe(self.target.label)  # not known to be the provider's: blame nobody
         finally:
             if self.stall_check is not None:
                 self.stall_check.cancel()
@@ -368,35 +391,50 @@ class _Relay:
                         await sink.end(self.prefix, usage, self.include_usage, from_provider_error(error) if error else None,
                                        cancelled=status == "client_cancelled")
 
-    def _check_client(self, task, limit: float, pending: int) -> None:
-        """Every `limit` seconds: the same send still pending as at the last look means the client
-        stopped reading (for between 1× and 2× `limit`). Cut it like a client that left: the
-        upstream is closed, what was produced is billed, and its provider is not blamed."""
-        if task.done():
-            return
-        if self.sends % 2 and self.sends == pending:
-            self.sink.stopped = "client_stalled"
-            task.cancel()
-            return
-        self.stall_check = asyncio.get_running_loop().call_later(limit, self._check_client, task, limit, self.sends)
-
 
 async def replay_stream(req, sink, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict) -> None:
-    """A cached answer sent as the same chat.completion.chunk events a live stream has."""
-    prefix = _chunk_prefix(req.request_id, model)
-    await sink.start(headers)
-    for choice in choices:
-        message, index = choice["message"], choice["index"]
-        await sink.event(prefix + orjson.dumps({"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}) + b"]}")
-        content = message.get("content") or ""
-        for start in range(0, len(content), REPLAY_CHUNK):
-            delta = {"content": content[start:start + REPLAY_CHUNK]}
-            await sink.event(prefix + orjson.dumps({"index": index, "delta": delta, "finish_reason": None}) + b"]}")
-        extra = {k: v for k, v in message.items() if k in ("tool_calls", "function_call")}
-        if extra.get("tool_calls"):
-            extra["tool_calls"] = [{**call, "index": i} for i, call in enumerate(extra["tool_calls"])]
-        await sink.event(prefix + orjson.dumps({"index": index, "delta": extra, "finish_reason": choice["finish_reason"]}) + b"]}")
-    await sink.end(prefix, usage, bool(body.get("stream_options", {}).get("include_usage")))
+    """A cached answer sent as the same chat.completion.chunk events a live stream has. It was billed
+    before; a client that stops reading is cut after XROUTER_CLIENT_SEND_TIMEOUT, as from a live one."""
+    replay, task = _Replay(sink), asyncio.current_task()
+    replay.watch_client(task, settings.XROUTER["CLIENT_SEND_TIMEOUT"])
+    try:
+        await replay.run(req, headers, model, choices, usage, body)
+    except asyncio.CancelledError:
+        if sink.stopped != "client_stalled":
+            raise  # the server is stopping, or a WebSocket `cancel` (consumers.py answers it)
+        task.uncancel()
+    finally:
+        if replay.stall_check is not None:
+            replay.stall_check.cancel()
+
+
+class _Replay(_ClientWatch):
+    def __init__(self, sink):
+        self.sink = sink
+
+    async def send(self, sending) -> None:
+        self.sends += 1
+        await sending
+        self.sends += 1
+
+    async def run(self, req, headers: dict, model: str, choices: list[dict], usage: Usage, body: dict) -> None:
+        sink, send = self.sink, self.send
+        prefix = _chunk_prefix(req.request_id, model)
+        await send(sink.start(headers))
+        for choice in choices:
+            message, index = choice["message"], choice["index"]
+            await send(sink.event(prefix + orjson.dumps({"index": index, "delta": {"role": "assistant", "content": ""},
+                                                          "finish_reason": None}) + b"]}"))
+            content = message.get("content") or ""
+            for start in range(0, len(content), REPLAY_CHUNK):
+                delta = {"content": content[start:start + REPLAY_CHUNK]}
+                await send(sink.event(prefix + orjson.dumps({"index": index, "delta": delta, "finish_reason": None}) + b"]}"))
+            extra = {k: v for k, v in message.items() if k in ("tool_calls", "function_call")}
+            if extra.get("tool_calls"):
+                extra["tool_calls"] = [{**call, "index": i} for i, call in enumerate(extra["tool_calls"])]
+            await send(sink.event(prefix + orjson.dumps({"index": index, "delta": extra, "finish_reason": choice["finish_reason"]})
+                                  + b"]}"))
+        await send(sink.end(prefix, usage, bool(body.get("stream_options", {}).get("include_usage"))))
 
 
 REPLAY_CHUNK = 40  # characters per replayed delta

@@ -8,7 +8,8 @@ name routing rules use in `fallback_on`.
 Only failures that show the provider is unwell count for its breaker: its 5xx and 429, a
 connection that failed, and silence while we were waiting to read. A local wait for a
 concurrency slot (`capacity`), a client that reads slowly or leaves, a refused request (4xx),
-a content filter and a rejected credential say nothing about the provider's health.
+a stream as long as its request asked for (past our byte bound), a content filter and a
+rejected credential say nothing about the provider's health.
 """
 
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ _BY_KIND = {
     "content_filter": FailureClass.CONTENT_FILTER,
     "auth": FailureClass.AUTH,
     "client_slow": FailureClass.CLIENT,  # a stream's total timeout ran out while its client held the relay
+    "too_large": FailureClass.CLIENT,  # a stream past XROUTER_MAX_STREAM_BYTES: as long as the request asked for
     "configuration": FailureClass.AUTH,  # our provider settings are incomplete: the operator's to fix
 }
 

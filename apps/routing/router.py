@@ -178,16 +178,24 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                 if not verdict_later:
                     state.record_success(target.label, time.monotonic() - started)
                 return result, target
-            except TimeoutError:
+            except TimeoutError as exc:
                 if wait.waiting:  # the time went waiting for one of our own concurrency slots
                     last = ProviderError(f"{target.label}: no local concurrency slot within {timeout:.1f}s", status=429,
                                          kind="concurrency")
                 else:
                     last = ProviderError(f"{target.label}: no answer within {timeout:.1f}s", status=504, kind="timeout")
+                # What the cancelled call had already been charged (n > 1 siblings that answered) rides
+                # on the cancellation that asyncio.wait_for turned into this TimeoutError.
+                last.spent = getattr(exc.__cause__, "spent", None)
             except ProviderError as exc:
                 last = exc
-                if getattr(exc, "spent", None) is not None:
-                    plan.spent.append((target, exc.spent))
+            except BaseException:
+                # Cancelled (the client left, a WebSocket `cancel`, shutdown) or our own bug: nothing
+                # was learnt about the provider, so a half-open probe goes back to the next request.
+                state.release_probe(target.label)
+                raise
+            if getattr(last, "spent", None) is not None:  # a failed attempt that still cost tokens
+                plan.spent.append((target, last.spent))
             last.target = target  # so the error is billed and counted against the target that failed
             klass = classify(last)
             policy = POLICY[klass]

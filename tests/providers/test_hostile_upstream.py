@@ -104,7 +104,7 @@ async def test_a_stream_past_its_byte_bound_is_cut(hostile, upstream, kind):
     upstream.answer(content_type="text/event-stream", chunk=ENDLESS[kind], repeat=2 * MiB // len(ENDLESS[kind]))
     with limits(MAX_STREAM_BYTES=MiB):
         error, _, _ = await peak_memory(_stream(adapter))
-    assert isinstance(error, ProviderError) and error.kind == "malformed_stream", error
+    assert isinstance(error, ProviderError) and error.kind == "too_large", error
 
 
 async def test_a_stream_within_its_bound_is_read_whole(hostile, upstream):

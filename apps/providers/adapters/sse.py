@@ -83,8 +83,12 @@ class LineSplitter:
         return rest
 
 
-def too_long(max_bytes: int) -> StreamFormatError:
-    return StreamFormatError(f"the stream exceeds {max_bytes} bytes")
+class StreamTooLong(StreamFormatError):
+    """The stream outgrew XROUTER_MAX_STREAM_BYTES: as long as its request asked for, not malformed."""
+
+
+def too_long(max_bytes: int) -> StreamTooLong:
+    return StreamTooLong(f"the stream exceeds {max_bytes} bytes")
 
 
 async def iter_lines(content, max_bytes: int) -> AsyncIterator[bytes]:

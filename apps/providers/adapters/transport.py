@@ -12,7 +12,7 @@ from django.conf import settings
 
 from . import watchdog
 from .base import ProviderError, StreamChunk, connection_error, error_for_status, parse_retry_after
-from .sse import StreamFormatError
+from .sse import StreamFormatError, StreamTooLong
 
 ErrorParser = Callable[[int, bytes, "aiohttp.typedefs.LooseHeaders"], ProviderError]
 # An error body is quoted, never parsed for data: its beginning is all we need.
@@ -196,6 +196,8 @@ async def holding(resp: aiohttp.ClientResponse, provider: str) -> AsyncIterator[
         raise ProviderError(f"{provider}: the stream was cut off", status=502, kind="stream_interrupted") from exc
     except aiohttp.ClientError as exc:
         raise connection_error(provider, exc) from exc
+    except StreamTooLong as exc:
+        raise too_large(provider, str(exc)) from exc
     except StreamFormatError as exc:
         raise malformed(provider, str(exc)) from exc
     except SHAPE_ERRORS as exc:
@@ -267,6 +269,13 @@ def vector(value) -> list:
     if type(value) is list and all((type(x) is float or type(x) is int) and -FLOAT32_MAX <= x <= FLOAT32_MAX for x in value):
         return value
     raise TypeError("an embedding is not a list of float32 numbers")
+
+
+def too_large(provider: str, what) -> ProviderError:
+    """A stream past XROUTER_MAX_STREAM_BYTES: as long as its request asked for (n > 1, a large
+    max_tokens), so it is cut without blaming the provider's health. (A unary body 16 MiB long
+    is no answer any request asks for: that stays a bad answer.)"""
+    return ProviderError(f"{provider}: the answer is too large ({what})", status=502, kind="too_large")
 
 
 def bad_answer(provider: str, what: str) -> ProviderError:

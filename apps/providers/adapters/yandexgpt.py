@@ -264,19 +264,22 @@ def _iam_expiry(value) -> float:
 class CumulativeText:
     """Turns YandexGPT's growing-prefix stream into deltas, refusing rewrites of sent text."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("sent", "core")
 
     def __init__(self) -> None:
         self.sent = ""
+        self.core = 0  # the length of `sent` without its trailing whitespace
 
     def delta(self, text: str) -> str:
-        if self.sent.startswith(text) and self.sent[len(text) :].isspace():
+        # Lengths first: no copy of what was sent per line, which an upstream repeating a short
+        # prefix of a long text would otherwise make quadratic.
+        if self.core <= len(text) <= len(self.sent) and self.sent.startswith(text):
             return ""  # only trailing whitespace was trimmed (a final line may be stripped): nothing to take back
         if not text.startswith(self.sent):
             # The client already has the old prefix; we cannot take it back.
             raise StreamRevisedError()
         new = text[len(self.sent) :]
-        self.sent = text
+        self.sent, self.core = text, len(text.rstrip())
         return new
 
 
