@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -44,6 +45,8 @@ Role = Membership.Role
 DASHBOARD_DAYS = 30
 USAGE_PAGE_ROWS = 200
 CSV_MAX_ROWS = 100_000
+ROLE_LABELS = {Role.OWNER: gettext_lazy("owner"), Role.ADMIN: gettext_lazy("admin"),
+               Role.DEVELOPER: gettext_lazy("developer"), Role.BILLING_VIEWER: gettext_lazy("billing viewer")}
 
 
 # --- Accounts ---
@@ -161,7 +164,7 @@ def dashboard(request):
     by_day = recent.annotate(day=TruncDate("created_at")).values("day").annotate(**sums).order_by("-day")
     by_model = recent.values("model").annotate(**sums).order_by("-spend", "model")[:20]
     return render(request, "portal/dashboard.html", {
-        "memberships": memberships, "totals": totals, "by_day": by_day, "by_model": by_model, "days": DASHBOARD_DAYS})
+        "memberships": [(m.organisation.name, ROLE_LABELS.get(m.role, m.role)) for m in memberships], "totals": totals, "by_day": by_day, "by_model": by_model, "days": DASHBOARD_DAYS})
 
 
 @login_required

@@ -170,6 +170,13 @@ def test_russian_by_default_english_on_request(browser, alice):
     assert 'lang="en"' in english and "Create the key" in english and "Создать ключ" not in english
 
 
+def test_the_dashboard_names_roles_in_the_current_language(browser, alice):
+    client = browser(alice)
+    assert "acme · владелец" in client.get("/").content.decode()
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    assert "acme · owner" in client.get("/").content.decode()
+
+
 def test_the_management_api_stays_english(browser, alice):
     client = browser(HTTP_ACCEPT_LANGUAGE="ru")
     refused = client.get("/api/v1/keys/")
