@@ -8,6 +8,7 @@ outside that set is a 404, never a 403, so its existence does not leak.
 import csv
 import datetime
 import hashlib
+import logging
 
 from django.conf import settings
 from django.contrib import messages
@@ -41,6 +42,7 @@ from apps.usage.models import UsageRecord
 
 from .forms import KeyCreateForm, LoginForm, SignupForm
 
+log = logging.getLogger(__name__)
 Role = Membership.Role
 DASHBOARD_DAYS = 30
 USAGE_PAGE_ROWS = 200
@@ -57,13 +59,19 @@ def signup(request):
         return render(request, "portal/signup_invite_only.html")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            user = form.save(commit=False)
-            user.is_active = False  # until the address is confirmed
-            user.save()
-            organisation_create_for(user, form.cleaned_data["organisation"] or user.username)
-        _send_confirmation(request, user)
-        return render(request, "portal/signup_sent.html", {"email": user.email})
+        try:
+            # The mail is sent inside the transaction: if it cannot be, nobody is left holding the name.
+            with transaction.atomic():
+                user = form.save(commit=False)
+                user.is_active = False  # until the address is confirmed
+                user.save()
+                organisation_create_for(user, form.cleaned_data["organisation"] or user.username)
+                _send_confirmation(request, user)
+        except OSError:  # SMTP down or refusing (smtplib's errors are OSErrors); bounded by EMAIL_TIMEOUT
+            log.warning("sign-up: the confirmation e-mail could not be sent", exc_info=True)
+            form.add_error(None, _("We could not send the confirmation e-mail. Try again later."))
+        else:
+            return render(request, "portal/signup_sent.html", {"email": user.email})
     return render(request, "portal/signup.html", {"form": form, "policy": policy,
                                                   "domains": settings.XROUTER["SIGNUP_DOMAINS"]})
 

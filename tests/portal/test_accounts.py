@@ -161,3 +161,27 @@ def test_logout_needs_post_and_signs_out(browser, alice):
     client = browser(alice)
     assert client.post("/accounts/logout/").status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_a_taken_organisation_name_gets_a_suffix(browser, settings, acme):
+    settings.XROUTER = settings.XROUTER | {"SIGNUP": "open"}
+    username = _name()
+    _sign_up(browser(), username, f"{username}@example.com", organisation="acme")
+    membership = Membership.objects.get(user__username=username)
+    assert (membership.organisation.name, membership.role) == ("acme-2", "owner")
+    assert not Membership.objects.filter(organisation=acme, user__username=username).exists()
+
+
+def test_an_unsendable_confirmation_leaves_no_account(browser, settings):
+    """A real SMTP client against a loopback port where nothing listens."""
+    from tests.conftest import free_port
+
+    settings.XROUTER = settings.XROUTER | {"SIGNUP": "open"}
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 5
+    username = _name()
+
+    page = _sign_up(browser(), username, f"{username}@example.com")
+
+    assert page.status_code == 200 and "Не удалось отправить письмо" in page.content.decode()
+    assert not User.objects.filter(username=username).exists()

@@ -45,6 +45,12 @@ def test_a_key_is_shown_once_works_and_is_revoked(browser, alice, acme):
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
 
 
+def test_the_plaintext_reaches_no_log(browser, alice, acme, caplog):
+    caplog.set_level("DEBUG")
+    page = _create_key(browser(alice), acme)
+    assert page.context["plaintext"] and page.context["plaintext"] not in caplog.text
+
+
 def test_the_organisation_policy_bounds_portal_keys(browser, alice, acme):
     acme.allowed_models = ["gigachat/*"]
     acme.save()
