@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -43,6 +43,13 @@ from apps.usage.models import UsageRecord
 from .forms import KeyCreateForm, LoginForm, SignupForm
 
 log = logging.getLogger(__name__)
+
+
+class _SignupTokens(PasswordResetTokenGenerator):
+    key_salt = "apps.portal.signup"  # its own salt: a confirmation link is no password-reset link, nor the reverse
+
+
+signup_tokens = _SignupTokens()
 Role = Membership.Role
 DASHBOARD_DAYS = 30
 USAGE_PAGE_ROWS = 200
@@ -78,7 +85,7 @@ def signup(request):
 
 def _send_confirmation(request, user: User) -> None:
     path = reverse("portal:signup_confirm", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-                                                    "token": default_token_generator.make_token(user)})
+                                                    "token": signup_tokens.make_token(user)})
     context = {"user": user, "url": request.build_absolute_uri(path)}
     send_mail(_("Confirm your XRouter account"), render_to_string("portal/email/confirm.txt", context),
               None, [user.email])
@@ -90,7 +97,7 @@ def signup_confirm(request, uidb64, token):
         user = User.objects.get(pk=int(urlsafe_base64_decode(uidb64).decode()))
     except (ValueError, TypeError, OverflowError, User.DoesNotExist):
         user = None
-    if user is None or not default_token_generator.check_token(user, token):
+    if user is None or not signup_tokens.check_token(user, token):
         return render(request, "portal/signup_confirm_invalid.html", status=400)
     if not user.is_active:
         user_set_active(user, True)

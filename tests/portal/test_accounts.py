@@ -185,3 +185,14 @@ def test_an_unsendable_confirmation_leaves_no_account(browser, settings):
 
     assert page.status_code == 200 and "Не удалось отправить письмо" in page.content.decode()
     assert not User.objects.filter(username=username).exists()
+
+
+def test_a_confirmation_link_is_no_password_reset_link(browser, settings):
+    settings.XROUTER = settings.XROUTER | {"SIGNUP": "open"}
+    client, username = browser(), _name()
+    _sign_up(client, username, f"{username}@example.com")
+    uidb64, token = _link(mail.outbox[0]).rstrip("/").split("/")[-2:]
+
+    page = client.get(f"/accounts/reset/{uidb64}/{token}/", follow=True)
+
+    assert page.context["validlink"] is False
