@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "apps.usage",
     "apps.gateway",
     "apps.emulators",
+    "apps.portal",
     "xrouter_project",  # the project's own commands (run_demo)
 ]
 
@@ -126,6 +127,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # LocaleMiddleware's rules, except that /api and the /v1 docs stay English (apps/portal/middleware.py).
+    "apps.portal.middleware.PortalLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -149,12 +152,12 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
 ]
 
-LANGUAGE_CODE = "en-us"
 TIME_ZONE = "Europe/Moscow"
 USE_I18N = True
 USE_TZ = True
@@ -162,7 +165,6 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-LOGIN_URL = "/admin/login/"
 
 # --- Database ---
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -297,6 +299,50 @@ XROUTER = {
     "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
     "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
     "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
+}
+
+# --- Developer portal (apps.portal, served at /) ---
+# Russian by default, English switchable (the language cookie set by /i18n/setlang/).
+LANGUAGE_CODE = "ru"
+LANGUAGES = [("ru", "Русский"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "portal:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# E-mail: printed to the console unless EMAIL_HOST names an SMTP server.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "XRouter <noreply@localhost>")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)  # also the sign-up confirmation link's life
+
+
+def _signup(raw):
+    if raw not in {"open", "invite", "domains"}:
+        raise ValueError("use open, invite or domains")
+    return raw
+
+
+XROUTER |= {
+    # Who may sign up: anyone (open), nobody without an invitation (invite), or addresses of SIGNUP_DOMAINS (domains).
+    "SIGNUP": _checked("XROUTER_SIGNUP", _signup, "invite" if XROUTER_ENV == "production" else "open"),
+    "SIGNUP_DOMAINS": [d.lower().lstrip("@") for d in env_list("XROUTER_SIGNUP_DOMAINS")],
+    # Login lock-out: this many failures for one username from one address within the window refuse
+    # further attempts for the window (seconds). Counted in the Django cache.
+    "LOGIN_MAX_FAILURES": env_int("XROUTER_LOGIN_MAX_FAILURES", 5),
+    "LOGIN_LOCKOUT_SECONDS": env_int("XROUTER_LOGIN_LOCKOUT_SECONDS", 900),
 }
 
 # --- Emulators (python manage.py run_emulators) ---

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from apps.accounts.api import MembershipViewSet, OrganisationViewSet
 from apps.gateway import openapi
 from apps.keys.api import ApiKeyViewSet
+from apps.portal.urls import auth_urlpatterns
 from apps.usage.api import UsageViewSet
 
 router = DefaultRouter()
@@ -26,4 +27,8 @@ urlpatterns = [
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),
     path("v1/models", openapi.ModelsDoc.as_view()),
     path("v1/models/<path:model_id>", openapi.ModelDoc.as_view()),
+    # The developer portal (apps.portal): accounts, the language switch, and its pages at /.
+    *auth_urlpatterns,
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("apps.portal.urls")),
 ]

@@ -4,6 +4,8 @@ Membership writes take `by`: the acting person's Membership in the organisation 
 admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError.
 """
 
+import secrets
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
@@ -45,6 +47,21 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         organisation.residency, fields = residency or "", fields + ["residency"]
     if fields:
         organisation.save(update_fields=fields)
+
+
+def organisation_create_for(user: User, name: str) -> Organisation:
+    """A new organisation owned by `user` (sign-up). A taken name gets a suffix: -2, -3, … then a random one."""
+    base = name.strip()[:180] or user.username
+    candidates = [base, *(f"{base}-{n}" for n in range(2, 10)), f"{base}-{secrets.token_hex(4)}"]
+    for candidate in candidates:
+        try:
+            with transaction.atomic():
+                organisation = Organisation.objects.create(name=candidate)
+                membership_add(organisation, user, Role.OWNER)
+                return organisation
+        except IntegrityError:  # the name is taken (also by a concurrent sign-up)
+            continue
+    raise ValidationError("Could not find a free organisation name; choose another.")
 
 
 def membership_add(organisation: Organisation, user: User, role: str = Role.DEVELOPER, *,

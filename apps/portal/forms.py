@@ -1,0 +1,74 @@
+"""The portal's forms. Labels and messages are translated (Russian by default)."""
+
+import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import User
+from apps.keys.models import DEFAULT_SCOPES, SCOPES
+
+MAX_ALLOWED_MODELS = 50
+
+
+class SignupForm(UserCreationForm):
+    email = forms.EmailField(label=_("E-mail"))
+    organisation = forms.CharField(label=_("Organisation"), max_length=180, required=False,
+                                   help_text=_("Your own organisation; empty: your username."))
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email")
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        policy = settings.XROUTER["SIGNUP"]
+        domain = email.rsplit("@", 1)[-1].lower()
+        if policy == "domains" and domain not in settings.XROUTER["SIGNUP_DOMAINS"]:
+            raise ValidationError(_("Sign-up is open to addresses of these domains only: %(domains)s."),
+                                  params={"domains": ", ".join(settings.XROUTER["SIGNUP_DOMAINS"]) or "—"})
+        if User.objects.filter(email__iexact=email).exists():
+            raise ValidationError(_("An account with this e-mail address exists already."))
+        return email
+
+
+class LoginForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "locked": _("Too many failed attempts. Try again in %(minutes)s minutes."),
+    }
+
+
+class KeyCreateForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+    organisation = forms.TypedChoiceField(label=_("Organisation"), coerce=int)
+    scopes = forms.MultipleChoiceField(label=_("Scopes"), choices=[(s, s) for s in SCOPES], initial=list(DEFAULT_SCOPES),
+                                       widget=forms.CheckboxSelectMultiple)
+    allowed_models = forms.CharField(
+        label=_("Allowed models"), required=False, max_length=4000,
+        help_text=_('Comma separated globs or names, e.g. "gigachat/*"; empty: every model the policy allows.'))
+    expires_on = forms.DateField(label=_("Expires on"), required=False,
+                                 widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text=_("Empty: never. The key stops working at the start of that day."))
+
+    def __init__(self, *args, organisations=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organisation"].choices = [(o.pk, o.name) for o in organisations]
+
+    def clean_allowed_models(self):
+        models = [m.strip() for m in self.cleaned_data["allowed_models"].split(",") if m.strip()]
+        if len(models) > MAX_ALLOWED_MODELS:
+            raise ValidationError(_("At most %(n)s entries."), params={"n": MAX_ALLOWED_MODELS})
+        return models
+
+    def clean_expires_on(self):
+        day = self.cleaned_data["expires_on"]
+        if day is None:
+            return None
+        if day <= timezone.localdate():
+            raise ValidationError(_("Choose a day after today."))
+        return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
