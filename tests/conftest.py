@@ -74,6 +74,15 @@ def required_services():
     redis.Redis.from_url(settings.REDIS_URL).ping()
 
 
+@pytest.fixture
+def committed_db(django_db_setup, django_db_blocker):
+    """The test database with no wrapping transaction and no flush afterwards (a transactional
+    test's flush would wipe the session gateway's configuration and keys for every later test):
+    what the test writes stays, so it names its rows uniquely."""
+    with django_db_blocker.unblock():
+        yield
+
+
 @pytest.fixture(scope="session")
 def emulators():
     from apps.emulators.server import EmulatorThread

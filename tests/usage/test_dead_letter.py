@@ -87,7 +87,7 @@ def test_dead_letters_are_listed_and_replayed_clamped(stream_name, django_db_blo
     client.delete(f"{stream_name}:dead", f"{stream_name}:dead:total")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("committed_db")
 def test_without_redis_a_refused_record_is_set_aside_and_the_rest_lands(monkeypatch, tmp_path):
     need("PostgreSQL", "postgresql" in settings.DATABASES["default"]["ENGINE"])
     monkeypatch.setattr(settings, "REDIS_URL", "")
@@ -132,7 +132,7 @@ def test_a_busy_writer_claims_what_a_dead_writer_left_pending(stream_name, djang
     assert landed_while_busy.is_set(), "the orphaned entries waited for the writer to become idle or stop"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("committed_db")
 def test_without_redis_dead_letter_files_are_listed_and_replayed(monkeypatch, tmp_path):
     need("PostgreSQL", "postgresql" in settings.DATABASES["default"]["ENGINE"])
     monkeypatch.setattr(settings, "REDIS_URL", "")

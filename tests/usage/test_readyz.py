@@ -52,7 +52,7 @@ async def _get_readyz() -> tuple[int, dict]:
     return sent[0]["status"], orjson.loads(sent[1]["body"])
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("committed_db")
 @pytest.mark.parametrize("state, catalog_age, status", [
     ("serving", 10.0, 200),
     ("starting", 10.0, 503),

@@ -36,7 +36,7 @@ def test_inserting_a_batch_twice_stores_each_request_once():
 
 
 @pytest.fixture
-def stream_name(monkeypatch):
+def stream_name(monkeypatch, django_db_setup):  # the writers write to the test database: it must exist
     need("Redis", bool(settings.REDIS_URL))
     name = f"xrouter:usage:test:{uuid.uuid4().hex[:8]}"
     monkeypatch.setitem(settings.XROUTER, "USAGE_STREAM", name)
