@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, demo_config, free_port, start_gateway, stop_gateway
+from tests.conftest import ROOT, demo_config, free_port, need, start_gateway, stop_gateway
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CHAT = {"model": "mts/mws-gpt-alpha", "messages": [{"role": "user", "content": "hi"}]}
@@ -62,8 +62,8 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_pg():
-    if not (PG_BIN / "initdb").exists() or (os.geteuid() == 0 and not shutil.which("runuser")):
-        pytest.skip("PostgreSQL 15 binaries (and runuser when root) are needed")
+    need("PostgreSQL 15 binaries (and runuser when root)",
+         (PG_BIN / "initdb").exists() and (os.geteuid() != 0 or bool(shutil.which("runuser"))))
     pg = PrivatePostgres()
     try:
         pg.init()

@@ -119,11 +119,10 @@ def private_redis():
 
     import redis
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, need
 
     binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    need("redis-server (a private Redis)", binary is not None)
     port = free_port()
     process = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--daemonize", "no"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
