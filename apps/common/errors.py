@@ -46,10 +46,16 @@ def from_provider_error(exc) -> ApiError:
 
 def drf_exception_handler(exc, context):
     """DRF's handler (the management API), with bodies in the same envelope as /v1 so clients parse one shape."""
+    from django.db import InterfaceError, OperationalError
     from rest_framework.views import exception_handler
 
     response = exception_handler(exc, context)
     if response is None:
+        if isinstance(exc, (OperationalError, InterfaceError)):  # the database is unreachable: retry, not a bug
+            from rest_framework.response import Response
+
+            error = ApiError(503, "The database is unreachable right now; retry shortly.", code="service_unavailable")
+            return Response(error.body(), status=503, headers={"Retry-After": "5"})
         return None
     detail = response.data
     param = None

@@ -8,7 +8,8 @@ from .serializers import UsageRecordSerializer
 
 
 class UsageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
-    """The caller's usage records, newest first (staff see everyone's)."""
+    """The caller's usage records, newest first (staff in a signed-in session see everyone's; a key, even a
+    staff member's, reads its own user's only: keys travel in scripts and are the easier thing to steal)."""
 
     serializer_class = UsageRecordSerializer
     permission_classes = [IsAuthenticated, KeyScope]
@@ -16,6 +17,6 @@ class UsageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         qs = UsageRecord.objects.all()
-        if not self.request.user.is_staff:
+        if not self.request.user.is_staff or self.request.auth is not None:
             qs = qs.filter(user_id=self.request.user.id)
         return qs
