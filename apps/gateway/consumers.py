@@ -292,7 +292,10 @@ class RealtimeChat:
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
-        await _recheck(self.token)
+        # Expired by definition: close without asking the key store (a lookup it could delay or fail).
+        if not self.closed:
+            await self.stop_answer("key_revoked")
+            await self.close(REFUSED, "the API key has expired")
 
     async def revoke_if_gone(self) -> None:
         if self.closed or await akey_info_for(self.token) is not None:
