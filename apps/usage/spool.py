@@ -22,7 +22,7 @@ NAME = re.compile(r"^usage-(\d+)-(\d+)\.(batch|replay|tmp)$")
 
 
 class SpoolFull(Exception):
-    pass
+    """The spool holds XROUTER_SPOOL_MAX_MB already: the batch stays in memory for the next try."""
 
 
 def _size(directory: str) -> int:

@@ -7,22 +7,9 @@ import time
 import uuid
 
 import httpx
-import psutil
 
-from tests.conftest import free_port, start_gateway, stop_gateway
-
-
-def stop_with_children(process) -> None:
-    """stop_gateway, then whatever the server started (its usage writer)."""
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    stop_gateway(process)
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for child in alive:
-        child.terminate()
-    psutil.wait_procs(alive, timeout=10)
+from tests.conftest import free_port, start_gateway
+from tests.gateway.conftest import _stop_with_children as stop_with_children
 
 
 @contextlib.contextmanager
