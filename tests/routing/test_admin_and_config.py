@@ -3,6 +3,7 @@ admin, and rules in import_config / export_config (issue 3, "Rules")."""
 
 import json
 import re
+import time
 
 import pytest
 import yaml
@@ -66,7 +67,14 @@ def test_the_route_test_view_shows_the_rule_and_ordered_targets_without_calling_
             {"model": "tbank/t-tech/T-lite-it-2.1"},
         ],
     )
-    before = ledgers.snapshot()
+    # Wait until the emulators are quiet (an earlier test's call may still be landing in a ledger).
+    before, deadline = ledgers.snapshot(), time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = ledgers.snapshot()
+        if now == before:
+            break
+        before = now
 
     with django_db_blocker.unblock():
         page = operator.post(TEST_ROUTE_URL, {"model": model, "prompt": "hello"})
