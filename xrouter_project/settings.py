@@ -102,13 +102,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    # django-oauth-toolkit joins with the accounts/OAuth issue (pinned in requirements already).
-    # "oauth2_provider",
+    "oauth2_provider",
     "channels",
     "django_prometheus",
     "apps.common",
     "apps.accounts",
     "apps.keys",
+    "apps.oauth",
     "apps.providers",
     "apps.routing",
     "apps.usage",
@@ -234,6 +234,7 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "apps.oauth.authentication.OAuthTokenAuthentication",  # `xro-` tokens only
         "apps.keys.authentication.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -344,6 +345,116 @@ XROUTER |= {
     "LOGIN_MAX_FAILURES": env_int("XROUTER_LOGIN_MAX_FAILURES", 5),
     "LOGIN_LOCKOUT_SECONDS": env_int("XROUTER_LOGIN_LOCKOUT_SECONDS", 900),
 }
+
+# --- OAuth 2.0 and OpenID Connect (apps.oauth, django-oauth-toolkit) ---
+# The ID-token signing key (PEM, RSA). In development a missing file is generated once; XROUTER_ENV=production
+# refuses to start without it (apps/common/checks.py, xrouter.E005).
+OIDC_RSA_KEY_FILE = Path(os.environ.get("XROUTER_OIDC_RSA_KEY_FILE") or BASE_DIR / "var" / "oidc-rsa-key.pem")
+
+
+def _oidc_rsa_key(path: Path) -> str:
+    if path.is_file():
+        return path.read_text()
+    if XROUTER_ENV == "production":
+        return ""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_bytes(pem)
+    temporary.chmod(0o600)
+    try:
+        os.link(temporary, path)  # fails if another process got there first: everyone then signs with its key
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text()
+
+
+def _at_most(limit):
+    def parse(raw):
+        value = int(raw)
+        if not 0 < value <= limit:
+            raise ValueError(f"use 1 to {limit}")
+        return value
+
+    return parse
+
+
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth.Grant"
+OAUTH2_PROVIDER = {
+    # The five scopes of API keys (apps/keys/models.py SCOPES) and OpenID Connect's own.
+    "SCOPES": {
+        "chat": "Chat completions (/v1/chat/completions)",
+        "embeddings": "Embeddings (/v1/embeddings)",
+        "models:read": "List models (/v1/models)",
+        "usage:read": "Read usage (/api/v1/usage)",
+        "keys:manage": "Manage API keys (/api/v1/keys)",
+        "openid": "Sign in with XRouter (OpenID Connect)",
+    },
+    "DEFAULT_SCOPES": ["chat", "embeddings", "models:read"],
+    "OAUTH2_VALIDATOR_CLASS": "apps.oauth.validators.XRouterOAuth2Validator",
+    "OAUTH2_SERVER_CLASS": "apps.oauth.validators.XRouterServer",
+    "ACCESS_TOKEN_GENERATOR": "apps.oauth.tokens.new_access_token",
+    "REFRESH_TOKEN_GENERATOR": "apps.oauth.tokens.new_refresh_token",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_ACCESS_TOKEN_SECONDS", _at_most(3600), 3600),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_CODE_SECONDS", _at_most(60), 60),
+    "ID_TOKEN_EXPIRE_SECONDS": 3600,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_REFRESH_TOKEN_SECONDS", _at_most(90 * 86400), 30 * 86400),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a rotated refresh token presented again revokes its whole family
+    "PKCE_REQUIRED": True,
+    # RFC 9700: no implicit or password grant, no `plain` PKCE, no token in a query string, hashed tokens at rest.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    # http is allowed for loopback redirect URIs only (apps.oauth.models.redirect_uri_problem).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": _oidc_rsa_key(OIDC_RSA_KEY_FILE) if os.environ.get("XROUTER_ROLE") != "writer" else "",
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+}
+
+
+def _jwt_issuers(raw):
+    """XROUTER_JWT_ISSUERS: a JSON list of {issuer, jwks_url, audience, organisation_claim, role_claim}."""
+    import json
+
+    issuers = json.loads(raw)
+    if not isinstance(issuers, list):
+        raise ValueError("a JSON list of issuers")
+    parsed = []
+    for entry in issuers:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) and entry[k]
+                                                  for k in ("issuer", "jwks_url", "audience")):
+            raise ValueError("each issuer needs the strings issuer, jwks_url and audience")
+        if not entry["jwks_url"].startswith(("https://", "http://")):
+            raise ValueError("jwks_url must be an http(s) URL")
+        parsed.append({"issuer": entry["issuer"], "jwks_url": entry["jwks_url"], "audience": entry["audience"],
+                       "organisation_claim": str(entry.get("organisation_claim") or "org"),
+                       "role_claim": str(entry.get("role_claim") or "role")})
+    return parsed
+
+
+# External identity providers whose JWT access tokens /v1 accepts (apps.oauth.external).
+XROUTER["JWT_ISSUERS"] = _checked("XROUTER_JWT_ISSUERS", _jwt_issuers, [])
 
 # --- Emulators (python manage.py run_emulators) ---
 EMULATOR_HOST = os.environ.get("XROUTER_EMULATOR_HOST", "127.0.0.1")

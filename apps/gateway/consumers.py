@@ -35,10 +35,9 @@ import orjson
 
 from apps.common import bus
 from apps.common.errors import ApiError
-from apps.keys.selectors import akey_info_for
 from apps.providers.adapters.base import Usage
 
-from .auth import require_scope
+from .auth import credential_info, require_scope
 from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
@@ -128,7 +127,7 @@ class RealtimeChat:
             return
         token, refusal = credentials(self.scope)
         try:
-            key = await akey_info_for(token) if token else None
+            key = await credential_info(token) if token else None
         except Exception as exc:  # the key store is down and the key not cached: the client retries
             log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
             key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
@@ -211,7 +210,7 @@ class RealtimeChat:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
             return
         try:
-            key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+            key = await credential_info(self.token)  # cached: a revoked or expired key stops here
             if key is not None:
                 require_scope(key, "chat")
         except ApiError as exc:  # a missing scope, or the key store down for an uncached key
@@ -298,7 +297,7 @@ class RealtimeChat:
             await self.close(REFUSED, "the API key has expired")
 
     async def revoke_if_gone(self) -> None:
-        if self.closed or await akey_info_for(self.token) is not None:
+        if self.closed or await credential_info(self.token) is not None:
             return
         await self.stop_answer("key_revoked")
         await self.close(REFUSED, "the API key was revoked or has expired")
@@ -322,7 +321,7 @@ _closing: set[asyncio.Task] = set()  # sockets being closed for their key (at mo
 
 async def _recheck(token: str) -> None:
     try:
-        if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
+        if await credential_info(token) is None:  # a cache lookup; a database query only for an invalidated key
             for socket in list(_sockets.get(token, ())):
                 # Each socket closes on its own: a client that does not read holds its close up to
                 # the close timeout, never the sweep and the other keys' sockets behind it.

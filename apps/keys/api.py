@@ -7,7 +7,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from .models import ApiKey
+from apps.accounts.models import Organisation
+
+from .models import DEFAULT_SCOPES, ApiKey
 from .permissions import KeyScope
 from .selectors import KeyInfo
 from .serializers import ApiKeyCreatedSerializer, ApiKeySerializer
@@ -26,21 +28,32 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def get_queryset(self):
         keys = ApiKey.objects.filter(user=self.request.user)
-        if isinstance(self.request.auth, KeyInfo):
-            keys = keys.filter(id__in=ApiKey.subtree_ids(self.request.auth.id))
+        auth = self.request.auth
+        if isinstance(auth, KeyInfo):
+            if auth.kind == "key":
+                keys = keys.filter(id__in=ApiKey.subtree_ids(auth.id))
+            else:  # an OAuth token: the user's keys in its application's organisation
+                keys = keys.filter(organisation_id=auth.organisation_id)
         return keys
 
     @extend_schema(request=ApiKeySerializer, responses={201: ApiKeyCreatedSerializer})
     def create(self, request):
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        parent = None
-        if isinstance(request.auth, KeyInfo):
-            parent = ApiKey.objects.filter(id=request.auth.id).first()
+        parent = organisation = None
+        auth = request.auth
+        if isinstance(auth, KeyInfo) and auth.kind == "key":
+            parent = ApiKey.objects.filter(id=auth.id).first()
             if parent is None:  # deleted since it authenticated: never fall back to a person's rights
                 raise PermissionDenied("The key making this request no longer exists.")
+        elif isinstance(auth, KeyInfo):  # an OAuth token: keys in its application's organisation, within its scopes
+            organisation = Organisation.objects.get(id=auth.organisation_id)
+            scopes = serializer.validated_data.setdefault("scopes", [s for s in DEFAULT_SCOPES if s in auth.scopes])
+            if not set(scopes) <= auth.scopes:
+                raise PermissionDenied("A key made with an OAuth token gets no scope the token lacks.")
         try:
-            key, plaintext = key_create(user=request.user, parent=parent, issued_by=request.user, **serializer.validated_data)
+            key, plaintext = key_create(user=request.user, parent=parent, organisation=organisation,
+                                        issued_by=request.user, **serializer.validated_data)
         except DjangoValidationError as exc:
             raise ValidationError(exc.messages) from None
         data = ApiKeySerializer(key).data | {"key": plaintext}

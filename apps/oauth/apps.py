@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class OAuthConfig(AppConfig):
+    name = "apps.oauth"
+    label = "oauth"
+    verbose_name = "OAuth 2.0"
+
+    def ready(self):
+        from . import services  # noqa: F401 (connects the token-deletion receiver that tells the gateways)
