@@ -6,9 +6,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from html import unescape
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from authlib.common.security import generate_token
+from authlib.integrations.httpx_client import OAuth2Client
 
 PASSWORD = "correct-horse-battery-staple-9"
 REDIRECT_URI = "http://127.0.0.1:8765/callback"  # loopback http: allowed; never actually visited
@@ -68,3 +71,29 @@ def consent(browser: httpx.Client, authorization_url: str) -> httpx.Response:
     fields = {unescape(name): unescape(value) for name, value in
               re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text)}
     return browser.post("/o/authorize/", data={**fields, "allow": "Authorize"})
+
+
+def pkce_client(world, **kwargs) -> OAuth2Client:
+    return OAuth2Client(world.public_app.client_id, redirect_uri=REDIRECT_URI, scope="openid chat models:read",
+                        code_challenge_method="S256", timeout=30, **kwargs)
+
+
+def authorize(world, client: OAuth2Client, verifier: str) -> str:
+    """The redirect URL carrying a fresh code, as a signed-in olga consents."""
+    url, _state = client.create_authorization_url(world.base + "/o/authorize/", code_verifier=verifier)
+    answer = consent(signed_in(world.base, world.olga.username), url)
+    assert answer.status_code == 302, answer.text[:500]
+    assert "code" in parse_qs(urlsplit(answer.headers["location"]).query), answer.headers["location"]
+    return answer.headers["location"]
+
+
+def pkce_tokens(world) -> dict:
+    """A fresh token set (access, refresh, ID token) for olga through the whole flow."""
+    client, verifier = pkce_client(world), generate_token(64)
+    return client.fetch_token(world.token_url, authorization_response=authorize(world, client, verifier),
+                              code_verifier=verifier)
+
+
+def models_status(base_or_world, token: str) -> int:
+    base = getattr(base_or_world, "base", base_or_world)
+    return httpx.get(base + "/v1/models", headers={"authorization": f"Bearer {token}"}, timeout=30).status_code

@@ -4,41 +4,17 @@ and a refresh token presented twice (the whole family is revoked)."""
 
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
 
-from .conftest import REDIRECT_URI, consent, signed_in
-
-
-def _client(world, **kwargs) -> OAuth2Client:
-    return OAuth2Client(world.public_app.client_id, redirect_uri=REDIRECT_URI, scope="openid chat models:read",
-                        code_challenge_method="S256", timeout=30, **kwargs)
-
-
-def _code_from(answer: httpx.Response) -> dict:
-    assert answer.status_code == 302, answer.text[:500]
-    return {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["location"]).query).items()}
-
-
-def authorize(world, client: OAuth2Client, verifier: str) -> str:
-    """The redirect URL carrying a fresh code, as a signed-in olga consents."""
-    url, _state = client.create_authorization_url(world.base + "/o/authorize/", code_verifier=verifier)
-    answer = consent(signed_in(world.base, world.olga.username), url)
-    assert "code" in _code_from(answer), answer.headers.get("location")
-    return answer.headers["location"]
-
-
-def models_status(world, token: str) -> int:
-    return httpx.get(world.base + "/v1/models", headers={"authorization": f"Bearer {token}"}, timeout=30).status_code
+from .conftest import REDIRECT_URI, authorize, models_status, pkce_client, signed_in
 
 
 def test_the_full_pkce_flow_gives_hashed_xro_tokens_that_work_on_v1(world, django_db_blocker):
     from apps.oauth.models import AccessToken, RefreshToken
 
-    client, verifier = _client(world), generate_token(64)
+    client, verifier = pkce_client(world), generate_token(64)
     token = client.fetch_token(world.token_url, authorization_response=authorize(world, client, verifier),
                                code_verifier=verifier)
     assert token["access_token"].startswith("xro-") and token["refresh_token"].startswith("xrr-")
@@ -74,7 +50,7 @@ def test_it_refuses_the_plain_challenge_method(world, method):
 
 
 def test_it_refuses_a_wrong_verifier(world):
-    client = _client(world)
+    client = pkce_client(world)
     redirect = authorize(world, client, generate_token(64))
     with pytest.raises(OAuthError) as refused:
         client.fetch_token(world.token_url, authorization_response=redirect, code_verifier=generate_token(64))
@@ -82,17 +58,17 @@ def test_it_refuses_a_wrong_verifier(world):
 
 
 def test_a_code_works_once(world):
-    client, verifier = _client(world), generate_token(64)
+    client, verifier = pkce_client(world), generate_token(64)
     redirect = authorize(world, client, verifier)
     first = client.fetch_token(world.token_url, authorization_response=redirect, code_verifier=verifier)
     assert first["access_token"].startswith("xro-")
     with pytest.raises(OAuthError) as refused:
-        _client(world).fetch_token(world.token_url, authorization_response=redirect, code_verifier=verifier)
+        pkce_client(world).fetch_token(world.token_url, authorization_response=redirect, code_verifier=verifier)
     assert refused.value.error == "invalid_grant"
 
 
 def test_it_refuses_a_redirect_uri_that_was_not_registered(world):
-    client = _client(world)
+    client = pkce_client(world)
     client.redirect_uri = "http://127.0.0.1:8765/elsewhere"
     url, _ = client.create_authorization_url(world.base + "/o/authorize/", code_verifier=generate_token(64))
     answer = signed_in(world.base, world.olga.username).get(url)
@@ -101,7 +77,7 @@ def test_it_refuses_a_redirect_uri_that_was_not_registered(world):
 
 
 def test_the_token_request_must_repeat_the_redirect_uri(world):
-    client, verifier = _client(world), generate_token(64)
+    client, verifier = pkce_client(world), generate_token(64)
     redirect = authorize(world, client, verifier)
     client.redirect_uri = "http://127.0.0.1:8765/elsewhere"
     with pytest.raises(OAuthError) as refused:
@@ -110,7 +86,7 @@ def test_the_token_request_must_repeat_the_redirect_uri(world):
 
 
 def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_family(world):
-    client, verifier = _client(world), generate_token(64)
+    client, verifier = pkce_client(world), generate_token(64)
     first = client.fetch_token(world.token_url, authorization_response=authorize(world, client, verifier),
                                code_verifier=verifier)
     second = client.refresh_token(world.token_url, refresh_token=first["refresh_token"])
