@@ -32,13 +32,6 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
             applications = applications.filter(organisation_id=self.request.auth.organisation_id)
         return applications
 
-    def get_serializer(self, *args, **kwargs):
-        serializer = super().get_serializer(*args, **kwargs)
-        if "organisation" in serializer.fields:
-            serializer.fields["organisation"].queryset = serializer.fields["organisation"].queryset.filter(
-                memberships__user=self.request.user)
-        return serializer
-
     @extend_schema(request=ApplicationSerializer, responses={201: ApplicationCreatedSerializer})
     def create(self, request):
         serializer = self.get_serializer(data=request.data)

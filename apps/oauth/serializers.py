@@ -1,9 +1,19 @@
 from rest_framework import serializers
 
+from apps.accounts.models import Organisation
+
 from .models import Application
 
 
+class CallersOrganisation(serializers.PrimaryKeyRelatedField):
+    """One of the caller's organisations (another's id reads as unknown)."""
+
+    def get_queryset(self):
+        return Organisation.objects.filter(memberships__user=self.context["request"].user)
+
+
 class ApplicationSerializer(serializers.ModelSerializer):
+    organisation = CallersOrganisation()
     client_type = serializers.ChoiceField(choices=[Application.CLIENT_PUBLIC, Application.CLIENT_CONFIDENTIAL])
     authorization_grant_type = serializers.ChoiceField(
         choices=[Application.GRANT_AUTHORIZATION_CODE, Application.GRANT_CLIENT_CREDENTIALS],
