@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import views
+from . import oauth_views, views
 
 app_name = "portal"
 
@@ -14,6 +14,9 @@ urlpatterns = [
     path("usage.csv", views.usage_csv, name="usage_csv"),
     path("signup/", views.signup, name="signup"),
     path("signup/confirm/<uidb64>/<token>/", views.signup_confirm, name="signup_confirm"),
+    path("oauth-apps/", oauth_views.oauth_apps, name="oauth_apps"),
+    path("oauth-apps/<int:pk>/", oauth_views.oauth_app_edit, name="oauth_app_edit"),
+    path("oauth-apps/<int:pk>/delete/", oauth_views.oauth_app_delete, name="oauth_app_delete"),
 ]
 
 # Django's names (login, logout, password_reset…), as its auth views and templates expect them.
