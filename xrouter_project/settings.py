@@ -420,7 +420,9 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
-    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    # A deploy-check warning, not an error: http stays in ALLOWED_REDIRECT_URI_SCHEMES for native apps' loopback
+    # callbacks (RFC 8252), and apps.oauth.models.redirect_uri_problem refuses it for any other host.
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": False,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     # http is allowed for loopback redirect URIs only (apps.oauth.models.redirect_uri_problem).
