@@ -92,3 +92,25 @@ def test_a_jwt_role_and_scope_claim_narrow_what_it_may_do():
     assert scopes_of("billing_viewer", {}) == {"models:read"}
     assert scopes_of("developer", {"scope": "chat openid"}) == {"chat"}
     assert scopes_of("owner", {"scp": ["embeddings", "keys:manage"]}) == {"embeddings"}
+
+
+def test_oauth_tokens_never_reach_a_log_line():
+    from xrouter_project.log_filters import strip_query
+
+    access, refresh = new_access_token(), new_refresh_token()
+    line = strip_query(f"revoking {access} and token={refresh}; Authorization: Bearer {JWT}")
+    assert access not in line and refresh not in line and JWT not in line
+    assert "xro-[redacted]" in line and "xrr-[redacted]" in line
+
+
+async def test_a_token_of_no_known_shape_is_refused_without_a_lookup():
+    """A lookup, even one that finds nothing, leaves the token in the negative cache: these never get there."""
+    from hashlib import sha256
+
+    from apps.gateway.auth import credential_info
+    from apps.keys import selectors
+
+    for token in ("sk-proj-0123456789abcdef", new_refresh_token(), "a.b", "x" * 9000):
+        assert await credential_info(token) is None
+        assert sha256(token.encode()).hexdigest() not in selectors._unknown
+    assert not selectors._inflight
