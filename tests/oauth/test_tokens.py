@@ -82,8 +82,27 @@ def test_introspection_says_whether_a_token_is_active(world):
     assert set(active["scope"].split()) == {"chat", "models:read"}
     client.revoke_token(world.base + "/o/revoke_token/", token=token["access_token"])
     assert client.introspect_token(world.base + "/o/introspect/", token=token["access_token"]).json() == {"active": False}
-    # Introspection is for clients: no credentials, no answer.
+    # Introspection is for clients: no credentials, no answer; and never with the token in a URL.
     assert httpx.post(world.base + "/o/introspect/", data={"token": token["access_token"]}, timeout=30).status_code in (401, 403)
+    assert client.get(world.base + "/o/introspect/", params={"token": token["access_token"]}).status_code in (403, 405)
+
+
+def test_a_client_cannot_introspect_another_organisations_token(world, django_db_blocker):
+    from apps.accounts.models import Organisation, User
+    from apps.accounts.services import membership_add
+    from apps.oauth.models import Application
+    from apps.oauth.services import application_create
+
+    with django_db_blocker.unblock():
+        other = Organisation.objects.create(name=f"vandelay-{world.organisation.id}-{id(world)}")
+        art = User.objects.create_user(f"art-{other.id}")
+        membership_add(other, art, "owner")
+        spy, secret = application_create(user=art, organisation=other, name="spy", client_type=Application.CLIENT_CONFIDENTIAL,
+                                          authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS)
+    token = server_client(world).fetch_token(world.token_url, grant_type="client_credentials")["access_token"]
+    snooping = OAuth2Client(spy.client_id, secret, timeout=30)
+    assert snooping.introspect_token(world.base + "/o/introspect/", token=token).json() == {"active": False}
+    assert server_client(world).introspect_token(world.base + "/o/introspect/", token=token).json()["active"] is True
 
 
 def test_openid_connect_discovery_and_an_rs256_id_token_verified_with_the_jwks(world):
