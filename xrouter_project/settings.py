@@ -403,6 +403,7 @@ OAUTH2_PROVIDER = {
     "DEFAULT_SCOPES": ["chat", "embeddings", "models:read"],
     "OAUTH2_VALIDATOR_CLASS": "apps.oauth.validators.XRouterOAuth2Validator",
     "OAUTH2_SERVER_CLASS": "apps.oauth.validators.XRouterServer",
+    "APPLICATION_ADMIN_CLASS": "apps.oauth.admin.ApplicationAdmin",
     "ACCESS_TOKEN_GENERATOR": "apps.oauth.tokens.new_access_token",
     "REFRESH_TOKEN_GENERATOR": "apps.oauth.tokens.new_refresh_token",
     "ACCESS_TOKEN_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_ACCESS_TOKEN_SECONDS", _at_most(3600), 3600),

@@ -160,3 +160,14 @@ def test_deleting_an_application_announces_its_tokens(acme_app, alice, django_ca
     finally:
         bus._handlers["keys"].remove(heard.append)
     assert {"oauth_token_ids": [token_id]} in heard
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_applications_with_their_organisation(acme_app, client):
+    from apps.accounts.models import User
+
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    listing = client.get("/admin/oauth/application/")
+    assert listing.status_code == 200 and "acme dashboard" in listing.content.decode() and "acme" in listing.content.decode()
+    assert client.get(f"/admin/oauth/application/{acme_app.id}/change/").status_code == 200
+    assert client.get("/admin/oauth/externalidentity/").status_code == 200
