@@ -13,6 +13,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -392,13 +393,14 @@ OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth.IDToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth.Grant"
 OAUTH2_PROVIDER = {
     # The five scopes of API keys (apps/keys/models.py SCOPES) and OpenID Connect's own.
+    # (The descriptions are shown on the consent page, so translated.)
     "SCOPES": {
-        "chat": "Chat completions (/v1/chat/completions)",
-        "embeddings": "Embeddings (/v1/embeddings)",
-        "models:read": "List models (/v1/models)",
-        "usage:read": "Read usage (/api/v1/usage)",
-        "keys:manage": "Manage API keys (/api/v1/keys)",
-        "openid": "Sign in with XRouter (OpenID Connect)",
+        "chat": gettext_lazy("Chat with models (/v1/chat/completions)"),
+        "embeddings": gettext_lazy("Compute embeddings (/v1/embeddings)"),
+        "models:read": gettext_lazy("List models (/v1/models)"),
+        "usage:read": gettext_lazy("Read your usage (/api/v1/usage)"),
+        "keys:manage": gettext_lazy("Manage your API keys (/api/v1/keys)"),
+        "openid": gettext_lazy("Know who you are (OpenID Connect)"),
     },
     "DEFAULT_SCOPES": ["chat", "embeddings", "models:read"],
     "OAUTH2_VALIDATOR_CLASS": "apps.oauth.validators.XRouterOAuth2Validator",

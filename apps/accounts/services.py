@@ -47,6 +47,9 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         organisation.residency, fields = residency or "", fields + ["residency"]
     if fields:
         organisation.save(update_fields=fields)
+        # Keys keep their own limits, but OAuth tokens and external JWTs take the policy as it is now:
+        # every process re-reads the organisation's cached credentials.
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
 
 
 def organisation_create_for(user: User, name: str) -> Organisation:

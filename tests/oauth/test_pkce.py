@@ -100,3 +100,11 @@ def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_family(world):
         client.refresh_token(world.token_url, refresh_token=second["refresh_token"])
     assert models_status(world, second["access_token"]) == 401
     assert models_status(world, first["access_token"]) == 401
+
+
+def test_the_consent_page_is_the_portal_s_in_russian(world):
+    url, _ = pkce_client(world).create_authorization_url(world.base + "/o/authorize/", code_verifier=generate_token(64))
+    page = signed_in(world.base, world.olga.username).get(url)
+    assert page.status_code == 200 and 'lang="ru"' in page.text
+    assert "Разрешить доступ приложению olga" in page.text and "Общаться с моделями" in page.text
+    assert world.organisation.name in page.text  # who pays is said before consenting
