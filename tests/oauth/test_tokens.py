@@ -1,12 +1,15 @@
 """Client credentials, revocation, introspection, OpenID Connect discovery and ID tokens, and an OAuth
 access token on /v1 through the openai SDK, billed and recorded as an OAuth principal."""
 
+import asyncio
 import hashlib
+import json
 
 import httpx
 import jwt
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
+from websockets.asyncio.client import connect
 
 from tests.conftest import wait_for_usage
 
@@ -124,3 +127,17 @@ def test_openid_connect_discovery_and_an_rs256_id_token_verified_with_the_jwks(w
         head, body, signature = token["id_token"].split(".")
         forged = jwt.utils.base64url_encode(jwt.utils.base64url_decode(body).replace(b'"sub"', b'"sub" ')).decode()
         jwt.decode(f"{head}.{forged}.{signature}", key.key, algorithms=["RS256"], audience=world.public_app.client_id)
+
+
+async def test_the_websocket_takes_an_oauth_access_token_and_closes_when_it_is_revoked(world):
+    from tests.gateway.test_websocket import _close_code, _converse, _request, _ws_url
+
+    client = server_client(world)
+    token = (await asyncio.to_thread(client.fetch_token, world.token_url, grant_type="client_credentials"))["access_token"]
+    frames = await _converse(world.base, token, _request(text="over ws"))
+    assert frames[-1]["type"] == "done" and frames[-1]["usage"]["completion_tokens"] > 0
+    async with connect(_ws_url(world.base), open_timeout=10, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+        await asyncio.to_thread(client.revoke_token, world.base + "/o/revoke_token/", token=token)
+        assert (await _close_code(ws, timeout=10))[0] == 4401
