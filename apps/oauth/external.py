@@ -72,9 +72,11 @@ class _Issuer:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)) as session:
                 async with session.get(url, allow_redirects=False) as response:
                     response.raise_for_status()
-                    body = await response.content.read(MAX_JWKS_BYTES + 1)
-            if len(body) > MAX_JWKS_BYTES:
-                raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
+                    body = b""
+                    async for chunk in response.content.iter_chunked(16384):
+                        body += chunk
+                        if len(body) > MAX_JWKS_BYTES:
+                            raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
             keys = {}
             for jwk in jwt.PyJWKSet.from_json(body.decode()).keys[:MAX_KEYS]:
                 if jwk.key_id and jwk.public_key_use in (None, "sig"):

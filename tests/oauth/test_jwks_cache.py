@@ -46,3 +46,9 @@ async def test_a_failing_identity_provider_keeps_the_keys_already_fetched(idp):
     issuer = external._issuers[idp.issuer]
     issuer.fetched -= external.JWKS_TTL + 1  # due for a refresh, which fails
     assert await external.verify(idp.token("alice", "acme")) is not None
+
+
+async def test_an_oversized_jwks_is_refused(idp):
+    idp.jwks = lambda: {"keys": [{"kty": "oct", "k": "x" * 1000, "kid": str(n)} for n in range(100)]}  # ≈ 110 KB
+    assert await external.verify(idp.token("alice", "acme")) is None
+    assert idp.jwks_fetches == 1 and external._issuers[idp.issuer].keys == {}
