@@ -29,6 +29,8 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
+from django.db.models import Q
+from django.utils import timezone
 
 from apps.common import bus
 from apps.common.errors import ApiError
@@ -184,8 +186,18 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     """The KeyInfo for a presented key, or None when it is unknown, revoked or expired.
 
     Raises ApiError(503) when the key must be looked up and the database cannot answer."""
+    # hash_key, inlined: this runs on every request
+    return await _akey_info(sha256(plaintext.encode()).hexdigest(), plaintext, None)
+
+
+async def akey_info_stored(prefix: str, hashed: str) -> KeyInfo | None:
+    """akey_info_for for a key known by its stored prefix and hash, not its plaintext: the
+    playground's session-authenticated sockets, which bill a key the person picked by id."""
+    return await _akey_info(hashed, None, prefix)
+
+
+async def _akey_info(hashed: str, plaintext: str | None, prefix: str | None) -> KeyInfo | None:
     global _down_until
-    hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
     now = time.monotonic()
     with _cache_lock:
         entry = _known.get(hashed)
@@ -201,14 +213,16 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
             return _valid(entry.info)
     elif until is not None and until > now:
         return None
-    match = TOKEN_SHAPE.fullmatch(plaintext)
-    if match is None:
-        return None
+    if prefix is None:
+        match = TOKEN_SHAPE.fullmatch(plaintext)
+        if match is None:
+            return None
+        prefix = match.group(1)
     generation = _generation
     try:
         if now < _down_until:
             raise DatabaseFailure("the key store failed a moment ago")
-        found = await asyncio.wait_for(_lookup(match.group(1), hashed), LOOKUP_WAIT)
+        found = await asyncio.wait_for(_lookup(prefix, hashed), LOOKUP_WAIT)
     except (DatabaseFailure, TimeoutError):
         if _down_until <= now:
             _down_until = time.monotonic() + DOWN_PAUSE
@@ -273,3 +287,14 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
         _inflight[hashed] = future
         future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
+
+
+PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list
+
+
+def playground_keys(user) -> list[ApiKey]:
+    """The keys a person may bill from the portal's playground: their own, active, able to chat."""
+    rows = (ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .select_related("organisation").order_by("-created_at")[:PLAYGROUND_CHOICES])
+    return [key for key in rows if "chat" in key.scopes]  # in Python: SQLite has no JSON containment

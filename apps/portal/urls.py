@@ -10,6 +10,7 @@ urlpatterns = [
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/revoke/", views.key_revoke_view, name="key_revoke"),
     path("models/", views.models, name="models"),
+    path("playground/", views.playground, name="playground"),
     path("usage/", views.usage, name="usage"),
     path("usage.csv", views.usage_csv, name="usage_csv"),
     path("signup/", views.signup, name="signup"),

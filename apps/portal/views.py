@@ -36,6 +36,7 @@ from django.views.decorators.http import require_POST
 from apps.accounts.models import Membership, User
 from apps.accounts.services import organisation_create_for, user_set_active
 from apps.keys.models import ApiKey
+from apps.keys.selectors import playground_keys
 from apps.keys.services import key_create, key_revoke
 from apps.providers.models import ProviderModel
 from apps.usage.models import UsageRecord
@@ -222,6 +223,20 @@ def models(request):
     catalog = (ProviderModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
                .order_by("provider__name", "name"))
     return render(request, "portal/models.html", {"models": catalog})
+
+
+@login_required
+def playground(request):
+    """Chat over the WebSocket /v1/realtime/chat, signed in by this session (apps/gateway/ws_session.py),
+    billing a key of the person's own or their hour-long `playground` key."""
+    catalog = (ProviderModel.objects.filter(enabled=True, provider__enabled=True, kind=ProviderModel.CHAT)
+               .select_related("provider").order_by("provider__name", "name"))
+    strings = {"connecting": _("Connecting…"), "streaming": _("Streaming…"), "done": _("Done."),
+               "cancelled": _("Cancelled."), "closed": _("The connection closed: %(reason)s"),
+               "error": _("Error: %(message)s"), "tokens": _("Tokens: %(prompt)s in, %(completion)s out.")}
+    return render(request, "portal/playground.html", {
+        "keys": playground_keys(request.user), "models": [f"{m.provider.name}/{m.name}" for m in catalog],
+        "strings": strings})
 
 
 @login_required
