@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     # django-oauth-toolkit joins with the accounts/OAuth issue (pinned in requirements already).
     # "oauth2_provider",
     "channels",
@@ -247,6 +248,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "OpenAI-compatible gateway (/v1) and management API (/api/v1).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "OAS_VERSION": "3.1.0",  # /v1 bodies are pydantic's JSON Schema (apps/gateway/openapi.py)
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN (closed networks). No Redoc view:
+    # drf-spectacular's Redoc page loads Google Fonts.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Secrets at rest ---
