@@ -166,6 +166,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise also serves what the finders find (static/ and the apps'), so `manage.py serve` works without
+# collectstatic and never serves a stale copy of a file; collected files (the Dockerfile) still serve too.
+WHITENOISE_USE_FINDERS = True
 
 # --- Database ---
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
