@@ -212,6 +212,15 @@ def _portal_key_revoke(w):
 
 def _portal_usage(w):
     _absent(w.charlie_client().get("/usage/"), w.usage.request_id, "acme-secret-model", w.key.prefix)
+    # the lookup by x-request-id: acme's request looks like no request at all
+    found = w.charlie_client().get("/usage/", {"request_id": w.usage.request_id})
+    assert found.context["found"] is None
+    _absent(found, "acme-secret-model", w.key.prefix)
+
+
+def _portal_playground(w):
+    # the keys it offers to bill are one's own only (the socket checks the same: tests/gateway/test_ws_session.py)
+    _absent(w.charlie_client().get("/playground/"), w.key.prefix, w.key.name, f'value="{w.key.id}"')
 
 
 def _portal_usage_csv(w):
@@ -231,6 +240,7 @@ CASES = {
     ("keys", "GET"): _portal_keys, ("keys", "POST"): _portal_keys,
     ("key_revoke", "POST"): _portal_key_revoke,
     ("usage", "GET"): _portal_usage, ("usage_csv", "GET"): _portal_usage_csv,
+    ("playground", "GET"): _portal_playground,
 }
 
 # /v1 and the WebSocket hold no object of a tenant but the models a key may use: charlie's key is
