@@ -3,8 +3,8 @@
 Auth, at the handshake: `Authorization: Bearer xr-...`, or (browsers cannot set headers) the
 subprotocols `xrouter.v1, xrouter.key.<key>`; the server answers the subprotocol `xrouter.v1`
 only, so the key is never echoed. The portal's playground instead offers `xrouter.session.<key
-id>` with the portal's session cookie, from the portal's own Origin only (ws_session.py). A key in the query string is refused (close 4401): URLs end
-up in logs. The key is checked again on every `request` and whenever a key changes anywhere
+id>` with the portal's session cookie, from the portal's own Origin only (ws_session.py). A key
+in the query string is refused (close 4401): URLs end up in logs. The key is checked again on every `request` and whenever a key changes anywhere
 (the bus topic "keys"): a revoked or expired key closes its sockets with 4401 within a second.
 
 Client frames (JSON text):
