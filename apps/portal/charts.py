@@ -6,12 +6,14 @@ from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 600, 170, 14, 22, 4
+WIDTH, HEIGHT, TOP, BOTTOM, LEFT = 360, 130, 14, 18, 2
+MAX_BAR = 40  # a chart of two bars keeps them bar-shaped
+FEW = 6
 
 
 def _number(value) -> str:
-    if isinstance(value, (Decimal, float)):
-        return number_format(value, 2, use_l10n=True)
+    if isinstance(value, (Decimal, float)):  # roubles: kopecks of kopecks matter on small spends
+        return number_format(value, 2 if value >= 10 else 4, use_l10n=True)
     return number_format(value, use_l10n=True)
 
 
@@ -25,9 +27,14 @@ def bar_chart(rows: list[dict], value: str, label: str, title: str, label_format
     bars = []
     for i, (row, amount) in enumerate(zip(rows, values, strict=True)):
         height = plot * float(amount) / float(peak)
-        bars.append((f"{LEFT + i * slot + slot * 0.1:.1f}", f"{TOP + plot - height:.1f}", f"{max(slot * 0.8, 1):.1f}",
+        width = min(max(slot * 0.8, 1), MAX_BAR)
+        bars.append((f"{LEFT + i * slot + (slot - width) / 2:.1f}", f"{TOP + plot - height:.1f}", f"{width:.1f}",
                      f"{height:.1f}", label_format(row[label]), _number(amount)))
-    ticks = sorted({0, len(rows) // 2, len(rows) - 1}) if rows else []
+    # A few bars (models, keys): each named under itself. Many (days): the first, middle and last, kept
+    # inside the picture.
+    few = len(rows) <= FEW
+    ticks = range(len(rows)) if few else sorted({0, len(rows) // 2, len(rows) - 1})
+    anchors = ["middle" if few or 0 < i < len(rows) - 1 else "start" if i == 0 else "end" for i in ticks]
     return format_html(
         '<svg viewBox="0 0 {w} {h}" role="img" aria-label="{title}" xmlns="http://www.w3.org/2000/svg">'
         '<title>{title}</title>'
@@ -37,6 +44,6 @@ def bar_chart(rows: list[dict], value: str, label: str, title: str, label_format
         bars=format_html_join("", '<rect class="bar" x="{}" y="{}" width="{}" height="{}">'
                                   '<title>{}: {}</title></rect>', bars),
         labels=format_html_join("", '<text x="{}" y="{}" text-anchor="{}">{}</text>', (
-            (f"{LEFT + i * slot + slot / 2:.1f}", HEIGHT - 6, "start" if i == 0 else "end" if i == len(rows) - 1 else "middle",
-             label_format(rows[i][label])) for i in ticks)),
+            (f"{LEFT + i * slot + slot / 2:.1f}", HEIGHT - 6, anchor, label_format(rows[i][label]))
+            for i, anchor in zip(ticks, anchors, strict=True))),
     )
