@@ -23,9 +23,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
-    """One headless Chromium per run; Playwright gives it a fresh, temporary profile."""
+    """One headless Chromium for the browser tests; Playwright gives it a fresh, temporary profile.
+
+    Package-scoped: Playwright's sync API keeps an event loop running in this thread while it lives, and
+    Django then refuses ORM calls here (SynchronousOnlyOperation), which would fail the next tests' fixtures."""
     need("Chromium (/usr/bin/chromium; apt-get install chromium)", shutil.which(CHROMIUM) is not None)
     from playwright.sync_api import sync_playwright
 
