@@ -45,7 +45,7 @@ from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
 from .streaming import WsSink
-from .ws_session import SESSION_PROTOCOL, offered_choice, session_key
+from .ws_session import SESSION_PROTOCOL, offered_choice, session_key, session_user_id
 
 log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
@@ -123,6 +123,7 @@ class RealtimeChat:
         self.scope, self.receive, self._send = scope, receive, send
         self.headers = {k: v for k, v in scope.get("headers", ())}
         self.credential: tuple[str, str] = ("", "")  # the key's prefix and SHA-256: re-checks need no plaintext
+        self.session_user: int | None = None  # a session-authenticated socket's person (ws_session.py)
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
@@ -139,6 +140,7 @@ class RealtimeChat:
             if refusal is None and not token:
                 key, credential, refusal = await session_key(self.headers, offered_choice(self.scope))
                 refusal = refusal or None
+                self.session_user = key.user_id if key is not None else None
             elif token:
                 key = await akey_info_for(token)
                 credential = (key.prefix, sha256(token.encode()).hexdigest()) if key is not None else None
@@ -222,6 +224,15 @@ class RealtimeChat:
             return
         if self.draining:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
+            return
+        try:
+            if self.session_user is not None and await session_user_id(self.headers) != self.session_user:
+                await self.close(REFUSED, "signed out of the portal: sign in, then reconnect")
+                return
+        except Exception as exc:  # the session store failing: this request fails, the socket lives on
+            log.warning("a WebSocket session could not be checked (%s)", type(exc).__name__)
+            await self.send_error(ApiError(503, "The portal session cannot be checked right now; retry shortly.",
+                                           code="service_unavailable"))
             return
         try:
             key = await akey_info_stored(*self.credential)  # cached: a revoked or expired key stops here

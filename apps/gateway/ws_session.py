@@ -59,6 +59,13 @@ class _Request:
         self.session = session
 
 
+async def session_user_id(headers: dict) -> int | None:
+    """The id of the person the handshake's session cookie signs in, if it still does (checked again
+    before every answer: signing out, or a password change, ends the playground's socket)."""
+    user = await _user(headers)
+    return user.pk if user is not None else None
+
+
 async def _user(headers: dict):
     raw = headers.get(b"cookie", b"")[:MAX_COOKIE_HEADER].decode("latin-1")
     session_key = parse_cookie(raw).get(settings.SESSION_COOKIE_NAME)

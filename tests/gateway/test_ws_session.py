@@ -105,6 +105,35 @@ def test_it_bills_a_key_the_person_picked(gateway, django_db_blocker, member):
     assert wait_for_usage(django_db_blocker, frames[-1]["id"].removeprefix("chatcmpl-")).key_prefix == key.prefix
 
 
+def test_signing_out_ends_the_socket_at_its_next_request(gateway, django_db_blocker, member):
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.db import connections
+
+    _, session = member
+
+    def sign_out():
+        import_module(settings.SESSION_ENGINE).SessionStore(session).delete()
+        connections.close_all()  # this worker thread's: an open one would keep the test database from being dropped
+
+    async def go():
+        async with connect(_ws_url(gateway.base_url), open_timeout=10,
+                           additional_headers=_session_headers(gateway.base_url, session),
+                           subprotocols=["xrouter.v1", "xrouter.session.playground"]) as ws:
+            await ws.send(_request(text="before"))
+            first = await _until_end(ws)
+            with django_db_blocker.unblock():
+                await asyncio.to_thread(sign_out)
+            await ws.send(_request(text="after"))
+            return first, await _close_code(ws)
+
+    first, closed = asyncio.run(go())
+
+    assert first[-1]["type"] == "done"
+    assert closed == (4401, "signed out of the portal: sign in, then reconnect")
+
+
 def test_another_persons_key_a_revoked_key_and_a_key_unable_to_chat_are_refused(gateway, django_db_blocker, member):
     from apps.keys.services import key_create, key_revoke
 
