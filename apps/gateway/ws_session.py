@@ -81,7 +81,7 @@ def _choose_key(user, choice: str):
         return key_for_playground(user)
     if not (choice.isascii() and choice.isdigit() and len(choice) <= 18):  # a key id (a bigint at most)
         return None
-    return next((key for key in playground_keys(user) if key.pk == int(choice)), None)
+    return next(iter(playground_keys(user, pk=int(choice))), None)
 
 
 async def session_key(headers: dict, choice: str) -> tuple[KeyInfo | None, tuple[str, str] | None, str]:

@@ -292,9 +292,11 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
 PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list
 
 
-def playground_keys(user) -> list[ApiKey]:
-    """The keys a person may bill from the portal's playground: their own, active, able to chat."""
-    rows = (ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+def playground_keys(user, pk: int | None = None) -> list[ApiKey]:
+    """The keys a person may bill from the portal's playground: their own, active, able to chat
+    (pk: just that one, if it is such a key)."""
+    rows = ApiKey.objects.filter(pk=pk) if pk is not None else ApiKey.objects.all()
+    rows = (rows.filter(user=user, revoked_at__isnull=True)
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
             .select_related("organisation").order_by("-created_at")[:PLAYGROUND_CHOICES])
     return [key for key in rows if "chat" in key.scopes]  # in Python: SQLite has no JSON containment
