@@ -4,14 +4,17 @@ Membership writes take `by`: the acting person's Membership in the organisation 
 admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError.
 """
 
+import datetime
+import hashlib
 import secrets
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.common import bus
 
-from .models import Membership, Organisation, User, validate_model_globs
+from .models import Invitation, Membership, Organisation, User, validate_model_globs
 
 # The key caches of every process listen on this topic (apps.keys.selectors).
 KEYS_TOPIC = "keys"
@@ -150,3 +153,127 @@ def organisation_delete(organisation: Organisation) -> None:
     with transaction.atomic():
         organisation.delete()
         transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation_id}))
+
+
+# --- Invitations ---
+
+def invitation_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_create(organisation: Organisation, email: str, role: str = Role.DEVELOPER, *, days: int,
+                      by: Membership | None = None) -> tuple[Invitation, str]:
+    """Invite `email` into the organisation with `role` for `days` (owners and admins; only owners invite owners).
+
+    Returns the invitation and its token, which goes into the e-mailed link and is stored only hashed. An
+    earlier open invitation of the same address to the same organisation is replaced."""
+    require_manager(by, role)
+    _check_role(role)
+    email = email.strip()
+    if Membership.objects.filter(organisation=organisation, user__email__iexact=email).exists():
+        raise ValidationError(f"{email} is already a member of {organisation.name}.")
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Invitation.objects.filter(organisation=organisation, email__iexact=email, accepted_at__isnull=True).delete()
+        invitation = Invitation.objects.create(
+            organisation=organisation, email=email, role=role, token_hash=invitation_token_hash(token),
+            invited_by=by.user if by else None, expires_at=timezone.now() + datetime.timedelta(days=days))
+    return invitation, token
+
+
+def invitation_accept(invitation: Invitation, user: User) -> Membership:
+    """Make `user` (whose address the invitation names) a member with the invitation's role; the link then
+    stops working. ValidationError when it was used, revoked or has expired meanwhile."""
+    if user.email.strip().lower() != invitation.email.strip().lower():
+        raise PermissionDenied("This invitation is for another e-mail address.")
+    with transaction.atomic():
+        # Locked: two tabs accepting one link at once make one membership, not two (or an error page).
+        fresh = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+        if fresh is None or not fresh.is_usable(timezone.now()):
+            raise ValidationError("This invitation has expired or was used already.")
+        membership = membership_add(fresh.organisation, user, fresh.role)
+        fresh.accepted_at, fresh.accepted_by = timezone.now(), user
+        fresh.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+def invitation_sign_up(invitation: Invitation, username: str, password: str) -> User:
+    """A new, active account for the invited address (the link proved it), made a member by the invitation."""
+    with transaction.atomic():
+        user = User.objects.create_user(username, invitation.email, password)
+        invitation_accept(invitation, user)
+    return user
+
+
+def invitation_revoke(invitation: Invitation, *, by: Membership | None = None) -> None:
+    """Withdraw an open invitation: its link stops working (owners and admins; owner invitations: owners)."""
+    require_manager(by, invitation.role)
+    invitation.delete()
+
+
+# --- Two-factor login (django-otp devices; imported here only, so processes that never log anyone in
+# do not load them) ---
+
+RECOVERY_CODES = 10
+
+
+def totp_enrolment_start(user: User):
+    """A new, unconfirmed TOTP device for the user (an earlier unconfirmed one goes). It counts for
+    login only once confirmed with a code from the authenticator app (totp_enrolment_confirm)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        return TOTPDevice.objects.create(user=user, name="authenticator", confirmed=False)
+
+
+def totp_enrolment_confirm(device, code: str) -> list[str] | None:
+    """Confirm an enrolment with a code the app shows: login then asks for a code. Returns the new recovery
+    codes (each works once; the caller shows them once), or None if the code is wrong."""
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+        if device.confirmed or not device.verify_token(_digits(code)):
+            return None
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
+        StaticDevice.objects.filter(user_id=device.user_id).delete()
+        recovery = StaticDevice.objects.create(user_id=device.user_id, name="recovery codes")
+        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=recovery, token=code) for code in codes)
+    return codes
+
+
+def two_factor_verify(user: User, code: str):
+    """The device that accepts `code` (six digits: the authenticator; otherwise a recovery code, which is
+    then used up), or None. django-otp refuses a TOTP code used before and slows down repeated failures."""
+    from django_otp import devices_for_user
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    code = _digits(code).lower()
+    if not code or len(code) > 16:
+        return None
+    # Only devices of the code's kind are tried: a mistyped app code does not slow down the recovery codes.
+    kind = TOTPDevice if len(code) == 6 and code.isdigit() else StaticDevice
+    with transaction.atomic():
+        for device in devices_for_user(user, for_verify=True):
+            if isinstance(device, kind) and device.verify_token(code):
+                return device
+    return None
+
+
+def two_factor_disable(user: User) -> None:
+    """Remove the user's authenticator and recovery codes: login asks for a password only."""
+    from django_otp import devices_for_user
+
+    with transaction.atomic():
+        for device in list(devices_for_user(user, confirmed=None)):
+            device.delete()
+
+
+def _digits(code: str) -> str:
+    return "".join(code.split())  # apps show "123 456"

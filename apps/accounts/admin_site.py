@@ -1,0 +1,31 @@
+"""The admin site. With XROUTER_ENV=production staff get in only through the portal's login with its code
+step (TOTP): a staff member without a confirmed device is sent to the portal's security page to enrol one."""
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from .selectors import two_factor_enabled
+
+
+class AdminSite(admin.AdminSite):
+    def has_permission(self, request):
+        return super().has_permission(request) and (
+            not settings.XROUTER["STAFF_TOTP"] or request.user.is_verified())
+
+    def login(self, request, extra_context=None):
+        if not settings.XROUTER["STAFF_TOTP"]:
+            return super().login(request, extra_context)
+        next_url = request.GET.get("next") or reverse("admin:index")
+        user = request.user
+        if user.is_authenticated and user.is_active and user.is_staff:
+            if not two_factor_enabled(user):
+                messages.warning(request, _("Staff need two-factor login: enable it to open the admin."))
+                return redirect("portal:security")
+            # Signed in before enrolling, or without the code: the code step, then back here.
+            return redirect_to_login(next_url, reverse("login_code"))
+        # One login for everybody: the portal's, with its lock-out and code step.
+        return redirect_to_login(next_url, reverse("login"))
