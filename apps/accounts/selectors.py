@@ -22,6 +22,10 @@ def open_invitations(organisation_id: int):
                                      expires_at__gt=timezone.now()).order_by("-created_at")
 
 
+def open_invitations_to(email: str):
+    return Invitation.objects.filter(email__iexact=email, accepted_at__isnull=True, expires_at__gt=timezone.now())
+
+
 def two_factor_enabled(user: User) -> bool:
     """Whether login asks this user for a code (a confirmed device)."""
     from django_otp import user_has_device

@@ -155,6 +155,19 @@ def organisation_delete(organisation: Organisation) -> None:
         transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation_id}))
 
 
+def user_create_from_identity(email: str, username_hint: str) -> User:
+    """An active account for an address an identity provider vouched for; it has no password (the provider
+    signs them in; a password reset can give them one). The username is the hint, made unique."""
+    base = "".join(c for c in username_hint if c.isalnum() or c in "@.+-_")[:140] or "user"
+    for candidate in [base, *(f"{base}-{secrets.token_hex(3)}" for _ in range(5))]:
+        try:
+            with transaction.atomic():
+                return User.objects.create_user(candidate, email, password=None)
+        except IntegrityError:  # the username is taken
+            continue
+    raise ValidationError("Could not find a free username.")
+
+
 # --- Invitations ---
 
 def invitation_token_hash(token: str) -> str:
