@@ -2,11 +2,10 @@
 step (TOTP): a staff member without a confirmed device is sent to the portal's security page to enrol one."""
 
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.translation import gettext as _
 
 from .selectors import two_factor_enabled
 
@@ -23,8 +22,7 @@ class AdminSite(admin.AdminSite):
         user = request.user
         if user.is_authenticated and user.is_active and user.is_staff:
             if not two_factor_enabled(user):
-                messages.warning(request, _("Staff need two-factor login: enable it to open the admin."))
-                return redirect("portal:security")
+                return redirect("portal:security")  # which tells staff why they are there
             # Signed in before enrolling, or without the code: the code step, then back here.
             return redirect_to_login(next_url, reverse("login_code"))
         # One login for everybody: the portal's, with its lock-out and code step.
