@@ -1,7 +1,8 @@
 """Writes on users, organisations and memberships, including those that change who may call the gateway.
 
 Membership writes take `by`: the acting person's Membership in the organisation (None: an operator, the
-admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError.
+admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError, with
+messages in the request's language (the portal's; /api is always English).
 """
 
 import datetime
@@ -11,6 +12,7 @@ import secrets
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.common import bus
 
@@ -77,7 +79,8 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
             membership = Membership.objects.create(organisation=organisation, user=user, role=role)
             user_settle_default_organisation(user)
     except IntegrityError:  # the unique constraint, also when two requests add the same person at once
-        raise ValidationError(f"{user.username} is already a member of {organisation.name}.") from None
+        raise ValidationError(_("%(member)s is already a member of %(organisation)s.")
+                              % {"member": user.username, "organisation": organisation.name}) from None
     return membership
 
 
@@ -121,21 +124,21 @@ def require_manager(by: Membership | None, *roles: str) -> None:
     if by is None:
         return
     if not by.manages:
-        raise PermissionDenied("Only the organisation's owners and admins may do this.")
+        raise PermissionDenied(_("Only the organisation's owners and admins may do this."))
     if Role.OWNER in roles and by.role != Role.OWNER:
-        raise PermissionDenied("Only an owner may grant, change or remove the owner role.")
+        raise PermissionDenied(_("Only an owner may grant, change or remove the owner role."))
 
 
 def _check_role(role: str) -> None:
     if role not in Role.values:
-        raise ValidationError(f"Unknown role {role!r}; use {', '.join(Role.values)}.")
+        raise ValidationError(_("Unknown role %(role)r; use %(roles)s.") % {"role": role, "roles": ", ".join(Role.values)})
 
 
 def _keep_an_owner(membership: Membership) -> None:
     # Lock the owners' rows, so two owners demoting each other at once cannot leave none.
     owners = Membership.objects.select_for_update().filter(organisation_id=membership.organisation_id, role=Role.OWNER)
     if not set(owners.values_list("pk", flat=True)) - {membership.pk}:
-        raise PermissionDenied("An organisation keeps at least one owner: make someone else owner first.")
+        raise PermissionDenied(_("An organisation keeps at least one owner: make someone else owner first."))
 
 
 def user_delete(user: User) -> None:
@@ -159,7 +162,7 @@ def user_create_from_identity(email: str, username_hint: str) -> User:
     """An active account for an address an identity provider vouched for; it has no password (the provider
     signs them in; a password reset can give them one). The username is the hint, made unique."""
     base = "".join(c for c in username_hint if c.isalnum() or c in "@.+-_")[:140] or "user"
-    for candidate in [base, *(f"{base}-{secrets.token_hex(3)}" for _ in range(5))]:
+    for candidate in [base, *(f"{base}-{secrets.token_hex(3)}" for _attempt in range(5))]:
         try:
             with transaction.atomic():
                 return User.objects.create_user(candidate, email, password=None)
@@ -184,7 +187,8 @@ def invitation_create(organisation: Organisation, email: str, role: str = Role.D
     _check_role(role)
     email = email.strip()
     if Membership.objects.filter(organisation=organisation, user__email__iexact=email).exists():
-        raise ValidationError(f"{email} is already a member of {organisation.name}.")
+        raise ValidationError(_("%(member)s is already a member of %(organisation)s.")
+                              % {"member": email, "organisation": organisation.name})
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         Invitation.objects.filter(organisation=organisation, email__iexact=email, accepted_at__isnull=True).delete()
@@ -198,12 +202,12 @@ def invitation_accept(invitation: Invitation, user: User) -> Membership:
     """Make `user` (whose address the invitation names) a member with the invitation's role; the link then
     stops working. ValidationError when it was used, revoked or has expired meanwhile."""
     if user.email.strip().lower() != invitation.email.strip().lower():
-        raise PermissionDenied("This invitation is for another e-mail address.")
+        raise PermissionDenied(_("This invitation is for another e-mail address."))
     with transaction.atomic():
         # Locked: two tabs accepting one link at once make one membership, not two (or an error page).
         fresh = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
         if fresh is None or not fresh.is_usable(timezone.now()):
-            raise ValidationError("This invitation has expired or was used already.")
+            raise ValidationError(_("This invitation has expired or was used already."))
         membership = membership_add(fresh.organisation, user, fresh.role)
         fresh.accepted_at, fresh.accepted_by = timezone.now(), user
         fresh.save(update_fields=["accepted_at", "accepted_by"])
