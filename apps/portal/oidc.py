@@ -74,10 +74,11 @@ def oidc_start(request):
 def oidc_callback(request):
     client = _configured_client()
     from authlib.integrations.base_client.errors import OAuthError
+    from joserfc.errors import JoseError
 
     try:
         claims = client.authorize_access_token(request)["userinfo"]
-    except (OAuthError, KeyError, ValueError) as exc:  # refused, wrong state, bad token or signature
+    except (OAuthError, JoseError, KeyError, ValueError) as exc:  # refused, wrong state, bad token or signature
         log.warning("OIDC login refused: %s", type(exc).__name__)
         messages.error(request, _("The identity provider did not sign you in."))
         return redirect("login")
