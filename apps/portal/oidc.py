@@ -91,14 +91,14 @@ def oidc_callback(request):
         messages.error(request, _("The identity provider did not confirm an e-mail address for you."))
         return redirect("login")
     try:
-        user = _person(email, claims.get("preferred_username") or email.split("@")[0])
+        user = person_for_identity(email, claims.get("preferred_username") or email.split("@")[0])
     except (PermissionDenied, ValidationError):
         messages.error(request, _("No account has this address, and sign-up is closed to it."))
         return redirect("login")
     return begin_login(request, user, BACKEND, request.session.pop(NEXT, None) or safe_next(request, None))
 
 
-def _person(email: str, username_hint: str) -> User:
+def person_for_identity(email: str, username_hint: str) -> User:
     """The account of a verified address: found, or made when the sign-up policy lets the address in."""
     found = list(User.objects.filter(email__iexact=email)[:2])
     if len(found) == 2:  # two accounts share the address: which one is meant is not ours to guess
