@@ -367,6 +367,7 @@ XROUTER |= {
     },
 }
 OTP_TOTP_ISSUER = "XRouter"  # the name authenticator apps show beside the code
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a TOTP secret, its QR code or a recovery code
 
 # --- Emulators (python manage.py run_emulators) ---
 EMULATOR_HOST = os.environ.get("XROUTER_EMULATOR_HOST", "127.0.0.1")

@@ -4,6 +4,7 @@ step (TOTP): a staff member without a confirmed device is sent to the portal's s
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
 
@@ -20,7 +21,9 @@ class AdminSite(admin.AdminSite):
             return super().login(request, extra_context)
         next_url = request.GET.get("next") or reverse("admin:index")
         user = request.user
-        if user.is_authenticated and user.is_active and user.is_staff:
+        if user.is_authenticated and not (user.is_active and user.is_staff):
+            raise PermissionDenied  # signed in, but no admin: the portal's login would only send them back here
+        if user.is_authenticated:
             if not two_factor_enabled(user):
                 return redirect("portal:security")  # which tells staff why they are there
             # Signed in before enrolling, or without the code: the code step, then back here.

@@ -85,7 +85,7 @@ class CodeForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(label=_("E-mail"))
+    email = forms.EmailField(label=_("E-mail"), max_length=254)  # the column's length
     role = forms.ChoiceField(label=_("Role"))
 
     def __init__(self, *args, roles=(), **kwargs):

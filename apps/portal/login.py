@@ -66,6 +66,12 @@ def safe_next(request, candidate: str | None) -> str:
     return reverse(settings.LOGIN_REDIRECT_URL)
 
 
+def oidc_login_name() -> str | None:
+    """The OpenID Connect provider's name for the login button (oidc.py), or None when it is not configured."""
+    config = settings.XROUTER["OIDC_LOGIN"]
+    return config["NAME"] if config["DISCOVERY_URL"] and config["CLIENT_ID"] and config["CLIENT_SECRET"] else None
+
+
 def begin_login(request, user: User, backend: str, next_url: str):
     """The person proved who they are (password or identity provider): sign them in, or, when they have
     two-factor login, keep them pending in the session and ask for a code first."""
@@ -93,8 +99,6 @@ class LoginView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
-        from .oidc import oidc_login_name
-
         return super().get_context_data(**kwargs) | {"oidc_name": oidc_login_name()}
 
     def form_invalid(self, form):

@@ -24,7 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from apps.accounts.models import Invitation, Membership, User
-from apps.accounts.selectors import invitation_by_token, open_invitations
+from apps.accounts.selectors import MAX_INVITATION_TOKEN, invitation_by_token, open_invitations
 from apps.accounts.services import (
     invitation_accept,
     invitation_create,
@@ -160,7 +160,7 @@ def invitation_revoke_view(request, organisation_pk, pk):
 def invitation(request):
     """The invitation link: join as the signed-in person, sign in first, or create the invited account."""
     if "token" in request.GET:
-        request.session[INVITATION] = request.GET["token"]
+        request.session[INVITATION] = request.GET["token"][:MAX_INVITATION_TOKEN + 1]  # bounded; too long finds none
         return redirect("portal:invitation")
     found = invitation_by_token(request.session.get(INVITATION, ""))
     if found is None:

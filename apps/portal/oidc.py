@@ -26,18 +26,12 @@ from apps.accounts.selectors import open_invitations_to
 from apps.accounts.services import invitation_accept, organisation_create_for, user_create_from_identity
 
 from .forms import domain_allowed
-from .login import begin_login, safe_next
+from .login import begin_login, oidc_login_name, safe_next
 
 log = logging.getLogger(__name__)
 NEXT = "portal:oidc-next"
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 HTTP_TIMEOUT = 10  # seconds, for each call to the provider (discovery, JWKS, token)
-
-
-def oidc_login_name() -> str | None:
-    """The provider's name for the login button, or None when login through it is not configured."""
-    config = settings.XROUTER["OIDC_LOGIN"]
-    return config["NAME"] if config["DISCOVERY_URL"] and config["CLIENT_ID"] and config["CLIENT_SECRET"] else None
 
 
 @functools.cache
@@ -62,9 +56,11 @@ def _configured_client():
 def oidc_start(request):
     client = _configured_client()
     request.session[NEXT] = safe_next(request, request.POST.get("next"))
+    import requests
+
     try:
         return client.authorize_redirect(request, request.build_absolute_uri(reverse("oidc_callback")))
-    except Exception:  # the provider is down or its discovery document is unusable
+    except (requests.RequestException, ValueError, RuntimeError):  # the provider is down, or its discovery unusable
         log.warning("OIDC login: the provider's discovery failed", exc_info=True)
         messages.error(request, _("The identity provider does not answer. Try again later."))
         return redirect("login")
@@ -73,6 +69,7 @@ def oidc_start(request):
 @never_cache
 def oidc_callback(request):
     client = _configured_client()
+    import requests
     from authlib.integrations.base_client.errors import OAuthError
     from joserfc.errors import JoseError
 
@@ -82,7 +79,7 @@ def oidc_callback(request):
         log.warning("OIDC login refused: %s", type(exc).__name__)
         messages.error(request, _("The identity provider did not sign you in."))
         return redirect("login")
-    except Exception:
+    except requests.RequestException:
         log.warning("OIDC login: the provider failed", exc_info=True)
         messages.error(request, _("The identity provider does not answer. Try again later."))
         return redirect("login")

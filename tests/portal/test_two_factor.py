@@ -232,3 +232,27 @@ def test_staff_totp_follows_the_environment(environment, expected):
                                                 "print(settings.XROUTER['STAFF_TOTP'])"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == expected
+
+
+def test_the_admin_never_shows_a_secret_or_a_recovery_code(browser, settings):
+    settings.XROUTER = settings.XROUTER | {"STAFF_TOTP": False}
+    staff = _person(is_staff=True, is_superuser=True)
+    user = _person()
+    device, recovery = _enrolled(user)
+    client = browser(staff)
+    from django_otp.plugins.otp_static.models import StaticDevice
+
+    pages = [client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/"),
+             client.get(f"/admin/otp_static/staticdevice/{StaticDevice.objects.get(user=user).pk}/change/"),
+             client.get("/admin/otp_totp/totpdevice/")]
+
+    assert [p.status_code for p in pages] == [200, 200, 200]
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/qrcode/").status_code == 403
+    for page in pages:
+        body = page.content.decode()
+        assert device.key not in body and base64.b32encode(device.bin_key).decode() not in body
+        assert not any(code in body for code in recovery)
+
+
+def test_a_signed_in_person_without_the_admin_is_refused_not_looped(browser, production_admin):
+    assert browser(_person()).get("/admin/", follow=True).status_code == 403
