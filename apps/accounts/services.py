@@ -5,6 +5,7 @@ admin or a command, who are trusted). Refusals raise PermissionDenied, bad value
 messages in the request's language (the portal's; /api is always English).
 """
 
+import base64
 import datetime
 import hashlib
 import secrets
@@ -232,6 +233,7 @@ def invitation_revoke(invitation: Invitation, *, by: Membership | None = None) -
 # do not load them) ---
 
 RECOVERY_CODES = 10
+RECOVERY_CODE_BYTES = 10  # 80 bits: 16 base32 characters, shown as four groups of four
 
 
 def totp_enrolment_start(user: User):
@@ -259,9 +261,10 @@ def totp_enrolment_confirm(device, code: str) -> list[str] | None:
         TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
         StaticDevice.objects.filter(user_id=device.user_id).delete()
         recovery = StaticDevice.objects.create(user_id=device.user_id, name="recovery codes")
-        codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
-        StaticToken.objects.bulk_create(StaticToken(device=recovery, token=code) for code in codes)
-    return codes
+        codes = [base64.b32encode(secrets.token_bytes(RECOVERY_CODE_BYTES)).decode().lower()
+                 for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=recovery, token=_recovery_hash(code)) for code in codes)
+    return ["-".join(code[i:i + 4] for i in range(0, len(code), 4)) for code in codes]
 
 
 def two_factor_verify(user: User, code: str):
@@ -271,11 +274,11 @@ def two_factor_verify(user: User, code: str):
     from django_otp.plugins.otp_static.models import StaticDevice
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    code = _digits(code).lower()
-    if not code or len(code) > 16:
+    code = _digits(code).replace("-", "").lower()
+    if not code or len(code) > 32:
         return None
     # Only devices of the code's kind are tried: a mistyped app code does not slow down the recovery codes.
-    kind = TOTPDevice if len(code) == 6 and code.isdigit() else StaticDevice
+    kind, code = (TOTPDevice, code) if len(code) == 6 and code.isdigit() else (StaticDevice, _recovery_hash(code))
     with transaction.atomic():
         for device in devices_for_user(user, for_verify=True):
             if isinstance(device, kind) and device.verify_token(code):
@@ -294,3 +297,9 @@ def two_factor_disable(user: User) -> None:
 
 def _digits(code: str) -> str:
     return "".join(code.split())  # apps show "123 456"
+
+
+def _recovery_hash(code: str) -> str:
+    # Recovery codes are stored hashed, like keys: django-otp's token column holds 16 characters, so 64 bits of
+    # SHA-256 (finding another code with the same 64 bits is out of reach; the codes themselves have 80).
+    return hashlib.sha256(code.encode()).hexdigest()[:16]

@@ -4,6 +4,7 @@ the lock-out, recovery codes, turning it off, and the admin's demand for it from
 Codes are computed from the device's secret as an authenticator app does (django-otp's own TOTP)."""
 
 import base64
+import hashlib
 import re
 import time
 import uuid
@@ -68,7 +69,9 @@ def test_enrolment_shows_a_qr_code_and_the_secret_then_confirms_with_a_code(brow
     body = confirmed.content.decode()
     assert TOTPDevice.objects.get(pk=device.pk).confirmed
     shown = re.search(r'id="recovery-codes">([^<]+)<', body).group(1).split()
-    assert len(shown) == 10 and set(shown) == set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    stored = set(StaticToken.objects.filter(device__user=user).values_list("token", flat=True))
+    assert len(shown) == 10 and all(re.fullmatch(r"[a-z2-7]{4}(-[a-z2-7]{4}){3}", c) for c in shown)
+    assert stored == {hashlib.sha256(c.replace("-", "").encode()).hexdigest()[:16] for c in shown}  # hashed only
     assert confirmed["Cache-Control"] == "no-store"
     again = client.get("/security/").content.decode()
     assert not any(c in again for c in shown) and "<svg" not in again  # shown once, and the secret no more
