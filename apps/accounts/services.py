@@ -174,6 +174,9 @@ def user_create_from_identity(email: str, username_hint: str) -> User:
 
 # --- Invitations ---
 
+MAX_OPEN_INVITATIONS = 100  # per organisation: the portal sends no more mail than this on anyone's behalf
+
+
 def invitation_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -193,6 +196,11 @@ def invitation_create(organisation: Organisation, email: str, role: str = Role.D
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         Invitation.objects.filter(organisation=organisation, email__iexact=email, accepted_at__isnull=True).delete()
+        open_now = Invitation.objects.filter(organisation=organisation, accepted_at__isnull=True,
+                                             expires_at__gt=timezone.now()).count()
+        if open_now >= MAX_OPEN_INVITATIONS:
+            raise ValidationError(_("%(organisation)s has %(count)s open invitations: revoke some first.")
+                                  % {"organisation": organisation.name, "count": open_now})
         invitation = Invitation.objects.create(
             organisation=organisation, email=email, role=role, token_hash=invitation_token_hash(token),
             invited_by=by.user if by else None, expires_at=timezone.now() + datetime.timedelta(days=days))

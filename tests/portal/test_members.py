@@ -206,3 +206,12 @@ def test_a_member_of_two_organisations_cannot_act_across_them(browser, alice, ac
     client = browser(alice)
     assert client.post(f"/members/{acme.pk}/{mine.pk}/remove/").status_code == 404
     assert Membership.objects.filter(pk=mine.pk).exists()
+
+
+def test_open_invitations_are_bounded(browser, settings, alice, acme, monkeypatch):
+    from apps.accounts import services
+
+    monkeypatch.setattr(services, "MAX_OPEN_INVITATIONS", 2)
+    client = browser(alice)
+    answers = [_invite(client, acme, _address()).status_code for _ in range(3)]
+    assert answers == [302, 302, 400] and len(mail.outbox) == 2
