@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -346,6 +347,14 @@ def _signup(raw):
     return raw
 
 
+def _discovery_url(raw):
+    # https only: the ID tokens' keys are fetched from what it names (http for loopback, as in the tests).
+    url = urlsplit(raw)
+    if not (url.scheme == "https" or (url.scheme == "http" and url.hostname in {"127.0.0.1", "localhost", "::1"})):
+        raise ValueError("use an https:// URL (http:// only for loopback)")
+    return raw
+
+
 XROUTER |= {
     # Who may sign up: anyone (open), nobody without an invitation (invite), or addresses of SIGNUP_DOMAINS (domains).
     "SIGNUP": _checked("XROUTER_SIGNUP", _signup, "invite" if XROUTER_ENV == "production" else "open"),
@@ -360,7 +369,7 @@ XROUTER |= {
     "INVITATION_DAYS": env_int("XROUTER_INVITATION_DAYS", 7),
     # Login through an OpenID Connect provider: shown on the login page once the three are set.
     "OIDC_LOGIN": {
-        "DISCOVERY_URL": os.environ.get("XROUTER_OIDC_LOGIN_DISCOVERY_URL", ""),
+        "DISCOVERY_URL": _checked("XROUTER_OIDC_LOGIN_DISCOVERY_URL", _discovery_url, ""),
         "CLIENT_ID": os.environ.get("XROUTER_OIDC_LOGIN_CLIENT_ID", ""),
         "CLIENT_SECRET": env_secret("XROUTER_OIDC_LOGIN_CLIENT_SECRET"),
         "NAME": os.environ.get("XROUTER_OIDC_LOGIN_NAME", "OpenID Connect"),  # the button says "Sign in with NAME"

@@ -86,3 +86,15 @@ def test_the_button_needs_the_whole_configuration(settings, browser):
     settings.XROUTER["OIDC_LOGIN"]["CLIENT_SECRET"] = "secret"
     page = browser().get("/accounts/login/").content.decode()
     assert oidc_login_name() == "ID" and 'id="oidc-login"' in page and "secret" not in page
+
+
+@pytest.mark.parametrize(("url", "accepted"), [("https://id.example/.well-known/openid-configuration", True),
+                                               ("http://127.0.0.1:8080/.well-known/openid-configuration", True),
+                                               ("http://id.example/.well-known/openid-configuration", False),
+                                               ("ftp://id.example/", False)])
+def test_the_discovery_url_must_be_https_except_on_loopback(url, accepted):
+    from tests.test_settings import run_check
+
+    result = run_check(XROUTER_OIDC_LOGIN_DISCOVERY_URL=url)
+    assert (result.returncode == 0) is accepted
+    assert accepted or "XROUTER_OIDC_LOGIN_DISCOVERY_URL" in result.stderr
