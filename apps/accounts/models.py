@@ -1,3 +1,5 @@
+import hashlib
+
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -86,3 +88,7 @@ class Invitation(models.Model):
 
     def is_usable(self, now) -> bool:
         return self.accepted_at is None and now < self.expires_at
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

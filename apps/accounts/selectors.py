@@ -3,7 +3,6 @@
 from django.utils import timezone
 
 from .models import Invitation, User
-from .services import invitation_token_hash
 
 MAX_INVITATION_TOKEN = 100  # ours are 43 characters; anything much longer is not worth hashing
 
@@ -13,7 +12,7 @@ def invitation_by_token(token: str) -> Invitation | None:
     if not token or len(token) > MAX_INVITATION_TOKEN:
         return None
     invitation = (Invitation.objects.select_related("organisation", "invited_by")
-                  .filter(token_hash=invitation_token_hash(token)).first())
+                  .filter(token_hash=Invitation.hash_token(token)).first())
     return invitation if invitation is not None and invitation.is_usable(timezone.now()) else None
 
 

@@ -177,10 +177,6 @@ def user_create_from_identity(email: str, username_hint: str) -> User:
 MAX_OPEN_INVITATIONS = 100  # per organisation: the portal sends no more mail than this on anyone's behalf
 
 
-def invitation_token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def invitation_create(organisation: Organisation, email: str, role: str = Role.DEVELOPER, *, days: int,
                       by: Membership | None = None) -> tuple[Invitation, str]:
     """Invite `email` into the organisation with `role` for `days` (owners and admins; only owners invite owners).
@@ -202,7 +198,7 @@ def invitation_create(organisation: Organisation, email: str, role: str = Role.D
             raise ValidationError(_("%(organisation)s has %(count)s open invitations: revoke some first.")
                                   % {"organisation": organisation.name, "count": open_now})
         invitation = Invitation.objects.create(
-            organisation=organisation, email=email, role=role, token_hash=invitation_token_hash(token),
+            organisation=organisation, email=email, role=role, token_hash=Invitation.hash_token(token),
             invited_by=by.user if by else None, expires_at=timezone.now() + datetime.timedelta(days=days))
     return invitation, token
 
