@@ -1,4 +1,4 @@
-"""The developer portal: sign-up, login with lock-out, and the pages of a signed-in person.
+"""The developer portal: sign-up and the pages of a signed-in person (signing in: login.py).
 
 What a person sees follows their memberships: owners and admins every key of their organisation,
 developers their own, billing viewers none; usage of every organisation they belong to. A key
@@ -7,15 +7,12 @@ outside that set is a 404, never a 403, so its existence does not leak.
 
 import csv
 import datetime
-import hashlib
 import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
@@ -40,7 +37,7 @@ from apps.providers.models import ProviderModel
 from apps.usage.selectors import request_lookup, usage_by, usage_by_day, usage_of, usage_since, usage_totals
 
 from .charts import bar_chart
-from .forms import KeyCreateForm, LoginForm, SignupForm
+from .forms import KeyCreateForm, SignupForm
 
 log = logging.getLogger(__name__)
 
@@ -103,48 +100,6 @@ def signup_confirm(request, uidb64, token):
         user_set_active(user, True)
     messages.success(request, _("Your e-mail address is confirmed. Sign in."))
     return redirect("login")
-
-
-def _lockout_keys(request, username: str) -> tuple[str, str]:
-    # Hashed: the cache key carries neither the username nor the address in the clear.
-    who = hashlib.sha256(f"{username.strip().lower()}\0{request.META.get('REMOTE_ADDR', '')}".encode()).hexdigest()
-    return f"portal:login-failures:{who}", f"portal:login-locked:{who}"
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login, refusing a username from an address after XROUTER_LOGIN_MAX_FAILURES failures
-    within XROUTER_LOGIN_LOCKOUT_SECONDS, for that long; the password is not even checked meanwhile."""
-
-    form_class = LoginForm
-    template_name = "registration/login.html"
-    redirect_authenticated_user = True
-
-    def post(self, request, *args, **kwargs):
-        failures_key, locked_key = _lockout_keys(request, request.POST.get("username", ""))
-        if cache.get(locked_key):
-            form = self.get_form_class()(request, data=None)
-            seconds = settings.XROUTER["LOGIN_LOCKOUT_SECONDS"]
-            error = form.error_messages["locked"] % {"minutes": max(1, round(seconds / 60))}
-            return self.render_to_response(self.get_context_data(form=form, locked_error=error), status=429)
-        self._lockout = failures_key, locked_key
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        failures_key, locked_key = self._lockout
-        window = settings.XROUTER["LOGIN_LOCKOUT_SECONDS"]
-        cache.add(failures_key, 0, timeout=window)  # the window starts at the first failure
-        try:
-            failures = cache.incr(failures_key)
-        except ValueError:  # expired between add and incr
-            cache.set(failures_key, failures := 1, timeout=window)
-        if failures >= settings.XROUTER["LOGIN_MAX_FAILURES"]:
-            cache.set(locked_key, 1, timeout=window)
-            cache.delete(failures_key)
-        return super().form_invalid(form)
-
-    def form_valid(self, form):
-        cache.delete(self._lockout[0])
-        return super().form_valid(form)
 
 
 # --- What a person may see ---

@@ -25,10 +25,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="package")
 def chromium():
-    """One headless Chromium for the browser tests; Playwright gives it a fresh, temporary profile.
-
-    Package-scoped: Playwright's sync API keeps an event loop running in this thread while it lives, and
-    Django then refuses ORM calls here (SynchronousOnlyOperation), which would fail the next tests' fixtures."""
+    """One headless Chromium for tests/browser; Playwright gives it a fresh, temporary profile. Package-scoped:
+    Playwright's event loop stays on this thread while it runs, and Django refuses synchronous ORM calls of the
+    tests that come after (SynchronousOnlyOperation) until it stops."""
     need("Chromium (/usr/bin/chromium; apt-get install chromium)", shutil.which(CHROMIUM) is not None)
     from playwright.sync_api import sync_playwright
 
