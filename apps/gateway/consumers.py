@@ -2,8 +2,9 @@
 
 Auth, at the handshake: `Authorization: Bearer xr-...`, or (browsers cannot set headers) the
 subprotocols `xrouter.v1, xrouter.key.<key>`; the server answers the subprotocol `xrouter.v1`
-only, so the key is never echoed. A key in the query string is refused (close 4401): URLs end
-up in logs. The key is checked again on every `request` and whenever a key changes anywhere
+only, so the key is never echoed. The portal's playground instead offers `xrouter.session.<key
+id>` with the portal's session cookie, from the portal's own Origin only (ws_session.py). A key
+in the query string is refused (close 4401): URLs end up in logs. The key is checked again on every `request` and whenever a key changes anywhere
 (the bus topic "keys"): a revoked or expired key closes its sockets with 4401 within a second.
 
 Client frames (JSON text):
@@ -29,12 +30,14 @@ import asyncio
 import logging
 import os
 import time
+from hashlib import sha256
 from urllib.parse import parse_qsl
 
 import orjson
 
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.keys.selectors import KeyInfo, akey_info_stored
 from apps.providers.adapters.base import Usage
 
 from .auth import credential_info, require_scope
@@ -42,6 +45,7 @@ from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
 from .streaming import WsSink
+from .ws_session import SESSION_PROTOCOL, offered_choice, session_key, session_user_id
 
 log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
@@ -51,7 +55,7 @@ TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
-_sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
+_sockets: dict[tuple[str, str], set["RealtimeChat"]] = {}  # open sockets by their key's (prefix, hash), for the re-check on key events
 _loop: asyncio.AbstractEventLoop | None = None  # the loop that serves them
 
 
@@ -83,7 +87,7 @@ class _WsRequest:
 
 
 def credentials(scope) -> tuple[str, str | None]:
-    """(key, None), or ("", why it is refused)."""
+    """(key, None), ("", None) for a session-authenticated handshake, or ("", why it is refused)."""
     query = scope.get("query_string", b"").decode("latin-1")
     if query and any(name.lower() in QUERY_KEY_NAMES or value.startswith("xr-")
                      for name, value in parse_qsl(query, keep_blank_values=True)):
@@ -100,6 +104,10 @@ def credentials(scope) -> tuple[str, str | None]:
             if PROTOCOL not in offered:
                 return "", f"offer the subprotocol {PROTOCOL} with {KEY_PROTOCOL}<key>"
             return protocol[len(KEY_PROTOCOL):], None
+    if offered_choice(scope) is not None:  # the portal's playground: its session picks the key
+        if PROTOCOL not in offered:
+            return "", f"offer the subprotocol {PROTOCOL} with {SESSION_PROTOCOL}<key id>"
+        return "", None
     return "", "no API key: " + HOW_TO_AUTH
 
 
@@ -114,7 +122,8 @@ class RealtimeChat:
     def __init__(self, scope, receive, send):
         self.scope, self.receive, self._send = scope, receive, send
         self.headers = {k: v for k, v in scope.get("headers", ())}
-        self.token = ""
+        self.credential: tuple[str, str] = ("", "")  # a key: its prefix and SHA-256; else ("", the token) (_check)
+        self.session_user: int | None = None  # a session-authenticated socket's person (ws_session.py)
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
@@ -126,8 +135,16 @@ class RealtimeChat:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
+        key = credential = None
         try:
-            key = await credential_info(token) if token else None
+            if refusal is None and not token:
+                key, credential, refusal = await session_key(self.headers, offered_choice(self.scope))
+                refusal = refusal or None
+                self.session_user = key.user_id if key is not None else None
+            elif token:
+                key = await credential_info(token)
+                if key is not None:  # a key by its prefix and hash; an OAuth token or a JWT by itself
+                    credential = (key.prefix, sha256(token.encode()).hexdigest()) if key.kind == "key" else ("", token)
         except Exception as exc:  # the key store is down and the key not cached: the client retries
             log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
             key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
@@ -141,10 +158,10 @@ class RealtimeChat:
         if refusal is not None:
             await self.close(code, refusal)
             return
-        self.token = token
+        self.credential = credential
         global _loop
         _loop = asyncio.get_running_loop()
-        _sockets.setdefault(token, set()).add(self)
+        _sockets.setdefault(credential, set()).add(self)
         self._watch_expiry(key)
         draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
         if draining is not None:
@@ -166,11 +183,11 @@ class RealtimeChat:
         except ClientGone:
             why = "client_disconnected"
         finally:
-            members = _sockets.get(token)
+            members = _sockets.get(credential)
             if members is not None:
                 members.discard(self)
                 if not members:
-                    del _sockets[token]
+                    del _sockets[credential]
             for helper in (*self.helpers, *self.tails):
                 helper.cancel()
             await self.stop_answer(why)
@@ -210,7 +227,16 @@ class RealtimeChat:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
             return
         try:
-            key = await credential_info(self.token)  # cached: a revoked or expired key stops here
+            if self.session_user is not None and await session_user_id(self.headers) != self.session_user:
+                await self.close(REFUSED, "signed out of the portal: sign in, then reconnect")
+                return
+        except Exception as exc:  # the session store failing: this request fails, the socket lives on
+            log.warning("a WebSocket session could not be checked (%s)", type(exc).__name__)
+            await self.send_error(ApiError(503, "The portal session cannot be checked right now; retry shortly.",
+                                           code="service_unavailable"))
+            return
+        try:
+            key = await _check(self.credential)  # cached: a revoked or expired key stops here
             if key is not None:
                 require_scope(key, "chat")
         except ApiError as exc:  # a missing scope, or the key store down for an uncached key
@@ -297,7 +323,7 @@ class RealtimeChat:
             await self.close(REFUSED, "the API key has expired")
 
     async def revoke_if_gone(self) -> None:
-        if self.closed or await credential_info(self.token) is not None:
+        if self.closed or await _check(self.credential) is not None:
             return
         await self.stop_answer("key_revoked")
         await self.close(REFUSED, "the API key was revoked or has expired")
@@ -319,10 +345,17 @@ _sweep_again = False
 _closing: set[asyncio.Task] = set()  # sockets being closed for their key (at most one task per open socket)
 
 
-async def _recheck(token: str) -> None:
+async def _check(credential: tuple[str, str]) -> KeyInfo | None:
+    """The socket's credential now: a key by its stored (prefix, SHA-256), no plaintext kept; an OAuth token
+    or a JWT (prefix "") by the token itself, which a re-check may have to verify again."""
+    prefix, value = credential
+    return await akey_info_stored(prefix, value) if prefix else await credential_info(value)
+
+
+async def _recheck(credential: tuple[str, str]) -> None:
     try:
-        if await credential_info(token) is None:  # a cache lookup; a database query only for an invalidated key
-            for socket in list(_sockets.get(token, ())):
+        if await _check(credential) is None:  # a cache lookup; a database query only for an invalidated key
+            for socket in list(_sockets.get(credential, ())):
                 # Each socket closes on its own: a client that does not read holds its close up to
                 # the close timeout, never the sweep and the other keys' sockets behind it.
                 task = asyncio.ensure_future(socket.revoke_if_gone())
@@ -338,9 +371,9 @@ async def _sweep_keys() -> None:
     global _sweep_again
     while True:
         _sweep_again = False
-        tokens = list(_sockets)
-        for start in range(0, len(tokens), RECHECK_CONCURRENCY):
-            await asyncio.gather(*(_recheck(token) for token in tokens[start:start + RECHECK_CONCURRENCY]))
+        credentials_ = list(_sockets)
+        for start in range(0, len(credentials_), RECHECK_CONCURRENCY):
+            await asyncio.gather(*(_recheck(c) for c in credentials_[start:start + RECHECK_CONCURRENCY]))
         if not _sweep_again:
             return
 

@@ -31,6 +31,8 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
+from django.db.models import Q
+from django.utils import timezone
 
 from apps.common import bus
 from apps.common.errors import ApiError
@@ -164,11 +166,11 @@ def _load_key(match: re.Match, hashed: str) -> CacheEntry | None:
     return _load(match.group(1), hashed)
 
 
-def _load_in_worker(load, match, hashed: str) -> CacheEntry | None:
+def _load_in_worker(load, argument, hashed: str) -> CacheEntry | None:
     global _queued
     try:
         connections["default"].close_if_unusable_or_obsolete()
-        return load(match, hashed)
+        return load(argument, hashed)
     finally:
         with _queued_lock:
             _queued -= 1
@@ -199,6 +201,12 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     return await alookup(plaintext, TOKEN_SHAPE, _load_key)
 
 
+async def akey_info_stored(prefix: str, hashed: str) -> KeyInfo | None:
+    """akey_info_for for a key known by its stored prefix and hash, not its plaintext: the
+    playground's session-authenticated sockets, which bill a key the person picked by id."""
+    return await _cached(hashed, _load, argument=prefix)
+
+
 async def alookup(plaintext: str, shape: re.Pattern, load, verify=None) -> KeyInfo | None:
     """The cached KeyInfo for a bearer credential, or None when it is unknown or refused.
 
@@ -207,8 +215,15 @@ async def alookup(plaintext: str, shape: re.Pattern, load, verify=None) -> KeyIn
     `verify`, if given, is awaited first on the event loop (a check that needs no database, such as a
     JWT's signature): what it returns is handed to `load` instead of the match, and None refuses.
     Raises ApiError(503) when it must be looked up and the database cannot answer."""
+    # hash_key, inlined: this runs on every request
+    return await _cached(sha256(plaintext.encode()).hexdigest(), load, plaintext, shape, verify)
+
+
+async def _cached(hashed: str, load, plaintext: str = "", shape: re.Pattern | None = None, verify=None,
+                  argument=None) -> KeyInfo | None:
+    """The cache in front of `load(argument, hashed)`; without `argument`, it is made from the plaintext
+    (alookup)."""
     global _down_until
-    hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
     now = time.monotonic()
     with _cache_lock:
         entry = _known.get(hashed)
@@ -224,19 +239,20 @@ async def alookup(plaintext: str, shape: re.Pattern, load, verify=None) -> KeyIn
             return _valid(entry.info)
     elif until is not None and until > now:
         return None
-    match = shape.fullmatch(plaintext)
-    if match is None:
-        return None
-    if verify is not None:
-        match = await verify(plaintext)
-        if match is None:  # remembered as unknown: the same bad token is not checked again for NEGATIVE_TTL
-            _remember(hashed, None)
+    if argument is None:
+        argument = shape.fullmatch(plaintext)
+        if argument is None:
             return None
+        if verify is not None:
+            argument = await verify(plaintext)
+            if argument is None:  # remembered as unknown: the same bad token is not checked again for NEGATIVE_TTL
+                _remember(hashed, None)
+                return None
     generation = _generation
     try:
         if now < _down_until:
             raise DatabaseFailure("the key store failed a moment ago")
-        found = await asyncio.wait_for(_lookup(hashed, load, match), LOOKUP_WAIT)
+        found = await asyncio.wait_for(_lookup(hashed, load, argument), LOOKUP_WAIT)
     except (DatabaseFailure, TimeoutError):
         if _down_until <= now:
             _down_until = time.monotonic() + DOWN_PAUSE
@@ -286,7 +302,7 @@ def _lookup_done(hashed: str, future: asyncio.Future) -> None:
         future.exception()  # retrieved: a waiter that timed out must not leave it "never retrieved"
 
 
-async def _lookup(hashed: str, load, match) -> CacheEntry | None:
+async def _lookup(hashed: str, load, argument) -> CacheEntry | None:
     """One lookup on the key worker thread; concurrent misses for one token share it."""
     global _executor, _queued
     future = _inflight.get(hashed)
@@ -297,7 +313,20 @@ async def _lookup(hashed: str, load, match) -> CacheEntry | None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-keys")
         with _queued_lock:
             _queued += 1
-        future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, load, match, hashed)
+        future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, load, argument, hashed)
         _inflight[hashed] = future
         future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
+
+
+PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list
+
+
+def playground_keys(user, pk: int | None = None) -> list[ApiKey]:
+    """The keys a person may bill from the portal's playground: their own, active, able to chat
+    (pk: just that one, if it is such a key)."""
+    rows = ApiKey.objects.filter(pk=pk) if pk is not None else ApiKey.objects.all()
+    rows = (rows.filter(user=user, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .select_related("organisation").order_by("-created_at")[:PLAYGROUND_CHOICES])
+    return [key for key in rows if "chat" in key.scopes]  # in Python: SQLite has no JSON containment
