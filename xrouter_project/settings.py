@@ -7,6 +7,7 @@ PostgreSQL and Redis. A malformed value stops the start with a message naming it
 
 import base64
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -52,6 +53,11 @@ def env_float(name, default):
 
 def env_list(name, default=()):
     return _checked(name, lambda raw: [p.strip() for p in raw.split(",") if p.strip()], list(default))
+
+
+def _networks(raw):
+    """Comma-separated CIDRs (a bare address is a /32 or /128), as strings in their canonical form."""
+    return [str(ipaddress.ip_network(p.strip())) for p in raw.split(",") if p.strip()]
 
 
 def env_secret(name, default=""):
@@ -125,6 +131,8 @@ if os.environ.get("XROUTER_ROLE") == "writer":
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only.
+    "apps.common.middleware.ClientAddressMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # LocaleMiddleware's rules, except that /api and the /v1 docs stay English (apps/portal/middleware.py).
@@ -299,6 +307,8 @@ XROUTER = {
     "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
     "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
     "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
+    # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
+    "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
 }
 
 # --- Developer portal (apps.portal, served at /) ---
