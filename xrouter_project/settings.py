@@ -291,6 +291,8 @@ XROUTER = {
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
     "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
+    # Keys used since the last write get last_used_at in one UPDATE per process this often (seconds).
+    "LAST_USED_INTERVAL": env_float("XROUTER_LAST_USED_INTERVAL", 30.0),
     "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM") or f"{REDIS_NAMESPACE}:usage",
     "REDIS_NAMESPACE": REDIS_NAMESPACE,
     "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),

@@ -3,6 +3,8 @@
 from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo, akey_info_for
 
+from .admission import admit
+
 
 async def authenticate(req, scope: str) -> KeyInfo:
     """The request's key, which must hold `scope` (chat, embeddings, models:read); ApiError 401/403/503."""
@@ -21,6 +23,7 @@ async def authenticate(req, scope: str) -> KeyInfo:
     if info is None:
         shown = token[:11] + "…" if token.startswith("xr-") and len(token) > 11 else "(not an XRouter key)"
         raise ApiError(401, f"Incorrect, revoked or expired API key provided: {shown}", code="invalid_api_key")
+    admit(info, req.scope)
     require_scope(info, scope)
     return info
 

@@ -20,6 +20,8 @@ keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
 Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+4403 a key used from an address outside its IP allow-list (a request frame after the allow-list
+changed gets an error frame with the code `ip_not_allowed`);
 1013 the key cannot be checked now (the database is unreachable and the key not cached): retry;
 1012 the server is restarting (an answer in flight is finished first, within
 XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
@@ -38,6 +40,7 @@ from apps.common.errors import ApiError
 from apps.keys.selectors import akey_info_for
 from apps.providers.adapters.base import Usage
 
+from .admission import admit
 from .auth import require_scope
 from .handlers import chat
 from .http import ClientGone
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
+FORBIDDEN = 4403
 TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
@@ -136,6 +140,11 @@ class RealtimeChat:
             code = REFUSED
             if refusal is None and key is None:
                 refusal = "incorrect, revoked or expired API key"
+            elif key is not None:
+                try:
+                    admit(key, self.scope)
+                except ApiError:
+                    refusal, code = "this API key may not be used from this address (its IP allow-list)", FORBIDDEN
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
@@ -213,6 +222,7 @@ class RealtimeChat:
         try:
             key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
             if key is not None:
+                admit(key, self.scope)  # the allow-list may have changed since the handshake
                 require_scope(key, "chat")
         except ApiError as exc:  # a missing scope, or the key store down for an uncached key
             await self.send_error(exc)

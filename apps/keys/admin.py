@@ -11,10 +11,13 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at"]
+        fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at"]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
+
+    def clean_allowed_ips(self):
+        return self.cleaned_data["allowed_ips"] or []  # an empty box: any address
 
 
 @admin.register(ApiKey)
@@ -26,14 +29,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     form = ApiKeyForm
     list_display = ["name", "shown_prefix", "user", "organisation", "scopes", "parent", "created_at", "revoked_at",
-                    "expires_at"]
+                    "expires_at", "last_used_at"]
     list_filter = ["revoked_at", "organisation"]
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
-    fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", "shown_prefix", "parent",
-              "revoked_at", "created_at"]
-    readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at"]
+    fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
+              "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+    readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     actions = ["revoke"]
 
     @admin.display(description="Key")
@@ -46,7 +49,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
-            residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, issued_by=request.user,
+            residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, allowed_ips=obj.allowed_ips,
+            issued_by=request.user,
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         self.message_user(request, f"New key (copy it now, it is not shown again): {plaintext}", messages.WARNING)

@@ -29,11 +29,13 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
+from django.db.models import Q
 
+from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
 
-from .models import DEFAULT_SCOPES, ApiKey
+from .models import DEFAULT_SCOPES, ApiKey, parse_networks
 from .services import hash_key
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,14 @@ class KeyInfo:
     residency: str
     expires_at: float | None
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
+    networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def allows_address(self, address) -> bool:
+        """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
+        return not self.networks or (address is not None and any(address in n for n in self.networks))
 
     @property
     def cache_scope(self) -> str:
@@ -148,6 +155,7 @@ def _load(prefix: str, hashed: str) -> _Entry | None:
         residency=row.residency,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
+        networks=parse_networks(row.allowed_ips or []),
     ) if active else None
     return _Entry(info, row.id, row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
@@ -273,3 +281,14 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
         _inflight[hashed] = future
         future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
+
+
+def keys_visible_to(user):
+    """The keys a person may list and revoke: owners and admins every key of their organisations (a
+    removed member's too), developers their own there, billing viewers none; and their keys of no organisation."""
+    roles = Membership.objects.filter(user=user).values_list("organisation_id", "role")
+    managed = [org for org, role in roles if role in Membership.MANAGERS]
+    developing = [org for org, role in roles if role == Membership.Role.DEVELOPER]
+    return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
+                                  | Q(user=user, organisation__isnull=True))
+            .select_related("user", "organisation").order_by("-created_at"))
