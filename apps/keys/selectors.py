@@ -7,6 +7,9 @@ keys holds at most one database connection, however many arrive) with concurrent
 the same token sharing one query. Unknown tokens go to a bounded negative cache of their own,
 so they never push valid keys out.
 
+A key is refused while revoked or expired, while its user or one of its organisations is inactive, and
+once its user is no longer a member of its organisation (a leaver's keys stay listed for the owners).
+
 Freshness: services publish which keys changed (a key, a user's or an organisation's keys) and
 every process drops just those. While this process is not hearing the bus, a cached key older
 than RECHECK_DISCONNECTED is re-checked. When the database cannot be reached, a cached key keeps
@@ -29,7 +32,7 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from apps.accounts.models import Membership
 from apps.common import bus
@@ -140,11 +143,16 @@ bus.subscribe("keys", _invalidate)
 
 
 def _load(prefix: str, hashed: str) -> _Entry | None:
-    row = ApiKey.objects.select_related("user__organisation", "organisation").filter(prefix=prefix).first()
+    member = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
+    row = (ApiKey.objects.select_related("user__organisation", "organisation").annotate(member=Exists(member))
+           .filter(prefix=prefix).first())
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
     organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
-    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
+    # A key works only while its organisation is its user's: removing a member refuses their keys there
+    # (accounts.services announces it). The default organisation counts, for users from before memberships.
+    belongs = row.organisation_id is None or row.member or row.organisation_id == row.user.organisation_id
+    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations) and belongs
     info = KeyInfo(
         id=row.id,
         prefix=row.prefix,

@@ -45,10 +45,11 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry,
     allowed IPs and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
     allowed_ips: CIDRs the key may be used from (empty: any).
-    organisation (default: the user's default organisation): its policy bounds the key's allowed models
-    and residency, however the key is made; a limit not given or empty takes the policy's.
-    issued_by: the acting person (None for the command line). Issuing for someone else, or into an
-    organisation the user is not a member of, needs the permission keys.issue_for_others.
+    organisation (default: the user's default organisation; always one the user is a member of): its policy
+    bounds the key's allowed models and residency, however the key is made; a limit not given or empty
+    takes the policy's.
+    issued_by: the acting person (None for the command line). Issuing for someone else needs the
+    permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
     actor = parent.user if parent is not None else issued_by
@@ -95,16 +96,18 @@ def _canonical_networks(allowed_ips) -> list[str]:
 
 
 def _check_issuer(actor, user, organisation) -> None:
-    """A key for someone else, or in an organisation not the user's, is issued only by holders of
-    keys.issue_for_others (actor None: the command line)."""
-    if actor is None or actor.has_perm("keys.issue_for_others"):
-        return
-    if actor.pk != user.pk:
+    """A key for someone else is issued only by holders of keys.issue_for_others (actor None: the command
+    line); and only in an organisation of the user's."""
+    if actor is not None and not actor.has_perm("keys.issue_for_others") and actor.pk != user.pk:
         raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
+    _check_member(user, organisation)
+
+
+def _check_member(user, organisation) -> None:
+    """A key's organisation is one of its user's (the key lookup refuses it otherwise), whoever issues it."""
     if (organisation is not None and organisation.pk != getattr(user, "organisation_id", None)
             and not user.memberships.filter(organisation=organisation).exists()):
-        raise PermissionDenied("A key in an organisation its user is not a member of needs the permission "
-                               "keys.issue_for_others.")
+        raise PermissionDenied(f"{user.username} is not a member of {organisation.name}: a key there would be refused.")
 
 
 def _as_list(value):
@@ -281,11 +284,14 @@ def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiK
 def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
     """Save edited fields of a key (the admin) and tell every process.
 
-    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others.
+    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others, and the
+    organisation must be one of the user's.
     A key created by a key stays within its parent's limits (PermissionDenied otherwise)."""
     if actor is not None and {"user", "organisation"} & set(fields) and not actor.has_perm("keys.issue_for_others"):
         raise PermissionDenied("Moving a key to another user or organisation needs the permission "
                                "keys.issue_for_others.")
+    if {"user", "organisation"} & set(fields):
+        _check_member(key.user, key.organisation)
     limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips"}
     if "allowed_ips" in fields:
         key.allowed_ips = _canonical_networks(key.allowed_ips)
