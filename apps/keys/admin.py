@@ -1,8 +1,11 @@
+import datetime
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from .models import SCOPES, ApiKey, default_scopes
-from .services import key_create, key_delete, key_revoke, key_update
+from .services import key_create, key_delete, key_revoke, key_rotate, key_update
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -37,7 +40,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
               "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
-    actions = ["revoke"]
+    actions = ["revoke", "rotate_at_once", "rotate_after_a_day", "rotate_after_a_week"]
 
     @admin.display(description="Key")
     def shown_prefix(self, obj):
@@ -66,3 +69,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             key_revoke(key)
+
+    def _rotate(self, request, queryset, grace: datetime.timedelta) -> None:
+        """The same service as the API and the portal: someone else's key needs keys.issue_for_others."""
+        for key in queryset:
+            try:
+                new, plaintext = key_rotate(key, grace=grace, by=request.user)
+            except (PermissionDenied, ValidationError) as exc:
+                self.message_user(request, f"{key}: {' '.join(getattr(exc, 'messages', None) or [str(exc)])}",
+                                  messages.ERROR)
+                continue
+            self.message_user(request, f"{key} is replaced by a new key (copy it now, it is not shown again): "
+                                       f"{plaintext}", messages.WARNING)
+
+    @admin.action(description="Rotate selected keys: the old ones are refused at once", permissions=["change"])
+    def rotate_at_once(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(0))
+
+    @admin.action(description="Rotate selected keys: the old ones work for 1 more day", permissions=["change"])
+    def rotate_after_a_day(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(days=1))
+
+    @admin.action(description="Rotate selected keys: the old ones work for 7 more days", permissions=["change"])
+    def rotate_after_a_week(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(days=7))
