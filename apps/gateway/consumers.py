@@ -125,6 +125,7 @@ class RealtimeChat:
         self.task: asyncio.Task | None = None
         self.sink: _Sink | None = None
         self.helpers: list[asyncio.Task] = []
+        self.expiry: tuple[float, asyncio.Task] | None = None  # the expiry watched, and its watcher
         self.tails: set[asyncio.Task] = set()  # answers already ended whose cache write still runs
 
     async def serve(self) -> None:
@@ -181,7 +182,7 @@ class RealtimeChat:
                 members.discard(self)
                 if not members:
                     del _sockets[token]
-            for helper in (*self.helpers, *self.tails):
+            for helper in (*self.helpers, *self.tails, *(self.expiry[1:] if self.expiry else ())):
                 helper.cancel()
             await self.stop_answer(why)
 
@@ -297,8 +298,15 @@ class RealtimeChat:
     # --- revocation, expiry and shutdown --------------------------------------------------------
 
     def _watch_expiry(self, key) -> None:
-        if key.expires_at is not None:
-            self.helpers.append(asyncio.ensure_future(self._close_at(key.expires_at)))
+        """Close the socket when its key expires; called again when the key changes (a rotation sets
+        the old key's expiry to the end of its grace period)."""
+        if (self.expiry[0] if self.expiry else None) == key.expires_at:
+            return
+        if self.expiry is not None:
+            self.expiry[1].cancel()
+        self.expiry = None
+        if key.expires_at is not None and not self.closed:
+            self.expiry = key.expires_at, asyncio.ensure_future(self._close_at(key.expires_at))
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
@@ -332,15 +340,19 @@ _closing: set[asyncio.Task] = set()  # sockets being closed for their key (at mo
 
 async def _recheck(token: str) -> None:
     try:
-        if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
-            for socket in list(_sockets.get(token, ())):
-                # Each socket closes on its own: a client that does not read holds its close up to
-                # the close timeout, never the sweep and the other keys' sockets behind it.
-                task = asyncio.ensure_future(socket.revoke_if_gone())
-                _closing.add(task)
-                task.add_done_callback(_closing.discard)
+        key = await akey_info_for(token)  # a cache lookup; a database query only for an invalidated key
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
+        return
+    for socket in list(_sockets.get(token, ())):
+        if key is not None:
+            socket._watch_expiry(key)  # its expiry may have changed (a rotation's grace period)
+            continue
+        # Each socket closes on its own: a client that does not read holds its close up to
+        # the close timeout, never the sweep and the other keys' sockets behind it.
+        task = asyncio.ensure_future(socket.revoke_if_gone())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 async def _sweep_keys() -> None:
