@@ -105,8 +105,9 @@ def _check_issuer(actor, user, organisation) -> None:
 
 def _check_member(user, organisation) -> None:
     """A key's organisation is one of its user's (the key lookup refuses it otherwise), whoever issues it."""
-    if (organisation is not None and organisation.pk != getattr(user, "organisation_id", None)
-            and not user.memberships.filter(organisation=organisation).exists()):
+    # From the database, not the instance: a membership may have ended since `user` was loaded.
+    if organisation is not None and not type(user).objects.filter(
+            Q(memberships__organisation=organisation) | Q(organisation=organisation), pk=user.pk).exists():
         raise PermissionDenied(f"{user.username} is not a member of {organisation.name}: a key there would be refused.")
 
 
