@@ -9,6 +9,7 @@ import fnmatch
 import hashlib
 import secrets
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -106,7 +107,7 @@ def _check_issuer(actor, user, organisation) -> None:
 def _check_member(user, organisation) -> None:
     """A key's organisation is one of its user's (the key lookup refuses it otherwise), whoever issues it."""
     # From the database, not the instance: a membership may have ended since `user` was loaded.
-    if organisation is not None and not type(user).objects.filter(
+    if organisation is not None and not get_user_model().objects.filter(
             Q(memberships__organisation=organisation) | Q(organisation=organisation), pk=user.pk).exists():
         raise PermissionDenied(f"{user.username} is not a member of {organisation.name}: a key there would be refused.")
 
