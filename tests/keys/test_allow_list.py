@@ -14,9 +14,10 @@ from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from apps.accounts.models import User
 from apps.common import client_address as resolver
-from apps.keys.models import parse_networks
-from apps.keys.selectors import KeyInfo
+from apps.keys.models import ApiKey, parse_networks
+from apps.keys.selectors import KeyInfo, key_info_for
 from apps.keys.services import key_create
 
 from .support import gateway_process
@@ -108,7 +109,6 @@ def proxied_gateway(gateway):
 @pytest.fixture
 def fenced(django_db_blocker):
     """fenced(*cidrs) → (ApiKey, plaintext) of a committed key with that allow-list (the gateway reads it)."""
-    from apps.accounts.models import User
 
     def make(*cidrs):
         with django_db_blocker.unblock():
@@ -191,3 +191,38 @@ def test_last_used_at_is_written_in_batches_by_the_gateway(proxied_gateway, fenc
         refused_key.refresh_from_db()
     assert key.last_used_at is not None, "the gateway never wrote last_used_at"
     assert refused_key.last_used_at is None  # it would have been in the same batch or an earlier one
+
+
+# --- Where people set it: the portal and the admin ---
+
+@pytest.mark.django_db
+def test_the_portal_sets_an_allow_list_and_says_in_russian_which_entry_is_wrong(alice, acme, browser):
+    client = browser(alice)
+    form = {"name": "office", "organisation": acme.pk, "scopes": ["chat"]}
+    page = client.post("/keys/", form | {"allowed_ips": "203.0.113.0/24, 2001:db8::1"})
+    key = ApiKey.objects.get(pk=page.context["created"].pk)
+    assert key.allowed_ips == [ALLOWED, "2001:db8::1/128"]
+    assert "203.0.113.0/24, 2001:db8::1/128" in client.get("/keys/").content.decode()
+    refused = client.post("/keys/", form | {"name": "bad", "allowed_ips": "203.0.113.0/24, офис"})
+    assert "«офис» — не IP-адрес и не сеть (CIDR)." in refused.content.decode()
+    assert not ApiKey.objects.filter(name="bad").exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_edits_an_allow_list_through_the_service_and_refuses_a_bad_one(client, alice):
+    key, plaintext = key_create(user=alice, name="edited")
+    root = User.objects.create_superuser(f"root-{uuid.uuid4().hex[:6]}", "root@example.com", "pw")
+    client.force_login(root)
+    form = {"user": alice.id, "organisation": key.organisation_id, "name": "edited", "scopes": key.scopes,
+            "allowed_models": "[]", "residency": "", "expires_at": ""}
+    assert client.post(f"/admin/keys/apikey/{key.id}/change/", form | {"allowed_ips": '["198.51.100.7"]'}).status_code == 302
+    key.refresh_from_db()
+    assert key.allowed_ips == ["198.51.100.7/32"]
+    assert key_info_for(plaintext).networks == (ipaddress.ip_network("198.51.100.7/32"),)
+    bad = client.post(f"/admin/keys/apikey/{key.id}/change/", form | {"allowed_ips": '["198.51.100.7/8"]'})
+    assert bad.status_code == 200 and "not a CIDR" in bad.content.decode()
+    # As a browser posts it: the field's initial value rides along in a hidden input (its default is callable).
+    cleared = form | {"allowed_ips": "", "initial-allowed_ips": '["198.51.100.7/32"]'}
+    assert client.post(f"/admin/keys/apikey/{key.id}/change/", cleared).status_code == 302
+    key.refresh_from_db()
+    assert key.allowed_ips == []
