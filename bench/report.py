@@ -12,6 +12,8 @@ TARGETS = {
     "slow_errors": ("==", 0, ""),
     "rss_idle_mib": ("<=", 300, "~1,024 / ~200"),
     "rss_per_stream_kib": ("<=", 50, ""),
+    "ws_errors": ("==", 0, ""),
+    "rss_per_socket_kib": ("<=", 50, ""),
     "usage_rows_ok": ("==", True, ""),
 }
 
@@ -138,6 +140,13 @@ def rows(r: dict) -> list[tuple]:
                 mem.get("peak_mib"), "", digits=1)
             row("Resident memory per open stream, KiB ((peak − idle) ÷ streams)", "rss_per_stream_kib",
                 mem.get("per_stream_kib"), "", digits=1)
+    ws = r.get("websockets") or {}
+    if ws:
+        shape = f"{ws['sockets']:,} WebSockets (/v1/realtime/chat), one streamed answer each"
+        row(f"{shape}: completed / errors", "ws_errors", ws.get("errors"),
+            shown=f"{_fmt(ws.get('completed'))} / {_fmt(ws.get('errors'))}")
+        row(f"{shape}: resident memory per open socket, KiB ((peak − before) ÷ {_fmt(ws.get('max_open'))} open)",
+            "rss_per_socket_kib", ws.get("per_socket_kib"), digits=1)
     usage = r.get("usage") or {}
     if usage:
         row(f"Usage rows in PostgreSQL = requests the gateway forwarded ({_fmt(usage.get('rows'))} / "

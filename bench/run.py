@@ -11,7 +11,9 @@ Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--q
   3. Streams at 16 concurrent: added time-to-first-token; a long-stream run: CPU per chunk.
   4. Hold tests: 500 streams × 200 chunks at 50 ms; 5,000 slow streams × 20 chunks at 500 ms.
   5. Resident memory: idle after warm-up, peak during the 5,000-stream hold, per open stream.
-  6. Usage rows in PostgreSQL against the requests the gateway forwarded to the mock.
+  6. WebSockets (measured right after the idle reading): 1,000 sockets on /v1/realtime/chat held at once, one streamed answer each: completed,
+     errors, resident memory per open socket.
+  7. Usage rows in PostgreSQL against the requests the gateway forwarded to the mock.
 Writes bench/results/latest.{md,json} (`--quick`: quick.{md,json}) and prints the table.
 
 Every load step is bounded in time and count and targets 127.0.0.1 only. Every process this
@@ -645,6 +647,29 @@ class Bench:
             h[key + "max_ratio"] = res["duration_s_max"] / pace if res["duration_s_max"] else None
         self.results[name] = h
 
+    def websockets_run(self):
+        """Sockets held at once on /v1/realtime/chat, each streaming one answer: resident memory per socket."""
+        a = self.args
+        if not self.gateway or not a.ws_sockets:
+            return
+        log(f"websockets: {a.ws_sockets:,} sockets × {a.ws_chunks} chunks at {a.ws_interval_ms} ms "
+            f"(starts spread over {a.ws_ramp:g} s)")
+        self.drain_usage()
+        time.sleep(1.0)
+        base = procs.total_rss_kib(self.gateway_pids())
+        url = self.gateway_url.replace("http://", "ws://").removesuffix("/v1") + "/v1/realtime/chat"
+        argv = [PY, str(BENCH / "wsclient.py"), "--url", url, "--key", self.key, "--sockets", str(a.ws_sockets),
+                "--chunks", str(a.ws_chunks), "--interval-ms", str(a.ws_interval_ms), "--ramp", str(a.ws_ramp)]
+        timeout = a.ws_ramp + a.ws_chunks * a.ws_interval_ms / 1000 * 3 + 60
+        with procs.RssSampler(self.gateway.pid) as sampler:
+            out = run_bounded(argv + ["--timeout", str(timeout)], dict(os.environ), timeout + 30, "wsclient")
+        res = json.loads(out.strip().splitlines()[-1])
+        res["base_rss_kib"] = base
+        res["peak_rss_kib"] = sampler.peak
+        res["per_socket_kib"] = (sampler.peak - base) / res["max_open"] if res["max_open"] else None
+        self.results["websockets"] = res
+        self.drain_usage()
+
     def memory(self):
         if not self.gateway:
             return
@@ -715,6 +740,7 @@ class Bench:
         self.results["machine"] = self.machine()
         self.setup()
         self.warmup_and_idle()
+        self.websockets_run()  # first, while the workers' memory is still at idle: the growth is the sockets'
         self.rps_runs()
         self.cpu_run()
         self.stream_runs()
@@ -775,6 +801,10 @@ def parse_args(argv=None):
     p.add_argument("--hold-streams", type=int, default=500)
     p.add_argument("--hold-chunks", type=int, default=200)
     p.add_argument("--hold-interval-ms", type=int, default=50)
+    p.add_argument("--ws-sockets", type=int, default=1000, help="WebSocket sockets held at once (0: skip)")
+    p.add_argument("--ws-chunks", type=int, default=20)
+    p.add_argument("--ws-interval-ms", type=int, default=250)
+    p.add_argument("--ws-ramp", type=float, default=5.0)
     p.add_argument("--slow-streams", type=int, default=5000)
     p.add_argument("--slow-chunks", type=int, default=20)
     p.add_argument("--slow-interval-ms", type=int, default=1000)
@@ -795,7 +825,8 @@ def parse_args(argv=None):
     if args.quick:
         for name, value in {"duration": 2, "warmup": 1, "cpu_requests": 3000, "cpu_max_seconds": 5,
                             "stream_duration": 2, "chunk_chunks": 100, "hold_streams": 100, "hold_chunks": 20,
-                            "slow_streams": 1000, "slow_chunks": 4, "slow_interval_ms": 500, "slow_ramp": 1}.items():
+                            "slow_streams": 1000, "slow_chunks": 4, "slow_interval_ms": 500, "slow_ramp": 1,
+                            "ws_sockets": 200, "ws_chunks": 4, "ws_ramp": 1}.items():
             if getattr(args, name) == p.get_default(name):
                 setattr(args, name, value)
     args.connections = [int(c) for c in str(args.connections).split(",") if c.strip()]

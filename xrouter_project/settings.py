@@ -327,9 +327,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# E-mail: printed to the console unless EMAIL_HOST names an SMTP server.
+# E-mail: sent through EMAIL_HOST when it names an SMTP server, else written as files into
+# XROUTER_EMAIL_DIR when that is set (the browser tests read them), else printed to the console.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_FILE_PATH = os.environ.get("XROUTER_EMAIL_DIR", "")
 EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.filebased.EmailBackend" if EMAIL_FILE_PATH
                  else "django.core.mail.backends.console.EmailBackend")
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
