@@ -79,7 +79,8 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
 
 
 def membership_set_role(membership: Membership, role: str, *, by: Membership | None = None) -> None:
-    """Change a member's role. Only owners grant or take the owner role; the last owner stays one."""
+    """Change a member's role. Only owners grant or take the owner role; the last owner stays one.
+    Every process re-checks the member's keys: a billing viewer's keys in the organisation are refused."""
     require_manager(by, role, membership.role)
     _check_role(role)
     with transaction.atomic():
@@ -87,6 +88,7 @@ def membership_set_role(membership: Membership, role: str, *, by: Membership | N
             _keep_an_owner(membership)
         membership.role = role
         membership.save(update_fields=["role"])
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": membership.user_id}))
 
 
 def membership_remove(membership: Membership, *, by: Membership | None = None) -> None:

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from apps.accounts.models import Membership
+
 # What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
 # models:read → /v1/models*; the management API: usage:read, keys:manage.
 SCOPES = ("chat", "embeddings", "models:read", "usage:read", "keys:manage")
@@ -30,6 +32,17 @@ def validate_allowed_models(value) -> None:
 
 
 MAX_ALLOWED_IPS = 100
+
+
+def holds_keys_in(organisation_id, role: str | None, default_organisation_id) -> bool:
+    """May a user hold working keys in an organisation? Yes while a member in a role other than billing viewer
+    (`role`: their membership's, None if they are none); a user from before memberships, in their default
+    organisation. A key of no organisation: yes. One rule for issuing (services) and the lookup (selectors)."""
+    if organisation_id is None:
+        return True
+    if role is None:
+        return organisation_id == default_organisation_id
+    return role != Membership.Role.BILLING_VIEWER
 
 
 def parse_networks(value) -> tuple:

@@ -8,7 +8,8 @@ the same token sharing one query. Unknown tokens go to a bounded negative cache 
 so they never push valid keys out.
 
 A key is refused while revoked or expired, while its user or one of its organisations is inactive, and
-once its user is no longer a member of its organisation (a leaver's keys stay listed for the owners).
+while its user is not a member of its organisation, or only as a billing viewer (models.holds_keys_in;
+a leaver's keys stay listed for the owners).
 
 Freshness: services publish which keys changed (a key, a user's or an organisation's keys) and
 every process drops just those. While this process is not hearing the bus, a cached key older
@@ -32,13 +33,13 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import OuterRef, Q, Subquery
 
 from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
 
-from .models import DEFAULT_SCOPES, ApiKey, parse_networks
+from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
 from .services import hash_key
 
 log = logging.getLogger(__name__)
@@ -143,15 +144,14 @@ bus.subscribe("keys", _invalidate)
 
 
 def _load(prefix: str, hashed: str) -> _Entry | None:
-    member = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
-    row = (ApiKey.objects.select_related("user__organisation", "organisation").annotate(member=Exists(member))
-           .filter(prefix=prefix).first())
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
+    row = (ApiKey.objects.select_related("user__organisation", "organisation")
+           .annotate(member_role=Subquery(role.values("role")[:1])).filter(prefix=prefix).first())
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
     organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
-    # A key works only while its organisation is its user's: removing a member refuses their keys there
-    # (accounts.services announces it). The default organisation counts, for users from before memberships.
-    belongs = row.organisation_id is None or row.member or row.organisation_id == row.user.organisation_id
+    # Removing a member, or making them a billing viewer, refuses their keys there (accounts.services announces it).
+    belongs = holds_keys_in(row.organisation_id, row.member_role, row.user.organisation_id)
     active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations) and belongs
     info = KeyInfo(
         id=row.id,

@@ -17,7 +17,15 @@ from django.utils import timezone
 
 from apps.common import bus
 
-from .models import DEFAULT_SCOPES, SCOPES, ApiKey, parse_networks, validate_allowed_models, validate_scopes
+from .models import (
+    DEFAULT_SCOPES,
+    SCOPES,
+    ApiKey,
+    holds_keys_in,
+    parse_networks,
+    validate_allowed_models,
+    validate_scopes,
+)
 
 KEY_PREFIX = "xr"
 KEYS_TOPIC = "keys"
@@ -105,11 +113,16 @@ def _check_issuer(actor, user, organisation) -> None:
 
 
 def _check_member(user, organisation) -> None:
-    """A key's organisation is one of its user's (the key lookup refuses it otherwise), whoever issues it."""
-    # From the database, not the instance: a membership may have ended since `user` was loaded.
-    if organisation is not None and not get_user_model().objects.filter(
-            Q(memberships__organisation=organisation) | Q(organisation=organisation), pk=user.pk).exists():
-        raise PermissionDenied(f"{user.username} is not a member of {organisation.name}: a key there would be refused.")
+    """A key's organisation is one where its user holds keys (models.holds_keys_in; the key lookup refuses
+    it otherwise), whoever issues it."""
+    if organisation is None:
+        return
+    # From the database, not the instance: a membership may have changed since `user` was loaded.
+    membership = user.memberships.filter(organisation=organisation).values_list("role", flat=True).first()
+    default = get_user_model().objects.filter(pk=user.pk).values_list("organisation_id", flat=True).first()
+    if not holds_keys_in(organisation.pk, membership, default):
+        why = "a billing viewer" if membership else "not a member"
+        raise PermissionDenied(f"{user.username} is {why} in {organisation.name}: a key there would be refused.")
 
 
 def _as_list(value):

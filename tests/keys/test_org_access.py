@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 
 from apps.accounts.models import Membership, Organisation, User
 from apps.accounts.services import membership_add, membership_remove
@@ -112,8 +113,32 @@ def test_a_removed_members_keys_in_that_organisation_are_refused_and_still_liste
     assert key_info_for(acme_plain) is None
     assert key_info_for(globex_plain) is not None  # his keys elsewhere are his still
     assert in_acme in keys_visible_to(alice) and in_acme not in keys_visible_to(bob)
-    with pytest.raises(Exception, match="not a member"):
+    with pytest.raises(PermissionDenied, match="not a member"):
         key_create(user=bob, name="again", organisation=acme)
+
+
+@pytest.mark.django_db
+def test_billing_viewers_are_issued_no_keys(acme, dave, signed_in):
+    assert signed_in(dave).post("/api/v1/keys/", {"name": "mine"}, format="json").status_code == 403
+    with pytest.raises(PermissionDenied, match="billing viewer"):
+        key_create(user=dave, name="by the command line", organisation=acme)
+
+
+def test_a_member_made_billing_viewer_has_their_cached_keys_refused_until_made_developer_again(committed_db):
+    from apps.accounts.services import membership_set_role
+
+    tag = uuid.uuid4().hex[:6]
+    org = Organisation.objects.create(name=f"demotions-{tag}")
+    owner, member = User.objects.create(username=f"olga-{tag}"), User.objects.create(username=f"dan-{tag}")
+    membership_add(org, owner, Role.OWNER)
+    membership = membership_add(org, member)
+    _, plaintext = key_create(user=member, name="dan's", organisation=org)
+    assert asyncio.run(selectors.akey_info_for(plaintext)) is not None  # cached
+
+    membership_set_role(membership, Role.BILLING_VIEWER, by=Membership.objects.get(user=owner, organisation=org))
+    assert asyncio.run(selectors.akey_info_for(plaintext)) is None
+    membership_set_role(membership, Role.DEVELOPER)
+    assert asyncio.run(selectors.akey_info_for(plaintext)) is not None
 
 
 def test_removing_a_member_refuses_their_cached_keys_at_once_here_and_in_a_running_gateway(
