@@ -12,6 +12,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
                                         max_length=MAX_ALLOWED_IPS,
                                         help_text='CIDRs the key works from ("203.0.113.0/24", "2001:db8::/32"); empty: any.')
 
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, help_text="Whose key it is.")
+
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "user", "organisation", "scopes", "allowed_models", "allowed_ips", "residency",
