@@ -182,8 +182,10 @@ class RealtimeChat:
                 members.discard(self)
                 if not members:
                     del _sockets[token]
-            for helper in (*self.helpers, *self.tails, *(self.expiry[1:] if self.expiry else ())):
+            for helper in (*self.helpers, *self.tails):
                 helper.cancel()
+            if self.expiry is not None:
+                self.expiry[1].cancel()
             await self.stop_answer(why)
 
     async def on_frame(self, message) -> None:
