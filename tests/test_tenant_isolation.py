@@ -41,6 +41,13 @@ NO_TENANT_OBJECT = {
     ("models", "GET"): "the catalogue of models and prices, the same for everyone",
     ("v1-doc", "POST"): "documentation only: /v1 is served by the gateway (its own cases below)",
     ("v1-doc", "GET"): "documentation only: /v1 is served by the gateway (its own cases below)",
+    ("login_code", "GET"): "the code step of the caller's own login", ("login_code", "POST"): "checks the caller's own code",
+    ("oidc_login", "POST"): "sends the caller to the identity provider",
+    ("oidc_callback", "GET"): "finishes the caller's own login, bound to the state in their session",
+    ("security", "GET"): "the caller's own two-factor devices (no id in the URL)",
+    ("security", "POST"): "changes the caller's own two-factor devices (no id in the URL)",
+    ("invitation", "GET"): "bound to the invitation token the caller holds (tests/portal/test_members.py: another account cannot take it)",
+    ("invitation", "POST"): "bound to the invitation token the caller holds, and to its address",
 }
 
 
@@ -225,10 +232,53 @@ def _portal_key_rotate(w):
 
 def _portal_usage(w):
     _absent(w.charlie_client().get("/usage/"), w.usage.request_id, "acme-secret-model", w.key.prefix)
+    # the lookup by x-request-id: acme's request looks like no request at all
+    found = w.charlie_client().get("/usage/", {"request_id": w.usage.request_id})
+    assert found.context["found"] is None
+    _absent(found, "acme-secret-model", w.key.prefix)
+
+
+def _portal_playground(w):
+    # the keys it offers to bill are one's own only (the socket checks the same: tests/gateway/test_ws_session.py)
+    _absent(w.charlie_client().get("/playground/"), w.key.prefix, w.key.name, f'value="{w.key.id}"')
 
 
 def _portal_usage_csv(w):
     _absent(w.charlie_client().get("/usage.csv"), w.usage.request_id, "acme-secret-model", w.key.prefix)
+
+
+def _portal_members_home(w):
+    _absent(w.charlie_client().get("/members/", follow=True), w.acme.name, w.bob.username)
+
+
+def _portal_members(w):
+    _refused(w.charlie_client().get(f"/members/{w.acme.id}/"))
+
+
+def _portal_invite(w):
+    from apps.accounts.models import Invitation
+
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/invite/", {"email": "mole@example.com", "role": "owner"}))
+    assert not Invitation.objects.filter(organisation=w.acme).exists()
+
+
+def _portal_member_role(w):
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/{w.bob_membership.id}/role/", {"role": "owner"}))
+
+
+def _portal_member_remove(w):
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/{w.bob_membership.id}/remove/"))
+
+
+def _portal_invitation_revoke(w):
+    from apps.accounts.models import Invitation
+    from apps.accounts.services import invitation_create
+
+    invitation, _ = invitation_create(w.acme, "newcomer@example.com", days=7)
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/invitations/{invitation.id}/revoke/"))
+    # and through charlie's own organisation's URL
+    _refused(w.charlie_client().post(f"/members/{w.globex.id}/invitations/{invitation.id}/revoke/"))
+    assert Invitation.objects.filter(id=invitation.id).exists()
 
 
 CASES = {
@@ -245,6 +295,10 @@ CASES = {
     ("keys", "GET"): _portal_keys, ("keys", "POST"): _portal_keys,
     ("key_revoke", "POST"): _portal_key_revoke, ("key_rotate", "POST"): _portal_key_rotate,
     ("usage", "GET"): _portal_usage, ("usage_csv", "GET"): _portal_usage_csv,
+    ("playground", "GET"): _portal_playground,
+    ("members_home", "GET"): _portal_members_home, ("members", "GET"): _portal_members,
+    ("invite", "POST"): _portal_invite, ("member_role", "POST"): _portal_member_role,
+    ("member_remove", "POST"): _portal_member_remove, ("invitation_revoke", "POST"): _portal_invitation_revoke,
 }
 
 # /v1 and the WebSocket hold no object of a tenant but the models a key may use: charlie's key is

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -100,7 +101,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.accounts.apps.TwoFactorAdminConfig",  # django.contrib.admin; staff need TOTP in production
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -108,10 +109,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     # django-oauth-toolkit joins with the accounts/OAuth issue (pinned in requirements already).
     # "oauth2_provider",
     "channels",
     "django_prometheus",
+    # Two-factor login (TOTP, and single-use recovery codes) for the portal and the admin.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "apps.common",
     "apps.accounts",
     "apps.keys",
@@ -140,6 +146,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the code step
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -173,6 +180,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise also serves what the finders find (static/ and the apps'), so `manage.py serve` works without
+# collectstatic and never serves a stale copy of a file; collected files (the Dockerfile) still serve too.
+WHITENOISE_USE_FINDERS = True
 
 # --- Database ---
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -221,6 +231,9 @@ if REDIS_URL:
                           "KEY_PREFIX": REDIS_NAMESPACE}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_NAMESPACE}:asgi"}}}
+    # Sessions live in Redis too (every process sees them; no session table to sweep). Without Redis
+    # they stay in the database, which, unlike the in-process cache, every process shares.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -255,6 +268,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "OpenAI-compatible gateway (/v1) and management API (/api/v1).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "OAS_VERSION": "3.1.0",  # /v1 bodies are pydantic's JSON Schema (apps/gateway/openapi.py)
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN (closed networks). No Redoc view:
+    # drf-spectacular's Redoc page loads Google Fonts.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Secrets at rest ---
@@ -350,6 +368,14 @@ def _signup(raw):
     return raw
 
 
+def _discovery_url(raw):
+    # https only: the ID tokens' keys are fetched from what it names (http for loopback, as in the tests).
+    url = urlsplit(raw)
+    if not (url.scheme == "https" or (url.scheme == "http" and url.hostname in {"127.0.0.1", "localhost", "::1"})):
+        raise ValueError("use an https:// URL (http:// only for loopback)")
+    return raw
+
+
 XROUTER |= {
     # Who may sign up: anyone (open), nobody without an invitation (invite), or addresses of SIGNUP_DOMAINS (domains).
     "SIGNUP": _checked("XROUTER_SIGNUP", _signup, "invite" if XROUTER_ENV == "production" else "open"),
@@ -358,7 +384,20 @@ XROUTER |= {
     # further attempts for the window (seconds). Counted in the Django cache.
     "LOGIN_MAX_FAILURES": env_int("XROUTER_LOGIN_MAX_FAILURES", 5),
     "LOGIN_LOCKOUT_SECONDS": env_int("XROUTER_LOGIN_LOCKOUT_SECONDS", 900),
+    # Staff reach the admin only after the TOTP code step (and are sent to enrol a device first).
+    "STAFF_TOTP": XROUTER_ENV == "production",
+    # An invitation link works once, for this many days.
+    "INVITATION_DAYS": env_int("XROUTER_INVITATION_DAYS", 7),
+    # Login through an OpenID Connect provider: shown on the login page once the three are set.
+    "OIDC_LOGIN": {
+        "DISCOVERY_URL": _checked("XROUTER_OIDC_LOGIN_DISCOVERY_URL", _discovery_url, ""),
+        "CLIENT_ID": os.environ.get("XROUTER_OIDC_LOGIN_CLIENT_ID", ""),
+        "CLIENT_SECRET": env_secret("XROUTER_OIDC_LOGIN_CLIENT_SECRET"),
+        "NAME": os.environ.get("XROUTER_OIDC_LOGIN_NAME", "OpenID Connect"),  # the button says "Sign in with NAME"
+    },
 }
+OTP_TOTP_ISSUER = "XRouter"  # the name authenticator apps show beside the code
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a TOTP secret, its QR code or a recovery code
 
 # --- Emulators (python manage.py run_emulators) ---
 EMULATOR_HOST = os.environ.get("XROUTER_EMULATOR_HOST", "127.0.0.1")

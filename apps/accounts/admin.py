@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from .models import Membership, Organisation, User
+from .models import Invitation, Membership, Organisation, User
 from .services import (
+    invitation_revoke,
     organisation_delete,
     organisation_set_active,
     user_delete,
@@ -107,3 +108,28 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
     def activate(self, request, queryset):
         for organisation in queryset:
             organisation_set_active(organisation, True)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made in the portal (their link goes only into the e-mail); here they are read and revoked."""
+
+    list_display = ("email", "organisation", "role", "invited_by", "created_at", "expires_at", "accepted_at")
+    list_filter = ("role", "created_at")
+    search_fields = ("email", "organisation__name")
+    list_select_related = ("organisation", "invited_by")
+    fields = ("organisation", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        invitation_revoke(obj)
+
+    def delete_queryset(self, request, queryset):
+        for invitation in queryset:
+            invitation_revoke(invitation)

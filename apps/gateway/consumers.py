@@ -2,8 +2,9 @@
 
 Auth, at the handshake: `Authorization: Bearer xr-...`, or (browsers cannot set headers) the
 subprotocols `xrouter.v1, xrouter.key.<key>`; the server answers the subprotocol `xrouter.v1`
-only, so the key is never echoed. A key in the query string is refused (close 4401): URLs end
-up in logs. The key is checked again on every `request` and whenever a key changes anywhere
+only, so the key is never echoed. The portal's playground instead offers `xrouter.session.<key
+id>` with the portal's session cookie, from the portal's own Origin only (ws_session.py). A key
+in the query string is refused (close 4401): URLs end up in logs. The key is checked again on every `request` and whenever a key changes anywhere
 (the bus topic "keys"): a revoked or expired key closes its sockets with 4401 within a second.
 
 Client frames (JSON text):
@@ -31,13 +32,14 @@ import asyncio
 import logging
 import os
 import time
+from hashlib import sha256
 from urllib.parse import parse_qsl
 
 import orjson
 
 from apps.common import bus
 from apps.common.errors import ApiError
-from apps.keys.selectors import akey_info_for
+from apps.keys.selectors import akey_info_for, akey_info_stored
 from apps.providers.adapters.base import Usage
 
 from .admission import admit
@@ -46,6 +48,7 @@ from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
 from .streaming import WsSink
+from .ws_session import SESSION_PROTOCOL, offered_choice, session_key, session_user_id
 
 log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
@@ -56,7 +59,7 @@ TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
-_sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
+_sockets: dict[tuple[str, str], set["RealtimeChat"]] = {}  # open sockets by their key's (prefix, hash), for the re-check on key events
 _loop: asyncio.AbstractEventLoop | None = None  # the loop that serves them
 
 
@@ -88,7 +91,7 @@ class _WsRequest:
 
 
 def credentials(scope) -> tuple[str, str | None]:
-    """(key, None), or ("", why it is refused)."""
+    """(key, None), ("", None) for a session-authenticated handshake, or ("", why it is refused)."""
     query = scope.get("query_string", b"").decode("latin-1")
     if query and any(name.lower() in QUERY_KEY_NAMES or value.startswith("xr-")
                      for name, value in parse_qsl(query, keep_blank_values=True)):
@@ -105,6 +108,10 @@ def credentials(scope) -> tuple[str, str | None]:
             if PROTOCOL not in offered:
                 return "", f"offer the subprotocol {PROTOCOL} with {KEY_PROTOCOL}<key>"
             return protocol[len(KEY_PROTOCOL):], None
+    if offered_choice(scope) is not None:  # the portal's playground: its session picks the key
+        if PROTOCOL not in offered:
+            return "", f"offer the subprotocol {PROTOCOL} with {SESSION_PROTOCOL}<key id>"
+        return "", None
     return "", "no API key: " + HOW_TO_AUTH
 
 
@@ -119,7 +126,8 @@ class RealtimeChat:
     def __init__(self, scope, receive, send):
         self.scope, self.receive, self._send = scope, receive, send
         self.headers = {k: v for k, v in scope.get("headers", ())}
-        self.token = ""
+        self.credential: tuple[str, str] = ("", "")  # the key's prefix and SHA-256: re-checks need no plaintext
+        self.session_user: int | None = None  # a session-authenticated socket's person (ws_session.py)
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
@@ -132,8 +140,15 @@ class RealtimeChat:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
+        key = credential = None
         try:
-            key = await akey_info_for(token) if token else None
+            if refusal is None and not token:
+                key, credential, refusal = await session_key(self.headers, offered_choice(self.scope))
+                refusal = refusal or None
+                self.session_user = key.user_id if key is not None else None
+            elif token:
+                key = await akey_info_for(token)
+                credential = (key.prefix, sha256(token.encode()).hexdigest()) if key is not None else None
         except Exception as exc:  # the key store is down and the key not cached: the client retries
             log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
             key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
@@ -141,7 +156,7 @@ class RealtimeChat:
             code = REFUSED
             if refusal is None and key is None:
                 refusal = "incorrect, revoked or expired API key"
-            elif key is not None:
+            elif refusal is None:
                 try:
                     admit(key, self.scope)
                 except ApiError:
@@ -152,10 +167,10 @@ class RealtimeChat:
         if refusal is not None:
             await self.close(code, refusal)
             return
-        self.token = token
+        self.credential = credential
         global _loop
         _loop = asyncio.get_running_loop()
-        _sockets.setdefault(token, set()).add(self)
+        _sockets.setdefault(credential, set()).add(self)
         self._watch_expiry(key)
         draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
         if draining is not None:
@@ -177,11 +192,11 @@ class RealtimeChat:
         except ClientGone:
             why = "client_disconnected"
         finally:
-            members = _sockets.get(token)
+            members = _sockets.get(credential)
             if members is not None:
                 members.discard(self)
                 if not members:
-                    del _sockets[token]
+                    del _sockets[credential]
             for helper in (*self.helpers, *self.tails):
                 helper.cancel()
             if self.expiry is not None:
@@ -223,7 +238,16 @@ class RealtimeChat:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
             return
         try:
-            key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+            if self.session_user is not None and await session_user_id(self.headers) != self.session_user:
+                await self.close(REFUSED, "signed out of the portal: sign in, then reconnect")
+                return
+        except Exception as exc:  # the session store failing: this request fails, the socket lives on
+            log.warning("a WebSocket session could not be checked (%s)", type(exc).__name__)
+            await self.send_error(ApiError(503, "The portal session cannot be checked right now; retry shortly.",
+                                           code="service_unavailable"))
+            return
+        try:
+            key = await akey_info_stored(*self.credential)  # cached: a revoked or expired key stops here
             if key is not None:
                 admit(key, self.scope)  # the allow-list may have changed since the handshake
                 require_scope(key, "chat")
@@ -318,7 +342,7 @@ class RealtimeChat:
             await self.close(REFUSED, "the API key has expired")
 
     async def revoke_if_gone(self) -> None:
-        if self.closed or await akey_info_for(self.token) is not None:
+        if self.closed or await akey_info_stored(*self.credential) is not None:
             return
         await self.stop_answer("key_revoked")
         await self.close(REFUSED, "the API key was revoked or has expired")
@@ -340,13 +364,13 @@ _sweep_again = False
 _closing: set[asyncio.Task] = set()  # sockets being closed for their key (at most one task per open socket)
 
 
-async def _recheck(token: str) -> None:
+async def _recheck(credential: tuple[str, str]) -> None:
     try:
-        key = await akey_info_for(token)  # a cache lookup; a database query only for an invalidated key
+        key = await akey_info_stored(*credential)  # a cache lookup; a database query only for an invalidated key
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
         return
-    for socket in list(_sockets.get(token, ())):
+    for socket in list(_sockets.get(credential, ())):
         if key is not None:
             socket._watch_expiry(key)  # its expiry may have changed (a rotation's grace period)
             continue
@@ -363,9 +387,9 @@ async def _sweep_keys() -> None:
     global _sweep_again
     while True:
         _sweep_again = False
-        tokens = list(_sockets)
-        for start in range(0, len(tokens), RECHECK_CONCURRENCY):
-            await asyncio.gather(*(_recheck(token) for token in tokens[start:start + RECHECK_CONCURRENCY]))
+        credentials_ = list(_sockets)
+        for start in range(0, len(credentials_), RECHECK_CONCURRENCY):
+            await asyncio.gather(*(_recheck(c) for c in credentials_[start:start + RECHECK_CONCURRENCY]))
         if not _sweep_again:
             return
 

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
 from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 
 from apps.accounts.models import Membership
 from apps.common import bus
@@ -200,8 +201,18 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     """The KeyInfo for a presented key, or None when it is unknown, revoked or expired.
 
     Raises ApiError(503) when the key must be looked up and the database cannot answer."""
+    # hash_key, inlined: this runs on every request
+    return await _akey_info(sha256(plaintext.encode()).hexdigest(), plaintext, None)
+
+
+async def akey_info_stored(prefix: str, hashed: str) -> KeyInfo | None:
+    """akey_info_for for a key known by its stored prefix and hash, not its plaintext: the
+    playground's session-authenticated sockets, which bill a key the person picked by id."""
+    return await _akey_info(hashed, None, prefix)
+
+
+async def _akey_info(hashed: str, plaintext: str | None, prefix: str | None) -> KeyInfo | None:
     global _down_until
-    hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
     now = time.monotonic()
     with _cache_lock:
         entry = _known.get(hashed)
@@ -217,14 +228,16 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
             return _valid(entry.info)
     elif until is not None and until > now:
         return None
-    match = TOKEN_SHAPE.fullmatch(plaintext)
-    if match is None:
-        return None
+    if prefix is None:
+        match = TOKEN_SHAPE.fullmatch(plaintext)
+        if match is None:
+            return None
+        prefix = match.group(1)
     generation = _generation
     try:
         if now < _down_until:
             raise DatabaseFailure("the key store failed a moment ago")
-        found = await asyncio.wait_for(_lookup(match.group(1), hashed), LOOKUP_WAIT)
+        found = await asyncio.wait_for(_lookup(prefix, hashed), LOOKUP_WAIT)
     except (DatabaseFailure, TimeoutError):
         if _down_until <= now:
             _down_until = time.monotonic() + DOWN_PAUSE
@@ -300,3 +313,16 @@ def keys_visible_to(user):
     return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
                                   | Q(user=user, organisation__isnull=True))
             .select_related("user", "organisation").order_by("-created_at"))
+
+
+PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list
+
+
+def playground_keys(user, pk: int | None = None) -> list[ApiKey]:
+    """The keys a person may bill from the portal's playground: their own, active, able to chat
+    (pk: just that one, if it is such a key)."""
+    rows = ApiKey.objects.filter(pk=pk) if pk is not None else ApiKey.objects.all()
+    rows = (rows.filter(user=user, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .select_related("organisation").order_by("-created_at")[:PLAYGROUND_CHOICES])
+    return [key for key in rows if "chat" in key.scopes]  # in Python: SQLite has no JSON containment

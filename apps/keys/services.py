@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.accounts.models import Membership, User
 from apps.common import bus
 
 from .models import (
@@ -334,3 +335,36 @@ def key_delete(key: ApiKey) -> None:
         ids = ApiKey.subtree_ids(key.id)
         key.delete()
         _announce(ids)
+
+
+PLAYGROUND_KEY_NAME = "playground"
+PLAYGROUND_KEY_LIFETIME = datetime.timedelta(hours=1)
+PLAYGROUND_KEY_REUSE_MARGIN = datetime.timedelta(minutes=5)  # a key about to expire would cut the next chat
+
+
+def key_for_playground(user) -> ApiKey:
+    """The person's `playground` key, billed by the portal's playground like any other key.
+
+    One still valid for a few minutes more is reused; otherwise a new one is created, able to chat
+    only, expiring in an hour, in their default organisation (or another where they may issue
+    keys), within its policy. It is listed with their other keys. PermissionDenied when they may
+    issue keys in no active organisation."""
+    with transaction.atomic():
+        # One person, one playground key at a time: two sockets opening together must not make two.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        reusable = (ApiKey.objects.filter(user=user, name=PLAYGROUND_KEY_NAME, parent__isnull=True,
+                                          revoked_at__isnull=True,
+                                          expires_at__gt=timezone.now() + PLAYGROUND_KEY_REUSE_MARGIN)
+                    .select_related("organisation").order_by("-expires_at").first())
+        if reusable is not None and (reusable.organisation is None or reusable.organisation.is_active):
+            return reusable
+        memberships = (Membership.objects.filter(user=user, organisation__is_active=True)
+                       .exclude(role=Membership.Role.BILLING_VIEWER).select_related("organisation"))
+        organisations = sorted((m.organisation for m in memberships),
+                               key=lambda o: (o.pk != user.organisation_id, o.name))
+        if not organisations:
+            raise PermissionDenied("You may create keys in no organisation, so the playground has no key to bill.")
+        key, _plaintext = key_create(user=user, organisation=organisations[0], issued_by=user,
+                                     name=PLAYGROUND_KEY_NAME, scopes=["chat"],
+                                     expires_at=timezone.now() + PLAYGROUND_KEY_LIFETIME)
+    return key

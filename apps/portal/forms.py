@@ -15,6 +15,12 @@ from apps.keys.models import DEFAULT_SCOPES, MAX_ALLOWED_IPS, SCOPES, parse_netw
 MAX_ALLOWED_MODELS = 50
 
 
+def domain_allowed(email: str) -> bool:
+    """The `domains` sign-up policy's rule (other policies: every address)."""
+    return (settings.XROUTER["SIGNUP"] != "domains"
+            or email.rsplit("@", 1)[-1].lower() in settings.XROUTER["SIGNUP_DOMAINS"])
+
+
 class SignupForm(UserCreationForm):
     email = forms.EmailField(label=_("E-mail"))
     organisation = forms.CharField(label=_("Organisation"), max_length=180, required=False,
@@ -26,9 +32,7 @@ class SignupForm(UserCreationForm):
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip()
-        policy = settings.XROUTER["SIGNUP"]
-        domain = email.rsplit("@", 1)[-1].lower()
-        if policy == "domains" and domain not in settings.XROUTER["SIGNUP_DOMAINS"]:
+        if not domain_allowed(email):
             raise ValidationError(_("Sign-up is open to addresses of these domains only: %(domains)s."),
                                   params={"domains": ", ".join(settings.XROUTER["SIGNUP_DOMAINS"]) or "—"})
         if User.objects.filter(email__iexact=email).exists():
@@ -96,3 +100,26 @@ class KeyRotateForm(forms.Form):
         label=_("The old key keeps working"), coerce=lambda v: KeyRotateForm.GRACE[v], initial="86400",
         choices=[("0", _("no longer (refused at once)")), ("3600", _("for 1 hour")), ("86400", _("for 1 day")),
                  ("604800", _("for 7 days"))])
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(label=_("Code"), max_length=32, widget=forms.TextInput(
+        attrs={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false"}),
+        help_text=_("Six digits from your authenticator app, or one of your recovery codes."))
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(label=_("E-mail"), max_length=254)  # the column's length
+    role = forms.ChoiceField(label=_("Role"))
+
+    def __init__(self, *args, roles=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = roles
+
+
+class InvitationSignupForm(UserCreationForm):
+    """The invited address's own account: the e-mail comes from the invitation, proved by its link."""
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username",)
