@@ -158,6 +158,13 @@ def _key_revoke_api(w):
     w.assert_unchanged()
 
 
+def _key_rotate_api(w):
+    _refused(w.charlie_client().post(f"/api/v1/keys/{w.key.id}/rotate/", {"grace_seconds": 0},
+                                     content_type="application/json"))
+    assert not ApiKey.objects.filter(name=w.key.name).exclude(pk=w.key.pk).exists()  # no sibling made
+    w.assert_unchanged()
+
+
 def _usage_list(w):
     _absent(w.charlie_client().get("/api/v1/usage/"), w.usage.request_id, "acme-secret-model")
 
@@ -219,6 +226,12 @@ def _portal_keys(w):
 
 def _portal_key_revoke(w):
     _refused(w.charlie_client().post(f"/keys/{w.key.id}/revoke/"))
+    w.assert_unchanged()
+
+
+def _portal_key_rotate(w):
+    _refused(w.charlie_client().post(f"/keys/{w.key.id}/rotate/", {"grace": "0"}))
+    assert not ApiKey.objects.filter(name=w.key.name).exclude(pk=w.key.pk).exists()
     w.assert_unchanged()
 
 
@@ -389,6 +402,7 @@ def _portal_invitation_revoke(w):
 CASES = {
     ("key-list", "GET"): _keys_list, ("key-list", "POST"): _keys_create,
     ("key-detail", "GET"): _key_detail, ("key-revoke", "POST"): _key_revoke_api,
+    ("key-rotate", "POST"): _key_rotate_api,
     ("usage-list", "GET"): _usage_list,
     ("organisation-list", "GET"): _org_list, ("organisation-detail", "GET"): _org_detail,
     ("organisation-detail", "PUT"): _org_update("put"), ("organisation-detail", "PATCH"): _org_update("patch"),
@@ -397,7 +411,7 @@ CASES = {
     ("membership-detail", "DELETE"): _member_delete,
     ("dashboard", "GET"): _portal_dashboard,
     ("keys", "GET"): _portal_keys, ("keys", "POST"): _portal_keys,
-    ("key_revoke", "POST"): _portal_key_revoke,
+    ("key_revoke", "POST"): _portal_key_revoke, ("key_rotate", "POST"): _portal_key_rotate,
     ("usage", "GET"): _portal_usage, ("usage_csv", "GET"): _portal_usage_csv,
     ("oauth-application-list", "GET"): _oauth_apps_list, ("oauth-application-list", "POST"): _oauth_apps_create,
     ("oauth-application-detail", "GET"): _oauth_app_api("get"),

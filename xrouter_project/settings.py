@@ -7,6 +7,7 @@ PostgreSQL and Redis. A malformed value stops the start with a message naming it
 
 import base64
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -54,6 +55,11 @@ def env_float(name, default):
 
 def env_list(name, default=()):
     return _checked(name, lambda raw: [p.strip() for p in raw.split(",") if p.strip()], list(default))
+
+
+def _networks(raw):
+    """Comma-separated CIDRs (a bare address is a /32 or /128), as strings in their canonical form."""
+    return [str(ipaddress.ip_network(p.strip())) for p in raw.split(",") if p.strip()]
 
 
 def env_secret(name, default=""):
@@ -132,6 +138,8 @@ if os.environ.get("XROUTER_ROLE") == "writer":
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only.
+    "apps.common.middleware.ClientAddressMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # LocaleMiddleware's rules, except that /api and the /v1 docs stay English (apps/portal/middleware.py).
@@ -303,6 +311,8 @@ XROUTER = {
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
     "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
+    # Keys used since the last write get last_used_at in one UPDATE per process this often (seconds).
+    "LAST_USED_INTERVAL": env_float("XROUTER_LAST_USED_INTERVAL", 30.0),
     "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM") or f"{REDIS_NAMESPACE}:usage",
     "REDIS_NAMESPACE": REDIS_NAMESPACE,
     "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),
@@ -319,6 +329,8 @@ XROUTER = {
     "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
     "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
     "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
+    # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
+    "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
 }
 
 # --- Developer portal (apps.portal, served at /) ---

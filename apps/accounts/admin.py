@@ -30,12 +30,14 @@ class UserMembershipInline(MembershipInline):
 
 
 class KeepsDefaultOrganisations:
-    """After memberships change in an inline, each user's default organisation is still one of theirs."""
+    """After memberships change in an inline, each user's default organisation is still one of theirs, and
+    every process re-checks their keys."""
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         if formset.model is Membership:
-            for membership in [*formset.new_objects, *formset.deleted_objects]:
+            changed = [membership for membership, _fields in formset.changed_objects]  # a role may refuse keys
+            for membership in [*formset.new_objects, *formset.deleted_objects, *changed]:
                 user_settle_default_organisation(User.objects.get(pk=membership.user_id))
 
 

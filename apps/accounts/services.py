@@ -89,7 +89,8 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
 
 
 def membership_set_role(membership: Membership, role: str, *, by: Membership | None = None) -> None:
-    """Change a member's role. Only owners grant or take the owner role; the last owner stays one."""
+    """Change a member's role. Only owners grant or take the owner role; the last owner stays one.
+    Every process re-checks the member's keys: a billing viewer's keys in the organisation are refused."""
     require_manager(by, role, membership.role)
     _check_role(role)
     with transaction.atomic():
@@ -97,11 +98,13 @@ def membership_set_role(membership: Membership, role: str, *, by: Membership | N
             _keep_an_owner(membership)
         membership.role = role
         membership.save(update_fields=["role"])
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": membership.user_id}))
 
 
 def membership_remove(membership: Membership, *, by: Membership | None = None) -> None:
-    """Remove a member (their keys stay, billed to the organisation, until revoked). If it was their default
-    organisation, another of theirs (or none) becomes the default, and every process re-checks their keys."""
+    """Remove a member: their keys in the organisation are refused from then on, in every process (the key
+    lookup requires membership; the keys stay listed for the owners and admins, who may revoke them). If it
+    was their default organisation, another of theirs (or none) becomes the default."""
     require_manager(by, membership.role)
     user = membership.user
     with transaction.atomic():
@@ -112,14 +115,14 @@ def membership_remove(membership: Membership, *, by: Membership | None = None) -
 
 
 def user_settle_default_organisation(user: User) -> None:
-    """Make the user's default organisation one of theirs: kept if still a membership, else their oldest
-    membership's (or none), and then every process re-checks their keys (which follow it)."""
+    """After the user's memberships changed: make their default organisation one of theirs (kept if still a
+    membership, else their oldest membership's, or none), and have every process re-check their keys
+    (which follow their memberships and default organisation)."""
     organisation_ids = list(Membership.objects.filter(user=user).order_by("created_at", "id")
                             .values_list("organisation_id", flat=True))
-    if user.organisation_id in organisation_ids:
-        return
-    user.organisation_id = organisation_ids[0] if organisation_ids else None
-    user.save(update_fields=["organisation"])
+    if user.organisation_id not in organisation_ids:
+        user.organisation_id = organisation_ids[0] if organisation_ids else None
+        user.save(update_fields=["organisation"])
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user.id}))
 
 

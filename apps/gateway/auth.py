@@ -11,6 +11,8 @@ from apps.keys.selectors import KeyInfo, akey_info_for
 from apps.oauth.external import ajwt_info_for, is_jwt_shaped
 from apps.oauth.selectors import aoauth_token_info_for
 
+from .admission import admit
+
 
 def credential_kind(token: str) -> str | None:
     """"key", "oauth" or "jwt" by the token's shape alone; None: not a credential we take."""
@@ -57,6 +59,7 @@ async def authenticate(req, scope: str) -> KeyInfo:
         else:
             shown = f"API key provided: {token[:11] + '…' if kind == 'key' and len(token) > 11 else '(not an XRouter key)'}"
         raise ApiError(401, f"Incorrect, revoked or expired {shown}", code="invalid_api_key")
+    admit(info, req.scope)
     require_scope(info, scope)
     return info
 

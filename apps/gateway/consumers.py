@@ -21,6 +21,8 @@ keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
 Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+4403 a key used from an address outside its IP allow-list (a request frame after the allow-list
+changed gets an error frame with the code `ip_not_allowed`);
 1013 the key cannot be checked now (the database is unreachable and the key not cached): retry;
 1012 the server is restarting (an answer in flight is finished first, within
 XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
@@ -40,6 +42,7 @@ from apps.common.errors import ApiError
 from apps.keys.selectors import KeyInfo, akey_info_stored
 from apps.providers.adapters.base import Usage
 
+from .admission import admit
 from .auth import credential_info, require_scope
 from .handlers import chat
 from .http import ClientGone
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
+FORBIDDEN = 4403
 TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
@@ -129,6 +133,7 @@ class RealtimeChat:
         self.task: asyncio.Task | None = None
         self.sink: _Sink | None = None
         self.helpers: list[asyncio.Task] = []
+        self.expiry: tuple[float, asyncio.Task] | None = None  # the expiry watched, and its watcher
         self.tails: set[asyncio.Task] = set()  # answers already ended whose cache write still runs
 
     async def serve(self) -> None:
@@ -152,6 +157,11 @@ class RealtimeChat:
             code = REFUSED
             if refusal is None and key is None:
                 refusal = "incorrect, revoked or expired API key"
+            elif refusal is None:
+                try:
+                    admit(key, self.scope)
+                except ApiError:
+                    refusal, code = "this API key may not be used from this address (its IP allow-list)", FORBIDDEN
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
@@ -190,6 +200,8 @@ class RealtimeChat:
                     del _sockets[credential]
             for helper in (*self.helpers, *self.tails):
                 helper.cancel()
+            if self.expiry is not None:
+                self.expiry[1].cancel()
             await self.stop_answer(why)
 
     async def on_frame(self, message) -> None:
@@ -238,6 +250,7 @@ class RealtimeChat:
         try:
             key = await _check(self.credential)  # cached: a revoked or expired key stops here
             if key is not None:
+                admit(key, self.scope)  # the allow-list may have changed since the handshake
                 require_scope(key, "chat")
         except ApiError as exc:  # a missing scope, or the key store down for an uncached key
             await self.send_error(exc)
@@ -312,8 +325,15 @@ class RealtimeChat:
     # --- revocation, expiry and shutdown --------------------------------------------------------
 
     def _watch_expiry(self, key) -> None:
-        if key.expires_at is not None:
-            self.helpers.append(asyncio.ensure_future(self._close_at(key.expires_at)))
+        """Close the socket when its key expires; called again when the key changes (a rotation sets
+        the old key's expiry to the end of its grace period)."""
+        if (self.expiry[0] if self.expiry else None) == key.expires_at:
+            return
+        if self.expiry is not None:
+            self.expiry[1].cancel()
+        self.expiry = None
+        if key.expires_at is not None and not self.closed:
+            self.expiry = key.expires_at, asyncio.ensure_future(self._close_at(key.expires_at))
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
@@ -354,15 +374,19 @@ async def _check(credential: tuple[str, str]) -> KeyInfo | None:
 
 async def _recheck(credential: tuple[str, str]) -> None:
     try:
-        if await _check(credential) is None:  # a cache lookup; a database query only for an invalidated key
-            for socket in list(_sockets.get(credential, ())):
-                # Each socket closes on its own: a client that does not read holds its close up to
-                # the close timeout, never the sweep and the other keys' sockets behind it.
-                task = asyncio.ensure_future(socket.revoke_if_gone())
-                _closing.add(task)
-                task.add_done_callback(_closing.discard)
+        key = await _check(credential)  # a cache lookup; a database query only for an invalidated key
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
+        return
+    for socket in list(_sockets.get(credential, ())):
+        if key is not None:
+            socket._watch_expiry(key)  # its expiry may have changed (a rotation's grace period)
+            continue
+        # Each socket closes on its own: a client that does not read holds its close up to
+        # the close timeout, never the sweep and the other keys' sockets behind it.
+        task = asyncio.ensure_future(socket.revoke_if_gone())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 async def _sweep_keys() -> None:

@@ -1,3 +1,5 @@
+import datetime
+
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
@@ -11,28 +13,31 @@ from apps.accounts.models import Organisation
 
 from .models import DEFAULT_SCOPES, ApiKey
 from .permissions import KeyScope
-from .selectors import KeyInfo
-from .serializers import ApiKeyCreatedSerializer, ApiKeySerializer
-from .services import key_create, key_revoke
+from .selectors import KeyInfo, keys_visible_to
+from .serializers import ApiKeyCreatedSerializer, ApiKeyRotatedSerializer, ApiKeyRotateSerializer, ApiKeySerializer
+from .services import key_create, key_revoke, key_rotate
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """The caller's own API keys. Every query is scoped to request.user: nobody sees another's keys.
+    """The API keys the caller may see (selectors.keys_visible_to): owners and admins every key of their
+    organisations, developers their own, billing viewers none. Another's key answers 404.
 
-    Called with a key, it needs the scope keys:manage, sees and revokes only itself and the keys
-    created from it, and what it creates is a subset of that key."""
+    Called with a key, it needs the scope keys:manage, sees, revokes and rotates only itself and the keys
+    created from it, and what it creates is a subset of that key. Rotating needs the key to be one's own."""
 
     serializer_class = ApiKeySerializer
     permission_classes = [IsAuthenticated, KeyScope]
     required_scope = "keys:manage"
 
     def get_queryset(self):
-        keys = ApiKey.objects.filter(user=self.request.user)
+        if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema is built without a request
+            return ApiKey.objects.none()
+        keys = keys_visible_to(self.request.user)
         auth = self.request.auth
         if isinstance(auth, KeyInfo):
             if auth.kind == "key":
                 keys = keys.filter(id__in=ApiKey.subtree_ids(auth.id))
-            else:  # an OAuth token: the user's keys in its application's organisation
+            else:  # an OAuth token: what its user sees, in its application's organisation only
                 keys = keys.filter(organisation_id=auth.organisation_id)
         return keys
 
@@ -65,3 +70,18 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         key = self.get_object()
         key_revoke(key)
         return Response(ApiKeySerializer(key).data)
+
+    @extend_schema(request=ApiKeyRotateSerializer, responses={201: ApiKeyRotatedSerializer})
+    @action(detail=True, methods=["post"])
+    def rotate(self, request, pk=None):
+        """A sibling with the same rights and a new secret (shown once); the old key works for grace_seconds more."""
+        key = self.get_object()
+        body = ApiKeyRotateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            new, plaintext = key_rotate(key, grace=datetime.timedelta(seconds=body.validated_data["grace_seconds"]),
+                                        by=request.user)
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.messages) from None
+        data = ApiKeySerializer(new).data | {"key": plaintext, "replaces": ApiKeySerializer(key).data}
+        return Response(data, status=status.HTTP_201_CREATED)

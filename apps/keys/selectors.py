@@ -9,6 +9,10 @@ keys holds at most one database connection, however many arrive) with concurrent
 the same token sharing one query. Unknown tokens go to a bounded negative cache of their own,
 so they never push valid keys out.
 
+A key is refused while revoked or expired, while its user or one of its organisations is inactive, and
+while its user is not a member of its organisation, or only as a billing viewer (models.holds_keys_in;
+a leaver's keys stay listed for the owners).
+
 Freshness: services publish which credentials changed (keys, OAuth tokens, a user's or an
 organisation's) and every process drops just those. While this process is not hearing the bus, a cached key older
 than RECHECK_DISCONNECTED is re-checked. When the database cannot be reached, a cached key keeps
@@ -31,13 +35,14 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
+from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
 
-from .models import DEFAULT_SCOPES, ApiKey
+from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
 from .services import hash_key
 
 log = logging.getLogger(__name__)
@@ -76,9 +81,14 @@ class KeyInfo:
     expires_at: float | None
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
     kind: str = "key"
+    networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def allows_address(self, address) -> bool:
+        """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
+        return not self.networks or (address is not None and any(address in n for n in self.networks))
 
     @property
     def cache_scope(self) -> str:
@@ -143,11 +153,15 @@ bus.subscribe("keys", _invalidate)
 
 
 def _load(prefix: str, hashed: str) -> CacheEntry | None:
-    row = ApiKey.objects.select_related("user__organisation", "organisation").filter(prefix=prefix).first()
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
+    row = (ApiKey.objects.select_related("user__organisation", "organisation")
+           .annotate(member_role=Subquery(role.values("role")[:1])).filter(prefix=prefix).first())
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
     organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
-    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
+    # Removing a member, or making them a billing viewer, refuses their keys there (accounts.services announces it).
+    belongs = holds_keys_in(row.organisation_id, row.member_role, row.user.organisation_id)
+    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations) and belongs
     info = KeyInfo(
         id=row.id,
         prefix=row.prefix,
@@ -158,6 +172,7 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         residency=row.residency,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
+        networks=parse_networks(row.allowed_ips or []),
     ) if active else None
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
@@ -318,6 +333,17 @@ async def _lookup(hashed: str, load, argument) -> CacheEntry | None:
         _inflight[hashed] = future
         future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
+
+
+def keys_visible_to(user):
+    """The keys a person may list and revoke: owners and admins every key of their organisations (a
+    removed member's too), developers their own there, billing viewers none; and their keys of no organisation."""
+    roles = Membership.objects.filter(user=user).values_list("organisation_id", "role")
+    managed = [org for org, role in roles if role in Membership.MANAGERS]
+    developing = [org for org, role in roles if role == Membership.Role.DEVELOPER]
+    return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
+                                  | Q(user=user, organisation__isnull=True))
+            .select_related("user", "organisation").order_by("-created_at"))
 
 
 PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list

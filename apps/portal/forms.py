@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import User
-from apps.keys.models import DEFAULT_SCOPES, SCOPES
+from apps.keys.models import DEFAULT_SCOPES, MAX_ALLOWED_IPS, SCOPES, parse_networks
 
 MAX_ALLOWED_MODELS = 50
 
@@ -55,6 +55,9 @@ class KeyCreateForm(forms.Form):
     allowed_models = forms.CharField(
         label=_("Allowed models"), required=False, max_length=4000,
         help_text=_('Comma separated globs or names, e.g. "gigachat/*"; empty: every model the policy allows.'))
+    allowed_ips = forms.CharField(
+        label=_("Allowed IP addresses"), required=False, max_length=4000,
+        help_text=_('Comma separated addresses or networks, e.g. "203.0.113.0/24, 2001:db8::/32"; empty: any.'))
     expires_on = forms.DateField(label=_("Expires on"), required=False,
                                  widget=forms.DateInput(attrs={"type": "date"}),
                                  help_text=_("Empty: never. The key stops working at the start of that day."))
@@ -69,6 +72,18 @@ class KeyCreateForm(forms.Form):
             raise ValidationError(_("At most %(n)s entries."), params={"n": MAX_ALLOWED_MODELS})
         return models
 
+    def clean_allowed_ips(self):
+        entries = [n.strip() for n in self.cleaned_data["allowed_ips"].split(",") if n.strip()]
+        if len(entries) > MAX_ALLOWED_IPS:
+            raise ValidationError(_("At most %(n)s entries."), params={"n": MAX_ALLOWED_IPS})
+        for entry in entries:
+            try:
+                parse_networks([entry])
+            except ValidationError:
+                raise ValidationError(_("“%(entry)s” is not an IP address or network (CIDR)."),
+                                      params={"entry": entry}) from None
+        return entries
+
     def clean_expires_on(self):
         day = self.cleaned_data["expires_on"]
         if day is None:
@@ -76,6 +91,15 @@ class KeyCreateForm(forms.Form):
         if day <= timezone.localdate():
             raise ValidationError(_("Choose a day after today."))
         return timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+
+
+class KeyRotateForm(forms.Form):
+    GRACE = {"0": datetime.timedelta(0), "3600": datetime.timedelta(hours=1), "86400": datetime.timedelta(days=1),
+             "604800": datetime.timedelta(days=7)}
+    grace = forms.TypedChoiceField(
+        label=_("The old key keeps working"), coerce=lambda v: KeyRotateForm.GRACE[v], initial="86400",
+        choices=[("0", _("no longer (refused at once)")), ("3600", _("for 1 hour")), ("86400", _("for 1 day")),
+                 ("604800", _("for 7 days"))])
 
 
 class CodeForm(forms.Form):

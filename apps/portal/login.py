@@ -33,7 +33,7 @@ PENDING_SECONDS = 300
 
 def lockout_keys(request, username: str) -> tuple[str, str]:
     # Hashed: the cache key carries neither the username nor the address in the clear.
-    who = hashlib.sha256(f"{username.strip().lower()}\0{request.META.get('REMOTE_ADDR', '')}".encode()).hexdigest()
+    who = hashlib.sha256(f"{username.strip().lower()}\0{request.client_address}".encode()).hexdigest()
     return f"portal:login-failures:{who}", f"portal:login-locked:{who}"
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("keys/", views.keys, name="keys"),
     path("keys/<int:pk>/revoke/", views.key_revoke_view, name="key_revoke"),
+    path("keys/<int:pk>/rotate/", views.key_rotate_view, name="key_rotate"),
     path("models/", views.models, name="models"),
     path("playground/", views.playground, name="playground"),
     path("usage/", views.usage, name="usage"),

@@ -16,7 +16,6 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -31,13 +30,13 @@ from django.views.decorators.http import require_POST
 from apps.accounts.models import Membership, User
 from apps.accounts.services import organisation_create_for, user_set_active
 from apps.keys.models import ApiKey
-from apps.keys.selectors import playground_keys
-from apps.keys.services import key_create, key_revoke
+from apps.keys.selectors import keys_visible_to, playground_keys
+from apps.keys.services import key_create, key_revoke, key_rotate
 from apps.providers.models import ProviderModel
 from apps.usage.selectors import request_lookup, usage_by, usage_by_day, usage_of, usage_since, usage_totals
 
 from .charts import bar_chart
-from .forms import KeyCreateForm, SignupForm
+from .forms import KeyCreateForm, KeyRotateForm, SignupForm
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +107,6 @@ def _memberships(user) -> list[Membership]:
     return list(Membership.objects.filter(user=user).select_related("organisation").order_by("organisation__name"))
 
 
-def visible_keys(user, memberships=None):
-    """Owners and admins: every key of their organisations; developers: their own; billing viewers: none."""
-    memberships = _memberships(user) if memberships is None else memberships
-    managed = [m.organisation_id for m in memberships if m.manages]
-    developing = [m.organisation_id for m in memberships if m.role == Role.DEVELOPER]
-    return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
-                                  | Q(user=user, organisation__isnull=True))
-            .select_related("user", "organisation").order_by("-created_at"))
-
-
 # --- Pages ---
 
 def _organisation_ids(memberships) -> list[int]:
@@ -144,10 +133,13 @@ def dashboard(request):
         "by_model": usage_by(recent, "model"), "days": DASHBOARD_DAYS})
 
 
+def _issuing(memberships) -> list:
+    return [m.organisation for m in memberships if m.role != Role.BILLING_VIEWER and m.organisation.is_active]
+
+
 @login_required
 def keys(request):
-    memberships = _memberships(request.user)
-    issuing = [m.organisation for m in memberships if m.role != Role.BILLING_VIEWER and m.organisation.is_active]
+    issuing = _issuing(_memberships(request.user))
     form = KeyCreateForm(request.POST or None, organisations=issuing,
                          initial={"organisation": request.user.organisation_id})
     created = plaintext = None
@@ -157,14 +149,19 @@ def keys(request):
         try:
             created, plaintext = key_create(
                 user=request.user, organisation=organisation, issued_by=request.user, name=data["name"],
-                scopes=data["scopes"], allowed_models=data["allowed_models"], expires_at=data["expires_on"])
+                scopes=data["scopes"], allowed_models=data["allowed_models"], allowed_ips=data["allowed_ips"],
+                expires_at=data["expires_on"])
         except (PermissionDenied, ValidationError) as exc:
             form.add_error(None, " ".join(getattr(exc, "messages", None) or [str(exc)]))
         else:
             form = KeyCreateForm(organisations=issuing, initial={"organisation": organisation.pk})
+    return _keys_page(request, form, issuing, created, plaintext)
+
+
+def _keys_page(request, form, issuing, created=None, plaintext=None, replaced=None):
     response = render(request, "portal/keys.html", {
-        "form": form, "can_issue": bool(issuing), "keys": visible_keys(request.user, memberships),
-        "created": created, "plaintext": plaintext, "roles": {m.organisation_id: m.role for m in memberships}})
+        "form": form, "can_issue": bool(issuing), "keys": keys_visible_to(request.user), "created": created,
+        "plaintext": plaintext, "replaced": replaced, "rotate_form": KeyRotateForm(auto_id=False)})
     # The plaintext is in this body only: no cache, no redirect, no cookie, no session message.
     response["Cache-Control"] = "no-store"
     return response
@@ -173,10 +170,29 @@ def keys(request):
 @login_required
 @require_POST
 def key_revoke_view(request, pk):
-    key = get_object_or_404(visible_keys(request.user), pk=pk)
+    key = get_object_or_404(keys_visible_to(request.user), pk=pk)
     key_revoke(key)
     messages.success(request, _("Key %(name)s (xr-%(prefix)s-…) is revoked.") % {"name": key.name, "prefix": key.prefix})
     return redirect("portal:keys")
+
+
+@login_required
+@require_POST
+def key_rotate_view(request, pk):
+    """One's own key only (the new secret acts as its user); the new key is shown once, on this answer."""
+    key = get_object_or_404(keys_visible_to(request.user).filter(user=request.user), pk=pk)
+    rotate = KeyRotateForm(request.POST)
+    if not rotate.is_valid():
+        messages.error(request, " ".join(e for errors in rotate.errors.values() for e in errors))
+        return redirect("portal:keys")
+    try:
+        created, plaintext = key_rotate(key, grace=rotate.cleaned_data["grace"], by=request.user)
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", None) or [str(exc)]))
+        return redirect("portal:keys")
+    issuing = _issuing(_memberships(request.user))
+    form = KeyCreateForm(organisations=issuing, initial={"organisation": request.user.organisation_id})
+    return _keys_page(request, form, issuing, created, plaintext, replaced=key)
 
 
 CAPABILITY_LABELS = {"streaming": gettext_lazy("streaming"), "tools": gettext_lazy("tools"),
