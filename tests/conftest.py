@@ -234,9 +234,9 @@ def _persona(username: str, organisation, role: str):
     from apps.accounts.models import Membership, User
 
     user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
-    if user.organisation_id != organisation.id or not user.is_active:
-        user.organisation, user.is_active = organisation, True
-        user.save(update_fields=["organisation", "is_active"])
+    if user.organisation_id != organisation.id or not user.is_active or not user.email:
+        user.organisation, user.is_active, user.email = organisation, True, f"{username}@example.com"
+        user.save(update_fields=["organisation", "is_active", "email"])
     Membership.objects.update_or_create(user=user, organisation=organisation, defaults={"role": role})
     return user
 
