@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from apps.common.rates import LimitFields
+
 # What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
 # models:read → /v1/models*; the management API: usage:read, keys:manage.
 SCOPES = ("chat", "embeddings", "models:read", "usage:read", "keys:manage")
@@ -28,7 +30,7 @@ def validate_allowed_models(value) -> None:
         raise ValidationError('allowed_models is a list of model globs or names, e.g. ["gigachat/*"].')
 
 
-class ApiKey(models.Model):
+class ApiKey(LimitFields):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")

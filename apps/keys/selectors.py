@@ -32,6 +32,7 @@ from django.db import connections
 
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.common.rates import Limits
 
 from .models import DEFAULT_SCOPES, ApiKey
 from .services import hash_key
@@ -67,6 +68,8 @@ class KeyInfo:
     residency: str
     expires_at: float | None
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
+    limits: Limits | None = None  # the key's own (apps.limits); None: none set
+    organisation_limits: Limits | None = None
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -148,6 +151,8 @@ def _load(prefix: str, hashed: str) -> _Entry | None:
         residency=row.residency,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
+        limits=Limits.of(row),
+        organisation_limits=Limits.of(row.organisation) if row.organisation else None,
     ) if active else None
     return _Entry(info, row.id, row.user_id, tuple(o.id for o in organisations), time.monotonic())
 

@@ -1,0 +1,324 @@
+"""Admission for /v1: which limits apply to a request, one decision before the upstream call, and
+settling after it.
+
+`admit` finds the request's scopes (its key, the key's organisation, the model), and when none has a
+limit returns None at once: no Redis call, no allocation. Otherwise one EVALSHA decides everything
+(apps/limits/limiter.py) — or, without REDIS_URL, the in-process limiter. `Admission.settle` runs on
+every path (a `finally` in the handler): the token counters move from the reservation to the tokens
+billed (accounting.record_usage adds them up), the concurrency lease is given back. Settles are
+queued and sent in batches, one pipeline per batch, by a task of their own: never a round trip on
+the request's path. Leases still held are renewed every LEASE_MS / 3 in one call.
+
+Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
+admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
+answers 503; either way Redis is not asked again for DOWN_PAUSE seconds, so no request waits on it.
+"""
+
+import asyncio
+import datetime
+import logging
+import time
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from apps.common import redis as shared_redis
+from apps.common.errors import ApiError
+
+from .limiter import (
+    ADMIT,
+    ADMIT_SHA,
+    CALENDAR,
+    LEASE_MS,
+    NEVER,
+    RENEW,
+    RENEW_SHA,
+    SETTLE,
+    SETTLE_SHA,
+    WINDOW_BUCKETS,
+    LocalLimiter,
+    Scope,
+    parse_reply,
+)
+
+log = logging.getLogger(__name__)
+DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
+MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
+RENEW_EVERY = LEASE_MS / 3000
+
+_local = LocalLimiter()  # without REDIS_URL
+_fallback = LocalLimiter(settings.XROUTER["EXPECTED_REPLICAS"])  # Redis unreachable, failing open
+_REDIS = None  # Admission.backend for admissions Redis made
+_scopes: dict = {}
+_down_until = 0.0
+_pending: list["Admission"] = []  # settles waiting for the settler
+_leased: dict[str, "Admission"] = {}  # admissions holding concurrency leases, by member
+_settler: asyncio.Task | None = None
+_renewer: asyncio.Task | None = None
+_wake: asyncio.Event | None = None
+
+
+class Admission:
+    """One admitted request: what it reserved, what it used (added up as usage is recorded) and how
+    to give back the difference. `headers` are the x-ratelimit-* of its answer."""
+
+    __slots__ = ("backend", "scopes", "member", "reserved", "used", "at", "day", "month", "headers", "leased",
+                 "settled")
+
+    def __init__(self, backend, scopes, member, reserved, at, day, month, headers, leased):
+        self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
+        self.at, self.day, self.month, self.headers, self.leased = at, day, month, headers, leased
+        self.used = 0
+        self.settled = False
+
+    def settle(self) -> None:
+        """Once, on every path (success, error, disconnect, cancellation): tokens to what was used, lease back."""
+        if self.settled:
+            return
+        self.settled = True
+        if self.leased:
+            _leased.pop(self.member, None)
+        delta = self.used - self.reserved
+        if not (self.leased or delta):
+            return
+        if self.backend is _REDIS:
+            _pending.append(self)
+            _start_settler()
+        else:
+            self.backend.settle(self.scopes, self.member, delta, self.at, self.day, self.month)
+
+
+def _scope(kind: str, ident, label: str, limits) -> Scope:
+    found = _scopes.get((kind, ident, limits))
+    if found is None:
+        if len(_scopes) >= MAX_SCOPES:
+            _scopes.clear()
+        found = _scopes[(kind, ident, limits)] = Scope.build(
+            f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:{kind}:{ident}", label, limits)
+    return found
+
+
+def scopes_for(key, model) -> tuple:
+    """The limited scopes of a request by `key` to `model` (a catalog ModelEntry or None)."""
+    scopes = ()
+    if key.limits is not None:
+        scopes += (_scope("k", key.id, f"API key xr-{key.prefix}", key.limits),)
+    if key.organisation_limits is not None and key.organisation_id:
+        scopes += (_scope("o", key.organisation_id, "your organisation", key.organisation_limits),)
+    if model is not None and model.limits is not None:
+        scopes += (_scope("m", model.public_id, f"model {model.public_id}", model.limits),)
+    return scopes
+
+
+async def admit(key, model, member: str, reserve) -> Admission | None:
+    """Admit one request, or raise ApiError 429 (limits) / 503 (Redis unreachable, failing closed).
+
+    reserve: a function returning the request's token upper bound, called only when a token limit
+    applies. None when no limit applies (nothing to settle)."""
+    scopes = scopes_for(key, model)
+    if not scopes:
+        return None
+    tokens = reserve() if any(s.limits.limits_tokens for s in scopes) else 0
+    day, month = calendar()
+    backend, decision = await _decide(scopes, member, tokens, day, month)
+    headers = _headers(decision)
+    if not decision.admitted:
+        raise _refusal(scopes[decision.scope], decision, tokens, headers)
+    leased = any(s.limits.concurrent for s in scopes)
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, month, headers, leased)
+    if leased:
+        _leased[member] = admission
+        _start_renewer()
+    return admission
+
+
+async def _decide(scopes, member, tokens, day, month):
+    global _down_until
+    client = shared_redis.client()
+    if client is None:
+        return _local, _local.admit(scopes, member, tokens, day, month)
+    if time.monotonic() >= _down_until:
+        keys = [s.prefix for s in scopes]
+        try:
+            async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
+                reply = await _evalsha(client, ADMIT_SHA, ADMIT, keys,
+                                       [member, tokens, day, month, LEASE_MS, WINDOW_BUCKETS, *(s.spec for s in scopes)])
+            return _REDIS, parse_reply(reply)
+        except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
+            if _down_until == 0.0 or time.monotonic() - _down_until > 60:
+                log.warning("rate limiter: Redis unreachable (%s); failing %s for %.0f s at a time",
+                            type(exc).__name__, settings.XROUTER["LIMITS_FAIL"], DOWN_PAUSE)
+            _down_until = time.monotonic() + DOWN_PAUSE
+    if settings.XROUTER["LIMITS_FAIL"] == "closed":
+        raise ApiError(503, "Rate limits cannot be checked right now (the limiter is unreachable); retry shortly.",
+                       code="service_unavailable", headers={"retry-after": "1"})
+    return _fallback, _fallback.admit(scopes, member, tokens, day, month)
+
+
+async def _evalsha(client, sha: str, script: str, keys: list, args: list):
+    from redis.exceptions import NoScriptError
+
+    try:
+        return await client.evalsha(sha, len(keys), *keys, *args)
+    except NoScriptError:  # Redis restarted or its script cache was flushed
+        await client.script_load(script)
+        return await client.evalsha(sha, len(keys), *keys, *args)
+
+
+NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",
+         "day": "tokens per day", "month": "tokens per month"}
+
+
+def _refusal(scope: Scope, decision, tokens: int, headers: dict) -> ApiError:
+    limits = scope.limits
+    rate = limits.requests if decision.kind == "requests" else limits.tokens
+    what = NAMES[decision.kind].format(period=_period(rate.seconds) if rate else "")
+    retry_ms = decision.retry_ms
+    if retry_ms == CALENDAR:
+        retry_ms = int((calendar_reset(decision.kind) - time.time()) * 1000)
+    if retry_ms == NEVER:
+        message = (f"Request too large for {scope.label} on {what}: limit {decision.limit}, requested {tokens}. "
+                   "Send a shorter prompt or a smaller max_tokens.")
+        retry_ms = rate.seconds * 1000 if rate else 60_000
+    else:
+        message = f"Rate limit reached for {scope.label} on {what}: limit {decision.limit}. Please try again in {_duration(retry_ms)}."
+    headers["retry-after"] = str(max(1, -(-retry_ms // 1000)))
+    return ApiError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
+def _headers(decision) -> dict:
+    headers = {}
+    limit, remaining, reset = decision.requests
+    if limit:
+        headers["x-ratelimit-limit-requests"] = str(limit)
+        headers["x-ratelimit-remaining-requests"] = str(remaining)
+        headers["x-ratelimit-reset-requests"] = _duration(reset)
+    limit, remaining, reset = decision.tokens
+    if limit:
+        headers["x-ratelimit-limit-tokens"] = str(limit)
+        headers["x-ratelimit-remaining-tokens"] = str(remaining)
+        headers["x-ratelimit-reset-tokens"] = _duration(reset)
+    return headers
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's spelling of a reset time: "20ms", "1s", "6m0s", "1h2m3s"."""
+    if ms < 1000:
+        return f"{max(0, ms)}ms"
+    seconds = -(-ms // 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def _period(seconds: int) -> str:
+    return {1: "second", 60: "minute", 3600: "hour", 86400: "day"}.get(seconds, f"{seconds} seconds")
+
+
+# --- the calendar (days and months of TIME_ZONE) ---
+_calendar = (0.0, "", "", 0.0, 0.0)  # valid until (epoch), day, month, next day's start, next month's start
+
+
+def calendar() -> tuple[str, str]:
+    """Today and this month in TIME_ZONE ("20261129", "202611"), recomputed once a day."""
+    global _calendar
+    now = time.time()
+    if now >= _calendar[0]:
+        zone = ZoneInfo(settings.TIME_ZONE)
+        today = datetime.datetime.fromtimestamp(now, zone).date()
+        tomorrow = datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time(), zone).timestamp()
+        first = (today.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+        next_month = datetime.datetime.combine(first, datetime.time(), zone).timestamp()
+        _calendar = (tomorrow, today.strftime("%Y%m%d"), today.strftime("%Y%m"), tomorrow, next_month)
+    return _calendar[1], _calendar[2]
+
+
+def calendar_reset(kind: str) -> float:
+    calendar()
+    return _calendar[3] if kind == "day" else _calendar[4]
+
+
+# --- settling and renewing, off the request path ---
+def _start_settler() -> None:
+    global _settler, _wake
+    loop = asyncio.get_running_loop()
+    if _settler is None or _settler.done() or _settler.get_loop() is not loop:
+        _wake = asyncio.Event()
+        _settler = loop.create_task(_run_settler(), name="limits-settler")
+    _wake.set()
+
+
+async def _run_settler() -> None:
+    while True:
+        await _wake.wait()
+        _wake.clear()
+        await flush()
+
+
+async def flush() -> None:
+    """Send every queued settle in one pipeline. A batch Redis cannot take is dropped: its leases expire
+    within LEASE_MS, its unused reservations stay counted (conservative) until their windows pass."""
+    global _pending
+    if not _pending:
+        return
+    batch, _pending = _pending, []
+    client = shared_redis.client()
+    if client is None:
+        return
+    try:
+        async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
+            results = await _settle_batch(client, batch)
+            if any(_no_script(r) for r in results):
+                await client.script_load(SETTLE)
+                await _settle_batch(client, [a for a, r in zip(batch, results, strict=True) if _no_script(r)])
+    except Exception as exc:
+        log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
+                    len(batch), type(exc).__name__, LEASE_MS // 1000)
+
+
+def _no_script(result) -> bool:
+    from redis.exceptions import NoScriptError
+
+    return isinstance(result, NoScriptError)
+
+
+async def _settle_batch(client, batch: list) -> list:
+    async with client.pipeline(transaction=False) as pipe:
+        for a in batch:
+            pipe.evalsha(SETTLE_SHA, len(a.scopes), *[s.prefix for s in a.scopes], a.member, a.used - a.reserved, a.at,
+                         a.day, a.month, WINDOW_BUCKETS, *[s.spec for s in a.scopes])
+        return await pipe.execute(raise_on_error=False)
+
+
+def _start_renewer() -> None:
+    global _renewer
+    loop = asyncio.get_running_loop()
+    if _renewer is None or _renewer.done() or _renewer.get_loop() is not loop:
+        _renewer = loop.create_task(_run_renewer(), name="limits-renewer")
+
+
+async def _run_renewer() -> None:
+    while _leased:
+        await asyncio.sleep(RENEW_EVERY)
+        try:
+            await renew()
+        except Exception as exc:
+            log.warning("rate limiter: renewing %d leases failed (%s)", len(_leased), type(exc).__name__)
+
+
+async def renew() -> None:
+    """Extend every lease this process still holds by LEASE_MS (one call for all of Redis's)."""
+    by_backend: dict = {}
+    for admission in list(_leased.values()):
+        pairs = by_backend.setdefault(id(admission.backend), (admission.backend, []))[1]
+        pairs.extend((s.prefix + ":c", admission.member) for s in admission.scopes if s.limits.concurrent)
+    for backend, pairs in by_backend.values():
+        if backend is not _REDIS:
+            backend.renew(pairs)
+            continue
+        client = shared_redis.client()
+        if client is not None and pairs:
+            async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
+                await _evalsha(client, RENEW_SHA, RENEW, [k for k, _ in pairs], [LEASE_MS, *(m for _, m in pairs)])
