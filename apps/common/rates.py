@@ -22,6 +22,12 @@ class Rate:
     count: int
     seconds: int
 
+    def within(self, other: "Rate") -> bool:
+        """Does this rate allow no more than `other` in any stretch of time? (A child key's against its parent's.)"""
+        if self.seconds <= other.seconds:
+            return self.count * -(-other.seconds // self.seconds) <= other.count
+        return self.count <= other.count
+
     def __str__(self) -> str:
         if self.seconds % 86400 == 0 and self.seconds // 86400 == 1:
             return f"{self.count}/day"

@@ -1,6 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 
+from apps.common.rates import LIMIT_FIELDS
+
 from .models import SCOPES, ApiKey, default_scopes
 from .services import key_create, key_delete, key_revoke, key_update
 
@@ -11,7 +13,7 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at"]
+        fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
@@ -31,8 +33,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
-    fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", "shown_prefix", "parent",
-              "revoked_at", "created_at"]
+    fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS,
+              "shown_prefix", "parent", "revoked_at", "created_at"]
     readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at"]
     actions = ["revoke"]
 
@@ -47,6 +49,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
             residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, issued_by=request.user,
+            **{field: getattr(obj, field) for field in LIMIT_FIELDS},
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         self.message_user(request, f"New key (copy it now, it is not shown again): {plaintext}", messages.WARNING)

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.common.rates import LIMIT_FIELDS
+
 from .models import SCOPES, ApiKey
 
 
@@ -12,7 +14,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "scopes", "allowed_models", "residency", "parent", "created_at", "expires_at",
-                  "revoked_at"]
+                  "revoked_at", *LIMIT_FIELDS]
         read_only_fields = ["id", "prefix", "parent", "created_at", "revoked_at"]
 
 

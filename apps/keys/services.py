@@ -8,11 +8,12 @@ import fnmatch
 import hashlib
 import secrets
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from apps.common import bus
+from apps.common.rates import LIMIT_FIELDS, parse_rate, validate_rate
 
 from .models import DEFAULT_SCOPES, SCOPES, ApiKey, validate_allowed_models, validate_scopes
 
@@ -34,18 +35,22 @@ def _announce(key_ids) -> None:
 
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
-               scopes=UNSET, parent: ApiKey | None = None, issued_by=None):
+               scopes=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry
     and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
+    limits: rate limits and quotas (apps.common.rates.LIMIT_FIELDS: requests_rate="50/min", tokens_rate,
+    max_concurrent, tokens_per_day, tokens_per_month); a key-created key's are within its parent's.
     organisation (default: the user's default organisation): its policy bounds the key's allowed models
     and residency, however the key is made; a limit not given or empty takes the policy's.
     issued_by: the acting person (None for the command line). Issuing for someone else, or into an
     organisation the user is not a member of, needs the permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
+    if unknown := set(limits) - set(LIMIT_FIELDS):
+        raise TypeError(f"key_create() got unexpected arguments {sorted(unknown)}")
     actor = parent.user if parent is not None else issued_by
     organisation = organisation if organisation is not None else getattr(user, "organisation", None)
     _check_issuer(actor, user, organisation)
@@ -56,8 +61,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             parent = ApiKey.objects.select_for_update().filter(pk=parent.pk).first()
             if parent is None:
                 raise PermissionDenied("The key making this request no longer exists.")
-            scopes, allowed_models, residency, expires_at = _within_parent(
-                parent, scopes, allowed_models, residency, expires_at, organisation)
+            scopes, allowed_models, residency, expires_at, limits = _within_parent(
+                parent, scopes, allowed_models, residency, expires_at, organisation, limits)
         if organisation is not None:
             allowed_models, residency = _within_policy(organisation, allowed_models, residency)
         scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
@@ -65,6 +70,9 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
         scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
         allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
         validate_allowed_models(allowed_models)
+        for field in ("requests_rate", "tokens_rate"):
+            if isinstance(limits.get(field), str):
+                validate_rate(limits[field])
         prefix = secrets.token_hex(4)
         plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
         key = ApiKey.objects.create(
@@ -78,6 +86,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             allowed_models=allowed_models,
             residency="" if residency is UNSET or residency is None else residency,
             expires_at=None if expires_at is UNSET else expires_at,
+            **{field: value for field, value in limits.items() if value is not UNSET},
         )
     return key, plaintext
 
@@ -99,7 +108,7 @@ def _as_list(value):
     return list(value) if isinstance(value, (tuple, set, frozenset)) else value
 
 
-def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, organisation):
+def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, organisation, limits):
     """The one check that a key-created key is no wider than its parent (see key_create)."""
     if not parent.is_active():
         raise PermissionDenied("The key making this request is revoked or expired.")
@@ -107,10 +116,10 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
-    return _limits_within(parent, scopes, allowed_models, residency, expires_at)
+    return _limits_within(parent, scopes, allowed_models, residency, expires_at, limits)
 
 
-def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at):
+def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at, limits: dict):
     """The limits of a key created from `parent` (on creation and on every later edit): within the parent's."""
     scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
@@ -147,7 +156,28 @@ def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at
     elif parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
         raise PermissionDenied(f"The creating key expires at {parent.expires_at.isoformat()}; a key it creates must "
                                "expire no later.")
-    return scopes, allowed_models, residency, expires_at
+    return scopes, allowed_models, residency, expires_at, _rate_limits_within(parent, limits)
+
+
+def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
+    """Part of _limits_within: each of the parent's rate limits and quotas bounds the child's (not given: the parent's)."""
+    limits = dict(limits)
+    for field in LIMIT_FIELDS:
+        bound, value = getattr(parent, field), limits.get(field, UNSET)
+        if value is UNSET:
+            limits[field] = bound
+            continue
+        if bound in ("", None):
+            continue
+        if value in ("", None):
+            raise PermissionDenied(f"The creating key has {field} {bound}; a key it creates cannot be unlimited.")
+        try:
+            wider = not parse_rate(value).within(parse_rate(bound)) if field.endswith("_rate") else value > bound
+        except ValueError as exc:
+            raise ValidationError({field: str(exc)}) from None
+        if wider:
+            raise PermissionDenied(f"{field} {value} goes beyond the creating key's {bound}.")
+    return limits
 
 
 def _within_policy(organisation, allowed_models, residency):
@@ -224,12 +254,15 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
     if actor is not None and {"user", "organisation"} & set(fields) and not actor.has_perm("keys.issue_for_others"):
         raise PermissionDenied("Moving a key to another user or organisation needs the permission "
                                "keys.issue_for_others.")
-    limits = {"scopes", "allowed_models", "residency", "expires_at"}
+    limits = {"scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS}
     with transaction.atomic():
         if key.parent_id is not None and limits & set(fields):
             parent = ApiKey.objects.get(pk=key.parent_id)
-            key.scopes, key.allowed_models, key.residency, key.expires_at = _limits_within(
-                parent, key.scopes, key.allowed_models, key.residency, key.expires_at)
+            key.scopes, key.allowed_models, key.residency, key.expires_at, rates = _limits_within(
+                parent, key.scopes, key.allowed_models, key.residency, key.expires_at,
+                {field: getattr(key, field) for field in LIMIT_FIELDS})
+            for field, value in rates.items():
+                setattr(key, field, value)
         key.save(update_fields=fields)
         _announce([key.id])
 
