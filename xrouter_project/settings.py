@@ -318,7 +318,7 @@ XROUTER = {
     # through a per-process limiter holding limit ÷ EXPECTED_REPLICAS (gateway processes in all:
     # workers × replicas), `closed` answers 503.
     "LIMITS_FAIL": _checked("XROUTER_LIMITS_FAIL", _limits_fail, "closed" if XROUTER_ENV == "production" else "open"),
-    "LIMITS_TIMEOUT": env_float("XROUTER_LIMITS_TIMEOUT", 0.5),
+    "LIMITS_TIMEOUT": env_float("XROUTER_LIMITS_TIMEOUT", 1.0),
     "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
 }
 

@@ -64,13 +64,21 @@ def limiter(request):
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield RedisScript(client)
+    for prefix in CREATED:  # day and month counters would otherwise stay for days
+        for key in client.scan_iter(prefix + ":*"):
+            client.delete(key)
+    CREATED.clear()
     client.close()
 
 
+CREATED: list[str] = []
+
+
 def scope(**limits) -> Scope:
-    """A scope of its own for each test (unique Redis keys that expire by themselves)."""
-    return Scope.build(f"{settings.XROUTER['REDIS_NAMESPACE']}:test:lim:{uuid.uuid4().hex}", "API key xr-test",
-                       Limits(**limits))
+    """A scope of its own for each test (unique Redis keys, deleted after the test)."""
+    prefix = f"{settings.XROUTER['REDIS_NAMESPACE']}:test:lim:{uuid.uuid4().hex}"
+    CREATED.append(prefix)
+    return Scope.build(prefix, "API key xr-test", Limits(**limits))
 
 
 def admit(limiter, scopes, tokens=0, member=None):
