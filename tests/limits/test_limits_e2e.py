@@ -37,7 +37,7 @@ def limited_key(committed_db):
     from apps.accounts.models import User
     from apps.keys.services import key_create
 
-    owner, _ = User.objects.get_or_create(username="alice")
+    owner, _ = User.objects.get_or_create(username="limits-e2e")
 
     def make(**limits) -> str:
         return key_create(user=owner, name=f"limited-{uuid.uuid4().hex[:6]}", **limits)[1]
