@@ -61,13 +61,21 @@ class Decision:
     retry_ms: int = 0
 
 
+# Both scripts take a batch: every request a process has waiting goes in one call (one round trip and
+# one script run for many requests under load; a request alone is a batch of one). Within the script
+# the requests are decided one after the other, each atomically.
+#
+# ADMIT  ARGV: day ("20261129"), lease (ms), then per request: member, tokens, n, and n × (key prefix, limits spec).
+#        Returns the time (ms), then per request: admitted (1/0), refused scope (1-based), refused limit,
+#        retry ms, its size, and the requests and tokens limits with the lowest remaining fraction
+#        (limit, remaining, reset ms; 0 0 0 when none).
+# Keys are derived from the prefixes: XRouter runs on one Redis (not a cluster).
 ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local member, cost_t, day, month, lease = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-local N = tonumber(ARGV[6])
-local writes = {}
-local best = {2, 0, 0, 0, 2, 0, 0, 0}
+local day, month, LEASE = ARGV[1], string.sub(ARGV[1], 1, 6), tonumber(ARGV[2])
+local N = %(buckets)d
+local out = {now}
 
 local function window(key, quota, period, cost)
   local width = math.max(1, math.floor(period / N))
@@ -100,97 +108,114 @@ local function window(key, quota, period, cost)
   return {key, cur, cost, period + 2 * width}, (first + N + 1) * width - now, sum
 end
 
-local function keep(slot, quota, remaining, reset)
-  local f = remaining / math.max(quota, 1)
-  if f < best[slot] then
-    best[slot], best[slot + 1], best[slot + 2], best[slot + 3] = f, quota, remaining, reset
-  end
-end
-
-local refused = nil
-local function refuse(i, kind, retry, quota)
-  if not refused then refused = {0, i, kind, retry, quota} end
-end
-
-for i = 1, #KEYS do
-  local p, s = KEYS[i], {}
-  for n in string.gmatch(ARGV[6 + i], '%d+') do s[#s + 1] = tonumber(n) end
-  if s[2] > 0 then
-    local w, reset, sum = window(p .. ':r', s[1], s[2], 1)
-    if w then
-      writes[#writes + 1] = w
-      keep(1, s[1], s[1] - sum - 1, reset)
-    else
-      refuse(i, 'requests', reset, s[1])
-      keep(1, s[1], math.max(0, s[1] - sum), reset < 0 and s[2] or reset)
+local a = 3
+while a <= #ARGV do
+  local member, cost_t, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local writes, best, refused = {}, {2, 0, 0, 0, 2, 0, 0, 0}, nil
+  local function keep(slot, quota, remaining, reset)
+    local f = remaining / math.max(quota, 1)
+    if f < best[slot] then
+      best[slot], best[slot + 1], best[slot + 2], best[slot + 3] = f, quota, remaining, reset
     end
   end
-  if s[4] > 0 then
-    local w, reset, sum = window(p .. ':t', s[3], s[4], cost_t)
-    if w then
-      if cost_t > 0 then writes[#writes + 1] = w end
-      keep(5, s[3], s[3] - sum - cost_t, reset)
-    else
-      refuse(i, 'tokens', reset, s[3])
-      keep(5, s[3], math.max(0, s[3] - sum), reset < 0 and s[4] or reset)
+  local function refuse(i, kind, retry, quota)
+    if not refused then refused = {i, kind, retry, quota} end
+  end
+  for i = 1, n do
+    local p, s = ARGV[a], {}
+    for num in string.gmatch(ARGV[a + 1], '%%d+') do s[#s + 1] = tonumber(num) end
+    a = a + 2
+    if s[2] > 0 then
+      local w, reset, sum = window(p .. ':r', s[1], s[2], 1)
+      if w then
+        writes[#writes + 1] = w
+        keep(1, s[1], s[1] - sum - 1, reset)
+      else
+        refuse(i, 'requests', reset, s[1])
+        keep(1, s[1], math.max(0, s[1] - sum), reset < 0 and s[2] or reset)
+      end
+    end
+    if s[4] > 0 then
+      local w, reset, sum = window(p .. ':t', s[3], s[4], cost_t)
+      if w then
+        if cost_t > 0 then writes[#writes + 1] = w end
+        keep(5, s[3], s[3] - sum - cost_t, reset)
+      else
+        refuse(i, 'tokens', reset, s[3])
+        keep(5, s[3], math.max(0, s[3] - sum), reset < 0 and s[4] or reset)
+      end
+    end
+    if s[5] > 0 then
+      local k = p .. ':c'
+      redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+      if redis.call('ZCARD', k) >= s[5] then refuse(i, 'concurrent', 1000, s[5]) end
+      writes[#writes + 1] = {k}
+    end
+    if s[6] > 0 then
+      local k = p .. ':d:' .. day
+      if tonumber(redis.call('GET', k) or '0') + cost_t > s[6] then refuse(i, 'day', -2, s[6]) end
+      writes[#writes + 1] = {k, 0, 0, %(day_ttl)d}
+    end
+    if s[7] > 0 then
+      local k = p .. ':m:' .. month
+      if tonumber(redis.call('GET', k) or '0') + cost_t > s[7] then refuse(i, 'month', -2, s[7]) end
+      writes[#writes + 1] = {k, 0, 0, %(month_ttl)d}
     end
   end
-  if s[5] > 0 then
-    local k = p .. ':c'
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-    if redis.call('ZCARD', k) >= s[5] then refuse(i, 'concurrent', 1000, s[5]) end
-    writes[#writes + 1] = {k}
-  end
-  if s[6] > 0 then
-    local k = p .. ':d:' .. day
-    if tonumber(redis.call('GET', k) or '0') + cost_t > s[6] then refuse(i, 'day', -2, s[6]) end
-    writes[#writes + 1] = {k, 0, 0, 172800}
-  end
-  if s[7] > 0 then
-    local k = p .. ':m:' .. month
-    if tonumber(redis.call('GET', k) or '0') + cost_t > s[7] then refuse(i, 'month', -2, s[7]) end
-    writes[#writes + 1] = {k, 0, 0, 2764800}
-  end
-end
-
-if refused then
-  return {0, refused[2], refused[3], refused[4], refused[5], best[2], best[3], best[4], best[6], best[7], best[8]}
-end
-for _, w in ipairs(writes) do
-  if #w == 1 then
-    redis.call('ZADD', w[1], now + lease, member)
-    redis.call('PEXPIRE', w[1], lease + 1000)
-  elseif w[2] == 0 then
-    if cost_t > 0 then
-      redis.call('INCRBY', w[1], cost_t)
-      redis.call('EXPIRE', w[1], w[4])
-    end
+  if refused then
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = 0, refused[1], refused[2], refused[3], refused[4]
   else
-    redis.call('HINCRBY', w[1], w[2], w[3])
-    redis.call('PEXPIRE', w[1], w[4])
+    for _, w in ipairs(writes) do
+      if #w == 1 then
+        redis.call('ZADD', w[1], now + LEASE, member)
+        redis.call('PEXPIRE', w[1], LEASE + 1000)
+      elseif w[2] == 0 then
+        if cost_t > 0 then
+          redis.call('INCRBY', w[1], cost_t)
+          redis.call('EXPIRE', w[1], w[4])
+        end
+      else
+        redis.call('HINCRBY', w[1], w[2], w[3])
+        redis.call('PEXPIRE', w[1], w[4])
+      end
+    end
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = 1, 0, '', 0, 0
   end
+  for j = 2, 4 do out[#out + 1] = best[j] end
+  for j = 6, 8 do out[#out + 1] = best[j] end
 end
-return {1, now, best[2], best[3], best[4], best[6], best[7], best[8]}
+return out
 """
 
+# SETTLE ARGV, per request: member, token delta (used - reserved), admitted at (ms), day, n, n × (prefix, spec).
 SETTLE = """
-local member, delta, at, day, month, N = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
-for i = 1, #KEYS do
-  local p, s = KEYS[i], {}
-  for n in string.gmatch(ARGV[6 + i], '%d+') do s[#s + 1] = tonumber(n) end
-  if delta ~= 0 then
-    if s[4] > 0 then
-      local k, b = p .. ':t', math.floor(at / math.max(1, math.floor(s[4] / N)))
-      if redis.call('HEXISTS', k, b) == 1 then redis.call('HINCRBY', k, b, delta) end
+local N = %(buckets)d
+local a = 1
+while a <= #ARGV do
+  local member, delta, at, day, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+  local month = string.sub(day, 1, 6)
+  a = a + 5
+  for i = 1, n do
+    local p, s = ARGV[a], {}
+    for num in string.gmatch(ARGV[a + 1], '%%d+') do s[#s + 1] = tonumber(num) end
+    a = a + 2
+    if delta ~= 0 then
+      if s[4] > 0 then
+        local k, b = p .. ':t', math.floor(at / math.max(1, math.floor(s[4] / N)))
+        if redis.call('HEXISTS', k, b) == 1 then redis.call('HINCRBY', k, b, delta) end
+      end
+      if s[6] > 0 and redis.call('EXISTS', p .. ':d:' .. day) == 1 then redis.call('INCRBY', p .. ':d:' .. day, delta) end
+      if s[7] > 0 and redis.call('EXISTS', p .. ':m:' .. month) == 1 then redis.call('INCRBY', p .. ':m:' .. month, delta) end
     end
-    if s[6] > 0 and redis.call('EXISTS', p .. ':d:' .. day) == 1 then redis.call('INCRBY', p .. ':d:' .. day, delta) end
-    if s[7] > 0 and redis.call('EXISTS', p .. ':m:' .. month) == 1 then redis.call('INCRBY', p .. ':m:' .. month, delta) end
+    if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
   end
-  if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
 end
 return 1
 """
 
+# RENEW KEYS: concurrency sets; ARGV[1] the lease (ms), ARGV[1 + i] the member holding one in KEYS[i].
+# XX: a lease that expired or was given back stays gone.
 RENEW = """
 local t = redis.call('TIME')
 local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
@@ -201,20 +226,46 @@ end
 return #KEYS
 """
 
+_CONSTANTS = {"buckets": WINDOW_BUCKETS, "day_ttl": DAY_TTL, "month_ttl": MONTH_TTL}
+ADMIT, SETTLE = ADMIT % _CONSTANTS, SETTLE % _CONSTANTS
+
 
 def sha1(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
 ADMIT_SHA, SETTLE_SHA, RENEW_SHA = sha1(ADMIT), sha1(SETTLE), sha1(RENEW)
+REPLY_SIZE = 11  # values per request in ADMIT's reply
 
 
-def parse_reply(reply) -> Decision:
-    if reply[0] == 1:
-        return Decision(True, at=reply[1], requests=(reply[2], reply[3], reply[4]), tokens=(reply[5], reply[6], reply[7]))
-    kind = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
-    return Decision(False, scope=reply[1] - 1, kind=kind, retry_ms=reply[3], limit=reply[4],
-                    requests=(reply[5], reply[6], reply[7]), tokens=(reply[8], reply[9], reply[10]))
+def parse_replies(reply) -> list[Decision]:
+    """ADMIT's reply as one Decision per request of the batch, in order."""
+    at, decisions = reply[0], []
+    for i in range(1, len(reply), REPLY_SIZE):
+        r = reply[i:i + REPLY_SIZE]
+        requests, tokens = (r[5], r[6], r[7]), (r[8], r[9], r[10])
+        if r[0] == 1:
+            decisions.append(Decision(True, at=at, requests=requests, tokens=tokens))
+        else:
+            kind = r[2].decode() if isinstance(r[2], bytes) else r[2]
+            decisions.append(Decision(False, scope=r[1] - 1, kind=kind, retry_ms=r[3], limit=r[4], requests=requests,
+                                      tokens=tokens))
+    return decisions
+
+
+def admit_args(scopes, member: str, tokens: int) -> list:
+    """One request's part of ADMIT's ARGV."""
+    args = [member, tokens, len(scopes)]
+    for scope in scopes:
+        args += (scope.prefix, scope.spec)
+    return args
+
+
+def settle_args(scopes, member: str, delta: int, at: int, day: str) -> list:
+    args = [member, delta, at, day, len(scopes)]
+    for scope in scopes:
+        args += (scope.prefix, scope.spec)
+    return args
 
 
 class LocalLimiter:
@@ -255,8 +306,8 @@ class LocalLimiter:
         first = live[0][0] if live else cur
         return (buckets, cur, cost), (first + WINDOW_BUCKETS + 1) * width - now, total
 
-    def admit(self, scopes, member: str, tokens: int, day: str, month: str, lease_ms: int = LEASE_MS) -> Decision:
-        now = self._now()
+    def admit(self, scopes, member: str, tokens: int, day: str, lease_ms: int = LEASE_MS) -> Decision:
+        now, month = self._now(), day[:6]
         writes, best, refused = [], {"r": (2.0, 0, 0, 0), "t": (2.0, 0, 0, 0)}, None
         for i, scope in enumerate(scopes):
             rq, rp, tq, tp, conc, dq, mq = scope.numbers
@@ -305,7 +356,8 @@ class LocalLimiter:
                 buckets[bucket] = buckets.get(bucket, 0) + cost
         return Decision(True, at=now, requests=best["r"][1:], tokens=best["t"][1:])
 
-    def settle(self, scopes, member: str, delta: int, at: int, day: str, month: str) -> None:
+    def settle(self, scopes, member: str, delta: int, at: int, day: str) -> None:
+        month = day[:6]
         for scope in scopes:
             rq, rp, tq, tp, conc, dq, mq = scope.numbers
             if delta and tp:

@@ -2,12 +2,14 @@
 settling after it.
 
 `admit` finds the request's scopes (its key, the key's organisation, the model), and when none has a
-limit returns None at once: no Redis call, no allocation. Otherwise one EVALSHA decides everything
-(apps/limits/limiter.py) — or, without REDIS_URL, the in-process limiter. `Admission.settle` runs on
-every path (a `finally` in the handler): the token counters move from the reservation to the tokens
-billed (accounting.record_usage adds them up), the concurrency lease is given back. Settles are
-queued and sent in batches, one pipeline per batch, by a task of their own: never a round trip on
-the request's path. Leases still held are renewed every LEASE_MS / 3 in one call.
+limit returns None at once: no Redis call. Otherwise the request joins the process's next admission
+batch: one EVALSHA decides every request waiting (apps/limits/limiter.py), each atomically — one
+round trip for the request, one command for many under load, and never more than one admission
+command in flight per process. Without REDIS_URL the in-process limiter decides. `Admission.settle`
+runs on every path (a `finally` in the handler): the token counters move from the reservation to the
+tokens billed (accounting.record_usage adds them up), the concurrency lease is given back. Settles
+are queued and sent in batches, one EVALSHA per batch, by a task of their own: never a round trip
+on the request's path. Leases still held are renewed every LEASE_MS / 3 in one call.
 
 Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
 admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
@@ -35,15 +37,17 @@ from .limiter import (
     RENEW_SHA,
     SETTLE,
     SETTLE_SHA,
-    WINDOW_BUCKETS,
     LocalLimiter,
     Scope,
-    parse_reply,
+    admit_args,
+    parse_replies,
+    settle_args,
 )
 
 log = logging.getLogger(__name__)
 DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
 MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
+MAX_BATCH = 500  # requests per admission or settle call: a script run stays short for Redis's other clients
 RENEW_EVERY = LEASE_MS / 3000
 
 _local = LocalLimiter()  # without REDIS_URL
@@ -51,6 +55,8 @@ _fallback = LocalLimiter(settings.XROUTER["EXPECTED_REPLICAS"])  # Redis unreach
 _REDIS = None  # Admission.backend for admissions Redis made
 _scopes: dict = {}
 _down_until = 0.0
+_admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the admitter
+_admitter: asyncio.Task | None = None
 _pending: list["Admission"] = []  # settles waiting for the settler
 _leased: dict[str, "Admission"] = {}  # admissions holding concurrency leases, by member
 _settler: asyncio.Task | None = None
@@ -62,12 +68,11 @@ class Admission:
     """One admitted request: what it reserved, what it used (added up as usage is recorded) and how
     to give back the difference. `headers` are the x-ratelimit-* of its answer."""
 
-    __slots__ = ("backend", "scopes", "member", "reserved", "used", "at", "day", "month", "headers", "leased",
-                 "settled")
+    __slots__ = ("backend", "scopes", "member", "reserved", "used", "at", "day", "headers", "leased", "settled")
 
-    def __init__(self, backend, scopes, member, reserved, at, day, month, headers, leased):
+    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased):
         self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
-        self.at, self.day, self.month, self.headers, self.leased = at, day, month, headers, leased
+        self.at, self.day, self.headers, self.leased = at, day, headers, leased
         self.used = 0
         self.settled = False
 
@@ -85,7 +90,7 @@ class Admission:
             _pending.append(self)
             _start_settler()
         else:
-            self.backend.settle(self.scopes, self.member, delta, self.at, self.day, self.month)
+            self.backend.settle(self.scopes, self.member, delta, self.at, self.day)
 
 
 def _scope(kind: str, ident, label: str, limits) -> Scope:
@@ -119,40 +124,73 @@ async def admit(key, model, member: str, reserve) -> Admission | None:
     if not scopes:
         return None
     tokens = reserve() if any(s.limits.limits_tokens for s in scopes) else 0
-    day, month = calendar()
-    backend, decision = await _decide(scopes, member, tokens, day, month)
+    day = calendar()
+    backend, decision = await _decide(scopes, member, tokens, day)
     headers = _headers(decision)
     if not decision.admitted:
         raise _refusal(scopes[decision.scope], decision, tokens, headers)
     leased = any(s.limits.concurrent for s in scopes)
-    admission = Admission(backend, scopes, member, tokens, decision.at, day, month, headers, leased)
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased)
     if leased:
         _leased[member] = admission
         _start_renewer()
     return admission
 
 
-async def _decide(scopes, member, tokens, day, month):
-    global _down_until
+class _Unreachable(Exception):
+    """Redis did not decide (down, refusing, or slower than XROUTER_LIMITS_TIMEOUT)."""
+
+
+async def _decide(scopes, member, tokens, day):
     client = shared_redis.client()
     if client is None:
-        return _local, _local.admit(scopes, member, tokens, day, month)
+        return _local, _local.admit(scopes, member, tokens, day)
     if time.monotonic() >= _down_until:
-        keys = [s.prefix for s in scopes]
+        future = asyncio.get_running_loop().create_future()
+        _admits.append((scopes, member, tokens, day, future))
+        _start_admitter()
+        try:
+            return _REDIS, await future
+        except _Unreachable:
+            pass
+    if settings.XROUTER["LIMITS_FAIL"] == "closed":
+        raise ApiError(503, "Rate limits cannot be checked right now (the limiter is unreachable); retry shortly.",
+                       code="service_unavailable", headers={"retry-after": "1"})
+    return _fallback, _fallback.admit(scopes, member, tokens, day)
+
+
+def _start_admitter() -> None:
+    global _admitter
+    loop = asyncio.get_running_loop()
+    if _admitter is None or _admitter.done() or _admitter.get_loop() is not loop:
+        _admitter = loop.create_task(_run_admitter(), name="limits-admitter")
+
+
+async def _run_admitter() -> None:
+    """Send what waits as one batch; what arrived meanwhile goes in the next, until none waits."""
+    global _admits, _down_until
+    while _admits:
+        batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
+        args = [batch[0][3], LEASE_MS]
+        for scopes, member, tokens, _, _ in batch:
+            args += admit_args(scopes, member, tokens)
         try:
             async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
-                reply = await _evalsha(client, ADMIT_SHA, ADMIT, keys,
-                                       [member, tokens, day, month, LEASE_MS, WINDOW_BUCKETS, *(s.spec for s in scopes)])
-            return _REDIS, parse_reply(reply)
+                decisions = parse_replies(await _evalsha(shared_redis.client(), ADMIT_SHA, ADMIT, [], args))
         except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
             if _down_until == 0.0 or time.monotonic() - _down_until > 60:
                 log.warning("rate limiter: Redis unreachable (%s); failing %s for %.0f s at a time",
                             type(exc).__name__, settings.XROUTER["LIMITS_FAIL"], DOWN_PAUSE)
             _down_until = time.monotonic() + DOWN_PAUSE
-    if settings.XROUTER["LIMITS_FAIL"] == "closed":
-        raise ApiError(503, "Rate limits cannot be checked right now (the limiter is unreachable); retry shortly.",
-                       code="service_unavailable", headers={"retry-after": "1"})
-    return _fallback, _fallback.admit(scopes, member, tokens, day, month)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(_Unreachable())
+            continue
+        for (scopes, member, tokens, day, future), decision in zip(batch, decisions, strict=True):
+            if not future.done():
+                future.set_result(decision)
+            elif decision.admitted:  # its request was cancelled while waiting: give back what it took
+                Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
 
 
 async def _evalsha(client, sha: str, script: str, keys: list, args: list):
@@ -218,11 +256,11 @@ def _period(seconds: int) -> str:
 
 
 # --- the calendar (days and months of TIME_ZONE) ---
-_calendar = (0.0, "", "", 0.0, 0.0)  # valid until (epoch), day, month, next day's start, next month's start
+_calendar = (0.0, "", 0.0, 0.0)  # valid until (epoch), day, next day's start, next month's start
 
 
-def calendar() -> tuple[str, str]:
-    """Today and this month in TIME_ZONE ("20261129", "202611"), recomputed once a day."""
+def calendar() -> str:
+    """Today in TIME_ZONE ("20261129"; its first six characters name the month), recomputed once a day."""
     global _calendar
     now = time.time()
     if now >= _calendar[0]:
@@ -231,13 +269,13 @@ def calendar() -> tuple[str, str]:
         tomorrow = datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time(), zone).timestamp()
         first = (today.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
         next_month = datetime.datetime.combine(first, datetime.time(), zone).timestamp()
-        _calendar = (tomorrow, today.strftime("%Y%m%d"), today.strftime("%Y%m"), tomorrow, next_month)
-    return _calendar[1], _calendar[2]
+        _calendar = (tomorrow, today.strftime("%Y%m%d"), tomorrow, next_month)
+    return _calendar[1]
 
 
 def calendar_reset(kind: str) -> float:
     calendar()
-    return _calendar[3] if kind == "day" else _calendar[4]
+    return _calendar[2] if kind == "day" else _calendar[3]
 
 
 # --- settling and renewing, off the request path ---
@@ -258,38 +296,21 @@ async def _run_settler() -> None:
 
 
 async def flush() -> None:
-    """Send every queued settle in one pipeline. A batch Redis cannot take is dropped: its leases expire
+    """Send every queued settle in one call. A batch Redis cannot take is dropped: its leases expire
     within LEASE_MS, its unused reservations stay counted (conservative) until their windows pass."""
     global _pending
-    if not _pending:
-        return
-    batch, _pending = _pending, []
     client = shared_redis.client()
-    if client is None:
-        return
-    try:
-        async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
-            results = await _settle_batch(client, batch)
-            if any(_no_script(r) for r in results):
-                await client.script_load(SETTLE)
-                await _settle_batch(client, [a for a, r in zip(batch, results, strict=True) if _no_script(r)])
-    except Exception as exc:
-        log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
-                    len(batch), type(exc).__name__, LEASE_MS // 1000)
-
-
-def _no_script(result) -> bool:
-    from redis.exceptions import NoScriptError
-
-    return isinstance(result, NoScriptError)
-
-
-async def _settle_batch(client, batch: list) -> list:
-    async with client.pipeline(transaction=False) as pipe:
+    while _pending and client is not None:
+        batch, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
+        args = []
         for a in batch:
-            pipe.evalsha(SETTLE_SHA, len(a.scopes), *[s.prefix for s in a.scopes], a.member, a.used - a.reserved, a.at,
-                         a.day, a.month, WINDOW_BUCKETS, *[s.spec for s in a.scopes])
-        return await pipe.execute(raise_on_error=False)
+            args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
+        try:
+            async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
+                await _evalsha(client, SETTLE_SHA, SETTLE, [], args)
+        except Exception as exc:
+            log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
+                        len(batch), type(exc).__name__, LEASE_MS // 1000)
 
 
 def _start_renewer() -> None:

@@ -14,14 +14,15 @@ from apps.limits.limiter import (
     NEVER,
     RENEW,
     SETTLE,
-    WINDOW_BUCKETS,
     LocalLimiter,
     Scope,
-    parse_reply,
+    admit_args,
+    parse_replies,
+    settle_args,
 )
 from tests.conftest import need
 
-DAY, MONTH = "20261129", "202611"
+DAY = "20261129"
 
 
 class Clock:
@@ -41,14 +42,12 @@ class RedisScript:
         self.settle_script = client.register_script(SETTLE)
         self.renew_script = client.register_script(RENEW)
 
-    def admit(self, scopes, member, tokens, day, month, lease_ms=LEASE_MS):
-        return parse_reply(self.admit_script(keys=[s.prefix for s in scopes],
-                                             args=[member, tokens, day, month, lease_ms, WINDOW_BUCKETS,
-                                                   *(s.spec for s in scopes)]))
+    def admit(self, scopes, member, tokens, day, lease_ms=LEASE_MS):
+        [decision] = parse_replies(self.admit_script(args=[day, lease_ms, *admit_args(scopes, member, tokens)]))
+        return decision
 
-    def settle(self, scopes, member, delta, at, day, month):
-        self.settle_script(keys=[s.prefix for s in scopes],
-                           args=[member, delta, at, day, month, WINDOW_BUCKETS, *(s.spec for s in scopes)])
+    def settle(self, scopes, member, delta, at, day):
+        self.settle_script(args=settle_args(scopes, member, delta, at, day))
 
     def renew(self, leases, lease_ms=LEASE_MS):
         self.renew_script(keys=[k for k, _ in leases], args=[lease_ms, *(m for _, m in leases)])
@@ -82,7 +81,7 @@ def scope(**limits) -> Scope:
 
 
 def admit(limiter, scopes, tokens=0, member=None):
-    return limiter.admit(scopes, member or uuid.uuid4().hex, tokens, DAY, MONTH)
+    return limiter.admit(scopes, member or uuid.uuid4().hex, tokens, DAY)
 
 
 def test_it_admits_exactly_the_rate_then_refuses_with_a_retry_time(limiter):
@@ -117,7 +116,7 @@ def test_token_limits_reserve_then_settle_to_what_was_used(limiter):
     first = admit(limiter, [s], tokens=800, member="a")
     assert first.admitted and first.tokens[:2] == (1000, 200)
     assert not admit(limiter, [s], tokens=300).admitted  # the reservation holds the room
-    limiter.settle([s], "a", 100 - 800, first.at, DAY, MONTH)  # the call used 100 tokens
+    limiter.settle([s], "a", 100 - 800, first.at, DAY)  # the call used 100 tokens
     second = admit(limiter, [s], tokens=300)
     assert second.admitted and second.tokens[:2] == (1000, 600)
 
@@ -132,7 +131,7 @@ def test_daily_and_monthly_quotas_refuse_until_the_calendar_turns(limiter):
     assert admit(limiter, [day], tokens=600).admitted
     refused = admit(limiter, [day], tokens=600)
     assert (refused.kind, refused.retry_ms, refused.limit) == ("day", CALENDAR, 1000)
-    assert limiter.admit([day], "x", 600, "20261130", MONTH).admitted  # a new day
+    assert limiter.admit([day], "x", 600, "20261130").admitted  # a new day
     month = scope(tokens_per_month=1000)
     assert admit(limiter, [month], tokens=1000).admitted
     assert admit(limiter, [month], tokens=1).kind == "month"
@@ -144,13 +143,13 @@ def test_concurrency_leases_are_given_back_by_settling(limiter):
     assert a.admitted and b.admitted
     refused = admit(limiter, [s], member="c")
     assert (refused.admitted, refused.kind, refused.limit) == (False, "concurrent", 2)
-    limiter.settle([s], "a", 0, a.at, DAY, MONTH)
+    limiter.settle([s], "a", 0, a.at, DAY)
     assert admit(limiter, [s], member="c").admitted
 
 
 def test_a_lease_nobody_renews_expires(limiter):
     s = scope(concurrent=1)
-    assert limiter.admit([s], "dead-worker", 0, DAY, MONTH, lease_ms=1).admitted
+    assert limiter.admit([s], "dead-worker", 0, DAY, lease_ms=1).admitted
     if isinstance(limiter, LocalLimiter):
         limiter.clock.now += 0.01
     else:
@@ -162,7 +161,7 @@ def test_a_lease_nobody_renews_expires(limiter):
 
 def test_a_renewed_lease_is_kept(limiter):
     s = scope(concurrent=1)
-    assert limiter.admit([s], "alive", 0, DAY, MONTH, lease_ms=50).admitted
+    assert limiter.admit([s], "alive", 0, DAY, lease_ms=50).admitted
     limiter.renew([(s.prefix + ":c", "alive")], lease_ms=60_000)
     if isinstance(limiter, LocalLimiter):
         limiter.clock.now += 0.1
@@ -207,3 +206,26 @@ def test_failing_open_divides_every_limit_by_the_replicas():
     s = scope(requests=Rate(10, 60), concurrent=8)
     assert [admit(limiter, [s]).admitted for _ in range(3)] == [True, True, False]  # 10 ÷ 4 → 2
     assert admit(limiter, [scope(requests=Rate(2, 60))]).admitted  # never below one
+
+
+def test_one_script_call_decides_a_batch_in_order():
+    need("Redis", bool(settings.REDIS_URL))
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        s, other = scope(requests=Rate(2, 60)), scope(concurrent=1)
+        args = [DAY, LEASE_MS]
+        for n in range(3):
+            args += admit_args([s], f"r{n}", 0)
+        args += admit_args([other], "c0", 0) + admit_args([other], "c1", 0)
+        decisions = parse_replies(client.register_script(ADMIT)(args=args))
+        assert [d.admitted for d in decisions] == [True, True, False, True, False]
+        assert [d.kind for d in decisions if not d.admitted] == ["requests", "concurrent"]
+        assert len({d.at for d in decisions if d.admitted}) == 1
+    finally:
+        for prefix in CREATED:
+            for key in client.scan_iter(prefix + ":*"):
+                client.delete(key)
+        CREATED.clear()
+        client.close()
