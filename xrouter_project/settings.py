@@ -291,7 +291,7 @@ XROUTER = {
     "READ_TIMEOUT": env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0),
     "TOTAL_TIMEOUT": env_float("XROUTER_UPSTREAM_TOTAL_TIMEOUT", 600.0),
     "POOL_SIZE": env_int("XROUTER_UPSTREAM_POOL_SIZE", 10000),
-    "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 30.0),
+    "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 2.0),
     # A streamed answer whose client has not taken a send for this long (between 1× and 2×) is cut.
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),

@@ -9,17 +9,17 @@ was used, and gives the lease back.
 Sliding windows are counted in WINDOW_BUCKETS sub-buckets of period/WINDOW_BUCKETS each, keeping
 the current bucket and the WINDOW_BUCKETS before it: a window is between one period and one
 period plus a bucket long, so no period-long stretch ever holds more than the limit.
-Concurrency leases expire LEASE_MS after their last renewal, so a killed worker's slots come back.
+Concurrency leases expire LEASE_MS after their last renewal (apps/common/leases.py renews them), so a
+killed worker's slots come back.
 """
 
-import hashlib
 import time
 from dataclasses import dataclass
 
+from apps.common.leases import LEASE_MS
 from apps.common.rates import Limits
 
 WINDOW_BUCKETS = 10
-LEASE_MS = 30_000
 DAY_TTL = 2 * 86400
 MONTH_TTL = 32 * 86400
 NEVER = -1  # a refusal that waiting cannot cure (one request larger than the limit itself)
@@ -214,27 +214,10 @@ end
 return 1
 """
 
-# RENEW KEYS: concurrency sets; ARGV[1] the lease (ms), ARGV[1 + i] the member holding one in KEYS[i].
-# XX: a lease that expired or was given back stays gone.
-RENEW = """
-local t = redis.call('TIME')
-local until_ = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', until_, ARGV[i + 1])
-  redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[1]) + 1000)
-end
-return #KEYS
-"""
-
 _CONSTANTS = {"buckets": WINDOW_BUCKETS, "day_ttl": DAY_TTL, "month_ttl": MONTH_TTL}
 ADMIT, SETTLE = ADMIT % _CONSTANTS, SETTLE % _CONSTANTS
 
 
-def sha1(script: str) -> str:
-    return hashlib.sha1(script.encode()).hexdigest()
-
-
-ADMIT_SHA, SETTLE_SHA, RENEW_SHA = sha1(ADMIT), sha1(SETTLE), sha1(RENEW)
 REPLY_SIZE = 11  # values per request in ADMIT's reply
 
 

@@ -24,19 +24,16 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
+from apps.common import leases
 from apps.common import redis as shared_redis
 from apps.common.errors import ApiError
 
 from .limiter import (
     ADMIT,
-    ADMIT_SHA,
     CALENDAR,
     LEASE_MS,
     NEVER,
-    RENEW,
-    RENEW_SHA,
     SETTLE,
-    SETTLE_SHA,
     LocalLimiter,
     Scope,
     admit_args,
@@ -48,7 +45,6 @@ log = logging.getLogger(__name__)
 DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
 MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
 MAX_BATCH = 500  # requests per admission or settle call: a script run stays short for Redis's other clients
-RENEW_EVERY = LEASE_MS / 3000
 
 _local = LocalLimiter()  # without REDIS_URL
 _fallback = LocalLimiter(settings.XROUTER["EXPECTED_REPLICAS"])  # Redis unreachable, failing open
@@ -58,7 +54,7 @@ _down_until = 0.0
 _admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the admitter
 _admitter: asyncio.Task | None = None
 _pending: list["Admission"] = []  # settles waiting for the settler
-_leased: dict[str, "Admission"] = {}  # admissions holding concurrency leases, by member
+_leased: dict[str, "Admission"] = {}  # in-process admissions holding concurrency leases, by member
 _settler: asyncio.Task | None = None
 _renewer: asyncio.Task | None = None
 _wake: asyncio.Event | None = None
@@ -81,16 +77,20 @@ class Admission:
         if self.settled:
             return
         self.settled = True
-        if self.leased:
-            _leased.pop(self.member, None)
         delta = self.used - self.reserved
         if not (self.leased or delta):
             return
         if self.backend is _REDIS:
+            for key in self.lease_keys():
+                leases.drop(key, self.member)
             _pending.append(self)
             _start_settler()
         else:
+            _leased.pop(self.member, None)
             self.backend.settle(self.scopes, self.member, delta, self.at, self.day)
+
+    def lease_keys(self) -> list[str]:
+        return [s.prefix + ":c" for s in self.scopes if s.limits.concurrent]
 
 
 def _scope(kind: str, ident, label: str, limits) -> Scope:
@@ -131,7 +131,10 @@ async def admit(key, model, member: str, reserve) -> Admission | None:
         raise _refusal(scopes[decision.scope], decision, tokens, headers)
     leased = any(s.limits.concurrent for s in scopes)
     admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased)
-    if leased:
+    if leased and backend is _REDIS:
+        for key in admission.lease_keys():
+            leases.hold(key, member)
+    elif leased:
         _leased[member] = admission
         _start_renewer()
     return admission
@@ -176,7 +179,7 @@ async def _run_admitter() -> None:
             args += admit_args(scopes, member, tokens)
         try:
             async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
-                decisions = parse_replies(await _evalsha(shared_redis.client(), ADMIT_SHA, ADMIT, [], args))
+                decisions = parse_replies(await leases.evalsha(shared_redis.client(), ADMIT, [], args))
         except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
             if _down_until == 0.0 or time.monotonic() - _down_until > 60:
                 log.warning("rate limiter: Redis unreachable (%s); failing %s for %.0f s at a time",
@@ -191,16 +194,6 @@ async def _run_admitter() -> None:
                 future.set_result(decision)
             elif decision.admitted:  # its request was cancelled while waiting: give back what it took
                 Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
-
-
-async def _evalsha(client, sha: str, script: str, keys: list, args: list):
-    from redis.exceptions import NoScriptError
-
-    try:
-        return await client.evalsha(sha, len(keys), *keys, *args)
-    except NoScriptError:  # Redis restarted or its script cache was flushed
-        await client.script_load(script)
-        return await client.evalsha(sha, len(keys), *keys, *args)
 
 
 NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",
@@ -307,7 +300,7 @@ async def flush() -> None:
             args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
         try:
             async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
-                await _evalsha(client, SETTLE_SHA, SETTLE, [], args)
+                await leases.evalsha(client, SETTLE, [], args)
         except Exception as exc:
             log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
                         len(batch), type(exc).__name__, LEASE_MS // 1000)
@@ -321,25 +314,16 @@ def _start_renewer() -> None:
 
 
 async def _run_renewer() -> None:
+    """Renew the in-process limiter's leases (Redis's are renewed by apps.common.leases)."""
     while _leased:
-        await asyncio.sleep(RENEW_EVERY)
-        try:
-            await renew()
-        except Exception as exc:
-            log.warning("rate limiter: renewing %d leases failed (%s)", len(_leased), type(exc).__name__)
+        await asyncio.sleep(leases.RENEW_EVERY)
+        renew()
 
 
-async def renew() -> None:
-    """Extend every lease this process still holds by LEASE_MS (one call for all of Redis's)."""
+def renew() -> None:
     by_backend: dict = {}
     for admission in list(_leased.values()):
         pairs = by_backend.setdefault(id(admission.backend), (admission.backend, []))[1]
-        pairs.extend((s.prefix + ":c", admission.member) for s in admission.scopes if s.limits.concurrent)
+        pairs.extend((key, admission.member) for key in admission.lease_keys())
     for backend, pairs in by_backend.values():
-        if backend is not _REDIS:
-            backend.renew(pairs)
-            continue
-        client = shared_redis.client()
-        if client is not None and pairs:
-            async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
-                await _evalsha(client, RENEW_SHA, RENEW, [k for k, _ in pairs], [LEASE_MS, *(m for _, m in pairs)])
+        backend.renew(pairs)

@@ -6,13 +6,13 @@ import uuid
 import pytest
 from django.conf import settings
 
+from apps.common.leases import RENEW
 from apps.common.rates import Limits, Rate
 from apps.limits.limiter import (
     ADMIT,
     CALENDAR,
     LEASE_MS,
     NEVER,
-    RENEW,
     SETTLE,
     LocalLimiter,
     Scope,
