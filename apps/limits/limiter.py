@@ -34,14 +34,14 @@ class Scope:
     label: str  # for messages: "API key xr-1234abcd", "organisation 7", "model gigachat/GigaChat-2"
     limits: Limits
     numbers: tuple  # (requests, period ms, tokens, period ms, concurrent, tokens a day, a month); 0: no limit
-    spec: str  # the same, as the script reads it
+    args: tuple  # (prefix, numbers) encoded as the script reads them
 
     @classmethod
     def build(cls, prefix: str, label: str, limits: Limits) -> "Scope":
         r, t = limits.requests, limits.tokens
         numbers = (r.count if r else 0, r.seconds * 1000 if r else 0, t.count if t else 0, t.seconds * 1000 if t else 0,
                    limits.concurrent, limits.tokens_per_day, limits.tokens_per_month)
-        return cls(prefix, label, limits, numbers, " ".join(map(str, numbers)))
+        return cls(prefix, label, limits, numbers, (prefix.encode(), " ".join(map(str, numbers)).encode()))
 
 
 @dataclass(slots=True)
@@ -76,36 +76,44 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local day, month, LEASE = ARGV[1], string.sub(ARGV[1], 1, 6), tonumber(ARGV[2])
 local N = %(buckets)d
 local out = {now}
+local specs = {}
+local function spec(text)  -- parsed once per batch (a batch's requests mostly share their scopes)
+  local s = specs[text]
+  if not s then
+    s = {}
+    for num in string.gmatch(text, '%%d+') do s[#s + 1] = tonumber(num) end
+    specs[text] = s
+  end
+  return s
+end
 
+-- The window's buckets, oldest first (bucket b counts until (b + N + 1) * width).
 local function window(key, quota, period, cost)
   local width = math.max(1, math.floor(period / N))
   local cur = math.floor(now / width)
-  local flat = redis.call('HGETALL', key)
-  local sum, live = 0, {}
-  for j = 1, #flat, 2 do
-    local b = tonumber(flat[j])
-    if b < cur - N then
-      redis.call('HDEL', key, flat[j])
-    else
-      local v = tonumber(flat[j + 1])
+  local fields = {}
+  for b = cur - N, cur do fields[#fields + 1] = b end
+  local values = redis.call('HMGET', key, unpack(fields))
+  local sum, first = 0, nil
+  for j = 1, #values do
+    local v = tonumber(values[j]) or 0
+    values[j] = v
+    if v > 0 then
       sum = sum + v
-      if v > 0 then live[#live + 1] = {b, v} end
+      first = first or j
     end
   end
-  table.sort(live, function(x, y) return x[1] < y[1] end)
   local over = sum + cost - quota
   if over > 0 then
     if cost > quota then return nil, -1, sum end
     local freed = 0
-    for _, e in ipairs(live) do
-      freed = freed + e[2]
-      if freed >= over then return nil, (e[1] + N + 1) * width - now, sum end
+    for j = 1, #values do
+      freed = freed + values[j]
+      if freed >= over then return nil, (cur + j) * width - now, sum end
     end
     return nil, period, sum
   end
-  local first = cur
-  if #live > 0 then first = live[1][1] end
-  return {key, cur, cost, period + 2 * width}, (first + N + 1) * width - now, sum
+  return {key, cur, cost, period + 2 * width}, (cur + (first or N + 1)) * width - now, sum
 end
 
 local a = 3
@@ -123,8 +131,7 @@ while a <= #ARGV do
     if not refused then refused = {i, kind, retry, quota} end
   end
   for i = 1, n do
-    local p, s = ARGV[a], {}
-    for num in string.gmatch(ARGV[a + 1], '%%d+') do s[#s + 1] = tonumber(num) end
+    local p, s = ARGV[a], spec(ARGV[a + 1])
     a = a + 2
     if s[2] > 0 then
       local w, reset, sum = window(p .. ':r', s[1], s[2], 1)
@@ -148,8 +155,11 @@ while a <= #ARGV do
     end
     if s[5] > 0 then
       local k = p .. ':c'
-      redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
-      if redis.call('ZCARD', k) >= s[5] then refuse(i, 'concurrent', 1000, s[5]) end
+      -- Leases still running; the expired ones (a killed worker's) are swept when they would matter.
+      if redis.call('ZCOUNT', k, now, '+inf') >= s[5] then
+        redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+        refuse(i, 'concurrent', 1000, s[5])
+      end
       writes[#writes + 1] = {k}
     end
     if s[6] > 0 then
@@ -175,9 +185,14 @@ while a <= #ARGV do
           redis.call('INCRBY', w[1], cost_t)
           redis.call('EXPIRE', w[1], w[4])
         end
-      else
-        redis.call('HINCRBY', w[1], w[2], w[3])
+      elseif redis.call('HINCRBY', w[1], w[2], w[3]) == w[3] then
+        -- A bucket's first write: keep the window alive, and now and then drop buckets that left it.
         redis.call('PEXPIRE', w[1], w[4])
+        if redis.call('HLEN', w[1]) > 2 * N + 2 then
+          for _, f in ipairs(redis.call('HKEYS', w[1])) do
+            if tonumber(f) < w[2] - N then redis.call('HDEL', w[1], f) end
+          end
+        end
       end
     end
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = 1, 0, '', 0, 0
@@ -191,22 +206,33 @@ return out
 # SETTLE ARGV, per request: member, token delta (used - reserved), admitted at (ms), day, n, n × (prefix, spec).
 SETTLE = """
 local N = %(buckets)d
+local specs = {}
+local function spec(text)  -- parsed once per batch (a batch's requests mostly share their scopes)
+  local s = specs[text]
+  if not s then
+    s = {}
+    for num in string.gmatch(text, '%%d+') do s[#s + 1] = tonumber(num) end
+    specs[text] = s
+  end
+  return s
+end
 local a = 1
 while a <= #ARGV do
   local member, delta, at, day, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
   local month = string.sub(day, 1, 6)
   a = a + 5
   for i = 1, n do
-    local p, s = ARGV[a], {}
-    for num in string.gmatch(ARGV[a + 1], '%%d+') do s[#s + 1] = tonumber(num) end
+    local p, s = ARGV[a], spec(ARGV[a + 1])
     a = a + 2
+    -- A counter that was gone (its window passed, its day ended) is not brought back: a result equal
+    -- to the delta means the increment created it, and it is removed again.
     if delta ~= 0 then
       if s[4] > 0 then
         local k, b = p .. ':t', math.floor(at / math.max(1, math.floor(s[4] / N)))
-        if redis.call('HEXISTS', k, b) == 1 then redis.call('HINCRBY', k, b, delta) end
+        if redis.call('HINCRBY', k, b, delta) == delta then redis.call('HDEL', k, b) end
       end
-      if s[6] > 0 and redis.call('EXISTS', p .. ':d:' .. day) == 1 then redis.call('INCRBY', p .. ':d:' .. day, delta) end
-      if s[7] > 0 and redis.call('EXISTS', p .. ':m:' .. month) == 1 then redis.call('INCRBY', p .. ':m:' .. month, delta) end
+      if s[6] > 0 and redis.call('INCRBY', p .. ':d:' .. day, delta) == delta then redis.call('DEL', p .. ':d:' .. day) end
+      if s[7] > 0 and redis.call('INCRBY', p .. ':m:' .. month, delta) == delta then redis.call('DEL', p .. ':m:' .. month) end
     end
     if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
   end
@@ -240,14 +266,14 @@ def admit_args(scopes, member: str, tokens: int) -> list:
     """One request's part of ADMIT's ARGV."""
     args = [member, tokens, len(scopes)]
     for scope in scopes:
-        args += (scope.prefix, scope.spec)
+        args += scope.args
     return args
 
 
 def settle_args(scopes, member: str, delta: int, at: int, day: str) -> list:
     args = [member, delta, at, day, len(scopes)]
     for scope in scopes:
-        args += (scope.prefix, scope.spec)
+        args += scope.args
     return args
 
 
