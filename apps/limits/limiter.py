@@ -61,16 +61,19 @@ class Decision:
     retry_ms: int = 0
 
 
-# Both scripts take a batch: every request a process has waiting goes in one call (one round trip and
-# one script run for many requests under load; a request alone is a batch of one). Within the script
-# the requests are decided one after the other, each atomically.
+# One script takes a process's whole batch: the settles waiting, then the requests waiting for
+# admission (one round trip and one script run for many requests under load; a request alone is a
+# batch of one). Within it, each settle and each admission is applied in turn, atomically; settling
+# first lets a lease given back serve an admission of the same batch.
 #
-# ADMIT  ARGV: day ("20261129"), lease (ms), then per request: member, tokens, n, and n × (key prefix, limits spec).
-#        Returns the time (ms), then per request: admitted (1/0), refused scope (1-based), refused limit,
-#        retry ms, its size, and the requests and tokens limits with the lowest remaining fraction
-#        (limit, remaining, reset ms; 0 0 0 when none).
+# ARGV: day ("20261129"), lease (ms), the number of settles, then
+#   per settle: member, token delta (used - reserved), admitted at (ms), its day, n, n × (key prefix, limits spec);
+#   per admission: member, tokens, n, n × (key prefix, limits spec).
+# Returns the time (ms), then per admission: admitted (1/0), refused scope (1-based), refused limit,
+# retry ms, its size, and the requests and tokens limits with the lowest remaining fraction
+# (limit, remaining, reset ms; 0 0 0 when none).
 # Keys are derived from the prefixes: XRouter runs on one Redis (not a cluster).
-ADMIT = """
+LIMITS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local day, month, LEASE = ARGV[1], string.sub(ARGV[1], 1, 6), tonumber(ARGV[2])
@@ -116,7 +119,28 @@ local function window(key, quota, period, cost)
   return {key, cur, cost, period + 2 * width}, (cur + (first or N + 1)) * width - now, sum
 end
 
-local a = 3
+local a = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local member, delta, at, sday, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+  local smonth = string.sub(sday, 1, 6)
+  a = a + 5
+  for i = 1, n do
+    local p, s = ARGV[a], spec(ARGV[a + 1])
+    a = a + 2
+    -- A counter that was gone (its window passed, its day ended) is not brought back: a result equal
+    -- to the delta means the increment created it, and it is removed again.
+    if delta ~= 0 then
+      if s[4] > 0 then
+        local k, b = p .. ':t', math.floor(at / math.max(1, math.floor(s[4] / N)))
+        if redis.call('HINCRBY', k, b, delta) == delta then redis.call('HDEL', k, b) end
+      end
+      if s[6] > 0 and redis.call('INCRBY', p .. ':d:' .. sday, delta) == delta then redis.call('DEL', p .. ':d:' .. sday) end
+      if s[7] > 0 and redis.call('INCRBY', p .. ':m:' .. smonth, delta) == delta then redis.call('DEL', p .. ':m:' .. smonth) end
+    end
+    if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
+  end
+end
+
 while a <= #ARGV do
   local member, cost_t, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
@@ -203,52 +227,15 @@ end
 return out
 """
 
-# SETTLE ARGV, per request: member, token delta (used - reserved), admitted at (ms), day, n, n × (prefix, spec).
-SETTLE = """
-local N = %(buckets)d
-local specs = {}
-local function spec(text)  -- parsed once per batch (a batch's requests mostly share their scopes)
-  local s = specs[text]
-  if not s then
-    s = {}
-    for num in string.gmatch(text, '%%d+') do s[#s + 1] = tonumber(num) end
-    specs[text] = s
-  end
-  return s
-end
-local a = 1
-while a <= #ARGV do
-  local member, delta, at, day, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
-  local month = string.sub(day, 1, 6)
-  a = a + 5
-  for i = 1, n do
-    local p, s = ARGV[a], spec(ARGV[a + 1])
-    a = a + 2
-    -- A counter that was gone (its window passed, its day ended) is not brought back: a result equal
-    -- to the delta means the increment created it, and it is removed again.
-    if delta ~= 0 then
-      if s[4] > 0 then
-        local k, b = p .. ':t', math.floor(at / math.max(1, math.floor(s[4] / N)))
-        if redis.call('HINCRBY', k, b, delta) == delta then redis.call('HDEL', k, b) end
-      end
-      if s[6] > 0 and redis.call('INCRBY', p .. ':d:' .. day, delta) == delta then redis.call('DEL', p .. ':d:' .. day) end
-      if s[7] > 0 and redis.call('INCRBY', p .. ':m:' .. month, delta) == delta then redis.call('DEL', p .. ':m:' .. month) end
-    end
-    if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
-  end
-end
-return 1
-"""
-
 _CONSTANTS = {"buckets": WINDOW_BUCKETS, "day_ttl": DAY_TTL, "month_ttl": MONTH_TTL}
-ADMIT, SETTLE = ADMIT % _CONSTANTS, SETTLE % _CONSTANTS
+LIMITS = LIMITS % _CONSTANTS
 
 
-REPLY_SIZE = 11  # values per request in ADMIT's reply
+REPLY_SIZE = 11  # values per admission in the script's reply
 
 
 def parse_replies(reply) -> list[Decision]:
-    """ADMIT's reply as one Decision per request of the batch, in order."""
+    """The script's reply as one Decision per admission of the batch, in order."""
     at, decisions = reply[0], []
     for i in range(1, len(reply), REPLY_SIZE):
         r = reply[i:i + REPLY_SIZE]
@@ -263,7 +250,7 @@ def parse_replies(reply) -> list[Decision]:
 
 
 def admit_args(scopes, member: str, tokens: int) -> list:
-    """One request's part of ADMIT's ARGV."""
+    """One admission's part of the script's ARGV."""
     args = [member, tokens, len(scopes)]
     for scope in scopes:
         args += scope.args
@@ -271,6 +258,7 @@ def admit_args(scopes, member: str, tokens: int) -> list:
 
 
 def settle_args(scopes, member: str, delta: int, at: int, day: str) -> list:
+    """One settle's part of the script's ARGV."""
     args = [member, delta, at, day, len(scopes)]
     for scope in scopes:
         args += scope.args

@@ -8,8 +8,8 @@ round trip for the request, one command for many under load, and never more than
 command in flight per process. Without REDIS_URL the in-process limiter decides. `Admission.settle`
 runs on every path (a `finally` in the handler): the token counters move from the reservation to the
 tokens billed (accounting.record_usage adds them up), the concurrency lease is given back. Settles
-are queued and sent in batches, one EVALSHA per batch, by a task of their own: never a round trip
-on the request's path. Leases still held are renewed every LEASE_MS / 3 in one call.
+go out with the process's next call (its sender sends whatever waits, settles and admissions, in one
+EVALSHA), never on a request's path. Leases still held are renewed by apps.common.leases.
 
 Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
 admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
@@ -29,11 +29,10 @@ from apps.common import redis as shared_redis
 from apps.common.errors import ApiError
 
 from .limiter import (
-    ADMIT,
     CALENDAR,
     LEASE_MS,
+    LIMITS,
     NEVER,
-    SETTLE,
     LocalLimiter,
     Scope,
     admit_args,
@@ -44,6 +43,7 @@ from .limiter import (
 log = logging.getLogger(__name__)
 DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
 MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
+SETTLE_DELAY = 0.005  # seconds a settle may wait to ride with an admission call
 MAX_BATCH = 500  # requests per admission or settle call: a script run stays short for Redis's other clients
 
 _local = LocalLimiter()  # without REDIS_URL
@@ -52,12 +52,11 @@ _REDIS = None  # Admission.backend for admissions Redis made
 _scopes: dict = {}
 _down_until = 0.0
 _admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the admitter
-_admitter: asyncio.Task | None = None
-_pending: list["Admission"] = []  # settles waiting for the settler
+_pending: list["Admission"] = []  # settles waiting for the sender
+_sender: asyncio.Task | None = None  # sends what waits (settles, admissions) in one call at a time
+_settle_timer: tuple | None = None  # (loop, TimerHandle) while settles wait for a ride
 _leased: dict[str, "Admission"] = {}  # in-process admissions holding concurrency leases, by member
-_settler: asyncio.Task | None = None
 _renewer: asyncio.Task | None = None
-_wake: asyncio.Event | None = None
 
 
 class Admission:
@@ -84,7 +83,7 @@ class Admission:
             for key in self.lease_keys():
                 leases.drop(key, self.member)
             _pending.append(self)
-            _start_settler()
+            _settle_soon()
         else:
             _leased.pop(self.member, None)
             self.backend.settle(self.scopes, self.member, delta, self.at, self.day)
@@ -151,7 +150,7 @@ async def _decide(scopes, member, tokens, day):
     if time.monotonic() >= _down_until:
         future = asyncio.get_running_loop().create_future()
         _admits.append((scopes, member, tokens, day, future))
-        _start_admitter()
+        _start_sender()
         try:
             return _REDIS, await future
         except _Unreachable:
@@ -162,25 +161,54 @@ async def _decide(scopes, member, tokens, day):
     return _fallback, _fallback.admit(scopes, member, tokens, day)
 
 
-def _start_admitter() -> None:
-    global _admitter
+def _settle_soon() -> None:
+    """Settles wait up to SETTLE_DELAY for an admission call to ride with (under load there is always
+    one), then go on their own."""
+    global _settle_timer
     loop = asyncio.get_running_loop()
-    if _admitter is None or _admitter.done() or _admitter.get_loop() is not loop:
-        _admitter = loop.create_task(_run_admitter(), name="limits-admitter")
+    if _sender is not None and not _sender.done() and _sender.get_loop() is loop:
+        return  # it takes them with its next call
+    if _settle_timer is None or _settle_timer[0] is not loop:
+        _settle_timer = (loop, loop.call_later(SETTLE_DELAY, _settle_due))
 
 
-async def _run_admitter() -> None:
-    """Send what waits as one batch; what arrived meanwhile goes in the next, until none waits."""
-    global _admits, _down_until
-    while _admits:
-        batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
-        args = [batch[0][3], LEASE_MS]
-        for scopes, member, tokens, _, _ in batch:
-            args += admit_args(scopes, member, tokens)
-        try:
-            async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
-                decisions = parse_replies(await leases.evalsha(shared_redis.client(), ADMIT, [], args))
-        except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
+def _settle_due() -> None:
+    global _settle_timer
+    _settle_timer = None
+    if _pending:
+        _start_sender()
+
+
+def _start_sender() -> None:
+    global _sender
+    loop = asyncio.get_running_loop()
+    if _sender is None or _sender.done() or _sender.get_loop() is not loop:
+        _sender = loop.create_task(_run_sender(), name="limits-sender")
+
+
+async def _run_sender() -> None:
+    """Send what waits as one batch; what arrived meanwhile goes in the next, until nothing waits."""
+    while _admits or _pending:
+        await _send_batch()
+
+
+async def _send_batch() -> None:
+    global _admits, _pending, _down_until
+    batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
+    settles, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
+    args = [batch[0][3] if batch else calendar(), LEASE_MS, len(settles)]
+    for a in settles:
+        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
+    for scopes, member, tokens, _, _ in batch:
+        args += admit_args(scopes, member, tokens)
+    try:
+        async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT" if batch else "REDIS_TIMEOUT"]):
+            decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
+    except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
+        if settles:
+            log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
+                        len(settles), type(exc).__name__, LEASE_MS // 1000)
+        if batch:
             if _down_until == 0.0 or time.monotonic() - _down_until > 60:
                 log.warning("rate limiter: Redis unreachable (%s); failing %s for %.0f s at a time",
                             type(exc).__name__, settings.XROUTER["LIMITS_FAIL"], DOWN_PAUSE)
@@ -188,12 +216,12 @@ async def _run_admitter() -> None:
             for *_, future in batch:
                 if not future.done():
                     future.set_exception(_Unreachable())
-            continue
-        for (scopes, member, tokens, day, future), decision in zip(batch, decisions, strict=True):
-            if not future.done():
-                future.set_result(decision)
-            elif decision.admitted:  # its request was cancelled while waiting: give back what it took
-                Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
+        return
+    for (scopes, member, tokens, day, future), decision in zip(batch, decisions, strict=True):
+        if not future.done():
+            future.set_result(decision)
+        elif decision.admitted:  # its request was cancelled while waiting: give back what it took
+            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
 
 
 NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",
@@ -272,38 +300,13 @@ def calendar_reset(kind: str) -> float:
 
 
 # --- settling and renewing, off the request path ---
-def _start_settler() -> None:
-    global _settler, _wake
-    loop = asyncio.get_running_loop()
-    if _settler is None or _settler.done() or _settler.get_loop() is not loop:
-        _wake = asyncio.Event()
-        _settler = loop.create_task(_run_settler(), name="limits-settler")
-    _wake.set()
-
-
-async def _run_settler() -> None:
-    while True:
-        await _wake.wait()
-        _wake.clear()
-        await flush()
-
-
 async def flush() -> None:
-    """Send every queued settle in one call. A batch Redis cannot take is dropped: its leases expire
+    """Send every queued settle (at shutdown). A batch Redis cannot take is dropped: its leases expire
     within LEASE_MS, its unused reservations stay counted (conservative) until their windows pass."""
-    global _pending
-    client = shared_redis.client()
-    while _pending and client is not None:
-        batch, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
-        args = []
-        for a in batch:
-            args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
-        try:
-            async with asyncio.timeout(settings.XROUTER["REDIS_TIMEOUT"]):
-                await leases.evalsha(client, SETTLE, [], args)
-        except Exception as exc:
-            log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
-                        len(batch), type(exc).__name__, LEASE_MS // 1000)
+    if _sender is not None and not _sender.done() and _sender.get_loop() is asyncio.get_running_loop():
+        await asyncio.shield(_sender)
+    while _pending and shared_redis.client() is not None:
+        await _send_batch()
 
 
 def _start_renewer() -> None:

@@ -9,11 +9,10 @@ from django.conf import settings
 from apps.common.leases import RENEW
 from apps.common.rates import Limits, Rate
 from apps.limits.limiter import (
-    ADMIT,
     CALENDAR,
     LEASE_MS,
+    LIMITS,
     NEVER,
-    SETTLE,
     LocalLimiter,
     Scope,
     admit_args,
@@ -38,16 +37,15 @@ class RedisScript:
 
     def __init__(self, client):
         self.client = client
-        self.admit_script = client.register_script(ADMIT)
-        self.settle_script = client.register_script(SETTLE)
+        self.script = client.register_script(LIMITS)
         self.renew_script = client.register_script(RENEW)
 
     def admit(self, scopes, member, tokens, day, lease_ms=LEASE_MS):
-        [decision] = parse_replies(self.admit_script(args=[day, lease_ms, *admit_args(scopes, member, tokens)]))
+        [decision] = parse_replies(self.script(args=[day, lease_ms, 0, *admit_args(scopes, member, tokens)]))
         return decision
 
     def settle(self, scopes, member, delta, at, day):
-        self.settle_script(args=settle_args(scopes, member, delta, at, day))
+        assert parse_replies(self.script(args=[day, LEASE_MS, 1, *settle_args(scopes, member, delta, at, day)])) == []
 
     def renew(self, leases, lease_ms=LEASE_MS):
         self.renew_script(keys=[k for k, _ in leases], args=[lease_ms, *(m for _, m in leases)])
@@ -215,14 +213,35 @@ def test_one_script_call_decides_a_batch_in_order():
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         s, other = scope(requests=Rate(2, 60)), scope(concurrent=1)
-        args = [DAY, LEASE_MS]
+        args = [DAY, LEASE_MS, 0]
         for n in range(3):
             args += admit_args([s], f"r{n}", 0)
         args += admit_args([other], "c0", 0) + admit_args([other], "c1", 0)
-        decisions = parse_replies(client.register_script(ADMIT)(args=args))
+        decisions = parse_replies(client.register_script(LIMITS)(args=args))
         assert [d.admitted for d in decisions] == [True, True, False, True, False]
         assert [d.kind for d in decisions if not d.admitted] == ["requests", "concurrent"]
         assert len({d.at for d in decisions if d.admitted}) == 1
+    finally:
+        for prefix in CREATED:
+            for key in client.scan_iter(prefix + ":*"):
+                client.delete(key)
+        CREATED.clear()
+        client.close()
+
+
+def test_a_settle_in_the_same_call_frees_the_lease_for_an_admission_after_it():
+    need("Redis", bool(settings.REDIS_URL))
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    script = client.register_script(LIMITS)
+    try:
+        s = scope(concurrent=1)
+        [held] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([s], "first", 0)]))
+        assert held.admitted
+        [next_one] = parse_replies(script(args=[DAY, LEASE_MS, 1, *settle_args([s], "first", 0, held.at, DAY),
+                                                *admit_args([s], "second", 0)]))
+        assert next_one.admitted
     finally:
         for prefix in CREATED:
             for key in client.scan_iter(prefix + ":*"):
