@@ -194,6 +194,11 @@ async def _run_sender() -> None:
 
 async def _send_batch() -> None:
     global _admits, _pending, _down_until
+    if time.monotonic() < _down_until:  # what queued behind a failed call: not another wait on Redis
+        for *_, future in _admits:
+            if not future.done():
+                future.set_exception(_Unreachable())
+        _admits = []
     batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
     settles, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
     args = [batch[0][3] if batch else calendar(), LEASE_MS, len(settles)]
@@ -202,7 +207,7 @@ async def _send_batch() -> None:
     for scopes, member, tokens, _, _ in batch:
         args += admit_args(scopes, member, tokens)
     try:
-        async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT" if batch else "REDIS_TIMEOUT"]):
+        async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
             decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
     except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
         if settles:

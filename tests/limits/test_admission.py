@@ -89,9 +89,18 @@ def test_a_redis_that_never_answers_costs_a_request_the_timeout_then_nothing(set
     silent.listen(100)  # accepts connections, never answers
     try:
         settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
-        results = _admit_many(replace(KEY, limits=Limits(requests=Rate(100, 60))), 5)
+        key = replace(KEY, limits=Limits(requests=Rate(100, 60)))
+        results = _admit_many(key, 5)
         assert all(isinstance(r, services.Admission) for r in results)
         assert all(r.backend is services._fallback for r in results)  # after the first timeout, Redis is not asked
+
+        async def at_once():
+            services._down_until = 0.0
+            return await asyncio.gather(*(services.admit(key, None, f"c{n}", lambda: 0) for n in range(20)))
+
+        # Twenty waiting together: one call times out for all of them, none waits twice.
+        together = asyncio.run(asyncio.wait_for(at_once(), 10))
+        assert all(r.backend is services._fallback for r in together)
     finally:
         silent.close()
 
