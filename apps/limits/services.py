@@ -44,14 +44,14 @@ log = logging.getLogger(__name__)
 DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
 MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
 SETTLE_DELAY = 0.005  # seconds a settle may wait to ride with an admission call
-MAX_BATCH = 500  # requests per admission or settle call: a script run stays short for Redis's other clients
+MAX_BATCH = 500  # admissions, and settles, per call: a script run stays short for Redis's other clients
 
 _local = LocalLimiter()  # without REDIS_URL
 _fallback = LocalLimiter(settings.XROUTER["EXPECTED_REPLICAS"])  # Redis unreachable, failing open
 _REDIS = None  # Admission.backend for admissions Redis made
 _scopes: dict = {}
 _down_until = 0.0
-_admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the admitter
+_admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the sender
 _pending: list["Admission"] = []  # settles waiting for the sender
 _sender: asyncio.Task | None = None  # sends what waits (settles, admissions) in one call at a time
 _settle_timer: tuple | None = None  # (loop, TimerHandle) while settles wait for a ride
@@ -80,8 +80,8 @@ class Admission:
         if not (self.leased or delta):
             return
         if self.backend is _REDIS:
-            for key in self.lease_keys():
-                leases.drop(key, self.member)
+            for lease_key in self.lease_keys():
+                leases.drop(lease_key, self.member)
             _pending.append(self)
             _settle_soon()
         else:
@@ -131,8 +131,8 @@ async def admit(key, model, member: str, reserve) -> Admission | None:
     leased = any(s.limits.concurrent for s in scopes)
     admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased)
     if leased and backend is _REDIS:
-        for key in admission.lease_keys():
-            leases.hold(key, member)
+        for lease_key in admission.lease_keys():
+            leases.hold(lease_key, member)
     elif leased:
         _leased[member] = admission
         _start_renewer()
