@@ -150,3 +150,35 @@ def test_a_key_without_limits_gets_no_ratelimit_headers(two_gateways, limited_ke
                           json=chat_body(MODEL), timeout=30)
     assert response.status_code == 200
     assert not [h for h in response.headers if h.startswith("x-ratelimit")]
+
+
+def test_a_model_cap_holds_across_tenants_and_processes(two_gateways, limited_key):
+    """A provider model's requests_rate is one cap for every key and organisation, in every process."""
+    from apps.providers.models import ProviderModel
+    from apps.providers.services import config_announce
+
+    model = ProviderModel.objects.get(provider__name="tbank", name="t-tech/T-lite-it-2.1")
+    model.requests_rate = "6/min"
+    model.save(update_fields=["requests_rate"])
+    config_announce()
+    try:
+        keys = [limited_key(), limited_key()]  # two tenants' keys without limits of their own
+        body = chat_body("tbank/t-tech/T-lite-it-2.1")
+        deadline = time.monotonic() + 15  # until both processes have reloaded their catalog (bus "config")
+        while not all("x-ratelimit-limit-requests" in httpx.post(base + "/chat/completions", json=body, timeout=30,
+                                                                  headers={"authorization": f"Bearer {keys[0]}"}).headers
+                      for base in two_gateways):
+            assert time.monotonic() < deadline, "the model's limit never reached the gateways"
+            time.sleep(0.2)
+        responses = []
+        for n in range(12):
+            responses.append(httpx.post(two_gateways[n % 2] + "/chat/completions", json=body, timeout=30,
+                                        headers={"authorization": f"Bearer {keys[n % 2]}"}))
+        assert all(r.status_code in (200, 429) for r in responses)
+        assert sum(r.status_code == 200 for r in responses) <= 4  # 6 a minute, two or more already used above
+        refused = next(r for r in responses if r.status_code == 429)
+        assert "model tbank/t-tech/T-lite-it-2.1" in assert_error(refused, 429, code="rate_limit_exceeded")["message"]
+    finally:
+        model.requests_rate = ""
+        model.save(update_fields=["requests_rate"])
+        config_announce()
