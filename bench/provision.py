@@ -41,6 +41,34 @@ def bench_config(mock_base_url: str, with_rule: bool, limits: bool = False) -> d
     return config
 
 
+def oauth_token(user) -> str:
+    """A client-credentials access token of an application of the bench organisation, stored as the toolkit
+    stores one (hashed); valid for the hour the bench needs at most."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import set_token_value
+
+    from apps.accounts.models import Membership, Organisation
+    from apps.accounts.services import membership_add
+    from apps.oauth.models import AccessToken, Application
+    from apps.oauth.services import application_create
+    from apps.oauth.tokens import new_access_token
+
+    organisation, _ = Organisation.objects.get_or_create(name="bench")
+    if not Membership.objects.filter(user=user, organisation=organisation).exists():
+        membership_add(organisation, user, "owner")
+    application, _secret = application_create(user=user, organisation=organisation, name="bench",
+                                               client_type=Application.CLIENT_CONFIDENTIAL,
+                                               authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS)
+    plaintext = new_access_token()
+    token = AccessToken(application=application, scope="chat embeddings models:read",
+                        expires=timezone.now() + timedelta(hours=1))
+    set_token_value(token, plaintext)
+    token.save()
+    return plaintext
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mock-url", required=True, help="the mock's /v1 base URL")
@@ -61,7 +89,8 @@ def main() -> None:
     counts = config_import(parse_config(config))
     user, _ = User.objects.get_or_create(username="bench", defaults={"email": "bench@example.invalid"})
     _key, plaintext = key_create(user=user, name="bench", **(KEY_LIMITS if args.limits else {}))
-    print(json.dumps({"key": plaintext, "usage_table": UsageRecord._meta.db_table, "counts": counts,
+    print(json.dumps({"key": plaintext, "oauth_token": oauth_token(user), "usage_table": UsageRecord._meta.db_table,
+                      "counts": counts,
                       "rule": with_rule, "config": config}))
 
 

@@ -3,6 +3,7 @@
 # (key, label, unit, comparison, target, peers) — peers are LiteLLM / Portkey as measured in issue 4.
 TARGETS = {
     "cpu_ms_per_request": ("<=", 0.8, "10.5 / 0.95"),
+    "oauth_cpu_ms_per_request": ("<=", 0.8, ""),
     "added_p50_ms": ("<=", 1.0, "11.6 / 0.7"),
     "rps_64": (">=", 2000, "~180 / ~1,200"),
     "cpu_ms_per_chunk": ("<=", 0.1, "0.7 / –"),
@@ -73,6 +74,11 @@ def rows(r: dict) -> list[tuple]:
             f"{cpu['connections']} clients, all {cpu['processes']} gateway processes)",
             "cpu_ms_per_request", cpu.get("gateway_ms_per_request"), f"mock: {_fmt(cpu.get('mock_ms_per_request'), 3)}",
             digits=3)
+    oauth = r.get("oauth_cpu") or {}
+    if oauth:
+        row(f"… the same with an OAuth access token instead of the key ({oauth['requests']:,} requests, "
+            f"{oauth['errors']} errors)", "oauth_cpu_ms_per_request", oauth.get("gateway_ms_per_request"),
+            f"mock: {_fmt(oauth.get('mock_ms_per_request'), 3)}", digits=3)
     for c, run in sorted((r.get("rps") or {}).items(), key=lambda kv: int(kv[0])):
         g, d = run.get("gateway") or {}, run.get("direct") or {}
         key = "rps_64" if int(c) == 64 else f"rps_{c}"
@@ -228,6 +234,7 @@ def checks(r: dict) -> list[dict]:
     rps64 = ((r.get("rps") or {}).get("64") or {}).get("gateway") or {}
     values = {
         "cpu_ms_per_request": cpu.get("gateway_ms_per_request"),
+        "oauth_cpu_ms_per_request": (r.get("oauth_cpu") or {}).get("gateway_ms_per_request"),
         "added_p50_ms": lat.get("added_p50_ms"),
         "rps_64": rps64.get("rps"),
         "cpu_ms_per_chunk": chunk.get("gateway_ms_per_chunk"),

@@ -8,7 +8,8 @@ and one routing rule, `manage.py serve --workers 2` with the usage writer as its
 Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--quick` near 1):
   1. wrk, non-streamed, at 1, 16 and 64 connections, gateway and direct: requests/s, latency
      (added p50/p99 at 1 client = gateway − direct), CPU of every gateway process per request.
-  2. A fixed-count run (`--cpu-requests`): CPU seconds per 1,000 requests, usage drained first.
+  2. A fixed-count run (`--cpu-requests`): CPU seconds per 1,000 requests, usage drained first; then the
+     same run with an OAuth access token instead of the key (it must cost the same: one cache).
   3. Streams at 16 concurrent: added time-to-first-token; a long-stream run: CPU per chunk.
   4. Hold tests: 500 streams × 200 chunks at 50 ms; 5,000 slow streams × 20 chunks at 500 ms.
   5. Resident memory: idle after warm-up, peak during the 5,000-stream hold, per open stream.
@@ -228,6 +229,7 @@ class Bench:
         self.gateway_url = ""
         self.mock_url = ""
         self.key = "none"
+        self.oauth_token = "none"
         self.db = None
         self.usage_table = ""
         self.wrk_gateway_connections = 0
@@ -308,11 +310,13 @@ class Bench:
         return self.usage_rows()
 
     # wrk
-    def wrk(self, target: str, connections: int, duration: float, max_requests: int = 0, latency: bool = False) -> dict:
+    def wrk(self, target: str, connections: int, duration: float, max_requests: int = 0, latency: bool = False,
+            auth: str = "") -> dict:
+        """auth: the gateway credential (default the API key; the OAuth run passes its access token)."""
         direct = target == "direct"
         url = (self.mock_url if direct else self.gateway_url) + "/chat/completions"
         threads = 1 if connections < 4 else 2
-        env = {**os.environ, "BENCH_AUTH": "mock" if direct else self.key, "BENCH_DIRECT": "1" if direct else "0",
+        env = {**os.environ, "BENCH_AUTH": "mock" if direct else (auth or self.key), "BENCH_DIRECT": "1" if direct else "0",
                "BENCH_MAX": str(max_requests), "BENCH_THREADS": str(threads)}
         argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
                 "-s", str(BENCH / "post.lua")] + (["--latency"] if latency else []) + [url]
@@ -417,7 +421,7 @@ class Bench:
         if out.returncode != 0:
             raise BenchError(f"provisioning failed:\n{out.stderr.decode(errors='replace')[-2000:]}")
         prov = json.loads(out.stdout.decode().strip().splitlines()[-1])
-        self.key, self.usage_table = prov["key"], prov["usage_table"]
+        self.key, self.oauth_token, self.usage_table = prov["key"], prov["oauth_token"], prov["usage_table"]
         self.results["settings_rule"] = prov["rule"]
         import psycopg
 
@@ -505,17 +509,24 @@ class Bench:
             }
 
     def cpu_run(self):
+        if self.gateway:
+            self.results["cpu"] = self._cpu_per_request("API key", self.key)
+
+    def oauth_cpu_run(self):
+        """The same run with an OAuth access token: it must cost what a key costs (the same in-process cache)."""
+        if self.gateway:
+            self.results["oauth_cpu"] = self._cpu_per_request("OAuth access token", self.oauth_token)
+
+    def _cpu_per_request(self, what: str, auth: str) -> dict:
         a = self.args
-        if not self.gateway:
-            return
-        log(f"CPU: {a.cpu_requests:,} requests at {a.cpu_connections} connections (at most {a.cpu_max_seconds:g} s)")
+        log(f"CPU ({what}): {a.cpu_requests:,} requests at {a.cpu_connections} connections (at most {a.cpu_max_seconds:g} s)")
         self.drain_usage()
         snap = self.snapshot()
         stats0 = self.mock_stats()
-        data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests)
+        data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests, auth=auth)
         self.drain_usage()  # the writer's share of the work counts too
         after = procs.cpu_snapshot(self.gateway_pids())
-        g_cpu, m_cpu = self.cpu_since(snap, f"CPU run, {a.cpu_connections} connections")
+        g_cpu, m_cpu = self.cpu_since(snap, f"CPU run ({what}), {a.cpu_connections} connections")
         served = self.mock_stats()["requests_gateway"] - stats0["requests_gateway"]
         if not served:
             raise BenchError("the CPU run served no request")
@@ -524,7 +535,7 @@ class Bench:
         for p in procs.describe(pids, self.gateway.pid):
             spent = (after.get(p["pid"], 0) - snap["gateway"].get(p["pid"], 0)) / procs.CLK_TCK
             by_role[p["role"]] = by_role.get(p["role"], 0.0) + spent / served * 1000
-        self.results["cpu"] = {
+        return {
             "requests": served, "connections": a.cpu_connections, "processes": len(pids),
             "wrk_requests": data["requests"], "errors": data["errors"], "rps": data["rps"],
             "gateway_cpu_s": g_cpu, "mock_cpu_s": m_cpu,
@@ -745,6 +756,7 @@ class Bench:
         self.websockets_run()  # first, while the workers' memory is still at idle: the growth is the sockets'
         self.rps_runs()
         self.cpu_run()
+        self.oauth_cpu_run()
         self.stream_runs()
         self.hold("hold", a.hold_streams, a.hold_chunks, a.hold_interval_ms, 0.0)
         self.hold("slow", a.slow_streams, a.slow_chunks, a.slow_interval_ms, a.slow_ramp)

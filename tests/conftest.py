@@ -228,14 +228,16 @@ class IssuedKey(tuple):
     plaintext = property(lambda self: self[1])
 
 
-def _persona(username: str, organisation):
-    """get_or_create: the session `gateway` fixture commits users of the same names."""
-    from apps.accounts.models import User
+def _persona(username: str, organisation, role: str):
+    """get_or_create: the session `gateway` fixture commits users of the same names. A member of
+    `organisation` with `role`, which is also their default organisation."""
+    from apps.accounts.models import Membership, User
 
     user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
-    if user.organisation_id != organisation.id or not user.is_active:
-        user.organisation, user.is_active = organisation, True
-        user.save(update_fields=["organisation", "is_active"])
+    if user.organisation_id != organisation.id or not user.is_active or not user.email:
+        user.organisation, user.is_active, user.email = organisation, True, f"{username}@example.com"
+        user.save(update_fields=["organisation", "is_active", "email"])
+    Membership.objects.update_or_create(user=user, organisation=organisation, defaults={"role": role})
     return user
 
 
@@ -255,20 +257,20 @@ def globex(db):
 
 @pytest.fixture
 def alice(acme):
-    """Owns things in acme."""
-    return _persona("alice", acme)
+    """Owns acme."""
+    return _persona("alice", acme, "owner")
 
 
 @pytest.fixture
 def bob(acme):
-    """On alice's team (acme)."""
-    return _persona("bob", acme)
+    """On alice's team (acme): a developer."""
+    return _persona("bob", acme, "developer")
 
 
 @pytest.fixture
 def charlie(globex):
-    """Another tenant (globex): must be refused everything of acme's."""
-    return _persona("charlie", globex)
+    """Another tenant (globex, which he owns): must be refused everything of acme's."""
+    return _persona("charlie", globex, "owner")
 
 
 @pytest.fixture

@@ -41,6 +41,18 @@ NO_TENANT_OBJECT = {
     ("models", "GET"): "the catalogue of models and prices, the same for everyone",
     ("v1-doc", "POST"): "documentation only: /v1 is served by the gateway (its own cases below)",
     ("v1-doc", "GET"): "documentation only: /v1 is served by the gateway (its own cases below)",
+    ("authorize", "GET"): "the caller's own consent page: any organisation's application may ask (it pays for its use)",
+    ("authorize", "POST"): "the caller consents for themselves; the code is bound to the asking application",
+    ("user-info", "GET"): "the claims of the access token's own user", ("user-info", "POST"): "the same, by POST",
+    ("oidc-connect-discovery-info", "GET"): "OpenID Connect discovery, the same for everyone",
+    ("jwks-info", "GET"): "the public half of the ID-token signing key",
+    ("login_code", "GET"): "the code step of the caller's own login", ("login_code", "POST"): "checks the caller's own code",
+    ("oidc_login", "POST"): "sends the caller to the identity provider",
+    ("oidc_callback", "GET"): "finishes the caller's own login, bound to the state in their session",
+    ("security", "GET"): "the caller's own two-factor devices (no id in the URL)",
+    ("security", "POST"): "changes the caller's own two-factor devices (no id in the URL)",
+    ("invitation", "GET"): "bound to the invitation token the caller holds (tests/portal/test_members.py: another account cannot take it)",
+    ("invitation", "POST"): "bound to the invitation token the caller holds, and to its address",
 }
 
 
@@ -146,6 +158,13 @@ def _key_revoke_api(w):
     w.assert_unchanged()
 
 
+def _key_rotate_api(w):
+    _refused(w.charlie_client().post(f"/api/v1/keys/{w.key.id}/rotate/", {"grace_seconds": 0},
+                                     content_type="application/json"))
+    assert not ApiKey.objects.filter(name=w.key.name).exclude(pk=w.key.pk).exists()  # no sibling made
+    w.assert_unchanged()
+
+
 def _usage_list(w):
     _absent(w.charlie_client().get("/api/v1/usage/"), w.usage.request_id, "acme-secret-model")
 
@@ -210,17 +229,180 @@ def _portal_key_revoke(w):
     w.assert_unchanged()
 
 
+def _portal_key_rotate(w):
+    _refused(w.charlie_client().post(f"/keys/{w.key.id}/rotate/", {"grace": "0"}))
+    assert not ApiKey.objects.filter(name=w.key.name).exclude(pk=w.key.pk).exists()
+    w.assert_unchanged()
+
+
 def _portal_usage(w):
     _absent(w.charlie_client().get("/usage/"), w.usage.request_id, "acme-secret-model", w.key.prefix)
+    # the lookup by x-request-id: acme's request looks like no request at all
+    found = w.charlie_client().get("/usage/", {"request_id": w.usage.request_id})
+    assert found.context["found"] is None
+    _absent(found, "acme-secret-model", w.key.prefix)
+
+
+def _portal_playground(w):
+    # the keys it offers to bill are one's own only (the socket checks the same: tests/gateway/test_ws_session.py)
+    _absent(w.charlie_client().get("/playground/"), w.key.prefix, w.key.name, f'value="{w.key.id}"')
 
 
 def _portal_usage_csv(w):
     _absent(w.charlie_client().get("/usage.csv"), w.usage.request_id, "acme-secret-model", w.key.prefix)
 
 
+# OAuth: alice's acme has a confidential application with a token; charlie's globex has one of its own.
+def _oauth(w):
+    if not hasattr(w, "acme_app"):
+        import base64
+        import secrets
+        from datetime import timedelta
+
+        from oauth2_provider.models import set_token_value
+
+        from apps.oauth.models import AccessToken
+        from apps.oauth.services import application_create
+
+        w.acme_app, w.acme_secret = application_create(
+            user=w.alice, organisation=w.acme, name=f"acme-app-{uuid.uuid4().hex[:6]}", client_type="confidential",
+            authorization_grant_type="client-credentials")
+        w.globex_app, globex_secret = application_create(
+            user=w.charlie, organisation=w.globex, name="globex-app", client_type="confidential",
+            authorization_grant_type="client-credentials")
+        w.acme_token = f"xro-{secrets.token_urlsafe(32)}"
+        token = AccessToken(user=w.alice, application=w.acme_app, scope="chat", expires=timezone.now() + timedelta(hours=1))
+        set_token_value(token, w.acme_token)
+        token.save()
+        w.globex_basic = "Basic " + base64.b64encode(f"{w.globex_app.client_id}:{globex_secret}".encode()).decode()
+    return w
+
+
+def _oauth_unchanged(w):
+    from apps.oauth.models import AccessToken, Application
+
+    assert Application.objects.filter(id=w.acme_app.id, name=w.acme_app.name, redirect_uris="").exists()
+    assert AccessToken.objects.filter(application=w.acme_app).count() == 1
+
+
+def _oauth_apps_list(w):
+    _oauth(w)
+    _absent(w.charlie_client().get("/api/v1/oauth-applications/"), w.acme_app.client_id, w.acme_app.name)
+
+
+def _oauth_apps_create(w):
+    _oauth(w)
+    r = w.charlie_client().post("/api/v1/oauth-applications/", {"name": "x", "organisation": w.acme.id,
+                                "client_type": "public", "redirect_uris": "https://x.example/cb"}, content_type="application/json")
+    _refused(r, 400, 403)
+    _oauth_unchanged(w)
+
+
+def _oauth_app_api(method):
+    def case(w):
+        _oauth(w)
+        r = getattr(w.charlie_client(), method)(f"/api/v1/oauth-applications/{w.acme_app.id}/",
+                                                {"name": "mine", "redirect_uris": "https://evil.example/cb"},
+                                                content_type="application/json")
+        _refused(r, 404)
+        _oauth_unchanged(w)
+    return case
+
+
+def _portal_oauth_apps(w):
+    _oauth(w)
+    _absent(w.charlie_client().get("/oauth-apps/"), w.acme_app.client_id, w.acme_app.name)
+
+
+def _portal_oauth_apps_create(w):
+    _oauth(w)
+    w.charlie_client().post("/oauth-apps/", {"name": "x", "organisation": w.acme.id, "client_type": "public",
+                                             "authorization_grant_type": "authorization-code",
+                                             "redirect_uris": "https://x.example/cb"})
+    _oauth_unchanged(w)
+    from apps.oauth.models import Application
+
+    assert not Application.objects.filter(organisation=w.acme, user=w.charlie).exists()
+
+
+def _portal_oauth_app_edit(method):
+    def case(w):
+        _oauth(w)
+        r = getattr(w.charlie_client(), method)(f"/oauth-apps/{w.acme_app.id}/",
+                                                *([{"name": "mine", "redirect_uris": "https://evil.example/cb"}]
+                                                  if method == "post" else []))
+        _refused(r, 404)
+        _oauth_unchanged(w)
+    return case
+
+
+def _portal_oauth_app_delete(w):
+    _oauth(w)
+    _refused(w.charlie_client().post(f"/oauth-apps/{w.acme_app.id}/delete/"), 404)
+    _oauth_unchanged(w)
+
+
+def _oauth_token(w):
+    _oauth(w)  # charlie's secret does not open acme's client
+    r = Client().post("/o/token/", {"grant_type": "client_credentials", "client_id": w.acme_app.client_id,
+                                    "client_secret": "not-" + w.acme_app.client_id})
+    _refused(r, 400, 401)
+    r = Client().post("/o/token/", {"grant_type": "client_credentials", "client_id": w.acme_app.client_id},
+                      HTTP_AUTHORIZATION=w.globex_basic)  # globex's credentials, acme's client id
+    _refused(r, 400, 401)
+    _oauth_unchanged(w)  # no token was issued to acme's application
+
+
+def _oauth_revoke(w):
+    _oauth(w)  # RFC 7009 answers 200 whatever the token; the toolkit revokes only the calling client's
+    Client().post("/o/revoke_token/", {"token": w.acme_token}, HTTP_AUTHORIZATION=w.globex_basic)
+    _oauth_unchanged(w)
+
+
+def _oauth_introspect(w):
+    _oauth(w)
+    r = Client().post("/o/introspect/", {"token": w.acme_token}, HTTP_AUTHORIZATION=w.globex_basic)
+    assert r.status_code == 200 and r.json() == {"active": False}
+
+
+def _portal_members_home(w):
+    _absent(w.charlie_client().get("/members/", follow=True), w.acme.name, w.bob.username)
+
+
+def _portal_members(w):
+    _refused(w.charlie_client().get(f"/members/{w.acme.id}/"))
+
+
+def _portal_invite(w):
+    from apps.accounts.models import Invitation
+
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/invite/", {"email": "mole@example.com", "role": "owner"}))
+    assert not Invitation.objects.filter(organisation=w.acme).exists()
+
+
+def _portal_member_role(w):
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/{w.bob_membership.id}/role/", {"role": "owner"}))
+
+
+def _portal_member_remove(w):
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/{w.bob_membership.id}/remove/"))
+
+
+def _portal_invitation_revoke(w):
+    from apps.accounts.models import Invitation
+    from apps.accounts.services import invitation_create
+
+    invitation, _ = invitation_create(w.acme, "newcomer@example.com", days=7)
+    _refused(w.charlie_client().post(f"/members/{w.acme.id}/invitations/{invitation.id}/revoke/"))
+    # and through charlie's own organisation's URL
+    _refused(w.charlie_client().post(f"/members/{w.globex.id}/invitations/{invitation.id}/revoke/"))
+    assert Invitation.objects.filter(id=invitation.id).exists()
+
+
 CASES = {
     ("key-list", "GET"): _keys_list, ("key-list", "POST"): _keys_create,
     ("key-detail", "GET"): _key_detail, ("key-revoke", "POST"): _key_revoke_api,
+    ("key-rotate", "POST"): _key_rotate_api,
     ("usage-list", "GET"): _usage_list,
     ("organisation-list", "GET"): _org_list, ("organisation-detail", "GET"): _org_detail,
     ("organisation-detail", "PUT"): _org_update("put"), ("organisation-detail", "PATCH"): _org_update("patch"),
@@ -229,8 +411,20 @@ CASES = {
     ("membership-detail", "DELETE"): _member_delete,
     ("dashboard", "GET"): _portal_dashboard,
     ("keys", "GET"): _portal_keys, ("keys", "POST"): _portal_keys,
-    ("key_revoke", "POST"): _portal_key_revoke,
+    ("key_revoke", "POST"): _portal_key_revoke, ("key_rotate", "POST"): _portal_key_rotate,
     ("usage", "GET"): _portal_usage, ("usage_csv", "GET"): _portal_usage_csv,
+    ("oauth-application-list", "GET"): _oauth_apps_list, ("oauth-application-list", "POST"): _oauth_apps_create,
+    ("oauth-application-detail", "GET"): _oauth_app_api("get"),
+    ("oauth-application-detail", "PATCH"): _oauth_app_api("patch"),
+    ("oauth-application-detail", "DELETE"): _oauth_app_api("delete"),
+    ("oauth_apps", "GET"): _portal_oauth_apps, ("oauth_apps", "POST"): _portal_oauth_apps_create,
+    ("oauth_app_edit", "GET"): _portal_oauth_app_edit("get"), ("oauth_app_edit", "POST"): _portal_oauth_app_edit("post"),
+    ("oauth_app_delete", "POST"): _portal_oauth_app_delete,
+    ("token", "POST"): _oauth_token, ("revoke-token", "POST"): _oauth_revoke, ("introspect", "POST"): _oauth_introspect,
+    ("playground", "GET"): _portal_playground,
+    ("members_home", "GET"): _portal_members_home, ("members", "GET"): _portal_members,
+    ("invite", "POST"): _portal_invite, ("member_role", "POST"): _portal_member_role,
+    ("member_remove", "POST"): _portal_member_remove, ("invitation_revoke", "POST"): _portal_invitation_revoke,
 }
 
 # /v1 and the WebSocket hold no object of a tenant but the models a key may use: charlie's key is

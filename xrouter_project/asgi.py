@@ -20,7 +20,8 @@ from apps.gateway.readiness import readyz  # noqa: E402
 from apps.gateway.ws_urls import websocket_urlpatterns  # noqa: E402
 
 # No session middleware: the WebSocket endpoints authenticate by API key, and a session lookup
-# would cost a database query per handshake.
+# would cost a database query per handshake. Only the portal's playground sockets read the
+# session, themselves (apps/gateway/ws_session.py).
 websocket_app = URLRouter(websocket_urlpatterns)
 
 

@@ -7,12 +7,15 @@ PostgreSQL and Redis. A malformed value stops the start with a message naming it
 
 import base64
 import hashlib
+import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -52,6 +55,11 @@ def env_float(name, default):
 
 def env_list(name, default=()):
     return _checked(name, lambda raw: [p.strip() for p in raw.split(",") if p.strip()], list(default))
+
+
+def _networks(raw):
+    """Comma-separated CIDRs (a bare address is a /32 or /128), as strings in their canonical form."""
+    return [str(ipaddress.ip_network(p.strip())) for p in raw.split(",") if p.strip()]
 
 
 def env_secret(name, default=""):
@@ -107,7 +115,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "apps.accounts.apps.TwoFactorAdminConfig",  # django.contrib.admin; staff need TOTP in production
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -115,13 +123,18 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
-    # django-oauth-toolkit joins with the accounts/OAuth issue (pinned in requirements already).
-    # "oauth2_provider",
+    "drf_spectacular_sidecar",
+    "oauth2_provider",
     "channels",
     "django_prometheus",
+    # Two-factor login (TOTP, and single-use recovery codes) for the portal and the admin.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "apps.common",
     "apps.accounts",
     "apps.keys",
+    "apps.oauth",
     "apps.providers",
     "apps.routing",
     "apps.usage",
@@ -138,6 +151,8 @@ if os.environ.get("XROUTER_ROLE") == "writer":
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only.
+    "apps.common.middleware.ClientAddressMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # LocaleMiddleware's rules, except that /api and the /v1 docs stay English (apps/portal/middleware.py).
@@ -145,6 +160,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the code step
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -178,6 +194,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise also serves what the finders find (static/ and the apps'), so `manage.py serve` works without
+# collectstatic and never serves a stale copy of a file; collected files (the Dockerfile) still serve too.
+WHITENOISE_USE_FINDERS = True
 
 # --- Database ---
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -226,6 +245,9 @@ if REDIS_URL:
                           "KEY_PREFIX": REDIS_NAMESPACE}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_NAMESPACE}:asgi"}}}
+    # Sessions live in Redis too (every process sees them; no session table to sweep). Without Redis
+    # they stay in the database, which, unlike the in-process cache, every process shares.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -247,6 +269,7 @@ CELERY_BEAT_SCHEDULE = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "apps.oauth.authentication.OAuthTokenAuthentication",  # `xro-` tokens only
         "apps.keys.authentication.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -260,6 +283,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "OpenAI-compatible gateway (/v1) and management API (/api/v1).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "OAS_VERSION": "3.1.0",  # /v1 bodies are pydantic's JSON Schema (apps/gateway/openapi.py)
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN (closed networks). No Redoc view:
+    # drf-spectacular's Redoc page loads Google Fonts.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- Secrets at rest ---
@@ -296,6 +324,8 @@ XROUTER = {
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
     "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
+    # Keys used since the last write get last_used_at in one UPDATE per process this often (seconds).
+    "LAST_USED_INTERVAL": env_float("XROUTER_LAST_USED_INTERVAL", 30.0),
     "USAGE_STREAM": os.environ.get("XROUTER_USAGE_STREAM") or f"{REDIS_NAMESPACE}:usage",
     "REDIS_NAMESPACE": REDIS_NAMESPACE,
     "SHUTDOWN_GRACE": env_float("XROUTER_SHUTDOWN_GRACE", 30.0),
@@ -320,6 +350,8 @@ XROUTER = {
     "LIMITS_FAIL": _checked("XROUTER_LIMITS_FAIL", _limits_fail, "closed" if XROUTER_ENV == "production" else "open"),
     "LIMITS_TIMEOUT": env_float("XROUTER_LIMITS_TIMEOUT", 1.0),
     "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
+    # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
+    "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
 }
 
 # --- Developer portal (apps.portal, served at /) ---
@@ -359,6 +391,14 @@ def _signup(raw):
     return raw
 
 
+def _discovery_url(raw):
+    # https only: the ID tokens' keys are fetched from what it names (http for loopback, as in the tests).
+    url = urlsplit(raw)
+    if not (url.scheme == "https" or (url.scheme == "http" and url.hostname in {"127.0.0.1", "localhost", "::1"})):
+        raise ValueError("use an https:// URL (http:// only for loopback)")
+    return raw
+
+
 XROUTER |= {
     # Who may sign up: anyone (open), nobody without an invitation (invite), or addresses of SIGNUP_DOMAINS (domains).
     "SIGNUP": _checked("XROUTER_SIGNUP", _signup, "invite" if XROUTER_ENV == "production" else "open"),
@@ -367,7 +407,134 @@ XROUTER |= {
     # further attempts for the window (seconds). Counted in the Django cache.
     "LOGIN_MAX_FAILURES": env_int("XROUTER_LOGIN_MAX_FAILURES", 5),
     "LOGIN_LOCKOUT_SECONDS": env_int("XROUTER_LOGIN_LOCKOUT_SECONDS", 900),
+    # Staff reach the admin only after the TOTP code step (and are sent to enrol a device first).
+    "STAFF_TOTP": XROUTER_ENV == "production",
+    # An invitation link works once, for this many days.
+    "INVITATION_DAYS": env_int("XROUTER_INVITATION_DAYS", 7),
+    # Login through an OpenID Connect provider: shown on the login page once the three are set.
+    "OIDC_LOGIN": {
+        "DISCOVERY_URL": _checked("XROUTER_OIDC_LOGIN_DISCOVERY_URL", _discovery_url, ""),
+        "CLIENT_ID": os.environ.get("XROUTER_OIDC_LOGIN_CLIENT_ID", ""),
+        "CLIENT_SECRET": env_secret("XROUTER_OIDC_LOGIN_CLIENT_SECRET"),
+        "NAME": os.environ.get("XROUTER_OIDC_LOGIN_NAME", "OpenID Connect"),  # the button says "Sign in with NAME"
+    },
 }
+OTP_TOTP_ISSUER = "XRouter"  # the name authenticator apps show beside the code
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # the admin never shows a TOTP secret, its QR code or a recovery code
+
+# --- OAuth 2.0 and OpenID Connect (apps.oauth, django-oauth-toolkit) ---
+# The ID-token signing key (PEM, RSA). In development a missing file is generated once; XROUTER_ENV=production
+# refuses to start without it (apps/common/checks.py, xrouter.E005).
+OIDC_RSA_KEY_FILE = Path(os.environ.get("XROUTER_OIDC_RSA_KEY_FILE") or BASE_DIR / "var" / "oidc-rsa-key.pem")
+
+
+def _oidc_rsa_key(path: Path) -> str:
+    if path.is_file():
+        return path.read_text()
+    if XROUTER_ENV == "production":
+        return ""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_bytes(pem)
+    temporary.chmod(0o600)
+    try:
+        os.link(temporary, path)  # fails if another process got there first: everyone then signs with its key
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text()
+
+
+def _at_most(limit):
+    def parse(raw):
+        value = int(raw)
+        if not 0 < value <= limit:
+            raise ValueError(f"use 1 to {limit}")
+        return value
+
+    return parse
+
+
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth.RefreshToken"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth.IDToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth.Grant"
+OAUTH2_PROVIDER = {
+    # The five scopes of API keys (apps/keys/models.py SCOPES) and OpenID Connect's own.
+    # (The descriptions are shown on the consent page, so translated.)
+    "SCOPES": {
+        "chat": gettext_lazy("Chat with models (/v1/chat/completions)"),
+        "embeddings": gettext_lazy("Compute embeddings (/v1/embeddings)"),
+        "models:read": gettext_lazy("List models (/v1/models)"),
+        "usage:read": gettext_lazy("Read your usage (/api/v1/usage)"),
+        "keys:manage": gettext_lazy("Manage your API keys (/api/v1/keys)"),
+        "openid": gettext_lazy("Know who you are (OpenID Connect)"),
+    },
+    "DEFAULT_SCOPES": ["chat", "embeddings", "models:read"],
+    "OAUTH2_VALIDATOR_CLASS": "apps.oauth.validators.XRouterOAuth2Validator",
+    "OAUTH2_SERVER_CLASS": "apps.oauth.validators.XRouterServer",
+    "APPLICATION_ADMIN_CLASS": "apps.oauth.admin.ApplicationAdmin",
+    "ACCESS_TOKEN_GENERATOR": "apps.oauth.tokens.new_access_token",
+    "REFRESH_TOKEN_GENERATOR": "apps.oauth.tokens.new_refresh_token",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_ACCESS_TOKEN_SECONDS", _at_most(3600), 3600),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_CODE_SECONDS", _at_most(60), 60),
+    "ID_TOKEN_EXPIRE_SECONDS": 3600,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": _checked("XROUTER_OAUTH_REFRESH_TOKEN_SECONDS", _at_most(90 * 86400), 30 * 86400),
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,  # a rotated refresh token presented again revokes its whole family
+    "PKCE_REQUIRED": True,
+    # RFC 9700: no implicit or password grant, no `plain` PKCE, no token in a query string, hashed tokens at rest.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    # A deploy-check warning, not an error: http stays in ALLOWED_REDIRECT_URI_SCHEMES for native apps' loopback
+    # callbacks (RFC 8252), and apps.oauth.models.redirect_uri_problem refuses it for any other host.
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": False,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    # http is allowed for loopback redirect URIs only (apps.oauth.models.redirect_uri_problem).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": _oidc_rsa_key(OIDC_RSA_KEY_FILE) if os.environ.get("XROUTER_ROLE") != "writer" else "",
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+}
+
+
+def _jwt_issuers(raw):
+    """XROUTER_JWT_ISSUERS: a JSON list of {issuer, jwks_url, audience, organisation_claim, role_claim}."""
+    import json
+
+    issuers = json.loads(raw)
+    if not isinstance(issuers, list):
+        raise ValueError("a JSON list of issuers")
+    parsed = []
+    for entry in issuers:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) and entry[k]
+                                                  for k in ("issuer", "jwks_url", "audience")):
+            raise ValueError("each issuer needs the strings issuer, jwks_url and audience")
+        if not entry["jwks_url"].startswith(("https://", "http://")):
+            raise ValueError("jwks_url must be an http(s) URL")
+        parsed.append({"issuer": entry["issuer"], "jwks_url": entry["jwks_url"], "audience": entry["audience"],
+                       "organisation_claim": str(entry.get("organisation_claim") or "org"),
+                       "role_claim": str(entry.get("role_claim") or "role")})
+    return parsed
+
+
+# External identity providers whose JWT access tokens /v1 accepts (apps.oauth.external).
+XROUTER["JWT_ISSUERS"] = _checked("XROUTER_JWT_ISSUERS", _jwt_issuers, [])
 
 # --- Emulators (python manage.py run_emulators) ---
 EMULATOR_HOST = os.environ.get("XROUTER_EMULATOR_HOST", "127.0.0.1")

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from apps.accounts.api import MembershipViewSet, OrganisationViewSet
 from apps.gateway import openapi
 from apps.keys.api import ApiKeyViewSet
+from apps.oauth.api import ApplicationViewSet
 from apps.portal.urls import auth_urlpatterns
 from apps.usage.api import UsageViewSet
 
@@ -14,11 +15,14 @@ router.register("keys", ApiKeyViewSet, basename="key")
 router.register("usage", UsageViewSet, basename="usage")
 router.register("organisations", OrganisationViewSet, basename="organisation")
 router.register(r"organisations/(?P<organisation_pk>\d+)/members", MembershipViewSet, basename="membership")
+router.register("oauth-applications", ApplicationViewSet, basename="oauth-application")
 
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
+    # OAuth 2.0 and OpenID Connect (apps.oauth): /o/authorize/, /o/token/, /o/.well-known/openid-configuration …
+    path("o/", include("apps.oauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("django_prometheus.urls")),

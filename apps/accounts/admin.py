@@ -3,8 +3,9 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from apps.common.rates import LIMIT_FIELDS
 
-from .models import Membership, Organisation, User
+from .models import Invitation, Membership, Organisation, User
 from .services import (
+    invitation_revoke,
     organisation_delete,
     organisation_limits_announce,
     organisation_set_active,
@@ -32,12 +33,14 @@ class UserMembershipInline(MembershipInline):
 
 
 class KeepsDefaultOrganisations:
-    """After memberships change in an inline, each user's default organisation is still one of theirs."""
+    """After memberships change in an inline, each user's default organisation is still one of theirs, and
+    every process re-checks their keys."""
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         if formset.model is Membership:
-            for membership in [*formset.new_objects, *formset.deleted_objects]:
+            changed = [membership for membership, _fields in formset.changed_objects]  # a role may refuse keys
+            for membership in [*formset.new_objects, *formset.deleted_objects, *changed]:
                 user_settle_default_organisation(User.objects.get(pk=membership.user_id))
 
 
@@ -111,3 +114,28 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
     def activate(self, request, queryset):
         for organisation in queryset:
             organisation_set_active(organisation, True)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made in the portal (their link goes only into the e-mail); here they are read and revoked."""
+
+    list_display = ("email", "organisation", "role", "invited_by", "created_at", "expires_at", "accepted_at")
+    list_filter = ("role", "created_at")
+    search_fields = ("email", "organisation__name")
+    list_select_related = ("organisation", "invited_by")
+    fields = ("organisation", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "accepted_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        invitation_revoke(obj)
+
+    def delete_queryset(self, request, queryset):
+        for invitation in queryset:
+            invitation_revoke(invitation)

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -67,3 +69,28 @@ class Membership(models.Model):
     @property
     def manages(self) -> bool:
         return self.role in self.MANAGERS
+
+
+class Invitation(models.Model):
+    """An e-mailed link that makes its holder a member (signing them up if needed). Only a SHA-256 of the
+    link's token is stored; the link works once, until expires_at. Change it through apps.accounts.services."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.DEVELOPER)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    def __str__(self):
+        return f"{self.email} to {self.organisation} ({self.get_role_display()})"
+
+    def is_usable(self, now) -> bool:
+        return self.accepted_at is None and now < self.expires_at
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

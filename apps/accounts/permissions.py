@@ -1,11 +1,12 @@
 """DRF permissions of the organisation endpoints."""
 
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 
-# The ways a person (not an application's API key) signs in to the management API. django-oauth-toolkit's
-# OAuth2Authentication joins when OAuth lands (issue 9).
-PERSON_AUTHENTICATORS = (SessionAuthentication,)
+# The ways a person (not an application's API key) signs in to the management API: a session, or an
+# OAuth access token (apps.oauth.authentication subclasses the toolkit's authenticator).
+PERSON_AUTHENTICATORS = (SessionAuthentication, OAuth2Authentication)
 
 
 class SignedInPerson(BasePermission):

@@ -1,17 +1,23 @@
 """Writes on users, organisations and memberships, including those that change who may call the gateway.
 
 Membership writes take `by`: the acting person's Membership in the organisation (None: an operator, the
-admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError.
+admin or a command, who are trusted). Refusals raise PermissionDenied, bad values ValidationError, with
+messages in the request's language (the portal's; /api is always English).
 """
 
+import base64
+import datetime
+import hashlib
 import secrets
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.common import bus
 
-from .models import Membership, Organisation, User, validate_model_globs
+from .models import Invitation, Membership, Organisation, User, validate_model_globs
 
 # The key caches of every process listen on this topic (apps.keys.selectors).
 KEYS_TOPIC = "keys"
@@ -52,6 +58,9 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         organisation.residency, fields = residency or "", fields + ["residency"]
     if fields:
         organisation.save(update_fields=fields)
+        # Keys keep their own limits, but OAuth tokens and external JWTs take the policy as it is now:
+        # every process re-reads the organisation's cached credentials.
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
 
 
 def organisation_create_for(user: User, name: str) -> Organisation:
@@ -79,12 +88,14 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
             membership = Membership.objects.create(organisation=organisation, user=user, role=role)
             user_settle_default_organisation(user)
     except IntegrityError:  # the unique constraint, also when two requests add the same person at once
-        raise ValidationError(f"{user.username} is already a member of {organisation.name}.") from None
+        raise ValidationError(_("%(member)s is already a member of %(organisation)s.")
+                              % {"member": user.username, "organisation": organisation.name}) from None
     return membership
 
 
 def membership_set_role(membership: Membership, role: str, *, by: Membership | None = None) -> None:
-    """Change a member's role. Only owners grant or take the owner role; the last owner stays one."""
+    """Change a member's role. Only owners grant or take the owner role; the last owner stays one.
+    Every process re-checks the member's keys: a billing viewer's keys in the organisation are refused."""
     require_manager(by, role, membership.role)
     _check_role(role)
     with transaction.atomic():
@@ -92,11 +103,13 @@ def membership_set_role(membership: Membership, role: str, *, by: Membership | N
             _keep_an_owner(membership)
         membership.role = role
         membership.save(update_fields=["role"])
+        transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": membership.user_id}))
 
 
 def membership_remove(membership: Membership, *, by: Membership | None = None) -> None:
-    """Remove a member (their keys stay, billed to the organisation, until revoked). If it was their default
-    organisation, another of theirs (or none) becomes the default, and every process re-checks their keys."""
+    """Remove a member: their keys in the organisation are refused from then on, in every process (the key
+    lookup requires membership; the keys stay listed for the owners and admins, who may revoke them). If it
+    was their default organisation, another of theirs (or none) becomes the default."""
     require_manager(by, membership.role)
     user = membership.user
     with transaction.atomic():
@@ -107,14 +120,14 @@ def membership_remove(membership: Membership, *, by: Membership | None = None) -
 
 
 def user_settle_default_organisation(user: User) -> None:
-    """Make the user's default organisation one of theirs: kept if still a membership, else their oldest
-    membership's (or none), and then every process re-checks their keys (which follow it)."""
+    """After the user's memberships changed: make their default organisation one of theirs (kept if still a
+    membership, else their oldest membership's, or none), and have every process re-check their keys
+    (which follow their memberships and default organisation)."""
     organisation_ids = list(Membership.objects.filter(user=user).order_by("created_at", "id")
                             .values_list("organisation_id", flat=True))
-    if user.organisation_id in organisation_ids:
-        return
-    user.organisation_id = organisation_ids[0] if organisation_ids else None
-    user.save(update_fields=["organisation"])
+    if user.organisation_id not in organisation_ids:
+        user.organisation_id = organisation_ids[0] if organisation_ids else None
+        user.save(update_fields=["organisation"])
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user.id}))
 
 
@@ -123,21 +136,21 @@ def require_manager(by: Membership | None, *roles: str) -> None:
     if by is None:
         return
     if not by.manages:
-        raise PermissionDenied("Only the organisation's owners and admins may do this.")
+        raise PermissionDenied(_("Only the organisation's owners and admins may do this."))
     if Role.OWNER in roles and by.role != Role.OWNER:
-        raise PermissionDenied("Only an owner may grant, change or remove the owner role.")
+        raise PermissionDenied(_("Only an owner may grant, change or remove the owner role."))
 
 
 def _check_role(role: str) -> None:
     if role not in Role.values:
-        raise ValidationError(f"Unknown role {role!r}; use {', '.join(Role.values)}.")
+        raise ValidationError(_("Unknown role %(role)r; use %(roles)s.") % {"role": role, "roles": ", ".join(Role.values)})
 
 
 def _keep_an_owner(membership: Membership) -> None:
     # Lock the owners' rows, so two owners demoting each other at once cannot leave none.
     owners = Membership.objects.select_for_update().filter(organisation_id=membership.organisation_id, role=Role.OWNER)
     if not set(owners.values_list("pk", flat=True)) - {membership.pk}:
-        raise PermissionDenied("An organisation keeps at least one owner: make someone else owner first.")
+        raise PermissionDenied(_("An organisation keeps at least one owner: make someone else owner first."))
 
 
 def user_delete(user: User) -> None:
@@ -155,3 +168,153 @@ def organisation_delete(organisation: Organisation) -> None:
     with transaction.atomic():
         organisation.delete()
         transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation_id}))
+
+
+def user_create_from_identity(email: str, username_hint: str) -> User:
+    """An active account for an address an identity provider vouched for; it has no password (the provider
+    signs them in; a password reset can give them one). The username is the hint, made unique."""
+    base = "".join(c for c in username_hint if c.isalnum() or c in "@.+-_")[:140] or "user"
+    for candidate in [base, *(f"{base}-{secrets.token_hex(3)}" for _attempt in range(5))]:
+        try:
+            with transaction.atomic():
+                return User.objects.create_user(candidate, email, password=None)
+        except IntegrityError:  # the username is taken
+            continue
+    raise ValidationError("Could not find a free username.")
+
+
+# --- Invitations ---
+
+MAX_OPEN_INVITATIONS = 100  # per organisation: the portal sends no more mail than this on anyone's behalf
+
+
+def invitation_create(organisation: Organisation, email: str, role: str = Role.DEVELOPER, *, days: int,
+                      by: Membership | None = None) -> tuple[Invitation, str]:
+    """Invite `email` into the organisation with `role` for `days` (owners and admins; only owners invite owners).
+
+    Returns the invitation and its token, which goes into the e-mailed link and is stored only hashed. An
+    earlier open invitation of the same address to the same organisation is replaced."""
+    require_manager(by, role)
+    _check_role(role)
+    email = email.strip()
+    if Membership.objects.filter(organisation=organisation, user__email__iexact=email).exists():
+        raise ValidationError(_("%(member)s is already a member of %(organisation)s.")
+                              % {"member": email, "organisation": organisation.name})
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Invitation.objects.filter(organisation=organisation, email__iexact=email, accepted_at__isnull=True).delete()
+        open_now = Invitation.objects.filter(organisation=organisation, accepted_at__isnull=True,
+                                             expires_at__gt=timezone.now()).count()
+        if open_now >= MAX_OPEN_INVITATIONS:
+            raise ValidationError(_("%(organisation)s has %(count)s open invitations: revoke some first.")
+                                  % {"organisation": organisation.name, "count": open_now})
+        invitation = Invitation.objects.create(
+            organisation=organisation, email=email, role=role, token_hash=Invitation.hash_token(token),
+            invited_by=by.user if by else None, expires_at=timezone.now() + datetime.timedelta(days=days))
+    return invitation, token
+
+
+def invitation_accept(invitation: Invitation, user: User) -> Membership:
+    """Make `user` (whose address the invitation names) a member with the invitation's role; the link then
+    stops working. ValidationError when it was used, revoked or has expired meanwhile."""
+    if user.email.strip().lower() != invitation.email.strip().lower():
+        raise PermissionDenied(_("This invitation is for another e-mail address."))
+    with transaction.atomic():
+        # Locked: two tabs accepting one link at once make one membership, not two (or an error page).
+        fresh = Invitation.objects.select_for_update().filter(pk=invitation.pk).first()
+        if fresh is None or not fresh.is_usable(timezone.now()):
+            raise ValidationError(_("This invitation has expired or was used already."))
+        membership = membership_add(fresh.organisation, user, fresh.role)
+        fresh.accepted_at, fresh.accepted_by = timezone.now(), user
+        fresh.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+def invitation_sign_up(invitation: Invitation, username: str, password: str) -> User:
+    """A new, active account for the invited address (the link proved it), made a member by the invitation."""
+    with transaction.atomic():
+        user = User.objects.create_user(username, invitation.email, password)
+        invitation_accept(invitation, user)
+    return user
+
+
+def invitation_revoke(invitation: Invitation, *, by: Membership | None = None) -> None:
+    """Withdraw an open invitation: its link stops working (owners and admins; owner invitations: owners)."""
+    require_manager(by, invitation.role)
+    invitation.delete()
+
+
+# --- Two-factor login (django-otp devices; imported here only, so processes that never log anyone in
+# do not load them) ---
+
+RECOVERY_CODES = 10
+RECOVERY_CODE_BYTES = 10  # 80 bits: 16 base32 characters, shown as four groups of four
+
+
+def totp_enrolment_start(user: User):
+    """A new, unconfirmed TOTP device for the user (an earlier unconfirmed one goes). It counts for
+    login only once confirmed with a code from the authenticator app (totp_enrolment_confirm)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        return TOTPDevice.objects.create(user=user, name="authenticator", confirmed=False)
+
+
+def totp_enrolment_confirm(device, code: str) -> list[str] | None:
+    """Confirm an enrolment with a code the app shows: login then asks for a code. Returns the new recovery
+    codes (each works once; the caller shows them once), or None if the code is wrong."""
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    with transaction.atomic():
+        device = TOTPDevice.objects.select_for_update().get(pk=device.pk)
+        if device.confirmed or not device.verify_token(_digits(code)):
+            return None
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
+        StaticDevice.objects.filter(user_id=device.user_id).delete()
+        recovery = StaticDevice.objects.create(user_id=device.user_id, name="recovery codes")
+        codes = [base64.b32encode(secrets.token_bytes(RECOVERY_CODE_BYTES)).decode().lower()
+                 for _ in range(RECOVERY_CODES)]
+        StaticToken.objects.bulk_create(StaticToken(device=recovery, token=_recovery_hash(code)) for code in codes)
+    return ["-".join(code[i:i + 4] for i in range(0, len(code), 4)) for code in codes]
+
+
+def two_factor_verify(user: User, code: str):
+    """The device that accepts `code` (six digits: the authenticator; otherwise a recovery code, which is
+    then used up), or None. django-otp refuses a TOTP code used before and slows down repeated failures."""
+    from django_otp import devices_for_user
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    code = _digits(code).replace("-", "").lower()
+    if not code or len(code) > 32:
+        return None
+    # Only devices of the code's kind are tried: a mistyped app code does not slow down the recovery codes.
+    kind, code = (TOTPDevice, code) if len(code) == 6 and code.isdigit() else (StaticDevice, _recovery_hash(code))
+    with transaction.atomic():
+        for device in devices_for_user(user, for_verify=True):
+            if isinstance(device, kind) and device.verify_token(code):
+                return device
+    return None
+
+
+def two_factor_disable(user: User) -> None:
+    """Remove the user's authenticator and recovery codes: login asks for a password only."""
+    from django_otp import devices_for_user
+
+    with transaction.atomic():
+        for device in list(devices_for_user(user, confirmed=None)):
+            device.delete()
+
+
+def _digits(code: str) -> str:
+    return "".join(code.split())  # apps show "123 456"
+
+
+def _recovery_hash(code: str) -> str:
+    # Recovery codes are stored hashed, like keys: django-otp's token column holds 16 characters, so 64 bits of
+    # SHA-256 (finding another code with the same 64 bits is out of reach; the codes themselves have 80).
+    return hashlib.sha256(code.encode()).hexdigest()[:16]

@@ -39,6 +39,10 @@ def insecure_settings() -> list[tuple[str, str, str]]:
         if malformed:
             found.append(("xrouter.E004", "XROUTER_FERNET_KEYS",
                           f"holds a malformed key (entry {', '.join(map(str, malformed))}; use Fernet.generate_key())"))
+    if not settings.OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"]:
+        found.append(("xrouter.E005", "XROUTER_OIDC_RSA_KEY_FILE",
+                      f"names no readable file ({settings.OIDC_RSA_KEY_FILE}): OpenID Connect ID tokens could not be "
+                      "signed (generate one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`)"))
     return found
 
 

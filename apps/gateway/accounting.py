@@ -51,7 +51,9 @@ def record_usage(
             # A failed attempt billed beside the request's own row gets an id of its own (`<id>.<n>`).
             "request_id": f"{req.request_id}.{attempt}" if attempt else req.request_id,
             "provider_request_id": provider_request_id or "",
-            "api_key_id": key.id if key else None,
+            "api_key_id": key.id if key and key.kind == "key" else None,
+            "principal": key.kind if key else "",
+            "principal_id": key.id if key else None,
             "key_prefix": key.prefix if key else "",
             "user_id": key.user_id if key else None,
             "organisation_id": key.organisation_id if key else None,

@@ -2,8 +2,9 @@
 
 Auth, at the handshake: `Authorization: Bearer xr-...`, or (browsers cannot set headers) the
 subprotocols `xrouter.v1, xrouter.key.<key>`; the server answers the subprotocol `xrouter.v1`
-only, so the key is never echoed. A key in the query string is refused (close 4401): URLs end
-up in logs. The key is checked again on every `request` and whenever a key changes anywhere
+only, so the key is never echoed. The portal's playground instead offers `xrouter.session.<key
+id>` with the portal's session cookie, from the portal's own Origin only (ws_session.py). A key
+in the query string is refused (close 4401): URLs end up in logs. The key is checked again on every `request` and whenever a key changes anywhere
 (the bus topic "keys"): a revoked or expired key closes its sockets with 4401 within a second.
 
 Client frames (JSON text):
@@ -20,6 +21,8 @@ keeps reading (`cancel`, `ping`) while it streams. Frames are capped at XROUTER_
 and uvicorn queues at most 4 unread ones (xrouter_project/server.py).
 
 Close codes: 4401 a refused, revoked or expired key (the reason says which and how to send one);
+4403 a key used from an address outside its IP allow-list (a request frame after the allow-list
+changed gets an error frame with the code `ip_not_allowed`);
 1013 the key cannot be checked now (the database is unreachable and the key not cached): retry;
 1012 the server is restarting (an answer in flight is finished first, within
 XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets an error frame.
@@ -29,30 +32,34 @@ import asyncio
 import logging
 import os
 import time
+from hashlib import sha256
 from urllib.parse import parse_qsl
 
 import orjson
 
 from apps.common import bus
 from apps.common.errors import ApiError
-from apps.keys.selectors import akey_info_for
+from apps.keys.selectors import KeyInfo, akey_info_stored
 from apps.providers.adapters.base import Usage
 
-from .auth import require_scope
+from .admission import admit
+from .auth import credential_info, require_scope
 from .handlers import chat
 from .http import ClientGone
 from .schemas import parse_chat
 from .streaming import WsSink
+from .ws_session import SESSION_PROTOCOL, offered_choice, session_key, session_user_id
 
 log = logging.getLogger(__name__)
 PROTOCOL = "xrouter.v1"
 KEY_PROTOCOL = "xrouter.key."
 REFUSED = 4401
+FORBIDDEN = 4403
 TRY_AGAIN_LATER = 1013
 HOW_TO_AUTH = "use 'Authorization: Bearer <key>' or subprotocols 'xrouter.v1, xrouter.key.<key>'"  # a close reason: ≤ 123 bytes
 QUERY_KEY_NAMES = {"api_key", "api-key", "apikey", "key", "token", "access_token", "authorization"}
 
-_sockets: dict[str, set["RealtimeChat"]] = {}  # open sockets by their key, for the re-check on key events
+_sockets: dict[tuple[str, str], set["RealtimeChat"]] = {}  # open sockets by their key's (prefix, hash), for the re-check on key events
 _loop: asyncio.AbstractEventLoop | None = None  # the loop that serves them
 
 
@@ -85,7 +92,7 @@ class _WsRequest:
 
 
 def credentials(scope) -> tuple[str, str | None]:
-    """(key, None), or ("", why it is refused)."""
+    """(key, None), ("", None) for a session-authenticated handshake, or ("", why it is refused)."""
     query = scope.get("query_string", b"").decode("latin-1")
     if query and any(name.lower() in QUERY_KEY_NAMES or value.startswith("xr-")
                      for name, value in parse_qsl(query, keep_blank_values=True)):
@@ -102,6 +109,10 @@ def credentials(scope) -> tuple[str, str | None]:
             if PROTOCOL not in offered:
                 return "", f"offer the subprotocol {PROTOCOL} with {KEY_PROTOCOL}<key>"
             return protocol[len(KEY_PROTOCOL):], None
+    if offered_choice(scope) is not None:  # the portal's playground: its session picks the key
+        if PROTOCOL not in offered:
+            return "", f"offer the subprotocol {PROTOCOL} with {SESSION_PROTOCOL}<key id>"
+        return "", None
     return "", "no API key: " + HOW_TO_AUTH
 
 
@@ -116,20 +127,30 @@ class RealtimeChat:
     def __init__(self, scope, receive, send):
         self.scope, self.receive, self._send = scope, receive, send
         self.headers = {k: v for k, v in scope.get("headers", ())}
-        self.token = ""
+        self.credential: tuple[str, str] = ("", "")  # a key: its prefix and SHA-256; else ("", the token) (_check)
+        self.session_user: int | None = None  # a session-authenticated socket's person (ws_session.py)
         self.closed = False
         self.draining = False
         self.task: asyncio.Task | None = None
         self.sink: _Sink | None = None
         self.helpers: list[asyncio.Task] = []
+        self.expiry: tuple[float, asyncio.Task] | None = None  # the expiry watched, and its watcher
         self.tails: set[asyncio.Task] = set()  # answers already ended whose cache write still runs
 
     async def serve(self) -> None:
         if (await self.receive())["type"] != "websocket.connect":
             return
         token, refusal = credentials(self.scope)
+        key = credential = None
         try:
-            key = await akey_info_for(token) if token else None
+            if refusal is None and not token:
+                key, credential, refusal = await session_key(self.headers, offered_choice(self.scope))
+                refusal = refusal or None
+                self.session_user = key.user_id if key is not None else None
+            elif token:
+                key = await credential_info(token)
+                if key is not None:  # a key by its prefix and hash; an OAuth token or a JWT by itself
+                    credential = (key.prefix, sha256(token.encode()).hexdigest()) if key.kind == "key" else ("", token)
         except Exception as exc:  # the key store is down and the key not cached: the client retries
             log.warning("a WebSocket key could not be checked (%s); the socket is told to retry", type(exc).__name__)
             key, refusal, code = None, "the API key cannot be checked right now; retry shortly", TRY_AGAIN_LATER
@@ -137,16 +158,21 @@ class RealtimeChat:
             code = REFUSED
             if refusal is None and key is None:
                 refusal = "incorrect, revoked or expired API key"
+            elif refusal is None:
+                try:
+                    admit(key, self.scope)
+                except ApiError:
+                    refusal, code = "this API key may not be used from this address (its IP allow-list)", FORBIDDEN
         # Accept before refusing: a refusal at the handshake is a bare 403, a close code says why.
         offered = self.scope.get("subprotocols") or ()
         await self._send({"type": "websocket.accept", "subprotocol": PROTOCOL if PROTOCOL in offered else None})
         if refusal is not None:
             await self.close(code, refusal)
             return
-        self.token = token
+        self.credential = credential
         global _loop
         _loop = asyncio.get_running_loop()
-        _sockets.setdefault(token, set()).add(self)
+        _sockets.setdefault(credential, set()).add(self)
         self._watch_expiry(key)
         draining = self.scope.get("xrouter.draining")  # set by the server on SIGTERM (xrouter_project/ws_protocol.py)
         if draining is not None:
@@ -168,13 +194,15 @@ class RealtimeChat:
         except ClientGone:
             why = "client_disconnected"
         finally:
-            members = _sockets.get(token)
+            members = _sockets.get(credential)
             if members is not None:
                 members.discard(self)
                 if not members:
-                    del _sockets[token]
+                    del _sockets[credential]
             for helper in (*self.helpers, *self.tails):
                 helper.cancel()
+            if self.expiry is not None:
+                self.expiry[1].cancel()
             await self.stop_answer(why)
 
     async def on_frame(self, message) -> None:
@@ -212,8 +240,18 @@ class RealtimeChat:
             await self.send_error(ApiError(503, "The server is restarting; reconnect.", code="server_restarting"))
             return
         try:
-            key = await akey_info_for(self.token)  # cached: a revoked or expired key stops here
+            if self.session_user is not None and await session_user_id(self.headers) != self.session_user:
+                await self.close(REFUSED, "signed out of the portal: sign in, then reconnect")
+                return
+        except Exception as exc:  # the session store failing: this request fails, the socket lives on
+            log.warning("a WebSocket session could not be checked (%s)", type(exc).__name__)
+            await self.send_error(ApiError(503, "The portal session cannot be checked right now; retry shortly.",
+                                           code="service_unavailable"))
+            return
+        try:
+            key = await _check(self.credential)  # cached: a revoked or expired key stops here
             if key is not None:
+                admit(key, self.scope)  # the allow-list may have changed since the handshake
                 require_scope(key, "chat")
         except ApiError as exc:  # a missing scope, or the key store down for an uncached key
             await self.send_error(exc)
@@ -288,8 +326,15 @@ class RealtimeChat:
     # --- revocation, expiry and shutdown --------------------------------------------------------
 
     def _watch_expiry(self, key) -> None:
-        if key.expires_at is not None:
-            self.helpers.append(asyncio.ensure_future(self._close_at(key.expires_at)))
+        """Close the socket when its key expires; called again when the key changes (a rotation sets
+        the old key's expiry to the end of its grace period)."""
+        if (self.expiry[0] if self.expiry else None) == key.expires_at:
+            return
+        if self.expiry is not None:
+            self.expiry[1].cancel()
+        self.expiry = None
+        if key.expires_at is not None and not self.closed:
+            self.expiry = key.expires_at, asyncio.ensure_future(self._close_at(key.expires_at))
 
     async def _close_at(self, expires_at: float) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
@@ -299,7 +344,7 @@ class RealtimeChat:
             await self.close(REFUSED, "the API key has expired")
 
     async def revoke_if_gone(self) -> None:
-        if self.closed or await akey_info_for(self.token) is not None:
+        if self.closed or await _check(self.credential) is not None:
             return
         await self.stop_answer("key_revoked")
         await self.close(REFUSED, "the API key was revoked or has expired")
@@ -321,17 +366,28 @@ _sweep_again = False
 _closing: set[asyncio.Task] = set()  # sockets being closed for their key (at most one task per open socket)
 
 
-async def _recheck(token: str) -> None:
+async def _check(credential: tuple[str, str]) -> KeyInfo | None:
+    """The socket's credential now: a key by its stored (prefix, SHA-256), no plaintext kept; an OAuth token
+    or a JWT (prefix "") by the token itself, which a re-check may have to verify again."""
+    prefix, value = credential
+    return await akey_info_stored(prefix, value) if prefix else await credential_info(value)
+
+
+async def _recheck(credential: tuple[str, str]) -> None:
     try:
-        if await akey_info_for(token) is None:  # a cache lookup; a database query only for an invalidated key
-            for socket in list(_sockets.get(token, ())):
-                # Each socket closes on its own: a client that does not read holds its close up to
-                # the close timeout, never the sweep and the other keys' sockets behind it.
-                task = asyncio.ensure_future(socket.revoke_if_gone())
-                _closing.add(task)
-                task.add_done_callback(_closing.discard)
+        key = await _check(credential)  # a cache lookup; a database query only for an invalidated key
     except Exception:  # the key store failing: the next event, request or expiry checks again
         log.exception("re-checking the key of open sockets failed")
+        return
+    for socket in list(_sockets.get(credential, ())):
+        if key is not None:
+            socket._watch_expiry(key)  # its expiry may have changed (a rotation's grace period)
+            continue
+        # Each socket closes on its own: a client that does not read holds its close up to
+        # the close timeout, never the sweep and the other keys' sockets behind it.
+        task = asyncio.ensure_future(socket.revoke_if_gone())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 async def _sweep_keys() -> None:
@@ -340,9 +396,9 @@ async def _sweep_keys() -> None:
     global _sweep_again
     while True:
         _sweep_again = False
-        tokens = list(_sockets)
-        for start in range(0, len(tokens), RECHECK_CONCURRENCY):
-            await asyncio.gather(*(_recheck(token) for token in tokens[start:start + RECHECK_CONCURRENCY]))
+        credentials_ = list(_sockets)
+        for start in range(0, len(credentials_), RECHECK_CONCURRENCY):
+            await asyncio.gather(*(_recheck(c) for c in credentials_[start:start + RECHECK_CONCURRENCY]))
         if not _sweep_again:
             return
 

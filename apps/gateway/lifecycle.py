@@ -6,6 +6,7 @@ import signal
 
 from apps.common import bus
 from apps.common import redis as shared_redis
+from apps.keys import last_used
 from apps.limits import services as limits
 from apps.providers.adapters.registry import close_all
 from apps.routing.catalog import get_catalog
@@ -44,6 +45,7 @@ async def startup() -> None:
     _watch_for_shutdown()
     _tasks.append(asyncio.create_task(buffer.run_flusher(), name="usage-flusher"))
     _tasks.append(asyncio.create_task(bus.listen(ready), name="bus-listener"))
+    _tasks.append(asyncio.create_task(last_used.run_flusher(), name="last-used-flusher"))
     try:
         await asyncio.wait_for(ready.wait(), 5)
         await get_catalog()  # warm: the first request should not pay for it
@@ -71,5 +73,6 @@ async def shutdown() -> None:
     if buffer.pending_count():
         log.error("shutting down with %d usage records unflushed (Redis and the spool both failed)",
                   buffer.pending_count())
+    await last_used.flush()
     await close_all()
     await shared_redis.aclose()

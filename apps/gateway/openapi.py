@@ -1,39 +1,42 @@
 """/v1 in the OpenAPI schema. These views are never served (xrouter_project/asgi.py sends /v1
-to the lean gateway app); they exist so drf-spectacular documents the API beside /api/v1."""
+to the lean gateway app); they exist so drf-spectacular documents the API beside /api/v1.
 
+Request bodies are the JSON Schemas of the very pydantic models that validate them (schemas.py),
+so the documentation cannot drift from what /v1 accepts; their parts are components named
+`V1<model>` (no clash with the management API's). The schema is OpenAPI 3.1, whose schemas are the
+JSON Schema pydantic writes. Responses, which nothing validates, are described by serializers."""
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel
 
-class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(["system", "developer", "user", "assistant", "tool", "function"])
-    content = serializers.JSONField(help_text="A string, or a list of {type: text, text} parts.", allow_null=True)
-    name = serializers.CharField(required=False)
-    tool_calls = serializers.ListField(child=serializers.DictField(), required=False)
-    tool_call_id = serializers.CharField(required=False)
+COMPONENT_PREFIX = "V1"
 
 
-class ChatCompletionRequestSerializer(serializers.Serializer):
-    model = serializers.CharField(help_text="provider/model (gigachat/GigaChat-2-Max), an alias, or a routing rule name.")
-    messages = MessageSerializer(many=True)
-    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
-    max_tokens = serializers.IntegerField(required=False, min_value=1)
-    max_completion_tokens = serializers.IntegerField(required=False, min_value=1)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=16)
-    stop = serializers.JSONField(required=False)
-    stream = serializers.BooleanField(required=False)
-    stream_options = serializers.DictField(required=False)
-    tools = serializers.ListField(child=serializers.DictField(), required=False)
-    tool_choice = serializers.JSONField(required=False)
-    functions = serializers.ListField(child=serializers.DictField(), required=False)
-    function_call = serializers.JSONField(required=False)
-    response_format = serializers.DictField(required=False)
-    reasoning_effort = serializers.ChoiceField(["minimal", "low", "medium", "high"], required=False)
-    thinking = serializers.BooleanField(required=False, help_text="XRouter: switch reasoning on/off for hybrid models.")
-    user = serializers.CharField(required=False)
+class RequestModelSchema(OpenApiSerializerExtension):
+    """A /v1 request model's JSON Schema, as pydantic validates it (drf-spectacular's own pydantic
+    support writes the serialization schema, and unprefixed component names)."""
+
+    target_class = StrictModel
+    match_subclasses = True
+    priority = 1  # before drf_spectacular.contrib.pydantic
+
+    def get_name(self, auto_schema, direction):
+        return COMPONENT_PREFIX + self.target.__name__
+
+    def map_serializer(self, auto_schema, direction):
+        schema = self.target.model_json_schema(mode="validation",
+                                               ref_template=f"#/components/schemas/{COMPONENT_PREFIX}{{model}}")
+        for name, part in schema.pop("$defs", {}).items():
+            component = ResolvedComponent(name=COMPONENT_PREFIX + name, type=ResolvedComponent.SCHEMA,
+                                          object=COMPONENT_PREFIX + name, schema=part)
+            auto_schema.registry.register_on_missing(component)
+        return schema
 
 
 class UsageSerializer(serializers.Serializer):
@@ -57,13 +60,6 @@ class ChatCompletionSerializer(serializers.Serializer):
     model = serializers.CharField()
     choices = ChoiceSerializer(many=True)
     usage = UsageSerializer()
-
-
-class EmbeddingsRequestSerializer(serializers.Serializer):
-    model = serializers.CharField()
-    input = serializers.JSONField(help_text="A string or a list of strings.")
-    encoding_format = serializers.ChoiceField(["float", "base64"], required=False)
-    dimensions = serializers.IntegerField(required=False)
 
 
 class EmbeddingsResponseSerializer(serializers.Serializer):
@@ -102,7 +98,7 @@ class _DocOnly(APIView):
 
 
 class ChatCompletionsDoc(_DocOnly):
-    @extend_schema(tags=["v1"], request=ChatCompletionRequestSerializer,
+    @extend_schema(tags=["v1"], request=ChatCompletionRequest,
                    responses={200: ChatCompletionSerializer, **ERRORS},
                    description="OpenAI-compatible chat. With stream=true: text/event-stream of chat.completion.chunk.")
     def post(self, request):  # pragma: no cover - served by apps.gateway.app
@@ -110,7 +106,7 @@ class ChatCompletionsDoc(_DocOnly):
 
 
 class EmbeddingsDoc(_DocOnly):
-    @extend_schema(tags=["v1"], request=EmbeddingsRequestSerializer, responses={200: EmbeddingsResponseSerializer, **ERRORS})
+    @extend_schema(tags=["v1"], request=EmbeddingsRequest, responses={200: EmbeddingsResponseSerializer, **ERRORS})
     def post(self, request):  # pragma: no cover
         return _served_elsewhere()
 

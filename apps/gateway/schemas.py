@@ -18,22 +18,24 @@ MAX_STOP_CHARS = 256  # the stop cutter holds back up to this much of a stream
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
 
 
-class _Strict(BaseModel):
-    # strict: "2" is not a number and "true" not a boolean, as in OpenAI's own API.
+class StrictModel(BaseModel):
+    """Every /v1 request model. Strict: "2" is not a number and "true" not a boolean, as in OpenAI's own
+    API. The OpenAPI schema is generated from these models (openapi.py)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class TextPart(_Strict):
+class TextPart(StrictModel):
     type: Literal["text"]
     text: str
 
 
-class ImageUrl(_Strict):
+class ImageUrl(StrictModel):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
 
-class ImagePart(_Strict):
+class ImagePart(StrictModel):
     type: Literal["image_url"]
     image_url: ImageUrl
 
@@ -41,18 +43,18 @@ class ImagePart(_Strict):
 ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
-class FunctionCall(_Strict):
+class FunctionCall(StrictModel):
     name: FunctionName
     arguments: str
 
 
-class ToolCall(_Strict):
+class ToolCall(StrictModel):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class Message(_Strict):
+class Message(StrictModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -76,35 +78,35 @@ class Message(_Strict):
         return self
 
 
-class FunctionDef(_Strict):
+class FunctionDef(StrictModel):
     name: FunctionName
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class Tool(_Strict):
+class Tool(StrictModel):
     type: Literal["function"]
     function: FunctionDef
 
 
-class NamedFunction(_Strict):
+class NamedFunction(StrictModel):
     name: FunctionName
 
 
-class NamedToolChoice(_Strict):
+class NamedToolChoice(StrictModel):
     type: Literal["function"]
     function: NamedFunction
 
 
-class JsonSchemaFormat(_Strict):
+class JsonSchemaFormat(StrictModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
 
-class ResponseFormat(_Strict):
+class ResponseFormat(StrictModel):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
@@ -115,12 +117,13 @@ class ResponseFormat(_Strict):
         return self
 
 
-class StreamOptions(_Strict):
+class StreamOptions(StrictModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Strict):
-    model: str = Field(min_length=1, max_length=300)
+class ChatCompletionRequest(StrictModel):
+    model: str = Field(min_length=1, max_length=300,
+                       description="provider/model (gigachat/GigaChat-2-Max), an alias, or a routing rule name.")
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -140,7 +143,7 @@ class ChatCompletionRequest(_Strict):
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     # XRouter's own switch for hybrid reasoning models (T-Pro, Qwen3, YandexGPT reasoning).
-    thinking: bool | None = None
+    thinking: bool | None = Field(default=None, description="XRouter: switch reasoning on or off for hybrid models.")
     # Accepted and ignored: they do not change the answer (README, "Ignored parameters").
     user: str | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
@@ -172,7 +175,7 @@ class ChatCompletionRequest(_Strict):
         return self
 
 
-class EmbeddingsRequest(_Strict):
+class EmbeddingsRequest(StrictModel):
     model: str = Field(min_length=1, max_length=300)
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"

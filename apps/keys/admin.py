@@ -1,10 +1,13 @@
+import datetime
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from apps.common.rates import LIMIT_FIELDS
 
 from .models import SCOPES, ApiKey, default_scopes
-from .services import key_create, key_delete, key_revoke, key_update
+from .services import key_create, key_delete, key_revoke, key_rotate, key_update
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -13,10 +16,14 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS]
+        fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
+                  *LIMIT_FIELDS]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
+
+    def clean_allowed_ips(self):
+        return self.cleaned_data["allowed_ips"] or []  # an empty box: any address
 
 
 @admin.register(ApiKey)
@@ -28,15 +35,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     form = ApiKeyForm
     list_display = ["name", "shown_prefix", "user", "organisation", "scopes", "parent", "created_at", "revoked_at",
-                    "expires_at"]
+                    "expires_at", "last_used_at"]
     list_filter = ["revoked_at", "organisation"]
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
-    fields = ["user", "organisation", "name", "scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS,
-              "shown_prefix", "parent", "revoked_at", "created_at"]
-    readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at"]
-    actions = ["revoke"]
+    fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
+              *LIMIT_FIELDS, "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+    readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+    actions = ["revoke", "rotate_at_once", "rotate_after_a_day", "rotate_after_a_week"]
 
     @admin.display(description="Key")
     def shown_prefix(self, obj):
@@ -48,8 +55,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
-            residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, issued_by=request.user,
-            **{field: getattr(obj, field) for field in LIMIT_FIELDS},
+            residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, allowed_ips=obj.allowed_ips,
+            issued_by=request.user, **{field: getattr(obj, field) for field in LIMIT_FIELDS},
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         self.message_user(request, f"New key (copy it now, it is not shown again): {plaintext}", messages.WARNING)
@@ -65,3 +72,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             key_revoke(key)
+
+    def _rotate(self, request, queryset, grace: datetime.timedelta) -> None:
+        """The same service as the API and the portal: someone else's key needs keys.issue_for_others."""
+        for key in queryset:
+            try:
+                new, plaintext = key_rotate(key, grace=grace, by=request.user)
+            except (PermissionDenied, ValidationError) as exc:
+                self.message_user(request, f"{key}: {' '.join(getattr(exc, 'messages', None) or [str(exc)])}",
+                                  messages.ERROR)
+                continue
+            self.message_user(request, f"{key} is replaced by a new key (copy it now, it is not shown again): "
+                                       f"{plaintext}", messages.WARNING)
+
+    @admin.action(description="Rotate selected keys: the old ones are refused at once", permissions=["change"])
+    def rotate_at_once(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(0))
+
+    @admin.action(description="Rotate selected keys: the old ones work for 1 more day", permissions=["change"])
+    def rotate_after_a_day(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(days=1))
+
+    @admin.action(description="Rotate selected keys: the old ones work for 7 more days", permissions=["change"])
+    def rotate_after_a_week(self, request, queryset):
+        self._rotate(request, queryset, datetime.timedelta(days=7))

@@ -29,6 +29,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise KeyStoreUnavailable() from None
         if info is None or user is None:
             raise exceptions.AuthenticationFailed("Incorrect, revoked or expired API key.")
+        address = request.client_address  # apps.common.middleware: the one resolver /v1 uses too
+        if not info.allows_address(address):
+            raise exceptions.PermissionDenied(f"This API key may not be used from {address or 'an unknown address'} "
+                                              "(outside its IP allow-list).")
         return user, info
 
     def authenticate_header(self, request):

@@ -1,10 +1,12 @@
 import fnmatch
+import ipaddress
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from apps.accounts.models import Membership
 from apps.common.rates import LimitFields
 
 # What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
@@ -30,6 +32,39 @@ def validate_allowed_models(value) -> None:
         raise ValidationError('allowed_models is a list of model globs or names, e.g. ["gigachat/*"].')
 
 
+MAX_ALLOWED_IPS = 100
+
+
+def holds_keys_in(organisation_id, role: str | None, default_organisation_id) -> bool:
+    """May a user hold working keys in an organisation? Yes while a member in a role other than billing viewer
+    (`role`: their membership's, None if they are none); a user from before memberships, in their default
+    organisation. A key of no organisation: yes. One rule for issuing (services) and the lookup (selectors)."""
+    if organisation_id is None:
+        return True
+    if role is None:
+        return organisation_id == default_organisation_id
+    return role != Membership.Role.BILLING_VIEWER
+
+
+def parse_networks(value) -> tuple:
+    """The networks of an IP allow-list (CIDRs; a bare address is a /32 or /128). ValidationError names a bad entry."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValidationError('allowed_ips is a list of CIDRs, e.g. ["203.0.113.0/24", "2001:db8::/32"].')
+    if len(value) > MAX_ALLOWED_IPS:
+        raise ValidationError(f"allowed_ips holds at most {MAX_ALLOWED_IPS} entries.")
+    networks = []
+    for entry in value:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError as exc:
+            raise ValidationError(f"allowed_ips entry {entry!r} is not a CIDR ({exc}).") from None
+    return tuple(networks)
+
+
+def validate_allowed_ips(value) -> None:
+    parse_networks(value)
+
+
 class ApiKey(LimitFields):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
@@ -51,6 +86,10 @@ class ApiKey(LimitFields):
     )
     residency = models.CharField(
         max_length=8, blank=True, help_text="If set (e.g. RU), requests never leave models of this jurisdiction."
+    )
+    allowed_ips = models.JSONField(
+        default=list, blank=True, validators=[validate_allowed_ips],
+        help_text='Client addresses the key works from, as CIDRs ("203.0.113.0/24", "2001:db8::/32"); empty: any.',
     )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)

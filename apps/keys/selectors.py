@@ -1,5 +1,7 @@
 """Key lookup for the /v1 hot path: an in-process LRU in front of one indexed query.
 
+The same cache holds every bearer credential /v1 takes (`alookup`, with a loader of the caller's:
+API keys here, OAuth access tokens and external JWTs in apps.oauth); KeyInfo.kind says which.
 Steady state costs one SHA-256 and a dict lookup. A token not shaped like a key
 (`xr-<8 hex>-<secret>`) is refused before any lookup. A miss looks the key up by its prefix
 and compares hashes in constant time, on one worker thread per process (so a storm of unknown
@@ -7,8 +9,12 @@ keys holds at most one database connection, however many arrive) with concurrent
 the same token sharing one query. Unknown tokens go to a bounded negative cache of their own,
 so they never push valid keys out.
 
-Freshness: services publish which keys changed (a key, a user's or an organisation's keys) and
-every process drops just those. While this process is not hearing the bus, a cached key older
+A key is refused while revoked or expired, while its user or one of its organisations is inactive, and
+while its user is not a member of its organisation, or only as a billing viewer (models.holds_keys_in;
+a leaver's keys stay listed for the owners).
+
+Freshness: services publish which credentials changed (keys, OAuth tokens, a user's or an
+organisation's) and every process drops just those. While this process is not hearing the bus, a cached key older
 than RECHECK_DISCONNECTED is re-checked. When the database cannot be reached, a cached key keeps
 being served for up to XROUTER_STALE_MAX seconds after its last successful check; an uncached
 one gets 503 with Retry-After.
@@ -29,12 +35,15 @@ from hashlib import sha256
 from django.conf import settings
 from django.db import Error as DatabaseFailure
 from django.db import connections
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 
+from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
 from apps.common.rates import Limits
 
-from .models import DEFAULT_SCOPES, ApiKey
+from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
 from .services import hash_key
 
 log = logging.getLogger(__name__)
@@ -57,7 +66,11 @@ class _LookupsFull(Exception):
 
 @dataclass(frozen=True, slots=True)
 class KeyInfo:
-    """What the request path knows of an active key; `scopes` says what it may do (models.SCOPES)."""
+    """What the request path knows of an active credential; `scopes` says what it may do (models.SCOPES).
+
+    kind: "key" (id: the ApiKey), "oauth" (id: the OAuth access token; name: its application) or "jwt"
+    (an external identity provider's token; id: its user). OAuth and JWT credentials always have an
+    organisation, whose policy bounds them as it bounds keys made in it."""
 
     id: int
     prefix: str
@@ -68,11 +81,17 @@ class KeyInfo:
     residency: str
     expires_at: float | None
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
+    kind: str = "key"
+    networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
     limits: Limits | None = None  # the key's own (apps.limits); None: none set
     organisation_limits: Limits | None = None
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def allows_address(self, address) -> bool:
+        """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
+        return not self.networks or (address is not None and any(address in n for n in self.networks))
 
     @property
     def cache_scope(self) -> str:
@@ -81,16 +100,16 @@ class KeyInfo:
 
 
 @dataclass(slots=True)
-class _Entry:
+class CacheEntry:
     info: KeyInfo | None  # None: the key exists but is refused (revoked, expired, user or organisation inactive)
-    key_id: int
+    ref: tuple  # (kind, id): what a bus event names to drop it
     user_id: int
     organisation_ids: tuple
     checked: float  # monotonic time of the last successful database check
 
 
-_known: "OrderedDict[str, _Entry]" = OrderedDict()  # by SHA-256 of the token
-_by_id: dict[int, str] = {}
+_known: "OrderedDict[str, CacheEntry]" = OrderedDict()  # by SHA-256 of the token
+_by_ref: dict[tuple, str] = {}
 _unknown: "OrderedDict[str, float]" = OrderedDict()  # SHA-256 → monotonic expiry
 _inflight: dict[str, asyncio.Future] = {}
 _epoch = 0.0  # entries checked before this are re-checked (set when the bus reconnects)
@@ -100,7 +119,7 @@ _executor: ThreadPoolExecutor | None = None
 _queued = 0
 _queued_lock = threading.Lock()
 # The caches are read on the event loop and invalidated from wherever a service publishes (Django's
-# sync threads in this same process, too): every touch of _known, _by_id, _unknown holds this.
+# sync threads in this same process, too): every touch of _known, _by_ref, _unknown holds this.
 _cache_lock = threading.Lock()
 
 
@@ -117,30 +136,35 @@ def _invalidate_locked(event: dict) -> None:
         _epoch = time.monotonic()
         _unknown.clear()
         return
-    key_ids, user_id, org_id = event.get("key_ids"), event.get("user_id"), event.get("organisation_id")
-    if not (key_ids or user_id or org_id):
-        _known.clear(), _by_id.clear(), _unknown.clear()
+    key_ids, token_ids = event.get("key_ids"), event.get("oauth_token_ids")
+    user_id, org_id = event.get("user_id"), event.get("organisation_id")
+    if not (key_ids or token_ids or user_id or org_id):
+        _known.clear(), _by_ref.clear(), _unknown.clear()
         return
-    for key_id in key_ids or ():
-        hashed = _by_id.pop(key_id, None)
+    for ref in [("key", i) for i in key_ids or ()] + [("oauth", i) for i in token_ids or ()]:
+        hashed = _by_ref.pop(ref, None)
         if hashed is not None:
             _known.pop(hashed, None)
     if user_id or org_id:
         for hashed, entry in list(_known.items()):
             if entry.user_id == user_id or (org_id and org_id in entry.organisation_ids):
                 del _known[hashed]
-                _by_id.pop(entry.key_id, None)
+                _by_ref.pop(entry.ref, None)
 
 
 bus.subscribe("keys", _invalidate)
 
 
-def _load(prefix: str, hashed: str) -> _Entry | None:
-    row = ApiKey.objects.select_related("user__organisation", "organisation").filter(prefix=prefix).first()
+def _load(prefix: str, hashed: str) -> CacheEntry | None:
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
+    row = (ApiKey.objects.select_related("user__organisation", "organisation")
+           .annotate(member_role=Subquery(role.values("role")[:1])).filter(prefix=prefix).first())
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return None
     organisations = [o for o in (row.organisation, row.user.organisation) if o is not None]
-    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations)
+    # Removing a member, or making them a billing viewer, refuses their keys there (accounts.services announces it).
+    belongs = holds_keys_in(row.organisation_id, row.member_role, row.user.organisation_id)
+    active = row.is_active() and row.user.is_active and all(o.is_active for o in organisations) and belongs
     info = KeyInfo(
         id=row.id,
         prefix=row.prefix,
@@ -151,17 +175,22 @@ def _load(prefix: str, hashed: str) -> _Entry | None:
         residency=row.residency,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
+        networks=parse_networks(row.allowed_ips or []),
         limits=Limits.of(row),
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
     ) if active else None
-    return _Entry(info, row.id, row.user_id, tuple(o.id for o in organisations), time.monotonic())
+    return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
 
-def _load_in_worker(prefix: str, hashed: str) -> _Entry | None:
+def _load_key(match: re.Match, hashed: str) -> CacheEntry | None:
+    return _load(match.group(1), hashed)
+
+
+def _load_in_worker(load, argument, hashed: str) -> CacheEntry | None:
     global _queued
     try:
         connections["default"].close_if_unusable_or_obsolete()
-        return _load(prefix, hashed)
+        return load(argument, hashed)
     finally:
         with _queued_lock:
             _queued -= 1
@@ -189,8 +218,33 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     """The KeyInfo for a presented key, or None when it is unknown, revoked or expired.
 
     Raises ApiError(503) when the key must be looked up and the database cannot answer."""
+    # alookup, one call shorter: this runs on every request (hash_key inlined, too)
+    return await _cached(sha256(plaintext.encode()).hexdigest(), _load_key, plaintext, TOKEN_SHAPE)
+
+
+async def akey_info_stored(prefix: str, hashed: str) -> KeyInfo | None:
+    """akey_info_for for a key known by its stored prefix and hash, not its plaintext: the
+    playground's session-authenticated sockets, which bill a key the person picked by id."""
+    return await _cached(hashed, _load, argument=prefix)
+
+
+async def alookup(plaintext: str, shape: re.Pattern, load, verify=None) -> KeyInfo | None:
+    """The cached KeyInfo for a bearer credential, or None when it is unknown or refused.
+
+    On a miss, a credential that fits `shape` is looked up by `load(match, sha256 hex)` → CacheEntry | None,
+    on the lookup thread (it may query the database; ApiError it raises reaches the caller uncached).
+    `verify`, if given, is awaited first on the event loop (a check that needs no database, such as a
+    JWT's signature): what it returns is handed to `load` instead of the match, and None refuses.
+    Raises ApiError(503) when it must be looked up and the database cannot answer."""
+    # hash_key, inlined: this runs on every request
+    return await _cached(sha256(plaintext.encode()).hexdigest(), load, plaintext, shape, verify)
+
+
+async def _cached(hashed: str, load, plaintext: str = "", shape: re.Pattern | None = None, verify=None,
+                  argument=None) -> KeyInfo | None:
+    """The cache in front of `load(argument, hashed)`; without `argument`, it is made from the plaintext
+    (alookup)."""
     global _down_until
-    hashed = sha256(plaintext.encode()).hexdigest()  # hash_key, inlined: this runs on every request
     now = time.monotonic()
     with _cache_lock:
         entry = _known.get(hashed)
@@ -206,14 +260,20 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
             return _valid(entry.info)
     elif until is not None and until > now:
         return None
-    match = TOKEN_SHAPE.fullmatch(plaintext)
-    if match is None:
-        return None
+    if argument is None:
+        argument = shape.fullmatch(plaintext)
+        if argument is None:
+            return None
+        if verify is not None:
+            argument = await verify(plaintext)
+            if argument is None:  # remembered as unknown: the same bad token is not checked again for NEGATIVE_TTL
+                _remember(hashed, None)
+                return None
     generation = _generation
     try:
         if now < _down_until:
             raise DatabaseFailure("the key store failed a moment ago")
-        found = await asyncio.wait_for(_lookup(match.group(1), hashed), LOOKUP_WAIT)
+        found = await asyncio.wait_for(_lookup(hashed, load, argument), LOOKUP_WAIT)
     except (DatabaseFailure, TimeoutError):
         if _down_until <= now:
             _down_until = time.monotonic() + DOWN_PAUSE
@@ -232,14 +292,14 @@ async def akey_info_for(plaintext: str) -> KeyInfo | None:
     return _valid(found.info) if found else None
 
 
-def _remember(hashed: str, found: _Entry | None, generation: int | None = None) -> None:
+def _remember(hashed: str, found: CacheEntry | None, generation: int | None = None) -> None:
     """Cache a lookup's result, unless an invalidation came since it started (`generation`)."""
     with _cache_lock:
         if generation is None or generation == _generation:
             _remember_locked(hashed, found)
 
 
-def _remember_locked(hashed: str, found: _Entry | None) -> None:
+def _remember_locked(hashed: str, found: CacheEntry | None) -> None:
     if found is None:
         _known.pop(hashed, None)
         _unknown[hashed] = time.monotonic() + NEGATIVE_TTL
@@ -250,11 +310,11 @@ def _remember_locked(hashed: str, found: _Entry | None) -> None:
     _unknown.pop(hashed, None)
     _known[hashed] = found
     _known.move_to_end(hashed)
-    _by_id[found.key_id] = hashed
+    _by_ref[found.ref] = hashed
     while len(_known) > MAX_KNOWN:
         old_hash, old = _known.popitem(last=False)
-        if _by_id.get(old.key_id) == old_hash:
-            del _by_id[old.key_id]
+        if _by_ref.get(old.ref) == old_hash:
+            del _by_ref[old.ref]
 
 
 def _lookup_done(hashed: str, future: asyncio.Future) -> None:
@@ -263,8 +323,8 @@ def _lookup_done(hashed: str, future: asyncio.Future) -> None:
         future.exception()  # retrieved: a waiter that timed out must not leave it "never retrieved"
 
 
-async def _lookup(prefix: str, hashed: str) -> _Entry | None:
-    """One query on the key worker thread; concurrent misses for one token share it."""
+async def _lookup(hashed: str, load, argument) -> CacheEntry | None:
+    """One lookup on the key worker thread; concurrent misses for one token share it."""
     global _executor, _queued
     future = _inflight.get(hashed)
     if future is None:
@@ -274,7 +334,31 @@ async def _lookup(prefix: str, hashed: str) -> _Entry | None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xrouter-keys")
         with _queued_lock:
             _queued += 1
-        future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, prefix, hashed)
+        future = asyncio.get_running_loop().run_in_executor(_executor, _load_in_worker, load, argument, hashed)
         _inflight[hashed] = future
         future.add_done_callback(lambda f: _lookup_done(hashed, f))
     return await asyncio.shield(future)
+
+
+def keys_visible_to(user):
+    """The keys a person may list and revoke: owners and admins every key of their organisations (a
+    removed member's too), developers their own there, billing viewers none; and their keys of no organisation."""
+    roles = Membership.objects.filter(user=user).values_list("organisation_id", "role")
+    managed = [org for org, role in roles if role in Membership.MANAGERS]
+    developing = [org for org, role in roles if role == Membership.Role.DEVELOPER]
+    return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
+                                  | Q(user=user, organisation__isnull=True))
+            .select_related("user", "organisation").order_by("-created_at"))
+
+
+PLAYGROUND_CHOICES = 100  # the newest keys offered in the playground's list
+
+
+def playground_keys(user, pk: int | None = None) -> list[ApiKey]:
+    """The keys a person may bill from the portal's playground: their own, active, able to chat
+    (pk: just that one, if it is such a key)."""
+    rows = ApiKey.objects.filter(pk=pk) if pk is not None else ApiKey.objects.all()
+    rows = (rows.filter(user=user, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+            .select_related("organisation").order_by("-created_at")[:PLAYGROUND_CHOICES])
+    return [key for key in rows if "chat" in key.scopes]  # in Python: SQLite has no JSON containment

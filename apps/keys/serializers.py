@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from apps.common.rates import LIMIT_FIELDS
 
-from .models import SCOPES, ApiKey
+from .models import MAX_ALLOWED_IPS, SCOPES, ApiKey
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -10,12 +10,17 @@ class ApiKeySerializer(serializers.ModelSerializer):
                                    help_text="Default: chat, embeddings, models:read (a key-created key: ∩ its parent's).")
     allowed_models = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=100,
                                            help_text='Model globs ("gigachat/*") or exact rule/alias names; empty: all.')
+    allowed_ips = serializers.ListField(child=serializers.CharField(max_length=64), required=False,
+                                        max_length=MAX_ALLOWED_IPS,
+                                        help_text='CIDRs the key works from ("203.0.113.0/24", "2001:db8::/32"); empty: any.')
+
+    user = serializers.SlugRelatedField(slug_field="username", read_only=True, help_text="Whose key it is.")
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "scopes", "allowed_models", "residency", "parent", "created_at", "expires_at",
-                  "revoked_at", *LIMIT_FIELDS]
-        read_only_fields = ["id", "prefix", "parent", "created_at", "revoked_at"]
+        fields = ["id", "name", "prefix", "user", "organisation", "scopes", "allowed_models", "allowed_ips", "residency",
+                  "parent", "created_at", "expires_at", "revoked_at", "last_used_at", *LIMIT_FIELDS]
+        read_only_fields = ["id", "prefix", "user", "organisation", "parent", "created_at", "revoked_at", "last_used_at"]
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
@@ -23,3 +28,16 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     class Meta(ApiKeySerializer.Meta):
         fields = ApiKeySerializer.Meta.fields + ["key"]
+
+
+class ApiKeyRotateSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        min_value=0, max_value=2**31,
+        help_text="How long the old key keeps working: 0 (refused at once) to 604800 (7 days).")
+
+
+class ApiKeyRotatedSerializer(ApiKeyCreatedSerializer):
+    replaces = ApiKeySerializer(read_only=True, help_text="The old key, with the expiry its grace period gave it.")
+
+    class Meta(ApiKeyCreatedSerializer.Meta):
+        fields = ApiKeyCreatedSerializer.Meta.fields + ["replaces"]

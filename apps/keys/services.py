@@ -4,23 +4,37 @@ Every write tells the key caches of every process, after commit, which keys chan
 event naming them), so a revocation takes effect everywhere within a second.
 """
 
+import datetime
 import fnmatch
 import hashlib
 import secrets
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from apps.accounts.models import Membership, User
 from apps.common import bus
 from apps.common.rates import LIMIT_FIELDS, parse_rate, validate_rate
 
-from .models import DEFAULT_SCOPES, SCOPES, ApiKey, validate_allowed_models, validate_scopes
+from .models import (
+    DEFAULT_SCOPES,
+    SCOPES,
+    ApiKey,
+    holds_keys_in,
+    parse_networks,
+    validate_allowed_models,
+    validate_scopes,
+)
 
 KEY_PREFIX = "xr"
 KEYS_TOPIC = "keys"
 UNSET = object()  # "not given": a key-created key then inherits its parent's limit
 GLOB_CHARS = frozenset("*?[")
+MAX_ROTATION_GRACE = datetime.timedelta(days=7)
+MARK_CHUNK = 5000  # key ids per UPDATE (a statement takes at most 65535 parameters)
 
 
 def hash_key(plaintext: str) -> str:
@@ -35,18 +49,20 @@ def _announce(key_ids) -> None:
 
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
-               scopes=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
+               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
-    `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry
-    and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
+    `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry,
+    allowed IPs and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
+    allowed_ips: CIDRs the key may be used from (empty: any).
     limits: rate limits and quotas (apps.common.rates.LIMIT_FIELDS: requests_rate="50/min", tokens_rate,
     max_concurrent, tokens_per_day, tokens_per_month); a key-created key's are within its parent's.
-    organisation (default: the user's default organisation): its policy bounds the key's allowed models
-    and residency, however the key is made; a limit not given or empty takes the policy's.
-    issued_by: the acting person (None for the command line). Issuing for someone else, or into an
-    organisation the user is not a member of, needs the permission keys.issue_for_others.
+    organisation (default: the user's default organisation; always one the user is a member of): its policy
+    bounds the key's allowed models and residency, however the key is made; a limit not given or empty
+    takes the policy's.
+    issued_by: the acting person (None for the command line). Issuing for someone else needs the
+    permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
     if unknown := set(limits) - set(LIMIT_FIELDS):
@@ -61,8 +77,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             parent = ApiKey.objects.select_for_update().filter(pk=parent.pk).first()
             if parent is None:
                 raise PermissionDenied("The key making this request no longer exists.")
-            scopes, allowed_models, residency, expires_at, limits = _within_parent(
-                parent, scopes, allowed_models, residency, expires_at, organisation, limits)
+            scopes, allowed_models, residency, expires_at, allowed_ips, limits = _within_parent(
+                parent, scopes, allowed_models, residency, expires_at, allowed_ips, organisation, limits)
         if organisation is not None:
             allowed_models, residency = _within_policy(organisation, allowed_models, residency)
         scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
@@ -70,6 +86,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
         scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
         allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
         validate_allowed_models(allowed_models)
+        allowed_ips = [] if allowed_ips is UNSET or allowed_ips is None else _canonical_networks(allowed_ips)
         for field in ("requests_rate", "tokens_rate"):
             if isinstance(limits.get(field), str):
                 validate_rate(limits[field])
@@ -86,29 +103,43 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             allowed_models=allowed_models,
             residency="" if residency is UNSET or residency is None else residency,
             expires_at=None if expires_at is UNSET else expires_at,
+            allowed_ips=allowed_ips,
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
     return key, plaintext
 
 
+def _canonical_networks(allowed_ips) -> list[str]:
+    """One spelling per network ("10.0.0.0/8", "2001:db8::/32"), duplicates dropped; ValidationError on a bad entry."""
+    return list(dict.fromkeys(str(n) for n in parse_networks(_as_list(allowed_ips))))
+
+
 def _check_issuer(actor, user, organisation) -> None:
-    """A key for someone else, or in an organisation not the user's, is issued only by holders of
-    keys.issue_for_others (actor None: the command line)."""
-    if actor is None or actor.has_perm("keys.issue_for_others"):
-        return
-    if actor.pk != user.pk:
+    """A key for someone else is issued only by holders of keys.issue_for_others (actor None: the command
+    line); and only in an organisation of the user's."""
+    if actor is not None and not actor.has_perm("keys.issue_for_others") and actor.pk != user.pk:
         raise PermissionDenied("Creating a key for another user needs the permission keys.issue_for_others.")
-    if (organisation is not None and organisation.pk != getattr(user, "organisation_id", None)
-            and not user.memberships.filter(organisation=organisation).exists()):
-        raise PermissionDenied("A key in an organisation its user is not a member of needs the permission "
-                               "keys.issue_for_others.")
+    _check_member(user, organisation)
+
+
+def _check_member(user, organisation) -> None:
+    """A key's organisation is one where its user holds keys (models.holds_keys_in; the key lookup refuses
+    it otherwise), whoever issues it."""
+    if organisation is None:
+        return
+    # From the database, not the instance: a membership may have changed since `user` was loaded.
+    membership = user.memberships.filter(organisation=organisation).values_list("role", flat=True).first()
+    default = get_user_model().objects.filter(pk=user.pk).values_list("organisation_id", flat=True).first()
+    if not holds_keys_in(organisation.pk, membership, default):
+        why = "a billing viewer" if membership else "not a member"
+        raise PermissionDenied(f"{user.username} is {why} in {organisation.name}: a key there would be refused.")
 
 
 def _as_list(value):
     return list(value) if isinstance(value, (tuple, set, frozenset)) else value
 
 
-def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, organisation, limits):
+def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips, organisation, limits):
     """The one check that a key-created key is no wider than its parent (see key_create)."""
     if not parent.is_active():
         raise PermissionDenied("The key making this request is revoked or expired.")
@@ -116,10 +147,10 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
-    return _limits_within(parent, scopes, allowed_models, residency, expires_at, limits)
+    return _limits_within(parent, scopes, allowed_models, residency, expires_at, allowed_ips, limits)
 
 
-def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at, limits: dict):
+def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips, limits: dict):
     """The limits of a key created from `parent` (on creation and on every later edit): within the parent's."""
     scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
@@ -156,7 +187,16 @@ def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at
     elif parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
         raise PermissionDenied(f"The creating key expires at {parent.expires_at.isoformat()}; a key it creates must "
                                "expire no later.")
-    return scopes, allowed_models, residency, expires_at, _rate_limits_within(parent, limits)
+
+    if allowed_ips is UNSET:
+        allowed_ips = list(parent.allowed_ips)
+    elif parent.allowed_ips:
+        networks, outer = parse_networks(_as_list(allowed_ips)), parse_networks(parent.allowed_ips)
+        wider = [str(n) for n in networks if not any(n.version == o.version and n.subnet_of(o) for o in outer)]
+        if not networks or wider:
+            raise PermissionDenied(f"allowed_ips {wider or 'empty (any address)'} go beyond the creating key's "
+                                   f"{parent.allowed_ips}.")
+    return scopes, allowed_models, residency, expires_at, allowed_ips, _rate_limits_within(parent, limits)
 
 
 def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
@@ -228,7 +268,7 @@ def _model_only(entry: str) -> str:
 
 
 def key_revoke(key: ApiKey) -> None:
-    """Revoke a key and every key created from it, recursively (rotation, elsewhere, does not).
+    """Revoke a key and every key created from it, recursively (key_rotate moves them to the new key instead).
 
     Generation by generation, each UPDATE locks its rows before the next generation is read: a key
     being created under one of them (key_create locks its parent) is either committed and found
@@ -246,25 +286,80 @@ def key_revoke(key: ApiKey) -> None:
         key.revoked_at = now
 
 
+def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiKey, str]:
+    """Replace a key by a sibling with the same rights and a new secret; returns (new key, plaintext), shown once.
+
+    The sibling has the key's user, organisation, parent, scopes, allowed models, residency, allowed IPs and
+    expiry. The old key keeps working for `grace` (0 to 7 days; 0: refused at once), then is refused: its
+    expires_at becomes now + grace (never later than it was), in every process's cache. Keys created from
+    the old key move under the new one, so revoking the new key still revokes them.
+    by: the acting person (None: the command line). The new secret acts as the key's user, so rotating
+    someone else's key needs keys.issue_for_others, as issuing one does. Refusals raise PermissionDenied,
+    a grace outside 0..7 days or a key already revoked or expired ValidationError."""
+    if not isinstance(grace, datetime.timedelta) or not datetime.timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise ValidationError(f"The grace period is from 0 to 7 days ({int(MAX_ROTATION_GRACE.total_seconds())} "
+                              "seconds); the old key stops working when it ends.")
+    if by is not None and by.pk != key.user_id and not by.has_perm("keys.issue_for_others"):
+        raise PermissionDenied("Only the key's own user may rotate it (the new secret acts as them); "
+                               "revoke it instead.")
+    with transaction.atomic():
+        # Lock the parent first, then the key, in key_revoke's order: a revocation running now either
+        # finished (and is seen here) or waits and then finds the new key under its parent.
+        if key.parent_id is not None:
+            ApiKey.objects.select_for_update().filter(pk=key.parent_id).first()
+        old = ApiKey.objects.select_for_update().filter(pk=key.pk).first()
+        if old is None or not old.is_active():
+            raise ValidationError("A revoked, expired or deleted key cannot be rotated; create a new one.")
+        prefix = secrets.token_hex(4)
+        plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
+        new = ApiKey.objects.create(
+            user_id=old.user_id, organisation_id=old.organisation_id, parent_id=old.parent_id, name=old.name,
+            prefix=prefix, hashed_key=hash_key(plaintext), scopes=old.scopes, allowed_models=old.allowed_models,
+            residency=old.residency, allowed_ips=old.allowed_ips, expires_at=old.expires_at,
+        )
+        ApiKey.objects.filter(parent_id=old.pk).update(parent=new)
+        ends = timezone.now() + grace
+        if old.expires_at is None or ends < old.expires_at:
+            old.expires_at = ends
+            old.save(update_fields=["expires_at"])
+        _announce([old.pk])
+    key.expires_at = old.expires_at
+    return new, plaintext
+
+
 def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
     """Save edited fields of a key (the admin) and tell every process.
 
-    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others.
+    Moving a key to another user or organisation is issuing one: it needs keys.issue_for_others, and the
+    organisation must be one of the user's.
     A key created by a key stays within its parent's limits (PermissionDenied otherwise)."""
     if actor is not None and {"user", "organisation"} & set(fields) and not actor.has_perm("keys.issue_for_others"):
         raise PermissionDenied("Moving a key to another user or organisation needs the permission "
                                "keys.issue_for_others.")
-    limits = {"scopes", "allowed_models", "residency", "expires_at", *LIMIT_FIELDS}
+    if {"user", "organisation"} & set(fields):
+        _check_member(key.user, key.organisation)
+    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", *LIMIT_FIELDS}
+    if "allowed_ips" in fields:
+        key.allowed_ips = _canonical_networks(key.allowed_ips)
     with transaction.atomic():
         if key.parent_id is not None and limits & set(fields):
             parent = ApiKey.objects.get(pk=key.parent_id)
-            key.scopes, key.allowed_models, key.residency, key.expires_at, rates = _limits_within(
-                parent, key.scopes, key.allowed_models, key.residency, key.expires_at,
+            key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips, rates = _limits_within(
+                parent, key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips,
                 {field: getattr(key, field) for field in LIMIT_FIELDS})
             for field, value in rates.items():
                 setattr(key, field, value)
         key.save(update_fields=fields)
         _announce([key.id])
+
+
+def key_mark_used(key_ids, at) -> None:
+    """Set last_used_at of these keys to `at` (apps.keys.last_used calls it with a batch), never backwards
+    (processes flush at their own pace). No announcement: the key caches hold nothing of it."""
+    ids = sorted(key_ids)  # one lock order for every process
+    for start in range(0, len(ids), MARK_CHUNK):
+        (ApiKey.objects.filter(id__in=ids[start:start + MARK_CHUNK])
+         .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)).update(last_used_at=at))
 
 
 def key_delete(key: ApiKey) -> None:
@@ -273,3 +368,36 @@ def key_delete(key: ApiKey) -> None:
         ids = ApiKey.subtree_ids(key.id)
         key.delete()
         _announce(ids)
+
+
+PLAYGROUND_KEY_NAME = "playground"
+PLAYGROUND_KEY_LIFETIME = datetime.timedelta(hours=1)
+PLAYGROUND_KEY_REUSE_MARGIN = datetime.timedelta(minutes=5)  # a key about to expire would cut the next chat
+
+
+def key_for_playground(user) -> ApiKey:
+    """The person's `playground` key, billed by the portal's playground like any other key.
+
+    One still valid for a few minutes more is reused; otherwise a new one is created, able to chat
+    only, expiring in an hour, in their default organisation (or another where they may issue
+    keys), within its policy. It is listed with their other keys. PermissionDenied when they may
+    issue keys in no active organisation."""
+    with transaction.atomic():
+        # One person, one playground key at a time: two sockets opening together must not make two.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        reusable = (ApiKey.objects.filter(user=user, name=PLAYGROUND_KEY_NAME, parent__isnull=True,
+                                          revoked_at__isnull=True,
+                                          expires_at__gt=timezone.now() + PLAYGROUND_KEY_REUSE_MARGIN)
+                    .select_related("organisation").order_by("-expires_at").first())
+        if reusable is not None and (reusable.organisation is None or reusable.organisation.is_active):
+            return reusable
+        memberships = (Membership.objects.filter(user=user, organisation__is_active=True)
+                       .exclude(role=Membership.Role.BILLING_VIEWER).select_related("organisation"))
+        organisations = sorted((m.organisation for m in memberships),
+                               key=lambda o: (o.pk != user.organisation_id, o.name))
+        if not organisations:
+            raise PermissionDenied("You may create keys in no organisation, so the playground has no key to bill.")
+        key, _plaintext = key_create(user=user, organisation=organisations[0], issued_by=user,
+                                     name=PLAYGROUND_KEY_NAME, scopes=["chat"],
+                                     expires_at=timezone.now() + PLAYGROUND_KEY_LIFETIME)
+    return key

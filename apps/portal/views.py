@@ -1,4 +1,4 @@
-"""The developer portal: sign-up, login with lock-out, and the pages of a signed-in person.
+"""The developer portal: sign-up and the pages of a signed-in person (signing in: login.py).
 
 What a person sees follows their memberships: owners and admins every key of their organisation,
 developers their own, billing viewers none; usage of every organisation they belong to. A key
@@ -7,25 +7,19 @@ outside that set is a 404, never a 403, so its existence does not leak.
 
 import csv
 import datetime
-import hashlib
 import logging
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import TruncDate
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.translation import gettext as _
@@ -36,11 +30,13 @@ from django.views.decorators.http import require_POST
 from apps.accounts.models import Membership, User
 from apps.accounts.services import organisation_create_for, user_set_active
 from apps.keys.models import ApiKey
-from apps.keys.services import key_create, key_revoke
+from apps.keys.selectors import keys_visible_to, playground_keys
+from apps.keys.services import key_create, key_revoke, key_rotate
 from apps.providers.models import ProviderModel
-from apps.usage.models import UsageRecord
+from apps.usage.selectors import request_lookup, usage_by, usage_by_day, usage_of, usage_since, usage_totals
 
-from .forms import KeyCreateForm, LoginForm, SignupForm
+from .charts import bar_chart
+from .forms import KeyCreateForm, KeyRotateForm, SignupForm
 
 log = logging.getLogger(__name__)
 
@@ -105,87 +101,45 @@ def signup_confirm(request, uidb64, token):
     return redirect("login")
 
 
-def _lockout_keys(request, username: str) -> tuple[str, str]:
-    # Hashed: the cache key carries neither the username nor the address in the clear.
-    who = hashlib.sha256(f"{username.strip().lower()}\0{request.META.get('REMOTE_ADDR', '')}".encode()).hexdigest()
-    return f"portal:login-failures:{who}", f"portal:login-locked:{who}"
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login, refusing a username from an address after XROUTER_LOGIN_MAX_FAILURES failures
-    within XROUTER_LOGIN_LOCKOUT_SECONDS, for that long; the password is not even checked meanwhile."""
-
-    form_class = LoginForm
-    template_name = "registration/login.html"
-    redirect_authenticated_user = True
-
-    def post(self, request, *args, **kwargs):
-        failures_key, locked_key = _lockout_keys(request, request.POST.get("username", ""))
-        if cache.get(locked_key):
-            form = self.get_form_class()(request, data=None)
-            seconds = settings.XROUTER["LOGIN_LOCKOUT_SECONDS"]
-            error = form.error_messages["locked"] % {"minutes": max(1, round(seconds / 60))}
-            return self.render_to_response(self.get_context_data(form=form, locked_error=error), status=429)
-        self._lockout = failures_key, locked_key
-        return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        failures_key, locked_key = self._lockout
-        window = settings.XROUTER["LOGIN_LOCKOUT_SECONDS"]
-        cache.add(failures_key, 0, timeout=window)  # the window starts at the first failure
-        try:
-            failures = cache.incr(failures_key)
-        except ValueError:  # expired between add and incr
-            cache.set(failures_key, failures := 1, timeout=window)
-        if failures >= settings.XROUTER["LOGIN_MAX_FAILURES"]:
-            cache.set(locked_key, 1, timeout=window)
-            cache.delete(failures_key)
-        return super().form_invalid(form)
-
-    def form_valid(self, form):
-        cache.delete(self._lockout[0])
-        return super().form_valid(form)
-
-
 # --- What a person may see ---
 
 def _memberships(user) -> list[Membership]:
     return list(Membership.objects.filter(user=user).select_related("organisation").order_by("organisation__name"))
 
 
-def visible_keys(user, memberships=None):
-    """Owners and admins: every key of their organisations; developers: their own; billing viewers: none."""
-    memberships = _memberships(user) if memberships is None else memberships
-    managed = [m.organisation_id for m in memberships if m.manages]
-    developing = [m.organisation_id for m in memberships if m.role == Role.DEVELOPER]
-    return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
-                                  | Q(user=user, organisation__isnull=True))
-            .select_related("user", "organisation").order_by("-created_at"))
-
-
-def _usage(memberships):
-    return UsageRecord.objects.filter(organisation_id__in=[m.organisation_id for m in memberships])
-
-
 # --- Pages ---
+
+def _organisation_ids(memberships) -> list[int]:
+    return [m.organisation_id for m in memberships]
+
+
+def _day(day) -> str:
+    return day.strftime("%d.%m")
+
+
+def _daily_charts(series) -> list:
+    return [(title, bar_chart(series, field, "day", title, label_format=_day))
+            for field, title in (("requests", _("Requests per day")), ("tokens", _("Tokens per day")),
+                                 ("spend", _("Spend per day, ₽")))]
+
 
 @login_required
 def dashboard(request):
     memberships = _memberships(request.user)
-    since = timezone.now() - datetime.timedelta(days=DASHBOARD_DAYS)
-    recent = _usage(memberships).filter(created_at__gte=since)
-    sums = {"requests": Count("id"), "tokens": Sum(F("prompt_tokens") + F("completion_tokens")), "spend": Sum("cost")}
-    totals = recent.aggregate(**sums)
-    by_day = recent.annotate(day=TruncDate("created_at")).values("day").annotate(**sums).order_by("-day")
-    by_model = recent.values("model").annotate(**sums).order_by("-spend", "model")[:20]
+    recent = usage_since(_organisation_ids(memberships), DASHBOARD_DAYS)
     return render(request, "portal/dashboard.html", {
-        "memberships": [(m.organisation.name, ROLE_LABELS.get(m.role, m.role)) for m in memberships], "totals": totals, "by_day": by_day, "by_model": by_model, "days": DASHBOARD_DAYS})
+        "memberships": [(m.organisation.name, ROLE_LABELS.get(m.role, m.role)) for m in memberships],
+        "totals": usage_totals(recent), "charts": _daily_charts(usage_by_day(recent, DASHBOARD_DAYS)),
+        "by_model": usage_by(recent, "model"), "days": DASHBOARD_DAYS})
+
+
+def _issuing(memberships) -> list:
+    return [m.organisation for m in memberships if m.role != Role.BILLING_VIEWER and m.organisation.is_active]
 
 
 @login_required
 def keys(request):
-    memberships = _memberships(request.user)
-    issuing = [m.organisation for m in memberships if m.role != Role.BILLING_VIEWER and m.organisation.is_active]
+    issuing = _issuing(_memberships(request.user))
     form = KeyCreateForm(request.POST or None, organisations=issuing,
                          initial={"organisation": request.user.organisation_id})
     created = plaintext = None
@@ -195,14 +149,19 @@ def keys(request):
         try:
             created, plaintext = key_create(
                 user=request.user, organisation=organisation, issued_by=request.user, name=data["name"],
-                scopes=data["scopes"], allowed_models=data["allowed_models"], expires_at=data["expires_on"])
+                scopes=data["scopes"], allowed_models=data["allowed_models"], allowed_ips=data["allowed_ips"],
+                expires_at=data["expires_on"])
         except (PermissionDenied, ValidationError) as exc:
             form.add_error(None, " ".join(getattr(exc, "messages", None) or [str(exc)]))
         else:
             form = KeyCreateForm(organisations=issuing, initial={"organisation": organisation.pk})
+    return _keys_page(request, form, issuing, created, plaintext)
+
+
+def _keys_page(request, form, issuing, created=None, plaintext=None, replaced=None):
     response = render(request, "portal/keys.html", {
-        "form": form, "can_issue": bool(issuing), "keys": visible_keys(request.user, memberships),
-        "created": created, "plaintext": plaintext, "roles": {m.organisation_id: m.role for m in memberships}})
+        "form": form, "can_issue": bool(issuing), "keys": keys_visible_to(request.user), "created": created,
+        "plaintext": plaintext, "replaced": replaced, "rotate_form": KeyRotateForm(auto_id=False)})
     # The plaintext is in this body only: no cache, no redirect, no cookie, no session message.
     response["Cache-Control"] = "no-store"
     return response
@@ -211,23 +170,77 @@ def keys(request):
 @login_required
 @require_POST
 def key_revoke_view(request, pk):
-    key = get_object_or_404(visible_keys(request.user), pk=pk)
+    key = get_object_or_404(keys_visible_to(request.user), pk=pk)
     key_revoke(key)
     messages.success(request, _("Key %(name)s (xr-%(prefix)s-…) is revoked.") % {"name": key.name, "prefix": key.prefix})
     return redirect("portal:keys")
 
 
 @login_required
+@require_POST
+def key_rotate_view(request, pk):
+    """One's own key only (the new secret acts as its user); the new key is shown once, on this answer."""
+    key = get_object_or_404(keys_visible_to(request.user).filter(user=request.user), pk=pk)
+    rotate = KeyRotateForm(request.POST)
+    if not rotate.is_valid():
+        messages.error(request, " ".join(e for errors in rotate.errors.values() for e in errors))
+        return redirect("portal:keys")
+    try:
+        created, plaintext = key_rotate(key, grace=rotate.cleaned_data["grace"], by=request.user)
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", None) or [str(exc)]))
+        return redirect("portal:keys")
+    issuing = _issuing(_memberships(request.user))
+    form = KeyCreateForm(organisations=issuing, initial={"organisation": request.user.organisation_id})
+    return _keys_page(request, form, issuing, created, plaintext, replaced=key)
+
+
+CAPABILITY_LABELS = {"streaming": gettext_lazy("streaming"), "tools": gettext_lazy("tools"),
+                     "images": gettext_lazy("images"), "dimensions": gettext_lazy("dimensions")}
+KIND_LABELS = {ProviderModel.CHAT: gettext_lazy("chat"), ProviderModel.EMBEDDING: gettext_lazy("embeddings")}
+
+
+@login_required
 def models(request):
     catalog = (ProviderModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider")
                .order_by("provider__name", "name"))
-    return render(request, "portal/models.html", {"models": catalog})
+    return render(request, "portal/models.html", {"models": [
+        (m, KIND_LABELS.get(m.kind, m.kind), [CAPABILITY_LABELS[c] for c in m.capabilities()]) for m in catalog]})
+
+
+@login_required
+def playground(request):
+    """Chat over the WebSocket /v1/realtime/chat, signed in by this session (apps/gateway/ws_session.py),
+    billing a key of the person's own or their hour-long `playground` key."""
+    catalog = (ProviderModel.objects.filter(enabled=True, provider__enabled=True, kind=ProviderModel.CHAT)
+               .select_related("provider").order_by("provider__name", "name"))
+    strings = {"connecting": _("Connecting…"), "streaming": _("Streaming…"), "done": _("Done."),
+               "cancelled": _("Cancelled."), "closed": _("The connection closed: %(reason)s"),
+               "error": _("Error: %(message)s"), "tokens": _("Tokens: %(prompt)s in, %(completion)s out.")}
+    return render(request, "portal/playground.html", {
+        "keys": playground_keys(request.user), "models": [f"{m.provider.name}/{m.name}" for m in catalog],
+        "strings": strings})
 
 
 @login_required
 def usage(request):
-    rows = _usage(_memberships(request.user)).order_by("-created_at")[:USAGE_PAGE_ROWS]
-    return render(request, "portal/usage.html", {"rows": rows, "limit": USAGE_PAGE_ROWS})
+    """Sums by day, model and key over 30 days, the lookup of one request by its id, the latest requests."""
+    organisation_ids = _organisation_ids(_memberships(request.user))
+    recent = usage_since(organisation_ids, DASHBOARD_DAYS)
+    by_key = usage_by(recent, "key_prefix")
+    names = dict(ApiKey.objects.filter(prefix__in=[row["key_prefix"] for row in by_key],
+                                       organisation_id__in=organisation_ids).values_list("prefix", "name"))
+    by_model = usage_by(recent, "model")
+    lookup_id = request.GET.get("request_id", "").strip()
+    found = request_lookup(lookup_id, organisation_ids) if lookup_id else None
+    return render(request, "portal/usage.html", {
+        "days": DASHBOARD_DAYS, "charts": _daily_charts(usage_by_day(recent, DASHBOARD_DAYS)),
+        "by_model": by_model, "model_chart": bar_chart(by_model, "spend", "model", _("Spend by model, ₽"), label_format=lambda m: m or "—"),
+        "by_key": [{**row, "name": names.get(row["key_prefix"], "")} for row in by_key],
+        "key_chart": bar_chart(by_key, "spend", "key_prefix", _("Spend by key, ₽"),
+                               label_format=lambda p: f"xr-{p}-…" if p else "—"),
+        "lookup_id": lookup_id[:200], "found": found,
+        "rows": usage_of(organisation_ids).order_by("-created_at")[:USAGE_PAGE_ROWS], "limit": USAGE_PAGE_ROWS})
 
 
 class _Echo:
@@ -247,8 +260,7 @@ def _cell(value):
 @login_required
 def usage_csv(request):
     """The last 30 days of the person's organisations, newest first (at most CSV_MAX_ROWS rows)."""
-    since = timezone.now() - datetime.timedelta(days=DASHBOARD_DAYS)
-    rows = (_usage(_memberships(request.user)).filter(created_at__gte=since).order_by("-created_at")
+    rows = (usage_since(_organisation_ids(_memberships(request.user)), DASHBOARD_DAYS).order_by("-created_at")
             .values_list(*CSV_COLUMNS)[:CSV_MAX_ROWS])
     writer = csv.writer(_Echo())
     lines = (writer.writerow([_cell(v) for v in row]) for row in rows.iterator(chunk_size=2000))

@@ -124,6 +124,18 @@ class ProviderModel(LimitFields):
     def effective_jurisdiction(self) -> str:
         return self.jurisdiction or self.provider.jurisdiction
 
+    def capabilities(self) -> list[str]:
+        """What a client may ask of this model through /v1: streaming, tools, images, dimensions."""
+        from .adapters import adapter_class  # lazily: an adapter module is imported when its kind is first used
+
+        try:
+            adapter = adapter_class(self.provider.kind)
+        except KeyError:  # a kind no adapter serves (a row edited by hand): it can do nothing
+            return []
+        if self.kind == self.EMBEDDING:
+            return ["dimensions"] if adapter.supports_dimensions else []
+        return ["streaming", "tools", *(["images"] if adapter.supports_images else [])]
+
 
 class HealthCheck(models.Model):
     """One active health-check result (the routing issue's Celery beat task writes these)."""

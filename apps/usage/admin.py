@@ -5,9 +5,9 @@ from .models import UsageRecord
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "request_id", "key_prefix", "provider", "model", "status", "prompt_tokens",
+    list_display = ["created_at", "request_id", "principal", "key_prefix", "provider", "model", "status", "prompt_tokens",
                     "completion_tokens", "cost", "estimated", "latency_ms"]
-    list_filter = ["status", "provider", "endpoint", "estimated", "cache_hit"]
+    list_filter = ["status", "principal", "provider", "endpoint", "estimated", "cache_hit"]
     search_fields = ["request_id", "provider_request_id", "key_prefix", "model"]
     date_hierarchy = "created_at"
     show_full_result_count = False  # the table is large; counting it would stall the page

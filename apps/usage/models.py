@@ -9,6 +9,11 @@ class UsageRecord(models.Model):
     # Plain ids, not foreign keys: billing rows outlive keys and must never fail to insert.
     api_key_id = models.BigIntegerField(null=True, db_index=True)
     key_prefix = models.CharField(max_length=16, blank=True)
+    # Who made the request: an API key (api_key_id), an OAuth access token or an external identity
+    # provider's JWT; principal_id is the key's, the access token's or (jwt) the user's id.
+    principal = models.CharField(max_length=8, blank=True, default="key", choices=[
+        ("key", "API key"), ("oauth", "OAuth access token"), ("jwt", "External JWT")])
+    principal_id = models.BigIntegerField(null=True)
     user_id = models.BigIntegerField(null=True)
     organisation_id = models.BigIntegerField(null=True, db_index=True)
     endpoint = models.CharField(max_length=32, default="chat")

@@ -8,11 +8,19 @@ import pytest
 from django.apps import apps as django_apps
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import translation
 
 from apps.accounts.models import Membership, Organisation, User
 from apps.accounts.services import membership_add, membership_remove, membership_set_role, organisation_update_policy
 
 Role = Membership.Role
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """The services' refusals are in the caller's language (the portal's Russian by default): read them in English."""
+    with translation.override("en"):
+        yield
 
 
 def membership(user, organisation):

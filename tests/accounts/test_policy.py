@@ -3,6 +3,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from apps.accounts.models import Membership
 from apps.keys.services import key_create
 
 
@@ -62,6 +63,7 @@ def test_the_policy_binds_keys_created_by_keys_too(alice, acme):
 def test_the_policy_of_the_named_organisation_applies_not_the_default_one(alice, acme, globex):
     globex.allowed_models = ["tbank/*"]
     globex.save()
+    Membership.objects.create(user=alice, organisation=globex)  # a key's organisation is one of its user's
     assert key_create(user=alice, name="acme")[0].allowed_models == []  # acme has no policy
     assert key_create(user=alice, name="globex", organisation=globex)[0].allowed_models == ["tbank/*"]
 

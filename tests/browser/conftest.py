@@ -23,9 +23,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium():
-    """One headless Chromium per run; Playwright gives it a fresh, temporary profile."""
+    """One headless Chromium for tests/browser; Playwright gives it a fresh, temporary profile. Package-scoped:
+    Playwright's event loop stays on this thread while it runs, and Django refuses synchronous ORM calls of the
+    tests that come after (SynchronousOnlyOperation) until it stops."""
     need("Chromium (/usr/bin/chromium; apt-get install chromium)", shutil.which(CHROMIUM) is not None)
     from playwright.sync_api import sync_playwright
 

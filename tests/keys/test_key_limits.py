@@ -75,11 +75,13 @@ def test_the_management_api_sets_limits_within_the_calling_keys(alice):
 def test_the_request_path_gets_the_limits_parsed(django_db_setup, django_db_blocker):
     import uuid
 
-    from apps.accounts.models import Organisation, User
+    from apps.accounts.models import Membership, Organisation, User
+    from apps.accounts.services import membership_add
 
     with django_db_blocker.unblock():
         org = Organisation.objects.create(name=f"limited-{uuid.uuid4().hex[:6]}", tokens_per_month=10**6)
         owner = User.objects.create(username=f"erin-{uuid.uuid4().hex[:6]}")
+        membership_add(org, owner, Membership.Role.DEVELOPER)
         _, plaintext = key_create(user=owner, name="k", organisation=org, requests_rate="50/min", max_concurrent=5)
         info = asyncio.run(akey_info_for(plaintext))
     assert info.limits == Limits(requests=Rate(50, 60), concurrent=5)

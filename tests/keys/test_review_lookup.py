@@ -104,7 +104,7 @@ def test_invalidations_from_another_thread_never_break_a_lookup(django_db_setup,
 
     async def scenario():
         assert (await akey_info_for(plaintext)).id == key.id
-        hashed = selectors._by_id[key.id]
+        hashed = selectors._by_ref[("key", key.id)]
         entry = selectors._known[hashed]
         stop = threading.Event()
 

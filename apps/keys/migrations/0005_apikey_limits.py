@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('keys', '0003_apikey_organisation_protect'),
+        ('keys', '0004_apikey_allowed_ips'),
     ]
 
     operations = [

@@ -1,0 +1,32 @@
+"""The admin site. With XROUTER_ENV=production staff get in only through the portal's login with its code
+step (TOTP): a staff member without a confirmed device is sent to the portal's security page to enrol one."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from .selectors import two_factor_enabled
+
+
+class AdminSite(admin.AdminSite):
+    def has_permission(self, request):
+        return super().has_permission(request) and (
+            not settings.XROUTER["STAFF_TOTP"] or request.user.is_verified())
+
+    def login(self, request, extra_context=None):
+        if not settings.XROUTER["STAFF_TOTP"]:
+            return super().login(request, extra_context)
+        next_url = request.GET.get("next") or reverse("admin:index")
+        user = request.user
+        if user.is_authenticated and not (user.is_active and user.is_staff):
+            raise PermissionDenied  # signed in, but no admin: the portal's login would only send them back here
+        if user.is_authenticated:
+            if not two_factor_enabled(user):
+                return redirect("portal:security")  # which tells staff why they are there
+            # Signed in before enrolling, or without the code: the code step, then back here.
+            return redirect_to_login(next_url, reverse("login_code"))
+        # One login for everybody: the portal's, with its lock-out and code step.
+        return redirect_to_login(next_url, reverse("login"))

@@ -1,0 +1,64 @@
+"""OAuth access tokens on the /v1 hot path: the key cache of apps.keys.selectors, with a loader of ours.
+
+A token is found by the SHA-256 of its plaintext (the toolkit's `token_checksum`, the only form
+stored). It works like an API key of its user, made in its application's organisation: that
+organisation's policy (allowed models, residency) bounds it, its scopes are the token's.
+Client-credentials tokens have no user: they act for the person who registered the application.
+"""
+
+import re
+import time
+from hashlib import sha256
+
+from django.utils import timezone
+
+from apps.keys.models import SCOPES
+from apps.keys.selectors import CacheEntry, KeyInfo, alookup
+
+from .models import AccessToken
+from .tokens import ACCESS_TOKEN_SHAPE
+
+_SCOPES = frozenset(SCOPES)
+
+
+def _load(match: re.Match | None, hashed: str) -> CacheEntry | None:
+    row = (AccessToken.objects.select_related("user__organisation", "application__organisation",
+                                              "application__user__organisation")
+           .filter(token_checksum=hashed).first())
+    if row is None or row.application is None:
+        return None
+    application = row.application
+    user = row.user or application.user
+    if user is None:
+        return None
+    organisations = [o for o in (application.organisation, user.organisation) if o is not None]
+    active = row.expires > timezone.now() and user.is_active and all(o.is_active for o in organisations)
+    policy = application.organisation
+    info = KeyInfo(
+        id=row.id,
+        prefix="",
+        name=application.name or application.client_id,
+        user_id=user.id,
+        organisation_id=policy.id,
+        allowed_models=tuple(policy.allowed_models or ()),
+        residency=policy.residency,
+        expires_at=row.expires.timestamp(),
+        scopes=frozenset(row.scope.split()) & _SCOPES,
+        kind="oauth",
+    ) if active else None
+    return CacheEntry(info, ("oauth", row.id), user.id, tuple(o.id for o in organisations), time.monotonic())
+
+
+def oauth_token_info_for(plaintext: str) -> KeyInfo | None:
+    """Synchronous, uncached lookup in the caller's thread (the management API)."""
+    if ACCESS_TOKEN_SHAPE.fullmatch(plaintext) is None:
+        return None
+    entry = _load(None, sha256(plaintext.encode()).hexdigest())
+    info = entry.info if entry else None
+    return info if info is not None and info.expires_at > time.time() else None
+
+
+async def aoauth_token_info_for(plaintext: str) -> KeyInfo | None:
+    """The KeyInfo of an `xro-` access token, or None when unknown, revoked, expired or refused.
+    Raises ApiError(503) when it must be looked up and the database cannot answer."""
+    return await alookup(plaintext, ACCESS_TOKEN_SHAPE, _load)

@@ -1,0 +1,173 @@
+"""The management API with OAuth: access tokens authenticate (keys need keys:manage, usage usage:read, each
+within the token's organisation), and /api/v1/oauth-applications/ (session or OAuth only; members read, the
+registrant and the organisation's owners and admins change; the client secret is shown once)."""
+
+import secrets
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from oauth2_provider.models import set_token_value
+from rest_framework.test import APIClient
+
+from apps.accounts.models import Membership
+from apps.keys.services import key_create
+from apps.oauth.models import AccessToken, Application
+from apps.oauth.services import application_create
+
+APPS = "/api/v1/oauth-applications/"
+
+
+@pytest.fixture
+def members(alice, bob, charlie, acme, globex):
+    for user, organisation, role in ((alice, acme, "owner"), (bob, acme, "developer"), (charlie, globex, "owner")):
+        Membership.objects.update_or_create(user=user, organisation=organisation, defaults={"role": role})
+
+
+@pytest.fixture
+def acme_app(members, alice, acme):
+    return application_create(user=alice, organisation=acme, name="acme dashboard", client_type="public",
+                              redirect_uris="https://dash.acme.example/callback")[0]
+
+
+def session(user) -> APIClient:
+    api = APIClient()
+    api.force_login(user)
+    return api
+
+
+def bearer(token: str) -> APIClient:
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api
+
+
+def oauth_token(application, user, scope: str) -> str:
+    """An access token as the toolkit stores it (hashed), without the browser dance of tests/oauth/test_pkce.py."""
+    plaintext = f"xro-{secrets.token_urlsafe(32)}"
+    token = AccessToken(user=user, application=application, scope=scope, expires=timezone.now() + timedelta(hours=1))
+    set_token_value(token, plaintext)
+    token.save()
+    return plaintext
+
+
+@pytest.mark.django_db
+def test_an_oauth_token_manages_keys_only_with_keys_manage_and_in_its_organisation(acme_app, alice, globex):
+    Membership.objects.create(user=alice, organisation=globex, role="developer")
+    in_acme = key_create(user=alice, name="acme key")[0]
+    key_create(user=alice, name="globex key", organisation=globex)
+    assert bearer(oauth_token(acme_app, alice, "chat")).get("/api/v1/keys/").status_code == 403
+    api = bearer(oauth_token(acme_app, alice, "keys:manage chat"))
+    assert [k["id"] for k in api.get("/api/v1/keys/").json()["results"]] == [in_acme.id]
+    made = api.post("/api/v1/keys/", {"name": "made with oauth"}, format="json")
+    assert made.status_code == 201 and made.json()["key"].startswith("xr-")
+    assert made.json()["scopes"] == ["chat"]  # the defaults the token holds
+    assert api.post("/api/v1/keys/", {"name": "wider", "scopes": ["embeddings"]}, format="json").status_code == 403
+
+
+@pytest.mark.django_db
+def test_an_oauth_token_reads_usage_only_with_usage_read(acme_app, alice):
+    assert bearer(oauth_token(acme_app, alice, "chat")).get("/api/v1/usage/").status_code == 403
+    assert bearer(oauth_token(acme_app, alice, "usage:read")).get("/api/v1/usage/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_revoked_expired_or_unknown_token_is_refused(acme_app, alice):
+    token = oauth_token(acme_app, alice, "usage:read")
+    AccessToken.objects.filter(application=acme_app).update(expires=timezone.now() - timedelta(seconds=1))
+    assert bearer(token).get("/api/v1/usage/").status_code in (401, 403)
+    assert bearer(f"xro-{secrets.token_urlsafe(32)}").get("/api/v1/usage/").json()["error"]["message"] == \
+        "Incorrect, revoked or expired access token."
+
+
+@pytest.mark.django_db
+def test_a_member_registers_an_application_and_sees_the_secret_once(members, bob, acme):
+    made = session(bob).post(APPS, {"name": "bob's worker", "organisation": acme.id, "client_type": "confidential",
+                                    "authorization_grant_type": "client-credentials"}, format="json")
+    assert made.status_code == 201, made.json()
+    secret = made.json()["client_secret"]
+    app = Application.objects.get(id=made.json()["id"])
+    assert len(secret) >= 64 and app.client_secret != secret and app.client_secret.startswith("pbkdf2_")  # hashed
+    shown = session(bob).get(f"{APPS}{app.id}/").json()
+    assert "client_secret" not in shown and secret not in str(session(bob).get(APPS).json())
+    public = session(bob).post(APPS, {"name": "bob's CLI", "organisation": acme.id, "client_type": "public",
+                                      "redirect_uris": "http://127.0.0.1/cb"}, format="json")
+    assert public.status_code == 201 and "client_secret" not in public.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("uris", ["http://app.example.com/cb", "ftp://x/cb"])
+def test_redirect_uris_are_https_or_loopback_http(members, alice, acme, uris):
+    refused = session(alice).post(APPS, {"name": "x", "organisation": acme.id, "client_type": "public",
+                                         "redirect_uris": uris}, format="json")
+    assert refused.status_code == 400 and "redirect_uris" in str(refused.json())
+
+
+@pytest.mark.django_db
+def test_client_credentials_are_for_confidential_clients_only(members, alice, acme):
+    refused = session(alice).post(APPS, {"name": "x", "organisation": acme.id, "client_type": "public",
+                                         "authorization_grant_type": "client-credentials"}, format="json")
+    assert refused.status_code == 400
+    implicit = session(alice).post(APPS, {"name": "x", "organisation": acme.id, "client_type": "public",
+                                          "authorization_grant_type": "implicit"}, format="json")
+    assert implicit.status_code == 400
+
+
+@pytest.mark.django_db
+def test_applications_belong_to_their_organisation(acme_app, bob, charlie, globex, acme):
+    assert [a["id"] for a in session(bob).get(APPS).json()["results"]] == [acme_app.id]  # members read
+    assert session(charlie).get(APPS).json()["results"] == []
+    for method in ("get", "patch", "delete"):  # another tenant: as if it did not exist
+        assert getattr(session(charlie), method)(f"{APPS}{acme_app.id}/", {"name": "mine"}, format="json").status_code == 404
+    into_acme = session(charlie).post(APPS, {"name": "x", "organisation": acme.id, "client_type": "public",
+                                             "redirect_uris": "https://x.example/cb"}, format="json")
+    assert into_acme.status_code == 400  # acme is not among charlie's organisations
+    assert Application.objects.filter(organisation=acme).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_registrant_and_managers_change_and_delete_a_developer_may_not(acme_app, alice, bob):
+    assert session(bob).patch(f"{APPS}{acme_app.id}/", {"name": "bob's now"}, format="json").status_code == 403
+    assert session(bob).delete(f"{APPS}{acme_app.id}/").status_code == 403
+    renamed = session(alice).patch(f"{APPS}{acme_app.id}/", {"name": "renamed",
+                                                              "redirect_uris": "https://new.acme.example/cb"}, format="json")
+    assert renamed.status_code == 200 and renamed.json()["redirect_uris"] == "https://new.acme.example/cb"
+    assert session(alice).patch(f"{APPS}{acme_app.id}/", {"redirect_uris": "http://evil.example/cb"},
+                                format="json").status_code == 400
+    assert session(alice).delete(f"{APPS}{acme_app.id}/").status_code == 204
+    assert not Application.objects.filter(id=acme_app.id).exists()
+
+
+@pytest.mark.django_db
+def test_applications_take_a_session_or_an_oauth_token_never_an_api_key(acme_app, alice):
+    key = key_create(user=alice, name="script", scopes=["keys:manage", "usage:read", "chat"])[1]
+    assert bearer(key).get(APPS).status_code == 403
+    token_api = bearer(oauth_token(acme_app, alice, "chat"))
+    assert [a["id"] for a in token_api.get(APPS).json()["results"]] == [acme_app.id]
+
+
+@pytest.mark.django_db
+def test_deleting_an_application_announces_its_tokens(acme_app, alice, django_capture_on_commit_callbacks):
+    from apps.common import bus
+
+    heard = []
+    bus.subscribe("keys", heard.append)
+    oauth_token(acme_app, alice, "chat")
+    token_id = AccessToken.objects.get(application=acme_app).id
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            session(alice).delete(f"{APPS}{acme_app.id}/")
+    finally:
+        bus._handlers["keys"].remove(heard.append)
+    assert {"oauth_token_ids": [token_id]} in heard
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_applications_with_their_organisation(acme_app, client):
+    from apps.accounts.models import User
+
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    listing = client.get("/admin/oauth/application/")
+    assert listing.status_code == 200 and "acme dashboard" in listing.content.decode() and "acme" in listing.content.decode()
+    assert client.get(f"/admin/oauth/application/{acme_app.id}/change/").status_code == 200
+    assert client.get("/admin/oauth/externalidentity/").status_code == 200
