@@ -2,7 +2,8 @@
 
 Imports one `openai_compatible` provider pointing at the mock, one priced model, the alias
 `bench-model` and one routing rule for it through the same config import as `import_config`,
-creates a user and an API key, and prints JSON: {"key": ..., "usage_table": ..., "config": ...}.
+creates a user and an API key (with `--limits`: rate limits on the key and the model, set so high that
+nothing is refused but every request goes through admission and settling), and prints JSON: {"key": ..., "usage_table": ..., "config": ...}.
 """
 
 import argparse
@@ -16,14 +17,20 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
 
 
-def bench_config(mock_base_url: str, with_rule: bool) -> dict:
+# High enough never to refuse the benchmark's load; present so that every request pays for admission.
+KEY_LIMITS = {"requests_rate": "100000000/min", "tokens_rate": "100000000000/min", "max_concurrent": 1_000_000}
+MODEL_LIMITS = {"requests_rate": "100000000/min"}
+
+
+def bench_config(mock_base_url: str, with_rule: bool, limits: bool = False) -> dict:
     config = {
         "providers": {
             "mock": {
                 "kind": "openai_compatible",
                 "base_url": mock_base_url,
                 "credentials": {"api_key": "sk-bench-upstream"},
-                "models": {"mock-model": {"input_price": "0.50", "output_price": "1.50", "context_window": 32768}},
+                "models": {"mock-model": {"input_price": "0.50", "output_price": "1.50", "context_window": 32768,
+                                          **(MODEL_LIMITS if limits else {})}},
             }
         },
         "aliases": {"bench-model": "mock/mock-model"},
@@ -65,6 +72,7 @@ def oauth_token(user) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mock-url", required=True, help="the mock's /v1 base URL")
+    parser.add_argument("--limits", action="store_true", help="rate limits on the key and the model")
     args = parser.parse_args()
 
     import django
@@ -77,10 +85,10 @@ def main() -> None:
     from apps.usage.models import UsageRecord
 
     with_rule = "rules" in ConfigFile.model_fields
-    config = bench_config(args.mock_url, with_rule)
+    config = bench_config(args.mock_url, with_rule, args.limits)
     counts = config_import(parse_config(config))
     user, _ = User.objects.get_or_create(username="bench", defaults={"email": "bench@example.invalid"})
-    _key, plaintext = key_create(user=user, name="bench")
+    _key, plaintext = key_create(user=user, name="bench", **(KEY_LIMITS if args.limits else {}))
     print(json.dumps({"key": plaintext, "oauth_token": oauth_token(user), "usage_table": UsageRecord._meta.db_table,
                       "counts": counts,
                       "rule": with_rule, "config": config}))

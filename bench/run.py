@@ -1,7 +1,8 @@
 """`make bench`: XRouter against a mock upstream and the same mock directly, in one sitting.
 
 The production setup, all features on: PostgreSQL (a fresh database) and Redis, the key in
-the database, usage through the real buffer → Redis stream → writer → PostgreSQL, one alias
+the database (with rate limits on it and on the model, too high to refuse anything: every request
+is admitted and settled through Redis; `--no-limits` drops them), usage through the real buffer → Redis stream → writer → PostgreSQL, one alias
 and one routing rule, `manage.py serve --workers 2` with the usage writer as its child.
 
 Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--quick` near 1):
@@ -414,8 +415,9 @@ class Bench:
         recreate_database(admin, a.db_name)
         admin.close()
         self._manage(["migrate", "--noinput"], "migrate", 300)
-        out = subprocess.run([PY, str(BENCH / "provision.py"), "--mock-url", self.mock_url], cwd=ROOT, env=self.env,
-                             capture_output=True, timeout=120)
+        limits = [] if a.no_limits else ["--limits"]
+        out = subprocess.run([PY, str(BENCH / "provision.py"), "--mock-url", self.mock_url, *limits], cwd=ROOT,
+                             env=self.env, capture_output=True, timeout=120)
         if out.returncode != 0:
             raise BenchError(f"provisioning failed:\n{out.stderr.decode(errors='replace')[-2000:]}")
         prov = json.loads(out.stdout.decode().strip().splitlines()[-1])
@@ -800,6 +802,9 @@ class Bench:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Benchmark XRouter against a mock upstream and the mock directly.")
     p.add_argument("--quick", action="store_true", help="a short smoke run (about a minute); writes quick.{md,json}")
+    p.add_argument("--no-limits", action="store_true",
+                   help="a key and model without rate limits (by default both carry limits too high to refuse anything, "
+                        "so every request pays for admission and settling)")
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk step (default 10)")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per side (default 3)")
     p.add_argument("--connections", default="1,16,64", help="wrk connection counts (default 1,16,64)")

@@ -89,6 +89,19 @@ def _environment(raw):
     return raw
 
 
+def _limits_fail(raw):
+    if raw not in {"open", "closed"}:
+        raise ValueError("use open or closed")
+    return raw
+
+
+def _positive_int(raw):
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
 # --- Core ---
 # production refuses to start on the development defaults below (apps/common/checks.py).
 XROUTER_ENV = _checked("XROUTER_ENV", _environment, "development")
@@ -306,7 +319,7 @@ XROUTER = {
     "READ_TIMEOUT": env_float("XROUTER_UPSTREAM_READ_TIMEOUT", 120.0),
     "TOTAL_TIMEOUT": env_float("XROUTER_UPSTREAM_TOTAL_TIMEOUT", 600.0),
     "POOL_SIZE": env_int("XROUTER_UPSTREAM_POOL_SIZE", 10000),
-    "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 30.0),
+    "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 2.0),
     # A streamed answer whose client has not taken a send for this long (between 1× and 2×) is cut.
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
@@ -329,6 +342,14 @@ XROUTER = {
     "MAX_PROMPT_CHARS": env_int("XROUTER_MAX_PROMPT_CHARS", 1_000_000),
     "MAX_UPSTREAM_BODY_BYTES": env_int("XROUTER_MAX_UPSTREAM_BODY_BYTES", 16 * 1024 * 1024),
     "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
+    # Requests one worker serves at once; beyond, 503 with Retry-After at once (load is shed, not queued).
+    "MAX_INFLIGHT": env_int("XROUTER_MAX_INFLIGHT", 4000),
+    # Rate limits (apps/limits) when Redis cannot answer within LIMITS_TIMEOUT seconds: `open` admits
+    # through a per-process limiter holding limit ÷ EXPECTED_REPLICAS (gateway processes in all:
+    # workers × replicas), `closed` answers 503.
+    "LIMITS_FAIL": _checked("XROUTER_LIMITS_FAIL", _limits_fail, "closed" if XROUTER_ENV == "production" else "open"),
+    "LIMITS_TIMEOUT": env_float("XROUTER_LIMITS_TIMEOUT", 1.0),
+    "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
     # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
     "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
 }

@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from apps.common.rates import LIMIT_FIELDS
+
 from .models import Invitation, Membership, Organisation, User
 from .services import (
     invitation_revoke,
     organisation_delete,
+    organisation_limits_announce,
     organisation_set_active,
     user_delete,
     user_set_active,
@@ -82,6 +85,7 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "is_active"]}),
         ("Policy (bounds keys created from now on)", {"fields": ["allowed_models", "residency"]}),
+        ("Limits (all the organisation's keys together; empty: unlimited)", {"fields": list(LIMIT_FIELDS)}),
     ]
     inlines = [OrganisationMembershipInline]
     actions = ["deactivate", "activate"]
@@ -90,6 +94,8 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
+        if change and set(LIMIT_FIELDS) & set(form.changed_data):
+            organisation_limits_announce(obj)
 
     def delete_model(self, request, obj):
         organisation_delete(obj)

@@ -4,13 +4,15 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from apps.common.rates import LimitFields
+
 
 def validate_model_globs(value) -> None:
     if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
         raise ValidationError('A list of model globs or names, e.g. ["gigachat/*"].')
 
 
-class Organisation(models.Model):
+class Organisation(LimitFields):
     """A tenant: usage, budgets and cache scopes hang off it; people join it through memberships."""
 
     name = models.CharField(max_length=200, unique=True)

@@ -39,6 +39,11 @@ def organisation_set_active(organisation: Organisation, is_active: bool) -> None
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
 
 
+def organisation_limits_announce(organisation: Organisation) -> None:
+    """After an edit of the organisation's limits (saved by the caller): every gateway process reloads its keys."""
+    transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
+
+
 def organisation_update_policy(organisation: Organisation, *, allowed_models=UNSET, residency=UNSET,
                                by: Membership | None = None) -> None:
     """Change the policy that bounds keys created in the organisation from now on (owners and admins).

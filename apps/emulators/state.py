@@ -7,7 +7,7 @@ Control API (no auth; refused with 403 unless the caller is on loopback):
 * ``GET /_emulator/ledger`` → ``{"emulator": name, "entries": [...]}`` (the last 10,000);
   ``DELETE`` clears it.
   An entry: ``request_id, method, path, model, prompt_tokens, completion_tokens, status, stream,
-  ts, fault, note`` (``status`` 0 = connection reset; ``note`` e.g. ``"cut"``, ``"client_disconnected"``).
+  ts, ended, fault, note`` (``ts``/``ended``: when it came and went; ``status`` 0 = connection reset; ``note`` e.g. ``"cut"``, ``"client_disconnected"``).
 * ``POST /_emulator/faults`` (see ``faults.py``); ``GET`` lists pending ones; ``DELETE`` clears.
 * ``GET /_emulator/config``; ``POST /_emulator/config`` merges settings (dict-valued settings are
   merged key by key, others replaced; unknown keys → 400); ``DELETE`` restores the defaults.
@@ -188,6 +188,7 @@ async def _emulate(request: web.Request, handler):
     finally:
         entry.update(request.get(USAGE) or {})
         entry["note"] = request.get(NOTE)
+        entry["ended"] = time.time()  # with `ts`: how many requests were in flight at once
         state.ledger.record(entry)
 
 

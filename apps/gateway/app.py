@@ -9,6 +9,8 @@ import logging
 import os
 import time
 
+from django.conf import settings
+
 from apps.common.errors import ApiError
 
 from . import handlers
@@ -22,6 +24,10 @@ ROUTES = {
     "/v1/models": {"GET": handlers.list_models},
 }
 MODEL_PREFIX = "/v1/models/"
+MAX_INFLIGHT = settings.XROUTER["MAX_INFLIGHT"]
+OVERLOADED = ApiError(503, "This gateway worker is at its limit of requests in flight; retry shortly.",
+                      code="overloaded", headers={"retry-after": "1"})
+_inflight = 0  # requests this worker is serving (the event loop is its only writer)
 
 
 def _resolve(method: str, path: str):
@@ -39,7 +45,12 @@ def _resolve(method: str, path: str):
 
 
 async def gateway_app(scope, receive, send) -> None:
+    global _inflight
     request_id = os.urandom(12).hex()
+    if _inflight >= MAX_INFLIGHT:  # shed at once: a queue would only make every request late
+        await send_error(send, OVERLOADED, {"x-request-id": request_id})
+        return
+    _inflight += 1
     req = Request(scope, receive, request_id, time.monotonic())
     try:
         handler = _resolve(req.method, req.path)
@@ -55,6 +66,8 @@ async def gateway_app(scope, receive, send) -> None:
             await send_error(send, ApiError(500, "Internal error; the request id identifies it in our logs."), {"x-request-id": request_id})
         except Exception:  # the response had already started: nothing more can be said on it
             return
+    finally:
+        _inflight -= 1
 
 
 async def healthz(scope, receive, send) -> None:

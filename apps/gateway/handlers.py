@@ -6,6 +6,8 @@ import struct
 import time
 
 from apps.common.errors import ApiError, from_provider_error
+from apps.limits import services as limits
+from apps.limits.estimate import chat_reservation, embeddings_reservation
 from apps.providers.adapters.base import ProviderError, Usage
 from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
@@ -23,6 +25,8 @@ from .streaming import SseSink, replay_stream, stream_chat
 
 def response_headers(req, plan=None, target=None) -> dict:
     headers = {"x-request-id": req.request_id}
+    if req.admission is not None:
+        headers.update(req.admission.headers)
     if target is not None:
         headers["x-xrouter-provider"] = target.model.provider
         headers["x-xrouter-route"] = plan.header(target)
@@ -56,7 +60,17 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     ctx = routing_context(req, key, body)
     catalog = await get_catalog()
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
+    model = plan.targets[0].model
+    # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
+    admission = req.admission = await limits.admit(key, model, req.request_id, lambda: chat_reservation(body, model))
+    try:
+        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
+    finally:
+        if admission is not None:
+            admission.settle()
 
+
+async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan) -> None:
     ttl = cache.ttl_for(body, plan)
     cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
@@ -126,7 +140,7 @@ async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, si
     """A stored answer, as JSON or replayed as a stream; billed as a cache hit at zero cost."""
     usage = Usage(**hit["usage"])
     model = catalog.models.get(hit["model"])
-    headers = {"x-request-id": req.request_id, "x-xrouter-provider": hit["provider"], "x-xrouter-route": hit["route"],
+    headers = {**response_headers(req), "x-xrouter-provider": hit["provider"], "x-xrouter-route": hit["route"],
                "x-xrouter-cache": "hit"}
     choices = [legacy_choice(c) for c in hit["choices"]] if legacy else hit["choices"]
     record_usage(req, key, endpoint="chat", requested=plan.requested, model=model, route=hit["route"], usage=usage,
@@ -144,6 +158,16 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    admission = req.admission = await limits.admit(key, plan.targets[0].model, req.request_id,
+                                            lambda: embeddings_reservation(inputs))
+    try:
+        await _answer_embeddings(req, send, key, body, plan, inputs)
+    finally:
+        if admission is not None:
+            admission.settle()
+
+
+async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> None:
 
     async def call(target):
         if "dimensions" in body and not target.adapter.supports_dimensions:

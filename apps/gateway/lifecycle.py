@@ -7,6 +7,7 @@ import signal
 from apps.common import bus
 from apps.common import redis as shared_redis
 from apps.keys import last_used
+from apps.limits import services as limits
 from apps.providers.adapters.registry import close_all
 from apps.routing.catalog import get_catalog
 from apps.usage import buffer
@@ -68,6 +69,7 @@ async def shutdown() -> None:
         if not buffer.pending_count():
             break
         await asyncio.sleep(0.5)
+    await limits.flush()  # give back the leases and unused reservations of the last requests
     if buffer.pending_count():
         log.error("shutting down with %d usage records unflushed (Redis and the spool both failed)",
                   buffer.pending_count())

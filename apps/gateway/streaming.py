@@ -322,6 +322,8 @@ class _Relay(_ClientWatch):
         provider = self.target.model.provider
         headers = {"x-request-id": self.req.request_id, "x-xrouter-provider": provider,
                    "x-xrouter-route": self.plan.header(self.target)}
+        if self.req.admission is not None:
+            headers.update(self.req.admission.headers)
         if self.cached:
             headers["x-xrouter-cache"] = "miss"
         status, error = "ok", None

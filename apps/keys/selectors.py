@@ -41,6 +41,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.common.rates import Limits
 
 from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
 from .services import hash_key
@@ -82,6 +83,8 @@ class KeyInfo:
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
     kind: str = "key"
     networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
+    limits: Limits | None = None  # the key's own (apps.limits); None: none set
+    organisation_limits: Limits | None = None
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -173,6 +176,8 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
         networks=parse_networks(row.allowed_ips or []),
+        limits=Limits.of(row),
+        organisation_limits=Limits.of(row.organisation) if row.organisation else None,
     ) if active else None
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Membership, User
 from apps.common import bus
+from apps.common.rates import LIMIT_FIELDS, parse_rate, validate_rate
 
 from .models import (
     DEFAULT_SCOPES,
@@ -48,13 +49,15 @@ def _announce(key_ids) -> None:
 
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
-               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None):
+               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry,
     allowed IPs and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
     allowed_ips: CIDRs the key may be used from (empty: any).
+    limits: rate limits and quotas (apps.common.rates.LIMIT_FIELDS: requests_rate="50/min", tokens_rate,
+    max_concurrent, tokens_per_day, tokens_per_month); a key-created key's are within its parent's.
     organisation (default: the user's default organisation; always one the user is a member of): its policy
     bounds the key's allowed models and residency, however the key is made; a limit not given or empty
     takes the policy's.
@@ -62,6 +65,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
+    if unknown := set(limits) - set(LIMIT_FIELDS):
+        raise TypeError(f"key_create() got unexpected arguments {sorted(unknown)}")
     actor = parent.user if parent is not None else issued_by
     organisation = organisation if organisation is not None else getattr(user, "organisation", None)
     _check_issuer(actor, user, organisation)
@@ -72,8 +77,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             parent = ApiKey.objects.select_for_update().filter(pk=parent.pk).first()
             if parent is None:
                 raise PermissionDenied("The key making this request no longer exists.")
-            scopes, allowed_models, residency, expires_at, allowed_ips = _within_parent(
-                parent, scopes, allowed_models, residency, expires_at, allowed_ips, organisation)
+            scopes, allowed_models, residency, expires_at, allowed_ips, limits = _within_parent(
+                parent, scopes, allowed_models, residency, expires_at, allowed_ips, organisation, limits)
         if organisation is not None:
             allowed_models, residency = _within_policy(organisation, allowed_models, residency)
         scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
@@ -82,6 +87,9 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
         allowed_models = [] if allowed_models is UNSET or allowed_models is None else _as_list(allowed_models)
         validate_allowed_models(allowed_models)
         allowed_ips = [] if allowed_ips is UNSET or allowed_ips is None else _canonical_networks(allowed_ips)
+        for field in ("requests_rate", "tokens_rate"):
+            if isinstance(limits.get(field), str):
+                validate_rate(limits[field])
         prefix = secrets.token_hex(4)
         plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
         key = ApiKey.objects.create(
@@ -96,6 +104,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             residency="" if residency is UNSET or residency is None else residency,
             expires_at=None if expires_at is UNSET else expires_at,
             allowed_ips=allowed_ips,
+            **{field: value for field, value in limits.items() if value is not UNSET},
         )
     return key, plaintext
 
@@ -130,7 +139,7 @@ def _as_list(value):
     return list(value) if isinstance(value, (tuple, set, frozenset)) else value
 
 
-def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips, organisation):
+def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips, organisation, limits):
     """The one check that a key-created key is no wider than its parent (see key_create)."""
     if not parent.is_active():
         raise PermissionDenied("The key making this request is revoked or expired.")
@@ -138,10 +147,10 @@ def _within_parent(parent: ApiKey, scopes, allowed_models, residency, expires_at
         raise PermissionDenied("This API key lacks the scope 'keys:manage' needed to create keys.")
     if parent.organisation_id and (organisation is None or organisation.pk != parent.organisation_id):
         raise PermissionDenied("A key-created key belongs to its parent's organisation.")
-    return _limits_within(parent, scopes, allowed_models, residency, expires_at, allowed_ips)
+    return _limits_within(parent, scopes, allowed_models, residency, expires_at, allowed_ips, limits)
 
 
-def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips):
+def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at, allowed_ips, limits: dict):
     """The limits of a key created from `parent` (on creation and on every later edit): within the parent's."""
     scopes, allowed_models = _as_list(scopes), _as_list(allowed_models)
     if scopes is UNSET:
@@ -187,7 +196,28 @@ def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at
         if not networks or wider:
             raise PermissionDenied(f"allowed_ips {wider or 'empty (any address)'} go beyond the creating key's "
                                    f"{parent.allowed_ips}.")
-    return scopes, allowed_models, residency, expires_at, allowed_ips
+    return scopes, allowed_models, residency, expires_at, allowed_ips, _rate_limits_within(parent, limits)
+
+
+def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
+    """Part of _limits_within: each of the parent's rate limits and quotas bounds the child's (not given: the parent's)."""
+    limits = dict(limits)
+    for field in LIMIT_FIELDS:
+        bound, value = getattr(parent, field), limits.get(field, UNSET)
+        if value is UNSET:
+            limits[field] = bound
+            continue
+        if bound in ("", None):
+            continue
+        if value in ("", None):
+            raise PermissionDenied(f"The creating key has {field} {bound}; a key it creates cannot be unlimited.")
+        try:
+            wider = not parse_rate(value).within(parse_rate(bound)) if field.endswith("_rate") else value > bound
+        except ValueError as exc:
+            raise ValidationError({field: str(exc)}) from None
+        if wider:
+            raise PermissionDenied(f"{field} {value} goes beyond the creating key's {bound}.")
+    return limits
 
 
 def _within_policy(organisation, allowed_models, residency):
@@ -308,14 +338,17 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
                                "keys.issue_for_others.")
     if {"user", "organisation"} & set(fields):
         _check_member(key.user, key.organisation)
-    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips"}
+    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", *LIMIT_FIELDS}
     if "allowed_ips" in fields:
         key.allowed_ips = _canonical_networks(key.allowed_ips)
     with transaction.atomic():
         if key.parent_id is not None and limits & set(fields):
             parent = ApiKey.objects.get(pk=key.parent_id)
-            key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips = _limits_within(
-                parent, key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips)
+            key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips, rates = _limits_within(
+                parent, key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips,
+                {field: getattr(key, field) for field in LIMIT_FIELDS})
+            for field, value in rates.items():
+                setattr(key, field, value)
         key.save(update_fields=fields)
         _announce([key.id])
 

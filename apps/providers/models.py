@@ -5,6 +5,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from apps.common.crypto import EncryptedJSONField
+from apps.common.rates import LimitFields
 
 KIND_CHOICES = [
     ("gigachat", "GigaChat (Sber)"),
@@ -91,8 +92,9 @@ class Credential(models.Model):
         return sorted(self.secrets)
 
 
-class ProviderModel(models.Model):
-    """A model a provider serves, with prices in roubles per 1,000 tokens."""
+class ProviderModel(LimitFields):
+    """A model a provider serves, with prices in roubles per 1,000 tokens. Its limits are a cap across all
+    tenants (the provider contract's)."""
 
     CHAT, EMBEDDING = "chat", "embedding"
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
@@ -105,6 +107,9 @@ class ProviderModel(models.Model):
         max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty = cached prompt tokens are free."
     )
     context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The model's output cap: what a token limit reserves when a request sets no "
+                                         "max_tokens. Empty = 4096.")
     jurisdiction = models.CharField(max_length=8, blank=True, help_text="Empty = the provider's.")
     options = models.JSONField(default=dict, blank=True)
 

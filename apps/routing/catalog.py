@@ -16,6 +16,7 @@ from django.conf import settings
 from apps.common import bus
 from apps.common.db import run_sync
 from apps.common.errors import ApiError
+from apps.common.rates import Limits
 from apps.providers.adapters.base import ProviderConfig
 from apps.providers.adapters.registry import adapter_for
 from apps.providers.selectors import enabled_models, provider_configs
@@ -37,6 +38,8 @@ class ModelEntry:
     context_window: int | None
     jurisdiction: str
     created: int
+    limits: Limits | None = None  # a cap across all tenants (apps.limits)
+    max_output_tokens: int | None = None
 
     @property
     def public_id(self) -> str:
@@ -77,6 +80,8 @@ def load_catalog() -> Catalog:
             context_window=m.context_window,
             jurisdiction=m.effective_jurisdiction,
             created=int(m.provider.created_at.timestamp()),
+            limits=Limits.of(m),
+            max_output_tokens=m.max_output_tokens,
         )
         models[entry.public_id] = entry
     aliases = dict(Alias.objects.filter(enabled=True).values_list("name", "target"))

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from apps.common.rates import parse_rate
+
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
@@ -27,6 +29,20 @@ class ModelSpec(_Strict):
     context_window: int | None = Field(default=None, ge=1)
     jurisdiction: str = ""
     enabled: bool = True
+    max_output_tokens: int | None = Field(default=None, ge=1, description="what a token limit reserves without max_tokens")
+    # A cap across all tenants (apps/limits): rates as "600/min", quotas in tokens.
+    requests_rate: str = ""
+    tokens_rate: str = ""
+    max_concurrent: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+
+    @field_validator("requests_rate", "tokens_rate")
+    @classmethod
+    def _rate(cls, value):
+        if value:
+            parse_rate(value)  # a ValueError names the expected form
+        return value
 
 
 class CredentialSpec(_Strict):

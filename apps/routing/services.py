@@ -5,6 +5,7 @@ import re
 
 from django.db import transaction
 
+from apps.common.rates import LIMIT_FIELDS
 from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
 
@@ -40,7 +41,8 @@ def config_import(config: ConfigFile) -> dict:
                 defaults=dict(
                     kind=m.kind, input_price=m.input_price, output_price=m.output_price,
                     cached_input_price=m.cached_input_price, context_window=m.context_window,
-                    jurisdiction=m.jurisdiction, enabled=m.enabled,
+                    jurisdiction=m.jurisdiction, enabled=m.enabled, max_output_tokens=m.max_output_tokens,
+                    **{field: getattr(m, field) for field in LIMIT_FIELDS},
                 ),
             )
             counts["models"] += 1
@@ -141,6 +143,9 @@ def config_export() -> dict:
                 entry["context_window"] = m.context_window
             if m.jurisdiction:
                 entry["jurisdiction"] = m.jurisdiction
+            for field in ("max_output_tokens", *LIMIT_FIELDS):
+                if getattr(m, field) not in ("", None):
+                    entry[field] = getattr(m, field)
             if not m.enabled:
                 entry["enabled"] = False
             models[m.name] = entry

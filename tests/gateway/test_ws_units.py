@@ -77,7 +77,7 @@ class _Plan:
 
 
 class _Req:
-    request_id, started, headers = "r1", 0.0, {}
+    request_id, started, headers, admission = "r1", 0.0, {}, None
 
 
 async def test_the_relay_ends_a_stream_that_breaks_after_its_first_byte_with_an_error_frame_and_row():

@@ -63,8 +63,11 @@ async def test_waiting_past_the_concurrency_wait_is_a_429(make_adapter, controls
     results = await asyncio.gather(
         adapter.chat({"messages": [user("slow")]}, "GigaChat"), adapter.chat({"messages": [user("waits")]}, "GigaChat"), return_exceptions=True
     )
-    assert results[0].choices[0]["message"]["content"] == "Echo: slow"
-    assert isinstance(results[1], ProviderError) and results[1].status == 429
+    # Which of the two takes the slot first is a race (with Redis, whichever lease request lands first).
+    answered = [r for r in results if not isinstance(r, ProviderError)]
+    refused = [r for r in results if isinstance(r, ProviderError)]
+    assert len(answered) == 1 and answered[0].choices[0]["message"]["content"].startswith("Echo: ")
+    assert len(refused) == 1 and refused[0].status == 429
 
 
 # --- TLS -----------------------------------------------------------------------------------------

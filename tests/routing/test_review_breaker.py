@@ -97,6 +97,7 @@ class BrokenAfterFirstChunk:
 
 class Req:
     request_id = "review3-relay-probe"
+    admission = None
     started = 0.0
 
 

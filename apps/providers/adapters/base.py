@@ -4,7 +4,8 @@ An adapter translates one OpenAI-shaped request into one provider call and the a
 It makes exactly ONE attempt (plus one token refresh on a 401, as the official SDKs do) and
 raises ProviderError: retries, fallbacks and deadlines belong to the router, so they never
 multiply. The base class owns what every provider needs: the pooled aiohttp session, TLS,
-timeouts and the per-credential concurrency cap.
+timeouts and the per-credential concurrency cap (shared by every process through a Redis lease
+when REDIS_URL is set; per process otherwise, or while Redis cannot answer).
 
 Requests reach adapters as plain dicts of the OpenAI chat/embeddings schema, already
 validated by the gateway; answers leave as OpenAI-shaped dicts. Translation only lives here.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +25,9 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 from django.conf import settings
+
+from apps.common import leases
+from apps.common import redis as shared_redis
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +191,9 @@ class ProviderAdapter:
     def __init__(self, config: ProviderConfig):
         self.config = config
         self._session: aiohttp.ClientSession | None = None
-        self._slots = [_Slot(c.max_concurrency) for c in config.credentials] or [_Slot(0)]
+        namespace = settings.XROUTER["REDIS_NAMESPACE"]
+        self._slots = [_Slot(c.max_concurrency, f"{namespace}:lease:credential:{config.name}:{c.name}")
+                       for c in config.credentials] or [_Slot(0)]
 
     # --- the interface -------------------------------------------------------------------
     async def chat(self, body: dict, model: str) -> ChatResult:
@@ -280,21 +287,29 @@ local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None
 
 
 class _Slot:
-    __slots__ = ("limit", "sem", "in_flight")
+    __slots__ = ("limit", "sem", "in_flight", "waiting", "key")
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, key: str = ""):
         self.limit = limit
         self.sem = asyncio.Semaphore(limit) if limit else None
         self.in_flight = 0
+        self.waiting = 0  # requests of this process waiting for a shared lease
+        self.key = key  # the credential's lease set in Redis
 
 
 class _SlotGuard:
-    """async with adapter.slot() as credential: ... — picks the least busy credential."""
+    """async with adapter.slot() as credential: ... — picks the least busy credential.
 
-    __slots__ = ("adapter", "slot", "credential")
+    With Redis, a credential's cap is one lease set for every process: a request takes a lease or
+    waits for one, up to XROUTER_CONCURRENCY_WAIT, but at most as many of this process's requests
+    wait as the cap (others give up at once); then `capacity` (the router falls back). Without
+    Redis, or when it fails, the cap is this process's semaphore."""
+
+    __slots__ = ("adapter", "slot", "credential", "lease")
 
     def __init__(self, adapter: ProviderAdapter):
         self.adapter = adapter
+        self.lease = None
 
     async def __aenter__(self) -> CredentialConfig | None:
         slots = self.adapter._slots
@@ -302,7 +317,15 @@ class _SlotGuard:
         self.slot = slots[index]
         creds = self.adapter.config.credentials
         self.credential = creds[index] if creds else None
-        if self.slot.sem is not None:
+        if self.slot.limit and shared_redis.client() is not None:
+            try:
+                await self._shared()
+            except ProviderError:
+                raise
+            except Exception as exc:  # Redis cannot answer: this process's cap, as without Redis
+                log.warning("credential lease unavailable (%s); capping %s per process", type(exc).__name__,
+                            self.adapter.config.name)
+        if self.lease is None and self.slot.sem is not None:
             started = time.monotonic()
             mark = local_wait.get() if self.slot.sem.locked() else None
             if mark is not None:
@@ -310,19 +333,50 @@ class _SlotGuard:
             try:
                 await asyncio.wait_for(self.slot.sem.acquire(), settings.XROUTER["CONCURRENCY_WAIT"])
             except TimeoutError:
-                raise ProviderError(
-                    f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy "
-                    f"for {time.monotonic() - started:.0f}s",
-                    status=429,
-                    kind="concurrency",
-                ) from None
+                raise self._busy(time.monotonic() - started) from None
             if mark is not None:
                 mark.waiting = False
         self.slot.in_flight += 1
         return self.credential
 
+    async def _shared(self) -> None:
+        slot, client, member = self.slot, shared_redis.client(), os.urandom(8).hex()
+        if await leases.acquire(client, slot.key, member, slot.limit):
+            self.lease = member
+            return
+        if slot.waiting >= slot.limit:
+            raise self._busy(0)
+        started, delay = time.monotonic(), 0.02
+        deadline = started + settings.XROUTER["CONCURRENCY_WAIT"]
+        mark = local_wait.get()
+        if mark is not None:
+            mark.waiting = True
+        slot.waiting += 1
+        try:
+            while time.monotonic() + delay < deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)  # polls stay few: at most `limit` waiters per process
+                if await leases.acquire(client, slot.key, member, slot.limit):
+                    self.lease = member
+                    break
+            else:
+                raise self._busy(time.monotonic() - started)
+        finally:
+            slot.waiting -= 1
+        if mark is not None:
+            mark.waiting = False
+
+    def _busy(self, waited: float) -> ProviderError:
+        return ProviderError(
+            f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy for {waited:.0f}s",
+            status=429,
+            kind="concurrency",
+        )
+
     async def __aexit__(self, *exc):
         self.slot.in_flight -= 1
-        if self.slot.sem is not None:
+        if self.lease is not None:
+            await leases.release(self.slot.key, self.lease)
+        elif self.slot.sem is not None:
             self.slot.sem.release()
         return False

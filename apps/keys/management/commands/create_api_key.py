@@ -1,7 +1,8 @@
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import User
+from apps.common.rates import per_minute
 from apps.keys.models import DEFAULT_SCOPES, SCOPES
 from apps.keys.services import key_create
 
@@ -16,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--residency", default="", help="e.g. RU: requests never leave models of this jurisdiction.")
         parser.add_argument("--scopes", default=",".join(DEFAULT_SCOPES),
                             help=f"Comma-separated, from {', '.join(SCOPES)} (default: %(default)s).")
+        parser.add_argument("--rpm", type=int, help="Requests per minute (sliding window).")
+        parser.add_argument("--tpm", type=int, help="Tokens per minute (sliding window).")
+        parser.add_argument("--concurrency", type=int, help="Requests in flight at once.")
+        parser.add_argument("--tokens-per-day", type=int, help="Tokens per calendar day (TIME_ZONE).")
+        parser.add_argument("--tokens-per-month", type=int, help="Tokens per calendar month (TIME_ZONE).")
 
     def handle(self, *args, **opts):
         scopes = [s.strip() for s in opts["scopes"].split(",") if s.strip()]
@@ -24,11 +30,18 @@ class Command(BaseCommand):
             user.set_unusable_password()
             user.save()
             self.stdout.write(f"Created user {user.username}")
+        limits = {"requests_rate": per_minute(opts["rpm"]), "tokens_rate": per_minute(opts["tpm"]),
+                  "max_concurrent": opts["concurrency"], "tokens_per_day": opts["tokens_per_day"],
+                  "tokens_per_month": opts["tokens_per_month"]}
+        for option, value in (("--rpm", opts["rpm"]), ("--tpm", opts["tpm"]), ("--concurrency", opts["concurrency"]),
+                              ("--tokens-per-day", opts["tokens_per_day"]), ("--tokens-per-month", opts["tokens_per_month"])):
+            if value is not None and value < 0:
+                raise CommandError(f"{option} must be 0 or more.")
         try:
             key, plaintext = key_create(user=user, name=opts["name"], allowed_models=opts["allowed_model"],
-                                        residency=opts["residency"], scopes=scopes)
-        except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
+                                        residency=opts["residency"], scopes=scopes, **limits)
+        except (ValidationError, PermissionDenied) as exc:
+            raise CommandError("; ".join(getattr(exc, "messages", [str(exc)]))) from None
         self.stdout.write(f"Created key {key.name} (xr-{key.prefix}-…) for {user.username} "
                           f"with scopes {', '.join(key.scopes)}; it is shown only now:")
         self.stdout.write(plaintext)

@@ -1,0 +1,114 @@
+"""Rates as people write them ("60/min", DRF's `SimpleRateThrottle` notation) and the limits a key,
+an organisation or a model carries, parsed once when the row is loaded (apps/limits enforces them).
+
+The floor of the import graph: the models that carry limit fields (keys, accounts, providers)
+validate with this, and apps/limits reads what it parsed.
+"""
+
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400,
+           "day": 86400}
+RATE = re.compile(r"\s*(\d{1,12})\s*/\s*(\d{0,6})\s*([a-z]+)\s*")
+RATE_HELP = 'A count per period, e.g. "60/min", "100000/min", "10/s", "1000/h", "5000/day" (also "100/10s").'
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: int
+    seconds: int
+
+    def within(self, other: "Rate") -> bool:
+        """Does this rate allow no more than `other` in any stretch of time? (A child key's against its parent's.)"""
+        if self.seconds <= other.seconds:
+            return self.count * -(-other.seconds // self.seconds) <= other.count
+        return self.count <= other.count
+
+    def __str__(self) -> str:
+        if self.seconds % 86400 == 0 and self.seconds // 86400 == 1:
+            return f"{self.count}/day"
+        names = {1: "s", 60: "min", 3600: "h"}
+        if self.seconds in names:
+            return f"{self.count}/{names[self.seconds]}"
+        return f"{self.count}/{self.seconds}s"
+
+
+def parse_rate(text: str) -> Rate:
+    """"60/min" → Rate(60, 60); ValueError naming the expected form otherwise. A count of 0 refuses everything."""
+    match = RATE.fullmatch(text.lower()) if isinstance(text, str) else None
+    if match is None or match.group(3) not in PERIODS:
+        raise ValueError(f"{text!r} is not a rate. {RATE_HELP}")
+    multiple = int(match.group(2) or 1)
+    if multiple < 1:
+        raise ValueError(f"{text!r}: the period must be at least 1 unit. {RATE_HELP}")
+    seconds = multiple * PERIODS[match.group(3)]
+    if seconds > 86400:
+        raise ValueError(f"{text!r}: a rate's period is at most a day; use the daily or monthly token quota beyond.")
+    return Rate(int(match.group(1)), seconds)
+
+
+def validate_rate(value: str) -> None:
+    if value:
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+def per_minute(count: int | None) -> str:
+    """The rate string of `--rpm 50` / `--tpm 100000`."""
+    return "" if count is None else f"{count}/min"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one key, organisation or model may use; None/0 fields do not limit."""
+
+    requests: Rate | None = None
+    tokens: Rate | None = None
+    concurrent: int = 0
+    tokens_per_day: int = 0
+    tokens_per_month: int = 0
+
+    @property
+    def limits_tokens(self) -> bool:
+        return bool(self.tokens or self.tokens_per_day or self.tokens_per_month)
+
+    @classmethod
+    def of(cls, row) -> "Limits | None":
+        """The limits of a row with LimitFields, or None when it has none (the common case costs nothing)."""
+        limits = cls(
+            requests=parse_rate(row.requests_rate) if row.requests_rate else None,
+            tokens=parse_rate(row.tokens_rate) if row.tokens_rate else None,
+            concurrent=row.max_concurrent or 0,
+            tokens_per_day=row.tokens_per_day or 0,
+            tokens_per_month=row.tokens_per_month or 0,
+        )
+        return limits if limits != EMPTY else None
+
+
+EMPTY = Limits()
+LIMIT_FIELDS = ("requests_rate", "tokens_rate", "max_concurrent", "tokens_per_day", "tokens_per_month")
+
+
+class LimitFields(models.Model):
+    """The limit fields, the same on every model they limit (ApiKey, Organisation, ProviderModel).
+    Empty means unlimited; calendar days and months are those of TIME_ZONE."""
+
+    requests_rate = models.CharField(max_length=32, blank=True, validators=[validate_rate],
+                                     help_text='Requests per period (sliding window), e.g. "60/min". Empty: unlimited.')
+    tokens_rate = models.CharField(max_length=32, blank=True, validators=[validate_rate],
+                                   help_text='Tokens per period (sliding window), e.g. "100000/min". Empty: unlimited.')
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True,
+                                                 help_text="Requests in flight at once. Empty: unlimited.")
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True,
+                                                    help_text="Tokens per calendar day. Empty: unlimited.")
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True,
+                                                      help_text="Tokens per calendar month. Empty: unlimited.")
+
+    class Meta:
+        abstract = True

@@ -1,0 +1,337 @@
+"""Admission for /v1: which limits apply to a request, one decision before the upstream call, and
+settling after it.
+
+`admit` finds the request's scopes (its key, the key's organisation, the model), and when none has a
+limit returns None at once: no Redis call. Otherwise the request joins the process's next admission
+batch: one EVALSHA decides every request waiting (apps/limits/limiter.py), each atomically — one
+round trip for the request, one command for many under load, and never more than one admission
+command in flight per process. Without REDIS_URL the in-process limiter decides. `Admission.settle`
+runs on every path (a `finally` in the handler): the token counters move from the reservation to the
+tokens billed (accounting.record_usage adds them up), the concurrency lease is given back. Settles
+go out with the process's next call (its sender sends whatever waits, settles and admissions, in one
+EVALSHA), never on a request's path. Leases still held are renewed by apps.common.leases.
+
+Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
+admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
+answers 503; either way Redis is not asked again for DOWN_PAUSE seconds, so no request waits on it.
+"""
+
+import asyncio
+import datetime
+import logging
+import time
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from apps.common import leases
+from apps.common import redis as shared_redis
+from apps.common.errors import ApiError
+
+from .limiter import (
+    CALENDAR,
+    LEASE_MS,
+    LIMITS,
+    NEVER,
+    LocalLimiter,
+    Scope,
+    admit_args,
+    parse_replies,
+    settle_args,
+)
+
+log = logging.getLogger(__name__)
+DOWN_PAUSE = 1.0  # after a failed admission call, Redis is not asked again for this long
+MAX_SCOPES = 100_000  # built scopes kept (one per limited key, organisation and model)
+SETTLE_DELAY = 0.005  # seconds a settle may wait to ride with an admission call
+MAX_BATCH = 500  # admissions, and settles, per call: a script run stays short for Redis's other clients
+
+_local = LocalLimiter()  # without REDIS_URL
+_fallback = LocalLimiter(settings.XROUTER["EXPECTED_REPLICAS"])  # Redis unreachable, failing open
+_REDIS = None  # Admission.backend for admissions Redis made
+_scopes: dict = {}
+_down_until = 0.0
+_admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for the sender
+_pending: list["Admission"] = []  # settles waiting for the sender
+_sender: asyncio.Task | None = None  # sends what waits (settles, admissions) in one call at a time
+_settle_timer: tuple | None = None  # (loop, TimerHandle) while settles wait for a ride
+_leased: dict[str, "Admission"] = {}  # in-process admissions holding concurrency leases, by member
+_renewer: asyncio.Task | None = None
+
+
+class Admission:
+    """One admitted request: what it reserved, what it used (added up as usage is recorded) and how
+    to give back the difference. `headers` are the x-ratelimit-* of its answer."""
+
+    __slots__ = ("backend", "scopes", "member", "reserved", "used", "at", "day", "headers", "leased", "settled")
+
+    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased):
+        self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
+        self.at, self.day, self.headers, self.leased = at, day, headers, leased
+        self.used = 0
+        self.settled = False
+
+    def settle(self) -> None:
+        """Once, on every path (success, error, disconnect, cancellation): tokens to what was used, lease back."""
+        if self.settled:
+            return
+        self.settled = True
+        delta = self.used - self.reserved
+        if not (self.leased or delta):
+            return
+        if self.backend is _REDIS:
+            for lease_key in self.lease_keys():
+                leases.drop(lease_key, self.member)
+            _pending.append(self)
+            _settle_soon()
+        else:
+            _leased.pop(self.member, None)
+            self.backend.settle(self.scopes, self.member, delta, self.at, self.day)
+
+    def lease_keys(self) -> list[str]:
+        return [s.prefix + ":c" for s in self.scopes if s.limits.concurrent]
+
+
+def _scope(kind: str, ident, label: str, limits) -> Scope:
+    found = _scopes.get((kind, ident, limits))
+    if found is None:
+        if len(_scopes) >= MAX_SCOPES:
+            _scopes.clear()
+        found = _scopes[(kind, ident, limits)] = Scope.build(
+            f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:{kind}:{ident}", label, limits)
+    return found
+
+
+def scopes_for(key, model) -> tuple:
+    """The limited scopes of a request by `key` to `model` (a catalog ModelEntry or None)."""
+    scopes = ()
+    if key.limits is not None:
+        scopes += (_scope("k", key.id, f"API key xr-{key.prefix}", key.limits),)
+    if key.organisation_limits is not None and key.organisation_id:
+        scopes += (_scope("o", key.organisation_id, "your organisation", key.organisation_limits),)
+    if model is not None and model.limits is not None:
+        scopes += (_scope("m", model.public_id, f"model {model.public_id}", model.limits),)
+    return scopes
+
+
+async def admit(key, model, member: str, reserve) -> Admission | None:
+    """Admit one request, or raise ApiError 429 (limits) / 503 (Redis unreachable, failing closed).
+
+    reserve: a function returning the request's token upper bound, called only when a token limit
+    applies. None when no limit applies (nothing to settle)."""
+    scopes = scopes_for(key, model)
+    if not scopes:
+        return None
+    tokens = reserve() if any(s.limits.limits_tokens for s in scopes) else 0
+    day = calendar()
+    backend, decision = await _decide(scopes, member, tokens, day)
+    headers = _headers(decision)
+    if not decision.admitted:
+        raise _refusal(scopes[decision.scope], decision, tokens, headers)
+    leased = any(s.limits.concurrent for s in scopes)
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased)
+    if leased and backend is _REDIS:
+        for lease_key in admission.lease_keys():
+            leases.hold(lease_key, member)
+    elif leased:
+        _leased[member] = admission
+        _start_renewer()
+    return admission
+
+
+class _Unreachable(Exception):
+    """Redis did not decide (down, refusing, or slower than XROUTER_LIMITS_TIMEOUT)."""
+
+
+async def _decide(scopes, member, tokens, day):
+    client = shared_redis.client()
+    if client is None:
+        return _local, _local.admit(scopes, member, tokens, day)
+    if time.monotonic() >= _down_until:
+        future = asyncio.get_running_loop().create_future()
+        _admits.append((scopes, member, tokens, day, future))
+        _start_sender()
+        try:
+            return _REDIS, await future
+        except _Unreachable:
+            pass
+    if settings.XROUTER["LIMITS_FAIL"] == "closed":
+        raise ApiError(503, "Rate limits cannot be checked right now (the limiter is unreachable); retry shortly.",
+                       code="service_unavailable", headers={"retry-after": "1"})
+    return _fallback, _fallback.admit(scopes, member, tokens, day)
+
+
+def _settle_soon() -> None:
+    """Settles wait up to SETTLE_DELAY for an admission call to ride with (under load there is always
+    one), then go on their own."""
+    global _settle_timer
+    loop = asyncio.get_running_loop()
+    if _sender is not None and not _sender.done() and _sender.get_loop() is loop:
+        return  # it takes them with its next call
+    if _settle_timer is None or _settle_timer[0] is not loop:
+        _settle_timer = (loop, loop.call_later(SETTLE_DELAY, _settle_due))
+
+
+def _settle_due() -> None:
+    global _settle_timer
+    _settle_timer = None
+    if _pending:
+        _start_sender()
+
+
+def _start_sender() -> None:
+    global _sender
+    loop = asyncio.get_running_loop()
+    if _sender is None or _sender.done() or _sender.get_loop() is not loop:
+        _sender = loop.create_task(_run_sender(), name="limits-sender")
+
+
+async def _run_sender() -> None:
+    """Send what waits as one batch; what arrived meanwhile goes in the next, until nothing waits."""
+    while _admits or _pending:
+        await _send_batch()
+
+
+async def _send_batch() -> None:
+    global _admits, _pending, _down_until
+    if time.monotonic() < _down_until:  # what queued behind a failed call: not another wait on Redis
+        for *_, future in _admits:
+            if not future.done():
+                future.set_exception(_Unreachable())
+        _admits = []
+    batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
+    settles, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
+    args = [batch[0][3] if batch else calendar(), LEASE_MS, len(settles)]
+    for a in settles:
+        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
+    for scopes, member, tokens, _, _ in batch:
+        args += admit_args(scopes, member, tokens)
+    try:
+        async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
+            decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
+    except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
+        if settles:
+            log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
+                        len(settles), type(exc).__name__, LEASE_MS // 1000)
+        if batch:
+            if _down_until == 0.0 or time.monotonic() - _down_until > 60:
+                log.warning("rate limiter: Redis unreachable (%s); failing %s for %.0f s at a time",
+                            type(exc).__name__, settings.XROUTER["LIMITS_FAIL"], DOWN_PAUSE)
+            _down_until = time.monotonic() + DOWN_PAUSE
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(_Unreachable())
+        return
+    for (scopes, member, tokens, day, future), decision in zip(batch, decisions, strict=True):
+        if not future.done():
+            future.set_result(decision)
+        elif decision.admitted:  # its request was cancelled while waiting: give back what it took
+            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
+
+
+NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",
+         "day": "tokens per day", "month": "tokens per month"}
+
+
+def _refusal(scope: Scope, decision, tokens: int, headers: dict) -> ApiError:
+    limits = scope.limits
+    rate = limits.requests if decision.kind == "requests" else limits.tokens
+    what = NAMES[decision.kind].format(period=_period(rate.seconds) if rate else "")
+    retry_ms = decision.retry_ms
+    if retry_ms == CALENDAR:
+        retry_ms = int((calendar_reset(decision.kind) - time.time()) * 1000)
+    if retry_ms == NEVER:
+        message = (f"Request too large for {scope.label} on {what}: limit {decision.limit}, requested {tokens}. "
+                   "Send a shorter prompt or a smaller max_tokens.")
+        retry_ms = rate.seconds * 1000 if rate else 60_000
+    else:
+        message = f"Rate limit reached for {scope.label} on {what}: limit {decision.limit}. Please try again in {_duration(retry_ms)}."
+    headers["retry-after"] = str(max(1, -(-retry_ms // 1000)))
+    return ApiError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
+def _headers(decision) -> dict:
+    headers = {}
+    limit, remaining, reset = decision.requests
+    if limit:
+        headers["x-ratelimit-limit-requests"] = str(limit)
+        headers["x-ratelimit-remaining-requests"] = str(remaining)
+        headers["x-ratelimit-reset-requests"] = _duration(reset)
+    limit, remaining, reset = decision.tokens
+    if limit:
+        headers["x-ratelimit-limit-tokens"] = str(limit)
+        headers["x-ratelimit-remaining-tokens"] = str(remaining)
+        headers["x-ratelimit-reset-tokens"] = _duration(reset)
+    return headers
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's spelling of a reset time: "20ms", "1s", "6m0s", "1h2m3s"."""
+    if ms < 1000:
+        return f"{max(0, ms)}ms"
+    seconds = -(-ms // 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    return f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
+
+
+def _period(seconds: int) -> str:
+    return {1: "second", 60: "minute", 3600: "hour", 86400: "day"}.get(seconds, f"{seconds} seconds")
+
+
+# --- the calendar (days and months of TIME_ZONE) ---
+_calendar = (0.0, "", 0.0, 0.0)  # valid until (epoch), day, next day's start, next month's start
+
+
+def calendar() -> str:
+    """Today in TIME_ZONE ("20261129"; its first six characters name the month), recomputed once a day."""
+    global _calendar
+    now = time.time()
+    if now >= _calendar[0]:
+        zone = ZoneInfo(settings.TIME_ZONE)
+        today = datetime.datetime.fromtimestamp(now, zone).date()
+        tomorrow = datetime.datetime.combine(today + datetime.timedelta(days=1), datetime.time(), zone).timestamp()
+        first = (today.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+        next_month = datetime.datetime.combine(first, datetime.time(), zone).timestamp()
+        _calendar = (tomorrow, today.strftime("%Y%m%d"), tomorrow, next_month)
+    return _calendar[1]
+
+
+def calendar_reset(kind: str) -> float:
+    calendar()
+    return _calendar[2] if kind == "day" else _calendar[3]
+
+
+# --- settling and renewing, off the request path ---
+async def flush() -> None:
+    """Send every queued settle (at shutdown). A batch Redis cannot take is dropped: its leases expire
+    within LEASE_MS, its unused reservations stay counted (conservative) until their windows pass."""
+    if _sender is not None and not _sender.done() and _sender.get_loop() is asyncio.get_running_loop():
+        await asyncio.shield(_sender)
+    while _pending and shared_redis.client() is not None:
+        await _send_batch()
+
+
+def _start_renewer() -> None:
+    global _renewer
+    loop = asyncio.get_running_loop()
+    if _renewer is None or _renewer.done() or _renewer.get_loop() is not loop:
+        _renewer = loop.create_task(_run_renewer(), name="limits-renewer")
+
+
+async def _run_renewer() -> None:
+    """Renew the in-process limiter's leases (Redis's are renewed by apps.common.leases)."""
+    while _leased:
+        await asyncio.sleep(leases.RENEW_EVERY)
+        renew()
+
+
+def renew() -> None:
+    by_backend: dict = {}
+    for admission in list(_leased.values()):
+        pairs = by_backend.setdefault(id(admission.backend), (admission.backend, []))[1]
+        pairs.extend((key, admission.member) for key in admission.lease_keys())
+    for backend, pairs in by_backend.values():
+        backend.renew(pairs)

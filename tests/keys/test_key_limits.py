@@ -1,0 +1,88 @@
+"""Limits on keys: set on the command line and through the management API, carried to the request
+path parsed, and bounded by the parent's for a key-created key (the one rights check)."""
+
+import asyncio
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from apps.common.rates import Limits, Rate
+from apps.keys.models import ApiKey
+from apps.keys.selectors import akey_info_for
+from apps.keys.services import key_create, key_update
+
+
+@pytest.mark.django_db
+def test_create_api_key_takes_rpm_tpm_and_concurrency(capsys):
+    call_command("create_api_key", "--user", "bob", "--name", "limited", "--rpm", "50", "--tpm", "100000",
+                 "--concurrency", "5", "--tokens-per-day", "1000000")
+    key = ApiKey.objects.get(user__username="bob", name="limited")
+    assert (key.requests_rate, key.tokens_rate, key.max_concurrent, key.tokens_per_day, key.tokens_per_month) == (
+        "50/min", "100000/min", 5, 1_000_000, None)
+    with pytest.raises(CommandError, match="--rpm"):
+        call_command("create_api_key", "--user", "bob", "--rpm", "-1")
+
+
+@pytest.mark.django_db
+def test_a_child_key_never_exceeds_its_parents_limits(alice):
+    parent, _ = key_create(user=alice, name="parent", scopes=["chat", "keys:manage"], requests_rate="60/min",
+                           max_concurrent=5)
+    child, _ = key_create(user=alice, name="inherits", parent=parent)
+    assert (child.requests_rate, child.max_concurrent) == ("60/min", 5)  # not given: the parent's
+    narrower, _ = key_create(user=alice, name="narrower", parent=parent, requests_rate="1/s", max_concurrent=2,
+                             tokens_per_day=500)
+    assert (narrower.requests_rate, narrower.max_concurrent, narrower.tokens_per_day) == ("1/s", 2, 500)
+    for wider in ({"requests_rate": "61/min"}, {"requests_rate": "2/s"}, {"requests_rate": ""},
+                  {"requests_rate": "100/h"}, {"max_concurrent": 6}, {"max_concurrent": None}):
+        with pytest.raises(PermissionDenied):
+            key_create(user=alice, name="wider", parent=parent, **wider)
+    with pytest.raises(ValidationError):
+        key_create(user=alice, name="bad", parent=parent, requests_rate="lots")
+
+
+@pytest.mark.django_db
+def test_editing_a_child_key_keeps_it_within_its_parent(alice):
+    parent, _ = key_create(user=alice, name="parent", scopes=["chat", "keys:manage"], tokens_rate="1000/min")
+    child, _ = key_create(user=alice, name="child", parent=parent)
+    child.tokens_rate = "5000/min"
+    with pytest.raises(PermissionDenied):
+        key_update(child, ["tokens_rate"])
+
+
+def test_rates_compare_over_any_stretch_of_time():
+    assert Rate(1, 1).within(Rate(60, 60)) and not Rate(2, 1).within(Rate(60, 60))
+    assert Rate(60, 3600).within(Rate(60, 60)) and not Rate(61, 3600).within(Rate(60, 60))
+    assert Rate(30, 60).within(Rate(30, 60)) and not Rate(30, 7).within(Rate(30, 60))
+
+
+@pytest.mark.django_db
+def test_the_management_api_sets_limits_within_the_calling_keys(alice):
+    _, plaintext = key_create(user=alice, name="admin-key", scopes=["chat", "keys:manage"], requests_rate="100/min")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    created = api.post("/api/v1/keys/", {"name": "svc", "requests_rate": "10/min", "tokens_rate": "5000/min",
+                                         "max_concurrent": 3}, format="json")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["requests_rate"], body["tokens_rate"], body["max_concurrent"]) == ("10/min", "5000/min", 3)
+    assert api.post("/api/v1/keys/", {"name": "greedy", "requests_rate": "1000/min"}, format="json").status_code == 403
+    bad = api.post("/api/v1/keys/", {"name": "bad", "requests_rate": "often"}, format="json")
+    assert bad.status_code == 400 and "60/min" in bad.content.decode()
+
+
+def test_the_request_path_gets_the_limits_parsed(django_db_setup, django_db_blocker):
+    import uuid
+
+    from apps.accounts.models import Membership, Organisation, User
+    from apps.accounts.services import membership_add
+
+    with django_db_blocker.unblock():
+        org = Organisation.objects.create(name=f"limited-{uuid.uuid4().hex[:6]}", tokens_per_month=10**6)
+        owner = User.objects.create(username=f"erin-{uuid.uuid4().hex[:6]}")
+        membership_add(org, owner, Membership.Role.DEVELOPER)
+        _, plaintext = key_create(user=owner, name="k", organisation=org, requests_rate="50/min", max_concurrent=5)
+        info = asyncio.run(akey_info_for(plaintext))
+    assert info.limits == Limits(requests=Rate(50, 60), concurrent=5)
+    assert info.organisation_limits == Limits(tokens_per_month=10**6)

@@ -1,0 +1,118 @@
+"""Admission as the request path uses it, without a gateway: no limit means no Redis call, the
+in-process limiter without REDIS_URL, and what happens when Redis is unreachable or hangs
+(XROUTER_LIMITS_FAIL open or closed) — a request never waits on it past the timeout."""
+
+import asyncio
+import socket
+from dataclasses import replace
+
+import pytest
+
+from apps.common.errors import ApiError
+from apps.common.rates import Limits, Rate
+from apps.keys.selectors import KeyInfo
+from apps.limits import services
+from apps.limits.estimate import DEFAULT_OUTPUT_CAP, MESSAGE_OVERHEAD, chat_reservation, embeddings_reservation
+from apps.limits.limiter import LocalLimiter
+
+KEY = KeyInfo(id=901, prefix="0badc0de", name="k", user_id=1, organisation_id=None, allowed_models=(), residency="",
+              expires_at=None)
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch, settings):
+    monkeypatch.setattr(services, "_down_until", 0.0)
+    monkeypatch.setattr(services, "_local", LocalLimiter())
+    monkeypatch.setattr(services, "_fallback", LocalLimiter(divisor=2))
+    settings.XROUTER = {**settings.XROUTER, "LIMITS_TIMEOUT": 0.2, "LIMITS_FAIL": "open"}
+
+
+def _admit_many(key, count):
+    async def run():
+        out = []
+        for n in range(count):
+            try:
+                out.append(await services.admit(key, None, f"m{n}", lambda: 10))
+            except ApiError as exc:
+                out.append(exc)
+        return out
+
+    return asyncio.run(asyncio.wait_for(run(), 10))  # a hang guard, not a timing assertion
+
+
+def test_a_key_without_limits_is_admitted_without_asking_anyone(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: any call would fail
+    assert _admit_many(KEY, 3) == [None, None, None]
+
+
+def test_without_redis_the_in_process_limiter_decides(settings):
+    settings.REDIS_URL = ""
+    results = _admit_many(replace(KEY, limits=Limits(requests=Rate(2, 60))), 3)
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in results[:2]] == ["1", "0"]
+    refused = results[2]
+    assert isinstance(refused, ApiError) and refused.status == 429 and refused.code == "rate_limit_exceeded"
+    assert refused.headers["retry-after"] and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "API key xr-0badc0de" in refused.message and "requests per minute" in refused.message
+
+
+def test_settling_gives_the_lease_back(settings):
+    settings.REDIS_URL = ""
+    key = replace(KEY, limits=Limits(concurrent=1))
+
+    async def run():
+        first = await services.admit(key, None, "a", lambda: 0)
+        with pytest.raises(ApiError):
+            await services.admit(key, None, "b", lambda: 0)
+        first.settle()
+        first.settle()  # once only, whatever the paths
+        return await services.admit(key, None, "c", lambda: 0)
+
+    assert asyncio.run(run()) is not None
+
+
+def test_redis_refusing_connections_fails_open_at_limit_divided_by_replicas(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    results = _admit_many(replace(KEY, limits=Limits(requests=Rate(6, 60))), 4)
+    assert [isinstance(r, services.Admission) for r in results] == [True, True, True, False]  # 6 ÷ 2 replicas
+
+
+def test_redis_refusing_connections_fails_closed_with_503(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.XROUTER = {**settings.XROUTER, "LIMITS_FAIL": "closed"}
+    [refused] = _admit_many(replace(KEY, limits=Limits(requests=Rate(6, 60))), 1)
+    assert isinstance(refused, ApiError) and refused.status == 503 and refused.headers["retry-after"] == "1"
+
+
+def test_a_redis_that_never_answers_costs_a_request_the_timeout_then_nothing(settings):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(100)  # accepts connections, never answers
+    try:
+        settings.REDIS_URL = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        key = replace(KEY, limits=Limits(requests=Rate(100, 60)))
+        results = _admit_many(key, 5)
+        assert all(isinstance(r, services.Admission) for r in results)
+        assert all(r.backend is services._fallback for r in results)  # after the first timeout, Redis is not asked
+
+        async def at_once():
+            services._down_until = 0.0
+            return await asyncio.gather(*(services.admit(key, None, f"c{n}", lambda: 0) for n in range(20)))
+
+        # Twenty waiting together: one call times out for all of them, none waits twice.
+        together = asyncio.run(asyncio.wait_for(at_once(), 10))
+        assert all(r.backend is services._fallback for r in together)
+    finally:
+        silent.close()
+
+
+def test_the_reservation_counts_characters_messages_tools_and_the_answer_cap():
+    model = type("M", (), {"max_output_tokens": 700})()
+    body = {"messages": [{"role": "system", "content": "Будь краток"}, {"role": "user", "content": [{"type": "text",
+                                                                                                   "text": "Привет"}]}],
+            "tools": [{"type": "function", "function": {"name": "f"}}], "response_format": {"type": "json_object"}}
+    tools, response_format = '[{"type":"function","function":{"name":"f"}}]', '{"type":"json_object"}'
+    base = len("Будь краток") + len("Привет") + 2 * MESSAGE_OVERHEAD + len(tools) + len(response_format)
+    assert chat_reservation(body, model) == base + 700
+    assert chat_reservation({**body, "max_tokens": 50, "n": 3}, model) == base + 150
+    assert chat_reservation(body, None) == base + DEFAULT_OUTPUT_CAP
+    assert embeddings_reservation(["abc", "дв", [1, 2, 3, 4]]) == 9
