@@ -171,3 +171,47 @@ def test_the_admin_lists_applications_with_their_organisation(acme_app, client):
     assert listing.status_code == 200 and "acme dashboard" in listing.content.decode() and "acme" in listing.content.decode()
     assert client.get(f"/admin/oauth/application/{acme_app.id}/change/").status_code == 200
     assert client.get("/admin/oauth/externalidentity/").status_code == 200
+
+
+@pytest.fixture
+def globex_app(members, charlie, globex):
+    return application_create(user=charlie, organisation=globex, name="globex helper", client_type="public",
+                              redirect_uris="https://helper.globex.example/callback")[0]
+
+
+@pytest.mark.xfail(strict=True, reason="review9: an OAuth token acts with its user's full rights on organisations")
+@pytest.mark.django_db
+def test_a_chat_token_of_another_organisations_app_cannot_take_over_the_users_organisation(globex_app, alice, acme,
+                                                                                           charlie):
+    # alice (acme's owner) lets globex's app chat for her; the app must not then run acme.
+    api = bearer(oauth_token(globex_app, alice, "chat"))
+    assert acme.name not in [o["name"] for o in api.get("/api/v1/organisations/").json()["results"]]
+    assert api.get(f"/api/v1/organisations/{acme.id}/members/").status_code in (403, 404)
+    assert api.post(f"/api/v1/organisations/{acme.id}/members/", {"username": charlie.username, "role": "owner"},
+                    format="json").status_code in (403, 404)
+    assert api.patch(f"/api/v1/organisations/{acme.id}/", {"allowed_models": ["x/*"]},
+                     format="json").status_code in (403, 404)
+    assert not Membership.objects.filter(user=charlie, organisation=acme).exists()
+    acme.refresh_from_db()
+    assert acme.allowed_models != ["x/*"]
+
+
+@pytest.mark.xfail(strict=True, reason="review9: an OAuth token acts with its user's full rights on organisations")
+@pytest.mark.django_db
+def test_a_chat_token_changes_no_member_policy_or_application_of_its_own_organisation(acme_app, alice, bob, acme):
+    # Consent to "chat" is no consent to running the organisation: writes take a signed-in session.
+    api = bearer(oauth_token(acme_app, alice, "chat"))
+    assert api.get(f"/api/v1/organisations/{acme.id}/members/").status_code == 200  # reading is fine
+    bobs = Membership.objects.get(user=bob, organisation=acme)
+    assert api.patch(f"/api/v1/organisations/{acme.id}/members/{bobs.id}/", {"role": "owner"},
+                     format="json").status_code == 403
+    assert api.delete(f"/api/v1/organisations/{acme.id}/members/{bobs.id}/").status_code == 403
+    assert api.patch(f"/api/v1/organisations/{acme.id}/", {"allowed_models": ["x/*"]}, format="json").status_code == 403
+    assert api.post(APPS, {"name": "more", "organisation": acme.id, "client_type": "public",
+                           "redirect_uris": "https://x.example/cb"}, format="json").status_code == 403
+    assert api.patch(f"{APPS}{acme_app.id}/", {"redirect_uris": "https://evil.example/cb"},
+                     format="json").status_code == 403
+    assert api.delete(f"{APPS}{acme_app.id}/").status_code == 403
+    bobs.refresh_from_db()
+    acme_app.refresh_from_db()
+    assert bobs.role == "developer" and acme_app.redirect_uris == "https://dash.acme.example/callback"
