@@ -179,7 +179,6 @@ def globex_app(members, charlie, globex):
                               redirect_uris="https://helper.globex.example/callback")[0]
 
 
-@pytest.mark.xfail(strict=True, reason="review9: an OAuth token acts with its user's full rights on organisations")
 @pytest.mark.django_db
 def test_a_chat_token_of_another_organisations_app_cannot_take_over_the_users_organisation(globex_app, alice, acme,
                                                                                            charlie):
@@ -196,7 +195,6 @@ def test_a_chat_token_of_another_organisations_app_cannot_take_over_the_users_or
     assert acme.allowed_models != ["x/*"]
 
 
-@pytest.mark.xfail(strict=True, reason="review9: an OAuth token acts with its user's full rights on organisations")
 @pytest.mark.django_db
 def test_a_chat_token_changes_no_member_policy_or_application_of_its_own_organisation(acme_app, alice, bob, acme):
     # Consent to "chat" is no consent to running the organisation: writes take a signed-in session.
