@@ -261,7 +261,6 @@ def test_a_signed_in_person_without_the_admin_is_refused_not_looped(browser, pro
     assert browser(_person()).get("/admin/", follow=True).status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="review9: the admin's own login form skips the code step in development")
 def test_the_admins_login_form_never_skips_the_code_step(browser, settings):
     # Without STAFF_TOTP (development, staging), staff who turned two-factor login on still need their code.
     settings.XROUTER = settings.XROUTER | {"STAFF_TOTP": False}
