@@ -215,7 +215,6 @@ def test_a_chat_token_changes_no_member_policy_or_application_of_its_own_organis
     assert bobs.role == "developer" and acme_app.redirect_uris == "https://dash.acme.example/callback"
 
 
-@pytest.mark.xfail(strict=True, reason="review9: introspection trusts the Basic client id, not the authenticated one")
 @pytest.mark.django_db
 def test_introspection_answers_for_the_client_that_authenticated_not_a_client_id_it_names(members, alice, acme,
                                                                                           charlie, globex):
