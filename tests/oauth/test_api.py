@@ -239,3 +239,26 @@ def test_introspection_answers_for_the_client_that_authenticated_not_a_client_id
     assert Client().post("/o/introspect/", {"token": acme_token}, HTTP_AUTHORIZATION=own).json()["active"] is True
     assert Client().post("/o/introspect/", {"token": acme_token, "client_id": acme_app.client_id,
                                             "client_secret": acme_secret}).json()["active"] is True
+
+
+@pytest.mark.xfail(strict=True, reason="review9: a removed registrant's client credentials keep working")
+@pytest.mark.django_db
+def test_a_client_credentials_token_stops_when_its_registrant_leaves_the_organisation(members, bob, acme):
+    # bob (developer) registered a server application and holds its secret; removed from acme, he must not go
+    # on minting tokens billed to acme (his API keys there stop working too: keys.models.holds_keys_in).
+    from apps.accounts.services import membership_remove, membership_set_role
+    from apps.oauth.selectors import oauth_token_info_for
+
+    server_app = application_create(user=bob, organisation=acme, name="bob's batch job", client_type="confidential",
+                                    authorization_grant_type="client-credentials")[0]
+    token = oauth_token(server_app, None, "chat")
+    assert oauth_token_info_for(token).organisation_id == acme.id
+
+    bobs = Membership.objects.get(user=bob, organisation=acme)
+    membership_set_role(bobs, "billing_viewer")
+    assert oauth_token_info_for(token) is None  # billing viewers hold no credentials that chat
+    membership_set_role(bobs, "developer")
+    assert oauth_token_info_for(token) is not None
+    membership_remove(bobs)
+    assert oauth_token_info_for(token) is None
+    assert bearer(token).get("/api/v1/usage/").status_code == 401
