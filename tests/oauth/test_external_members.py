@@ -25,7 +25,6 @@ def _info(claims: dict):
     return _load((CONFIG, claims), "unused-hash").info
 
 
-@pytest.mark.xfail(strict=True, reason="review9: every cache miss re-adds a removed external member")
 def test_a_removed_external_member_stays_removed(alice, acme):
     claims = _claims(f"dora-{uuid.uuid4().hex[:6]}", acme.name, role="admin")
     first = _info(claims)
@@ -38,7 +37,6 @@ def test_a_removed_external_member_stays_removed(alice, acme):
     assert not Membership.objects.filter(user_id=first.user_id, organisation=acme).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review9: every cache miss re-adds a removed external member")
 def test_a_token_names_no_new_organisation_for_a_known_person(acme, globex):
     subject = f"erin-{uuid.uuid4().hex[:6]}"
     erin = _info(_claims(subject, acme.name)).user_id
@@ -46,7 +44,6 @@ def test_a_token_names_no_new_organisation_for_a_known_person(acme, globex):
     assert not Membership.objects.filter(user_id=erin, organisation=globex).exists()
 
 
-@pytest.mark.xfail(strict=True, reason="review9: the token's role claim, not the membership, sets the scopes")
 def test_the_portal_role_rules_not_the_tokens(alice, acme):
     claims = _claims(f"finn-{uuid.uuid4().hex[:6]}", acme.name, role="owner")
     finn = Membership.objects.get(user_id=_info(claims).user_id, organisation=acme)
