@@ -8,6 +8,7 @@ password does not reset the count while a code is still due, so the password can
 
 import hashlib
 import time
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import login as auth_login
@@ -32,8 +33,11 @@ PENDING_SECONDS = 300
 
 
 def lockout_keys(request, username: str) -> tuple[str, str]:
+    # The name as Django's login form reads it (stripped, NFKC), so another spelling of it ("ａｌｉｃｅ")
+    # is the same person and buys no fresh guesses; case folded on top.
+    name = unicodedata.normalize("NFKC", username.strip()).strip().lower()
     # Hashed: the cache key carries neither the username nor the address in the clear.
-    who = hashlib.sha256(f"{username.strip().lower()}\0{request.client_address}".encode()).hexdigest()
+    who = hashlib.sha256(f"{name}\0{request.client_address}".encode()).hexdigest()
     return f"portal:login-failures:{who}", f"portal:login-locked:{who}"
 
 

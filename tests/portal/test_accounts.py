@@ -203,7 +203,6 @@ def _fullwidth(text: str, at: int) -> str:
     return text[:at] + chr(ord(text[at]) + 0xFEE0) + text[at + 1:]
 
 
-@pytest.mark.xfail(strict=True, reason="review9: the lock-out counts the username as typed, not as Django reads it")
 def test_the_lock_out_counts_a_username_however_it_is_spelt(browser, settings):
     settings.XROUTER = settings.XROUTER | {"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCKOUT_SECONDS": 900}
     username = _name("spelt")
