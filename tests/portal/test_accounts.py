@@ -217,3 +217,22 @@ def test_the_lock_out_counts_a_username_however_it_is_spelt(browser, settings):
 
     assert failures == [200] * 3
     assert locked.status_code == 429 and "_auth_user_id" not in client.session
+
+
+@pytest.mark.xfail(strict=True, reason="review9: every IPv6 address of one network gets its own guesses")
+def test_the_lock_out_counts_an_ipv6_network_as_one_address(browser, settings):
+    # Anyone holds a /64 (a host, a phone): its 2**64 addresses must not each get fresh password guesses.
+    settings.XROUTER = settings.XROUTER | {"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCKOUT_SECONDS": 900}
+    username = _name("ipv6")
+    User.objects.create_user(username, f"{username}@example.com", PASSWORD)
+    prefix = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+    failures = [browser(REMOTE_ADDR=f"{prefix}::{i + 1}").post(
+        "/accounts/login/", {"username": username, "password": "wrong"}).status_code for i in range(3)]
+    locked = browser(REMOTE_ADDR=f"{prefix}::99").post("/accounts/login/", {"username": username, "password": PASSWORD})
+    elsewhere = browser(REMOTE_ADDR="2001:db8:ffff:ffff::1").post(
+        "/accounts/login/", {"username": username, "password": PASSWORD})
+
+    assert failures == [200] * 3
+    assert locked.status_code == 429
+    assert elsewhere.status_code == 302  # another network is not locked out by this one's failures
