@@ -219,7 +219,6 @@ def test_the_lock_out_counts_a_username_however_it_is_spelt(browser, settings):
     assert locked.status_code == 429 and "_auth_user_id" not in client.session
 
 
-@pytest.mark.xfail(strict=True, reason="review9: every IPv6 address of one network gets its own guesses")
 def test_the_lock_out_counts_an_ipv6_network_as_one_address(browser, settings):
     # Anyone holds a /64 (a host, a phone): its 2**64 addresses must not each get fresh password guesses.
     settings.XROUTER = settings.XROUTER | {"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCKOUT_SECONDS": 900}
