@@ -107,15 +107,15 @@ async def verify(token: str) -> tuple[dict, dict] | None:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    issuer = _issuer(unverified.get("iss"))
-    if issuer is None or header.get("alg") not in ALGORITHMS:
+    issuer, alg = _issuer(unverified.get("iss")), header.get("alg")
+    if issuer is None or not isinstance(alg, str) or alg not in ALGORITHMS:  # forged parts may hold any JSON
         return None
     key = await issuer.key(header.get("kid"))
     if key is None:  # PyJWT refuses a key of the wrong type for the header's algorithm below
         return None
     config = issuer.config
     try:
-        claims = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=config["audience"],
+        claims = jwt.decode(token, key.key, algorithms=[alg], audience=config["audience"],
                             issuer=config["issuer"], leeway=LEEWAY, options={"require": ["exp", "iss", "aud", "sub"]})
     except jwt.PyJWTError:
         return None
