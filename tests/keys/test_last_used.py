@@ -36,7 +36,6 @@ def test_marks_are_kept_when_the_database_cannot_take_them(committed_db):
     assert key.last_used_at is not None
 
 
-@pytest.mark.xfail(strict=True, reason="review9: OAuth tokens and JWTs mark the API key that shares their id")
 def test_only_api_keys_are_marked_used_an_oauth_token_or_jwt_marks_no_key(monkeypatch):
     # A KeyInfo's id is an ApiKey's for kind "key" only (an access token's for "oauth", a user's for "jwt"):
     # marking those would stamp some other tenant's key with the same number as used.
