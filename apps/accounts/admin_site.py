@@ -1,5 +1,6 @@
-"""The admin site. With XROUTER_ENV=production staff get in only through the portal's login with its code
-step (TOTP): a staff member without a confirmed device is sent to the portal's security page to enrol one."""
+"""The admin site. Staff sign in through the portal's login (its lock-out, and its code step for those with
+two-factor login). With XROUTER_ENV=production they need that code step (TOTP): a staff member without a
+confirmed device is sent to the portal's security page to enrol one."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -17,16 +18,18 @@ class AdminSite(admin.AdminSite):
             not settings.XROUTER["STAFF_TOTP"] or request.user.is_verified())
 
     def login(self, request, extra_context=None):
-        if not settings.XROUTER["STAFF_TOTP"]:
-            return super().login(request, extra_context)
+        # Never Django's own admin login form: it would sign staff in with the password alone, skipping the
+        # code step of those who turned two-factor login on (in development too) and the portal's lock-out.
         next_url = request.GET.get("next") or reverse("admin:index")
         user = request.user
-        if user.is_authenticated and not (user.is_active and user.is_staff):
+        if not user.is_authenticated:
+            # One login for everybody: the portal's, with its lock-out and code step.
+            return redirect_to_login(next_url, reverse("login"))
+        if not (user.is_active and user.is_staff):
             raise PermissionDenied  # signed in, but no admin: the portal's login would only send them back here
-        if user.is_authenticated:
-            if not two_factor_enabled(user):
-                return redirect("portal:security")  # which tells staff why they are there
-            # Signed in before enrolling, or without the code: the code step, then back here.
-            return redirect_to_login(next_url, reverse("login_code"))
-        # One login for everybody: the portal's, with its lock-out and code step.
-        return redirect_to_login(next_url, reverse("login"))
+        if self.has_permission(request):
+            return redirect("admin:index")
+        if not two_factor_enabled(user):
+            return redirect("portal:security")  # which tells staff why they are there
+        # Signed in before enrolling, or without the code: the code step, then back here.
+        return redirect_to_login(next_url, reverse("login_code"))

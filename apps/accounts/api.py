@@ -1,11 +1,13 @@
 """The management API for organisations and their members (/api/v1/organisations/...).
 
-People only (SignedInPerson: session, later OAuth; never an API key). Every query starts from the
-caller's memberships, so an organisation one is not a member of answers 404, as if it did not exist;
-members may read, owners and admins change (the services check the roles)."""
+People only (SignedInPerson: a session, or an OAuth token that reads its application's organisation only;
+never an API key). Every query starts from the caller's memberships, so an organisation one is not a member
+of answers 404, as if it did not exist; members may read, owners and admins change (the services check the
+roles)."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import F
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -39,7 +41,10 @@ class OrganisationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
 
     def get_queryset(self):
         # The annotation reuses the filter's join: the caller's own membership row.
-        return Organisation.objects.filter(memberships__user=self.request.user).annotate(my_role=F("memberships__role"))
+        organisations = Organisation.objects.filter(memberships__user=self.request.user)
+        if self.request.auth is not None:  # an OAuth token: its application's organisation only
+            organisations = organisations.filter(id=self.request.auth.organisation_id)
+        return organisations.annotate(my_role=F("memberships__role"))
 
     def update(self, request, *args, partial=False, **kwargs):
         organisation = self.get_object()
@@ -67,6 +72,8 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         # The caller's own membership: 404 for a non-member, before anything is read or written.
         self.caller = get_object_or_404(Membership.objects.select_related("organisation"),
                                         organisation_id=kwargs["organisation_pk"], user=request.user)
+        if request.auth is not None and request.auth.organisation_id != self.caller.organisation_id:
+            raise Http404  # an OAuth token: its application's organisation only
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # the OpenAPI schema is built without a request

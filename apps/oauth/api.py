@@ -1,9 +1,9 @@
 """OAuth applications over REST (/api/v1/oauth-applications/): people only (session or OAuth token,
-never an API key). A member sees the applications of their organisations; the registrant and the
-organisation's owners and admins change and delete them (services.may_manage). The client secret of
+never an API key; a token only reads, in its application's organisation). A member sees the applications
+of their organisations; the registrant and the organisation's owners and admins change and delete them
+(services.may_manage). The client secret of
 a confidential application appears once, in the answer to its creation."""
 
-from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -37,8 +37,6 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if isinstance(request.auth, KeyInfo) and data["organisation"].id != request.auth.organisation_id:
-            raise PermissionDenied("An OAuth token registers applications in its own application's organisation only.")
         try:
             application, secret = application_create(user=request.user, **data)
         except DjangoValidationError as exc:

@@ -4,8 +4,10 @@ A token is checked on the event loop against its issuer's JWKS: signature (asymm
 only), issuer, audience, expiry. Keys are cached per issuer, fetched again after JWKS_TTL, and at
 most every REFETCH_INTERVAL when a token names a key id we do not have (a key rotation; a stream of
 made-up key ids costs one fetch per interval). A token that passes maps to a person on the lookup
-thread: its organisation claim names an organisation (unknown: 403), the user is made on first use
-(services.external_user_for), and the result sits in the key cache until the token expires.
+thread: its organisation claim names an organisation (unknown: 403), the user is made on first use as a
+member with the role claim's role (services.external_user_for); from then on the membership the portal keeps
+decides (its role sets the scopes; no membership there: refused), and the result sits in the key cache until
+the token expires.
 """
 
 import asyncio
@@ -105,15 +107,15 @@ async def verify(token: str) -> tuple[dict, dict] | None:
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
         return None
-    issuer = _issuer(unverified.get("iss"))
-    if issuer is None or header.get("alg") not in ALGORITHMS:
+    issuer, alg = _issuer(unverified.get("iss")), header.get("alg")
+    if issuer is None or not isinstance(alg, str) or alg not in ALGORITHMS:  # forged parts may hold any JSON
         return None
     key = await issuer.key(header.get("kid"))
     if key is None:  # PyJWT refuses a key of the wrong type for the header's algorithm below
         return None
     config = issuer.config
     try:
-        claims = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=config["audience"],
+        claims = jwt.decode(token, key.key, algorithms=[alg], audience=config["audience"],
                             issuer=config["issuer"], leeway=LEEWAY, options={"require": ["exp", "iss", "aud", "sub"]})
     except jwt.PyJWTError:
         return None
@@ -138,11 +140,13 @@ def _load(verified: tuple[dict, dict], hashed: str) -> CacheEntry:
     organisation = Organisation.objects.filter(name=named).first() if isinstance(named, str) else None
     if organisation is None:
         raise ApiError(403, "The token's organisation is not known to XRouter.", code="unknown_organisation")
-    role = claims.get(config["role_claim"])
-    role = role if role in Membership.Role.values else Membership.Role.DEVELOPER
-    user = external_user_for(config["issuer"], claims["sub"], organisation, role)
+    claimed = claims.get(config["role_claim"])
+    user = external_user_for(config["issuer"], claims["sub"], organisation,
+                             claimed if claimed in Membership.Role.values else Membership.Role.DEVELOPER)
+    # The membership's role, as the portal keeps it (the claim made it on first use); none: refused.
+    role = Membership.objects.filter(user=user, organisation=organisation).values_list("role", flat=True).first()
     organisations = [o for o in (organisation, user.organisation) if o is not None]
-    active = user.is_active and all(o.is_active for o in organisations)
+    active = role is not None and user.is_active and all(o.is_active for o in organisations)
     info = KeyInfo(
         id=user.id,
         prefix="",

@@ -3,7 +3,9 @@
 A token is found by the SHA-256 of its plaintext (the toolkit's `token_checksum`, the only form
 stored). It works like an API key of its user, made in its application's organisation: that
 organisation's policy (allowed models, residency) bounds it, its scopes are the token's.
-Client-credentials tokens have no user: they act for the person who registered the application.
+Client-credentials tokens have no user: they act for the person who registered the application, while that
+person may hold keys in its organisation (keys.models.holds_keys_in: a leaver or a billing viewer holds the
+secret still, and their keys there are refused too).
 """
 
 import re
@@ -12,7 +14,8 @@ from hashlib import sha256
 
 from django.utils import timezone
 
-from apps.keys.models import SCOPES
+from apps.accounts.models import Membership
+from apps.keys.models import SCOPES, holds_keys_in
 from apps.keys.selectors import CacheEntry, KeyInfo, alookup
 
 from .models import AccessToken
@@ -33,6 +36,10 @@ def _load(match: re.Match | None, hashed: str) -> CacheEntry | None:
         return None
     organisations = [o for o in (application.organisation, user.organisation) if o is not None]
     active = row.expires > timezone.now() and user.is_active and all(o.is_active for o in organisations)
+    if active and row.user is None:  # client credentials: the registrant's rights in the application's organisation
+        role = (Membership.objects.filter(user=user, organisation_id=application.organisation_id)
+                .values_list("role", flat=True).first())
+        active = holds_keys_in(application.organisation_id, role, user.organisation_id)
     policy = application.organisation
     info = KeyInfo(
         id=row.id,

@@ -7,7 +7,7 @@ Refusals raise PermissionDenied, bad values ValidationError.
 
 import hashlib
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -86,23 +86,18 @@ def application_delete(application: Application, *, by: User) -> None:
 
 def external_user_for(issuer: str, subject: str, organisation: Organisation, role: str) -> User:
     """The user of an external identity provider's subject, made on first use as a member of
-    `organisation` with `role` (later calls keep the membership as it is: the portal manages it)."""
+    `organisation` with `role`. Later tokens change no membership: the portal manages it (a member removed
+    there stays removed; another organisation a token names adds the person only if its owners do)."""
     identity = ExternalIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
     if identity is None:
         digest = hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()[:12]
         try:
-            with transaction.atomic():
+            with transaction.atomic():  # the person and their membership at once: no lookup sees one alone
                 user = User.objects.create(username=f"ext-{digest}", is_active=True)
                 user.set_unusable_password()
                 user.save(update_fields=["password"])
                 identity = ExternalIdentity.objects.create(issuer=issuer, subject=subject, user=user)
+                membership_add(organisation, user, role if role in Role.values else Role.DEVELOPER)
         except IntegrityError:  # a concurrent first call (another process) made it
             identity = ExternalIdentity.objects.select_related("user").get(issuer=issuer, subject=subject)
-    user = identity.user
-    if not Membership.objects.filter(user=user, organisation=organisation).exists():
-        try:
-            membership_add(organisation, user, role if role in Role.values else Role.DEVELOPER)
-        except ValidationError:  # already a member: a concurrent first call
-            pass
-        user.refresh_from_db()
-    return user
+    return identity.user

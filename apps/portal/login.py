@@ -1,13 +1,15 @@
 """Signing in: the password step with its lock-out, the code step for people with two-factor login, and
 the one place both the password and the OpenID Connect logins finish (begin_login).
 
-Lock-out: XROUTER_LOGIN_MAX_FAILURES failures for one username from one address within
+Lock-out: XROUTER_LOGIN_MAX_FAILURES failures for one username from one address (an IPv6 one: its /64) within
 XROUTER_LOGIN_LOCKOUT_SECONDS refuse both steps for that long. Wrong codes count as failures, and a right
 password does not reset the count while a code is still due, so the password cannot buy fresh code guesses.
 """
 
 import hashlib
+import ipaddress
 import time
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import login as auth_login
@@ -32,8 +34,14 @@ PENDING_SECONDS = 300
 
 
 def lockout_keys(request, username: str) -> tuple[str, str]:
+    # The name as Django's login form reads it (stripped, NFKC), so another spelling of it ("ａｌｉｃｅ")
+    # is the same person and buys no fresh guesses; case folded on top.
+    name = unicodedata.normalize("NFKC", username.strip()).strip().lower()
+    # An IPv6 client is its /64: anyone holds one, and its addresses must not each get fresh guesses.
+    address = request.client_address
+    where = ipaddress.ip_network(f"{address}/64", strict=False) if address is not None and address.version == 6 else address
     # Hashed: the cache key carries neither the username nor the address in the clear.
-    who = hashlib.sha256(f"{username.strip().lower()}\0{request.client_address}".encode()).hexdigest()
+    who = hashlib.sha256(f"{name}\0{where}".encode()).hexdigest()
     return f"portal:login-failures:{who}", f"portal:login-locked:{who}"
 
 

@@ -34,3 +34,19 @@ def test_marks_are_kept_when_the_database_cannot_take_them(committed_db):
     assert asyncio.run(last_used.flush()) >= 1  # the same marks, written once the database is back
     key.refresh_from_db()
     assert key.last_used_at is not None
+
+
+def test_only_api_keys_are_marked_used_an_oauth_token_or_jwt_marks_no_key(monkeypatch):
+    # A KeyInfo's id is an ApiKey's for kind "key" only (an access token's for "oauth", a user's for "jwt"):
+    # marking those would stamp some other tenant's key with the same number as used.
+    from apps.gateway.admission import admit
+    from apps.keys.selectors import KeyInfo
+
+    monkeypatch.setattr(last_used, "_used", set())
+    scope = {"client": ("127.0.0.1", 5000), "headers": []}
+    common = {"prefix": "", "name": "n", "user_id": 1, "organisation_id": 1, "allowed_models": (), "residency": "",
+              "expires_at": None}
+    admit(KeyInfo(id=41, kind="oauth", **common), scope)
+    admit(KeyInfo(id=42, kind="jwt", **common), scope)
+    admit(KeyInfo(id=43, kind="key", **common), scope)
+    assert last_used._used == {43}

@@ -171,3 +171,93 @@ def test_the_admin_lists_applications_with_their_organisation(acme_app, client):
     assert listing.status_code == 200 and "acme dashboard" in listing.content.decode() and "acme" in listing.content.decode()
     assert client.get(f"/admin/oauth/application/{acme_app.id}/change/").status_code == 200
     assert client.get("/admin/oauth/externalidentity/").status_code == 200
+
+
+@pytest.fixture
+def globex_app(members, charlie, globex):
+    return application_create(user=charlie, organisation=globex, name="globex helper", client_type="public",
+                              redirect_uris="https://helper.globex.example/callback")[0]
+
+
+@pytest.mark.django_db
+def test_a_chat_token_of_another_organisations_app_cannot_take_over_the_users_organisation(globex_app, alice, acme,
+                                                                                           charlie):
+    # alice (acme's owner) lets globex's app chat for her; the app must not then run acme.
+    api = bearer(oauth_token(globex_app, alice, "chat"))
+    assert acme.name not in [o["name"] for o in api.get("/api/v1/organisations/").json()["results"]]
+    assert api.get(f"/api/v1/organisations/{acme.id}/members/").status_code in (403, 404)
+    assert api.post(f"/api/v1/organisations/{acme.id}/members/", {"username": charlie.username, "role": "owner"},
+                    format="json").status_code in (403, 404)
+    assert api.patch(f"/api/v1/organisations/{acme.id}/", {"allowed_models": ["x/*"]},
+                     format="json").status_code in (403, 404)
+    assert not Membership.objects.filter(user=charlie, organisation=acme).exists()
+    acme.refresh_from_db()
+    assert acme.allowed_models != ["x/*"]
+
+
+@pytest.mark.django_db
+def test_a_chat_token_changes_no_member_policy_or_application_of_its_own_organisation(acme_app, alice, bob, acme):
+    # Consent to "chat" is no consent to running the organisation: writes take a signed-in session.
+    api = bearer(oauth_token(acme_app, alice, "chat"))
+    assert api.get(f"/api/v1/organisations/{acme.id}/members/").status_code == 200  # reading is fine
+    bobs = Membership.objects.get(user=bob, organisation=acme)
+    assert api.patch(f"/api/v1/organisations/{acme.id}/members/{bobs.id}/", {"role": "owner"},
+                     format="json").status_code == 403
+    assert api.delete(f"/api/v1/organisations/{acme.id}/members/{bobs.id}/").status_code == 403
+    assert api.patch(f"/api/v1/organisations/{acme.id}/", {"allowed_models": ["x/*"]}, format="json").status_code == 403
+    assert api.post(APPS, {"name": "more", "organisation": acme.id, "client_type": "public",
+                           "redirect_uris": "https://x.example/cb"}, format="json").status_code == 403
+    assert api.patch(f"{APPS}{acme_app.id}/", {"redirect_uris": "https://evil.example/cb"},
+                     format="json").status_code == 403
+    assert api.delete(f"{APPS}{acme_app.id}/").status_code == 403
+    bobs.refresh_from_db()
+    acme_app.refresh_from_db()
+    assert bobs.role == "developer" and acme_app.redirect_uris == "https://dash.acme.example/callback"
+
+
+@pytest.mark.django_db
+def test_introspection_answers_for_the_client_that_authenticated_not_a_client_id_it_names(members, alice, acme,
+                                                                                          charlie, globex):
+    import base64
+
+    from django.test import Client
+
+    acme_app, acme_secret = application_create(user=alice, organisation=acme, name="acme job",
+                                               client_type="confidential", authorization_grant_type="client-credentials")
+    globex_app, globex_secret = application_create(user=charlie, organisation=globex, name="globex job",
+                                                   client_type="confidential",
+                                                   authorization_grant_type="client-credentials")
+    acme_token = oauth_token(acme_app, alice, "chat")
+    # acme's client id with a wrong secret in the header; globex's own credentials in the body, which the
+    # toolkit falls back to: globex authenticated, so acme's token reads as inactive.
+    named = "Basic " + base64.b64encode(f"{acme_app.client_id}:wrong".encode()).decode()
+    answer = Client().post("/o/introspect/", {"token": acme_token, "client_id": globex_app.client_id,
+                                              "client_secret": globex_secret}, HTTP_AUTHORIZATION=named)
+    assert answer.status_code == 200 and answer.json() == {"active": False}
+    # acme's own credentials, in the header or the body, see acme's token.
+    own = "Basic " + base64.b64encode(f"{acme_app.client_id}:{acme_secret}".encode()).decode()
+    assert Client().post("/o/introspect/", {"token": acme_token}, HTTP_AUTHORIZATION=own).json()["active"] is True
+    assert Client().post("/o/introspect/", {"token": acme_token, "client_id": acme_app.client_id,
+                                            "client_secret": acme_secret}).json()["active"] is True
+
+
+@pytest.mark.django_db
+def test_a_client_credentials_token_stops_when_its_registrant_leaves_the_organisation(members, bob, acme):
+    # bob (developer) registered a server application and holds its secret; removed from acme, he must not go
+    # on minting tokens billed to acme (his API keys there stop working too: keys.models.holds_keys_in).
+    from apps.accounts.services import membership_remove, membership_set_role
+    from apps.oauth.selectors import oauth_token_info_for
+
+    server_app = application_create(user=bob, organisation=acme, name="bob's batch job", client_type="confidential",
+                                    authorization_grant_type="client-credentials")[0]
+    token = oauth_token(server_app, None, "chat")
+    assert oauth_token_info_for(token).organisation_id == acme.id
+
+    bobs = Membership.objects.get(user=bob, organisation=acme)
+    membership_set_role(bobs, "billing_viewer")
+    assert oauth_token_info_for(token) is None  # billing viewers hold no credentials that chat
+    membership_set_role(bobs, "developer")
+    assert oauth_token_info_for(token) is not None
+    membership_remove(bobs)
+    assert oauth_token_info_for(token) is None
+    assert bearer(token).get("/api/v1/usage/").json()["error"]["message"] == "Incorrect, revoked or expired access token."

@@ -114,3 +114,16 @@ async def test_a_token_of_no_known_shape_is_refused_without_a_lookup():
         assert await credential_info(token) is None
         assert sha256(token.encode()).hexdigest() not in selectors._unknown
     assert not selectors._inflight
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}])
+async def test_a_jwt_header_of_odd_types_is_refused_not_a_500(alg, settings, monkeypatch):
+    """Anyone can forge the unsigned parts: a header whose `alg` is no string is refused (None), not raised."""
+    from apps.oauth import external
+
+    issuer = {"issuer": "https://id.example", "jwks_url": "https://id.example/jwks", "audience": "xrouter",
+              "organisation_claim": "org", "role_claim": "role"}
+    settings.XROUTER = settings.XROUTER | {"JWT_ISSUERS": [issuer]}
+    monkeypatch.setattr(external, "_issuers", {})
+    token = f"{_b64({'alg': alg, 'kid': 'k1'})}.{_b64({'iss': issuer['issuer'], 'sub': 'x'})}.c2lnbmF0dXJl"
+    assert await external.verify(token) is None

@@ -121,3 +121,10 @@ def test_a_billing_viewer_may_list_models_but_not_chat(jwt_gateway, idp, umbrell
 
 def test_the_gateway_without_issuers_refuses_every_jwt(gateway, idp, umbrella):
     assert status(gateway.base_url, idp.token("dave", umbrella.name)).status_code == 401
+
+
+def test_a_forged_header_of_odd_types_gets_401_not_500(jwt_gateway, idp):
+    claims = {"iss": idp.issuer, "aud": AUDIENCE, "sub": "mallory", "exp": int(time.time()) + 300}
+    token = _compact({"alg": ["RS256"], "kid": idp.kid}, claims, lambda data: b"x")
+    answer = status(jwt_gateway, token)
+    assert answer.status_code == 401, answer.text

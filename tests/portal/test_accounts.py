@@ -196,3 +196,42 @@ def test_a_confirmation_link_is_no_password_reset_link(browser, settings):
     page = client.get(f"/accounts/reset/{uidb64}/{token}/", follow=True)
 
     assert page.context["validlink"] is False
+
+
+def _fullwidth(text: str, at: int) -> str:
+    """`text` with its character `at` in its fullwidth form (NFKC folds it back, as Django's login form does)."""
+    return text[:at] + chr(ord(text[at]) + 0xFEE0) + text[at + 1:]
+
+
+def test_the_lock_out_counts_a_username_however_it_is_spelt(browser, settings):
+    settings.XROUTER = settings.XROUTER | {"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCKOUT_SECONDS": 900}
+    username = _name("spelt")
+    User.objects.create_user(username, f"{username}@example.com", PASSWORD)
+    client = browser(REMOTE_ADDR="10.0.0.11")
+    assert browser().post("/accounts/login/", {"username": _fullwidth(username, 0),
+                                               "password": PASSWORD}).status_code == 302  # the same person
+
+    failures = [client.post("/accounts/login/", {"username": _fullwidth(username, i), "password": "wrong"}).status_code
+                for i in range(3)]  # three spellings of one name: still three failures of one person
+    locked = client.post("/accounts/login/", {"username": username, "password": PASSWORD})
+
+    assert failures == [200] * 3
+    assert locked.status_code == 429 and "_auth_user_id" not in client.session
+
+
+def test_the_lock_out_counts_an_ipv6_network_as_one_address(browser, settings):
+    # Anyone holds a /64 (a host, a phone): its 2**64 addresses must not each get fresh password guesses.
+    settings.XROUTER = settings.XROUTER | {"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCKOUT_SECONDS": 900}
+    username = _name("ipv6")
+    User.objects.create_user(username, f"{username}@example.com", PASSWORD)
+    prefix = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+
+    failures = [browser(REMOTE_ADDR=f"{prefix}::{i + 1}").post(
+        "/accounts/login/", {"username": username, "password": "wrong"}).status_code for i in range(3)]
+    locked = browser(REMOTE_ADDR=f"{prefix}::99").post("/accounts/login/", {"username": username, "password": PASSWORD})
+    elsewhere = browser(REMOTE_ADDR="2001:db8:ffff:ffff::1").post(
+        "/accounts/login/", {"username": username, "password": PASSWORD})
+
+    assert failures == [200] * 3
+    assert locked.status_code == 429
+    assert elsewhere.status_code == 302  # another network is not locked out by this one's failures

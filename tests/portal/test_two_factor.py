@@ -259,3 +259,16 @@ def test_the_admin_never_shows_a_secret_or_a_recovery_code(browser, settings):
 
 def test_a_signed_in_person_without_the_admin_is_refused_not_looped(browser, production_admin):
     assert browser(_person()).get("/admin/", follow=True).status_code == 403
+
+
+def test_the_admins_login_form_never_skips_the_code_step(browser, settings):
+    # Without STAFF_TOTP (development, staging), staff who turned two-factor login on still need their code.
+    settings.XROUTER = settings.XROUTER | {"STAFF_TOTP": False}
+    staff = _person(is_staff=True, is_superuser=True)
+    _enrolled(staff)
+    client = browser()
+
+    client.post("/admin/login/?next=/admin/", {"username": staff.username, "password": PASSWORD, "next": "/admin/"})
+
+    assert "_auth_user_id" not in client.session
+    assert client.get("/keys/").status_code == 302  # the portal: not signed in either
