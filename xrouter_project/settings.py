@@ -565,3 +565,9 @@ LOGGING = {
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+if XROUTER_ENV == "production":
+    # Production is reached over HTTPS (TLS ends at the ingress): cookies never travel in the clear, and
+    # browsers are told to keep to HTTPS (XROUTER_HSTS_SECONDS, a year by default; 0 turns HSTS off).
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("XROUTER_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # the gateway's host alone: sibling hosts are not ours to bind

@@ -43,6 +43,9 @@ def test_check_deploy_fails_in_production_without_fernet_keys():
                XROUTER_FERNET_KEYS=Fernet.generate_key().decode())
     assert good.returncode == 0, good.stderr
     assert "xrouter.E" not in good.stderr
+    # Cookies only over HTTPS and HSTS on: Django's deploy checks find nothing to say about them.
+    for check in ("security.W004", "security.W012", "security.W016"):
+        assert check not in good.stderr + good.stdout, check
 
 
 def test_the_server_refuses_to_start_in_production_with_insecure_secrets():
