@@ -200,6 +200,7 @@ def test_ledger_records_and_clears(http, mts, fresh_emulators):
         "status",
         "stream",
         "ts",
+        "ended",
         "fault",
         "note",
     }
