@@ -89,7 +89,9 @@ def main() -> None:
     counts = config_import(parse_config(config))
     user, _ = User.objects.get_or_create(username="bench", defaults={"email": "bench@example.invalid"})
     _key, plaintext = key_create(user=user, name="bench", **(KEY_LIMITS if args.limits else {}))
-    print(json.dumps({"key": plaintext, "oauth_token": oauth_token(user), "usage_table": UsageRecord._meta.db_table,
+    _limited, limited_plaintext = key_create(user=user, name="bench-limited", **KEY_LIMITS)
+    print(json.dumps({"key": plaintext, "limited_key": limited_plaintext, "oauth_token": oauth_token(user),
+                      "usage_table": UsageRecord._meta.db_table,
                       "counts": counts,
                       "rule": with_rule, "config": config}))
 

@@ -74,6 +74,13 @@ def rows(r: dict) -> list[tuple]:
             f"{cpu['connections']} clients, all {cpu['processes']} gateway processes)",
             "cpu_ms_per_request", cpu.get("gateway_ms_per_request"), f"mock: {_fmt(cpu.get('mock_ms_per_request'), 3)}",
             digits=3)
+    limited = r.get("limited_cpu") or {}
+    if limited:
+        extra = (limited.get("gateway_ms_per_request") or 0) - (cpu.get("gateway_ms_per_request") or 0)
+        row(f"… the same with a rate-limited key (requests, tokens, concurrency; {limited['requests']:,} requests, "
+            f"{limited['errors']} errors); redis-server {_fmt(limited.get('redis_ms_per_request'), 3)} ms/request",
+            "limited_cpu_ms_per_request", limited.get("gateway_ms_per_request"),
+            f"limits: +{_fmt(extra, 3)} gateway", digits=3)
     oauth = r.get("oauth_cpu") or {}
     if oauth:
         row(f"… the same with an OAuth access token instead of the key ({oauth['requests']:,} requests, "

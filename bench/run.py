@@ -1,8 +1,7 @@
 """`make bench`: XRouter against a mock upstream and the same mock directly, in one sitting.
 
-The production setup, all features on: PostgreSQL (a fresh database) and Redis, the key in
-the database (with rate limits on it and on the model, too high to refuse anything: every request
-is admitted and settled through Redis; `--no-limits` drops them), usage through the real buffer → Redis stream → writer → PostgreSQL, one alias
+The production setup: PostgreSQL (a fresh database) and Redis, the key in the database, usage through
+the real buffer → Redis stream → writer → PostgreSQL, one alias
 and one routing rule, `manage.py serve --workers 2` with the usage writer as its child.
 
 Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--quick` near 1):
@@ -415,13 +414,14 @@ class Bench:
         recreate_database(admin, a.db_name)
         admin.close()
         self._manage(["migrate", "--noinput"], "migrate", 300)
-        limits = [] if a.no_limits else ["--limits"]
+        limits = ["--limits"] if a.limits else []
         out = subprocess.run([PY, str(BENCH / "provision.py"), "--mock-url", self.mock_url, *limits], cwd=ROOT,
                              env=self.env, capture_output=True, timeout=120)
         if out.returncode != 0:
             raise BenchError(f"provisioning failed:\n{out.stderr.decode(errors='replace')[-2000:]}")
         prov = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.key, self.oauth_token, self.usage_table = prov["key"], prov["oauth_token"], prov["usage_table"]
+        self.limited_key = prov["limited_key"]
         self.results["settings_rule"] = prov["rule"]
         import psycopg
 
@@ -511,6 +511,12 @@ class Bench:
     def cpu_run(self):
         if self.gateway:
             self.results["cpu"] = self._cpu_per_request("API key", self.key)
+
+    def limited_cpu_run(self):
+        """The same run with a key that carries rate limits (requests, tokens, concurrency; too high to refuse):
+        the limiter's cost, redis-server's CPU included, beside the headline."""
+        if self.gateway and not self.args.limits:
+            self.results["limited_cpu"] = self._cpu_per_request("rate-limited API key", self.limited_key)
 
     def oauth_cpu_run(self):
         """The same run with an OAuth access token: it must cost what a key costs (the same in-process cache)."""
@@ -757,6 +763,7 @@ class Bench:
         self.rps_runs()
         self.cpu_run()
         self.oauth_cpu_run()
+        self.limited_cpu_run()
         self.stream_runs()
         self.hold("hold", a.hold_streams, a.hold_chunks, a.hold_interval_ms, 0.0)
         self.hold("slow", a.slow_streams, a.slow_chunks, a.slow_interval_ms, a.slow_ramp)
@@ -802,9 +809,9 @@ class Bench:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Benchmark XRouter against a mock upstream and the mock directly.")
     p.add_argument("--quick", action="store_true", help="a short smoke run (about a minute); writes quick.{md,json}")
-    p.add_argument("--no-limits", action="store_true",
-                   help="a key and model without rate limits (by default both carry limits too high to refuse anything, "
-                        "so every request pays for admission and settling)")
+    p.add_argument("--limits", action="store_true",
+                   help="the headline key and model carry rate limits too high to refuse anything (every request is "
+                        "admitted and settled through Redis); without it, one extra CPU run uses a limited key")
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk step (default 10)")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per side (default 3)")
     p.add_argument("--connections", default="1,16,64", help="wrk connection counts (default 1,16,64)")
