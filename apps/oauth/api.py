@@ -58,3 +58,9 @@ class ApplicationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def destroy(self, request, pk=None):
         application_delete(self.get_object(), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# The OpenAPI description of OAuth tokens, registered with the API (the URLconf imports this module) rather
+# than at start: drf-spectacular pulls in DRF's fields, psycopg, requests and pygments, ≈ 25 MiB that a /v1
+# worker must not carry.
+from . import schema  # noqa: E402, F401

@@ -7,4 +7,4 @@ class OAuthConfig(AppConfig):
     verbose_name = "OAuth 2.0"
 
     def ready(self):
-        from . import schema, services  # noqa: F401 (the OpenAPI scheme; the receiver that tells the gateways)
+        from . import services  # noqa: F401 (the receiver that tells the gateways)

@@ -261,3 +261,10 @@ def test_a_client_credentials_token_stops_when_its_registrant_leaves_the_organis
     membership_remove(bobs)
     assert oauth_token_info_for(token) is None
     assert bearer(token).get("/api/v1/usage/").json()["error"]["message"] == "Incorrect, revoked or expired access token."
+
+
+@pytest.mark.django_db
+def test_the_openapi_schema_describes_oauth_tokens_though_workers_start_without_drf_spectacular(client):
+    schema = client.get("/api/schema/?format=json").json()
+    flows = schema["components"]["securitySchemes"]["oauth2"]["flows"]
+    assert set(flows) == {"authorizationCode", "clientCredentials"} and "keys:manage" in flows["clientCredentials"]["scopes"]
