@@ -107,6 +107,15 @@ class ApiKey(LimitFields):
         now = timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
+    def held_by_member(self) -> bool:
+        """False while its user may not hold keys in its organisation (a leaver, a billing viewer): the key
+        lookup refuses it then. Reads `member_role` where selectors.keys_visible_to annotated it."""
+        role = getattr(self, "member_role", None)
+        if not hasattr(self, "member_role"):
+            role = Membership.objects.filter(user_id=self.user_id, organisation_id=self.organisation_id).values_list(
+                "role", flat=True).first()
+        return holds_keys_in(self.organisation_id, role, self.user.organisation_id)
+
     @classmethod
     def subtree_ids(cls, key_id: int) -> list[int]:
         """The key and every key created from it, recursively (one query per generation)."""

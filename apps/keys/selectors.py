@@ -346,8 +346,10 @@ def keys_visible_to(user):
     roles = Membership.objects.filter(user=user).values_list("organisation_id", "role")
     managed = [org for org, role in roles if role in Membership.MANAGERS]
     developing = [org for org, role in roles if role == Membership.Role.DEVELOPER]
+    role = Membership.objects.filter(user_id=OuterRef("user_id"), organisation_id=OuterRef("organisation_id"))
     return (ApiKey.objects.filter(Q(organisation_id__in=managed) | Q(user=user, organisation_id__in=developing)
                                   | Q(user=user, organisation__isnull=True))
+            .annotate(member_role=Subquery(role.values("role")[:1]))  # held_by_member() reads it
             .select_related("user", "organisation").order_by("-created_at"))
 
 

@@ -99,6 +99,11 @@ def test_the_portal_shows_and_revokes_by_the_same_rules(keys, alice, bob, erin, 
     assert shown(alice) == ACME and shown(erin) == ACME
     assert shown(bob) == {"bob", "bob-child"}
     assert shown(dave) == set()
+    # the leaver's key is listed for the owners, and said to be refused (the key lookup refuses it)
+    rows = browser(alice, HTTP_ACCEPT_LANGUAGE="en").get("/keys/").content.decode().split("<tr")
+    fred_row = next(r for r in rows if f"xr-{keys['fred'].prefix}-" in r)
+    bob_row = next(r for r in rows if f"xr-{keys['bob'].prefix}-" in r)
+    assert "not a member here" in fred_row and "not a member here" not in bob_row and "active" in bob_row
     assert browser(bob).post(f"/keys/{keys['alice'].id}/revoke/").status_code == 404
     assert browser(dave).post(f"/keys/{keys['bob'].id}/revoke/").status_code == 404
     assert browser(alice).post(f"/keys/{keys['fred'].id}/revoke/").status_code == 302
