@@ -94,3 +94,23 @@ def test_metrics_are_refused_to_others_and_served_with_the_token(two_workers, ga
         assert served.headers["content-type"].startswith("text/plain")
     finally:
         _stop_with_children(process)
+
+
+def test_the_health_check_reports_provider_health_and_gigachat_balance_on_every_gateway(gateway, committed_db):
+    """The Celery health task (run here in-process) reaches the gateway through the bus."""
+    import time
+
+    from apps.providers.models import Provider
+    from apps.providers.services import provider_check_health
+
+    result = provider_check_health(Provider.objects.get(name="gigachat"))
+    assert result.ok
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = httpx.get(gateway.base_url + "/metrics", timeout=10).text
+        # The emulator's balance (the SDK fixture balance.json).
+        if _samples(text, "xrouter_provider_balance_tokens", provider="gigachat", usage="GigaChat") == 900000:
+            break
+        time.sleep(0.2)
+    assert _samples(text, "xrouter_provider_balance_tokens", provider="gigachat", usage="GigaChat") == 900000
+    assert _samples(text, "xrouter_provider_up", provider="gigachat") == 1
