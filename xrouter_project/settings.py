@@ -352,6 +352,11 @@ XROUTER = {
     "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
     # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
     "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
+    # /metrics answers clients in METRICS_ALLOW (CIDRs; the resolved client address) or with
+    # `Authorization: Bearer METRICS_TOKEN`; anyone else gets 403. Per-key series only when asked for.
+    "METRICS_ALLOW": _checked("XROUTER_METRICS_ALLOW", _networks, ["127.0.0.0/8", "::1/128"]),
+    "METRICS_TOKEN": env_secret("XROUTER_METRICS_TOKEN"),
+    "METRICS_PER_KEY": env_bool("XROUTER_METRICS_PER_KEY", False),
 }
 
 # --- Developer portal (apps.portal, served at /) ---

@@ -25,7 +25,6 @@ urlpatterns = [
     path("o/", include("apps.oauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("django_prometheus.urls")),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),

@@ -30,8 +30,9 @@ PROBE_TTL = 1.5
 PROBE_TIMEOUT = 2.0
 WRITER_IDLE_MAX_MS = 15_000  # a live writer touches the stream every second (a blocking read)
 
-READY = Gauge("xrouter_ready", "1 when this process can serve /v1 (/readyz answers 200)")
-STORE_UP = Gauge("xrouter_store_up", "Whether the last /readyz probe reached the store", ["store"])
+READY = Gauge("xrouter_ready", "1 when this process can serve /v1 (/readyz answers 200)", multiprocess_mode="liveall")
+STORE_UP = Gauge("xrouter_store_up", "Whether the last /readyz probe reached the store", ["store"],
+                 multiprocess_mode="mostrecent")
 
 _cached: tuple[float, dict] = (-math.inf, {})
 _lock: asyncio.Lock | None = None
