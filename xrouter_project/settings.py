@@ -265,6 +265,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.providers.tasks.check_all_providers_task",
         "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
     },
+    "beat-heartbeat": {"task": "apps.common.tasks.beat_heartbeat", "schedule": 30.0},  # apps/common/beat.py; read by /readyz
 }
 
 # --- REST framework (management API under /api/v1) ---
