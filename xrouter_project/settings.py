@@ -579,3 +579,10 @@ if XROUTER_ENV == "production":
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("XROUTER_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # the gateway's host alone: sibling hosts are not ours to bind
+
+# --- Error tracking (xrouter_project/sentry.py; sentry-sdk is imported only when a DSN is set) ---
+SENTRY_DSN = env_secret("SENTRY_DSN")
+if SENTRY_DSN:
+    from xrouter_project.sentry import init as _sentry_init
+
+    _sentry_init(SENTRY_DSN, XROUTER_ENV, LOGGING)
