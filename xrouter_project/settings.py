@@ -265,6 +265,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.providers.tasks.check_all_providers_task",
         "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
     },
+    "beat-heartbeat": {"task": "apps.common.tasks.beat_heartbeat", "schedule": 30.0},  # apps/common/beat.py; read by /readyz
 }
 
 # --- REST framework (management API under /api/v1) ---
@@ -578,3 +579,10 @@ if XROUTER_ENV == "production":
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("XROUTER_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # the gateway's host alone: sibling hosts are not ours to bind
+
+# --- Error tracking (xrouter_project/sentry.py; sentry-sdk is imported only when a DSN is set) ---
+SENTRY_DSN = env_secret("SENTRY_DSN")
+if SENTRY_DSN:
+    from xrouter_project.sentry import init as _sentry_init
+
+    _sentry_init(SENTRY_DSN, XROUTER_ENV, LOGGING)
