@@ -140,6 +140,7 @@ INSTALLED_APPS = [
     "apps.routing",
     "apps.usage",
     "apps.gateway",
+    "apps.alerts",
     "apps.emulators",
     "apps.portal",
     "xrouter_project",  # the project's own commands (run_demo)
@@ -360,6 +361,14 @@ XROUTER = {
     "METRICS_ALLOW": _checked("XROUTER_METRICS_ALLOW", _networks, ["127.0.0.0/8", "::1/128"]),
     "METRICS_TOKEN": env_secret("XROUTER_METRICS_TOKEN"),
     "METRICS_PER_KEY": env_bool("XROUTER_METRICS_PER_KEY", False),
+    # Alertmanager's webhook (apps/alerts) and where alerts are forwarded.
+    "ALERTMANAGER_TOKEN": env_secret("XROUTER_ALERTMANAGER_TOKEN"),
+    "ALERTMANAGER_BASIC_AUTH": env_secret("XROUTER_ALERTMANAGER_BASIC_AUTH"),
+    "ALERT_EMAILS": env_list("XROUTER_ALERT_EMAILS"),
+    "ALERT_WEBHOOK_URL": os.environ.get("XROUTER_ALERT_WEBHOOK_URL", ""),
+    "ALERT_TELEGRAM_TOKEN": env_secret("XROUTER_ALERT_TELEGRAM_TOKEN"),
+    "ALERT_TELEGRAM_CHAT_ID": os.environ.get("XROUTER_ALERT_TELEGRAM_CHAT_ID", ""),
+    "ALERT_TELEGRAM_BASE_URL": os.environ.get("XROUTER_ALERT_TELEGRAM_BASE_URL", "https://api.telegram.org"),
 }
 
 # --- Developer portal (apps.portal, served at /) ---
