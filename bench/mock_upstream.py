@@ -16,6 +16,7 @@ and prints it beside the gateway's).
     GET /v1/models              one model
     GET /stats                  JSON counters: requests (direct / via the gateway), streams, chunks, CPU
     GET /healthz                ok
+    POST /v1/traces             an OTLP/HTTP sink (accepts and drops spans: `bench/run.py --tracing`)
 
 A request carrying the header `x-bench-direct` counts as direct; any other as via the gateway.
 
@@ -161,6 +162,8 @@ class MockProtocol(asyncio.Protocol):
                 self.start_stream(body, request, keep_alive)
                 return
             self.transport.write(response(b"200 OK", COMPLETION, keep_alive))
+        elif method == b"POST" and url.startswith(b"/v1/traces"):  # the OTLP/HTTP sink of `make bench --tracing`
+            self.transport.write(response(b"200 OK", b"", keep_alive))
         elif method == b"GET" and url.startswith(b"/stats"):
             self.transport.write(response(b"200 OK", stats_json(), keep_alive))
         elif method == b"GET" and url.startswith(b"/v1/models"):

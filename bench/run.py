@@ -406,6 +406,8 @@ class Bench:
         self.mock = self.children.start("mock", [PY, str(BENCH / "mock_upstream.py"), "--port", str(self.mock_port)],
                                         dict(os.environ))
         wait_http(f"http://{HOST}:{self.mock_port}/healthz", self.mock, 15, "mock", self.children)
+        if a.tracing:  # every request and attempt traced, spans exported over OTLP/HTTP to the mock
+            self.env["XROUTER_OTLP_ENDPOINT"] = f"http://{HOST}:{self.mock_port}"
         if a.direct_only:
             admin.close()
             return
@@ -812,6 +814,8 @@ def parse_args(argv=None):
     p.add_argument("--limits", action="store_true",
                    help="the headline key and model carry rate limits too high to refuse anything (every request is "
                         "admitted and settled through Redis); without it, one extra CPU run uses a limited key")
+    p.add_argument("--tracing", action="store_true",
+                   help="OpenTelemetry on: every request and attempt traced to a local OTLP sink; writes tracing.{md,json}")
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk step (default 10)")
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per side (default 3)")
     p.add_argument("--connections", default="1,16,64", help="wrk connection counts (default 1,16,64)")
@@ -890,7 +894,7 @@ def main(argv=None) -> int:
     r["checks"] = report.checks(r)
     md = report.markdown(r)
     out = Path(args.out)
-    stem = "quick" if args.quick else "latest"
+    stem = "quick" if args.quick else "tracing" if args.tracing else "latest"
     (out / f"{stem}.md").write_text(md)
     (out / f"{stem}.json").write_text(json.dumps(r, indent=2, default=str) + "\n")
     print()

@@ -2,6 +2,7 @@
 
 import time
 
+from apps.common import tracing
 from apps.providers.adapters.base import Usage
 from apps.usage import buffer
 
@@ -82,6 +83,10 @@ def record_usage(
         }
     )
     provider, name = (model.provider, model.name) if model else ("", "")
+    if req.span is not None:
+        tracing.describe(req.span, operation=endpoint, requested=requested, provider=provider, model=name, route=route,
+                         usage=usage, http_status=http_status, status=status, stream=stream,
+                         ttft_ms=round((ttft - req.started) * 1000, 3) if ttft else None, error_type=error_type)
     elapsed = now - req.started
     metrics.REQUESTS.labels(endpoint, provider, name, route, str(http_status)).inc()
     metrics.LATENCY.labels(endpoint).observe(elapsed)

@@ -11,6 +11,7 @@ import time
 
 from django.conf import settings
 
+from apps.common import tracing
 from apps.common.errors import ApiError
 
 from . import handlers
@@ -52,10 +53,15 @@ async def gateway_app(scope, receive, send) -> None:
         return
     inflight += 1
     req = Request(scope, receive, request_id, time.monotonic())
+    traced = tracing.start_request(req.method, req.path, request_id) if tracing.tracer is not None else None
+    if traced is not None:
+        req.span = traced[0]
     try:
         handler = _resolve(req.method, req.path)
         await handler(req, send)
     except ApiError as exc:
+        if traced is not None:
+            tracing.refused(req.span, exc.status, exc.code)
         await send_error(send, exc, {"x-request-id": request_id})
     except ClientGone:
         return
@@ -68,6 +74,8 @@ async def gateway_app(scope, receive, send) -> None:
             return
     finally:
         inflight -= 1
+        if traced is not None:
+            tracing.end_request(*traced)
 
 
 async def healthz(scope, receive, send) -> None:

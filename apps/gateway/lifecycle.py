@@ -4,7 +4,7 @@ import asyncio
 import logging
 import signal
 
-from apps.common import bus
+from apps.common import bus, tracing
 from apps.common import redis as shared_redis
 from apps.common.metrics import forget_dead_processes
 from apps.keys import last_used
@@ -46,6 +46,7 @@ async def startup() -> None:
     global state
     ready = asyncio.Event()
     _watch_for_shutdown()
+    tracing.setup()
     _tasks.append(asyncio.create_task(buffer.run_flusher(), name="usage-flusher"))
     _tasks.append(asyncio.create_task(bus.listen(ready), name="bus-listener"))
     _tasks.append(asyncio.create_task(last_used.run_flusher(), name="last-used-flusher"))
@@ -85,5 +86,6 @@ async def shutdown() -> None:
         log.error("shutting down with %d usage records unflushed (Redis and the spool both failed)",
                   buffer.pending_count())
     await last_used.flush()
+    await asyncio.to_thread(tracing.shutdown)
     await close_all()
     await shared_redis.aclose()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tenacity import wait_exponential_jitter
 
+from apps.common import tracing
 from apps.common.errors import ApiError
 from apps.common.metrics import FALLBACKS, RETRIES
 from apps.keys.selectors import KeyInfo
@@ -171,14 +172,26 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
             started = time.monotonic()
             wait = LocalWait()
             token = local_wait.set(wait)
+            span = tracing.start_attempt(target.model.provider, target.model.name, len(plan.attempts) - 1) \
+                if tracing.tracer is not None else None
+            failure = "cancelled"
             try:
                 st.in_flight += 1
                 try:
                     coro = call(target)
                     result = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+                    failure = ""
+                except ProviderError as exc:
+                    failure = exc.kind
+                    raise
+                except TimeoutError:
+                    failure = "timeout"
+                    raise
                 finally:
                     st.in_flight -= 1
                     local_wait.reset(token)
+                    if span is not None:
+                        tracing.end_attempt(span, failure)
                 plan.upstream_seconds = time.monotonic() - started
                 if not verdict_later:
                     state.record_success(target.label, plan.upstream_seconds)

@@ -98,6 +98,7 @@ class BrokenAfterFirstChunk:
 class Req:
     request_id = "review3-relay-probe"
     admission = None
+    span = None
     started = 0.0
 
 
