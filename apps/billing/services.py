@@ -89,7 +89,7 @@ def prices_import(models: dict) -> int:
                 continue  # no price at all: nothing to record
             if current is not None and _gross(current, rate) == plain:
                 continue  # the price in effect already (an export_config file imported back)
-            rows = [(today, *plain, True, "")]
+            rows = [(today, *plain, True, spec.price_note)]
         for effective_from, input_price, output_price, cached, includes_vat, note in rows:
             ModelPrice.objects.update_or_create(model=model, effective_from=effective_from, defaults={
                 "input_price": input_price, "output_price": output_price, "cached_input_price": cached,

@@ -62,7 +62,7 @@ def check_url(url: str) -> None:
     if parts.username or parts.password:
         raise UnsafeURL("the URL must not carry a user name or password")
     try:
-        parts.port
+        _ = parts.port
     except ValueError:
         raise UnsafeURL("the URL's port is not a number from 0 to 65535") from None
 
