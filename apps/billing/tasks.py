@@ -38,6 +38,11 @@ def budget_notices_task() -> int:
     return len(services.budget_notices_check())
 
 
+def webhook_backoff(retries: int) -> int:
+    """Seconds before attempt `retries + 2`: 30 s, 1 min, 2 min … doubling."""
+    return WEBHOOK_BACKOFF * 2 ** retries
+
+
 @shared_task(bind=True, max_retries=WEBHOOK_RETRIES)
 def deliver_webhook_task(self, notice_id: int, payload: dict) -> str:
     """POST a budget notice to its organisation's webhook, retried with exponential backoff."""
@@ -57,7 +62,7 @@ def deliver_webhook_task(self, notice_id: int, payload: dict) -> str:
         if self.request.retries >= WEBHOOK_RETRIES:
             log.warning("budget notice %s: webhook gave up after %s attempts", notice_id, WEBHOOK_RETRIES + 1)
             return "failed"
-        raise self.retry(countdown=WEBHOOK_BACKOFF * 2 ** self.request.retries) from None
+        raise self.retry(countdown=webhook_backoff(self.request.retries)) from None
     BudgetNotice.objects.filter(id=notice_id).update(
         webhook_status=f"HTTP {status}", webhook_delivered_at=timezone.now() if status < 300 else None)
     return f"HTTP {status}"

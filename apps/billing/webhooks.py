@@ -51,7 +51,7 @@ def deliver(url: str, secret: str, payload: dict, verify_tls=True) -> int:
     target = resolve_public(url)
     body = orjson.dumps(payload)
     headers = {"Content-Type": "application/json", "User-Agent": "XRouter-Webhooks/1",
-               "Host": target.host, SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
+               "Host": target.host_header, SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
     try:
         with httpx.Client(timeout=TIMEOUT, follow_redirects=False, verify=verify_tls, trust_env=False) as client:
             # To the checked address, with the name as the Host header and the TLS server name.

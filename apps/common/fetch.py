@@ -25,8 +25,9 @@ class UnsafeURL(ValueError):
 @dataclass(frozen=True)
 class Target:
     url: str  # the URL with the host replaced by the checked address
-    host: str  # the original host name: the Host header and the TLS server name
+    host: str  # the original host name: the TLS server name
     address: str
+    host_header: str  # the original host[:port], for the Host header
 
 
 @cache
@@ -87,4 +88,4 @@ def resolve_public(url: str) -> Target:
         raise UnsafeURL("the URL must start with https:// (plain http only to networks XROUTER_FETCH_ALLOW lists)")
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
-    return Target(url=parts._replace(netloc=netloc).geturl(), host=host, address=address)
+    return Target(url=parts._replace(netloc=netloc).geturl(), host=host, address=address, host_header=parts.netloc)
