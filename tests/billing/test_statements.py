@@ -176,3 +176,22 @@ def test_top_spenders_and_csv(org, db):
     assert "model,yandexgpt,yandexgpt,,22.00,1,100,50,0,0,8.20,1.81,10.01" in text.replace("\r", "")
     assert text.strip().splitlines()[-1] == "total,,,,,,,,,,8.20,1.81,10.01"
 
+
+
+@pytest.mark.django_db
+def test_rollup_command_and_beat_tasks(org):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from apps.billing import tasks
+
+    usage(org, "1", at(datetime.date(2026, 10, 7)))
+    call_command("billing_rollup", "--from", "2026-10-06", "--to", "2026-10-08")
+    assert DailyRollup.objects.filter(organisation_id=org.id, day=datetime.date(2026, 10, 7)).count() == 1
+    with pytest.raises(CommandError):
+        call_command("billing_rollup", "--from", "2026-10-08", "--to", "2026-10-06")
+    usage(org, "2", timezone.now())
+    assert len(tasks.rollup_recent_task.apply().get()) == 2
+    assert DailyRollup.objects.filter(organisation_id=org.id, day=timezone.localdate()).get().cost == D("2")
+    assert tasks.current_prices_task.apply().get() >= 0
+    assert tasks.budget_notices_task.apply().get() == 0
