@@ -37,7 +37,7 @@ TARGET_SECONDS = 1.0
 
 
 def log(msg: str) -> None:
-    print(f"[bench reports {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    print(f"[bench reports {time.strftime('%H:%M:%S', time.gmtime())}] {msg}", file=sys.stderr, flush=True)
 
 
 class ReportsError(Exception):

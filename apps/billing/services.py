@@ -107,11 +107,16 @@ ROLLUP_SUMS = {"requests": Count("id"), **{name: Sum(name) for name in (*selecto
 def rollup_day(day: datetime.date) -> int:
     """Replace `day`'s roll-ups with sums of its usage rows (idempotent: recomputing a day replaces it).
 
-    The cost centre is the key's at the time of the roll-up. Returns the number of roll-up rows."""
+    The cost centre is the key's at the time of the roll-up. A day whose usage rows are all gone (usage
+    retention dropped them) keeps the roll-ups it has: they are then the only record. Returns the number
+    of roll-up rows."""
     start, end = selectors.day_bounds(day)
     computed_at = timezone.now()
     rows = list(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
                 .values("organisation_id", "api_key_id", "provider", "model").annotate(**ROLLUP_SUMS).order_by())
+    if not rows and DailyRollup.objects.filter(day=day).exists():
+        log.info("roll-up of %s kept: its usage rows are gone", day)
+        return DailyRollup.objects.filter(day=day).count()
     key_ids = {row["api_key_id"] for row in rows if row["api_key_id"] is not None}
     centres = dict(ApiKey.objects.filter(id__in=key_ids).values_list("id", "cost_centre"))
     merged: dict[tuple, dict] = {}
