@@ -3,7 +3,8 @@ top spenders across organisations.
 
 An organisation's figures are its owners', admins' and billing viewers' (a developer's are not: spend is
 not theirs to read), in a signed-in session or with an OAuth token of that organisation's application;
-staff with billing.view_statement read any organisation's in a session. Anyone else gets 404, the same
+staff with billing.view_statement read any organisation's in a session. An OAuth token needs the scope
+`usage:read`; API keys are refused (403), as for organisations. Anyone else gets 404, the same
 as for an organisation that does not exist.
 """
 
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Membership, Organisation
 from apps.accounts.permissions import SignedInPerson
+from apps.keys.permissions import KeyScope
 
 from . import selectors
 from .documents import parse_month, statement_csv
@@ -92,7 +94,8 @@ MONTH_PARAMETER = OpenApiParameter("month", OpenApiTypes.STR, required=True, des
 class StatementView(APIView):
     """An organisation's monthly statement: lines by model and by cost centre, roubles to the kopeck."""
 
-    permission_classes = [SignedInPerson]
+    permission_classes = [SignedInPerson, KeyScope]
+    required_scope = "usage:read"  # an OAuth token's
 
     @extend_schema(parameters=[MONTH_PARAMETER], responses=StatementSerializer)
     def get(self, request, organisation_id):
@@ -103,7 +106,8 @@ class StatementView(APIView):
 class StatementCsvView(APIView):
     """The same statement as CSV."""
 
-    permission_classes = [SignedInPerson]
+    permission_classes = [SignedInPerson, KeyScope]
+    required_scope = "usage:read"  # an OAuth token's
 
     @extend_schema(parameters=[MONTH_PARAMETER], responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, organisation_id):
@@ -130,7 +134,8 @@ class SpendView(APIView):
     """Spend per day over the last `days` days (VAT included, exact), optionally per provider, model, cost
     centre or key."""
 
-    permission_classes = [SignedInPerson]
+    permission_classes = [SignedInPerson, KeyScope]
+    required_scope = "usage:read"  # an OAuth token's
 
     @extend_schema(parameters=[
         OpenApiParameter("days", OpenApiTypes.INT, description=f"1–{selectors.MAX_SERIES_DAYS}, default 30"),
@@ -166,7 +171,8 @@ class TopSpenderSerializer(serializers.Serializer):
 class TopSpendersView(APIView):
     """Organisations by spend in a month (staff with billing.view_statement, in a signed-in session)."""
 
-    permission_classes = [SignedInPerson]
+    permission_classes = [SignedInPerson, KeyScope]
+    required_scope = "usage:read"  # an OAuth token's
 
     @extend_schema(parameters=[MONTH_PARAMETER], responses=TopSpenderSerializer(many=True))
     def get(self, request):

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
-from apps.accounts.models import User
+from apps.accounts.models import Membership, Organisation, User
 
 from .conftest import at, member, usage
 
@@ -97,3 +97,32 @@ def test_admin_statement_pages(spend):
     assert finance.get(f"/admin/billing/dailyrollup/statements/{spend.id}/nonsense/").status_code == 404
     operator = _client(_staff("support"))
     assert operator.get(f"/admin/billing/dailyrollup/statements/{spend.id}/{OCTOBER}/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_oauth_token_needs_usage_read_and_its_organisation(spend):
+    from apps.oauth.services import application_create
+    from tests.oauth.test_api import bearer, oauth_token
+
+    owner = member(spend, "owner")
+    other = Organisation.objects.create(name=f"{spend.name}-2")
+    Membership.objects.create(user=owner, organisation=other, role="owner")
+    app = application_create(user=owner, organisation=spend, name="finance system", client_type="confidential",
+                             redirect_uris="https://finance.example/callback")[0]
+    url = f"/api/v1/billing/organisations/{spend.id}/statement/"
+    assert bearer(oauth_token(app, owner, "chat")).get(url, {"month": OCTOBER}).status_code == 403
+    api = bearer(oauth_token(app, owner, "usage:read"))
+    assert api.get(url, {"month": OCTOBER}).json()["totals"]["total"] == "11.51"
+    # the owner's other organisation is not the token's
+    assert api.get(f"/api/v1/billing/organisations/{other.id}/statement/", {"month": OCTOBER}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_api_keys_are_refused(spend):
+    from apps.keys.services import key_create
+
+    owner = member(spend, "owner")
+    plaintext = key_create(user=owner, name="script", organisation=spend, scopes=["usage:read", "chat"])[1]
+    r = Client().get(f"/api/v1/billing/organisations/{spend.id}/statement/", {"month": OCTOBER},
+                     HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    assert r.status_code == 403
