@@ -9,13 +9,12 @@ import hmac
 import secrets
 import time
 
-import httpx
 import orjson
 
 from apps.common.fetch import resolve_public
 
 SIGNATURE_HEADER = "XRouter-Signature"
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0
 MAX_RESPONSE = 4096  # of the receiver's answer, read for the notice's status only
 
 
@@ -48,12 +47,14 @@ def verify(secret: str, body: bytes, header: str, tolerance: int = 300, now: flo
 def deliver(url: str, secret: str, payload: dict, verify_tls=True) -> int:
     """POST the payload; the HTTP status on a 2xx or 4xx answer (4xx but 429: not retried), DeliveryFailed
     otherwise. UnsafeURL (from resolve_public) when the URL is not allowed."""
+    import httpx  # lazily: it loads pygments, which a /v1 worker never needs (tests/gateway/test_worker_imports.py)
+
     target = resolve_public(url)
     body = orjson.dumps(payload)
     headers = {"Content-Type": "application/json", "User-Agent": "XRouter-Webhooks/1",
                "Host": target.host_header, SIGNATURE_HEADER: sign(secret, body, int(time.time()))}
     try:
-        with httpx.Client(timeout=TIMEOUT, follow_redirects=False, verify=verify_tls, trust_env=False) as client:
+        with httpx.Client(timeout=httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT), follow_redirects=False, verify=verify_tls, trust_env=False) as client:
             # To the checked address, with the name as the Host header and the TLS server name.
             with client.stream("POST", target.url, content=body, headers=headers,
                                extensions={"sni_hostname": target.host}) as response:
