@@ -18,6 +18,7 @@ from .documents import parse_month, statement_csv
 from .models import BillingSettings, BudgetNotice, DailyRollup, ModelPrice, VatRate
 
 STATEMENT_PERMISSION = "billing.view_statement"
+ORGANISATION_LINKS = 500  # beyond, a statement's URL is …/statements/<organisation id>/<YYYY-MM>/
 
 
 @admin.register(ModelPrice)
@@ -148,7 +149,8 @@ class DailyRollupAdmin(admin.ModelAdmin):
                           if row["organisation_id"] is not None else "")
         return render(request, "admin/billing/top_spenders.html", {
             **self.admin_site.each_context(request), "title": f"Top spenders, {month:%Y-%m}", "month": month,
-            "rows": rows, "organisations": Organisation.objects.order_by("name").values("id", "name")})
+            "rows": rows, "organisations": Organisation.objects.order_by("name").values("id", "name")[:ORGANISATION_LINKS],
+            "more": Organisation.objects.count() > ORGANISATION_LINKS})
 
     def statement_view(self, request, organisation_id, month):
         self._check(request)

@@ -99,3 +99,27 @@ providers:
     with pytest.raises(CommandError, match="same effective_from"):
         call_command("import_config", str(config))
     assert not model.prices.exists()
+
+
+@pytest.mark.django_db
+def test_a_new_price_is_announced_to_every_gateway(model, django_capture_on_commit_callbacks):
+    ModelPrice.objects.create(model=model, effective_from=datetime.date(2025, 1, 1), input_price=D("1"),
+                              output_price=D("1"))
+    with django_capture_on_commit_callbacks() as announced:
+        services.current_prices_apply()
+    assert len(announced) == 1  # bus "config": each gateway reloads its catalog (no query on the /v1 path)
+    with django_capture_on_commit_callbacks() as announced:
+        services.current_prices_apply()
+    assert announced == []
+
+
+@pytest.mark.django_db
+def test_the_demo_configuration_records_yandex_prices_and_marks_the_rest_as_guesses():
+    from django.conf import settings
+
+    call_command("import_config", str(settings.BASE_DIR / "config" / "demo.yaml"))
+    yandex = ModelPrice.objects.get(model__provider__name="yandexgpt", model__name="yandexgpt")
+    assert (yandex.input_price, yandex.includes_vat) == (D("1.20"), True) and "Yandex" in yandex.note
+    others = ModelPrice.objects.exclude(model__provider__name="yandexgpt")
+    assert others.exists() and set(others.values_list("note", flat=True)) == {"guess"}
+    assert ProviderModel.objects.get(provider__name="yandexgpt", name="yandexgpt-lite").input_price == D("0.20")
