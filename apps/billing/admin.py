@@ -144,12 +144,16 @@ class DailyRollupAdmin(admin.ModelAdmin):
         text = request.GET.get("month") or f"{timezone.localdate():%Y-%m}"
         month = self._month(text)
         rows = selectors.top_spenders(month, limit=50)
+        by_provider: dict = {}
+        for row in selectors.sums(month, selectors.next_month(month), by=("provider",)):
+            by_provider[row["provider"]] = by_provider.get(row["provider"], 0) + row["cost"]
         for row in rows:
             row["url"] = (reverse("admin:billing_statement", args=[row["organisation_id"], f"{month:%Y-%m}"])
                           if row["organisation_id"] is not None else "")
         return render(request, "admin/billing/top_spenders.html", {
             **self.admin_site.each_context(request), "title": f"Top spenders, {month:%Y-%m}", "month": month,
-            "rows": rows, "organisations": Organisation.objects.order_by("name").values("id", "name")[:ORGANISATION_LINKS],
+            "rows": rows, "daily": selectors.spend_series(None, 30),
+            "by_provider": sorted(by_provider.items(), key=lambda item: -item[1]), "organisations": Organisation.objects.order_by("name").values("id", "name")[:ORGANISATION_LINKS],
             "more": Organisation.objects.count() > ORGANISATION_LINKS})
 
     def statement_view(self, request, organisation_id, month):

@@ -94,6 +94,7 @@ def test_admin_statement_pages(spend):
     assert csv.status_code == 200 and b"total,,,,,,,,,,9.43,2.08,11.51" in csv.content
     top = finance.get("/admin/billing/dailyrollup/statements/", {"month": OCTOBER})
     assert top.status_code == 200 and spend.name in top.content.decode()
+    assert 'id="by-provider"' in top.content.decode() and "gigachat" in top.content.decode()
     assert finance.get(f"/admin/billing/dailyrollup/statements/{spend.id}/nonsense/").status_code == 404
     operator = _client(_staff("support"))
     assert operator.get(f"/admin/billing/dailyrollup/statements/{spend.id}/{OCTOBER}/").status_code == 403
