@@ -27,6 +27,14 @@ GROUPABLE = frozenset({"organisation_id", "api_key_id", "cost_centre", "provider
 MAX_SERIES_DAYS = 366
 
 
+def requests_count() -> Count:
+    """Requests, not attempts: with one usage row per upstream attempt (a fallback adds rows), a request is
+    counted by its first attempt (attempt 0, which a cache hit or a refusal also has)."""
+    if any(f.name == "attempt" for f in UsageRecord._meta.concrete_fields):
+        return Count("id", filter=Q(attempt=0))
+    return Count("id")  # one row per request
+
+
 def day_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
     """The instants a calendar day of TIME_ZONE starts and ends (23 or 25 hours long where clocks change)."""
     tz = timezone.get_default_timezone()
@@ -99,7 +107,7 @@ def sums(start: datetime.date, end: datetime.date, by=(), organisation_ids=None,
             raw = raw.filter(api_key_id__in=list(api_key_ids))
         raw_by = tuple(dict.fromkeys("api_key_id" if f == "cost_centre" else f for f in by))
         rows = list(raw.annotate(day=TruncDate("created_at")).values("day", *raw_by).annotate(
-            requests=Count("id"), **{name: Sum(name) for name in (*TOKENS, "cost")}).order_by())
+            requests=requests_count(), **{name: Sum(name) for name in (*TOKENS, "cost")}).order_by())
         centres = {}
         if "cost_centre" in by:
             ids = {row["api_key_id"] for row in rows if row["api_key_id"] is not None}

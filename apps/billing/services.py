@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from apps.accounts.models import Membership, Organisation
@@ -101,7 +101,6 @@ def prices_import(models: dict) -> int:
 
 # --- roll-ups ---
 
-ROLLUP_SUMS = {"requests": Count("id"), **{name: Sum(name) for name in (*selectors.TOKENS, "cost")}}
 
 
 def rollup_day(day: datetime.date) -> int:
@@ -113,7 +112,9 @@ def rollup_day(day: datetime.date) -> int:
     start, end = selectors.day_bounds(day)
     computed_at = timezone.now()
     rows = list(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
-                .values("organisation_id", "api_key_id", "provider", "model").annotate(**ROLLUP_SUMS).order_by())
+                .values("organisation_id", "api_key_id", "provider", "model")
+                .annotate(requests=selectors.requests_count(), **{name: Sum(name) for name in (*selectors.TOKENS, "cost")})
+                .order_by())
     if not rows and DailyRollup.objects.filter(day=day).exists():
         log.info("roll-up of %s kept: its usage rows are gone", day)
         return DailyRollup.objects.filter(day=day).count()
