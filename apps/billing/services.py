@@ -71,10 +71,10 @@ def price_save(price: ModelPrice) -> ModelPrice:
 
 
 def prices_import(models: dict) -> int:
-    """import_config's prices: {(provider, model name): ModelSpec}. A model with `prices:` gets exactly
-    those rows (by date; rows of other dates are kept: old usage is already priced); a model with only the
-    plain price fields is treated as a price with VAT from today, recorded only if it differs from the row
-    in effect. Runs inside import_config's transaction. Returns the rows written."""
+    """import_config's prices: {(provider, model name): ModelSpec}. A model's `prices:` rows are written by
+    date (a row of the same date is replaced; rows of other dates stay); a model with only the plain price
+    fields gets them as a price with VAT from today, unless that is the price in effect already. Runs
+    inside import_config's transaction. Returns the rows written."""
     today = timezone.localdate()
     rate = money.rate_on(selectors.vat_rates(), today)
     written = 0
