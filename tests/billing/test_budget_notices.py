@@ -216,3 +216,28 @@ def test_signature_rejects_old_timestamps():
     assert webhooks.verify("s", b"{}", header, now=1_000_100)
     assert not webhooks.verify("s", b"{}", header, now=1_000_000 + 301)
     assert not webhooks.verify("s", b"{}", "garbage")
+
+
+@pytest.mark.django_db
+def test_admin_makes_a_signing_secret_shows_it_once_and_stores_it_encrypted(org):
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+
+    admin_user = get_user_model().objects.create_superuser("billing-admin", "ba@example.com", "x" * 12)
+    client = Client()
+    client.force_login(admin_user)
+    r = client.post("/admin/billing/billingsettings/add/", {
+        "organisation": org.id, "thresholds": "[50, 90]", "webhook_url": "https://hooks.example.com/xrouter"}, follow=True)
+    assert r.status_code == 200
+    settings = BillingSettings.objects.get(organisation=org)
+    secret = settings.webhook_secret["secret"]
+    assert secret.startswith("whsec_") and secret in r.content.decode()  # shown this once
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT webhook_secret FROM billing_billingsettings WHERE id = %s", [settings.id])
+        assert secret not in cursor.fetchone()[0]
+    page = client.get(f"/admin/billing/billingsettings/{settings.id}/change/").content.decode()
+    assert secret not in page
+    bad = client.post("/admin/billing/billingsettings/add/", {
+        "organisation": org.id, "thresholds": "[0, 5000]", "webhook_url": "ftp://x.example/"})
+    assert bad.status_code == 200 and "https://" in bad.content.decode() and "percentages" in bad.content.decode()
