@@ -241,3 +241,16 @@ def test_admin_makes_a_signing_secret_shows_it_once_and_stores_it_encrypted(org)
     bad = client.post("/admin/billing/billingsettings/add/", {
         "organisation": org.id, "thresholds": "[0, 5000]", "webhook_url": "ftp://x.example/"})
     assert bad.status_code == 200 and "https://" in bad.content.decode() and "percentages" in bad.content.decode()
+
+
+@pytest.mark.django_db
+@LOOPBACK
+def test_webhook_gives_up_after_its_attempts(org, receiver):
+    member(org, "owner")
+    hook = receiver(statuses=(503,))
+    _setup(org, hook.url)
+    usage(org, "60", timezone.now())
+    notice = services.budget_notices_check()[0]
+    assert tasks.deliver_webhook_task.apply(args=(notice.id, {})).get() == "failed"
+    assert len(hook.requests) == tasks.WEBHOOK_RETRIES + 1
+    assert BudgetNotice.objects.get(id=notice.id).webhook_status == f"attempt {tasks.WEBHOOK_RETRIES + 1} failed: HTTP 503"
