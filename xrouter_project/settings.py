@@ -264,7 +264,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.providers.tasks.check_all_providers_task",
         "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
     },
-    # Billing (apps/billing/tasks.py): yesterday's and today's roll-ups, the price in effect today (a new
+    # Billing (apps/billing/tasks.py): the last days' roll-ups, the price in effect today (a new
     # effective price reaches the gateways within this interval of midnight), budget thresholds.
     "billing-rollups": {"task": "apps.billing.tasks.rollup_recent_task",
                         "schedule": env_float("XROUTER_ROLLUP_INTERVAL", 900.0)},

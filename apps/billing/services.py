@@ -138,6 +138,22 @@ def rollup_day(day: datetime.date) -> int:
     return len(merged)
 
 
+ROLLUP_RECENT_DAYS = 7
+ROLLUP_SETTLE = datetime.timedelta(hours=1)
+
+
+def rollup_pending(today: datetime.date) -> list[datetime.date]:
+    """Roll up each of the ROLLUP_RECENT_DAYS days before `today` whose last roll-up ran less than
+    ROLLUP_SETTLE after the day ended (or never ran)."""
+    start = today - datetime.timedelta(days=ROLLUP_RECENT_DAYS)
+    done = dict(RollupDay.objects.filter(day__gte=start, day__lt=today).values_list("day", "computed_at"))
+    pending = [start + datetime.timedelta(days=i) for i in range(ROLLUP_RECENT_DAYS)]
+    pending = [day for day in pending if day not in done or done[day] < selectors.day_bounds(day)[1] + ROLLUP_SETTLE]
+    for day in pending:
+        rollup_day(day)
+    return pending
+
+
 # --- budget notices ---
 
 def _thresholds(organisation_ids) -> dict:

@@ -22,10 +22,11 @@ def rollup_day_task(day: str) -> int:
 
 
 @shared_task
-def rollup_recent_task() -> list[int]:
-    """Yesterday (final once rolled up after midnight; late rows included) and today (so far)."""
-    today = timezone.localdate()
-    return [services.rollup_day(today - datetime.timedelta(days=1)), services.rollup_day(today)]
+def rollup_recent_task() -> list[str]:
+    """The last RECENT_DAYS days before today not yet rolled up at least SETTLE after they ended (usage
+    arriving late, e.g. replayed from a spool, is then included). Today is never rolled up here: readers
+    take today from the raw rows. Returns the days rolled up."""
+    return [day.isoformat() for day in services.rollup_pending(timezone.localdate())]
 
 
 @shared_task

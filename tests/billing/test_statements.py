@@ -197,8 +197,16 @@ def test_rollup_command_and_beat_tasks(org):
     assert DailyRollup.objects.filter(organisation_id=org.id, day=datetime.date(2026, 10, 7)).count() == 1
     with pytest.raises(CommandError):
         call_command("billing_rollup", "--from", "2026-10-08", "--to", "2026-10-06")
-    usage(org, "2", timezone.now())
-    assert len(tasks.rollup_recent_task.apply().get()) == 2
-    assert DailyRollup.objects.filter(organisation_id=org.id, day=timezone.localdate()).get().cost == D("2")
+    today = timezone.localdate()
+    yesterday = today - datetime.timedelta(days=1)
+    usage(org, "2", at(yesterday, 23, 59))
+    usage(org, "3", timezone.now())
+    RollupDay.objects.filter(day__gte=today - datetime.timedelta(days=7)).delete()
+    assert len(tasks.rollup_recent_task.apply().get()) == 7  # the last 7 days, none settled yet
+    assert DailyRollup.objects.filter(organisation_id=org.id, day=yesterday).get().cost == D("2")
+    assert not DailyRollup.objects.filter(day=today).exists()  # today is read from the raw rows
+    # Settled: rolled up over an hour after they ended (yesterday not yet, in the first hour of today).
+    unsettled = timezone.now() < selectors.day_bounds(yesterday)[1] + services.ROLLUP_SETTLE
+    assert tasks.rollup_recent_task.apply().get() == ([yesterday.isoformat()] if unsettled else [])
     assert tasks.current_prices_task.apply().get() >= 0
     assert tasks.budget_notices_task.apply().get() == 0
