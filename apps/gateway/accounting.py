@@ -41,6 +41,7 @@ def record_usage(
     provider_request_id: str = "",
     attempt: int = 0,
     cache_hit: bool = False,
+    upstream_seconds: float | None = None,
 ) -> None:
     now = time.monotonic()
     usage = usage or Usage()
@@ -80,6 +81,24 @@ def record_usage(
             "ts": time.time(),
         }
     )
-    provider = model.provider if model else ""
-    metrics.REQUESTS.labels(endpoint, provider, str(http_status)).inc()
-    metrics.LATENCY.labels(endpoint).observe(now - req.started)
+    provider, name = (model.provider, model.name) if model else ("", "")
+    elapsed = now - req.started
+    metrics.REQUESTS.labels(endpoint, provider, name, route, str(http_status)).inc()
+    metrics.LATENCY.labels(endpoint).observe(elapsed)
+    if metrics.REQUESTS_BY_KEY is not None and key is not None:
+        metrics.REQUESTS_BY_KEY.labels(key.prefix, str(http_status)).inc()
+    if cache_hit:
+        metrics.CACHE_HITS.labels(endpoint).inc()
+    elif model is not None:
+        if usage.prompt_tokens:
+            metrics.TOKENS.labels(provider, name, "in").inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            metrics.TOKENS.labels(provider, name, "out").inc(usage.completion_tokens)
+        cost = (usage.prompt_tokens * float(model.input_price) + usage.completion_tokens * float(model.output_price)) / 1000
+        if cost:
+            metrics.COST.labels(provider, name).inc(cost)
+    if ttft:
+        metrics.TTFT.labels(provider).observe(ttft - req.started)
+    if upstream_seconds is not None and status == "ok":
+        # The provider's share: the whole call, or for a stream the wait for its first event.
+        metrics.OVERHEAD.observe(max(0.0, (ttft or now) - req.started - upstream_seconds))
