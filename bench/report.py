@@ -16,6 +16,8 @@ TARGETS = {
     "ws_errors": ("==", 0, ""),
     "rss_per_socket_kib": ("<=", 50, ""),
     "usage_rows_ok": ("==", True, ""),
+    "statement_p95_s": ("<=", 1.0, ""),
+    "dashboard_p95_s": ("<=", 1.0, ""),
 }
 
 
@@ -164,6 +166,14 @@ def rows(r: dict) -> list[tuple]:
     if usage:
         row(f"Usage rows in PostgreSQL = requests the gateway forwarded ({_fmt(usage.get('rows'))} / "
             f"{_fmt(usage.get('forwarded'))}, tolerance {usage.get('tolerance')})", "usage_rows_ok", usage.get("ok"))
+    reports = r.get("reports") or {}
+    if reports:
+        shape = (f"over {_fmt((reports.get('rows') or {}).get('rows'))} usage rows, an organisation holding "
+                 f"{_fmt(reports.get('org_rows'))}; cold, p95 of 5 runs")
+        row(f"Monthly statement ({reports.get('month')}: {_fmt(reports.get('month_rows'))} rows) {shape}, s",
+            "statement_p95_s", (reports.get("statement") or {}).get("p95_s"), digits=3)
+        row(f"30-day dashboard (by day, model, key, provider) {shape}, s", "dashboard_p95_s",
+            (reports.get("dashboard") or {}).get("p95_s"), digits=3)
     return out
 
 
@@ -252,6 +262,8 @@ def checks(r: dict) -> list[dict]:
         "rss_idle_mib": mem.get("idle_mib"),
         "rss_per_stream_kib": mem.get("per_stream_kib"),
         "usage_rows_ok": usage.get("ok"),
+        "statement_p95_s": ((r.get("reports") or {}).get("statement") or {}).get("p95_s"),
+        "dashboard_p95_s": ((r.get("reports") or {}).get("dashboard") or {}).get("p95_s"),
     }
     out = []
     for key, value in values.items():

@@ -15,6 +15,8 @@ Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--q
   6. WebSockets (measured right after the idle reading): 1,000 sockets on /v1/realtime/chat held at once, one streamed answer each: completed,
      errors, resident memory per open socket.
   7. Usage rows in PostgreSQL against the requests the gateway forwarded to the mock.
+  8. With --reports (opt-in): billing reports over 10 million usage rows in a database of their own, kept
+     between runs (bench/reports.py): a monthly statement and a 30-day dashboard, cold, p95 of 5 runs.
 Writes bench/results/latest.{md,json} (`--quick`: quick.{md,json}) and prints the table.
 
 Every load step is bounded in time and count and targets 127.0.0.1 only. Every process this
@@ -722,6 +724,18 @@ class Bench:
             "stream_backlog": self.redis.xlen(self.stream_name),
         }
 
+    def reports_run(self):
+        """bench/reports.py in its own process (its own database, kept between runs)."""
+        a = self.args
+        log(f"reports: {a.reports_rows:,} usage rows in {a.reports_db} (generated once), roll-ups, statement, dashboard")
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        out = run_bounded([PY, str(BENCH / "reports.py"), "--rows", str(a.reports_rows), "--pg-url", a.pg_url,
+                           "--db-name", a.reports_db], env, 6 * 3600, "reports")
+        result = json.loads(out.strip().splitlines()[-1])
+        if "error" in result:
+            raise BenchError(result["error"])
+        self.results["reports"] = result
+
     def machine(self) -> dict:
         cpu_model = ""
         try:
@@ -771,6 +785,8 @@ class Bench:
         self.hold("slow", a.slow_streams, a.slow_chunks, a.slow_interval_ms, a.slow_ramp)
         self.memory()
         self.usage_check()
+        if a.reports:
+            self.reports_run()
         self.results["elapsed_s"] = time.monotonic() - started
         self.noise_note()
 
@@ -849,6 +865,11 @@ def parse_args(argv=None):
                    help="wait up to this many seconds for the machine to be under 15%% busy before starting")
     p.add_argument("--keep-db", action="store_true", help="leave the benchmark database for inspection")
     p.add_argument("--direct-only", action="store_true", help="measure the mock and the load tools alone (no gateway)")
+    p.add_argument("--reports", action="store_true",
+                   help="also time billing reports over --reports-rows usage rows (bench/reports.py; the first run "
+                        "generates them, minutes for 10 million, and needs 10 GB of free disk)")
+    p.add_argument("--reports-rows", type=int, default=10_000_000)
+    p.add_argument("--reports-db", default="xrouter_bench_reports", help="kept between runs (default xrouter_bench_reports)")
     args = p.parse_args(argv)
     if args.quick:
         for name, value in {"duration": 2, "warmup": 1, "cpu_requests": 3000, "cpu_max_seconds": 5,

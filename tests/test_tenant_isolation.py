@@ -399,6 +399,22 @@ def _portal_invitation_revoke(w):
     assert Invitation.objects.filter(id=invitation.id).exists()
 
 
+def _billing(path):
+    def case(w):
+        month = f"{timezone.localdate():%Y-%m}"
+        url = f"/api/v1/billing/organisations/{w.acme.id}/{path}"
+        for user in (w.charlie, w.bob):  # another tenant, and acme's developer (spend is not theirs to read)
+            _refused(w.client(user).get(url, {"month": month}), 404)
+        assert w.client(w.alice).get(url, {"month": month}).status_code == 200  # the owner may
+    return case
+
+
+def _billing_top_spenders(w):
+    r = w.charlie_client().get("/api/v1/billing/top-spenders/", {"month": f"{timezone.localdate():%Y-%m}"})
+    _refused(r, 403)
+    _absent(r, w.acme.name)
+
+
 CASES = {
     ("key-list", "GET"): _keys_list, ("key-list", "POST"): _keys_create,
     ("key-detail", "GET"): _key_detail, ("key-revoke", "POST"): _key_revoke_api,
@@ -425,6 +441,8 @@ CASES = {
     ("members_home", "GET"): _portal_members_home, ("members", "GET"): _portal_members,
     ("invite", "POST"): _portal_invite, ("member_role", "POST"): _portal_member_role,
     ("member_remove", "POST"): _portal_member_remove, ("invitation_revoke", "POST"): _portal_invitation_revoke,
+    ("billing-statement", "GET"): _billing("statement/"), ("billing-statement-csv", "GET"): _billing("statement.csv"),
+    ("billing-spend", "GET"): _billing("spend/"), ("billing-top-spenders", "GET"): _billing_top_spenders,
 }
 
 # /v1 and the WebSocket hold no object of a tenant but the models a key may use: charlie's key is

@@ -139,6 +139,7 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.routing",
     "apps.usage",
+    "apps.billing",
     "apps.gateway",
     "apps.alerts",
     "apps.emulators",
@@ -267,7 +268,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
     },
     "beat-heartbeat": {"task": "apps.common.tasks.beat_heartbeat", "schedule": 30.0},  # apps/common/beat.py; read by /readyz
+    # Billing (apps/billing/tasks.py): the last days' roll-ups, the price in effect today (a new
+    # effective price reaches the gateways within this interval of midnight), budget thresholds.
+    "billing-rollups": {"task": "apps.billing.tasks.rollup_recent_task",
+                        "schedule": env_float("XROUTER_ROLLUP_INTERVAL", 900.0)},
+    "billing-prices": {"task": "apps.billing.tasks.current_prices_task",
+                       "schedule": env_float("XROUTER_PRICES_INTERVAL", 300.0)},
+    "billing-budget-notices": {"task": "apps.billing.tasks.budget_notices_task",
+                               "schedule": env_float("XROUTER_BUDGET_CHECK_INTERVAL", 300.0)},
 }
+CELERY_TIMEZONE = TIME_ZONE
 
 # --- REST framework (management API under /api/v1) ---
 REST_FRAMEWORK = {
@@ -293,6 +303,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
+
+# --- Outbound requests to URLs tenants enter (webhooks; apps/common/fetch.py) ---
+# CIDRs that may be fetched although not public (loopback, private): e.g. 127.0.0.0/8 in tests, or an
+# internal receiver's network. Plain http is allowed only to these.
+XROUTER_FETCH_ALLOW = _checked("XROUTER_FETCH_ALLOW", _networks, [])
 
 # --- Secrets at rest ---
 # Fernet keys, comma separated, newest first (MultiFernet encrypts with the first, decrypts with

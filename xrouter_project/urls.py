@@ -22,6 +22,7 @@ router.register("oauth-applications", ApplicationViewSet, basename="oauth-applic
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/alerts/alertmanager", alertmanager_webhook, name="alertmanager-webhook"),
+    path("api/v1/billing/", include("apps.billing.urls")),
     path("api/v1/", include(router.urls)),
     # OAuth 2.0 and OpenID Connect (apps.oauth): /o/authorize/, /o/token/, /o/.well-known/openid-configuration …
     path("o/", include("apps.oauth.urls")),

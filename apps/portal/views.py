@@ -20,6 +20,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.translation import gettext as _
@@ -29,11 +30,12 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.models import Membership, User
 from apps.accounts.services import organisation_create_for, user_set_active
+from apps.billing import selectors as billing
 from apps.keys.models import ApiKey
 from apps.keys.selectors import keys_visible_to, playground_keys
 from apps.keys.services import key_create, key_revoke, key_rotate
 from apps.providers.models import ProviderModel
-from apps.usage.selectors import request_lookup, usage_by, usage_by_day, usage_of, usage_since, usage_totals
+from apps.usage.selectors import request_lookup, usage_of, usage_since
 
 from .charts import bar_chart
 from .forms import KeyCreateForm, KeyRotateForm, SignupForm
@@ -123,14 +125,40 @@ def _daily_charts(series) -> list:
                                  ("spend", _("Spend per day, ₽")))]
 
 
+def _as_usage(row) -> dict:
+    return {**row, "tokens": row["prompt_tokens"] + row["completion_tokens"], "spend": row["cost"]}
+
+
+def _spend(organisation_ids, days: int) -> dict:
+    """The last `days` days from the daily roll-ups (apps.billing; today from the raw rows): a series by
+    day, sums by model, key and provider, and the totals."""
+    start = timezone.localdate() - datetime.timedelta(days=days - 1)
+    end = timezone.localdate() + datetime.timedelta(days=1)
+    series = [_as_usage(row) for row in billing.spend_series(organisation_ids, days)]
+    grouped = {}
+    for row in billing.sums(start, end, by=("model", "api_key_id", "provider"), organisation_ids=organisation_ids):
+        for field in ("model", "api_key_id", "provider"):
+            into = grouped.setdefault(field, {}).setdefault(row[field], dict.fromkeys(billing.MEASURES, 0))
+            for name in billing.MEASURES:
+                into[name] += row[name]
+
+    def ranked(field, limit=20):
+        rows = [_as_usage({field: value, **sums}) for value, sums in grouped.get(field, {}).items()]
+        return sorted(rows, key=lambda r: (-r["spend"], -r["requests"], str(r[field])))[:limit]
+
+    totals = {name: sum(row[name] for row in series) for name in ("requests", "tokens", "spend")}
+    return {"series": series, "by_model": ranked("model"), "by_key": ranked("api_key_id"),
+            "by_provider": ranked("provider"), "totals": totals}
+
+
 @login_required
 def dashboard(request):
     memberships = _memberships(request.user)
-    recent = usage_since(_organisation_ids(memberships), DASHBOARD_DAYS)
+    spend = _spend(_organisation_ids(memberships), DASHBOARD_DAYS)
     return render(request, "portal/dashboard.html", {
         "memberships": [(m.organisation.name, ROLE_LABELS.get(m.role, m.role)) for m in memberships],
-        "totals": usage_totals(recent), "charts": _daily_charts(usage_by_day(recent, DASHBOARD_DAYS)),
-        "by_model": usage_by(recent, "model"), "days": DASHBOARD_DAYS})
+        "totals": spend["totals"], "charts": _daily_charts(spend["series"]),
+        "by_model": spend["by_model"], "days": DASHBOARD_DAYS})
 
 
 def _issuing(memberships) -> list:
@@ -225,18 +253,25 @@ def playground(request):
 @login_required
 def usage(request):
     """Sums by day, model and key over 30 days, the lookup of one request by its id, the latest requests."""
-    organisation_ids = _organisation_ids(_memberships(request.user))
-    recent = usage_since(organisation_ids, DASHBOARD_DAYS)
-    by_key = usage_by(recent, "key_prefix")
-    names = dict(ApiKey.objects.filter(prefix__in=[row["key_prefix"] for row in by_key],
-                                       organisation_id__in=organisation_ids).values_list("prefix", "name"))
-    by_model = usage_by(recent, "model")
+    memberships = _memberships(request.user)
+    organisation_ids = _organisation_ids(memberships)
+    spend = _spend(organisation_ids, DASHBOARD_DAYS)
+    keys = {k["id"]: k for k in ApiKey.objects.filter(id__in=[row["api_key_id"] for row in spend["by_key"]],
+                                                     organisation_id__in=organisation_ids).values("id", "prefix", "name")}
+    by_key = [{**row, "key_prefix": keys.get(row["api_key_id"], {}).get("prefix", ""),
+               "name": keys.get(row["api_key_id"], {}).get("name", "")} for row in spend["by_key"]]
+    by_model = spend["by_model"]
+    month_spend = billing.month_to_date("organisation_id", organisation_ids)
+    budgets = [{"name": m.organisation.name, "spend": month_spend.get(m.organisation_id, 0),
+                "budget": m.organisation.monthly_budget} for m in memberships]
     lookup_id = request.GET.get("request_id", "").strip()
     found = request_lookup(lookup_id, organisation_ids) if lookup_id else None
     return render(request, "portal/usage.html", {
-        "days": DASHBOARD_DAYS, "charts": _daily_charts(usage_by_day(recent, DASHBOARD_DAYS)),
-        "by_model": by_model, "model_chart": bar_chart(by_model, "spend", "model", _("Spend by model, ₽"), label_format=lambda m: m or "—"),
-        "by_key": [{**row, "name": names.get(row["key_prefix"], "")} for row in by_key],
+        "days": DASHBOARD_DAYS, "charts": _daily_charts(spend["series"]), "budgets": budgets,
+        "by_model": by_model, "by_provider": spend["by_provider"],
+        "provider_chart": bar_chart(spend["by_provider"], "spend", "provider", _("Spend by provider, ₽"),
+                                    label_format=lambda p: p or "—"), "model_chart": bar_chart(by_model, "spend", "model", _("Spend by model, ₽"), label_format=lambda m: m or "—"),
+        "by_key": by_key,
         "key_chart": bar_chart(by_key, "spend", "key_prefix", _("Spend by key, ₽"),
                                label_format=lambda p: f"xr-{p}-…" if p else "—"),
         "lookup_id": lookup_id[:200], "found": found,

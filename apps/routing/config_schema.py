@@ -1,6 +1,7 @@
 """The configuration file format (import_config / export_config), validated with pydantic so a
 bad file is refused whole, with the path of the bad field, before anything is written."""
 
+import datetime
 import os
 import re
 from decimal import Decimal
@@ -21,11 +22,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PriceSpec(_Strict):
+    """A price from a date (TIME_ZONE) until the next one's (apps.billing keeps the history)."""
+
+    effective_from: datetime.date
+    input_price: Decimal = Field(ge=0, description="roubles per 1,000 tokens")
+    output_price: Decimal = Field(default=Decimal("0"), ge=0)
+    cached_input_price: Decimal | None = Field(default=None, ge=0)
+    includes_vat: bool = True
+    note: str = Field(default="", max_length=200, description='where the price comes from, "guess" if nowhere')
+
+
 class ModelSpec(_Strict):
     kind: Literal["chat", "embedding"] = "chat"
     input_price: Decimal = Field(default=Decimal("0"), ge=0, description="roubles per 1,000 tokens")
     output_price: Decimal = Field(default=Decimal("0"), ge=0)
     cached_input_price: Decimal | None = Field(default=None, ge=0)
+    # Where the plain prices above come from ("guess" if nowhere): the note of the price row billing records.
+    price_note: str = Field(default="", max_length=200)
+    # Effective-dated prices (apps.billing); the plain fields above are then only the price until the first.
+    prices: list[PriceSpec] = Field(default_factory=list, max_length=100)
     context_window: int | None = Field(default=None, ge=1)
     jurisdiction: str = ""
     enabled: bool = True
@@ -36,6 +52,14 @@ class ModelSpec(_Strict):
     max_concurrent: int | None = Field(default=None, ge=0)
     tokens_per_day: int | None = Field(default=None, ge=0)
     tokens_per_month: int | None = Field(default=None, ge=0)
+
+    @field_validator("prices")
+    @classmethod
+    def _one_price_a_day(cls, value):
+        dates = [p.effective_from for p in value]
+        if len(set(dates)) != len(dates):
+            raise ValueError("two prices with the same effective_from")
+        return value
 
     @field_validator("requests_rate", "tokens_rate")
     @classmethod

@@ -38,8 +38,8 @@ def test_the_dashboard_charts_30_days_of_requests_tokens_and_spend(browser, alic
 
 def test_the_usage_page_sums_by_day_model_and_key(browser, alice, acme, globex):
     key, _ = key_create(user=alice, organisation=acme, issued_by=alice, name="billing-report")
-    _usage(acme, key_prefix=key.prefix, model="GigaChat-2-Max", cost=Decimal("2"))
-    _usage(acme, key_prefix=key.prefix, model="yandexgpt-lite", cost=Decimal("1"))
+    _usage(acme, key_prefix=key.prefix, api_key_id=key.id, model="GigaChat-2-Max", cost=Decimal("2"))
+    _usage(acme, key_prefix=key.prefix, api_key_id=key.id, model="yandexgpt-lite", cost=Decimal("1"))
     _usage(globex, key_prefix="ffff0000", model="T-Pro", cost=Decimal("5"))
 
     page = browser(alice).get("/usage/")
@@ -48,7 +48,7 @@ def test_the_usage_page_sums_by_day_model_and_key(browser, alice, acme, globex):
     assert [r["model"] for r in page.context["by_model"]] == ["GigaChat-2-Max", "yandexgpt-lite"]
     assert [(r["key_prefix"], r["name"], r["requests"]) for r in page.context["by_key"]] == [
         (key.prefix, "billing-report", 2)]
-    assert html.count("<svg ") == 5  # three by day, one by model, one by key
+    assert html.count("<svg ") == 6  # three by day, one by model, one by provider, one by key
     assert "T-Pro" not in html and "ffff0000" not in html
 
 

@@ -1,0 +1,91 @@
+"""Outbound requests to URLs that tenants enter (webhooks): only to public addresses.
+
+`resolve_public(url)` checks the URL (https; plain http only to an address XROUTER_FETCH_ALLOW lists),
+resolves its host and refuses loopback, private, link-local, multicast, reserved and unspecified
+addresses unless one of the XROUTER_FETCH_ALLOW networks (CIDRs) holds them. The caller then connects
+to the address it was given, not to the name again, so a DNS answer that changes between the check and
+the connection (rebinding) cannot send the request inside.
+"""
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+MAX_URL = 500
+
+
+class UnsafeURL(ValueError):
+    """A URL we will not fetch; the message says why (safe to show to whoever entered it)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str  # the URL with the host replaced by the checked address
+    host: str  # the original host name: the TLS server name
+    address: str
+    host_header: str  # the original host[:port], for the Host header
+
+
+@cache
+def _allowed(networks: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks if n.strip())
+
+
+def allowed_networks():
+    return _allowed(tuple(getattr(settings, "XROUTER_FETCH_ALLOW", ())))
+
+
+def _is_public(address) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+def check_address(address: str) -> bool:
+    """Whether we may connect to this IP address (public, or inside an XROUTER_FETCH_ALLOW network)."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in allowed_networks()) or _is_public(ip)
+
+
+def check_url(url: str) -> None:
+    """The static checks (no DNS): a form can call this to refuse a bad URL at once."""
+    if not url or len(url) > MAX_URL:
+        raise UnsafeURL(f"a URL of at most {MAX_URL} characters is required")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise UnsafeURL("the URL must start with https://")
+    if not parts.hostname:
+        raise UnsafeURL("the URL has no host")
+    if parts.username or parts.password:
+        raise UnsafeURL("the URL must not carry a user name or password")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise UnsafeURL("the URL's port is not a number from 0 to 65535") from None
+
+
+def resolve_public(url: str) -> Target:
+    """The address to connect to for `url`, checked; UnsafeURL otherwise."""
+    check_url(url)
+    parts = urlsplit(url)
+    host = parts.hostname
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeURL(f"the host {host!r} does not resolve") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    # Every address must pass: a name that also resolves inside must not be used at all.
+    refused = [a for a in addresses if not check_address(a)]
+    if refused or not addresses:
+        raise UnsafeURL(f"the host {host!r} resolves to an address that is not public ({', '.join(refused)})")
+    address = addresses[0]
+    if parts.scheme == "http" and not any(ipaddress.ip_address(address) in n for n in allowed_networks()):
+        raise UnsafeURL("the URL must start with https:// (plain http only to networks XROUTER_FETCH_ALLOW lists)")
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    return Target(url=parts._replace(netloc=netloc).geturl(), host=host, address=address, host_header=parts.netloc)
