@@ -1,6 +1,5 @@
 from django.db import models
 
-
 FALLBACK_CHAIN_MAX = 255  # the labels tried before this attempt, comma-separated, cut to the column
 
 

@@ -63,7 +63,7 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +86,7 @@ def claimable(directory: str) -> list[str]:
         if not match:
             continue
         pid, kind = int(match.group(1)), match.group(3)
-        if pid != me and _alive(pid):
+        if pid != me and alive(pid):
             continue
         if kind == "tmp":
             if pid != me:
