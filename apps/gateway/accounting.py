@@ -88,8 +88,8 @@ def record_usage(
     if req.admission is not None and not cache_hit:
         req.admission.used += usage.prompt_tokens + usage.completion_tokens  # what the limits settle to
     started, ts, chain = req.started, time.time(), ""
-    if attempt < len(req.attempts):
-        made = req.attempts[attempt]
+    made = next((a for a in req.attempts if a.n == attempt), None)  # a few at most
+    if made is not None:
         started, ts, chain = made.started, made.ts, made.chain
         made.ended = True
         if made.gen is not None:
@@ -149,8 +149,8 @@ def bill_refusal(req, key, plan, exc, endpoint: str = "chat", stream: bool = Fal
     if plan.failed:
         bill_failed_attempts(req, key, plan, endpoint, stream)
         return
-    model = getattr(exc, "target", None) or plan.targets[0]
-    record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=model.model, route=plan.rule,
+    target = getattr(exc, "target", None) or plan.targets[0]
+    record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,
                  status="error", http_status=exc.status, error_type=exc.kind, stream=stream)
 
 

@@ -40,6 +40,7 @@ START_FIELDS = ("request_id", "attempt", "ts", "principal", "principal_id", "api
                 "prompt_tokens", "input_price", "output_price", "cached_input_price", "fallback_chain")
 MAX_LINE = 4096  # a longer line (which well-formed input cannot make) is not replayed
 _sequence = itertools.count()
+_BORN = time.time_ns() * 1000  # file names carry time_ns() × 1000 + a sequence: older names are a former process's
 
 
 class Generation:
@@ -63,7 +64,7 @@ def _open() -> Generation:
 
     directory = settings.XROUTER["SPOOL_DIR"]
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"starts-{os.getpid()}-{time.time_ns()}{next(_sequence) % 1000:03d}.journal")
+    path = os.path.join(directory, f"starts-{os.getpid()}-{time.time_ns() * 1000 + next(_sequence) % 1000}.journal")
     _fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     _current = Generation(path)
     return _current
@@ -118,10 +119,10 @@ def live_count() -> int:
 
 
 def claimable(directory: str) -> list[str]:
-    """Journals whose process is gone, oldest first: dead pids' `.journal` files, `.lost` files
-    of dead claimers, and this pid's files that are not this process's own (a reused pid)."""
+    """Journals whose process is gone, oldest first: dead pids' files, this pid's `.lost` files (a
+    replay that failed), and this pid's journals from before this process started (a reused pid).
+    Runs in a thread: it reads no state of the journal being written, only names and pids."""
     me = os.getpid()
-    mine = {gen.path for gen in _closed} | ({_current.path} if _current is not None else set())
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
@@ -131,10 +132,13 @@ def claimable(directory: str) -> list[str]:
         match = NAME.match(name)
         if not match:
             continue
-        pid, path = int(match.group(1)), os.path.join(directory, name)
-        if path in mine or (pid != me and alive(pid)):
+        pid, ns, kind = int(match.group(1)), int(match.group(2)), match.group(3)
+        if pid == me:
+            if kind == "journal" and ns >= _BORN:
+                continue  # this process's own
+        elif alive(pid):
             continue
-        found.append((int(match.group(2)), path))
+        found.append((ns, os.path.join(directory, name)))
     return [path for _, path in sorted(found)]
 
 
