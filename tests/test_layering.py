@@ -22,3 +22,14 @@ def test_no_module_under_apps_imports_xrouter_project():
         if module == "xrouter_project" or module.startswith("xrouter_project.")
     )
     assert offenders == []
+
+
+def test_the_audit_log_sits_at_the_bottom():
+    """apps/audit is imported by accounts, keys and the rest; it imports none of them (issue: operations)."""
+    offenders = sorted(
+        f"{path.relative_to(APPS.parent)}: {module}"
+        for path in (APPS / "audit").rglob("*.py")
+        for module in imported_modules(path)
+        if module.startswith("apps.") and not module.startswith("apps.audit")
+    )
+    assert offenders == []

@@ -26,9 +26,9 @@ from apps.usage.models import UsageRecord
 # (url name, method) → why no tenant's object is reachable through it.
 NO_TENANT_OBJECT = {
     ("api-root", "GET"): "DRF's index of the API's URLs",
+    ("alertmanager-webhook", "POST"): "Alertmanager's notifications, by its own token: operations data, no tenant's",
     ("schema", "GET"): "the OpenAPI document",
     ("docs", "GET"): "Swagger UI over the OpenAPI document",
-    ("prometheus-django-metrics", "GET"): "process counters, no tenant data (labels carry no key or organisation)",
     ("login", "GET"): "the login form", ("login", "POST"): "signs the caller in",
     ("logout", "POST"): "signs the caller out",
     ("password_reset", "GET"): "the form", ("password_reset", "POST"): "mails the address's owner, says the same for any address",

@@ -16,6 +16,7 @@ from channels.routing import URLRouter  # noqa: E402
 from apps.common.checks import refuse_insecure_start  # noqa: E402
 from apps.gateway import lifecycle  # noqa: E402
 from apps.gateway.app import gateway_app, healthz  # noqa: E402
+from apps.gateway.metrics import metrics_endpoint  # noqa: E402
 from apps.gateway.readiness import readyz  # noqa: E402
 from apps.gateway.ws_urls import websocket_urlpatterns  # noqa: E402
 
@@ -52,6 +53,8 @@ async def application(scope, receive, send):
             return await healthz(scope, receive, send)
         if path == "/readyz":
             return await readyz(scope, receive, send)
+        if path == "/metrics":
+            return await metrics_endpoint(scope, receive, send)
         return await django_http(scope, receive, send)
     if kind == "websocket":
         return await websocket_app(scope, receive, send)

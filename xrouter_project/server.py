@@ -9,9 +9,11 @@ writer runs beside them and is stopped after the workers have flushed their usag
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -89,6 +91,7 @@ def main(argv=None) -> int:
     # Two malloc arenas are plenty for one event loop and a small thread pool; glibc's default
     # (8 per core) leaves a few MiB of touched arena per thread in each worker.
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    metrics_dir = _metrics_dir()
     writer = None
     if args.writer:
         # The writer loads only the usage app (XROUTER_ROLE=writer): a fraction of a worker's memory.
@@ -127,7 +130,26 @@ def main(argv=None) -> int:
     finally:
         if writer is not None:
             writer.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _metrics_dir() -> str | None:
+    """prometheus_client's multiprocess mode (apps/common/metrics.py): the workers and the writer keep
+    their series in files under one directory, which must start empty. An operator's
+    PROMETHEUS_MULTIPROC_DIR is emptied and kept; otherwise a private one is made and removed at exit
+    (returned)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return None
+    made = tempfile.mkdtemp(prefix="xrouter-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
 
 
 if __name__ == "__main__":

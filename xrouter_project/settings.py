@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "apps.common",
+    "apps.audit",
     "apps.accounts",
     "apps.keys",
     "apps.oauth",
@@ -139,6 +140,7 @@ INSTALLED_APPS = [
     "apps.routing",
     "apps.usage",
     "apps.gateway",
+    "apps.alerts",
     "apps.emulators",
     "apps.portal",
     "xrouter_project",  # the project's own commands (run_demo)
@@ -161,6 +163,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session passed the code step
+    "apps.audit.services.AuditContextMiddleware",  # the audit log's actor and client address
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -263,6 +266,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.providers.tasks.check_all_providers_task",
         "schedule": env_float("XROUTER_HEALTH_CHECK_INTERVAL", 60.0),
     },
+    "beat-heartbeat": {"task": "apps.common.tasks.beat_heartbeat", "schedule": 30.0},  # apps/common/beat.py; read by /readyz
     # Months ahead exist long before they are needed; a missed run costs nothing (the DEFAULT partition).
     "usage-partitions": {"task": "apps.usage.tasks.usage_partitions_task", "schedule": 6 * 3600.0},
     "usage-retention": {"task": "apps.usage.tasks.usage_retention_task", "schedule": 24 * 3600.0},
@@ -359,6 +363,19 @@ XROUTER = {
     "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
     # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
     "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
+    # /metrics answers clients in METRICS_ALLOW (CIDRs; the resolved client address) or with
+    # `Authorization: Bearer METRICS_TOKEN`; anyone else gets 403. Per-key series only when asked for.
+    "METRICS_ALLOW": _checked("XROUTER_METRICS_ALLOW", _networks, ["127.0.0.0/8", "::1/128"]),
+    "METRICS_TOKEN": env_secret("XROUTER_METRICS_TOKEN"),
+    "METRICS_PER_KEY": env_bool("XROUTER_METRICS_PER_KEY", False),
+    # Alertmanager's webhook (apps/alerts) and where alerts are forwarded.
+    "ALERTMANAGER_TOKEN": env_secret("XROUTER_ALERTMANAGER_TOKEN"),
+    "ALERTMANAGER_BASIC_AUTH": env_secret("XROUTER_ALERTMANAGER_BASIC_AUTH"),
+    "ALERT_EMAILS": env_list("XROUTER_ALERT_EMAILS"),
+    "ALERT_WEBHOOK_URL": os.environ.get("XROUTER_ALERT_WEBHOOK_URL", ""),
+    "ALERT_TELEGRAM_TOKEN": env_secret("XROUTER_ALERT_TELEGRAM_TOKEN"),
+    "ALERT_TELEGRAM_CHAT_ID": os.environ.get("XROUTER_ALERT_TELEGRAM_CHAT_ID", ""),
+    "ALERT_TELEGRAM_BASE_URL": os.environ.get("XROUTER_ALERT_TELEGRAM_BASE_URL", "https://api.telegram.org"),
 }
 for _name in ("USAGE_RETENTION_MONTHS", "USAGE_PARTITIONS_AHEAD"):
     if XROUTER[_name] < 0:
@@ -581,3 +598,10 @@ if XROUTER_ENV == "production":
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("XROUTER_HSTS_SECONDS", 31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # the gateway's host alone: sibling hosts are not ours to bind
+
+# --- Error tracking (xrouter_project/sentry.py; sentry-sdk is imported only when a DSN is set) ---
+SENTRY_DSN = env_secret("SENTRY_DSN")
+if SENTRY_DSN:
+    from xrouter_project.sentry import init as _sentry_init
+
+    _sentry_init(SENTRY_DSN, XROUTER_ENV, LOGGING)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from apps.accounts.api import MembershipViewSet, OrganisationViewSet
+from apps.alerts.views import alertmanager_webhook
 from apps.gateway import openapi
 from apps.keys.api import ApiKeyViewSet
 from apps.oauth.api import ApplicationViewSet
@@ -20,12 +21,12 @@ router.register("oauth-applications", ApplicationViewSet, basename="oauth-applic
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/alerts/alertmanager", alertmanager_webhook, name="alertmanager-webhook"),
     path("api/v1/", include(router.urls)),
     # OAuth 2.0 and OpenID Connect (apps.oauth): /o/authorize/, /o/token/, /o/.well-known/openid-configuration …
     path("o/", include("apps.oauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("django_prometheus.urls")),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),

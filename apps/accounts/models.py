@@ -2,6 +2,7 @@ import hashlib
 
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from apps.common.rates import LimitFields
@@ -29,6 +30,9 @@ class Organisation(LimitFields):
         max_length=8, blank=True,
         help_text="Policy: if set (e.g. RU), every key created in the organisation is limited to this jurisdiction.",
     )
+    monthly_budget = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="Roubles per calendar month (TIME_ZONE), VAT included; requests beyond it are refused. Empty: none.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):

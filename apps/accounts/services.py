@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from apps.audit.services import audit
 from apps.common import bus
 
 from .models import Invitation, Membership, Organisation, User, validate_model_globs
@@ -29,6 +30,7 @@ def user_set_active(user: User, is_active: bool) -> None:
     """(De)activate a user; every gateway process refuses (or accepts again) their keys within a second."""
     user.is_active = is_active
     user.save(update_fields=["is_active"])
+    audit("user.activated" if is_active else "user.deactivated", target=user)
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": user.id}))
 
 
@@ -36,6 +38,7 @@ def organisation_set_active(organisation: Organisation, is_active: bool) -> None
     """(De)activate an organisation: the keys of the organisation and of its members, everywhere."""
     organisation.is_active = is_active
     organisation.save(update_fields=["is_active"])
+    audit("organisation.activated" if is_active else "organisation.deactivated", target=organisation)
     transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"organisation_id": organisation.id}))
 
 
@@ -101,6 +104,9 @@ def membership_set_role(membership: Membership, role: str, *, by: Membership | N
     with transaction.atomic():
         if membership.role == Role.OWNER and role != Role.OWNER:
             _keep_an_owner(membership)
+        audit("member.role_changed", target=membership, actor=by.user if by else None,
+              detail={"user_id": membership.user_id, "organisation_id": membership.organisation_id,
+                      "from": membership.role, "to": role})
         membership.role = role
         membership.save(update_fields=["role"])
         transaction.on_commit(lambda: bus.publish(KEYS_TOPIC, {"user_id": membership.user_id}))
@@ -115,6 +121,8 @@ def membership_remove(membership: Membership, *, by: Membership | None = None) -
     with transaction.atomic():
         if membership.role == Role.OWNER:
             _keep_an_owner(membership)
+        audit("member.removed", target=membership, actor=by.user if by else None,
+              detail={"user_id": membership.user_id, "organisation_id": membership.organisation_id, "role": membership.role})
         membership.delete()
         user_settle_default_organisation(user)
 
@@ -211,6 +219,8 @@ def invitation_create(organisation: Organisation, email: str, role: str = Role.D
         invitation = Invitation.objects.create(
             organisation=organisation, email=email, role=role, token_hash=Invitation.hash_token(token),
             invited_by=by.user if by else None, expires_at=timezone.now() + datetime.timedelta(days=days))
+        audit("invitation.created", target=organisation, actor=by.user if by else None,
+              detail={"email": email, "role": role, "days": days})
     return invitation, token
 
 
@@ -227,6 +237,7 @@ def invitation_accept(invitation: Invitation, user: User) -> Membership:
         membership = membership_add(fresh.organisation, user, fresh.role)
         fresh.accepted_at, fresh.accepted_by = timezone.now(), user
         fresh.save(update_fields=["accepted_at", "accepted_by"])
+        audit("invitation.accepted", target=fresh.organisation, actor=user, detail={"role": fresh.role})
     return membership
 
 
@@ -241,6 +252,8 @@ def invitation_sign_up(invitation: Invitation, username: str, password: str) -> 
 def invitation_revoke(invitation: Invitation, *, by: Membership | None = None) -> None:
     """Withdraw an open invitation: its link stops working (owners and admins; owner invitations: owners)."""
     require_manager(by, invitation.role)
+    audit("invitation.revoked", target=invitation.organisation, actor=by.user if by else None,
+          detail={"email": invitation.email, "role": invitation.role})
     invitation.delete()
 
 
@@ -273,6 +286,7 @@ def totp_enrolment_confirm(device, code: str) -> list[str] | None:
             return None
         device.confirmed = True
         device.save(update_fields=["confirmed"])
+        audit("totp.enrolled", target=device.user, actor=device.user)
         TOTPDevice.objects.filter(user_id=device.user_id).exclude(pk=device.pk).delete()
         StaticDevice.objects.filter(user_id=device.user_id).delete()
         recovery = StaticDevice.objects.create(user_id=device.user_id, name="recovery codes")

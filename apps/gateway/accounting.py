@@ -80,9 +80,13 @@ def record_usage(
     provider_request_id: str = "",
     attempt: int = 0,
     cache_hit: bool = False,
+    upstream_seconds: float | None = None,
+    final: bool = True,
 ) -> None:
     """Queue the end record of attempt `attempt` (0 for a request that made none: a cache hit, or
-    one refused before any upstream call). Its created_at is the attempt's start, as in its start record."""
+    one refused before any upstream call). Its created_at is the attempt's start, as in its start record.
+    `final`: the attempt whose outcome the client got; only it counts as a request in the metrics
+    (every attempt's tokens and cost count)."""
     now = time.monotonic()
     usage = usage or Usage()
     if req.admission is not None and not cache_hit:
@@ -130,24 +134,43 @@ def record_usage(
             "ts": ts,
         }
     )
-    provider = model.provider if model else ""
-    metrics.REQUESTS.labels(endpoint, provider, str(http_status)).inc()
-    metrics.LATENCY.labels(endpoint).observe(now - req.started)
+    provider, name = (model.provider, model.name) if model else ("", "")
+    if final:
+        metrics.REQUESTS.labels(endpoint, provider, name, route, str(http_status)).inc()
+        metrics.LATENCY.labels(endpoint).observe(now - req.started)
+        if metrics.REQUESTS_BY_KEY is not None and key is not None:
+            metrics.REQUESTS_BY_KEY.labels(key.prefix, str(http_status)).inc()
+    if cache_hit:
+        metrics.CACHE_HITS.labels(endpoint).inc()
+    elif model is not None:
+        if usage.prompt_tokens:
+            metrics.TOKENS.labels(provider, name, "in").inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            metrics.TOKENS.labels(provider, name, "out").inc(usage.completion_tokens)
+        cost = (usage.prompt_tokens * float(model.input_price) + usage.completion_tokens * float(model.output_price)) / 1000
+        if cost:
+            metrics.COST.labels(provider, name).inc(cost)
+    if ttft and final:
+        metrics.TTFT.labels(provider).observe(ttft - req.started)
+    if upstream_seconds is not None and status == "ok" and final:
+        # The provider's share: the whole call, or for a stream the wait for its first event.
+        metrics.OVERHEAD.observe(max(0.0, (ttft or now) - req.started - upstream_seconds))
 
 
-def bill_failed_attempts(req, key, plan, endpoint: str = "chat", stream: bool = False) -> None:
-    """A row for each failed attempt (at its own target's price, with what it still cost)."""
-    for n, target, error in plan.failed:
+def bill_failed_attempts(req, key, plan, endpoint: str = "chat", stream: bool = False, last_final: bool = False) -> None:
+    """A row for each failed attempt (at its own target's price, with what it still cost);
+    `last_final`: the last one is what the client got (the request failed)."""
+    for i, (n, target, error) in enumerate(plan.failed, start=1):
         record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,
                      usage=getattr(error, "spent", None), status="error", http_status=error.status,
-                     error_type=error.kind, attempt=n, stream=stream)
+                     error_type=error.kind, attempt=n, stream=stream, final=last_final and i == len(plan.failed))
 
 
 def bill_refusal(req, key, plan, exc, endpoint: str = "chat", stream: bool = False) -> None:
     """The rows of a request that failed: its failed attempts, or (none was made: every target
     probing, the deadline gone) one row for the refusal itself."""
     if plan.failed:
-        bill_failed_attempts(req, key, plan, endpoint, stream)
+        bill_failed_attempts(req, key, plan, endpoint, stream, last_final=True)
         return
     target = getattr(exc, "target", None) or plan.targets[0]
     record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,

@@ -27,7 +27,7 @@ MODEL_PREFIX = "/v1/models/"
 MAX_INFLIGHT = settings.XROUTER["MAX_INFLIGHT"]
 OVERLOADED = ApiError(503, "This gateway worker is at its limit of requests in flight; retry shortly.",
                       code="overloaded", headers={"retry-after": "1"})
-_inflight = 0  # requests this worker is serving (the event loop is its only writer)
+inflight = 0  # requests this worker is serving (the event loop is its only writer)
 
 
 def _resolve(method: str, path: str):
@@ -45,12 +45,12 @@ def _resolve(method: str, path: str):
 
 
 async def gateway_app(scope, receive, send) -> None:
-    global _inflight
+    global inflight
     request_id = os.urandom(12).hex()
-    if _inflight >= MAX_INFLIGHT:  # shed at once: a queue would only make every request late
+    if inflight >= MAX_INFLIGHT:  # shed at once: a queue would only make every request late
         await send_error(send, OVERLOADED, {"x-request-id": request_id})
         return
-    _inflight += 1
+    inflight += 1
     req = Request(scope, receive, request_id, time.monotonic())
     try:
         handler = _resolve(req.method, req.path)
@@ -67,7 +67,7 @@ async def gateway_app(scope, receive, send) -> None:
         except Exception:  # the response had already started: nothing more can be said on it
             return
     finally:
-        _inflight -= 1
+        inflight -= 1
 
 
 async def healthz(scope, receive, send) -> None:

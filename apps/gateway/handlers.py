@@ -125,7 +125,8 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
     }
     # Billed before the answer is sent: a send that fails must not lose what the provider charged.
     record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
-                 usage=result.usage, provider_request_id=result.provider_request_id, attempt=len(plan.attempts) - 1)
+                 usage=result.usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
+                 attempt=len(plan.attempts) - 1)
     bill_failed_attempts(req, key, plan)
     await send_json(send, 200, payload, headers)
 
@@ -197,7 +198,8 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     }
     record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=target.model, route=plan.rule,
-                 usage=usage, provider_request_id=result.provider_request_id, attempt=len(plan.attempts) - 1)
+                 usage=usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
+                 attempt=len(plan.attempts) - 1)
     bill_failed_attempts(req, key, plan, endpoint="embeddings")
     await send_json(send, 200, payload, response_headers(req, plan, target))
 

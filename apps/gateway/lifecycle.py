@@ -6,11 +6,14 @@ import signal
 
 from apps.common import bus
 from apps.common import redis as shared_redis
+from apps.common.metrics import forget_dead_processes
 from apps.keys import last_used
 from apps.limits import services as limits
 from apps.providers.adapters.registry import close_all
 from apps.routing.catalog import get_catalog
 from apps.usage import buffer
+
+from . import metrics
 
 log = logging.getLogger(__name__)
 # Each attempt is bounded by the Redis timeouts and a spool write: the whole flush takes seconds, so
@@ -46,6 +49,8 @@ async def startup() -> None:
     _tasks.append(asyncio.create_task(buffer.run_flusher(), name="usage-flusher"))
     _tasks.append(asyncio.create_task(bus.listen(ready), name="bus-listener"))
     _tasks.append(asyncio.create_task(last_used.run_flusher(), name="last-used-flusher"))
+    _tasks.append(asyncio.create_task(_sample_load(), name="metrics-sampler"))
+    forget_dead_processes()
     try:
         await asyncio.wait_for(ready.wait(), 5)
         await get_catalog()  # warm: the first request should not pay for it
@@ -53,6 +58,12 @@ async def startup() -> None:
         log.exception("gateway warm-up failed; it will retry on the first request")
     if state == "starting":
         state = "serving"
+
+
+async def _sample_load() -> None:
+    from . import app, streaming  # app imports this module
+
+    await metrics.run_sampler(lambda: app.inflight, lambda: streaming.open_streams)
 
 
 async def shutdown() -> None:

@@ -15,6 +15,7 @@ import orjson
 from django.conf import settings
 from prometheus_client import Gauge
 
+from apps.common import beat as celery_beat
 from apps.common import redis as shared_redis
 from apps.common.db import run_sync
 from apps.routing.catalog import catalog_status, get_catalog
@@ -30,8 +31,9 @@ PROBE_TTL = 1.5
 PROBE_TIMEOUT = 2.0
 WRITER_IDLE_MAX_MS = 15_000  # a live writer touches the stream every second (a blocking read)
 
-READY = Gauge("xrouter_ready", "1 when this process can serve /v1 (/readyz answers 200)")
-STORE_UP = Gauge("xrouter_store_up", "Whether the last /readyz probe reached the store", ["store"])
+READY = Gauge("xrouter_ready", "1 when this process can serve /v1 (/readyz answers 200)", multiprocess_mode="liveall")
+STORE_UP = Gauge("xrouter_store_up", "Whether the last /readyz probe reached the store", ["store"],
+                 multiprocess_mode="mostrecent")
 
 _cached: tuple[float, dict] = (-math.inf, {})
 _lock: asyncio.Lock | None = None
@@ -85,7 +87,8 @@ async def _redis() -> tuple[dict, dict]:
             pipe.get(total_key(stream))
             pipe.xinfo_groups(stream)
             pipe.xinfo_consumers(stream, GROUP)
-            length, dead, dead_total, groups, consumers = await asyncio.wait_for(
+            pipe.get(celery_beat.key())
+            length, dead, dead_total, groups, consumers, beat = await asyncio.wait_for(
                 pipe.execute(raise_on_error=False), PROBE_TIMEOUT)
     except Exception as exc:
         return {"configured": True, "ok": False, "error": type(exc).__name__}, {}
@@ -101,7 +104,16 @@ async def _redis() -> tuple[dict, dict]:
         "pending": group.get("pending", 0),  # read by a writer, not yet committed
         "dead_letter": dead if not isinstance(dead, Exception) else None,
     }
-    return {"configured": True, "ok": True}, writer
+    return {"configured": True, "ok": True, "beat": _beat(beat)}, writer
+
+
+def _beat(raw) -> dict:
+    """Celery beat's heartbeat (apps/common/tasks.py): stale after four missed beats, absent if never seen."""
+    try:
+        age = time.time() - float(raw)
+    except (TypeError, ValueError):
+        return {"seen": False, "fresh": False}
+    return {"seen": True, "age_s": round(age, 1), "fresh": age < 4 * celery_beat.INTERVAL}
 
 
 async def _probe() -> dict:

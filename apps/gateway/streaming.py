@@ -41,6 +41,7 @@ from .capabilities import StopCutter, check_capabilities, legacy_finish, upstrea
 from .http import ClientGone, start_sse
 
 log = logging.getLogger(__name__)
+open_streams = 0  # streams this worker is relaying (for /metrics)
 DONE = b"data: [DONE]\n\n"
 TEXT_HEAD = b'{"index":0,"delta":{"content":'
 TEXT_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
@@ -336,6 +337,8 @@ class _Relay(_ClientWatch):
         status, error = "ok", None
         busy = state.state(self.target.label)
         busy.in_flight += 1  # least_busy counts a stream until it ends, not just until it opened
+        global open_streams
+        open_streams += 1
         try:
             await sink.start(headers)
             if await self.handle(first):
@@ -378,6 +381,7 @@ class _Relay(_ClientWatch):
             if self.stall_check is not None:
                 self.stall_check.cancel()
             busy.in_flight -= 1
+            open_streams -= 1
             self.status = status
             try:
                 await stream.aclose()
@@ -390,7 +394,8 @@ class _Relay(_ClientWatch):
                 self.req, self.key, endpoint="chat", requested=self.plan.requested, model=self.target.model,
                 route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
                 http_status=200 if error is None else error.status, error_type=error.kind if error else "",
-                provider_request_id=self.provider_request_id, attempt=len(self.plan.attempts) - 1,
+                provider_request_id=self.provider_request_id, upstream_seconds=self.plan.upstream_seconds,
+                attempt=len(self.plan.attempts) - 1,
             )
             if status in ("ok", "error", "client_cancelled"):
                 self.finished = True

@@ -3,6 +3,7 @@ import ipaddress
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -91,6 +92,11 @@ class ApiKey(LimitFields):
         default=list, blank=True, validators=[validate_allowed_ips],
         help_text='Client addresses the key works from, as CIDRs ("203.0.113.0/24", "2001:db8::/32"); empty: any.',
     )
+    monthly_budget = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="Roubles per calendar month (TIME_ZONE), VAT included; requests beyond it are refused. Empty: none.")
+    cost_centre = models.CharField(max_length=64, blank=True,
+                                   help_text="A cost centre or project: statements break spend down by it.")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

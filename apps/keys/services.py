@@ -16,6 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Membership, User
+from apps.audit.services import audit
 from apps.common import bus
 from apps.common.rates import LIMIT_FIELDS, parse_rate, validate_rate
 
@@ -106,6 +107,9 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             allowed_ips=allowed_ips,
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
+        audit("key.created", target=key, actor=actor, detail={
+            "user_id": user.pk, "organisation_id": getattr(organisation, "pk", None), "scopes": scopes,
+            **({"via_key": f"xr-{parent.prefix}"} if parent is not None else {})})
     return key, plaintext
 
 
@@ -282,6 +286,7 @@ def key_revoke(key: ApiKey) -> None:
             frontier = list(ApiKey.objects.filter(parent_id__in=frontier).exclude(id__in=ids)
                             .values_list("id", flat=True))
         _announce(ids)
+        audit("key.revoked", target=key, detail={"keys_revoked": len(ids)})
     if key.revoked_at is None:
         key.revoked_at = now
 
@@ -323,6 +328,7 @@ def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiK
             old.expires_at = ends
             old.save(update_fields=["expires_at"])
         _announce([old.pk])
+        audit("key.rotated", target=old, actor=by, detail={"new_key": f"xr-{new.prefix}", "grace_seconds": int(grace.total_seconds())})
     key.expires_at = old.expires_at
     return new, plaintext
 
@@ -366,6 +372,7 @@ def key_delete(key: ApiKey) -> None:
     """Delete a key and, by cascade, the keys created from it."""
     with transaction.atomic():
         ids = ApiKey.subtree_ids(key.id)
+        audit("key.deleted", target=key, detail={"keys_deleted": len(ids)})
         key.delete()
         _announce(ids)
 

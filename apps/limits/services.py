@@ -27,6 +27,7 @@ from django.conf import settings
 from apps.common import leases
 from apps.common import redis as shared_redis
 from apps.common.errors import ApiError
+from apps.common.metrics import LIMIT_REFUSALS
 
 from .limiter import (
     CALENDAR,
@@ -234,6 +235,7 @@ NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "
 
 
 def _refusal(scope: Scope, decision, tokens: int, headers: dict) -> ApiError:
+    LIMIT_REFUSALS.labels(scope.label.rsplit(" ", 1)[0], decision.kind).inc()  # "API key", "organisation", "model"
     limits = scope.limits
     rate = limits.requests if decision.kind == "requests" else limits.tokens
     what = NAMES[decision.kind].format(period=_period(rate.seconds) if rate else "")

@@ -1,6 +1,7 @@
 """Writes and network calls on providers."""
 
 import asyncio
+import logging
 import time
 
 from asgiref.sync import async_to_sync
@@ -13,6 +14,8 @@ from .adapters.base import ProviderError
 from .models import HealthCheck, Provider
 from .selectors import provider_configs
 
+log = logging.getLogger(__name__)
+
 
 def config_announce() -> None:
     """Every gateway process reloads its catalog once the current transaction commits (bus "config").
@@ -23,6 +26,24 @@ def config_announce() -> None:
     transaction.on_commit(lambda: bus.publish("config"))
 
 
+async def _check(adapter, name: str) -> tuple:
+    """(ok, latency_ms, detail, balance): the free check, then the balance of a working provider."""
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(adapter.health_check(), 30)
+    except ProviderError as exc:
+        return False, (time.monotonic() - started) * 1000, exc.message[:500], None
+    except TimeoutError:
+        return False, None, "timed out", None
+    latency = (time.monotonic() - started) * 1000
+    try:
+        balance = await asyncio.wait_for(adapter.balance(), 30)
+    except (ProviderError, TimeoutError) as exc:  # the provider works; only its balance is unknown
+        log.warning("balance of %s unavailable: %s", name, type(exc).__name__)
+        balance = None
+    return True, latency, "", balance
+
+
 def provider_check_health(provider: Provider) -> HealthCheck:
     """Call the adapter's free health check (token refresh or model list) and record the result."""
     config = provider_configs().get(provider.name)
@@ -31,18 +52,13 @@ def provider_check_health(provider: Provider) -> HealthCheck:
 
     async def check():
         adapter = adapter_class(config.kind)(config)
-        started = time.monotonic()
         try:
-            await asyncio.wait_for(adapter.health_check(), 30)
-            return True, (time.monotonic() - started) * 1000, ""
-        except ProviderError as exc:
-            return False, (time.monotonic() - started) * 1000, exc.message[:500]
-        except TimeoutError:
-            return False, None, "timed out"
+            return await _check(adapter, provider.name)
         finally:
             await adapter.close()
 
-    ok, latency, detail = async_to_sync(check)()
-    # Every gateway process routes around a provider that fails its active check.
-    bus.publish("health", {"provider": provider.name, "ok": ok})
+    ok, latency, detail, balance = async_to_sync(check)()
+    # Every gateway process routes around a provider that fails its active check, and reports its
+    # health and prepaid balance at /metrics (apps/routing/state.py).
+    bus.publish("health", {"provider": provider.name, "ok": ok, **({"balance": balance} if balance else {})})
     return HealthCheck.objects.create(provider=provider, ok=ok, latency_ms=latency, detail=detail)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from tenacity import wait_exponential_jitter
 
 from apps.common.errors import ApiError
+from apps.common.metrics import FALLBACKS, RETRIES
 from apps.keys.selectors import KeyInfo
 from apps.providers.adapters.base import LocalWait, ProviderAdapter, ProviderError, local_wait
 
@@ -57,6 +58,7 @@ class RoutePlan:
     # usage row of its own whatever the final outcome; the error's `spent` is what it still cost (an
     # n > 1 fan-out whose siblings answered before one failed).
     failed: list = field(default_factory=list)
+    upstream_seconds: float | None = None  # the successful call's time with the provider (a stream: to its first event)
 
     def header(self, target: Target) -> str:
         return f"{self.rule or 'direct'};{target.label}"
@@ -159,6 +161,8 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
             continue  # a context-length failure: only larger models are worth trying
         if not state.reserve_probe(target.label):
             continue  # half-open and another request is probing it
+        if last is not None:  # the previous target failed: this is a fallback
+            FALLBACKS.labels(last.target.model.provider, classify(last).value).inc()
         for attempt in range(plan.retries + 1):
             st = state.state(target.label)
             timeout = _timeout(plan, target)
@@ -176,8 +180,9 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                 finally:
                     st.in_flight -= 1
                     local_wait.reset(token)
+                plan.upstream_seconds = time.monotonic() - started
                 if not verdict_later:
-                    state.record_success(target.label, time.monotonic() - started)
+                    state.record_success(target.label, plan.upstream_seconds)
                 return result, target
             except TimeoutError as exc:
                 if wait.waiting:  # the time went waiting for one of our own concurrency slots
@@ -218,6 +223,7 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                     pause = last.retry_after
                 if plan.deadline and time.monotonic() + pause >= plan.deadline:
                     break
+                RETRIES.labels(target.model.provider).inc()
                 await asyncio.sleep(pause)
     if last is None:
         if skip_below_context is None:

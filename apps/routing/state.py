@@ -7,7 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from apps.common import bus
+from apps.common import bus, metrics
 
 FAILURE_THRESHOLD = int(os.environ.get("XROUTER_BREAKER_FAILURES", "5"))
 ERROR_RATE = float(os.environ.get("XROUTER_BREAKER_ERROR_RATE", "0.5"))
@@ -29,6 +29,8 @@ class TargetState:
 _targets: dict[str, TargetState] = {}
 _unhealthy_providers: dict[str, float] = {}  # provider → until (monotonic)
 _round_robin: dict[str, int] = {}
+_health: dict[str, bool] = {}  # provider → its last active check passed (for /metrics)
+_balances: dict[str, dict[str, float]] = {}  # provider → prepaid tokens left by usage kind
 
 
 def state(target: str) -> TargetState:
@@ -114,8 +116,12 @@ def _on_breaker(event: dict) -> None:
 
 def _on_health(event: dict) -> None:
     provider = event.get("provider")
-    if not provider:
+    if not provider or not isinstance(provider, str):
         return
+    _health[provider] = bool(event.get("ok"))
+    balance = event.get("balance")
+    if isinstance(balance, dict):
+        _balances[provider] = {str(k)[:64]: float(v) for k, v in list(balance.items())[:50] if isinstance(v, int | float)}
     if event.get("ok"):
         _unhealthy_providers.pop(provider, None)
     else:
@@ -127,6 +133,35 @@ def reset() -> None:
     _targets.clear()
     _unhealthy_providers.clear()
     _round_robin.clear()
+    _health.clear()
+    _balances.clear()
+
+
+class _Collector:
+    """Breakers, provider health and balances at /metrics. Every process holds the same state (the
+    bus carries it), so the scraped process's own view is the cluster's: read at scrape, nothing
+    on the request path."""
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        now = time.monotonic()
+        breakers = GaugeMetricFamily("xrouter_breaker_open", "1 while a target's circuit breaker is open", labels=["target"])
+        for target, st in list(_targets.items()):
+            breakers.add_metric([target], 1.0 if st.open_until > now else 0.0)
+        up = GaugeMetricFamily("xrouter_provider_up", "Whether the provider's last active health check passed",
+                               labels=["provider"])
+        for provider, ok in list(_health.items()):
+            up.add_metric([provider], 1.0 if ok else 0.0)
+        balance = GaugeMetricFamily("xrouter_provider_balance_tokens", "Prepaid tokens left (GigaChat /balance)",
+                                    labels=["provider", "usage"])
+        for provider, rows in list(_balances.items()):
+            for usage, value in rows.items():
+                balance.add_metric([provider, usage], value)
+        yield from (breakers, up, balance)
+
+
+metrics.register_shared(_Collector())
 
 
 bus.subscribe("breaker", _on_breaker)

@@ -1,7 +1,9 @@
 """Prometheus series of the usage path (no Django here: the lean writer imports it)."""
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
+
+from apps.common.metrics import register_shared
 
 
 class _DeadLetterTotal:
@@ -29,6 +31,7 @@ class _DeadLetterTotal:
 
 
 DEAD_LETTER = _DeadLetterTotal()
-REGISTRY.register(DEAD_LETTER)
+register_shared(DEAD_LETTER)
 SPOOLED = Counter("xrouter_usage_spooled_batches_total", "Usage batches Redis could not take, spooled to disk")
-BACKLOG = Gauge("xrouter_usage_backlog", "Usage not yet in the database, by where it waits (set by /readyz)", ["where"])
+BACKLOG = Gauge("xrouter_usage_backlog", "Usage not yet in the database, by where it waits (set by /readyz)", ["where"],
+                multiprocess_mode="mostrecent")

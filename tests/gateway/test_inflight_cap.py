@@ -34,4 +34,4 @@ def test_the_count_returns_to_zero_after_each_request(monkeypatch):
     for _ in range(3):
         status, _, _ = _call()  # an unknown path: a 404, answered inside the cap
         assert status == 404
-    assert app._inflight == 0
+    assert app.inflight == 0

@@ -88,3 +88,31 @@ def test_a_flood_of_readyz_probes_the_stores_about_once_per_second(own_gateway, 
     assert statuses == {200}
     probes = redis_client.info("commandstats").get("cmdstat_xlen", {}).get("calls", 0) / 2  # stream + dead letter
     assert 1 <= probes <= elapsed / 1.5 + 2, f"{probes} probes for 300 requests in {elapsed:.1f} s"
+
+
+def test_readyz_reports_celery_beat_freshness(own_gateway, tmp_path):
+    """A real Celery worker with its beat (`celery -A xrouter_project worker -B`) sends the heartbeat."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.conftest import ROOT, _database_url, stop_gateway
+
+    namespace = f"xrbeat{uuid.uuid4().hex[:8]}"
+    gw = own_gateway(XROUTER_REDIS_NAMESPACE=namespace)
+    before = httpx.get(gw.base_url + "/readyz", timeout=10).json()
+    assert before["status"] == "ready" and before["redis"]["beat"] == {"seen": False, "fresh": False}
+    env = {**os.environ, "XROUTER_REDIS_NAMESPACE": namespace, "DATABASE_URL": _database_url()}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "xrouter_project", "worker", "-B", "--pool", "solo",
+                               "--loglevel", "warning", "--schedule", str(tmp_path / "beat-schedule")], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            beat = httpx.get(gw.base_url + "/readyz", timeout=10).json()["redis"]["beat"]
+            if beat["seen"]:
+                break
+            time.sleep(0.5)
+        assert beat["seen"] and beat["fresh"] and 0 <= beat["age_s"] < 60, beat
+    finally:
+        stop_gateway(worker)

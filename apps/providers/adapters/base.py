@@ -215,6 +215,10 @@ class ProviderAdapter:
         """A call that costs nothing (token refresh, model list); raises ProviderError when unhealthy."""
         await self.list_models()
 
+    async def balance(self) -> dict[str, float] | None:
+        """What a prepaid account has left, by usage kind (tokens); None where the provider tells nothing."""
+        return None
+
     # --- shared plumbing ----------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

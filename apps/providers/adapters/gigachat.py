@@ -407,6 +407,22 @@ class GigaChatAdapter(ProviderAdapter):
         except SHAPE_ERRORS as exc:
             raise bad_answer(NAME, wrong_shape(exc)) from None
 
+    async def balance(self) -> dict[str, float] | None:
+        """Prepaid tokens left per usage kind (GET /balance; gigachat SDK `get_balance`, fixture balance.json).
+        Postpaid accounts are refused it (403 "Permission denied", the SDK's ForbiddenError): None then."""
+        try:
+            async with self.slot() as credential:
+                data, _ = await self._call(credential, "GET", "/balance", None)
+        except ProviderError as exc:
+            if exc.status == 403:
+                return None
+            raise
+        rows = data.get("balance") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise bad_answer(NAME, "no balance list")
+        return {text(row["usage"])[:64]: float(row["value"]) for row in rows[:50]
+                if isinstance(row, dict) and "usage" in row and isinstance(row.get("value"), int | float)}
+
     # --- calls with one re-authentication on 401 ----------------------------------------------
     def _url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + path

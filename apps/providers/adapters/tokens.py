@@ -168,6 +168,7 @@ class TokenCache:
             return None
 
     async def _refresh(self, key: str, fetch, *, force: bool) -> Token:
+        fetch = _counted(fetch, key.partition(":")[0])
         redis = self._client()
         if redis is None:
             return await fetch()
@@ -211,6 +212,22 @@ class TokenCache:
         if ttl_ms > 0:
             await _try(redis.set(store_key, orjson.dumps({"t": token.value, "e": token.expires_at, "i": token.issued_at}), px=ttl_ms), default=None)
         return token
+
+
+def _counted(fetch, kind: str):
+    """`fetch`, counted at /metrics by credential kind (gigachat, gigachat-user, yandex-iam) and result."""
+    from apps.common.metrics import TOKEN_REFRESHES
+
+    async def counted() -> Token:
+        try:
+            token = await fetch()
+        except BaseException:
+            TOKEN_REFRESHES.labels(kind, "failure").inc()
+            raise
+        TOKEN_REFRESHES.labels(kind, "success").inc()
+        return token
+
+    return counted
 
 
 # Delete the lock only if we still own it (it may have expired and been taken by a peer).
