@@ -70,7 +70,7 @@ class _Target:
 
 
 class _Plan:
-    requested, rule, attempts = "p/m", "", ["p/m"]
+    requested, rule, attempts, upstream_seconds = "p/m", "", ["p/m"], None
 
     def header(self, target):
         return "direct;p/m"
