@@ -53,6 +53,8 @@ class Generation:
         self.open = 0
 
 
+RETRY_AFTER = 10.0  # seconds between tries (and error lines) while the journal cannot be written
+_retry_at = 0.0
 _fd = -1
 _current: Generation | None = None
 _closed: list[Generation] = []
@@ -74,13 +76,19 @@ def start(values: list) -> Generation | None:
     """Append one attempt's start line (START_FIELDS' values); returns its generation, whose
     `open` the end of the attempt decrements. None if the journal cannot be written (the
     attempt still runs: losing the start record only loses the worker_lost row)."""
+    global _retry_at
     gen = _current
     try:
         if gen is None:
+            if _retry_at and time.monotonic() < _retry_at:
+                return None  # the directory failed a moment ago: no open (and no log line) per request
             gen = _open()
         os.write(_fd, orjson.dumps(values) + b"\n")
     except (OSError, TypeError) as exc:
-        log.error("usage journal write failed (%s); this attempt has no start record", exc)
+        if time.monotonic() >= _retry_at:
+            log.error("usage journal write failed (%s); attempts have no start record for the next %.0f s",
+                      exc, RETRY_AFTER)
+            _retry_at = time.monotonic() + RETRY_AFTER
         return None
     gen.open += 1
     return gen

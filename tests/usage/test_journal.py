@@ -82,3 +82,13 @@ def test_a_torn_or_foreign_line_is_skipped_and_a_start_becomes_an_estimated_work
     assert lost["request_id"] == "ok" and lost["status"] == "worker_lost"
     assert (lost["prompt_tokens"], lost["completion_tokens"], lost["estimated"]) == (12, 0, True)
     assert lost["ts"] == 1_800_000_000.5  # the attempt's start: the same created_at as its real row would have
+
+
+def test_a_journal_that_cannot_be_written_costs_one_error_line_not_one_per_request(tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setitem(settings.XROUTER, "SPOOL_DIR", str(blocked / "spool"))
+    journal.remove(journal.rotate())
+    monkeypatch.setattr(journal, "_retry_at", 0.0)
+    assert [journal.start(start_line(f"r{n}")) for n in range(50)] == [None] * 50
+    assert len([r for r in caplog.records if "usage journal write failed" in r.getMessage()]) == 1
