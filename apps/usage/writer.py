@@ -1,9 +1,10 @@
-"""Drains the Redis usage stream into the database, exactly once per request id.
+"""Drains the Redis usage stream into the database, exactly once per attempt.
 
 A consumer group gives each record to one writer; a record is acknowledged (and deleted)
 only after its batch is committed. A writer killed mid-batch leaves its records pending:
 on restart it re-reads its own pending entries, and live writers claim those of dead ones.
-The insert skips request ids that already exist, so a redelivered record is never doubled.
+The insert skips (request_id, attempt, created_at) keys that already exist: a redelivered
+record is never doubled.
 A batch the database refuses is bisected: the records it refuses on their own go to the
 dead-letter stream (apps/usage/deadletter.py) and the rest land. Pending entries are also
 claimed on a timer, not only at start. `xrouter_project/server.py` restarts a writer that exits.
