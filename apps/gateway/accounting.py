@@ -1,9 +1,9 @@
 """What each request leaves behind: a usage record per upstream attempt (queued, never written
 inline) and metrics.
 
-The durability contract (README, "Usage"): `attempt_start` appends the attempt's start record to
-this process's journal (apps/usage/journal.py: one os.write, no fsync) before the adapter sends
-anything, and sets the id the provider receives in its request-id header, `<request id>.<attempt>`;
+The durability contract (README, "Usage records and the durability contract"): `attempt_start`
+appends the attempt's start record to this process's journal (apps/usage/journal.py: one os.write,
+no fsync) before the adapter sends anything, and sets the id the provider receives in its request-id header, `<request id>.<attempt>`;
 `record_usage` queues the attempt's end record, which carries every field (so the writer needs the
 start only if this process dies first). Every started attempt ends exactly once: by record_usage,
 or by `end_unfinished` on the request's way out (a cancellation).
