@@ -199,14 +199,18 @@ def openai_client(gateway):
     return OpenAI(base_url=gateway.v1, api_key=gateway.keys["alice"], max_retries=0, timeout=30)
 
 
-def wait_for_usage(django_db_blocker, request_id: str, timeout: float = 10.0):
-    """The usage record of a request, once the buffer and writer have stored it."""
+def wait_for_usage(django_db_blocker, request_id: str, timeout: float = 10.0, attempt: int | None = None):
+    """The usage record of a request's `attempt` (by default its last), once the buffer and writer
+    have stored it (a request's attempts are flushed together)."""
     from apps.usage.models import UsageRecord
 
     deadline = time.monotonic() + timeout
+    rows = UsageRecord.objects.filter(request_id=request_id)
+    if attempt is not None:
+        rows = rows.filter(attempt=attempt)
     with django_db_blocker.unblock():
         while time.monotonic() < deadline:
-            record = UsageRecord.objects.filter(request_id=request_id).first()
+            record = rows.order_by("-attempt").first()
             if record is not None:
                 return record
             time.sleep(0.1)

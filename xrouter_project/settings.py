@@ -276,6 +276,9 @@ CELERY_BEAT_SCHEDULE = {
                        "schedule": env_float("XROUTER_PRICES_INTERVAL", 300.0)},
     "billing-budget-notices": {"task": "apps.billing.tasks.budget_notices_task",
                                "schedule": env_float("XROUTER_BUDGET_CHECK_INTERVAL", 300.0)},
+    # Months ahead exist long before they are needed; a missed run costs nothing (the DEFAULT partition).
+    "usage-partitions": {"task": "apps.usage.tasks.usage_partitions_task", "schedule": 6 * 3600.0},
+    "usage-retention": {"task": "apps.usage.tasks.usage_retention_task", "schedule": 24 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -353,6 +356,10 @@ XROUTER = {
     # Usage batches Redis cannot take are spooled here (bounded) and replayed into Redis.
     "SPOOL_DIR": os.environ.get("XROUTER_SPOOL_DIR") or str(BASE_DIR / "var" / "spool"),
     "SPOOL_MAX_MB": env_int("XROUTER_SPOOL_MAX_MB", 512),
+    # Raw usage rows older than this many whole months are dropped, a month's partition at a time
+    # (0 keeps everything); the daily roll-ups are another table and stay.
+    "USAGE_RETENTION_MONTHS": env_int("XROUTER_USAGE_RETENTION_MONTHS", 0),
+    "USAGE_PARTITIONS_AHEAD": env_int("XROUTER_USAGE_PARTITIONS_AHEAD", 2),
     # Bounds on every Redis command and connect of the gateway (seconds): a hanging Redis costs this, not forever.
     "REDIS_TIMEOUT": env_float("XROUTER_REDIS_TIMEOUT", 2.0),
     "REDIS_CONNECT_TIMEOUT": env_float("XROUTER_REDIS_CONNECT_TIMEOUT", 1.0),
@@ -385,6 +392,9 @@ XROUTER = {
     "ALERT_TELEGRAM_CHAT_ID": os.environ.get("XROUTER_ALERT_TELEGRAM_CHAT_ID", ""),
     "ALERT_TELEGRAM_BASE_URL": os.environ.get("XROUTER_ALERT_TELEGRAM_BASE_URL", "https://api.telegram.org"),
 }
+for _name in ("USAGE_RETENTION_MONTHS", "USAGE_PARTITIONS_AHEAD"):
+    if XROUTER[_name] < 0:
+        raise ImproperlyConfigured(f"XROUTER_{_name} must be 0 or more, not {XROUTER[_name]}")
 
 # --- Developer portal (apps.portal, served at /) ---
 # Russian by default, English switchable (the language cookie set by /i18n/setlang/).

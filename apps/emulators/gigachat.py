@@ -71,6 +71,7 @@ def make_app(**options) -> web.Application:
         error_response=lambda request, status, message: api_error(status, message),
         token_paths=frozenset({"/api/v2/oauth", "/api/v1/token"}),
         headers=_headers,
+        client_request_id_header="X-Request-ID",  # logged for correlation (../shared/providers/gigachat.md §4, REF-CHAT)
     )
     app = build_app(state, dialect)
     app.router.add_post("/api/v2/oauth", oauth)

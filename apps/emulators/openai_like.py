@@ -107,6 +107,7 @@ def make_app(flavour: str = "mts", **options) -> web.Application:
         name=flavour,
         error_response=lambda request, status, message: error_response(spec, status, message),
         headers=lambda request: {"x-request-id": request[REQUEST_ID]},
+        client_request_id_header="X-Request-Id",  # vLLM: vllm/entrypoints/openai/serving_engine.py `_base_request_id`
     )
     app = build_app(state, dialect)
     app[FLAVOUR_KEY] = spec

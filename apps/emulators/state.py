@@ -4,10 +4,11 @@ the middleware that applies faults and fills the ledger, and the control API.
 Control API (no auth; refused with 403 unless the caller is on loopback):
 
 * ``GET /_emulator/health`` → ``{"status": "ok", "emulator": name}``
-* ``GET /_emulator/ledger`` → ``{"emulator": name, "entries": [...]}`` (the last 10,000);
-  ``DELETE`` clears it.
-  An entry: ``request_id, method, path, model, prompt_tokens, completion_tokens, status, stream,
-  ts, ended, fault, note`` (``ts``/``ended``: when it came and went; ``status`` 0 = connection reset; ``note`` e.g. ``"cut"``, ``"client_disconnected"``).
+* ``GET /_emulator/ledger`` → ``{"emulator": name, "entries": [...]}`` (the last ``ledger_size``
+  entries, a setting of every emulator: 10,000 unless configured); ``DELETE`` clears it.
+  An entry: ``request_id, client_request_id, method, path, model, prompt_tokens, completion_tokens,
+  status, stream, ts, ended, fault, note`` (``client_request_id``: the id the caller sent in the
+  provider's request-id header, XRouter's ``<request id>.<attempt>``, so the ledger joins usage rows; (``ts``/``ended``: when it came and went; ``status`` 0 = connection reset; ``note`` e.g. ``"cut"``, ``"client_disconnected"``).
 * ``POST /_emulator/faults`` (see ``faults.py``); ``GET`` lists pending ones; ``DELETE`` clears.
 * ``GET /_emulator/config``; ``POST /_emulator/config`` merges settings (dict-valued settings are
   merged key by key, others replaced; unknown keys → 400); ``DELETE`` restores the defaults.
@@ -56,15 +57,26 @@ class Dialect:
     stream_of: Callable[[dict], bool] = lambda body: body.get("stream") is True
     # (request) -> extra response headers (request ids and the like)
     headers: Callable[[web.Request], dict] = lambda request: {}
+    # The request header that carries the caller's own request id (kept in the ledger).
+    client_request_id_header: str = ""
+
+
+LEDGER_SIZE = 10_000  # the default of the `ledger_size` setting
+LEDGER_SIZE_MAX = 10_000_000
 
 
 class Ledger:
     # Bounded, so a long benchmark run against ``run_emulators`` cannot grow it without end.
-    MAX_ENTRIES = 10_000
 
-    def __init__(self) -> None:
-        self._entries: deque[dict] = deque(maxlen=self.MAX_ENTRIES)
+    def __init__(self, size: int = LEDGER_SIZE) -> None:
+        self._entries: deque[dict] = deque(maxlen=size)
         self._lock = threading.Lock()
+
+    def resize(self, size: int) -> None:
+        """Keep the newest `size` entries from now on."""
+        with self._lock:
+            if size != self._entries.maxlen:
+                self._entries = deque(self._entries, maxlen=size)
 
     def record(self, entry: dict) -> None:
         with self._lock:
@@ -91,21 +103,28 @@ class EmulatorState:
     tokens: dict = field(default_factory=dict)  # issued access tokens -> details
 
     def __post_init__(self) -> None:
+        self.defaults = {"ledger_size": LEDGER_SIZE, **self.defaults}
         self.config = copy.deepcopy(self.defaults)
+        self.ledger.resize(self.config["ledger_size"])
 
     def configure(self, changes: dict) -> None:
         unknown = set(changes) - set(self.defaults)
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}; known: {sorted(self.defaults)}")
+        size = changes.get("ledger_size", self.config["ledger_size"])
+        if type(size) is not int or not 1 <= size <= LEDGER_SIZE_MAX:
+            raise ValueError(f"ledger_size must be an integer from 1 to {LEDGER_SIZE_MAX}")
         for key, value in changes.items():
             if isinstance(self.config.get(key), dict) and isinstance(value, dict):
                 self.config[key].update(copy.deepcopy(value))
             else:
                 self.config[key] = copy.deepcopy(value)
+        self.ledger.resize(self.config["ledger_size"])
 
     def reset(self) -> None:
         self.config = copy.deepcopy(self.defaults)
         self.ledger.clear()
+        self.ledger.resize(self.config["ledger_size"])
         self.faults.clear()
         self.tokens.clear()
 
@@ -170,6 +189,8 @@ async def _emulate(request: web.Request, handler):
         request[REQUEST_ID] = fault.request_id
     entry = {
         "request_id": request[REQUEST_ID],
+        "client_request_id": request.headers.get(dialect.client_request_id_header, "")[:200]
+        if dialect.client_request_id_header else "",
         "method": request.method,
         "path": request.path,
         "model": model,
@@ -321,6 +342,7 @@ async def _config_set(request, state):
 @_control
 async def _config_reset(request, state):
     state.config = copy.deepcopy(state.defaults)
+    state.ledger.resize(state.config["ledger_size"])
     return web.json_response(state.config)
 
 

@@ -83,6 +83,8 @@ def make_app(**options) -> web.Application:
             isinstance(body.get("completionOptions"), dict) and body["completionOptions"].get("stream") is True
         ),
         headers=_headers,
+        # The SDK's correlation header, echoed back (../shared/providers/yandexgpt.md §2: sdk `_client.py`).
+        client_request_id_header="x-client-request-id",
     )
     app = build_app(state, dialect)
     app.router.add_post("/iam/v1/tokens", create_iam_token)

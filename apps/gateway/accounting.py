@@ -1,12 +1,51 @@
-"""What each request leaves behind: a usage record (queued, never written inline) and metrics."""
+"""What each request leaves behind: a usage record per upstream attempt (queued, never written
+inline) and metrics.
+
+The durability contract (README, "Usage records and the durability contract"): `attempt_start`
+appends the attempt's start record to this process's journal (apps/usage/journal.py: one os.write,
+no fsync) before the adapter sends anything, and sets the id the provider receives in its request-id header, `<request id>.<attempt>`;
+`record_usage` queues the attempt's end record, which carries every field (so the writer needs the
+start only if this process dies first). Every started attempt ends exactly once: by record_usage,
+or by `end_unfinished` on the request's way out (a cancellation).
+"""
 
 import time
 
 from apps.common import tracing
-from apps.providers.adapters.base import Usage
-from apps.usage import buffer
+from apps.providers.adapters.base import UPSTREAM_REQUEST_ID, Usage
+from apps.usage import buffer, journal
 
 from . import metrics
+
+CHAIN_MAX = 255  # UsageRecord.fallback_chain
+
+
+class Attempt:
+    """One upstream attempt of a request: what its end record needs from its start."""
+
+    __slots__ = ("n", "ts", "started", "gen", "model", "chain", "prompt_tokens", "ended")
+
+    def __init__(self, n: int, ts: float, started: float, gen, model, chain: str, prompt_tokens: int):
+        self.n, self.ts, self.started, self.gen, self.model, self.chain = n, ts, started, gen, model, chain
+        self.prompt_tokens = prompt_tokens
+        self.ended = False
+
+
+def attempt_start(req, key, plan, target, prompt_tokens: int, endpoint: str = "chat", stream: bool = False) -> None:
+    """Before an attempt is sent: its start record, durable in the journal, and its upstream id.
+    The router has just listed it in plan.attempts, so its number is that list's last index."""
+    n = len(plan.attempts) - 1
+    ts = time.time()
+    model = target.model
+    chain = ",".join(plan.attempts[:n])[:CHAIN_MAX] if n else ""
+    gen = journal.start([
+        req.request_id, n, ts, key.kind if key else "", key.id if key else None,
+        key.id if key and key.kind == "key" else None, key.prefix if key else "", key.user_id if key else None,
+        key.organisation_id if key else None, endpoint, model.provider, model.name, plan.requested[:200], plan.rule,
+        stream, prompt_tokens, str(model.input_price), str(model.output_price), str(model.cached_input_price), chain,
+    ])
+    req.attempts.append(Attempt(n, ts, time.monotonic(), gen, model, chain, prompt_tokens))
+    UPSTREAM_REQUEST_ID.set(f"{req.request_id}.{n}")
 
 
 def estimate_tokens(text_chars: int) -> int:
@@ -43,15 +82,29 @@ def record_usage(
     attempt: int = 0,
     cache_hit: bool = False,
     upstream_seconds: float | None = None,
+    final: bool = True,
 ) -> None:
+    """Queue the end record of attempt `attempt` (0 for a request that made none: a cache hit, or
+    one refused before any upstream call). Its created_at is the attempt's start, as in its start record.
+    `final`: the attempt whose outcome the client got; only it counts as a request in the metrics
+    (every attempt's tokens and cost count)."""
     now = time.monotonic()
     usage = usage or Usage()
     if req.admission is not None and not cache_hit:
         req.admission.used += usage.prompt_tokens + usage.completion_tokens  # what the limits settle to
+    started, ts, chain = req.started, time.time(), ""
+    made = next((a for a in req.attempts if a.n == attempt), None)  # a few at most
+    if made is not None:
+        started, ts, chain = made.started, made.ts, made.chain
+        made.ended = True
+        if made.gen is not None:
+            made.gen.open -= 1
+            made.gen = None
     buffer.record(
         {
-            # A failed attempt billed beside the request's own row gets an id of its own (`<id>.<n>`).
-            "request_id": f"{req.request_id}.{attempt}" if attempt else req.request_id,
+            "request_id": req.request_id,
+            "attempt": attempt,
+            "fallback_chain": chain,
             "provider_request_id": provider_request_id or "",
             "api_key_id": key.id if key and key.kind == "key" else None,
             "principal": key.kind if key else "",
@@ -73,25 +126,25 @@ def record_usage(
             "input_price": str(model.input_price) if model else "0",
             "output_price": str(model.output_price) if model else "0",
             "cached_input_price": str(model.cached_input_price) if model else "0",
-            "latency_ms": round((now - req.started) * 1000, 3),
-            "ttft_ms": round((ttft - req.started) * 1000, 3) if ttft else None,
+            "latency_ms": round((now - started) * 1000, 3),
+            "ttft_ms": round((ttft - started) * 1000, 3) if ttft else None,
             "status": status,
             "http_status": http_status,
             "error_type": error_type,
             "cache_hit": cache_hit,
-            "ts": time.time(),
+            "ts": ts,
         }
     )
     provider, name = (model.provider, model.name) if model else ("", "")
-    if req.span is not None:
+    if final and req.span is not None:
         tracing.describe(req.span, operation=endpoint, requested=requested, provider=provider, model=name, route=route,
                          usage=usage, http_status=http_status, status=status, stream=stream,
                          ttft_ms=round((ttft - req.started) * 1000, 3) if ttft else None, error_type=error_type)
-    elapsed = now - req.started
-    metrics.REQUESTS.labels(endpoint, provider, name, route, str(http_status)).inc()
-    metrics.LATENCY.labels(endpoint).observe(elapsed)
-    if metrics.REQUESTS_BY_KEY is not None and key is not None:
-        metrics.REQUESTS_BY_KEY.labels(key.prefix, str(http_status)).inc()
+    if final:
+        metrics.REQUESTS.labels(endpoint, provider, name, route, str(http_status)).inc()
+        metrics.LATENCY.labels(endpoint).observe(now - req.started)
+        if metrics.REQUESTS_BY_KEY is not None and key is not None:
+            metrics.REQUESTS_BY_KEY.labels(key.prefix, str(http_status)).inc()
     if cache_hit:
         metrics.CACHE_HITS.labels(endpoint).inc()
     elif model is not None:
@@ -102,8 +155,38 @@ def record_usage(
         cost = (usage.prompt_tokens * float(model.input_price) + usage.completion_tokens * float(model.output_price)) / 1000
         if cost:
             metrics.COST.labels(provider, name).inc(cost)
-    if ttft:
+    if ttft and final:
         metrics.TTFT.labels(provider).observe(ttft - req.started)
-    if upstream_seconds is not None and status == "ok":
+    if upstream_seconds is not None and status == "ok" and final:
         # The provider's share: the whole call, or for a stream the wait for its first event.
         metrics.OVERHEAD.observe(max(0.0, (ttft or now) - req.started - upstream_seconds))
+
+
+def bill_failed_attempts(req, key, plan, endpoint: str = "chat", stream: bool = False, last_final: bool = False) -> None:
+    """A row for each failed attempt (at its own target's price, with what it still cost);
+    `last_final`: the last one is what the client got (the request failed)."""
+    for i, (n, target, error) in enumerate(plan.failed, start=1):
+        record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,
+                     usage=getattr(error, "spent", None), status="error", http_status=error.status,
+                     error_type=error.kind, attempt=n, stream=stream, final=last_final and i == len(plan.failed))
+
+
+def bill_refusal(req, key, plan, exc, endpoint: str = "chat", stream: bool = False) -> None:
+    """The rows of a request that failed: its failed attempts, or (none was made: every target
+    probing, the deadline gone) one row for the refusal itself."""
+    if plan.failed:
+        bill_failed_attempts(req, key, plan, endpoint, stream, last_final=True)
+        return
+    target = getattr(exc, "target", None) or plan.targets[0]
+    record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,
+                 status="error", http_status=exc.status, error_type=exc.kind, stream=stream)
+
+
+def end_unfinished(req, key, plan, status: str = "cancelled", endpoint: str = "chat", stream: bool = False) -> None:
+    """On the request's way out: every attempt started and not yet ended (the request was
+    cancelled mid-call) gets its end record, the prompt estimated as at its start."""
+    for made in req.attempts:
+        if not made.ended:
+            record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=made.model, route=plan.rule,
+                         usage=Usage(prompt_tokens=made.prompt_tokens, estimated=True), status=status,
+                         attempt=made.n, stream=stream)

@@ -15,7 +15,15 @@ from apps.routing.router import failed_target, plan_route, run_with_fallback
 from apps.routing.rules import RequestContext, parse_tags
 
 from . import cache, metrics
-from .accounting import estimate_tokens, prompt_chars, record_usage
+from .accounting import (
+    attempt_start,
+    bill_failed_attempts,
+    bill_refusal,
+    end_unfinished,
+    estimate_tokens,
+    prompt_chars,
+    record_usage,
+)
 from .auth import authenticate
 from .capabilities import chat_with_emulation, legacy_finish, to_legacy_message
 from .http import send_json
@@ -66,6 +74,7 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     try:
         await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
     finally:
+        end_unfinished(req, key, plan, stream=bool(body.get("stream")))
         if admission is not None:
             admission.settle()
 
@@ -83,6 +92,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
         return
 
     async def call(target):
+        attempt_start(req, key, plan, target, plan.prompt_tokens)
         result = await chat_with_emulation(target.adapter, body, target.model.name)
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
@@ -94,10 +104,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
         result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
-        spent = plan.spent.pop() if plan.spent and plan.spent[-1][1] is getattr(exc, "spent", None) else None
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
-                     usage=spent[1] if spent else None, status="error", http_status=exc.status, error_type=exc.kind)
-        bill_spent_attempts(req, key, plan)
+        bill_refusal(req, key, plan, exc)
         raise from_provider_error(exc) from None
 
     headers = response_headers(req, plan, target)
@@ -118,17 +125,10 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
     }
     # Billed before the answer is sent: a send that fails must not lose what the provider charged.
     record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
-                 usage=result.usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds)
-    bill_spent_attempts(req, key, plan)
+                 usage=result.usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
+                 attempt=len(plan.attempts) - 1)
+    bill_failed_attempts(req, key, plan)
     await send_json(send, 200, payload, headers)
-
-
-def bill_spent_attempts(req, key, plan) -> None:
-    """Failed attempts that still cost tokens (n > 1 siblings that answered before one failed, then
-    a fallback) are billed on rows of their own, `<request id>.<n>`, at their own target's price."""
-    for n, (target, usage) in enumerate(plan.spent, start=1):
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=target.model, route=plan.rule,
-                     usage=usage, status="error", http_status=502, error_type="fallback_attempt", attempt=n)
 
 
 def legacy_choice(choice: dict) -> dict:
@@ -163,6 +163,7 @@ async def embeddings(req, send) -> None:
     try:
         await _answer_embeddings(req, send, key, body, plan, inputs)
     finally:
+        end_unfinished(req, key, plan, endpoint="embeddings")
         if admission is not None:
             admission.settle()
 
@@ -173,13 +174,13 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
         if "dimensions" in body and not target.adapter.supports_dimensions:
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
+        attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
         return await target.adapter.embeddings(inputs, target.model.name, body)
 
     try:
         result, target = await run_with_fallback(plan, call)
     except ProviderError as exc:
-        record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=failed_target(plan, exc).model,
-                     status="error", http_status=exc.status, error_type=exc.kind)
+        bill_refusal(req, key, plan, exc, endpoint="embeddings")
         raise from_provider_error(exc) from None
 
     as_base64 = body.get("encoding_format") == "base64"
@@ -197,7 +198,9 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
         "usage": {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens},
     }
     record_usage(req, key, endpoint="embeddings", requested=plan.requested, model=target.model, route=plan.rule,
-                 usage=usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds)
+                 usage=usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
+                 attempt=len(plan.attempts) - 1)
+    bill_failed_attempts(req, key, plan, endpoint="embeddings")
     await send_json(send, 200, payload, response_headers(req, plan, target))
 
 

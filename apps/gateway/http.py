@@ -12,7 +12,7 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
 
 
 class Request:
-    __slots__ = ("scope", "receive", "request_id", "method", "path", "headers", "started", "admission", "span")
+    __slots__ = ("scope", "receive", "request_id", "method", "path", "headers", "started", "admission", "attempts", "span")
 
     def __init__(self, scope, receive, request_id: str, started: float):
         self.scope = scope
@@ -23,6 +23,7 @@ class Request:
         self.started = started
         self.admission = None  # apps.limits: set once the request is admitted under a limit
         self.span = None  # the request's trace span, when tracing is on (apps.common.tracing)
+        self.attempts = []  # accounting.Attempt per upstream attempt, by number
         self.headers = {k: v for k, v in scope["headers"]}  # names arrive lower-cased
 
     def header(self, name: bytes) -> str:

@@ -28,7 +28,15 @@ from apps.routing.failures import counts_for_breaker
 from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
-from .accounting import estimate_tokens, prompt_chars, record_usage
+from .accounting import (
+    attempt_start,
+    bill_failed_attempts,
+    bill_refusal,
+    end_unfinished,
+    estimate_tokens,
+    prompt_chars,
+    record_usage,
+)
 from .capabilities import StopCutter, check_capabilities, legacy_finish, upstream_body
 from .http import ClientGone, start_sse
 
@@ -130,9 +138,10 @@ class WsSink:
         return None
 
 
-async def _open(target, body):
+async def _open(req, key, plan, target, body):
     """Start the target's stream and wait for its first chunk (so failures can still fall back)."""
     check_capabilities(target.adapter, body)
+    attempt_start(req, key, plan, target, plan.prompt_tokens, stream=True)
     stream = target.adapter.stream_chat(upstream_body(target.adapter, body), target.model.name)
     try:
         first = await stream.__anext__()
@@ -156,23 +165,21 @@ async def _open(target, body):
 
 async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
     try:
-        (stream, first), target = await run_with_fallback(plan, lambda t: _open(t, body), verdict_later=True)
+        (stream, first), target = await run_with_fallback(plan, lambda t: _open(req, key, plan, t, body), verdict_later=True)
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=failed_target(plan, exc).model, route=plan.rule,
-                     status="error", http_status=exc.status, error_type=exc.kind, stream=True)
+        bill_refusal(req, key, plan, exc, stream=True)
         raise from_provider_error(exc) from None
     except asyncio.CancelledError:
+        bill_failed_attempts(req, key, plan, stream=True)
         if sink.stopped is None:
-            raise  # the server is stopping
+            raise  # the server is stopping (chat() ends the attempt being opened as cancelled)
         # The client left (or cancelled) while a target was being opened: that upstream was called
         # and its prompt may be charged, so the attempt is billed like any other (prompt estimated).
-        opening = next((t for t in plan.targets if plan.attempts and t.label == plan.attempts[-1]), plan.targets[0])
-        record_usage(req, key, endpoint="chat", requested=plan.requested, model=opening.model, route=plan.rule,
-                     usage=Usage(prompt_tokens=estimate_tokens(prompt_chars(body)), estimated=True),
-                     status=sink.stopped, stream=True)
+        end_unfinished(req, key, plan, status=sink.stopped, stream=True)
         raise
 
+    bill_failed_attempts(req, key, plan, stream=True)
     relay = _Relay(req, sink, key, plan, target, body, legacy, cached=bool(cache_key))
     await relay.run(stream, first)
     if cache_key and relay.cacheable():
@@ -388,6 +395,7 @@ class _Relay(_ClientWatch):
                 route=self.plan.rule, usage=usage, status=status, stream=True, ttft=self.ttft,
                 http_status=200 if error is None else error.status, error_type=error.kind if error else "",
                 provider_request_id=self.provider_request_id, upstream_seconds=self.plan.upstream_seconds,
+                attempt=len(self.plan.attempts) - 1,
             )
             if status in ("ok", "error", "client_cancelled"):
                 self.finished = True

@@ -283,7 +283,7 @@ class _Echo:
         return value
 
 
-CSV_COLUMNS = ("created_at", "request_id", "organisation_id", "key_prefix", "endpoint", "provider", "model",
+CSV_COLUMNS = ("created_at", "request_id", "attempt", "organisation_id", "key_prefix", "endpoint", "provider", "model",
                "prompt_tokens", "completion_tokens", "cached_tokens", "cost", "status", "http_status", "latency_ms")
 
 

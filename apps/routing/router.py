@@ -54,10 +54,11 @@ class RoutePlan:
     cache_ttl: int | None = None
     context_fallback: bool = True
     prompt_tokens: int = 0
-    attempts: list[str] = field(default_factory=list)
-    # Failed attempts that still cost tokens (an n > 1 fan-out whose siblings answered before one
-    # failed): (target, Usage), billed by the caller whatever the final outcome.
-    spent: list = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)  # the label of every attempt made, in order
+    # Every failed attempt: (its index in `attempts`, target, ProviderError), billed by the caller on a
+    # usage row of its own whatever the final outcome; the error's `spent` is what it still cost (an
+    # n > 1 fan-out whose siblings answered before one failed).
+    failed: list = field(default_factory=list)
     upstream_seconds: float | None = None  # the successful call's time with the provider (a stream: to its first event)
 
     def header(self, target: Target) -> str:
@@ -164,11 +165,11 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
         if last is not None:  # the previous target failed: this is a fallback
             FALLBACKS.labels(last.target.model.provider, classify(last).value).inc()
         for attempt in range(plan.retries + 1):
-            plan.attempts.append(target.label)
             st = state.state(target.label)
             timeout = _timeout(plan, target)
             if timeout is not None and timeout <= 0:
                 raise last or _deadline_passed(target)
+            plan.attempts.append(target.label)
             started = time.monotonic()
             wait = LocalWait()
             token = local_wait.set(wait)
@@ -212,8 +213,7 @@ async def run_with_fallback(plan: RoutePlan, call: Callable[[Target], Awaitable]
                 # was learnt about the provider, so a half-open probe goes back to the next request.
                 state.release_probe(target.label)
                 raise
-            if getattr(last, "spent", None) is not None:  # a failed attempt that still cost tokens
-                plan.spent.append((target, last.spent))
+            plan.failed.append((len(plan.attempts) - 1, target, last))
             last.target = target  # so the error is billed and counted against the target that failed
             klass = classify(last)
             policy = POLICY[klass]

@@ -8,6 +8,8 @@ A flusher task moves the list out every XROUTER_USAGE_FLUSH_INTERVAL seconds:
   interval is lost if the process is killed; README says so). Records the database refuses
   on their own go to a dead-letter file, so they cannot hold back the others.
 A batch is never dropped: on any failure, or a cancellation mid-flush, it goes back to the list.
+Each flush also rotates the start-record journal (apps/usage/journal.py) and removes the files
+whose attempts have all ended once those ends have left the process.
 """
 
 import asyncio
@@ -21,7 +23,7 @@ from django.db import InterfaceError, OperationalError
 from apps.common import redis as shared_redis
 from apps.common.db import run_sync
 
-from . import deadletter, spool
+from . import deadletter, journal, spool
 from .fields import usage_clean
 from .services import usage_record_many
 
@@ -64,13 +66,16 @@ def _store_without_redis(batch: list[dict]) -> None:
 async def flush() -> int:
     """Move everything pending out of the process. Returns the number of records moved."""
     global _pending
+    ended = journal.rotate()  # before taking the batch: the ends of these journals' attempts are in it
     if not _pending:
+        journal.remove(ended)
         return 0
     batch, _pending = _pending, []
     try:
         client = shared_redis.client()
         if client is None:
             await run_sync(_store_without_redis)(batch)
+            journal.remove(ended)
             return len(batch)
         payloads = _payloads(batch)
         try:
@@ -79,6 +84,7 @@ async def flush() -> int:
             spooled = await asyncio.to_thread(spool.write, settings.XROUTER["SPOOL_DIR"],
                                               settings.XROUTER["SPOOL_MAX_MB"] * 2**20, payloads)
             log.warning("Redis could not take %d usage records (%s); spooled to %s", len(batch), exc, spooled)
+        journal.remove(ended)
         return len(batch)
     except BaseException as exc:
         _pending = batch + _pending  # a cancelled flush (shutdown) keeps its batch too
@@ -89,11 +95,21 @@ async def flush() -> int:
 
 
 async def replay_spool() -> int:
-    """Move this process's and dead processes' spool files into Redis. Returns the stream entries replayed."""
+    """Move this process's and dead processes' spool files into Redis, then dead processes' start
+    journals as worker_lost records (after the batches, so a dead process's real end records enter
+    the stream before its lost starts). Returns the stream entries replayed."""
     client = shared_redis.client()
-    if client is None:
-        return 0
     directory, moved = settings.XROUTER["SPOOL_DIR"], 0
+    if client is None:
+        # No stream, no writer: a dead process's ends are in the database already or lost with it,
+        # so its starts go straight in (a real row wins on the unique key).
+        for path in await asyncio.to_thread(journal.claimable, directory):
+            claimed = await asyncio.to_thread(journal.claim, path)
+            if claimed is not None:
+                records = await asyncio.to_thread(journal.lost_records, claimed)
+                await run_sync(_store_without_redis)([usage_clean(r) for r in records])
+                await asyncio.to_thread(spool.done, claimed)
+        return 0
     for path in await asyncio.to_thread(spool.claimable, directory):
         claimed = await asyncio.to_thread(spool.claim, path)
         if claimed is None:
@@ -106,6 +122,17 @@ async def replay_spool() -> int:
             raise
         await asyncio.to_thread(spool.done, claimed)
         moved += len(payloads)
+    for path in await asyncio.to_thread(journal.claimable, directory):
+        claimed = await asyncio.to_thread(journal.claim, path)
+        if claimed is None:
+            continue
+        records = await asyncio.to_thread(journal.lost_records, claimed)
+        if records:
+            payloads = _payloads([usage_clean(r) for r in records])
+            await _xadd(client, payloads)  # on failure the .lost file stays ours, retried next time
+            moved += len(payloads)
+            log.warning("%d usage attempts of a dead process sent as worker_lost candidates", len(records))
+        await asyncio.to_thread(spool.done, claimed)
     if moved:
         log.warning("replayed %d spooled usage entries into Redis", moved)
     return moved

@@ -55,7 +55,7 @@ class PostgresInserter:
                         row = {**record, **billed_fields(record)}
                         copy.write_row([row.get(n) if row.get(n) is not None else self.empty[n] for n in self.names])
                 cur.execute(f"INSERT INTO {TABLE} ({self.column_list}) SELECT {self.column_list} FROM usage_incoming "
-                            "ON CONFLICT (request_id) DO NOTHING")
+                            "ON CONFLICT (request_id, attempt, created_at) DO NOTHING")
             self.conn.commit()
         except Exception:
             self.conn.close()  # reconnect next time; the batch stays unacknowledged and is retried

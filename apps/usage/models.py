@@ -1,10 +1,20 @@
 from django.db import models
 
+FALLBACK_CHAIN_MAX = 255  # the labels tried before this attempt, comma-separated, cut to the column
+
 
 class UsageRecord(models.Model):
-    """One gateway request, as billed. `request_id` is the idempotency key of the writer."""
+    """One upstream attempt of a gateway request, as billed (a cache hit, or a request refused
+    before any attempt, is attempt 0). `(request_id, attempt, created_at)` is the writer's
+    idempotency key: `request_id` is the client-visible id, `attempt` counts from 0 across
+    retries and fallbacks, and `created_at` is the attempt's start, carried by the record itself
+    (start and end records alike), so a redelivery lands on the same key. On PostgreSQL the
+    table is partitioned by month of `created_at` (migration 0004; apps/usage/partitions.py)."""
 
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    fallback_chain = models.CharField(max_length=FALLBACK_CHAIN_MAX, blank=True,
+                                      help_text="The targets tried before this attempt, in order.")
     provider_request_id = models.CharField(max_length=128, blank=True)
     # Plain ids, not foreign keys: billing rows outlive keys and must never fail to insert.
     api_key_id = models.BigIntegerField(null=True, db_index=True)
@@ -33,6 +43,8 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(max_digits=16, decimal_places=6, default=0, help_text="Roubles.")
     latency_ms = models.FloatField(default=0)
     ttft_ms = models.FloatField(null=True)
+    # ok, error, cache_hit, client_disconnected, client_stalled, client_cancelled, cancelled, or
+    # worker_lost: the process died mid-attempt; tokens estimated from its start record.
     status = models.CharField(max_length=24, default="ok", db_index=True)
     http_status = models.PositiveSmallIntegerField(default=200)
     error_type = models.CharField(max_length=64, blank=True)
@@ -41,6 +53,7 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["request_id", "attempt", "created_at"], name="usage_request_attempt")]
 
     def __str__(self):
-        return self.request_id
+        return f"{self.request_id}.{self.attempt}" if self.attempt else self.request_id

@@ -1,4 +1,5 @@
-"""Reads of usage: the sums the portal charts, and the lookup of one request by its id.
+"""Reads of usage: the sums the portal charts, and the lookup of one request by its id (a request
+has a row per upstream attempt: `request_id` is not unique, `(request_id, attempt)` is).
 
 Every function takes the organisations the reader may see (`organisation_ids`); None means every
 organisation, for operators, whose views decide that themselves. Usage rows hold no content
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from .models import UsageRecord
 
+# "requests" counts rows, i.e. upstream attempts (a fallback is two), and what each one cost.
 SUMS = {"requests": Count("id"), "tokens": Sum(F("prompt_tokens") + F("completion_tokens")), "spend": Sum("cost")}
 MAX_REQUEST_ID = 64  # UsageRecord.request_id's length: a longer id cannot exist
 
@@ -51,9 +53,12 @@ def usage_by(qs, field: str, limit: int = 20) -> list[dict]:
 
 @dataclass(frozen=True)
 class RequestSummary:
-    """What may be shown of one request: how it went, never what it said."""
+    """What may be shown of one request: how it went (its last attempt: the answer the client got,
+    or the last failure), what all its attempts cost together, never what it said."""
 
     request_id: str
+    attempts: int
+    fallback_chain: str  # the targets tried before the last attempt
     created_at: datetime.datetime
     organisation_id: int | None
     key_prefix: str
@@ -83,6 +88,12 @@ def request_lookup(request_id: str, organisation_ids=None) -> RequestSummary | N
     request_id = request_id.strip().removeprefix("chatcmpl-")
     if not request_id or len(request_id) > MAX_REQUEST_ID:
         return None
-    row = usage_of(organisation_ids).filter(request_id=request_id).values(
-        *RequestSummary.__dataclass_fields__).first()
-    return RequestSummary(**row) if row is not None else None
+    fields = [name for name in RequestSummary.__dataclass_fields__ if name != "attempts"]
+    # A request's attempts are bounded by its route's targets and retries; 100 is far above any route.
+    rows = list(usage_of(organisation_ids).filter(request_id=request_id).order_by("attempt", "created_at")
+                .values(*fields)[:100])
+    if not rows:
+        return None
+    last = rows[-1]
+    totals = {name: sum(row[name] for row in rows) for name in ("prompt_tokens", "completion_tokens", "cost")}
+    return RequestSummary(**{**last, **totals, "attempts": len(rows)})

@@ -1,4 +1,4 @@
-"""Usage writes: idempotent batch inserts keyed on our request id."""
+"""Usage writes: idempotent batch inserts keyed on (request id, attempt, the attempt's start)."""
 
 
 from django.db import connection, transaction
@@ -18,7 +18,7 @@ def _row(entry: dict) -> dict:
 
 
 def usage_record_many(entries: list[dict]) -> int:
-    """Insert a batch; rows whose request_id already exists are skipped (redelivery is harmless)."""
+    """Insert a batch; a record whose (request_id, attempt, created_at) exists is skipped (redelivery is harmless)."""
     rows = [_row(e) for e in entries]
     if connection.vendor == "postgresql":
         _copy_insert(rows)
@@ -39,4 +39,4 @@ def _copy_insert(rows: list[dict]) -> None:
         with cursor.cursor.copy(f"COPY usage_incoming ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row.get(name, DEFAULTS[name]) for name in NAMES])
-        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM usage_incoming ON CONFLICT (request_id) DO NOTHING")
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM usage_incoming ON CONFLICT (request_id, attempt, created_at) DO NOTHING")

@@ -5,7 +5,8 @@ written atomically (temporary file, fsync, rename), bounded by XROUTER_SPOOL_MAX
 processes replay their own files and those of dead processes (a pid that no longer runs) into
 the Redis stream; a file is claimed by renaming it to `usage-<claimer pid>-<ns>.replay` first,
 so two processes never replay the same one. A file replayed twice (a crash between XADD and
-unlink) is harmless: the writer skips request ids it already stored. The writer reads only Redis.
+unlink) is harmless: the writer skips (request id, attempt, created_at) keys it already stored.
+The writer reads only Redis. Start-record journals (apps/usage/journal.py) share the directory.
 """
 
 import itertools
@@ -63,7 +64,7 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +87,7 @@ def claimable(directory: str) -> list[str]:
         if not match:
             continue
         pid, kind = int(match.group(1)), match.group(3)
-        if pid != me and _alive(pid):
+        if pid != me and alive(pid):
             continue
         if kind == "tmp":
             if pid != me:

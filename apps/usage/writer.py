@@ -1,12 +1,22 @@
-"""Drains the Redis usage stream into the database, exactly once per request id.
+"""Drains the Redis usage stream into the database, exactly once per attempt.
 
 A consumer group gives each record to one writer; a record is acknowledged (and deleted)
 only after its batch is committed. A writer killed mid-batch leaves its records pending:
 on restart it re-reads its own pending entries, and live writers claim those of dead ones.
-The insert skips request ids that already exist, so a redelivered record is never doubled.
+The insert skips (request_id, attempt, created_at) keys that already exist: a redelivered
+record is never doubled.
 A batch the database refuses is bisected: the records it refuses on their own go to the
 dead-letter stream (apps/usage/deadletter.py) and the rest land. Pending entries are also
 claimed on a timer, not only at start. `xrouter_project/server.py` restarts a writer that exits.
+
+One row per attempt, keyed (request_id, attempt, created_at). An attempt's end record carries
+every field, so the usual case is one record, one insert. A `worker_lost` record (the start of an
+attempt whose gateway process died, replayed from its journal: apps/usage/journal.py) is not
+inserted when read: it waits LOST_GRACE seconds in a Redis sorted set (`<stream>:lost`, scored by
+when it is due), then goes in with ON CONFLICT DO NOTHING. The dead process's own end records
+entered the stream before its lost starts (buffer.replay_spool replays batches first), and the
+grace outlasts CLAIM_IDLE_MS, so a real end record still pending with a dead writer is inserted
+first: the real row wins and the lost one is skipped. Rows are never updated.
 """
 
 import logging
@@ -24,6 +34,9 @@ log = logging.getLogger(__name__)
 GROUP = "usage-writers"
 CLAIM_IDLE_MS = 60_000
 CLAIM_INTERVAL = 30.0  # at most this many seconds between looks for entries dead writers left pending
+# Seconds a worker_lost record waits for its attempt's real row: more than CLAIM_IDLE_MS.
+LOST_GRACE = float(os.environ.get("XROUTER_USAGE_LOST_GRACE") or 120)
+LOST = "worker_lost"
 
 
 def _django_transient() -> tuple:
@@ -46,7 +59,7 @@ class UsageWriter:
     lean PostgreSQL inserter of `apps.usage.lean_writer` (no Django in that process)."""
 
     def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS,
-                 redis_url=None, stream=None, insert=None, transient=None, claim_interval=None):
+                 redis_url=None, stream=None, insert=None, transient=None, claim_interval=None, lost_grace=None):
         if redis_url is None or stream is None:
             from django.conf import settings
 
@@ -55,6 +68,8 @@ class UsageWriter:
         # Bounded: a hung Redis makes the loop retry instead of waiting forever (reads block block_ms).
         self.client = redis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 2, socket_connect_timeout=2)
         self.stream = stream
+        self.lost_key = f"{stream}:lost"
+        self.lost_grace = LOST_GRACE if lost_grace is None else lost_grace
         self.insert = insert or _django_insert
         # Failures of the database itself: the batch waits; only other failures are bisected.
         self.transient = transient if transient is not None else (() if insert else _django_transient())
@@ -93,12 +108,33 @@ class UsageWriter:
                 dead.append(({"raw": raw[:100_000]}, f"unreadable stream entry: {exc}"))
                 continue
             records.extend(got)
+        lost = [r for r in records if r.get("status") == LOST]
+        if lost:
+            records = [r for r in records if r.get("status") != LOST]
+            due = time.time() + self.lost_grace
+            self.client.zadd(self.lost_key, {orjson.dumps(r): due for r in lost})
         dead += deadletter.isolate(self.insert, records, self.transient)
         deadletter.to_stream(self.client, self.stream, dead)
         ids = [entry_id for entry_id, _ in entries]
         self.client.xack(self.stream, GROUP, *ids)
         self.client.xdel(self.stream, *ids)
         return len(ids)
+
+    def release_lost(self) -> int:
+        """Insert the worker_lost records whose grace has passed (a real row already there wins)."""
+        due = self.client.zrangebyscore(self.lost_key, "-inf", time.time(), start=0, num=self.batch_size * 50)
+        if not due:
+            return 0
+        records = []
+        for raw in due:
+            try:
+                records.append(orjson.loads(raw))
+            except ValueError:
+                pass
+        dead = deadletter.isolate(self.insert, records, self.transient)
+        deadletter.to_stream(self.client, self.stream, dead)
+        self.client.zrem(self.lost_key, *due)
+        return len(due)
 
     def recover(self) -> int:
         """Records this consumer, or a dead one, read but never acknowledged."""
@@ -133,6 +169,7 @@ class UsageWriter:
                     self.recover()
                     next_claim = time.monotonic() + self.claim_interval
                 self.run_once()
+                self.release_lost()
             except Exception as exc:
                 # Redis or the database is away: nothing was acknowledged, so nothing is lost.
                 log.exception("usage writer failed a batch; retrying")

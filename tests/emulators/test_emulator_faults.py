@@ -192,6 +192,7 @@ def test_ledger_records_and_clears(http, mts, fresh_emulators):
     first, second = control.ledger()
     assert set(first) == {
         "request_id",
+        "client_request_id",
         "method",
         "path",
         "model",
@@ -253,3 +254,17 @@ def test_model_filter_accepts_a_bare_yandex_model_name(http, yandex, fresh_emula
     )
     lite = {"modelUri": "gpt://b1gdemofolder/yandexgpt-lite/latest", "messages": messages}
     assert http.post(url, headers=headers, json=lite).status_code == 500
+
+
+def test_the_ledger_keeps_the_callers_request_id_and_its_configured_size(http, mts, fresh_emulators):
+    control = fresh_emulators["mts"]
+    control.configure(ledger_size=3)
+    for n in range(5):
+        assert http.post(mts.base_url + "/chat/completions", headers={**MTS_KEY, "X-Request-Id": f"abc.{n}"},
+                         json=BODY).status_code == 200
+    assert [e["client_request_id"] for e in control.ledger()] == ["abc.2", "abc.3", "abc.4"]  # the newest three
+    assert mts_chat(http, mts).status_code == 200 and control.ledger()[-1]["client_request_id"] == ""  # none sent
+    with pytest.raises(httpx.HTTPStatusError):
+        control.configure(ledger_size=0)
+    control.reset()
+    assert control.configure()["ledger_size"] == 10_000

@@ -57,7 +57,7 @@ def test_a_failed_n_call_bills_the_siblings_that_answered(http, emulator_control
 def test_siblings_that_answered_before_a_fallback_are_billed_on_a_row_of_their_own(http, emulator_control, django_db_blocker):
     """n > 1 on GigaChat: one sibling answers, one fails with a 500, the third is cancelled; the
     rule falls back to T-Bank, which answers. The request's row bills T-Bank; the GigaChat sibling
-    that answered is billed on `<request id>.1` at GigaChat's price."""
+    that answered is billed on its own row (attempt 0, before T-Bank's attempt 1) at GigaChat's price."""
     import uuid
 
     from apps.routing.models import RoutingRule
@@ -79,7 +79,7 @@ def test_siblings_that_answered_before_a_fallback_are_billed_on_a_row_of_their_o
         request_id = response.headers["x-request-id"]
         answered = wait_for_usage(django_db_blocker, request_id)
         assert (answered.provider, answered.status) == ("tbank", "ok")
-        sibling = wait_for_usage(django_db_blocker, request_id + ".1")
+        sibling = wait_for_usage(django_db_blocker, request_id, attempt=0)
         assert (sibling.provider, sibling.status) == ("gigachat", "error")
         assert sibling.prompt_tokens > 0 and sibling.completion_tokens > 0 and sibling.cost > 0
     finally:

@@ -70,7 +70,7 @@ class _Target:
 
 
 class _Plan:
-    requested, rule = "p/m", ""
+    requested, rule, attempts, upstream_seconds = "p/m", "", ["p/m"], None
 
     def header(self, target):
         return "direct;p/m"
@@ -78,6 +78,9 @@ class _Plan:
 
 class _Req:
     request_id, started, headers, admission = "r1", 0.0, {}, None
+
+    def __init__(self):
+        self.attempts = []
 
 
 async def test_the_relay_ends_a_stream_that_breaks_after_its_first_byte_with_an_error_frame_and_row():

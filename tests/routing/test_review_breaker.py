@@ -101,6 +101,9 @@ class Req:
     span = None
     started = 0.0
 
+    def __init__(self):
+        self.attempts = []
+
 
 async def test_a_half_open_probe_whose_stream_breaks_unexpectedly_lets_the_next_request_probe():
     from apps.gateway.streaming import WsSink, stream_chat

@@ -54,3 +54,16 @@ def test_days_without_requests_are_zeros_and_totals_add_up(acme):
     assert sum(d["spend"] for d in days) == Decimal("2.0") == usage_totals(recent)["spend"]
     assert usage_totals(usage_since([], 30)) == {"requests": 0, "tokens": 0, "spend": 0}
     assert [row["key_prefix"] for row in usage_by(recent, "key_prefix")] == ["abcd1234", "ffff0000"]
+
+
+def test_the_lookup_shows_a_fallen_back_request_as_its_last_attempt_with_what_every_attempt_cost(acme):
+    now = timezone.now()
+    first = _record(acme, attempt=0, status="error", http_status=502, error_type="server_error", completion_tokens=0,
+                    cost=Decimal("0.01"), created_at=now)
+    _record(acme, request_id=first.request_id, attempt=1, provider="mts", model="mws-gpt-alpha", status="ok",
+            fallback_chain="gigachat/GigaChat-2-Max", cost=Decimal("0.02"), created_at=now + datetime.timedelta(seconds=1))
+
+    found = request_lookup(first.request_id, [acme.pk])
+
+    assert (found.attempts, found.status, found.provider, found.fallback_chain) == (2, "ok", "mts", "gigachat/GigaChat-2-Max")
+    assert (found.prompt_tokens, found.completion_tokens, found.cost) == (20, 5, Decimal("0.03"))

@@ -1,4 +1,4 @@
-"""The usage path: buffer → Redis stream → writer → database, exactly once per request id."""
+"""The usage path: buffer → Redis stream → writer → database, exactly once per attempt."""
 
 import os
 import signal

@@ -289,6 +289,11 @@ class LocalWait:
 
 local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None)
 
+# The id of the attempt being sent, `<request id>.<attempt>` (our client-visible x-request-id, a dot,
+# the attempt's number from 0): set by the gateway before each attempt, sent in the provider's own
+# request-id header so its logs (and the emulators' ledger) join our usage rows. Empty outside /v1.
+UPSTREAM_REQUEST_ID: ContextVar[str] = ContextVar("upstream_request_id", default="")
+
 
 class _Slot:
     __slots__ = ("limit", "sem", "in_flight", "waiting", "key")

@@ -33,6 +33,7 @@ import aiohttp
 import orjson
 
 from .base import (
+    UPSTREAM_REQUEST_ID,
     ChatResult,
     EmbeddingResult,
     ProviderAdapter,
@@ -431,6 +432,8 @@ class GigaChatAdapter(ProviderAdapter):
         for attempt in (1, 2):
             token = await self._token(secrets)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if UPSTREAM_REQUEST_ID.get():
+                headers["X-Request-ID"] = UPSTREAM_REQUEST_ID.get()  # logged by GigaChat (gigachat.md §4: REF-CHAT)
             status, raw, resp_headers = await send(self.session(), NAME, method, self._url(path), headers, json_body=payload)
             if status == 401 and attempt == 1 and self._refreshable(secrets):
                 await TOKENS.invalidate(self._token_key(secrets), token)
@@ -445,6 +448,8 @@ class GigaChatAdapter(ProviderAdapter):
         for attempt in (1, 2):
             token = await self._token(secrets)
             headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "Cache-Control": "no-store"}
+            if UPSTREAM_REQUEST_ID.get():
+                headers["X-Request-ID"] = UPSTREAM_REQUEST_ID.get()  # logged by GigaChat (gigachat.md §4: REF-CHAT)
             try:
                 return await open_stream(
                     self.session(),

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from .base import (
+    UPSTREAM_REQUEST_ID,
     ChatResult,
     EmbeddingResult,
     ProviderAdapter,
@@ -197,6 +198,11 @@ class OpenAICompatibleAdapter(ProviderAdapter):
 
     def _headers(self, credential, accept: str = "application/json") -> dict:
         headers = {"Accept": accept}
+        upstream_id = UPSTREAM_REQUEST_ID.get()
+        if upstream_id:
+            # vLLM takes the request's id from X-Request-Id (vllm-project/vllm:
+            # vllm/entrypoints/openai/serving_engine.py `_base_request_id`); MTS and T-Bank serve vLLM.
+            headers["X-Request-Id"] = upstream_id
         api_key = (credential.secrets if credential else {}).get("api_key")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

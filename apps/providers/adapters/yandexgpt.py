@@ -35,6 +35,7 @@ from datetime import datetime
 import aiohttp
 
 from .base import (
+    UPSTREAM_REQUEST_ID,
     ChatResult,
     EmbeddingResult,
     ProviderAdapter,
@@ -417,7 +418,9 @@ class YandexGPTAdapter(ProviderAdapter):
         return self.config.base_url.rstrip("/") + path
 
     def _headers(self, secrets: dict, auth: str) -> dict:
-        headers = {"Authorization": auth, "x-client-request-id": str(uuid.uuid4())}
+        # The SDK sends a uuid4 here and Yandex echoes it (../shared/providers/yandexgpt.md §2, yandex-cloud-ml-sdk
+        # `_client.py`); ours is the attempt's id. # Guess: any short ASCII id is taken, as the echo suggests.
+        headers = {"Authorization": auth, "x-client-request-id": UPSTREAM_REQUEST_ID.get() or str(uuid.uuid4())}
         if not self.config.options.get("data_logging", False):
             headers["x-data-logging-enabled"] = "false"  # ask Yandex not to keep the prompts
         # A user account's IAM token reaches many folders and must name one; a service account

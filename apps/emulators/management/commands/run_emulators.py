@@ -22,6 +22,8 @@ class Command(BaseCommand):
                 f"--{name}-port", type=int, default=None, help=f"default: settings.EMULATOR_PORTS['{name}']; 0 = any free port"
             )
         parser.add_argument("--only", nargs="+", choices=EMULATORS, help="start only these emulators")
+        parser.add_argument("--ledger-size", type=int, default=None,
+                            help="entries each emulator's ledger keeps (default 10,000; also POST /_emulator/config)")
         parser.add_argument("--tls-cert", help="PEM certificate (chain) to serve HTTPS")
         parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
 
@@ -33,7 +35,8 @@ class Command(BaseCommand):
         for name in names:
             port = options[f"{name}_port"]
             ports[name] = port if port is not None else configured.get(name, 0)
-        asyncio.run(self._serve(host, ports, self._ssl_context(options)))
+        extra = {name: {"ledger_size": options["ledger_size"]} for name in names} if options["ledger_size"] else None
+        asyncio.run(self._serve(host, ports, self._ssl_context(options), extra))
 
     def _ssl_context(self, options) -> ssl.SSLContext | None:
         if not options["tls_cert"]:
@@ -44,12 +47,15 @@ class Command(BaseCommand):
         context.load_cert_chain(options["tls_cert"], options["tls_key"])
         return context
 
-    async def _serve(self, host: str, ports: dict, ssl_context) -> None:
+    async def _serve(self, host: str, ports: dict, ssl_context, options=None) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        running = await start_emulators(host, ports, ssl_context)
+        try:
+            running = await start_emulators(host, ports, ssl_context, options)
+        except ValueError as exc:  # a --ledger-size out of range
+            raise CommandError(str(exc)) from None
         try:
             for emulator in running.values():
                 extra = f"  auth_url={emulator.auth_url}" if emulator.auth_url else ""
