@@ -45,7 +45,7 @@ def record_usage(
     now = time.monotonic()
     usage = usage or Usage()
     if req.admission is not None and not cache_hit:
-        req.admission.used += usage.prompt_tokens + usage.completion_tokens  # what the limits settle to
+        req.admission.add(usage, model)  # what the limits and budgets settle to
     buffer.record(
         {
             # A failed attempt billed beside the request's own row gets an id of its own (`<id>.<n>`).

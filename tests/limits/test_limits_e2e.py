@@ -4,6 +4,7 @@ PostgreSQL, against the provider emulators, driven over loopback HTTP by many cl
 import asyncio
 import time
 import uuid
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -182,3 +183,91 @@ def test_a_model_cap_holds_across_tenants_and_processes(two_gateways, limited_ke
         model.requests_rate = ""
         model.save(update_fields=["requests_rate"])
         config_announce()
+
+
+# --- budgets: money reserved at admission, settled to the cost billed ---
+def _budget_key(budget: str) -> tuple[str, int]:
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    owner, _ = User.objects.get_or_create(username="limits-e2e")
+    key, plaintext = key_create(user=owner, name=f"budget-{uuid.uuid4().hex[:6]}", monthly_budget=Decimal(budget))
+    _forget_counters(key.id)
+    return plaintext, key.id
+
+
+def _forget_counters(key_id: int) -> None:
+    """A recreated test database reuses key ids: an earlier run's counters for this id must not count."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for counter in client.scan_iter(f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:k:{key_id}:*"):
+        client.delete(counter)
+    client.close()
+
+
+def _spend(key_id: int, expected_rows: int, timeout: float = 15.0) -> Decimal:
+    """The key's billed spend once the usage writer has stored `expected_rows` rows."""
+    from django.db.models import Count, Sum
+
+    from apps.usage.models import UsageRecord
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = UsageRecord.objects.filter(api_key_id=key_id).aggregate(n=Count("id"), spend=Sum("cost"))
+        if found["n"] >= expected_rows or time.monotonic() > deadline:
+            assert found["n"] == expected_rows, found
+            return found["spend"] or Decimal(0)
+        time.sleep(0.1)
+
+
+def test_a_concurrent_burst_never_overshoots_a_budget_across_two_processes(two_gateways, committed_db):
+    # 14 prompt tokens ("Привет" + 8) and 5 answer tokens reserve 19 × 0.50 ₽ / 1,000 = 0.0095 ₽ each:
+    # ten such reservations fit in 0.10 ₽ at once; settled to their actual (smaller) cost, more follow.
+    plaintext, key_id = _budget_key("0.10")
+    body = chat_body(MODEL, max_tokens=5)
+    answered, bursts = 0, 0
+    while bursts < 10:  # until a burst finds no room left (each admits what the settled spend leaves)
+        bursts += 1
+        responses = asyncio.run(_burst(two_gateways, plaintext, 100, body))
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 429}, statuses
+        answered += statuses.count(200)
+        for refused in (r for r in responses if r.status_code == 429):
+            error = assert_error(refused, 429, code="insufficient_quota", type_="insufficient_quota")
+            assert "monthly budget" in error["message"] and "0.10 RUB" in error["message"]
+            assert int(refused.headers["retry-after"]) > 0
+        if 200 not in statuses:
+            break
+        time.sleep(0.3)  # the settles of this burst reach Redis
+    assert 10 <= answered and bursts < 10
+    spend = _spend(key_id, answered)
+    assert spend <= Decimal("0.10"), spend  # settled spend never above the budget
+    assert spend > Decimal("0.10") - Decimal("0.0095")  # refused only when less than one reservation was left
+    # Redis's counter is the settled spend, exactly (micro-roubles): no reservation left behind.
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    month = next(k for k in client.scan_iter(f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:k:{key_id}:$:*"))
+    assert int(client.get(month)) == int(spend * 1_000_000)
+    client.close()
+
+
+def test_a_lost_budget_counter_is_seeded_from_the_months_usage(two_gateways, committed_db):
+    """A Redis that lost its data (here: the counter deleted) does not forget what the month has cost."""
+    from apps.usage.models import UsageRecord
+
+    plaintext, key_id = _budget_key("1.00")
+    headers = {"authorization": f"Bearer {plaintext}"}
+    first = httpx.post(two_gateways[0] + "/chat/completions", headers=headers, json=chat_body(MODEL, max_tokens=5),
+                       timeout=30)
+    assert first.status_code == 200
+    _forget_counters(key_id)
+    # Earlier this month (before the counter was lost) the key spent 0.995 ₽.
+    from django.utils import timezone
+
+    UsageRecord.objects.create(request_id=f"budget-{uuid.uuid4().hex}", api_key_id=key_id, cost=Decimal("0.995"),
+                               created_at=timezone.now())
+    refused = httpx.post(two_gateways[1] + "/chat/completions", headers=headers, json=chat_body(MODEL, max_tokens=5),
+                         timeout=30)
+    assert_error(refused, 429, code="insufficient_quota", type_="insufficient_quota")
