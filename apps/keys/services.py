@@ -50,7 +50,8 @@ def _announce(key_ids) -> None:
 
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
-               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
+               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, cost_centre: str = "",
+               **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
@@ -63,6 +64,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     organisation (default: the user's default organisation; always one the user is a member of): its policy
     bounds the key's allowed models and residency, however the key is made; a limit not given or empty
     takes the policy's.
+    cost_centre: a cost centre or project statements break spend down by.
     issued_by: the acting person (None for the command line). Issuing for someone else needs the
     permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
@@ -108,6 +110,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             residency="" if residency is UNSET or residency is None else residency,
             expires_at=None if expires_at is UNSET else expires_at,
             allowed_ips=allowed_ips,
+            cost_centre=cost_centre or "",
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
     return key, plaintext
