@@ -73,6 +73,7 @@ class Decision:
     kind: str = ""
     limit: int = 0
     retry_ms: int = 0
+    leased: bool = False  # the first target's credential lease was taken too
 
 
 # One script takes a process's whole batch: the settles waiting, then the requests waiting for
@@ -82,8 +83,12 @@ class Decision:
 #
 # ARGV: day ("20261129"), lease (ms), the number of settles, then
 #   per settle: member, token delta (used - reserved), cost delta (micro-roubles), admitted at (ms), its day,
-#     n, n × (key prefix, limits spec);
-#   per admission: member, tokens, cost (micro-roubles), n, n × (key prefix, limits spec).
+#     the credential lease set it was granted a place in ('' none), n, n × (key prefix, limits spec);
+#   per admission: member, tokens, cost (micro-roubles), a credential lease set ('' none) and its limit,
+#     n, n × (key prefix, limits spec).
+# An admitted request also takes a place in the lease set of its first target's credential when one is free
+# (apps/common/leases.py: the adapter then uses it instead of asking Redis again); a full one is no refusal
+# (the adapter waits for a place, or the router falls back).
 # Returns the time (ms), then per admission: admitted (1/0), refused scope (1-based), refused limit,
 # retry ms, its size, and the requests and tokens limits with the lowest remaining fraction
 # (limit, remaining, reset ms; 0 0 0 when none).
@@ -136,10 +141,11 @@ end
 
 local a = 4
 for _ = 1, tonumber(ARGV[3]) do
-  local member, delta, cdelta, at, sday, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]),
-    ARGV[a + 4], tonumber(ARGV[a + 5])
+  local member, delta, cdelta, at, sday, lkey, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
   local smonth = string.sub(sday, 1, 6)
-  a = a + 6
+  a = a + 7
+  if lkey ~= '' then redis.call('ZREM', lkey, member) end
   for i = 1, n do
     local p, s = ARGV[a], spec(ARGV[a + 1])
     a = a + 2
@@ -162,8 +168,9 @@ for _ = 1, tonumber(ARGV[3]) do
 end
 
 while a <= #ARGV do
-  local member, cost_t, cost_m, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  a = a + 4
+  local member, cost_t, cost_m, lkey, llimit, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3],
+    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  a = a + 6
   local writes, best, refused = {}, {2, 0, 0, 0, 2, 0, 0, 0}, nil
   local function keep(slot, quota, remaining, reset)
     local f = remaining / math.max(quota, 1)
@@ -253,6 +260,16 @@ while a <= #ARGV do
   end
   for j = 2, 4 do out[#out + 1] = best[j] end
   for j = 6, 8 do out[#out + 1] = best[j] end
+  local leased = 0
+  if lkey ~= '' and not refused then
+    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
+    if redis.call('ZCARD', lkey) < llimit then
+      redis.call('ZADD', lkey, now + LEASE, member)
+      redis.call('PEXPIRE', lkey, LEASE + 1000)
+      leased = 1
+    end
+  end
+  out[#out + 1] = leased
 end
 return out
 """
@@ -261,7 +278,7 @@ _CONSTANTS = {"buckets": WINDOW_BUCKETS, "day_ttl": DAY_TTL, "month_ttl": MONTH_
 LIMITS = LIMITS % _CONSTANTS
 
 
-REPLY_SIZE = 11  # values per admission in the script's reply
+REPLY_SIZE = 12  # values per admission in the script's reply
 
 
 def parse_replies(reply) -> list[Decision]:
@@ -271,7 +288,7 @@ def parse_replies(reply) -> list[Decision]:
         r = reply[i:i + REPLY_SIZE]
         requests, tokens = (r[5], r[6], r[7]), (r[8], r[9], r[10])
         if r[0] == 1:
-            decisions.append(Decision(True, at=at, requests=requests, tokens=tokens))
+            decisions.append(Decision(True, at=at, requests=requests, tokens=tokens, leased=r[11] == 1))
         else:
             kind = r[2].decode() if isinstance(r[2], bytes) else r[2]
             decisions.append(Decision(False, scope=r[1] - 1, kind=kind, retry_ms=r[3], limit=r[4], requests=requests,
@@ -279,17 +296,17 @@ def parse_replies(reply) -> list[Decision]:
     return decisions
 
 
-def admit_args(scopes, member: str, tokens: int, cost: int = 0) -> list:
-    """One admission's part of the script's ARGV (cost: micro-roubles)."""
-    args = [member, tokens, cost, len(scopes)]
+def admit_args(scopes, member: str, tokens: int, cost: int = 0, lease: tuple = ("", 0)) -> list:
+    """One admission's part of the script's ARGV (cost: micro-roubles; lease: a credential's lease set and limit)."""
+    args = [member, tokens, cost, *lease, len(scopes)]
     for scope in scopes:
         args += scope.args
     return args
 
 
-def settle_args(scopes, member: str, delta: int, at: int, day: str, cost_delta: int = 0) -> list:
+def settle_args(scopes, member: str, delta: int, at: int, day: str, cost_delta: int = 0, lease: str = "") -> list:
     """One settle's part of the script's ARGV."""
-    args = [member, delta, cost_delta, at, day, len(scopes)]
+    args = [member, delta, cost_delta, at, day, lease, len(scopes)]
     for scope in scopes:
         args += scope.args
     return args

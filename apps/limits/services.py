@@ -80,12 +80,13 @@ class Admission:
     to give back the difference. `headers` are the x-ratelimit-* of its answer."""
 
     __slots__ = ("backend", "scopes", "member", "reserved", "used", "cost", "spent", "at", "day", "headers", "leased",
-                 "settled")
+                 "settled", "credential")
 
-    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased, cost=None):
+    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased, cost=None, credential=""):
         self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
         self.at, self.day, self.headers, self.leased = at, day, headers, leased
         self.cost = cost  # micro-roubles reserved; None: no budget applies
+        self.credential = credential  # the lease set of the first target's credential it holds a place in ('')
         self.used = self.spent = 0
         self.settled = False
 
@@ -101,11 +102,13 @@ class Admission:
             return
         self.settled = True
         delta = self.used - self.reserved
-        if not (self.leased or delta or self.cost_delta):
+        if not (self.leased or delta or self.cost_delta or self.credential):
             return
         if self.backend is _REDIS:
             for lease_key in self.lease_keys():
                 leases.drop(lease_key, self.member)
+            if self.credential:
+                leases.drop(self.credential, self.member)
             _pending.append(self)
             _settle_soon()
         else:
@@ -159,8 +162,9 @@ async def admit(key, plan, member: str, reserve) -> Admission | None:
         if any(s.limits.budget is not None for s in scopes):
             cost = upper_cost(prompt, answer, [t.model for t in plan.targets] if plan is not None else [])
     day = calendar()
+    lease = _lease_of(plan)
     for _ in range(len(scopes) + 1):  # each budget counter needs seeding at most once
-        backend, decision = await _decide(scopes, member, tokens, day, cost or 0)
+        backend, decision = await _decide(scopes, member, tokens, day, cost or 0, lease)
         if decision.admitted or decision.kind != SEED:
             break
         await _seed(backend, scopes[decision.scope], day)
@@ -168,7 +172,10 @@ async def admit(key, plan, member: str, reserve) -> Admission | None:
     if not decision.admitted:
         raise _refusal(scopes[decision.scope], decision, tokens, headers, cost)
     leased = any(s.limits.concurrent for s in scopes)
-    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased, cost)
+    credential = lease[0] if decision.leased else ""
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased, cost, credential)
+    if credential:
+        leases.grant(credential, member)
     if leased and backend is _REDIS:
         for lease_key in admission.lease_keys():
             leases.hold(lease_key, member)
@@ -182,13 +189,25 @@ class _Unreachable(Exception):
     """Redis did not decide (down, refusing, or slower than XROUTER_LIMITS_TIMEOUT)."""
 
 
-async def _decide(scopes, member, tokens, day, cost):
+def _lease_of(plan) -> tuple:
+    """The first target's capped credential (lease set, limit), or ("", 0)."""
+    if plan is None or not plan.targets:
+        return NO_LEASE
+    slot = getattr(plan.targets[0], "adapter", None)
+    found = slot.lease_slot() if slot is not None else None
+    return found or NO_LEASE
+
+
+NO_LEASE = ("", 0)
+
+
+async def _decide(scopes, member, tokens, day, cost, lease=NO_LEASE):
     client = shared_redis.client()
     if client is None:
         return _local, _local.admit(scopes, member, tokens, day, cost=cost)
     if time.monotonic() >= _down_until:
         future = asyncio.get_running_loop().create_future()
-        _admits.append((scopes, member, tokens, cost, day, future))
+        _admits.append((scopes, member, tokens, cost, lease, day, future))
         _start_sender()
         try:
             return _REDIS, await future
@@ -292,11 +311,11 @@ async def _send_batch() -> None:
         _admits = []
     batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
     settles, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
-    args = [batch[0][4] if batch else calendar(), LEASE_MS, len(settles)]
+    args = [batch[0][5] if batch else calendar(), LEASE_MS, len(settles)]
     for a in settles:
-        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day, a.cost_delta)
-    for scopes, member, tokens, cost, _, _ in batch:
-        args += admit_args(scopes, member, tokens, cost)
+        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day, a.cost_delta, a.credential)
+    for scopes, member, tokens, cost, lease, _, _ in batch:
+        args += admit_args(scopes, member, tokens, cost, lease)
     try:
         async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
             decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
@@ -313,11 +332,12 @@ async def _send_batch() -> None:
                 if not future.done():
                     future.set_exception(_Unreachable())
         return
-    for (scopes, member, tokens, cost, day, future), decision in zip(batch, decisions, strict=True):
+    for (scopes, member, tokens, cost, lease, day, future), decision in zip(batch, decisions, strict=True):
         if not future.done():
             future.set_result(decision)
         elif decision.admitted:  # its request was cancelled while waiting: give back what it took
-            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True, cost or None).settle()
+            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True, cost or None,
+                      lease[0] if decision.leased else "").settle()
 
 
 NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",

@@ -283,3 +283,32 @@ def test_a_settle_in_the_same_call_frees_the_lease_for_an_admission_after_it():
                 client.delete(key)
         CREATED.clear()
         client.close()
+
+
+def test_the_admission_call_takes_the_first_targets_credential_lease_when_one_is_free():
+    need("Redis", bool(settings.REDIS_URL))
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    script = client.register_script(LIMITS)
+    s = scope(requests=Rate(10, 60))
+    lease = (s.prefix + ":credential", 1)  # a credential capped at one call at a time
+    try:
+        [first] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([s], "a", 0, 0, lease)]))
+        assert first.admitted and first.leased
+        assert client.zscore(lease[0], "a") is not None
+        [second] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([s], "b", 0, 0, lease)]))
+        assert second.admitted and not second.leased  # admitted all the same: its adapter waits, or falls back
+        [refused] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([scope(requests=Rate(0, 60))], "c", 0, 0,
+                                                                               (s.prefix + ":other", 1))]))
+        assert not refused.admitted and not refused.leased and not client.exists(s.prefix + ":other")
+        # The settle gives the place back, in the same call as the next admission.
+        [third] = parse_replies(script(args=[DAY, LEASE_MS, 1, *settle_args([s], "a", 0, first.at, DAY, 0, lease[0]),
+                                             *admit_args([s], "c", 0, 0, lease)]))
+        assert third.leased
+    finally:
+        for prefix in CREATED:
+            for key in client.scan_iter(prefix + ":*"):
+                client.delete(key)
+        CREATED.clear()
+        client.close()
