@@ -51,6 +51,15 @@ def grant(key: str, member: str) -> None:
     hold(key, member)
 
 
+def ungrant(key: str, member: str) -> None:
+    """The request is over: a place it was granted and did not use is no longer there to take (its settle
+    gives it back), whatever later runs in the same context (a WebSocket connection's next request)."""
+    granted = _granted.get()
+    if granted and granted.get(key) == member:
+        del granted[key]
+    drop(key, member)
+
+
 def take_granted(key: str) -> str | None:
     """The member of a place granted to this request in `key` (once: a second attempt takes its own)."""
     granted = _granted.get()

@@ -108,7 +108,7 @@ class Admission:
             for lease_key in self.lease_keys():
                 leases.drop(lease_key, self.member)
             if self.credential:
-                leases.drop(self.credential, self.member)
+                leases.ungrant(self.credential, self.member)
             _pending.append(self)
             _settle_soon()
         else:

@@ -161,3 +161,17 @@ def test_a_budget_reserves_the_upper_cost_and_settles_to_the_billed_cost(setting
     assert (refused.status, refused.code, refused.type) == (429, "insufficient_quota", "insufficient_quota")
     assert "0.02 RUB" in refused.message and "0.01 RUB" in refused.message and refused.headers["retry-after"]
     assert fourth is not None and fourth.cost == 10_000
+
+
+def test_a_granted_credential_lease_is_taken_once_and_gone_after_the_request():
+    from apps.common import leases
+
+    async def run():
+        leases.grant("lease:cred", "req-1")
+        taken = leases.take_granted("lease:cred"), leases.take_granted("lease:cred")  # a second attempt: its own
+        leases.grant("lease:cred", "req-2")
+        leases.ungrant("lease:cred", "req-2")  # the request settled without using it
+        return taken, leases.take_granted("lease:cred"), ("lease:cred", "req-2") in leases._held
+
+    assert asyncio.run(run()) == (("req-1", None), None, False)
+    leases._held.pop(("lease:cred", "req-1"), None)
