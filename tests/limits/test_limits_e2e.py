@@ -17,7 +17,7 @@ from tests.gateway.support import assert_error, chat_body
 
 MODEL = "mts/mws-gpt-alpha"
 BURST = 200
-TRIALS = 4  # the issue asks for 20; four keep the test near half a minute on a shared machine
+TRIALS = 20  # as the issue asks: 20 × 200 simultaneous requests, each trial with a fresh key (a fresh window)
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,21 @@ async def _burst(bases: list[str], key: str, count: int, body: dict) -> list[htt
 
 
 def test_rpm_50_admits_exactly_50_of_200_simultaneous_requests_across_two_processes(two_gateways, limited_key):
-    for _ in range(TRIALS):
-        key = limited_key(requests_rate="50/min")  # a fresh window per trial
-        responses = asyncio.run(_burst(two_gateways, key, BURST, chat_body(MODEL, max_tokens=5)))
+    keys = [limited_key(requests_rate="50/min") for _ in range(TRIALS)]  # a fresh window per trial
+    body = chat_body(MODEL, max_tokens=5)
+
+    async def trials():
+        # One client for every trial: its connections stay open, so a trial's 200 requests start together.
+        limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            out = []
+            for key in keys:
+                headers = {"authorization": f"Bearer {key}"}
+                out.append(await asyncio.gather(*(client.post(two_gateways[i % 2] + "/chat/completions", json=body,
+                                                              headers=headers) for i in range(BURST))))
+            return out
+
+    for responses in asyncio.run(trials()):
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [200] * 50 + [429] * 150, {s: statuses.count(s) for s in set(statuses)}
         ok = [r for r in responses if r.status_code == 200]
