@@ -42,7 +42,7 @@ class Scope:
     limits: Limits
     # (requests, period ms, tokens, period ms, concurrent, tokens a day, a month, budget + 1); 0: no limit
     numbers: tuple
-    args: tuple  # (prefix, numbers) encoded as the script reads them
+    args: tuple  # ("prefix n1 n2 …",) encoded as the script reads it: one argument a scope
     owner: tuple = ()  # ("k", ApiKey id) or ("o", Organisation id): whose spend seeds the budget counter
 
     @classmethod
@@ -51,7 +51,7 @@ class Scope:
         numbers = (r.count if r else 0, r.seconds * 1000 if r else 0, t.count if t else 0, t.seconds * 1000 if t else 0,
                    limits.concurrent, limits.tokens_per_day, limits.tokens_per_month,
                    0 if limits.budget is None else limits.budget + 1)
-        return cls(prefix, label, limits, numbers, (prefix.encode(), " ".join(map(str, numbers)).encode()), owner)
+        return cls(prefix, label, limits, numbers, (" ".join((prefix, *map(str, numbers))).encode(),), owner)
 
     @property
     def budget_key(self) -> str:
@@ -83,9 +83,9 @@ class Decision:
 #
 # ARGV: day ("20261129"), lease (ms), the number of settles, then
 #   per settle: member, token delta (used - reserved), cost delta (micro-roubles), admitted at (ms), its day,
-#     the credential lease set it was granted a place in ('' none), n, n × (key prefix, limits spec);
+#     the credential lease set it was granted a place in ('' none), n, n × scope ("key prefix, limits spec");
 #   per admission: member, tokens, cost (micro-roubles), a credential lease set ('' none) and its limit,
-#     n, n × (key prefix, limits spec).
+#     n, n × scope.
 # An admitted request also takes a place in the lease set of its first target's credential when one is free
 # (apps/common/leases.py: the adapter then uses it instead of asking Redis again); a full one is no refusal
 # (the adapter waits for a place, or the router falls back).
@@ -100,14 +100,15 @@ local day, month, LEASE = ARGV[1], string.sub(ARGV[1], 1, 6), tonumber(ARGV[2])
 local N = %(buckets)d
 local out = {now}
 local specs = {}
-local function spec(text)  -- parsed once per batch (a batch's requests mostly share their scopes)
+local function spec(text)  -- "prefix n1 n2 …", parsed once per batch (a batch's requests mostly share their scopes)
   local s = specs[text]
   if not s then
-    s = {}
-    for num in string.gmatch(text, '%%d+') do s[#s + 1] = tonumber(num) end
+    local space = string.find(text, ' ', 1, true)
+    s = {p = string.sub(text, 1, space - 1)}
+    for num in string.gmatch(string.sub(text, space + 1), '%%d+') do s[#s + 1] = tonumber(num) end
     specs[text] = s
   end
-  return s
+  return s, s.p
 end
 
 -- The window's buckets, oldest first (bucket b counts until (b + N + 1) * width).
@@ -147,8 +148,8 @@ for _ = 1, tonumber(ARGV[3]) do
   a = a + 7
   if lkey ~= '' then redis.call('ZREM', lkey, member) end
   for i = 1, n do
-    local p, s = ARGV[a], spec(ARGV[a + 1])
-    a = a + 2
+    local s, p = spec(ARGV[a])
+    a = a + 1
     -- A counter that was gone (its window passed, its day ended) is not brought back: a result equal
     -- to the delta means the increment created it, and it is removed again.
     if delta ~= 0 then
@@ -182,8 +183,8 @@ while a <= #ARGV do
     if not refused then refused = {i, kind, retry, quota} end
   end
   for i = 1, n do
-    local p, s = ARGV[a], spec(ARGV[a + 1])
-    a = a + 2
+    local s, p = spec(ARGV[a])
+    a = a + 1
     if s[2] > 0 then
       local w, reset, sum = window(p .. ':r', s[1], s[2], 1)
       if w then
