@@ -244,17 +244,30 @@ async def _seed(backend, scope: Scope, day: str) -> None:
     """Seed a budget counter with the month-to-date spend of its key or organisation (the usage rows)."""
     month = day[:6]
     try:
-        spent = await sync_to_async(month_to_date_spend, thread_sensitive=False)(scope.owner, month)
+        spent = await sync_to_async(_spend_in_worker, thread_sensitive=False)(scope.owner, month)
     except Exception as exc:
         log.warning("budget: the month-to-date spend of %s could not be read (%s)", scope.label, type(exc).__name__)
         raise ApiError(503, "Budgets cannot be checked right now (the database is unreachable); retry shortly.",
                        code="service_unavailable", headers={"retry-after": "5"}) from None
     if backend is _REDIS:
-        client = shared_redis.client()
-        async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
-            await client.set(f"{scope.budget_key}:{month}", spent, nx=True, ex=MONTH_TTL)
+        try:
+            async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
+                await shared_redis.client().set(f"{scope.budget_key}:{month}", spent, nx=True, ex=MONTH_TTL)
+        except Exception as exc:
+            log.warning("budget: the counter of %s could not be seeded (%s)", scope.label, type(exc).__name__)
+            raise ApiError(503, "Budgets cannot be checked right now; retry shortly.", code="service_unavailable",
+                           headers={"retry-after": "1"}) from None
     else:
         backend.seed(scope.budget_key, month, spent)
+
+
+def _spend_in_worker(owner: tuple, month: str) -> int:
+    from django.db import connections
+
+    try:
+        return month_to_date_spend(owner, month)
+    finally:
+        connections.close_all()  # this worker thread's own: a gateway holds no idle database connection
 
 
 def month_to_date_spend(owner: tuple, month: str) -> int:
