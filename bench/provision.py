@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
 
 
 # High enough never to refuse the benchmark's load; present so that every request pays for admission.
-KEY_LIMITS = {"requests_rate": "100000000/min", "tokens_rate": "100000000000/min", "max_concurrent": 1_000_000}
+# The budget (roubles a month) makes every request reserve and settle its cost too.
+KEY_LIMITS = {"requests_rate": "100000000/min", "tokens_rate": "100000000000/min", "max_concurrent": 1_000_000,
+              "monthly_budget": Decimal("1000000000")}
 MODEL_LIMITS = {"requests_rate": "100000000/min"}
 
 

@@ -38,6 +38,20 @@ def need(service: str, available: bool):
     pytest.skip(f"{service} not configured")
 
 
+ADDRESS_RATES_OFF = {"XROUTER_RATE_SIGNUP": "off", "XROUTER_RATE_LOGIN": "off", "XROUTER_RATE_TOKEN": "off",
+                     "XROUTER_RATE_API": "off"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _address_rates_off():
+    """The per-address and per-caller limits (apps.limits.addresses) would count every test's sign-ups,
+    logins and API calls from 127.0.0.1 in a Redis that runs share: off, except where a test sets a rate
+    (tests/limits/test_addresses.py); servers started by tests get the same (start_gateway)."""
+    from django.conf import settings
+
+    settings.XROUTER["ADDRESS_RATES"] = dict.fromkeys(settings.XROUTER["ADDRESS_RATES"], "")
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """A test database of this run's own, so several runs on one machine never share one."""
@@ -139,7 +153,7 @@ class Gateway:
 def start_gateway(env_extra=None, port=None, log=None) -> tuple[subprocess.Popen, str]:
     """log: a file that takes the server's stdout and stderr (e.g. to read its uvicorn log)."""
     port = port or free_port()
-    env = {**os.environ, "DATABASE_URL": _database_url(), "XROUTER_LOG_JSON": "false", "LOG_LEVEL": "warning",
+    env = {**os.environ, **ADDRESS_RATES_OFF, "DATABASE_URL": _database_url(), "XROUTER_LOG_JSON": "false", "LOG_LEVEL": "warning",
            "XROUTER_USAGE_FLUSH_INTERVAL": "0.1", **(env_extra or {})}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,

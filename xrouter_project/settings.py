@@ -95,6 +95,15 @@ def _limits_fail(raw):
     return raw
 
 
+def _rate_or_empty(raw):
+    """A rate as apps.common.rates reads it ("60/min", "20/h", "10/s"), or "off"."""
+    if raw == "off":
+        return ""
+    if not re.fullmatch(r"\s*\d{1,12}\s*/\s*\d{0,6}\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*", raw.lower()):
+        raise ValueError('use a rate such as "60/min" or "20/h", or "off"')
+    return raw
+
+
 def _positive_int(raw):
     value = int(raw)
     if value < 1:
@@ -294,6 +303,8 @@ REST_FRAMEWORK = {
     # Cursors, newest first: 50 a page, ?page_size= up to 200.
     "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.NewestFirstCursorPagination",
     "EXCEPTION_HANDLER": "apps.common.errors.drf_exception_handler",
+    # Requests per caller through the rate limiter (apps.limits.addresses; XROUTER_RATE_API).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.limits.addresses.LimiterThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "XRouter API",
@@ -376,6 +387,14 @@ XROUTER = {
     "LIMITS_FAIL": _checked("XROUTER_LIMITS_FAIL", _limits_fail, "closed" if XROUTER_ENV == "production" else "open"),
     "LIMITS_TIMEOUT": env_float("XROUTER_LIMITS_TIMEOUT", 1.0),
     "EXPECTED_REPLICAS": _checked("XROUTER_EXPECTED_REPLICAS", _positive_int, 1),
+    # The same limiter for Django's side (apps/limits/addresses.py): POSTs per client address to sign-up,
+    # login and the OAuth token endpoint, and management API requests per caller; "off" turns one off.
+    "ADDRESS_RATES": {
+        "signup": _checked("XROUTER_RATE_SIGNUP", _rate_or_empty, "20/h"),
+        "login": _checked("XROUTER_RATE_LOGIN", _rate_or_empty, "60/min"),
+        "token": _checked("XROUTER_RATE_TOKEN", _rate_or_empty, "600/min"),
+        "api": _checked("XROUTER_RATE_API", _rate_or_empty, "6000/min"),
+    },
     # Proxies whose X-Forwarded-For is believed (CIDRs); the client address comes from apps.common.client_address.
     "TRUSTED_PROXIES": _checked("XROUTER_TRUSTED_PROXIES", _networks, []),
     # /metrics answers clients in METRICS_ALLOW (CIDRs; the resolved client address) or with

@@ -7,9 +7,17 @@ from apps.accounts.api import MembershipViewSet, OrganisationViewSet
 from apps.alerts.views import alertmanager_webhook
 from apps.gateway import openapi
 from apps.keys.api import ApiKeyViewSet
+from apps.limits.addresses import limited, too_many_oauth
+from apps.oauth import urls as oauth_urls
 from apps.oauth.api import ApplicationViewSet
 from apps.portal.urls import auth_urlpatterns
 from apps.usage.api import UsageViewSet
+
+# The token endpoint, limited per client address (apps.limits.addresses; apps.oauth sits below apps.limits,
+# so the limit is put on its route here).
+for _pattern in oauth_urls.urlpatterns:
+    if _pattern.name == "token":
+        _pattern.callback = limited("token", too_many_oauth)(_pattern.callback)
 
 router = DefaultRouter()
 router.register("keys", ApiKeyViewSet, basename="key")
@@ -25,7 +33,7 @@ urlpatterns = [
     path("api/v1/billing/", include("apps.billing.urls")),
     path("api/v1/", include(router.urls)),
     # OAuth 2.0 and OpenID Connect (apps.oauth): /o/authorize/, /o/token/, /o/.well-known/openid-configuration …
-    path("o/", include("apps.oauth.urls")),
+    path("o/", include(oauth_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).

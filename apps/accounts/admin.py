@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from apps.common.rates import LIMIT_FIELDS
+from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import Invitation, Membership, Organisation, User
 from .services import (
@@ -85,7 +85,8 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "is_active"]}),
         ("Policy (bounds keys created from now on)", {"fields": ["allowed_models", "residency"]}),
-        ("Limits (all the organisation's keys together; empty: unlimited)", {"fields": list(LIMIT_FIELDS)}),
+        ("Limits and budget (all the organisation's keys together; empty: unlimited)",
+         {"fields": list(KEY_LIMIT_FIELDS)}),
     ]
     inlines = [OrganisationMembershipInline]
     actions = ["deactivate", "activate"]
@@ -94,7 +95,7 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
-        if change and set(LIMIT_FIELDS) & set(form.changed_data):
+        if change and set(KEY_LIMIT_FIELDS) & set(form.changed_data):
             organisation_limits_announce(obj)
 
     def delete_model(self, request, obj):

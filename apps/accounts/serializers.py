@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.common.rates import LIMIT_FIELDS
+
 from .models import Membership, Organisation, User
 
 
@@ -12,8 +14,10 @@ class OrganisationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organisation
-        fields = ["id", "name", "is_active", "allowed_models", "residency", "role", "created_at"]
-        read_only_fields = ["id", "name", "is_active", "role", "created_at"]
+        # The limits are the operator's (the admin); the monthly budget is the organisation's own cap.
+        fields = ["id", "name", "is_active", "allowed_models", "residency", "monthly_budget", *LIMIT_FIELDS, "role",
+                  "created_at"]
+        read_only_fields = ["id", "name", "is_active", *LIMIT_FIELDS, "role", "created_at"]
 
 
 class MembershipSerializer(serializers.ModelSerializer):

@@ -48,8 +48,9 @@ def organisation_limits_announce(organisation: Organisation) -> None:
 
 
 def organisation_update_policy(organisation: Organisation, *, allowed_models=UNSET, residency=UNSET,
-                               by: Membership | None = None) -> None:
-    """Change the policy that bounds keys created in the organisation from now on (owners and admins).
+                               monthly_budget=UNSET, by: Membership | None = None) -> None:
+    """Change the policy that bounds keys created in the organisation from now on (owners and admins),
+    or its monthly budget (roubles, VAT included; None: none), which bounds every request at once.
 
     Keys that exist keep their own limits; the policy is checked where keys are made (key_create)."""
     require_manager(by)
@@ -59,6 +60,10 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         organisation.allowed_models, fields = list(allowed_models), fields + ["allowed_models"]
     if residency is not UNSET:
         organisation.residency, fields = residency or "", fields + ["residency"]
+    if monthly_budget is not UNSET:
+        if monthly_budget is not None and monthly_budget < 0:
+            raise ValidationError({"monthly_budget": "A budget is 0 roubles or more (empty: none)."})
+        organisation.monthly_budget, fields = monthly_budget, fields + ["monthly_budget"]
     if fields:
         organisation.save(update_fields=fields)
         # Keys keep their own limits, but OAuth tokens and external JWTs take the policy as it is now:

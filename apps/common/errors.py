@@ -19,8 +19,10 @@ TYPES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None, headers=None):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None, headers=None,
+                 type_: str | None = None):
         super().__init__(message)
+        self.type = type_ or TYPES.get(status, "api_error")  # OpenAI's own where it differs (insufficient_quota)
         self.status = status
         self.message = message
         self.param = param
@@ -28,7 +30,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": TYPES.get(self.status, "api_error"), "param": self.param, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.body())

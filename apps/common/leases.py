@@ -3,10 +3,15 @@ under a limit, renewed while held and given back at once; a killed worker's leas
 LEASE_MS. The rate limiter's concurrency slots (apps/limits, taken inside its admission script) and
 the provider credentials' concurrency (apps/providers/adapters/base.py) are such leases; this module
 renews them both, all of a process's in one call every LEASE_MS / 3.
+
+A request under limits gets its first target's credential lease in the admission call itself
+(`grant`): the adapter takes it from there (`take_granted`) instead of asking Redis again, and the
+limiter's settle gives it back with the request's other leases.
 """
 
 import asyncio
 import logging
+from contextvars import ContextVar
 
 from apps.common import redis as shared_redis
 
@@ -37,6 +42,28 @@ return #KEYS
 """
 
 _held: dict[tuple[str, str], None] = {}  # (lease set, member) this process holds in Redis
+_granted: ContextVar[dict | None] = ContextVar("granted_leases", default=None)  # lease set → member, per request
+
+
+def grant(key: str, member: str) -> None:
+    """The admission took a place in `key` for this request (held, and renewed, until given back)."""
+    _granted.set({key: member})
+    hold(key, member)
+
+
+def ungrant(key: str, member: str) -> None:
+    """The request is over: a place it was granted and did not use is no longer there to take (its settle
+    gives it back), whatever later runs in the same context (a WebSocket connection's next request)."""
+    granted = _granted.get()
+    if granted and granted.get(key) == member:
+        del granted[key]
+    drop(key, member)
+
+
+def take_granted(key: str) -> str | None:
+    """The member of a place granted to this request in `key` (once: a second attempt takes its own)."""
+    granted = _granted.get()
+    return granted.pop(key, None) if granted else None
 _renewer: asyncio.Task | None = None
 
 

@@ -7,6 +7,7 @@ validate with this, and apps/limits reads what it parsed.
 
 import re
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -73,10 +74,11 @@ class Limits:
     concurrent: int = 0
     tokens_per_day: int = 0
     tokens_per_month: int = 0
+    budget: int | None = None  # micro-roubles per calendar month, VAT included (0 refuses all); keys and organisations
 
     @property
     def limits_tokens(self) -> bool:
-        return bool(self.tokens or self.tokens_per_day or self.tokens_per_month)
+        return bool(self.tokens or self.tokens_per_day or self.tokens_per_month or self.budget is not None)
 
     @classmethod
     def of(cls, row) -> "Limits | None":
@@ -87,12 +89,22 @@ class Limits:
             concurrent=row.max_concurrent or 0,
             tokens_per_day=row.tokens_per_day or 0,
             tokens_per_month=row.tokens_per_month or 0,
+            budget=micro(getattr(row, "monthly_budget", None)),
         )
         return limits if limits != EMPTY else None
 
 
 EMPTY = Limits()
 LIMIT_FIELDS = ("requests_rate", "tokens_rate", "max_concurrent", "tokens_per_day", "tokens_per_month")
+KEY_LIMIT_FIELDS = (*LIMIT_FIELDS, "monthly_budget")  # a key's and an organisation's (a model has no budget)
+MICRO = Decimal(1_000_000)
+
+
+def micro(roubles) -> int | None:
+    """Roubles (Decimal; None: no budget) as whole micro-roubles, rounded up: Redis counts integers."""
+    if roubles is None:
+        return None
+    return int((Decimal(roubles) * MICRO).to_integral_value(ROUND_CEILING))
 
 
 class LimitFields(models.Model):

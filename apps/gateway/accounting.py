@@ -91,7 +91,7 @@ def record_usage(
     now = time.monotonic()
     usage = usage or Usage()
     if req.admission is not None and not cache_hit:
-        req.admission.used += usage.prompt_tokens + usage.completion_tokens  # what the limits settle to
+        req.admission.add(usage, model)  # what the limits and budgets settle to
     started, ts, chain = req.started, time.time(), ""
     made = next((a for a in req.attempts if a.n == attempt), None)  # a few at most
     if made is not None:

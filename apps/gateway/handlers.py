@@ -70,7 +70,7 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
-    admission = req.admission = await limits.admit(key, model, req.request_id, lambda: chat_reservation(body, model))
+    admission = req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
         await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
     finally:
@@ -158,7 +158,7 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
-    admission = req.admission = await limits.admit(key, plan.targets[0].model, req.request_id,
+    admission = req.admission = await limits.admit(key, plan, req.request_id,
                                             lambda: embeddings_reservation(inputs))
     try:
         await _answer_embeddings(req, send, key, body, plan, inputs)

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from apps.common.rates import LIMIT_FIELDS
+from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import SCOPES, ApiKey, default_scopes
 from .services import key_create, key_delete, key_revoke, key_rotate, key_update
@@ -17,7 +17,7 @@ class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-                  *LIMIT_FIELDS]
+                  *KEY_LIMIT_FIELDS, "cost_centre"]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
@@ -41,7 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
     fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-              *LIMIT_FIELDS, "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+              *KEY_LIMIT_FIELDS, "cost_centre", "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     actions = ["revoke", "rotate_at_once", "rotate_after_a_day", "rotate_after_a_week"]
 
@@ -56,7 +56,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
             residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, allowed_ips=obj.allowed_ips,
-            issued_by=request.user, **{field: getattr(obj, field) for field in LIMIT_FIELDS},
+            cost_centre=obj.cost_centre, issued_by=request.user,
+            **{field: getattr(obj, field) for field in KEY_LIMIT_FIELDS},
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         self.message_user(request, f"New key (copy it now, it is not shown again): {plaintext}", messages.WARNING)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from apps.common.rates import LIMIT_FIELDS
+from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import MAX_ALLOWED_IPS, SCOPES, ApiKey
 
@@ -19,7 +19,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "user", "organisation", "scopes", "allowed_models", "allowed_ips", "residency",
-                  "parent", "created_at", "expires_at", "revoked_at", "last_used_at", *LIMIT_FIELDS]
+                  "parent", "created_at", "expires_at", "revoked_at", "last_used_at", *KEY_LIMIT_FIELDS,
+                  "cost_centre"]
         read_only_fields = ["id", "prefix", "user", "organisation", "parent", "created_at", "revoked_at", "last_used_at"]
 
 

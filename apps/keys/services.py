@@ -8,6 +8,7 @@ import datetime
 import fnmatch
 import hashlib
 import secrets
+from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,7 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership, User
 from apps.audit.services import audit
 from apps.common import bus
-from apps.common.rates import LIMIT_FIELDS, parse_rate, validate_rate
+from apps.common.rates import KEY_LIMIT_FIELDS, parse_rate, validate_rate
 
 from .models import (
     DEFAULT_SCOPES,
@@ -50,23 +51,26 @@ def _announce(key_ids) -> None:
 
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
-               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, **limits):
+               scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, cost_centre: str = "",
+               **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
     `keys:manage`, and the new key is a subset of it: scopes, allowed models, residency, expiry,
     allowed IPs and organisation; a limit not given is inherited (default scopes: the defaults ∩ the parent's).
     allowed_ips: CIDRs the key may be used from (empty: any).
-    limits: rate limits and quotas (apps.common.rates.LIMIT_FIELDS: requests_rate="50/min", tokens_rate,
-    max_concurrent, tokens_per_day, tokens_per_month); a key-created key's are within its parent's.
+    limits: rate limits, quotas and the budget (apps.common.rates.KEY_LIMIT_FIELDS: requests_rate="50/min",
+    tokens_rate, max_concurrent, tokens_per_day, tokens_per_month, monthly_budget=Decimal("1000") roubles a
+    month); a key-created key's are within its parent's.
     organisation (default: the user's default organisation; always one the user is a member of): its policy
     bounds the key's allowed models and residency, however the key is made; a limit not given or empty
     takes the policy's.
+    cost_centre: a cost centre or project statements break spend down by.
     issued_by: the acting person (None for the command line). Issuing for someone else needs the
     permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
     """
-    if unknown := set(limits) - set(LIMIT_FIELDS):
+    if unknown := set(limits) - set(KEY_LIMIT_FIELDS):
         raise TypeError(f"key_create() got unexpected arguments {sorted(unknown)}")
     actor = parent.user if parent is not None else issued_by
     organisation = organisation if organisation is not None else getattr(user, "organisation", None)
@@ -91,6 +95,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
         for field in ("requests_rate", "tokens_rate"):
             if isinstance(limits.get(field), str):
                 validate_rate(limits[field])
+        if limits.get("monthly_budget") not in (None, UNSET):
+            limits["monthly_budget"] = _budget(limits["monthly_budget"])
         prefix = secrets.token_hex(4)
         plaintext = f"{KEY_PREFIX}-{prefix}-{secrets.token_urlsafe(32)}"
         key = ApiKey.objects.create(
@@ -105,12 +111,25 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             residency="" if residency is UNSET or residency is None else residency,
             expires_at=None if expires_at is UNSET else expires_at,
             allowed_ips=allowed_ips,
+            cost_centre=cost_centre or "",
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
         audit("key.created", target=key, actor=actor, detail={
             "user_id": user.pk, "organisation_id": getattr(organisation, "pk", None), "scopes": scopes,
             **({"via_key": f"xr-{parent.prefix}"} if parent is not None else {})})
     return key, plaintext
+
+
+def _budget(value) -> Decimal:
+    """A monthly budget as stored: roubles, at least 0, at most two decimal places (ValidationError otherwise)."""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError({"monthly_budget": f"{value!r} is not an amount of roubles."}) from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")) or amount >= Decimal(10) ** 12:
+        raise ValidationError({"monthly_budget": f"{value} is not a budget: roubles from 0, to the kopeck "
+                                                 "(at most two decimal places)."})
+    return amount
 
 
 def _canonical_networks(allowed_ips) -> list[str]:
@@ -204,9 +223,10 @@ def _limits_within(parent: ApiKey, scopes, allowed_models, residency, expires_at
 
 
 def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
-    """Part of _limits_within: each of the parent's rate limits and quotas bounds the child's (not given: the parent's)."""
+    """Part of _limits_within: each of the parent's rate limits, quotas and its budget bounds the child's (not
+    given: the parent's)."""
     limits = dict(limits)
-    for field in LIMIT_FIELDS:
+    for field in KEY_LIMIT_FIELDS:
         bound, value = getattr(parent, field), limits.get(field, UNSET)
         if value is UNSET:
             limits[field] = bound
@@ -215,6 +235,8 @@ def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
             continue
         if value in ("", None):
             raise PermissionDenied(f"The creating key has {field} {bound}; a key it creates cannot be unlimited.")
+        if field == "monthly_budget":
+            value = limits[field] = _budget(value)
         try:
             wider = not parse_rate(value).within(parse_rate(bound)) if field.endswith("_rate") else value > bound
         except ValueError as exc:
@@ -344,7 +366,7 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
                                "keys.issue_for_others.")
     if {"user", "organisation"} & set(fields):
         _check_member(key.user, key.organisation)
-    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", *LIMIT_FIELDS}
+    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", *KEY_LIMIT_FIELDS}
     if "allowed_ips" in fields:
         key.allowed_ips = _canonical_networks(key.allowed_ips)
     with transaction.atomic():
@@ -352,7 +374,7 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
             parent = ApiKey.objects.get(pk=key.parent_id)
             key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips, rates = _limits_within(
                 parent, key.scopes, key.allowed_models, key.residency, key.expires_at, key.allowed_ips,
-                {field: getattr(key, field) for field in LIMIT_FIELDS})
+                {field: getattr(key, field) for field in KEY_LIMIT_FIELDS})
             for field, value in rates.items():
                 setattr(key, field, value)
         key.save(update_fields=fields)

@@ -18,9 +18,10 @@ def _chars(value) -> int:
     return len(orjson.dumps(value).decode())
 
 
-def chat_reservation(body: dict, model) -> int:
-    """Tokens a chat request may use at most: its messages, `tools` and `response_format` as
-    characters, MESSAGE_OVERHEAD a message, and `n` answers of max_tokens (else the model's cap)."""
+def chat_reservation(body: dict, model) -> tuple[int, int]:
+    """Tokens a chat request may use at most, as (prompt, answer): its messages, `tools` and
+    `response_format` as characters, MESSAGE_OVERHEAD a message; `n` answers of max_tokens (else the
+    model's cap)."""
     messages = body.get("messages") or ()
     total = MESSAGE_OVERHEAD * len(messages)
     for message in messages:
@@ -35,9 +36,9 @@ def chat_reservation(body: dict, model) -> int:
     total += _chars(body.get("tools")) + _chars(body.get("functions")) + _chars(body.get("response_format"))
     cap = body.get("max_tokens") or body.get("max_completion_tokens") or (model and model.max_output_tokens) \
         or DEFAULT_OUTPUT_CAP
-    return total + cap * max(1, body.get("n") or 1)
+    return total, cap * max(1, body.get("n") or 1)
 
 
-def embeddings_reservation(inputs: list) -> int:
-    """Embedding inputs: characters of text, or the length of a list of token ids."""
-    return sum(len(i) for i in inputs)
+def embeddings_reservation(inputs: list) -> tuple[int, int]:
+    """Embedding inputs: characters of text, or the length of a list of token ids (no answer tokens)."""
+    return sum(len(i) for i in inputs), 0

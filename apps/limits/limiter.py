@@ -6,6 +6,12 @@ checks every limit of every scope of a request and, only if all pass, takes them
 today's and this month's counters. Settling moves the token counters from the reservation to what
 was used, and gives the lease back.
 
+A budget (keys and organisations: micro-roubles a calendar month) works like the monthly token quota
+with money: admission reserves the request's upper-bound cost, settling moves it to the cost billed.
+Its counter is never created by the script: a missing one (a new month, a Redis that lost its data)
+refuses with kind SEED, and the caller seeds it from the database's month-to-date spend
+(apps/limits/services.py) and asks again.
+
 Sliding windows are counted in WINDOW_BUCKETS sub-buckets of period/WINDOW_BUCKETS each, keeping
 the current bucket and the WINDOW_BUCKETS before it: a window is between one period and one
 period plus a bucket long, so no period-long stretch ever holds more than the limit.
@@ -24,6 +30,7 @@ DAY_TTL = 2 * 86400
 MONTH_TTL = 32 * 86400
 NEVER = -1  # a refusal that waiting cannot cure (one request larger than the limit itself)
 CALENDAR = -2  # a refusal that lasts until the next day or month (the caller knows the calendar)
+SEED = "seed"  # the refused scope's budget counter is missing: seed it, then ask again
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +40,22 @@ class Scope:
     prefix: str
     label: str  # for messages: "API key xr-1234abcd", "organisation 7", "model gigachat/GigaChat-2"
     limits: Limits
-    numbers: tuple  # (requests, period ms, tokens, period ms, concurrent, tokens a day, a month); 0: no limit
-    args: tuple  # (prefix, numbers) encoded as the script reads them
+    # (requests, period ms, tokens, period ms, concurrent, tokens a day, a month, budget + 1); 0: no limit
+    numbers: tuple
+    args: tuple  # ("prefix n1 n2 …",) encoded as the script reads it: one argument a scope
+    owner: tuple = ()  # ("k", ApiKey id) or ("o", Organisation id): whose spend seeds the budget counter
 
     @classmethod
-    def build(cls, prefix: str, label: str, limits: Limits) -> "Scope":
+    def build(cls, prefix: str, label: str, limits: Limits, owner: tuple = ()) -> "Scope":
         r, t = limits.requests, limits.tokens
         numbers = (r.count if r else 0, r.seconds * 1000 if r else 0, t.count if t else 0, t.seconds * 1000 if t else 0,
-                   limits.concurrent, limits.tokens_per_day, limits.tokens_per_month)
-        return cls(prefix, label, limits, numbers, (prefix.encode(), " ".join(map(str, numbers)).encode()))
+                   limits.concurrent, limits.tokens_per_day, limits.tokens_per_month,
+                   0 if limits.budget is None else limits.budget + 1)
+        return cls(prefix, label, limits, numbers, (" ".join((prefix, *map(str, numbers))).encode(),), owner)
+
+    @property
+    def budget_key(self) -> str:
+        return self.prefix + ":$"
 
 
 @dataclass(slots=True)
@@ -59,6 +73,7 @@ class Decision:
     kind: str = ""
     limit: int = 0
     retry_ms: int = 0
+    leased: bool = False  # the first target's credential lease was taken too
 
 
 # One script takes a process's whole batch: the settles waiting, then the requests waiting for
@@ -67,8 +82,13 @@ class Decision:
 # first lets a lease given back serve an admission of the same batch.
 #
 # ARGV: day ("20261129"), lease (ms), the number of settles, then
-#   per settle: member, token delta (used - reserved), admitted at (ms), its day, n, n × (key prefix, limits spec);
-#   per admission: member, tokens, n, n × (key prefix, limits spec).
+#   per settle: member, token delta (used - reserved), cost delta (micro-roubles), admitted at (ms), its day,
+#     the credential lease set it was granted a place in ('' none), n, n × scope ("key prefix, limits spec");
+#   per admission: member, tokens, cost (micro-roubles), a credential lease set ('' none) and its limit,
+#     n, n × scope.
+# An admitted request also takes a place in the lease set of its first target's credential when one is free
+# (apps/common/leases.py: the adapter then uses it instead of asking Redis again); a full one is no refusal
+# (the adapter waits for a place, or the router falls back).
 # Returns the time (ms), then per admission: admitted (1/0), refused scope (1-based), refused limit,
 # retry ms, its size, and the requests and tokens limits with the lowest remaining fraction
 # (limit, remaining, reset ms; 0 0 0 when none).
@@ -80,14 +100,15 @@ local day, month, LEASE = ARGV[1], string.sub(ARGV[1], 1, 6), tonumber(ARGV[2])
 local N = %(buckets)d
 local out = {now}
 local specs = {}
-local function spec(text)  -- parsed once per batch (a batch's requests mostly share their scopes)
+local function spec(text)  -- "prefix n1 n2 …", parsed once per batch (a batch's requests mostly share their scopes)
   local s = specs[text]
   if not s then
-    s = {}
-    for num in string.gmatch(text, '%%d+') do s[#s + 1] = tonumber(num) end
+    local space = string.find(text, ' ', 1, true)
+    s = {p = string.sub(text, 1, space - 1)}
+    for num in string.gmatch(string.sub(text, space + 1), '%%d+') do s[#s + 1] = tonumber(num) end
     specs[text] = s
   end
-  return s
+  return s, s.p
 end
 
 -- The window's buckets, oldest first (bucket b counts until (b + N + 1) * width).
@@ -121,12 +142,14 @@ end
 
 local a = 4
 for _ = 1, tonumber(ARGV[3]) do
-  local member, delta, at, sday, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+  local member, delta, cdelta, at, sday, lkey, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3]), ARGV[a + 4], ARGV[a + 5], tonumber(ARGV[a + 6])
   local smonth = string.sub(sday, 1, 6)
-  a = a + 5
+  a = a + 7
+  if lkey ~= '' then redis.call('ZREM', lkey, member) end
   for i = 1, n do
-    local p, s = ARGV[a], spec(ARGV[a + 1])
-    a = a + 2
+    local s, p = spec(ARGV[a])
+    a = a + 1
     -- A counter that was gone (its window passed, its day ended) is not brought back: a result equal
     -- to the delta means the increment created it, and it is removed again.
     if delta ~= 0 then
@@ -137,13 +160,18 @@ for _ = 1, tonumber(ARGV[3]) do
       if s[6] > 0 and redis.call('INCRBY', p .. ':d:' .. sday, delta) == delta then redis.call('DEL', p .. ':d:' .. sday) end
       if s[7] > 0 and redis.call('INCRBY', p .. ':m:' .. smonth, delta) == delta then redis.call('DEL', p .. ':m:' .. smonth) end
     end
+    -- A budget counter only moves while it exists (a missing one is seeded from the database).
+    if s[8] > 0 and cdelta ~= 0 and redis.call('EXISTS', p .. ':$:' .. smonth) == 1 then
+      redis.call('INCRBY', p .. ':$:' .. smonth, cdelta)
+    end
     if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
   end
 end
 
 while a <= #ARGV do
-  local member, cost_t, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local member, cost_t, cost_m, lkey, llimit, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3],
+    tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  a = a + 6
   local writes, best, refused = {}, {2, 0, 0, 0, 2, 0, 0, 0}, nil
   local function keep(slot, quota, remaining, reset)
     local f = remaining / math.max(quota, 1)
@@ -155,8 +183,8 @@ while a <= #ARGV do
     if not refused then refused = {i, kind, retry, quota} end
   end
   for i = 1, n do
-    local p, s = ARGV[a], spec(ARGV[a + 1])
-    a = a + 2
+    local s, p = spec(ARGV[a])
+    a = a + 1
     if s[2] > 0 then
       local w, reset, sum = window(p .. ':r', s[1], s[2], 1)
       if w then
@@ -184,30 +212,40 @@ while a <= #ARGV do
         redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
         refuse(i, 'concurrent', 1000, s[5])
       end
-      writes[#writes + 1] = {k}
+      writes[#writes + 1] = {1, k}
     end
     if s[6] > 0 then
       local k = p .. ':d:' .. day
       if tonumber(redis.call('GET', k) or '0') + cost_t > s[6] then refuse(i, 'day', -2, s[6]) end
-      writes[#writes + 1] = {k, 0, 0, %(day_ttl)d}
+      writes[#writes + 1] = {2, k, cost_t, %(day_ttl)d}
     end
     if s[7] > 0 then
       local k = p .. ':m:' .. month
       if tonumber(redis.call('GET', k) or '0') + cost_t > s[7] then refuse(i, 'month', -2, s[7]) end
-      writes[#writes + 1] = {k, 0, 0, %(month_ttl)d}
+      writes[#writes + 1] = {2, k, cost_t, %(month_ttl)d}
+    end
+    if s[8] > 0 then
+      local k, budget = p .. ':$:' .. month, s[8] - 1
+      local spent = redis.call('GET', k)
+      if not spent then
+        refuse(i, 'seed', 0, budget)
+      elseif tonumber(spent) >= budget or tonumber(spent) + cost_m > budget then
+        refuse(i, 'budget', -2, budget)
+      end
+      writes[#writes + 1] = {2, k, cost_m, %(month_ttl)d}
     end
   end
   if refused then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4], out[#out + 5] = 0, refused[1], refused[2], refused[3], refused[4]
   else
     for _, w in ipairs(writes) do
-      if #w == 1 then
-        redis.call('ZADD', w[1], now + LEASE, member)
-        redis.call('PEXPIRE', w[1], LEASE + 1000)
-      elseif w[2] == 0 then
-        if cost_t > 0 then
-          redis.call('INCRBY', w[1], cost_t)
-          redis.call('EXPIRE', w[1], w[4])
+      if w[1] == 1 then
+        redis.call('ZADD', w[2], now + LEASE, member)
+        redis.call('PEXPIRE', w[2], LEASE + 1000)
+      elseif w[1] == 2 then
+        if w[3] > 0 then
+          redis.call('INCRBY', w[2], w[3])
+          redis.call('EXPIRE', w[2], w[4])
         end
       elseif redis.call('HINCRBY', w[1], w[2], w[3]) == w[3] then
         -- A bucket's first write: keep the window alive, and now and then drop buckets that left it.
@@ -223,6 +261,16 @@ while a <= #ARGV do
   end
   for j = 2, 4 do out[#out + 1] = best[j] end
   for j = 6, 8 do out[#out + 1] = best[j] end
+  local leased = 0
+  if lkey ~= '' and not refused then
+    redis.call('ZREMRANGEBYSCORE', lkey, '-inf', now)
+    if redis.call('ZCARD', lkey) < llimit then
+      redis.call('ZADD', lkey, now + LEASE, member)
+      redis.call('PEXPIRE', lkey, LEASE + 1000)
+      leased = 1
+    end
+  end
+  out[#out + 1] = leased
 end
 return out
 """
@@ -231,7 +279,7 @@ _CONSTANTS = {"buckets": WINDOW_BUCKETS, "day_ttl": DAY_TTL, "month_ttl": MONTH_
 LIMITS = LIMITS % _CONSTANTS
 
 
-REPLY_SIZE = 11  # values per admission in the script's reply
+REPLY_SIZE = 12  # values per admission in the script's reply
 
 
 def parse_replies(reply) -> list[Decision]:
@@ -241,7 +289,7 @@ def parse_replies(reply) -> list[Decision]:
         r = reply[i:i + REPLY_SIZE]
         requests, tokens = (r[5], r[6], r[7]), (r[8], r[9], r[10])
         if r[0] == 1:
-            decisions.append(Decision(True, at=at, requests=requests, tokens=tokens))
+            decisions.append(Decision(True, at=at, requests=requests, tokens=tokens, leased=r[11] == 1))
         else:
             kind = r[2].decode() if isinstance(r[2], bytes) else r[2]
             decisions.append(Decision(False, scope=r[1] - 1, kind=kind, retry_ms=r[3], limit=r[4], requests=requests,
@@ -249,17 +297,17 @@ def parse_replies(reply) -> list[Decision]:
     return decisions
 
 
-def admit_args(scopes, member: str, tokens: int) -> list:
-    """One admission's part of the script's ARGV."""
-    args = [member, tokens, len(scopes)]
+def admit_args(scopes, member: str, tokens: int, cost: int = 0, lease: tuple = ("", 0)) -> list:
+    """One admission's part of the script's ARGV (cost: micro-roubles; lease: a credential's lease set and limit)."""
+    args = [member, tokens, cost, *lease, len(scopes)]
     for scope in scopes:
         args += scope.args
     return args
 
 
-def settle_args(scopes, member: str, delta: int, at: int, day: str) -> list:
+def settle_args(scopes, member: str, delta: int, at: int, day: str, cost_delta: int = 0, lease: str = "") -> list:
     """One settle's part of the script's ARGV."""
-    args = [member, delta, at, day, len(scopes)]
+    args = [member, delta, cost_delta, at, day, lease, len(scopes)]
     for scope in scopes:
         args += scope.args
     return args
@@ -274,7 +322,7 @@ class LocalLimiter:
         self.clock = clock
         self.windows: dict[str, dict[int, int]] = {}
         self.leases: dict[str, dict[str, int]] = {}
-        self.counters: dict[str, tuple[str, int]] = {}  # prefix:d / prefix:m → (day or month, tokens)
+        self.counters: dict[str, tuple[str, int]] = {}  # prefix:d / :m / :$ → (day or month, tokens or micro-roubles)
 
     def _share(self, quota: int) -> int:
         return quota if self.divisor == 1 else max(1, quota // self.divisor)
@@ -303,11 +351,17 @@ class LocalLimiter:
         first = live[0][0] if live else cur
         return (buckets, cur, cost), (first + WINDOW_BUCKETS + 1) * width - now, total
 
-    def admit(self, scopes, member: str, tokens: int, day: str, lease_ms: int = LEASE_MS) -> Decision:
-        now, month = self._now(), day[:6]
+    def seed(self, key: str, month: str, spent: int) -> None:
+        """A budget counter's month-to-date spend (kept if another seed came first, as SET NX)."""
+        current = self.counters.get(key)
+        if current is None or current[0] != month:
+            self.counters[key] = (month, -(-spent // self.divisor))
+
+    def admit(self, scopes, member: str, tokens: int, day: str, lease_ms: int = LEASE_MS, cost: int = 0) -> Decision:
+        now, month, money = self._now(), day[:6], cost
         writes, best, refused = [], {"r": (2.0, 0, 0, 0), "t": (2.0, 0, 0, 0)}, None
         for i, scope in enumerate(scopes):
-            rq, rp, tq, tp, conc, dq, mq = scope.numbers
+            rq, rp, tq, tp, conc, dq, mq, bq = scope.numbers
             for slot, quota, period, cost, kind in (("r", rq, rp, 1, "requests"), ("t", tq, tp, tokens, "tokens")):
                 if not period:
                     continue
@@ -338,7 +392,16 @@ class LocalLimiter:
                     used = current[1] if current is not None and current[0] == period else 0
                     if used + tokens > quota:
                         refused = refused or (i, kind, CALENDAR, quota)
-                    writes.append((key, period, used))
+                    writes.append((key, period, used, tokens))
+            if bq:
+                quota = self._share(bq - 1) if bq > 1 else 0
+                current = self.counters.get(scope.budget_key)
+                if current is None or current[0] != month:
+                    refused = refused or (i, SEED, 0, quota)
+                else:
+                    if current[1] >= quota or current[1] + money > quota:
+                        refused = refused or (i, "budget", CALENDAR, quota)
+                    writes.append((scope.budget_key, month, current[1], money))
         if refused is not None:
             i, kind, retry, quota = refused
             return Decision(False, scope=i, kind=kind, retry_ms=retry, limit=quota, requests=best["r"][1:],
@@ -347,16 +410,16 @@ class LocalLimiter:
             if len(write) == 1:
                 write[0][member] = now + lease_ms
             elif isinstance(write[0], str):
-                self.counters[write[0]] = (write[1], write[2] + tokens)
+                self.counters[write[0]] = (write[1], write[2] + write[3])
             else:
-                buckets, bucket, cost = write
-                buckets[bucket] = buckets.get(bucket, 0) + cost
+                buckets, bucket, taken = write
+                buckets[bucket] = buckets.get(bucket, 0) + taken
         return Decision(True, at=now, requests=best["r"][1:], tokens=best["t"][1:])
 
-    def settle(self, scopes, member: str, delta: int, at: int, day: str) -> None:
+    def settle(self, scopes, member: str, delta: int, at: int, day: str, cost_delta: int = 0) -> None:
         month = day[:6]
         for scope in scopes:
-            rq, rp, tq, tp, conc, dq, mq = scope.numbers
+            rq, rp, tq, tp, conc, dq, mq, bq = scope.numbers
             if delta and tp:
                 buckets = self.windows.get(f"{scope.prefix}:t")
                 bucket = at // max(1, tp // WINDOW_BUCKETS)
@@ -368,6 +431,10 @@ class LocalLimiter:
                     current = self.counters.get(key)
                     if quota and current is not None and current[0] == period:
                         self.counters[key] = (period, current[1] + delta)
+            if bq and cost_delta:
+                current = self.counters.get(scope.budget_key)
+                if current is not None and current[0] == month:
+                    self.counters[scope.budget_key] = (month, current[1] + cost_delta)
             if conc:
                 self.leases.get(f"{scope.prefix}:c", {}).pop(member, None)
 

@@ -11,6 +11,17 @@ tokens billed (accounting.record_usage adds them up), the concurrency lease is g
 go out with the process's next call (its sender sends whatever waits, settles and admissions, in one
 EVALSHA), never on a request's path. Leases still held are renewed by apps.common.leases.
 
+Budgets (a key's, an organisation's monthly roubles) ride in the same call: the request reserves its
+upper-bound cost — its token reservation priced at the highest input and output prices among its
+route's targets (a fallback may cost more than the first choice), VAT included, in whole micro-roubles —
+and settles to the cost its usage records carry. Over budget: 429 `insufficient_quota`, as OpenAI answers an
+exhausted quota (its error-codes guide; LiteLLM's max-budget limiter also answers 429). A budget
+counter lives in Redis for its month; when it is missing (the month is new, or Redis lost its data) the
+script refuses with SEED and the counter is seeded from the database's month-to-date spend (usage rows,
+`SET NX`, so the first seed of all processes wins), then the request is decided again. What the
+seed misses: usage not yet written by the usage writer (seconds of traffic) and requests in flight during
+a Redis restart. The database unreachable at that moment answers 503: money is not admitted blind.
+
 Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
 admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
 answers 503; either way Redis is not asked again for DOWN_PAUSE seconds, so no request waits on it.
@@ -20,20 +31,25 @@ import asyncio
 import datetime
 import logging
 import time
+from decimal import ROUND_CEILING, Decimal
 from zoneinfo import ZoneInfo
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from apps.common import leases
 from apps.common import redis as shared_redis
 from apps.common.errors import ApiError
 from apps.common.metrics import LIMIT_REFUSALS
+from apps.usage.pricing import cost_of
 
 from .limiter import (
     CALENDAR,
     LEASE_MS,
     LIMITS,
+    MONTH_TTL,
     NEVER,
+    SEED,
     LocalLimiter,
     Scope,
     admit_args,
@@ -64,13 +80,22 @@ class Admission:
     """One admitted request: what it reserved, what it used (added up as usage is recorded) and how
     to give back the difference. `headers` are the x-ratelimit-* of its answer."""
 
-    __slots__ = ("backend", "scopes", "member", "reserved", "used", "at", "day", "headers", "leased", "settled")
+    __slots__ = ("backend", "scopes", "member", "reserved", "used", "cost", "spent", "at", "day", "headers", "leased",
+                 "settled", "credential")
 
-    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased):
+    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased, cost=None, credential=""):
         self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
         self.at, self.day, self.headers, self.leased = at, day, headers, leased
-        self.used = 0
+        self.cost = cost  # micro-roubles reserved; None: no budget applies
+        self.credential = credential  # the lease set of the first target's credential it holds a place in ('')
+        self.used = self.spent = 0
         self.settled = False
+
+    def add(self, usage, model) -> None:
+        """An attempt's billed usage (accounting.record_usage): tokens, and its cost when a budget applies."""
+        self.used += usage.prompt_tokens + usage.completion_tokens
+        if self.cost is not None and model is not None:
+            self.spent += micro_cost(usage, model)
 
     def settle(self) -> None:
         """Once, on every path (success, error, disconnect, cancellation): tokens to what was used, lease back."""
@@ -78,16 +103,22 @@ class Admission:
             return
         self.settled = True
         delta = self.used - self.reserved
-        if not (self.leased or delta):
+        if not (self.leased or delta or self.cost_delta or self.credential):
             return
         if self.backend is _REDIS:
             for lease_key in self.lease_keys():
                 leases.drop(lease_key, self.member)
+            if self.credential:
+                leases.ungrant(self.credential, self.member)
             _pending.append(self)
             _settle_soon()
         else:
             _leased.pop(self.member, None)
-            self.backend.settle(self.scopes, self.member, delta, self.at, self.day)
+            self.backend.settle(self.scopes, self.member, delta, self.at, self.day, self.cost_delta)
+
+    @property
+    def cost_delta(self) -> int:
+        return self.spent - self.cost if self.cost is not None else 0
 
     def lease_keys(self) -> list[str]:
         return [s.prefix + ":c" for s in self.scopes if s.limits.concurrent]
@@ -99,7 +130,7 @@ def _scope(kind: str, ident, label: str, limits) -> Scope:
         if len(_scopes) >= MAX_SCOPES:
             _scopes.clear()
         found = _scopes[(kind, ident, limits)] = Scope.build(
-            f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:{kind}:{ident}", label, limits)
+            f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:{kind}:{ident}", label, limits, (kind, ident))
     return found
 
 
@@ -115,22 +146,37 @@ def scopes_for(key, model) -> tuple:
     return scopes
 
 
-async def admit(key, model, member: str, reserve) -> Admission | None:
-    """Admit one request, or raise ApiError 429 (limits) / 503 (Redis unreachable, failing closed).
+async def admit(key, plan, member: str, reserve) -> Admission | None:
+    """Admit one request, or raise ApiError 429 (limits, budgets) / 503 (Redis unreachable, failing closed).
 
-    reserve: a function returning the request's token upper bound, called only when a token limit
-    applies. None when no limit applies (nothing to settle)."""
-    scopes = scopes_for(key, model)
+    plan: the request's route (apps.routing.router.Plan: its targets' models, the first called first;
+    None: no model). reserve: a function
+    returning the request's upper bound as (prompt tokens, answer tokens), called only when a token
+    limit or a budget applies. None when no limit applies (nothing to settle)."""
+    scopes = scopes_for(key, plan.targets[0].model if plan is not None else None)
     if not scopes:
         return None
-    tokens = reserve() if any(s.limits.limits_tokens for s in scopes) else 0
+    tokens, cost = 0, None
+    if any(s.limits.limits_tokens for s in scopes):
+        prompt, answer = reserve()
+        tokens = prompt + answer
+        if any(s.limits.budget is not None for s in scopes):
+            cost = upper_cost(prompt, answer, [t.model for t in plan.targets] if plan is not None else [])
     day = calendar()
-    backend, decision = await _decide(scopes, member, tokens, day)
+    lease = _lease_of(plan)
+    for _ in range(len(scopes) + 1):  # each budget counter needs seeding at most once
+        backend, decision = await _decide(scopes, member, tokens, day, cost or 0, lease)
+        if decision.admitted or decision.kind != SEED:
+            break
+        await _seed(backend, scopes[decision.scope], day)
     headers = _headers(decision)
     if not decision.admitted:
-        raise _refusal(scopes[decision.scope], decision, tokens, headers)
+        raise _refusal(scopes[decision.scope], decision, tokens, headers, cost)
     leased = any(s.limits.concurrent for s in scopes)
-    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased)
+    credential = lease[0] if decision.leased else ""
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased, cost, credential)
+    if credential:
+        leases.grant(credential, member)
     if leased and backend is _REDIS:
         for lease_key in admission.lease_keys():
             leases.hold(lease_key, member)
@@ -144,13 +190,25 @@ class _Unreachable(Exception):
     """Redis did not decide (down, refusing, or slower than XROUTER_LIMITS_TIMEOUT)."""
 
 
-async def _decide(scopes, member, tokens, day):
+def _lease_of(plan) -> tuple:
+    """The first target's capped credential (lease set, limit), or ("", 0)."""
+    if plan is None or not plan.targets:
+        return NO_LEASE
+    slot = getattr(plan.targets[0], "adapter", None)
+    found = slot.lease_slot() if slot is not None else None
+    return found or NO_LEASE
+
+
+NO_LEASE = ("", 0)
+
+
+async def _decide(scopes, member, tokens, day, cost, lease=NO_LEASE):
     client = shared_redis.client()
     if client is None:
-        return _local, _local.admit(scopes, member, tokens, day)
+        return _local, _local.admit(scopes, member, tokens, day, cost=cost)
     if time.monotonic() >= _down_until:
         future = asyncio.get_running_loop().create_future()
-        _admits.append((scopes, member, tokens, day, future))
+        _admits.append((scopes, member, tokens, cost, lease, day, future))
         _start_sender()
         try:
             return _REDIS, await future
@@ -159,7 +217,72 @@ async def _decide(scopes, member, tokens, day):
     if settings.XROUTER["LIMITS_FAIL"] == "closed":
         raise ApiError(503, "Rate limits cannot be checked right now (the limiter is unreachable); retry shortly.",
                        code="service_unavailable", headers={"retry-after": "1"})
-    return _fallback, _fallback.admit(scopes, member, tokens, day)
+    return _fallback, _fallback.admit(scopes, member, tokens, day, cost=cost)
+
+
+# --- budgets: prices, and seeding a month's counter from the database ---
+MILLION = Decimal(1_000_000)
+THOUSAND = Decimal(1000)
+
+
+def upper_cost(prompt: int, answer: int, models) -> int:
+    """Micro-roubles a request may cost at most: its tokens at the highest prices of its targets
+    (catalog prices: roubles per 1,000 tokens, VAT included, the ones in effect now), rounded up."""
+    input_price = max((m.input_price for m in models), default=0)
+    output_price = max((m.output_price for m in models), default=0)
+    return int(((prompt * input_price + answer * output_price) * THOUSAND).to_integral_value(ROUND_CEILING))
+
+
+def micro_cost(usage, model) -> int:
+    """What a usage record of this usage costs (apps.usage.pricing.cost_of), in micro-roubles."""
+    return int(cost_of({"prompt_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+                        "completion_tokens": usage.completion_tokens, "input_price": model.input_price,
+                        "output_price": model.output_price, "cached_input_price": model.cached_input_price})
+               * MILLION)
+
+
+async def _seed(backend, scope: Scope, day: str) -> None:
+    """Seed a budget counter with the month-to-date spend of its key or organisation (the usage rows)."""
+    month = day[:6]
+    try:
+        spent = await sync_to_async(_spend_in_worker, thread_sensitive=False)(scope.owner, month)
+    except Exception as exc:
+        log.warning("budget: the month-to-date spend of %s could not be read (%s)", scope.label, type(exc).__name__)
+        raise ApiError(503, "Budgets cannot be checked right now (the database is unreachable); retry shortly.",
+                       code="service_unavailable", headers={"retry-after": "5"}) from None
+    if backend is _REDIS:
+        try:
+            async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
+                await shared_redis.client().set(f"{scope.budget_key}:{month}", spent, nx=True, ex=MONTH_TTL)
+        except Exception as exc:
+            log.warning("budget: the counter of %s could not be seeded (%s)", scope.label, type(exc).__name__)
+            raise ApiError(503, "Budgets cannot be checked right now; retry shortly.", code="service_unavailable",
+                           headers={"retry-after": "1"}) from None
+    else:
+        backend.seed(scope.budget_key, month, spent)
+
+
+def _spend_in_worker(owner: tuple, month: str) -> int:
+    from django.db import connections
+
+    try:
+        return month_to_date_spend(owner, month)
+    finally:
+        connections.close_all()  # this worker thread's own: a gateway holds no idle database connection
+
+
+def month_to_date_spend(owner: tuple, month: str) -> int:
+    """Micro-roubles billed this calendar month (TIME_ZONE) to an API key ("k", id) or organisation ("o", id)."""
+    from django.db.models import Sum
+
+    from apps.usage.models import UsageRecord
+
+    kind, ident = owner
+    start = datetime.datetime(int(month[:4]), int(month[4:]), 1, tzinfo=ZoneInfo(settings.TIME_ZONE))
+    rows = UsageRecord.objects.filter(created_at__gte=start)
+    rows = rows.filter(api_key_id=ident) if kind == "k" else rows.filter(organisation_id=ident)
+    total = rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    return int((total * MILLION).to_integral_value(ROUND_CEILING))
 
 
 def _settle_soon() -> None:
@@ -202,11 +325,11 @@ async def _send_batch() -> None:
         _admits = []
     batch, _admits = _admits[:MAX_BATCH], _admits[MAX_BATCH:]
     settles, _pending = _pending[:MAX_BATCH], _pending[MAX_BATCH:]
-    args = [batch[0][3] if batch else calendar(), LEASE_MS, len(settles)]
+    args = [batch[0][5] if batch else calendar(), LEASE_MS, len(settles)]
     for a in settles:
-        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day)
-    for scopes, member, tokens, _, _ in batch:
-        args += admit_args(scopes, member, tokens)
+        args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day, a.cost_delta, a.credential)
+    for scopes, member, tokens, cost, lease, _, _ in batch:
+        args += admit_args(scopes, member, tokens, cost, lease)
     try:
         async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
             decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
@@ -223,19 +346,37 @@ async def _send_batch() -> None:
                 if not future.done():
                     future.set_exception(_Unreachable())
         return
-    for (scopes, member, tokens, day, future), decision in zip(batch, decisions, strict=True):
+    for (scopes, member, tokens, cost, lease, day, future), decision in zip(batch, decisions, strict=True):
         if not future.done():
             future.set_result(decision)
         elif decision.admitted:  # its request was cancelled while waiting: give back what it took
-            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True).settle()
+            Admission(_REDIS, scopes, member, tokens, decision.at, day, {}, True, cost or None,
+                      lease[0] if decision.leased else "").settle()
 
 
 NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "concurrent": "concurrent requests",
          "day": "tokens per day", "month": "tokens per month"}
 
 
-def _refusal(scope: Scope, decision, tokens: int, headers: dict) -> ApiError:
-    LIMIT_REFUSALS.labels(scope.label.rsplit(" ", 1)[0], decision.kind).inc()  # "API key", "organisation", "model"
+def _kind(scope: Scope) -> str:
+    """The scope's kind for /metrics (bounded: never the key or the organisation itself)."""
+    label = scope.label
+    return "key" if label.startswith("API key") else "organisation" if "organisation" in label else \
+        "model" if label.startswith("model") else "other"
+
+
+def _refusal(scope: Scope, decision, tokens: int, headers: dict, cost: int | None) -> ApiError:
+    LIMIT_REFUSALS.labels(_kind(scope), decision.kind).inc()
+    if decision.kind == SEED:  # still unseeded after seeding: Redis lost it again at once
+        return ApiError(503, "Budgets cannot be checked right now; retry shortly.", code="service_unavailable",
+                        headers={"retry-after": "1"})
+    if decision.kind == "budget":
+        renews = datetime.datetime.fromtimestamp(calendar_reset("month"), ZoneInfo(settings.TIME_ZONE))
+        headers["retry-after"] = str(max(1, int(calendar_reset("month") - time.time())))
+        return ApiError(429, f"The monthly budget of {scope.label} ({_roubles(decision.limit)} RUB, VAT included) "
+                             f"does not cover this request (up to {_roubles(cost or 0)} RUB). It renews on "
+                             f"{renews:%Y-%m-%d} ({settings.TIME_ZONE}); an administrator can raise it sooner.",
+                        code="insufficient_quota", type_="insufficient_quota", headers=headers)
     limits = scope.limits
     rate = limits.requests if decision.kind == "requests" else limits.tokens
     what = NAMES[decision.kind].format(period=_period(rate.seconds) if rate else "")
@@ -250,6 +391,10 @@ def _refusal(scope: Scope, decision, tokens: int, headers: dict) -> ApiError:
         message = f"Rate limit reached for {scope.label} on {what}: limit {decision.limit}. Please try again in {_duration(retry_ms)}."
     headers["retry-after"] = str(max(1, -(-retry_ms // 1000)))
     return ApiError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
+def _roubles(micro: int) -> str:
+    return f"{Decimal(micro) / MILLION:.2f}" if micro % 10_000 == 0 else f"{Decimal(micro) / MILLION:.6f}"
 
 
 def _headers(decision) -> dict:

@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
+from apps.limits.addresses import limited
+
 from . import login, members, oauth_views, oidc, security, views
 
 app_name = "portal"
@@ -14,7 +16,7 @@ urlpatterns = [
     path("playground/", views.playground, name="playground"),
     path("usage/", views.usage, name="usage"),
     path("usage.csv", views.usage_csv, name="usage_csv"),
-    path("signup/", views.signup, name="signup"),
+    path("signup/", limited("signup")(views.signup), name="signup"),
     path("signup/confirm/<uidb64>/<token>/", views.signup_confirm, name="signup_confirm"),
     path("security/", security.security, name="security"),
     path("members/", members.members_home, name="members_home"),
@@ -32,8 +34,8 @@ urlpatterns = [
 
 # Django's names (login, logout, password_reset…), as its auth views and templates expect them.
 auth_urlpatterns = [
-    path("accounts/login/", login.LoginView.as_view(), name="login"),
-    path("accounts/login/code/", login.login_code, name="login_code"),
+    path("accounts/login/", limited("login")(login.LoginView.as_view()), name="login"),
+    path("accounts/login/code/", limited("login")(login.login_code), name="login_code"),
     path("accounts/login/oidc/", oidc.oidc_start, name="oidc_login"),
     path("accounts/login/oidc/callback/", oidc.oidc_callback, name="oidc_callback"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -24,7 +24,8 @@ def test_members_list_their_organisations_with_their_role(alice, bob, charlie, a
     assert [o["name"] for o in signed_in(alice).get(orgs_url()).json()["results"]] == ["acme"]
     one = signed_in(alice).get(orgs_url(acme)).json()
     assert one == {"id": acme.id, "name": "acme", "is_active": True, "allowed_models": [], "residency": "", "role": "owner",
-                   "created_at": one["created_at"]}
+                   "monthly_budget": None, "requests_rate": "", "tokens_rate": "", "max_concurrent": None,
+                   "tokens_per_day": None, "tokens_per_month": None, "created_at": one["created_at"]}
 
 
 @pytest.mark.django_db
@@ -39,6 +40,20 @@ def test_owners_and_admins_change_the_policy_and_it_bounds_new_keys(alice, bob, 
     assert key.status_code == 201 and key.json()["allowed_models"] == ["gigachat/lite"] and key.json()["residency"] == "RU"
     wide = signed_in(bob).post("/api/v1/keys/", {"name": "wide", "allowed_models": ["openai/*"]}, format="json")
     assert wide.status_code == 403 and "policy of acme" in wide.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_owners_set_the_monthly_budget_but_not_the_operators_limits(alice, bob, acme, signed_in):
+    changed = signed_in(alice).patch(orgs_url(acme), {"monthly_budget": "25000.00", "requests_rate": "100000/min"},
+                                     format="json")
+    assert changed.status_code == 200, changed.json()
+    assert changed.json()["monthly_budget"] == "25000.00" and changed.json()["requests_rate"] == ""  # read-only
+    acme.refresh_from_db()
+    assert str(acme.monthly_budget) == "25000.00" and acme.requests_rate == ""
+    bad = signed_in(alice).patch(orgs_url(acme), {"monthly_budget": "-1"}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "monthly_budget"
+    assert signed_in(bob).patch(orgs_url(acme), {"monthly_budget": None}, format="json").status_code == 403
+    assert signed_in(alice).patch(orgs_url(acme), {"monthly_budget": None}, format="json").json()["monthly_budget"] is None
 
 
 @pytest.mark.django_db

@@ -2,6 +2,7 @@
 path parsed, and bounded by the parent's for a key-created key (the one rights check)."""
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -26,6 +27,16 @@ def test_create_api_key_takes_rpm_tpm_and_concurrency(capsys):
 
 
 @pytest.mark.django_db
+def test_create_api_key_takes_a_monthly_budget_in_roubles_and_a_cost_centre():
+    call_command("create_api_key", "--user", "bob", "--name", "budgeted", "--budget", "1000", "--cost-centre", "R&D")
+    key = ApiKey.objects.get(user__username="bob", name="budgeted")
+    assert (key.monthly_budget, key.cost_centre) == (Decimal("1000.00"), "R&D")
+    for bad in ("-5", "12.345", "lots", "NaN"):
+        with pytest.raises(CommandError, match="budget"):
+            call_command("create_api_key", "--user", "bob", "--budget", bad)
+
+
+@pytest.mark.django_db
 def test_a_child_key_never_exceeds_its_parents_limits(alice):
     parent, _ = key_create(user=alice, name="parent", scopes=["chat", "keys:manage"], requests_rate="60/min",
                            max_concurrent=5)
@@ -40,6 +51,21 @@ def test_a_child_key_never_exceeds_its_parents_limits(alice):
             key_create(user=alice, name="wider", parent=parent, **wider)
     with pytest.raises(ValidationError):
         key_create(user=alice, name="bad", parent=parent, requests_rate="lots")
+
+
+@pytest.mark.django_db
+def test_a_child_key_never_exceeds_its_parents_budget(alice):
+    parent, _ = key_create(user=alice, name="parent", scopes=["chat", "keys:manage"], monthly_budget=Decimal("1000"))
+    assert key_create(user=alice, name="inherits", parent=parent)[0].monthly_budget == Decimal("1000")
+    assert key_create(user=alice, name="smaller", parent=parent, monthly_budget="250.50")[0].monthly_budget == \
+        Decimal("250.50")
+    for wider in (Decimal("1000.01"), None, ""):
+        with pytest.raises(PermissionDenied):
+            key_create(user=alice, name="wider", parent=parent, monthly_budget=wider)
+    child, _ = key_create(user=alice, name="child", parent=parent)
+    child.monthly_budget = Decimal("5000")
+    with pytest.raises(PermissionDenied):
+        key_update(child, ["monthly_budget"])
 
 
 @pytest.mark.django_db
@@ -72,6 +98,21 @@ def test_the_management_api_sets_limits_within_the_calling_keys(alice):
     assert bad.status_code == 400 and "60/min" in bad.content.decode()
 
 
+@pytest.mark.django_db
+def test_the_management_api_sets_budgets_within_the_calling_keys(alice):
+    _, plaintext = key_create(user=alice, name="admin-key", scopes=["chat", "keys:manage"],
+                              monthly_budget=Decimal("500"))
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    created = api.post("/api/v1/keys/", {"name": "svc", "monthly_budget": "99.90", "cost_centre": "marketing"},
+                       format="json")
+    assert created.status_code == 201, created.content
+    assert (created.json()["monthly_budget"], created.json()["cost_centre"]) == ("99.90", "marketing")
+    assert api.post("/api/v1/keys/", {"name": "greedy", "monthly_budget": "501"}, format="json").status_code == 403
+    for bad in ("-1", "1.005", "much"):
+        assert api.post("/api/v1/keys/", {"name": "bad", "monthly_budget": bad}, format="json").status_code == 400
+
+
 def test_the_request_path_gets_the_limits_parsed(django_db_setup, django_db_blocker):
     import uuid
 
@@ -79,10 +120,12 @@ def test_the_request_path_gets_the_limits_parsed(django_db_setup, django_db_bloc
     from apps.accounts.services import membership_add
 
     with django_db_blocker.unblock():
-        org = Organisation.objects.create(name=f"limited-{uuid.uuid4().hex[:6]}", tokens_per_month=10**6)
+        org = Organisation.objects.create(name=f"limited-{uuid.uuid4().hex[:6]}", tokens_per_month=10**6,
+                                          monthly_budget=Decimal("12.34"))
         owner = User.objects.create(username=f"erin-{uuid.uuid4().hex[:6]}")
         membership_add(org, owner, Membership.Role.DEVELOPER)
-        _, plaintext = key_create(user=owner, name="k", organisation=org, requests_rate="50/min", max_concurrent=5)
+        _, plaintext = key_create(user=owner, name="k", organisation=org, requests_rate="50/min", max_concurrent=5,
+                                  monthly_budget=Decimal("0"))
         info = asyncio.run(akey_info_for(plaintext))
-    assert info.limits == Limits(requests=Rate(50, 60), concurrent=5)
-    assert info.organisation_limits == Limits(tokens_per_month=10**6)
+    assert info.limits == Limits(requests=Rate(50, 60), concurrent=5, budget=0)  # a zero budget refuses everything
+    assert info.organisation_limits == Limits(tokens_per_month=10**6, budget=12_340_000)  # micro-roubles

@@ -5,6 +5,7 @@ in-process limiter without REDIS_URL, and what happens when Redis is unreachable
 import asyncio
 import socket
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
@@ -14,6 +15,7 @@ from apps.keys.selectors import KeyInfo
 from apps.limits import services
 from apps.limits.estimate import DEFAULT_OUTPUT_CAP, MESSAGE_OVERHEAD, chat_reservation, embeddings_reservation
 from apps.limits.limiter import LocalLimiter
+from apps.providers.adapters.base import Usage
 
 KEY = KeyInfo(id=901, prefix="0badc0de", name="k", user_id=1, organisation_id=None, allowed_models=(), residency="",
               expires_at=None)
@@ -32,7 +34,7 @@ def _admit_many(key, count):
         out = []
         for n in range(count):
             try:
-                out.append(await services.admit(key, None, f"m{n}", lambda: 10))
+                out.append(await services.admit(key, None, f"m{n}", lambda: (10, 0)))
             except ApiError as exc:
                 out.append(exc)
         return out
@@ -60,12 +62,12 @@ def test_settling_gives_the_lease_back(settings):
     key = replace(KEY, limits=Limits(concurrent=1))
 
     async def run():
-        first = await services.admit(key, None, "a", lambda: 0)
+        first = await services.admit(key, None, "a", lambda: (0, 0))
         with pytest.raises(ApiError):
-            await services.admit(key, None, "b", lambda: 0)
+            await services.admit(key, None, "b", lambda: (0, 0))
         first.settle()
         first.settle()  # once only, whatever the paths
-        return await services.admit(key, None, "c", lambda: 0)
+        return await services.admit(key, None, "c", lambda: (0, 0))
 
     assert asyncio.run(run()) is not None
 
@@ -96,7 +98,7 @@ def test_a_redis_that_never_answers_costs_a_request_the_timeout_then_nothing(set
 
         async def at_once():
             services._down_until = 0.0
-            return await asyncio.gather(*(services.admit(key, None, f"c{n}", lambda: 0) for n in range(20)))
+            return await asyncio.gather(*(services.admit(key, None, f"c{n}", lambda: (0, 0)) for n in range(20)))
 
         # Twenty waiting together: one call times out for all of them, none waits twice.
         together = asyncio.run(asyncio.wait_for(at_once(), 10))
@@ -112,7 +114,64 @@ def test_the_reservation_counts_characters_messages_tools_and_the_answer_cap():
             "tools": [{"type": "function", "function": {"name": "f"}}], "response_format": {"type": "json_object"}}
     tools, response_format = '[{"type":"function","function":{"name":"f"}}]', '{"type":"json_object"}'
     base = len("Будь краток") + len("Привет") + 2 * MESSAGE_OVERHEAD + len(tools) + len(response_format)
-    assert chat_reservation(body, model) == base + 700
-    assert chat_reservation({**body, "max_tokens": 50, "n": 3}, model) == base + 150
-    assert chat_reservation(body, None) == base + DEFAULT_OUTPUT_CAP
-    assert embeddings_reservation(["abc", "дв", [1, 2, 3, 4]]) == 9
+    assert chat_reservation(body, model) == (base, 700)
+    assert chat_reservation({**body, "max_tokens": 50, "n": 3}, model) == (base, 150)
+    assert chat_reservation(body, None) == (base, DEFAULT_OUTPUT_CAP)
+    assert embeddings_reservation(["abc", "дв", [1, 2, 3, 4]]) == (9, 0)
+
+
+class _Model:
+    def __init__(self, input_price, output_price, cached="0"):
+        self.input_price, self.output_price = Decimal(input_price), Decimal(output_price)
+        self.cached_input_price, self.public_id, self.limits = Decimal(cached), "p/m", None
+
+
+class _Plan:
+    def __init__(self, *models):
+        self.targets = [type("T", (), {"model": m})() for m in models]
+
+
+def test_the_upper_cost_takes_the_dearest_target_and_rounds_up():
+    cheap, dear = _Model("0.50", "1.00"), _Model("0.20", "3.00")
+    # 10 prompt tokens at 0.50 ₽ and 5 answer tokens at 3.00 ₽ per 1,000: 0.02 ₽ = 20,000 micro-roubles.
+    assert services.upper_cost(10, 5, [cheap, dear]) == 20_000
+    assert services.upper_cost(1, 0, [_Model("0.0000001", "0")]) == 1  # a fraction of a micro-rouble is one
+    usage = Usage(prompt_tokens=7, completion_tokens=3, cached_tokens=2)
+    # What the usage record says (apps.usage.pricing): (5 × 0.50 + 2 × 0.10 + 3 × 1.00) / 1,000 ₽.
+    assert services.micro_cost(usage, _Model("0.50", "1.00", cached="0.10")) == 5_700
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_budget_reserves_the_upper_cost_and_settles_to_the_billed_cost(settings):
+    settings.REDIS_URL = ""
+    key = replace(KEY, id=90_001, limits=Limits(budget=20_000))  # 0.02 ₽ a month, nothing spent yet
+    plan = _Plan(_Model("0.50", "1.00"))  # (10 × 0.50 + 5 × 1.00) / 1,000 ₽ = 10,000 micro-roubles reserved
+
+    async def run():
+        first = await services.admit(key, plan, "a", lambda: (10, 5))
+        second = await services.admit(key, plan, "b", lambda: (10, 5))
+        with pytest.raises(ApiError) as refused:
+            await services.admit(key, plan, "c", lambda: (10, 5))
+        for admission in (first, second):
+            admission.add(Usage(prompt_tokens=4, completion_tokens=2), plan.targets[0].model)  # 4,000 each
+            admission.settle()
+        return refused.value, await services.admit(key, plan, "d", lambda: (10, 5))  # 8,000 + 10,000 fit
+
+    refused, fourth = asyncio.run(run())
+    assert (refused.status, refused.code, refused.type) == (429, "insufficient_quota", "insufficient_quota")
+    assert "0.02 RUB" in refused.message and "0.01 RUB" in refused.message and refused.headers["retry-after"]
+    assert fourth is not None and fourth.cost == 10_000
+
+
+def test_a_granted_credential_lease_is_taken_once_and_gone_after_the_request():
+    from apps.common import leases
+
+    async def run():
+        leases.grant("lease:cred", "req-1")
+        taken = leases.take_granted("lease:cred"), leases.take_granted("lease:cred")  # a second attempt: its own
+        leases.grant("lease:cred", "req-2")
+        leases.ungrant("lease:cred", "req-2")  # the request settled without using it
+        return taken, leases.take_granted("lease:cred"), ("lease:cred", "req-2") in leases._held
+
+    assert asyncio.run(run()) == (("req-1", None), None, False)
+    leases._held.pop(("lease:cred", "req-1"), None)

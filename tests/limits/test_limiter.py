@@ -13,6 +13,7 @@ from apps.limits.limiter import (
     LEASE_MS,
     LIMITS,
     NEVER,
+    SEED,
     LocalLimiter,
     Scope,
     admit_args,
@@ -40,12 +41,16 @@ class RedisScript:
         self.script = client.register_script(LIMITS)
         self.renew_script = client.register_script(RENEW)
 
-    def admit(self, scopes, member, tokens, day, lease_ms=LEASE_MS):
-        [decision] = parse_replies(self.script(args=[day, lease_ms, 0, *admit_args(scopes, member, tokens)]))
+    def admit(self, scopes, member, tokens, day, lease_ms=LEASE_MS, cost=0):
+        [decision] = parse_replies(self.script(args=[day, lease_ms, 0, *admit_args(scopes, member, tokens, cost)]))
         return decision
 
-    def settle(self, scopes, member, delta, at, day):
-        assert parse_replies(self.script(args=[day, LEASE_MS, 1, *settle_args(scopes, member, delta, at, day)])) == []
+    def settle(self, scopes, member, delta, at, day, cost_delta=0):
+        args = [day, LEASE_MS, 1, *settle_args(scopes, member, delta, at, day, cost_delta)]
+        assert parse_replies(self.script(args=args)) == []
+
+    def seed(self, key, month, spent):
+        self.client.set(f"{key}:{month}", spent, nx=True)
 
     def renew(self, leases, lease_ms=LEASE_MS):
         self.renew_script(keys=[k for k, _ in leases], args=[lease_ms, *(m for _, m in leases)])
@@ -133,6 +138,36 @@ def test_daily_and_monthly_quotas_refuse_until_the_calendar_turns(limiter):
     month = scope(tokens_per_month=1000)
     assert admit(limiter, [month], tokens=1000).admitted
     assert admit(limiter, [month], tokens=1).kind == "month"
+
+
+def test_a_budget_counter_is_seeded_first_then_reserves_and_settles_money(limiter):
+    s = scope(budget=1_000_000)  # one rouble a month
+    first = limiter.admit([s], "a", 10, DAY, cost=300_000)
+    assert (first.admitted, first.kind, first.scope) == (False, SEED, 0)  # no counter yet: nothing taken
+    limiter.seed(s.budget_key, DAY[:6], 500_000)  # the month so far, from the database
+    limiter.seed(s.budget_key, DAY[:6], 0)  # a later seed (another process) does not overwrite it
+    first = limiter.admit([s], "a", 10, DAY, cost=300_000)
+    assert first.admitted
+    refused = limiter.admit([s], "b", 10, DAY, cost=300_000)  # 0.5 + 0.3 reserved + 0.3 > 1
+    assert (refused.admitted, refused.kind, refused.limit, refused.retry_ms) == (False, "budget", 1_000_000, CALENDAR)
+    limiter.settle([s], "a", 0, first.at, DAY, cost_delta=120_000 - 300_000)  # it cost 0.12
+    assert limiter.admit([s], "b", 10, DAY, cost=380_000).admitted  # exactly the rest: 0.5 + 0.12 + 0.38
+    assert limiter.admit([s], "c", 0, DAY, cost=0).kind == "budget"  # spent: even a free request waits
+    assert limiter.admit([s], "d", 0, "20261201", cost=0).kind == SEED  # a new month has a counter of its own
+
+
+def test_a_zero_budget_refuses_everything(limiter):
+    s = scope(budget=0)
+    limiter.seed(s.budget_key, DAY[:6], 0)
+    assert limiter.admit([s], "a", 0, DAY, cost=0).kind == "budget"
+
+
+def test_a_budget_refusal_takes_nothing_from_the_other_scopes(limiter):
+    key, org = scope(requests=Rate(2, 60)), scope(budget=100)
+    limiter.seed(org.budget_key, DAY[:6], 0)
+    assert limiter.admit([key, org], "a", 0, DAY, cost=101).kind == "budget"
+    assert limiter.admit([key, org], "b", 0, DAY, cost=100).admitted
+    assert limiter.admit([key], "c", 0, DAY).admitted  # the refused request took no request slot
 
 
 def test_concurrency_leases_are_given_back_by_settling(limiter):
@@ -242,6 +277,35 @@ def test_a_settle_in_the_same_call_frees_the_lease_for_an_admission_after_it():
         [next_one] = parse_replies(script(args=[DAY, LEASE_MS, 1, *settle_args([s], "first", 0, held.at, DAY),
                                                 *admit_args([s], "second", 0)]))
         assert next_one.admitted
+    finally:
+        for prefix in CREATED:
+            for key in client.scan_iter(prefix + ":*"):
+                client.delete(key)
+        CREATED.clear()
+        client.close()
+
+
+def test_the_admission_call_takes_the_first_targets_credential_lease_when_one_is_free():
+    need("Redis", bool(settings.REDIS_URL))
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    script = client.register_script(LIMITS)
+    s = scope(requests=Rate(10, 60))
+    lease = (s.prefix + ":credential", 1)  # a credential capped at one call at a time
+    try:
+        [first] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([s], "a", 0, 0, lease)]))
+        assert first.admitted and first.leased
+        assert client.zscore(lease[0], "a") is not None
+        [second] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([s], "b", 0, 0, lease)]))
+        assert second.admitted and not second.leased  # admitted all the same: its adapter waits, or falls back
+        [refused] = parse_replies(script(args=[DAY, LEASE_MS, 0, *admit_args([scope(requests=Rate(0, 60))], "c", 0, 0,
+                                                                               (s.prefix + ":other", 1))]))
+        assert not refused.admitted and not refused.leased and not client.exists(s.prefix + ":other")
+        # The settle gives the place back, in the same call as the next admission.
+        [third] = parse_replies(script(args=[DAY, LEASE_MS, 1, *settle_args([s], "a", 0, first.at, DAY, 0, lease[0]),
+                                             *admit_args([s], "c", 0, 0, lease)]))
+        assert third.leased
     finally:
         for prefix in CREATED:
             for key in client.scan_iter(prefix + ":*"):

@@ -4,6 +4,7 @@ PostgreSQL, against the provider emulators, driven over loopback HTTP by many cl
 import asyncio
 import time
 import uuid
+from decimal import Decimal
 
 import httpx
 import orjson
@@ -16,7 +17,7 @@ from tests.gateway.support import assert_error, chat_body
 
 MODEL = "mts/mws-gpt-alpha"
 BURST = 200
-TRIALS = 4  # the issue asks for 20; four keep the test near half a minute on a shared machine
+TRIALS = 20  # as the issue asks: 20 × 200 simultaneous requests, each trial with a fresh key (a fresh window)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +55,21 @@ async def _burst(bases: list[str], key: str, count: int, body: dict) -> list[htt
 
 
 def test_rpm_50_admits_exactly_50_of_200_simultaneous_requests_across_two_processes(two_gateways, limited_key):
-    for _ in range(TRIALS):
-        key = limited_key(requests_rate="50/min")  # a fresh window per trial
-        responses = asyncio.run(_burst(two_gateways, key, BURST, chat_body(MODEL, max_tokens=5)))
+    keys = [limited_key(requests_rate="50/min") for _ in range(TRIALS)]  # a fresh window per trial
+    body = chat_body(MODEL, max_tokens=5)
+
+    async def trials():
+        # One client for every trial: its connections stay open, so a trial's 200 requests start together.
+        limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=BURST)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            out = []
+            for key in keys:
+                headers = {"authorization": f"Bearer {key}"}
+                out.append(await asyncio.gather(*(client.post(two_gateways[i % 2] + "/chat/completions", json=body,
+                                                              headers=headers) for i in range(BURST))))
+            return out
+
+    for responses in asyncio.run(trials()):
         statuses = sorted(r.status_code for r in responses)
         assert statuses == [200] * 50 + [429] * 150, {s: statuses.count(s) for s in set(statuses)}
         ok = [r for r in responses if r.status_code == 200]
@@ -181,4 +194,145 @@ def test_a_model_cap_holds_across_tenants_and_processes(two_gateways, limited_ke
     finally:
         model.requests_rate = ""
         model.save(update_fields=["requests_rate"])
+        config_announce()
+
+
+# --- budgets: money reserved at admission, settled to the cost billed ---
+def _budget_key(budget: str) -> tuple[str, int]:
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    owner, _ = User.objects.get_or_create(username="limits-e2e")
+    key, plaintext = key_create(user=owner, name=f"budget-{uuid.uuid4().hex[:6]}", monthly_budget=Decimal(budget))
+    _forget_counters(key.id)
+    return plaintext, key.id
+
+
+def _forget_counters(key_id: int) -> None:
+    """A recreated test database reuses key ids: an earlier run's counters for this id must not count."""
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for counter in client.scan_iter(f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:k:{key_id}:*"):
+        client.delete(counter)
+    client.close()
+
+
+def _spend(key_id: int, expected_rows: int, timeout: float = 15.0) -> Decimal:
+    """The key's billed spend once the usage writer has stored `expected_rows` rows."""
+    from django.db.models import Count, Sum
+
+    from apps.usage.models import UsageRecord
+
+    deadline = time.monotonic() + timeout
+    while True:
+        found = UsageRecord.objects.filter(api_key_id=key_id).aggregate(n=Count("id"), spend=Sum("cost"))
+        if found["n"] >= expected_rows or time.monotonic() > deadline:
+            assert found["n"] == expected_rows, found
+            return found["spend"] or Decimal(0)
+        time.sleep(0.1)
+
+
+def test_a_concurrent_burst_never_overshoots_a_budget_across_two_processes(two_gateways, committed_db):
+    # 14 prompt tokens ("Привет" + 8) and 5 answer tokens reserve 19 × 0.50 ₽ / 1,000 = 0.0095 ₽ each:
+    # ten such reservations fit in 0.10 ₽ at once; settled to their actual (smaller) cost, more follow.
+    plaintext, key_id = _budget_key("0.10")
+    body = chat_body(MODEL, max_tokens=5)
+    answered, bursts = 0, 0
+    while bursts < 40:  # until a burst finds no room left (each admits what the settled spend leaves)
+        bursts += 1
+        responses = asyncio.run(_burst(two_gateways, plaintext, 50, body))
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 429}, statuses
+        answered += statuses.count(200)
+        for refused in (r for r in responses if r.status_code == 429):
+            error = assert_error(refused, 429, code="insufficient_quota", type_="insufficient_quota")
+            assert "monthly budget" in error["message"] and "0.10 RUB" in error["message"]
+            assert int(refused.headers["retry-after"]) > 0
+        if 200 not in statuses:
+            break
+        time.sleep(0.1)  # the settles of this burst reach Redis
+    assert 10 <= answered and bursts < 40
+    spend = _spend(key_id, answered)
+    assert spend <= Decimal("0.10"), spend  # settled spend never above the budget
+    assert spend > Decimal("0.10") - Decimal("0.0095")  # refused only when less than one reservation was left
+    # Redis's counter is the settled spend, exactly (micro-roubles): no reservation left behind.
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    month = next(k for k in client.scan_iter(f"{settings.XROUTER['REDIS_NAMESPACE']}:lim:k:{key_id}:$:*"))
+    assert int(client.get(month)) == int(spend * 1_000_000)
+    client.close()
+
+
+def test_a_lost_budget_counter_is_seeded_from_the_months_usage(two_gateways, committed_db):
+    """A Redis that lost its data (here: the counter deleted) does not forget what the month has cost."""
+    from apps.usage.models import UsageRecord
+
+    plaintext, key_id = _budget_key("1.00")
+    headers = {"authorization": f"Bearer {plaintext}"}
+    first = httpx.post(two_gateways[0] + "/chat/completions", headers=headers, json=chat_body(MODEL, max_tokens=5),
+                       timeout=30)
+    assert first.status_code == 200
+    _forget_counters(key_id)
+    # Earlier this month (before the counter was lost) the key spent 0.995 ₽.
+    from django.utils import timezone
+
+    UsageRecord.objects.create(request_id=f"budget-{uuid.uuid4().hex}", api_key_id=key_id, cost=Decimal("0.995"),
+                               created_at=timezone.now())
+    refused = httpx.post(two_gateways[1] + "/chat/completions", headers=headers, json=chat_body(MODEL, max_tokens=5),
+                         timeout=30)
+    assert_error(refused, 429, code="insufficient_quota", type_="insufficient_quota")
+
+
+def test_a_credential_with_one_slot_never_serves_two_requests_at_once_across_processes(
+        two_gateways, limited_key, emulators, emulator_control):
+    """The first target's lease is taken in the admission call (keys under limits) or by the adapter
+    (keys without): one lease set either way, so the provider never sees two calls at once."""
+    from apps.providers.models import Credential
+    from apps.providers.services import config_announce
+
+    credential = Credential.objects.get(provider__name="tbank")
+    credential.max_concurrency = 1
+    credential.save(update_fields=["max_concurrency"])
+    config_announce()
+    try:
+        keys = [limited_key(requests_rate="1000/min"), limited_key()]
+        body = chat_body("tbank/t-tech/T-lite-it-2.1", max_tokens=5)
+        # A process reloads its catalog on the first request after the announcement (that one is still
+        # served from the old one): a few requests each, then the new cap holds. A process still on the
+        # old catalog would show as an overlap below, never hide one.
+        for _ in range(3):
+            for base in two_gateways:
+                httpx.post(base + "/chat/completions", json=body, timeout=30, headers={"authorization": f"Bearer {keys[1]}"})
+            time.sleep(0.2)
+        control = emulators["tbank"].control_url
+        httpx.delete(control + "/ledger", timeout=5)
+        emulator_control("tbank", latency_ms=300, share=1, path="/v1/chat/completions")
+
+        async def burst():
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(
+                    client.post(two_gateways[i % 2] + "/chat/completions", json=body,
+                                headers={"authorization": f"Bearer {keys[(i // 2) % 2]}"}) for i in range(8)))
+
+        responses = asyncio.run(burst())
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 429} and statuses.count(200) >= 2, statuses
+        for refused in (r for r in responses if r.status_code == 429):
+            assert_error(refused, 429, code="concurrency")
+            assert refused.headers["retry-after"] == "1"
+        entries = [e for e in httpx.get(control + "/ledger", timeout=5).json()["entries"]
+                   if e["path"] == "/v1/chat/completions"]
+        assert len(entries) == statuses.count(200)
+        assert _max_overlap(entries) == 1
+        # Every place came back (granted ones with the settle, the adapter's at once): one at a time still works.
+        httpx.delete(control + "/faults", timeout=5)
+        for n in range(4):
+            answer = httpx.post(two_gateways[n % 2] + "/chat/completions", json=body, timeout=30,
+                                headers={"authorization": f"Bearer {keys[n % 2]}"})
+            assert answer.status_code == 200, answer.text
+    finally:
+        credential.max_concurrency = 0
+        credential.save(update_fields=["max_concurrency"])
         config_announce()

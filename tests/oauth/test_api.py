@@ -268,3 +268,18 @@ def test_the_openapi_schema_describes_oauth_tokens_though_workers_start_without_
     schema = client.get("/api/schema/?format=json").json()
     flows = schema["components"]["securitySchemes"]["oauth2"]["flows"]
     assert set(flows) == {"authorizationCode", "clientCredentials"} and "keys:manage" in flows["clientCredentials"]["scopes"]
+
+
+@pytest.mark.django_db
+def test_an_oauth_token_is_bounded_by_its_organisations_limits_and_budget(acme_app, alice, acme):
+    """Principals other than keys have no limits of their own: their organisation's apply (apps.limits)."""
+    from decimal import Decimal
+
+    from apps.common.rates import Limits, Rate
+    from apps.oauth.selectors import oauth_token_info_for
+
+    acme.requests_rate, acme.monthly_budget = "100/min", Decimal("5000")
+    acme.save(update_fields=["requests_rate", "monthly_budget"])
+    info = oauth_token_info_for(oauth_token(acme_app, alice, "chat"))
+    assert info.kind == "oauth" and info.limits is None
+    assert info.organisation_limits == Limits(requests=Rate(100, 60), budget=5_000_000_000)

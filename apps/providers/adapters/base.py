@@ -263,6 +263,13 @@ class ProviderAdapter:
             ctx.load_cert_chain(self.config.client_cert, self.config.client_key or None)
         return ctx
 
+    def lease_slot(self) -> tuple[str, int] | None:
+        """The lease set and limit of the credential the next call would take (the least busy), if it
+        is capped: the admission call (apps/limits) takes a place in it for the request."""
+        slots = self._slots
+        slot = min(slots, key=lambda s: s.in_flight - (s.limit or 1_000_000))
+        return (slot.key, slot.limit) if slot.limit else None
+
     def slot(self) -> _SlotGuard:
         """Hold a place under the credential's concurrency cap, waiting a bounded time for one."""
         return _SlotGuard(self)
@@ -314,19 +321,26 @@ class _SlotGuard:
     wait as the cap (others give up at once); then `capacity` (the router falls back). Without
     Redis, or when it fails, the cap is this process's semaphore."""
 
-    __slots__ = ("adapter", "slot", "credential", "lease")
+    __slots__ = ("adapter", "slot", "credential", "lease", "granted")
 
     def __init__(self, adapter: ProviderAdapter):
         self.adapter = adapter
         self.lease = None
+        self.granted = False  # the lease came with the request's admission (apps/limits), which gives it back
 
     async def __aenter__(self) -> CredentialConfig | None:
         slots = self.adapter._slots
-        index = min(range(len(slots)), key=lambda i: slots[i].in_flight - (slots[i].limit or 1_000_000))
+        index = None
+        for i, slot in enumerate(slots):  # a place the request's admission took comes first
+            if slot.limit and (member := leases.take_granted(slot.key)) is not None:
+                index, self.lease, self.granted = i, member, True
+                break
+        if index is None:
+            index = min(range(len(slots)), key=lambda i: slots[i].in_flight - (slots[i].limit or 1_000_000))
         self.slot = slots[index]
         creds = self.adapter.config.credentials
         self.credential = creds[index] if creds else None
-        if self.slot.limit and shared_redis.client() is not None:
+        if self.slot.limit and not self.granted and shared_redis.client() is not None:
             try:
                 await self._shared()
             except ProviderError:
@@ -380,11 +394,14 @@ class _SlotGuard:
             f"{self.adapter.config.name}: all {self.slot.limit} concurrent upstream slots stayed busy for {waited:.0f}s",
             status=429,
             kind="concurrency",
+            retry_after=1,  # a place comes back as soon as a call ends: the client may try again shortly
         )
 
     async def __aexit__(self, *exc):
         self.slot.in_flight -= 1
-        if self.lease is not None:
+        if self.granted and exc[0] is None:
+            pass  # given back by the request's settle, in the limiter's next batch (no round trip here)
+        elif self.lease is not None:
             await leases.release(self.slot.key, self.lease)
         elif self.slot.sem is not None:
             self.slot.sem.release()

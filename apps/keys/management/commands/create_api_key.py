@@ -1,3 +1,5 @@
+from decimal import Decimal, InvalidOperation
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -5,6 +7,13 @@ from apps.accounts.models import User
 from apps.common.rates import per_minute
 from apps.keys.models import DEFAULT_SCOPES, SCOPES
 from apps.keys.services import key_create
+
+
+def roubles(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
 
 
 class Command(BaseCommand):
@@ -22,6 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, help="Requests in flight at once.")
         parser.add_argument("--tokens-per-day", type=int, help="Tokens per calendar day (TIME_ZONE).")
         parser.add_argument("--tokens-per-month", type=int, help="Tokens per calendar month (TIME_ZONE).")
+        parser.add_argument("--budget", type=roubles,
+                            help="Roubles per calendar month (TIME_ZONE), VAT included, e.g. 1000 or 99.50: "
+                                 "requests beyond it are refused.")
+        parser.add_argument("--cost-centre", default="", help="A cost centre or project statements break spend down by.")
 
     def handle(self, *args, **opts):
         scopes = [s.strip() for s in opts["scopes"].split(",") if s.strip()]
@@ -32,14 +45,15 @@ class Command(BaseCommand):
             self.stdout.write(f"Created user {user.username}")
         limits = {"requests_rate": per_minute(opts["rpm"]), "tokens_rate": per_minute(opts["tpm"]),
                   "max_concurrent": opts["concurrency"], "tokens_per_day": opts["tokens_per_day"],
-                  "tokens_per_month": opts["tokens_per_month"]}
+                  "tokens_per_month": opts["tokens_per_month"], "monthly_budget": opts["budget"]}
         for option, value in (("--rpm", opts["rpm"]), ("--tpm", opts["tpm"]), ("--concurrency", opts["concurrency"]),
                               ("--tokens-per-day", opts["tokens_per_day"]), ("--tokens-per-month", opts["tokens_per_month"])):
             if value is not None and value < 0:
                 raise CommandError(f"{option} must be 0 or more.")
         try:
             key, plaintext = key_create(user=user, name=opts["name"], allowed_models=opts["allowed_model"],
-                                        residency=opts["residency"], scopes=scopes, **limits)
+                                        residency=opts["residency"], scopes=scopes, cost_centre=opts["cost_centre"],
+                                        **limits)
         except (ValidationError, PermissionDenied) as exc:
             raise CommandError("; ".join(getattr(exc, "messages", [str(exc)]))) from None
         self.stdout.write(f"Created key {key.name} (xr-{key.prefix}-…) for {user.username} "
