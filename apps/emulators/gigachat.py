@@ -205,6 +205,48 @@ def _validate_options(body: dict) -> None:
         raise Invalid(422, "Invalid params: max_tokens must be a positive integer")
 
 
+# What the real service refuses in a function's parameters or a response_format schema, as the
+# two Sber-maintained integrations record it: langchain-gigachat `gigachat_fix_schema` ("GigaChat
+# do not support allOf/anyOf in JSON schema"; refs dereferenced first) and gpt2giga
+# `common/json_schema.py` (no $ref/$defs, no anyOf/oneOf, objects need properties, type arrays
+# collapsed, only date/date-time/time formats). Non-string enums: named in issue 11 from the
+# same read. # Guess: the 422 wording, and that the first offending node is the one named.
+SCHEMA_FORMATS = {"date", "date-time", "time"}
+SCHEMA_REFUSED_KEYS = ("$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf")
+
+
+def _check_schema(schema, where: str, depth: int = 0) -> None:
+    if not isinstance(schema, dict) or depth > 64:
+        raise Invalid(422, f"Invalid params: {where} must be a JSON schema object")
+    for key in SCHEMA_REFUSED_KEYS:
+        if key in schema:
+            raise Invalid(422, f"Invalid params: {where}: '{key}' is not supported")
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        raise Invalid(422, f"Invalid params: {where}: type must be a string")
+    if kind == "object" and not isinstance(schema.get("properties"), dict):
+        raise Invalid(422, f"Invalid params: {where}: an object must have properties")
+    if "format" in schema and schema["format"] not in SCHEMA_FORMATS:
+        raise Invalid(422, f"Invalid params: {where}: format '{schema['format']}' is not supported")
+    if "enum" in schema and not (isinstance(schema["enum"], list) and all(isinstance(v, str) for v in schema["enum"])):
+        raise Invalid(422, f"Invalid params: {where}: enum values must be strings")
+    for name, sub in (schema.get("properties") or {}).items():
+        _check_schema(sub, f"{where}.properties.{name}", depth + 1)
+    if isinstance(schema.get("items"), (dict, list)):
+        _check_schema(schema["items"], f"{where}.items", depth + 1)
+    if isinstance(schema.get("additionalProperties"), dict):
+        _check_schema(schema["additionalProperties"], f"{where}.additionalProperties", depth + 1)
+
+
+def _check_schemas(body: dict) -> None:
+    for index, function in enumerate(body.get("functions") or ()):
+        if isinstance(function, dict) and "parameters" in function:
+            _check_schema(function["parameters"], f"functions[{index}].parameters")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        _check_schema(fmt.get("schema"), "response_format.schema")
+
+
 def _conversation(body: dict) -> behaviour.Conversation:
     messages = body["messages"]
     functions = [f for f in body.get("functions") or [] if isinstance(f, dict) and f.get("name")]
@@ -247,6 +289,7 @@ async def chat_completions(request):
         raise Invalid(404, "No such model")
     _validate_messages(body.get("messages"))
     _validate_options(body)
+    _check_schemas(body)
     conv = _conversation(body)
     reply = behaviour.decide_reply(conv)
     if reply.is_tool_call and isinstance(body.get("function_call"), dict):

@@ -16,7 +16,8 @@ Parameters:
     image content parts (they would need an upload through /files), embeddings `dimensions`.
   * translated: `temperature` 0 → 0.001 (greedy), tools → functions, tool_choice → function_call,
     `response_format` json_schema → GigaChat's own (beta) `response_format` {"type": "json_schema",
-    "schema"}; json_object → the same with the schema {"type": "object"} (no function-calling
+    "schema"}; the schemas of both tools and response_format are cut down to what GigaChat
+    accepts (gigachat_schema.py); json_object → the same with the schema {"type": "object"} (no function-calling
     fallback: it would turn an answer into a tool call the client did not ask for),
     `reasoning_effort` / `thinking` → `reasoning_effort`.
   * from `config.options`: `repetition_penalty`, `update_interval`, `profanity_check`.
@@ -41,6 +42,7 @@ from .base import (
     Usage,
     error_for_status,
 )
+from .gigachat_schema import gigachat_schema
 from .shaping import (
     check_no_penalties,
     dump_arguments,
@@ -102,7 +104,7 @@ def build_request(body: dict, model: str, options: dict | None = None) -> dict:
             payload[name] = options[name]
     tools = body.get("tools") or []
     if tools:
-        payload["functions"] = [_function_spec(t["function"]) for t in tools]
+        payload["functions"] = [_function_spec(t["function"], i) for i, t in enumerate(tools)]
         payload["function_call"] = _function_call(body.get("tool_choice"), payload["functions"])
     elif body.get("tool_choice") not in (None, "none", "auto"):
         raise unsupported(NAME, "tool_choice", "no tools were given")
@@ -216,12 +218,13 @@ def _json_object(content: str) -> str:
         return '{"result": ' + orjson.dumps(content).decode() + "}"
 
 
-def _function_spec(fn: dict) -> dict:
+def _function_spec(fn: dict, index: int) -> dict:
     spec = {"name": fn["name"]}
     if fn.get("description"):
         spec["description"] = fn["description"]
-    # Guess: GigaChat wants a parameters object even for a function without arguments.
-    spec["parameters"] = fn.get("parameters") or {"type": "object", "properties": {}}
+    # A function without arguments still gets an (empty) object schema, as gpt2giga's
+    # normalize_tool_parameters_schema gives it.
+    spec["parameters"] = gigachat_schema(fn.get("parameters"), f"tools[{index}].function.parameters")
     return spec
 
 
@@ -240,7 +243,7 @@ def _response_format(fmt: dict | None) -> dict | None:
         return None
     if fmt["type"] == "json_schema":
         spec = fmt.get("json_schema") or {}
-        out = {"type": "json_schema", "schema": spec.get("schema") or {"type": "object"}}
+        out = {"type": "json_schema", "schema": gigachat_schema(spec.get("schema"), "response_format.json_schema.schema")}
         if spec.get("strict") is not None:
             out["strict"] = spec["strict"]
         return out

@@ -1,0 +1,140 @@
+"""GigaChat as it really is (issue 11): schemas it refuses, json_object, finish_reason "error",
+non-SSE answers to a stream, the built-in web_search, X-Session-ID, late system messages."""
+
+import enum
+import json
+
+import pytest
+from pydantic import BaseModel, Field
+
+from apps.providers.adapters.base import ProviderError
+from apps.providers.adapters.gigachat import build_request
+from apps.providers.adapters.gigachat_schema import gigachat_schema
+
+from .conftest import user
+
+MODEL = "GigaChat-2-Max"
+CHAT = "/api/v1/chat/completions"
+
+
+# --- schemas as pydantic v2 writes them -----------------------------------------------------
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Address(BaseModel):
+    city: str
+    street: str | None = None
+
+
+class Person(BaseModel):
+    """A person and where they live."""
+
+    name: str = Field(description="Full name")
+    email: str = Field(json_schema_extra={"format": "email"})
+    born: str = Field(json_schema_extra={"format": "date"})
+    address: Address
+    previous: list[Address] = []
+    favourite: Colour | None = None
+    priority: Priority = Priority.LOW
+    tags: list[str] | None = None
+    extra: dict = {}
+
+
+def tool(name: str, parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "description": "d", "parameters": parameters}}
+
+
+def test_pydantic_schemas_are_cut_down_to_what_gigachat_accepts():
+    schema = gigachat_schema(Person.model_json_schema(), "p")
+    assert "$defs" not in json.dumps(schema) and "$ref" not in json.dumps(schema) and "anyOf" not in json.dumps(schema)
+    props = schema["properties"]
+    assert props["address"]["type"] == "object" and props["address"]["properties"]["city"] == {"title": "City", "type": "string"}
+    assert props["address"]["properties"]["street"]["type"] == "string"  # Optional[str] collapsed
+    assert props["previous"]["items"]["properties"]["city"]["type"] == "string"  # list of a nested model
+    assert props["favourite"]["enum"] == ["red", "green"] and props["favourite"]["type"] == "string"
+    assert props["priority"]["type"] == "integer" and "enum" not in props["priority"]
+    assert "One of: 1, 2." in props["priority"]["description"]
+    assert props["tags"] == {"items": {"type": "string"}, "type": "array", "title": "Tags", "default": None}
+    assert props["extra"]["type"] == "object" and props["extra"]["properties"] == {}  # dict → empty properties
+    assert "format" not in props["email"] and props["born"]["format"] == "date"
+    assert props["name"]["description"] == "Full name"
+
+
+def test_mcp_style_schemas_are_normalised():
+    schema = gigachat_schema(
+        {
+            "type": "object",
+            "properties": {
+                "q": {"type": ["string", "null"], "format": "uri"},
+                "opts": {"type": "object"},
+                "mode": {"const": "fast"},
+                "both": {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+                                   {"properties": {"b": {"type": "integer"}}}]},
+                "any": {},
+            },
+        },
+        "p",
+    )
+    props = schema["properties"]
+    assert props["q"] == {"type": "string"}
+    assert props["opts"] == {"type": "object", "properties": {}}
+    assert props["mode"] == {"enum": ["fast"], "type": "string"}
+    assert props["both"] == {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a"]}
+    assert props["any"] == {"type": "object", "properties": {}}
+
+
+@pytest.mark.parametrize(
+    "schema, why",
+    [
+        ({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}}, "several types"),
+        ({"type": "object", "properties": {"x": {"type": ["string", "integer"]}}}, "several types"),
+        ({"$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}}, "$ref": "#/$defs/N"}, "recursive"),
+        ({"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}}, "does not point"),
+    ],
+)
+def test_schemas_gigachat_cannot_express_are_refused(schema, why):
+    with pytest.raises(ProviderError) as caught:
+        build_request({"messages": [user("x")], "tools": [tool("f", schema)]}, MODEL)
+    assert caught.value.status == 400 and caught.value.kind == "unsupported_parameter"
+    assert caught.value.param == "tools[0].function.parameters" and why in caught.value.message
+
+
+def test_a_schema_that_explodes_when_inlined_is_refused():
+    defs = {f"L{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/L{i + 1}"}, "b": {"$ref": f"#/$defs/L{i + 1}"}}} for i in range(30)}
+    defs["L30"] = {"type": "string"}
+    with pytest.raises(ProviderError) as caught:
+        build_request({"messages": [user("x")], "tools": [tool("f", {"$defs": defs, "$ref": "#/$defs/L0"})]}, MODEL)
+    assert "nodes" in caught.value.message
+
+
+async def test_pydantic_tools_and_structured_output_reach_gigachat(make_adapter, controls):
+    adapter = make_adapter("gigachat")
+    result = await adapter.chat({"messages": [user("Who?")], "tools": [tool("save_person", Person.model_json_schema())]}, MODEL)
+    call = result.choices[0]["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "save_person" and json.loads(call["function"]["arguments"])["address"]["city"] == "Moscow"
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": Person.model_json_schema()}}
+    answer = await adapter.chat({"messages": [user("Who?")], "response_format": fmt}, MODEL)
+    content = json.loads(answer.choices[0]["message"]["content"])
+    assert content["address"] == {"city": "Moscow", "street": "Moscow"} and content["previous"] == []
+
+
+async def test_the_emulator_refuses_what_gigachat_refuses(make_adapter, emulators):
+    import aiohttp
+
+    from apps.emulators.gigachat_auth import DEMO_AUTHORIZATION_KEY
+
+    base = emulators["gigachat"].base_url
+    async with aiohttp.ClientSession() as session:
+        async with session.post(emulators["gigachat"].auth_url, data={"scope": "GIGACHAT_API_PERS"},
+                                headers={"Authorization": f"Basic {DEMO_AUTHORIZATION_KEY}", "RqUID": "6f0b1291-c7f3-43c6-bb2e-9f3efb2dc98e"}) as resp:
+            token = (await resp.json())["access_token"]
+        body = {"model": MODEL, "messages": [user("x")], "functions": [{"name": "f", "parameters": Person.model_json_schema()}]}
+        async with session.post(base + "/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 422 and "not supported" in (await resp.json())["message"]
