@@ -243,8 +243,13 @@ def _check_schemas(body: dict) -> None:
         if isinstance(function, dict) and "parameters" in function:
             _check_schema(function["parameters"], f"functions[{index}].parameters")
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        _check_schema(fmt.get("schema"), "response_format.schema")
+    if fmt is None:
+        return
+    # GigaChat's response_format knows json_schema only (SDK-0.2.3 models/chat.py; gpt2giga refuses
+    # json_object because "upstream GigaChat has no separate JSON mode"). # Guess: the wording.
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise Invalid(422, "Invalid params: response_format.type must be json_schema")
+    _check_schema(fmt.get("schema"), "response_format.schema")
 
 
 def _conversation(body: dict) -> behaviour.Conversation:

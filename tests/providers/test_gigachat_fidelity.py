@@ -11,7 +11,7 @@ from apps.providers.adapters.base import ProviderError
 from apps.providers.adapters.gigachat import build_request
 from apps.providers.adapters.gigachat_schema import gigachat_schema
 
-from .conftest import user
+from .conftest import ledger, user
 
 MODEL = "GigaChat-2-Max"
 CHAT = "/api/v1/chat/completions"
@@ -138,3 +138,11 @@ async def test_the_emulator_refuses_what_gigachat_refuses(make_adapter, emulator
         body = {"model": MODEL, "messages": [user("x")], "functions": [{"name": "f", "parameters": Person.model_json_schema()}]}
         async with session.post(base + "/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 422 and "not supported" in (await resp.json())["message"]
+
+
+# --- (2) json_object ----------------------------------------------------------------------------
+async def test_json_object_is_refused_with_a_pointer_to_json_schema(make_adapter, controls):
+    with pytest.raises(ProviderError) as caught:
+        await make_adapter("gigachat").chat({"messages": [user("x")], "response_format": {"type": "json_object"}}, MODEL)
+    assert caught.value.status == 400 and caught.value.param == "response_format" and "json_schema" in caught.value.message
+    assert ledger(controls, "gigachat", CHAT) == []  # refused before any call

@@ -13,12 +13,13 @@ Parameters:
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
     provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
     tool (with exactly one tool it is sent as that forced function, which means the same),
-    image content parts (they would need an upload through /files), embeddings `dimensions`.
+    image content parts (they would need an upload through /files), embeddings `dimensions`,
+    `response_format` json_object (no schema-less JSON mode; no function-calling fallback either:
+    it would turn an answer into a tool call the client did not ask for).
   * translated: `temperature` 0 → 0.001 (greedy), tools → functions, tool_choice → function_call,
     `response_format` json_schema → GigaChat's own (beta) `response_format` {"type": "json_schema",
     "schema"}; the schemas of both tools and response_format are cut down to what GigaChat
-    accepts (gigachat_schema.py); json_object → the same with the schema {"type": "object"} (no function-calling
-    fallback: it would turn an answer into a tool call the client did not ask for),
+    accepts (gigachat_schema.py),
     `reasoning_effort` / `thinking` → `reasoning_effort`.
   * from `config.options`: `repetition_penalty`, `update_interval`, `profanity_check`.
 """
@@ -247,8 +248,11 @@ def _response_format(fmt: dict | None) -> dict | None:
         if spec.get("strict") is not None:
             out["strict"] = spec["strict"]
         return out
-    # Guess: json_object as a schema that admits any object; GigaChat has no plain JSON mode.
-    return {"type": "json_schema", "schema": {"type": "object"}}
+    # GigaChat has no schema-less JSON mode, and gpt2giga refuses json_object for that reason
+    # (docs: client-parameter-compatibility.md, "Structured output ... json_object ... is refused
+    # because upstream GigaChat has no separate JSON mode"). A schema admitting any object would
+    # be a guess at what the service does with it; the client can send a json_schema instead.
+    raise unsupported(NAME, "response_format", "json_object has no GigaChat equivalent; send a json_schema")
 
 
 def _reasoning_effort(body: dict) -> str | None:
