@@ -3,7 +3,9 @@
 Adapters use ``base_url = <origin>/api/v1`` and ``auth_url = <origin>/api/v2/oauth``.
 Defaults: authorization key ``base64("demo-client:demo-secret")`` valid for every scope,
 user ``demo-user`` / ``demo-password`` for ``/token``, tokens live 30 minutes
-(``token_lifetime_s``). Answers follow ``behaviour.py``.
+(``token_lifetime_s``). Answers follow ``behaviour.py``; GigaChat's own: with functions offered,
+``[bad_call]`` in the last user message ends the answer with finish_reason ``error`` (an unparsable
+call), after the text ``BAD_CALL_TEXT``.
 
 Not emulated: the v2 contract (``/api/v2/chat/completions``, what SDK 0.2.x's
 ``client.chat.create`` uses), files, images, built-in functions, storage/threads.
@@ -55,6 +57,8 @@ DEFAULTS = {
 }
 
 
+BAD_CALL_MARKER = "[bad_call]"  # with functions offered: the model fails to write a valid call
+BAD_CALL_TEXT = "Let me check that with the tool."
 GIGACHAT_FINISH = {"content_filter": "blacklist"}  # GigaChat's name for a filtered answer
 
 
@@ -297,6 +301,11 @@ async def chat_completions(request):
     _check_schemas(body)
     conv = _conversation(body)
     reply = behaviour.decide_reply(conv)
+    if conv.functions and BAD_CALL_MARKER in conv.last_user_text:
+        # finish_reason "error": the model wrote function arguments that do not parse (REF-CHAT,
+        # gigachat.md §5.3). # Guess: the text written before the broken call is delivered, the
+        # call itself is not.
+        reply = behaviour.Reply(text=BAD_CALL_TEXT, finish_reason="error", completion_tokens=behaviour.count_tokens(BAD_CALL_TEXT))
     if reply.is_tool_call and isinstance(body.get("function_call"), dict):
         reply.tool_args.update(body["function_call"].get("partial_arguments") or {})
     prompt_tokens = behaviour.message_tokens(_prompt_texts(body["messages"]))

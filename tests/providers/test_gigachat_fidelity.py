@@ -11,7 +11,7 @@ from apps.providers.adapters.base import ProviderError
 from apps.providers.adapters.gigachat import build_request
 from apps.providers.adapters.gigachat_schema import gigachat_schema
 
-from .conftest import ledger, user
+from .conftest import collect, joined, ledger, user
 
 MODEL = "GigaChat-2-Max"
 CHAT = "/api/v1/chat/completions"
@@ -146,3 +146,38 @@ async def test_json_object_is_refused_with_a_pointer_to_json_schema(make_adapter
         await make_adapter("gigachat").chat({"messages": [user("x")], "response_format": {"type": "json_object"}}, MODEL)
     assert caught.value.status == 400 and caught.value.param == "response_format" and "json_schema" in caught.value.message
     assert ledger(controls, "gigachat", CHAT) == []  # refused before any call
+
+
+# --- (3) finish_reason "error" ------------------------------------------------------------------
+WEATHER = tool("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+
+
+async def test_an_unparsable_call_fails_an_answer_that_has_not_started(make_adapter):
+    with pytest.raises(ProviderError) as caught:
+        await make_adapter("gigachat").chat({"messages": [user("weather [bad_call]")], "tools": [WEATHER]}, MODEL)
+    assert caught.value.kind == "bad_response" and caught.value.status == 502
+
+
+async def test_an_unparsable_call_after_streamed_text_ends_the_stream_with_stop(make_adapter):
+    from apps.emulators.gigachat import BAD_CALL_TEXT
+
+    body = {"messages": [user("weather [bad_call]")], "tools": [WEATHER], "stream": True}
+    chunks = await collect(make_adapter("gigachat").stream_chat(body, MODEL))
+    assert joined(chunks) == BAD_CALL_TEXT
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["stop"]
+    assert not any("tool_calls" in (c.delta or {}) for c in chunks)
+    assert [c.usage for c in chunks if c.usage]  # usage still arrives
+
+
+async def test_an_unparsable_call_before_any_text_fails_the_stream_before_its_first_chunk(make_adapter, scripted):
+    scripted.answer(
+        'data: {"choices":[{"delta":{"content":"","role":"assistant"},"index":0}],"object":"chat.completion"}\n\n',
+        'data: {"choices":[{"delta":{"content":""},"index":0,"finish_reason":"error"}],"object":"chat.completion"}\n\n',
+        "data: [DONE]\n\n",
+        content_type="text/event-stream",
+    )
+    adapter = make_adapter("gigachat", secrets={"access_token": "t"}, base_url=scripted.origin + "/api/v1")
+    stream = adapter.stream_chat({"messages": [user("x")], "tools": [WEATHER], "stream": True}, MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await stream.__anext__()
+    assert caught.value.kind == "bad_response"

@@ -27,6 +27,7 @@ Parameters:
 from __future__ import annotations
 
 import base64
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -76,6 +77,7 @@ from .transport import (
 )
 
 NAME = "GigaChat"
+log = logging.getLogger(__name__)
 DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
 DEFAULT_SCOPE = "GIGACHAT_API_PERS"
 # The API takes temperature > 0 only; values in (0, 0.001] switch to greedy decoding, which
@@ -275,12 +277,19 @@ def parse_usage(data: dict | None) -> Usage | None:
 
 
 def finish_reason(value: str | None) -> str | None:
+    """OpenAI's finish reason; "error" is kept for the caller to decide (see failed_call)."""
     if value is None:
         return None
     if value == "error":
-        # The model produced unusable function arguments; another attempt may do better.
-        raise ProviderError(f"{NAME}: the model returned an invalid function call", status=502, kind="bad_response")
+        return "error"
     return FINISH_REASONS.get(value, "stop")
+
+
+def failed_call() -> ProviderError:
+    """finish_reason "error": the model produced function arguments GigaChat could not parse
+    (gigachat.md §5.3, REF-CHAT). Before anything reached the client it is a failed attempt, and
+    another may do better; see stream_chat for a stream that already sent text."""
+    return ProviderError(f"{NAME}: the model returned an invalid function call", status=502, kind="bad_response")
 
 
 def _tool_calls(source: dict) -> list[dict] | None:
@@ -305,7 +314,10 @@ def parse_choice(choice: dict) -> dict:
         out["content"] = out["content"] or None  # OpenAI sends null content beside tool calls
     if msg.get("reasoning_content"):
         out["reasoning_content"] = text(msg["reasoning_content"])
-    return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
+    reason = finish_reason(choice.get("finish_reason")) or "stop"
+    if reason == "error":
+        raise failed_call()
+    return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": reason}
 
 
 def stream_event(chunk: dict) -> list[StreamChunk]:
@@ -320,10 +332,10 @@ def stream_event(chunk: dict) -> list[StreamChunk]:
             piece["content"] = text(delta["content"])
         if delta.get("reasoning_content"):
             piece["reasoning_content"] = text(delta["reasoning_content"])
-        calls = _tool_calls(delta)
+        reason = finish_reason(choice.get("finish_reason"))
+        calls = _tool_calls(delta) if reason != "error" else None  # the unparsable call is not relayed
         if calls:
             piece["tool_calls"] = [{"index": 0, **calls[0]}]
-        reason = finish_reason(choice.get("finish_reason"))
         if piece or reason:
             out.append(StreamChunk(delta=piece, finish_reason=reason, index=choice_index(choice.get("index"))))
     usage = parse_usage(chunk.get("usage"))
@@ -371,6 +383,16 @@ class GigaChatAdapter(ProviderAdapter):
                     if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
                         raise self._inband_error(chunk, hidden)
                     for out in stream_event(chunk):
+                        if out.finish_reason == "error":
+                            if head is not None:
+                                raise failed_call()
+                            # Text already reached the client: like the gigachat SDK and
+                            # langchain-gigachat (which log the reason and keep the answer), the
+                            # streamed text stands as the answer. OpenAI has no "error" finish
+                            # reason (clients that validate it would fail), so it ends as "stop";
+                            # gigachat.md §12.7 allows "error or stop".
+                            log.warning("%s: finish_reason error after streamed text; ending the stream with stop", NAME)
+                            out.finish_reason = "stop"
                         if head is not None:
                             yield head
                             head = None
