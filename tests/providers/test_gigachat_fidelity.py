@@ -181,3 +181,23 @@ async def test_an_unparsable_call_before_any_text_fails_the_stream_before_its_fi
     with pytest.raises(ProviderError) as caught:
         await stream.__anext__()
     assert caught.value.kind == "bad_response"
+
+
+# --- (4) a 200 that is not an event stream ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "body, content_type, kind",
+    [
+        ('{"choices":[{"message":{"content":"whole"},"index":0,"finish_reason":"stop"}],"object":"chat.completion"}', "application/json", "bad_response"),
+        ('{"status":429,"message":"Too many requests"}', "application/json; charset=utf-8", "rate_limited"),
+        ("<html>maintenance</html>", "text/html", "bad_response"),
+    ],
+)
+async def test_a_stream_answered_without_an_event_stream_fails_before_its_first_chunk(make_adapter, scripted, body, content_type, kind):
+    scripted.answer(body, content_type=content_type)
+    adapter = make_adapter("gigachat", secrets={"access_token": "t"}, base_url=scripted.origin + "/api/v1")
+    stream = adapter.stream_chat({"messages": [user("x")], "stream": True}, MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await stream.__anext__()
+    assert caught.value.kind == kind
+    if kind == "bad_response":
+        assert content_type.split(";")[0] in caught.value.message

@@ -56,6 +56,7 @@ from .shaping import (
 from .sse import iter_sse
 from .tokens import TOKENS, Token, credential_key
 from .transport import (
+    ERROR_BODY_BYTES,
     SHAPE_ERRORS,
     bad_answer,
     choice_index,
@@ -67,6 +68,7 @@ from .transport import (
     open_stream,
     opening_chunk,
     parse_json,
+    read_limited,
     redact,
     send,
     stream_limit,
@@ -374,6 +376,8 @@ class GigaChatAdapter(ProviderAdapter):
             resp, token = await self._open_stream(credential, payload)
             hidden = {**(credential.secrets if credential else {}), "token": token}
             async with holding(resp, NAME):
+                if resp.content_type != "text/event-stream":
+                    raise await self._not_a_stream(resp, hidden)
                 head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
                 async for event in iter_sse(resp.content, stream_limit()):
@@ -484,6 +488,18 @@ class GigaChatAdapter(ProviderAdapter):
                 f"{NAME}: payment required (token package exhausted)", status=502, kind="quota", provider_status=402
             )
         return http_error(NAME, status, raw, headers, hidden)
+
+    async def _not_a_stream(self, resp: aiohttp.ClientResponse, hidden: dict) -> ProviderError:
+        """A 200 to a streamed call that is not an event stream. The gigachat SDK refuses it
+        (`_check_content_type` in its stream calls: "Expected response Content-Type to be
+        text/event-stream"); read as SSE it would look like an empty stream. An API error body
+        sent with 200 keeps its own status; anything else is a bad answer, raised before a chunk."""
+        raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+        data = loads(raw)
+        status = data.get("status") if isinstance(data, dict) else None
+        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+            return self._api_error(status, raw, resp.headers, hidden)
+        return bad_answer(NAME, f"a stream was asked for, the answer is {resp.content_type or 'untyped'}")
 
     def _inband_error(self, chunk: dict, hidden: dict) -> ProviderError:
         # Guess: mid-stream errors are undocumented; an event without choices that carries a
