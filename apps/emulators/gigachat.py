@@ -215,6 +215,7 @@ def _validate_options(body: dict) -> None:
 # `common/json_schema.py` (no $ref/$defs, no anyOf/oneOf, objects need properties, type arrays
 # collapsed, only date/date-time/time formats). Non-string enums: named in issue 11 from the
 # same read. # Guess: the 422 wording, and that the first offending node is the one named.
+RESERVED_FUNCTIONS = {"web_search"}
 SCHEMA_FORMATS = {"date", "date-time", "time"}
 SCHEMA_REFUSED_KEYS = ("$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf")
 
@@ -244,6 +245,10 @@ def _check_schema(schema, where: str, depth: int = 0) -> None:
 
 def _check_schemas(body: dict) -> None:
     for index, function in enumerate(body.get("functions") or ()):
+        # A user function named like the built-in web search collides with it (gigachat.md §12.5;
+        # gpt2giga renames it: "can break function_call"). # Guess: the service refuses it with 422.
+        if isinstance(function, dict) and function.get("name") in RESERVED_FUNCTIONS:
+            raise Invalid(422, f"Invalid params: function name '{function['name']}' is reserved for a built-in function")
         if isinstance(function, dict) and "parameters" in function:
             _check_schema(function["parameters"], f"functions[{index}].parameters")
     fmt = body.get("response_format")

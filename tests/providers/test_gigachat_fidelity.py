@@ -201,3 +201,36 @@ async def test_a_stream_answered_without_an_event_stream_fails_before_its_first_
     assert caught.value.kind == kind
     if kind == "bad_response":
         assert content_type.split(";")[0] in caught.value.message
+
+
+# --- (5) a client function named web_search -------------------------------------------------------
+SEARCH = tool("web_search", {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]})
+
+
+def test_a_function_named_like_a_built_in_travels_under_another_name():
+    body = {
+        "messages": [
+            user("find"),
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "web_search", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "found"},
+        ],
+        "tools": [SEARCH],
+        "tool_choice": {"type": "function", "function": {"name": "web_search"}},
+    }
+    payload = build_request(body, MODEL)
+    assert "web_search" not in json.dumps(payload).replace("__xrouter_user_web_search", "")
+    with pytest.raises(ProviderError):
+        build_request({"messages": [user("x")], "tools": [tool("__xrouter_user_web_search", {})]}, MODEL)
+
+
+async def test_a_function_named_web_search_round_trips(make_adapter, controls):
+    adapter = make_adapter("gigachat")
+    first = await adapter.chat({"messages": [user("find cats")], "tools": [SEARCH]}, MODEL)
+    message = first.choices[0]["message"]
+    call = message["tool_calls"][0]
+    assert call["function"]["name"] == "web_search"
+    history = [user("find cats"), message, {"role": "tool", "tool_call_id": call["id"], "content": "cats"}]
+    second = await adapter.chat({"messages": history, "tools": [SEARCH]}, MODEL)
+    assert second.choices[0]["message"]["content"] == 'Tool result: {"result": "cats"}'
+    streamed = await collect(adapter.stream_chat({"messages": [user("find")], "tools": [SEARCH], "stream": True}, MODEL))
+    assert [c.delta["tool_calls"][0]["function"]["name"] for c in streamed if "tool_calls" in (c.delta or {})] == ["web_search"]

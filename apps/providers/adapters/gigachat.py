@@ -88,6 +88,11 @@ GREEDY_TEMPERATURE = 0.001
 TOKEN_LIFETIME = 30 * 60  # when an OAuth answer carries no expiry
 FINISH_REASONS = {"stop": "stop", "length": "length", "function_call": "tool_calls", "blacklist": "content_filter"}
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}  # Guess: minimal → low
+# A client's own function named like a GigaChat built-in collides with it (gigachat.md §12.5):
+# it travels under another name and is renamed back in the answer, as gpt2giga does
+# (common/tools.py `_RESERVED_GIGACHAT_TOOL_NAME_MAP`: web_search → an internal name).
+RESERVED_NAMES = {"web_search": "__xrouter_user_web_search"}
+USER_NAMES = {v: k for k, v in RESERVED_NAMES.items()}
 OPTION_FIELDS = ("repetition_penalty", "update_interval", "profanity_check")
 
 
@@ -109,6 +114,8 @@ def build_request(body: dict, model: str, options: dict | None = None) -> dict:
             payload[name] = options[name]
     tools = body.get("tools") or []
     if tools:
+        if any(t["function"]["name"] in RESERVED_NAMES.values() for t in tools):
+            raise unsupported(NAME, "tools", "the name __xrouter_user_web_search is reserved by the gateway")
         payload["functions"] = [_function_spec(t["function"], i) for i, t in enumerate(tools)]
         payload["function_call"] = _function_call(body.get("tool_choice"), payload["functions"])
     elif body.get("tool_choice") not in (None, "none", "auto"):
@@ -142,7 +149,7 @@ def build_messages(messages: list[dict]) -> list[dict]:
                     status=400,
                     kind="bad_request",
                 )
-            out.append({"role": "function", "name": name, "content": _json_object(text_of(message["content"], NAME, where))})
+            out.append({"role": "function", "name": to_gigachat_name(name), "content": _json_object(text_of(message["content"], NAME, where))})
             continue
         text = text_of(message.get("content"), NAME, where)
         if role == "assistant":
@@ -190,7 +197,7 @@ def _append(out: list[dict], role: str, text: str) -> None:
 
 def _assistant_call(call: dict) -> dict:
     fn = call["function"]
-    msg = {"role": "assistant", "content": "", "function_call": {"name": fn["name"], "arguments": parse_arguments(fn.get("arguments"), NAME)}}
+    msg = {"role": "assistant", "content": "", "function_call": {"name": to_gigachat_name(fn["name"]), "arguments": parse_arguments(fn.get("arguments"), NAME)}}
     # We hand GigaChat's functions_state_id out as the tool call id, so it comes back here.
     if _is_state_id(call.get("id")):
         msg["functions_state_id"] = call["id"]
@@ -223,8 +230,16 @@ def _json_object(content: str) -> str:
         return '{"result": ' + orjson.dumps(content).decode() + "}"
 
 
+def to_gigachat_name(name: str) -> str:
+    return RESERVED_NAMES.get(name, name)
+
+
+def from_gigachat_name(name: str) -> str:
+    return USER_NAMES.get(name, name)
+
+
 def _function_spec(fn: dict, index: int) -> dict:
-    spec = {"name": fn["name"]}
+    spec = {"name": to_gigachat_name(fn["name"])}
     if fn.get("description"):
         spec["description"] = fn["description"]
     # A function without arguments still gets an (empty) object schema, as gpt2giga's
@@ -240,7 +255,7 @@ def _function_call(choice, functions: list[dict]):
         if len(functions) == 1:
             return {"name": functions[0]["name"]}  # "call some tool" with one tool = "call this one"
         raise unsupported(NAME, "tool_choice", "'required' has no GigaChat equivalent with several tools")
-    return {"name": choice["function"]["name"]}
+    return {"name": to_gigachat_name(choice["function"]["name"])}
 
 
 def _response_format(fmt: dict | None) -> dict | None:
@@ -302,7 +317,7 @@ def _tool_calls(source: dict) -> list[dict] | None:
         {
             "id": text(source.get("functions_state_id")) or new_call_id(),
             "type": "function",
-            "function": {"name": text(fc.get("name")) or "", "arguments": dump_arguments(fc.get("arguments"), NAME)},
+            "function": {"name": from_gigachat_name(text(fc.get("name")) or ""), "arguments": dump_arguments(fc.get("arguments"), NAME)},
         }
     ]
 
