@@ -89,6 +89,7 @@ class EmulatorState:
     ledger: Ledger = field(default_factory=Ledger)
     faults: FaultQueue = field(default_factory=FaultQueue)
     tokens: dict = field(default_factory=dict)  # issued access tokens -> details
+    sessions: dict = field(default_factory=dict)  # provider-specific per-session memory (GigaChat's prompt cache)
 
     def __post_init__(self) -> None:
         self.config = copy.deepcopy(self.defaults)
@@ -108,6 +109,7 @@ class EmulatorState:
         self.ledger.clear()
         self.faults.clear()
         self.tokens.clear()
+        self.sessions.clear()
 
 
 def new_state(name: str, defaults: dict, options: dict) -> EmulatorState:

@@ -234,3 +234,21 @@ async def test_a_function_named_web_search_round_trips(make_adapter, controls):
     assert second.choices[0]["message"]["content"] == 'Tool result: {"result": "cats"}'
     streamed = await collect(adapter.stream_chat({"messages": [user("find")], "tools": [SEARCH], "stream": True}, MODEL))
     assert [c.delta["tool_calls"][0]["function"]["name"] for c in streamed if "tool_calls" in (c.delta or {})] == ["web_search"]
+
+
+# --- (6) X-Session-ID -----------------------------------------------------------------------------
+async def test_the_session_id_reaches_gigachat_and_earns_the_prompt_cache(make_adapter):
+    from apps.providers.adapters.base import session_id
+
+    adapter = make_adapter("gigachat")
+    first = [{"role": "system", "content": "Be brief."}, user("Hi")]
+    second = [*first, {"role": "assistant", "content": "Echo: Hi"}, user("Again")]
+    token = session_id.set("0f8e2a4c-1b7d-5e3f-9a6c-2d4b8e0f1a3c")
+    try:
+        await adapter.chat({"messages": first}, MODEL)
+        streamed = await collect(adapter.stream_chat({"messages": second, "stream": True}, MODEL))
+    finally:
+        session_id.reset(token)
+    assert [c.usage.cached_tokens for c in streamed if c.usage] == [5]
+    again = await adapter.chat({"messages": second}, MODEL)  # no session: no hit
+    assert again.usage.cached_tokens == 0

@@ -284,6 +284,9 @@ class LocalWait:
 
 
 local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None)
+# The client's conversation id for providers that key a prompt cache on it (GigaChat's
+# X-Session-ID), set by the gateway for one request (already scoped to the tenant); "" when none.
+session_id: ContextVar[str] = ContextVar("session_id", default="")
 
 
 class _Slot:
