@@ -68,8 +68,8 @@ MAX_SESSION_ID = 128
 
 
 def provider_session(key, value: str) -> str:
-    """The client's X-Session-ID as the providers see it (GigaChat keys its prompt cache on it; the
-    README's GigaChat section): a UUID derived from the tenant and the value, so one tenant's id can
+    """The client's X-Session-ID as the providers see it (GigaChat keys its prompt cache on it; README,
+    "Using it from the openai SDK"): a UUID derived from the tenant and the value, so one tenant's id can
     never land on another's cache entries, and the client's own id never leaves the gateway."""
     if len(value) > MAX_SESSION_ID or not value.isascii() or not value.isprintable():
         raise ApiError(400, f"X-Session-ID must be at most {MAX_SESSION_ID} printable ASCII characters.",

@@ -252,3 +252,21 @@ async def test_the_session_id_reaches_gigachat_and_earns_the_prompt_cache(make_a
     assert [c.usage.cached_tokens for c in streamed if c.usage] == [5]
     again = await adapter.chat({"messages": second}, MODEL)  # no session: no hit
     assert again.usage.cached_tokens == 0
+
+
+# --- (7) a system message that is not first ------------------------------------------------------------
+def test_a_system_message_that_is_not_first_moves_to_the_front():
+    body = {"messages": [user("Hi"), {"role": "assistant", "content": "Hello"}, {"role": "system", "content": "Answer in Russian."},
+                         user("How are you?"), {"role": "developer", "content": "Be brief."}]}
+    assert build_request(body, MODEL)["messages"] == [
+        {"role": "system", "content": "Answer in Russian."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "How are you?\n\nBe brief."},  # a second system message stays a user turn
+    ]
+
+
+async def test_a_late_system_message_is_accepted_by_gigachat(make_adapter):
+    body = {"messages": [user("Hi"), {"role": "system", "content": "Be brief."}]}
+    result = await make_adapter("gigachat").chat(body, MODEL)
+    assert result.choices[0]["message"]["content"] == "Echo: Hi"

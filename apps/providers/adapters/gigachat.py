@@ -166,8 +166,16 @@ def build_messages(messages: list[dict]) -> list[dict]:
                 continue
             _append(out, "assistant", text)
         elif role in ("system", "developer"):
-            # One system message, and only first: a later one becomes a user turn (as gpt2giga does).
-            _append(out, "system" if not out or out[-1]["role"] == "system" else "user", text)
+            # GigaChat takes one system message, first (422 otherwise, gigachat.md §5). As gpt2giga
+            # does (protocol/request/transformer.py + common/message_utils.py ensure_system_first):
+            # the first system message goes to the front wherever it stands, a later one becomes a
+            # user turn. Leading system messages are merged into that one.
+            if not out or out[-1]["role"] == "system":
+                _append(out, "system", text)
+            elif out[0]["role"] != "system":
+                out.insert(0, {"role": "system", "content": text})
+            else:
+                _append(out, "user", text)
         else:
             _append(out, "user", text)
     for msg in out:
