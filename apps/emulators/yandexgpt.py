@@ -255,7 +255,25 @@ async def _complete(request: web.Request, body: dict, folder: str, model: str) -
         message = {"role": "assistant", "text": reply.text}
         payload = _result(message, status, prompt_tokens, reply.completion_tokens, reply, version)
         return await send_json(request, payload, trailing_newline=True)
+    if reply.finish_reason == "content_filter":
+        return await _send_lines(request, _filtered_lines(conv, reply, prompt_tokens, version))
     return await _send_lines(request, _cumulative_lines(request, reply, status, prompt_tokens, version))
+
+
+def _filtered_lines(conv, reply, prompt_tokens: int, version: str) -> list[dict]:
+    """A stream the content filter stops: the answer grows as usual, then the last line
+    (CONTENT_FILTER) carries the canned refusal, which replaces the text so far instead of
+    extending it (yandex-cloud-ml-sdk, its LangChain integration's _astream: on CONTENT_FILTER
+    the whole text is the delta). # Guess: the filter fires half-way through the answer."""
+    answer = behaviour.chunk_text(behaviour.answer_text(conv.last_user_text))
+    lines, text = [], ""
+    for chunk in answer[: max(1, len(answer) // 2)]:
+        text += chunk
+        message = {"role": "assistant", "text": text}
+        lines.append(_result(message, "ALTERNATIVE_STATUS_PARTIAL", prompt_tokens, behaviour.count_tokens(text), reply, version))
+    final = {"role": "assistant", "text": reply.text}
+    lines.append(_result(final, FINAL_STATUS["content_filter"], prompt_tokens, reply.completion_tokens, reply, version))
+    return lines
 
 
 def _cumulative_lines(request, reply, final_status: str, prompt_tokens: int, version: str) -> list[dict]:

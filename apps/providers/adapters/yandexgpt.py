@@ -91,6 +91,7 @@ FINISH_REASONS = {
     "ALTERNATIVE_STATUS_UNSPECIFIED": "stop",  # Guess: never seen on the wire
 }
 PARTIAL = "ALTERNATIVE_STATUS_PARTIAL"
+FILTERED = "ALTERNATIVE_STATUS_CONTENT_FILTER"
 TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "REQUIRED"}
 
 
@@ -345,6 +346,19 @@ class YandexGPTAdapter(ProviderAdapter):
     def _alternative_chunks(alt: dict, index: int, cumulative: CumulativeText) -> list[StreamChunk]:
         message = alt.get("message") or {}
         out = []
+        status = alt.get("status")
+        if status == FILTERED:
+            # The filter's canned refusal replaces the text so far rather than extending it
+            # (yandex-cloud-ml-sdk's LangChain integration takes the whole text as the delta on
+            # CONTENT_FILTER). What was sent cannot be taken back, and a refusal glued to half an
+            # answer reads as neither: the refusal is sent only when nothing was, and the stream
+            # ends with content_filter, as OpenAI does when it omits content.
+            refusal = text(message.get("text")) or ""
+            if refusal and not cumulative.sent:
+                cumulative.sent = refusal
+                out.append(StreamChunk(delta={"content": refusal}, index=index))
+            out.append(StreamChunk(delta={}, finish_reason="content_filter", index=index))
+            return out
         if message.get("text") is not None:
             new = cumulative.delta(text(message["text"]))
             if new:
@@ -352,7 +366,6 @@ class YandexGPTAdapter(ProviderAdapter):
         calls = _tool_calls(message)
         if calls:  # tool calls arrive whole, in one line
             out.append(StreamChunk(delta={"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]}, index=index))
-        status = alt.get("status")
         if status and status != PARTIAL:
             out.append(StreamChunk(delta={}, finish_reason=FINISH_REASONS.get(status, "stop"), index=index))
         return out
