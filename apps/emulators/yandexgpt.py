@@ -197,6 +197,8 @@ def _conversation(request, body: dict, folder: str) -> tuple[behaviour.Conversat
     last = messages[-1]
     results = None
     if "toolResultList" in last:
+        # Results carry no call ids: the model pairs them with its calls by name and order
+        # (yandexgpt.md §4.3), so the answer lists them in the order they came.
         results = [r.get("functionResult", {}).get("content", "") for r in last["toolResultList"].get("toolResults", [])]
     options = body.get("completionOptions") or {}
     max_tokens = options.get("maxTokens")

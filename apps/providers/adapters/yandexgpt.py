@@ -18,8 +18,10 @@ Parameters:
     provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
     → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`.
 
-Yandex tool calls carry no ids: we hand out `call_<index>_<name>` and map results back by
-function name (the id's own suffix is the fallback when the history lacks the call).
+Yandex tool calls carry no ids: we hand out `call_<index>_<name>`; a result goes back under the
+function name its id names in the history (the id's own suffix is the fallback when the history
+lacks the call), and the results of one turn in the order of their calls, since Yandex pairs
+them by name and order.
 """
 
 from __future__ import annotations
@@ -140,6 +142,8 @@ def build_request(body: dict, model: str, folder: str) -> dict:
 def build_messages(messages: list[dict]) -> list[dict]:
     out: list[dict] = []
     names = history_tool_names(messages)
+    positions = _call_positions(messages)
+    groups: list[tuple[list, list]] = []  # (toolResults, their calls' positions)
     for i, message in enumerate(messages):
         role, where = message["role"], f"messages[{i}]"
         if role in ("tool", "function"):
@@ -149,10 +153,11 @@ def build_messages(messages: list[dict]) -> list[dict]:
                 raise ProviderError(f"{NAME}: {where}.tool_call_id {call_id!r} matches no earlier tool call", status=400, kind="bad_request")
             result = {"functionResult": {"name": name, "content": text_of(message["content"], NAME, where)}}
             # Consecutive results belong to one toolResultList message, sent as role user (as the SDK does).
-            if out and "toolResultList" in out[-1]:
-                out[-1]["toolResultList"]["toolResults"].append(result)
-            else:
-                out.append({"role": "user", "toolResultList": {"toolResults": [result]}})
+            if not (out and "toolResultList" in out[-1]):
+                out.append({"role": "user", "toolResultList": {"toolResults": []}})
+                groups.append((out[-1]["toolResultList"]["toolResults"], []))
+            groups[-1][0].append(result)
+            groups[-1][1].append(positions.get(call_id, _index_from_id(call_id)))
             continue
         text = text_of(message.get("content"), NAME, where)
         if role == "assistant":
@@ -175,7 +180,27 @@ def build_messages(messages: list[dict]) -> list[dict]:
             out.append({"role": "system", "text": text})
         else:
             out.append({"role": "user", "text": text})
+    for results, keys in groups:
+        # Yandex pairs results with calls by name and order (yandexgpt.md §4.3): a client may
+        # answer two calls of one function in any order, so the results go back in the calls'
+        # order — the position of the call its tool_call_id names (our ids carry it too).
+        if keys != sorted(keys):
+            results[:] = [r for _, r in sorted(zip(keys, results, strict=True), key=lambda pair: pair[0])]
     return out
+
+
+def _call_positions(messages: list[dict]) -> dict[str, int]:
+    """tool_call_id → the call's position in its assistant message."""
+    positions = {}
+    for message in messages:
+        for k, call in enumerate(message.get("tool_calls") or ()):
+            positions[call["id"]] = k
+    return positions
+
+
+def _index_from_id(call_id: str) -> int:
+    match = re.fullmatch(r"call_(\d{1,6})_.+", call_id or "")
+    return int(match.group(1)) if match else 1_000_000  # unknown: after the known ones, in arrival order
 
 
 def tool_call_id(index: int, name: str) -> str:
