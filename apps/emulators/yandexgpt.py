@@ -141,6 +141,8 @@ def _authorize(request: web.Request, uri: str, scheme: str, models: set[str]) ->
     """Check the caller against the folder in ``uri``; returns (folder, model)."""
     principal = authenticate(request)
     header_folder = request.headers.get("x-folder-id")
+    # With a service account's key or token the docs say not to send x-folder-id; one that differs
+    # from the account's folder is refused (Yandex's authentication docs; yandexgpt.md §2).
     if header_folder and principal.folder_id and header_folder != principal.folder_id:
         raise Refused(
             400, f"Specified folder ID '{header_folder}' does not match with service account folder ID '{principal.folder_id}'"
@@ -151,7 +153,9 @@ def _authorize(request: web.Request, uri: str, scheme: str, models: set[str]) ->
     folder, model, branch = match.groups()
     if model not in models or (branch and branch not in BRANCHES):
         raise Refused(404, f"model '{uri}' is not found")  # Guess: wording and status ([L])
-    if principal.folder_id and folder != principal.folder_id:
+    # The modelUri's folder must be one where the caller holds ai.languageModels.user (yandexgpt.md
+    # §2, [M] docs): a service account's own folder, or another it was granted the role in.
+    if principal.folder_id and folder != principal.folder_id and folder not in principal.folders:
         raise Refused(403, f"Permission to [resource-manager.folder {folder}] denied")  # Guess: our choice, 403
     return folder, model
 

@@ -70,14 +70,36 @@ def url_origin(url: str) -> tuple:
     return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
 
 
+def token_owner_problem(kind: str, secrets: dict, token_owner: str) -> str | None:
+    """Why a credential's `token_owner` does not fit its secrets, or None. A YandexGPT IAM token
+    does not say whose it is, and the two owners need different requests: a user account's token
+    must name its folder (x-folder-id), a service account's must not (a different folder is a 400)
+    (yandexgpt.md §2, Yandex's authentication docs). So an iam_token credential states it."""
+    if kind == "yandexgpt" and isinstance(secrets, dict) and secrets.get("iam_token"):
+        if token_owner not in Credential.TOKEN_OWNERS:
+            return "An iam_token credential must say whose token it is: token_owner user or service_account."
+    elif token_owner:
+        return "token_owner applies to YandexGPT iam_token credentials only."
+    return None
+
+
 class Credential(models.Model):
     """Secrets for one upstream account, encrypted at rest; never shown back."""
+
+    USER, SERVICE_ACCOUNT = "user", "service_account"
+    TOKEN_OWNERS = (USER, SERVICE_ACCOUNT)
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
     name = models.CharField(max_length=100, default="default")
     secrets = EncryptedJSONField(blank=True, default=dict)
     max_concurrency = models.PositiveIntegerField(
         default=0, help_text="Concurrent upstream requests allowed (GigaChat individuals: 1). 0 = unlimited."
+    )
+    token_owner = models.CharField(
+        max_length=16, blank=True, default="",
+        choices=[("", "—"), (USER, "user account"), (SERVICE_ACCOUNT, "service account")],
+        help_text="YandexGPT iam_token only (required there): whose token it is. A user account's token is sent with "
+                  "x-folder-id, a service account's without it.",
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -18,7 +18,7 @@ def provider_configs() -> dict[str, ProviderConfig]:
     configs = {}
     for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials"):
         creds = tuple(
-            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency)
+            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency, token_owner=c.token_owner)
             for c in sorted(provider.credentials.all(), key=lambda c: c.name)
             if c.enabled and _readable(provider, c)
         )

@@ -32,7 +32,8 @@ def config_import(config: ConfigFile) -> dict:
         for cred in spec.credential_list():
             Credential.objects.update_or_create(
                 provider=provider, name=cred.name,
-                defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "enabled": True},
+                defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "token_owner": cred.token_owner,
+                          "enabled": True},
             )
             counts["credentials"] += 1
         for model_name, m in spec.models.items():
@@ -131,7 +132,8 @@ def config_export() -> dict:
         creds = []
         for c in p.credentials.all():
             secrets = {k: "${" + _env_name(p.name, c.name if c.name != "default" else "", k) + "}" for k in sorted(c.secrets)}
-            creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency})
+            creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency,
+                          **({"token_owner": c.token_owner} if c.token_owner else {})})
         if creds:
             spec["credentials"] = creds
         models = {}

@@ -37,6 +37,7 @@ class CredentialConfig:
     name: str
     secrets: dict
     max_concurrency: int = 0
+    token_owner: str = ""  # "user" | "service_account": whose token a YandexGPT iam_token is
 
 
 @dataclass(frozen=True)

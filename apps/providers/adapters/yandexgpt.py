@@ -6,7 +6,8 @@ Credentials (`credential.secrets`), one of:
     as an object or a string: a PS256 JWT is exchanged at `config.auth_url` (default the real IAM
     URL) for an IAM token, cached and shared through tokens.py.
   * `oauth_token` — a Yandex-account OAuth token, exchanged the same way.
-  * `iam_token` — a token obtained elsewhere; used until a 401.
+  * `iam_token` — a token obtained elsewhere; used until a 401. The credential's `token_owner`
+    says whose it is (user: sent with x-folder-id; service_account: without).
   `folder_id` comes from the secrets, else `config.options["folder_id"]`.
 
 Parameters:
@@ -321,7 +322,7 @@ class YandexGPTAdapter(ProviderAdapter):
         async with self.slot() as credential:
             secrets = self._secrets(credential)
             payload = build_request({**body, "stream": False}, model, self._folder(secrets))
-            data, headers = await self._post(secrets, COMPLETION, payload)
+            data, headers = await self._post(secrets, COMPLETION, payload, _owner(credential))
         result = _result(data)
         try:
             return ChatResult(
@@ -337,7 +338,7 @@ class YandexGPTAdapter(ProviderAdapter):
         async with self.slot() as credential:
             secrets = self._secrets(credential)
             payload = build_request({**body, "stream": True}, model, self._folder(secrets))
-            resp = await self._open_stream(secrets, payload)
+            resp = await self._open_stream(secrets, payload, _owner(credential))
             async with holding(resp, NAME):
                 head = opening_chunk(_request_id(resp.headers))
                 texts: dict[int, CumulativeText] = {}
@@ -404,7 +405,7 @@ class YandexGPTAdapter(ProviderAdapter):
                 payload = {"modelUri": model_uri(model, self._folder(secrets), "emb"), "text": text}
                 if body.get("dimensions"):
                     payload["dim"] = str(body["dimensions"])
-                data, headers = await self._post(secrets, EMBEDDING, payload)
+                data, headers = await self._post(secrets, EMBEDDING, payload, _owner(credential))
             if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
                 raise bad_answer(NAME, "no embedding")
             try:
@@ -441,7 +442,8 @@ class YandexGPTAdapter(ProviderAdapter):
                 await self._token(secrets, force=True)
                 return
             model = self.config.options.get("health_model", "yandexgpt-lite")
-            await self._post(secrets, TOKENIZE, {"modelUri": model_uri(model, self._folder(secrets)), "text": "ping"})
+            payload = {"modelUri": model_uri(model, self._folder(secrets)), "text": "ping"}
+            await self._post(secrets, TOKENIZE, payload, _owner(credential))
 
     # --- calls with one re-authentication on 401 ----------------------------------------------
     @staticmethod
@@ -454,22 +456,23 @@ class YandexGPTAdapter(ProviderAdapter):
     def _url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + path
 
-    def _headers(self, secrets: dict, auth: str) -> dict:
+    def _headers(self, secrets: dict, auth: str, owner: str) -> dict:
         headers = {"Authorization": auth, "x-client-request-id": str(uuid.uuid4())}
         if not self.config.options.get("data_logging", False):
             headers["x-data-logging-enabled"] = "false"  # ask Yandex not to keep the prompts
-        # A user account's IAM token reaches many folders and must name one; a service account
-        # must not (a different folder is a 400). # Guess: user tokens are the iam_token/oauth_token kinds.
+        # A user account's IAM token reaches many folders and must name one; with a service
+        # account's key or token the docs say not to send it (a different folder is a 400,
+        # yandexgpt.md §2). A Passport OAuth token is always a user's; an iam_token's owner is
+        # stated with the credential (token_owner), since the token does not say.
         folder = self._folder(secrets)
-        send_folder = self.config.options.get("send_folder_header")
-        if folder and (send_folder or (send_folder is None and (secrets.get("iam_token") or secrets.get("oauth_token")))):
+        if folder and (secrets.get("oauth_token") or (secrets.get("iam_token") and owner == "user")):
             headers["x-folder-id"] = folder
         return headers
 
-    async def _post(self, secrets: dict, path: str, payload: dict):
+    async def _post(self, secrets: dict, path: str, payload: dict, owner: str):
         for attempt in (1, 2):
             auth = await self._authorization(secrets)
-            status, raw, headers = await send(self.session(), NAME, "POST", self._url(path), self._headers(secrets, auth), json_body=payload)
+            status, raw, headers = await send(self.session(), NAME, "POST", self._url(path), self._headers(secrets, auth, owner), json_body=payload)
             if status == 401 and attempt == 1 and self._refreshable(secrets):
                 await TOKENS.invalidate(self._token_key(secrets), auth.removeprefix("Bearer "))
                 continue
@@ -478,7 +481,7 @@ class YandexGPTAdapter(ProviderAdapter):
             return loads(raw), headers
         raise AssertionError("unreachable")
 
-    async def _open_stream(self, secrets: dict, payload: dict) -> aiohttp.ClientResponse:
+    async def _open_stream(self, secrets: dict, payload: dict, owner: str) -> aiohttp.ClientResponse:
         for attempt in (1, 2):
             auth = await self._authorization(secrets)
             try:
@@ -487,7 +490,7 @@ class YandexGPTAdapter(ProviderAdapter):
                     NAME,
                     self._url(COMPLETION),
                     payload,
-                    self._headers(secrets, auth),
+                    self._headers(secrets, auth, owner),
                     lambda status, raw, hdrs, hidden=_hidden(secrets, auth): http_error(NAME, status, raw, hdrs, hidden),
                 )
             except ProviderError as exc:
@@ -564,6 +567,10 @@ def _inband_error(error) -> ProviderError:
         status = error.get("httpCode") if isinstance(error.get("httpCode"), int) else 502
         return error_for_status(NAME, status if status >= 400 else 502, str(error.get("message") or "error in the stream"))
     return error_for_status(NAME, 502, str(error))
+
+
+def _owner(credential) -> str:
+    return credential.token_owner if credential else ""
 
 
 def _hidden(secrets: dict, authorization: str) -> dict:
