@@ -147,10 +147,12 @@ def _authorize(request: web.Request, uri: str, scheme: str, models: set[str]) ->
         raise Refused(
             400, f"Specified folder ID '{header_folder}' does not match with service account folder ID '{principal.folder_id}'"
         )
-    match = re.fullmatch(rf"{scheme}://([^/]+)/([^/@]+)(?:/([^/]+))?", uri or "")
+    # A fine-tuned model is <base>/<version>@<suffix> (yandexgpt.md §3, Yandex's fine-tuning docs).
+    # Guess: any lower-case alphanumeric suffix names an existing fine-tune of that base model.
+    match = re.fullmatch(rf"{scheme}://([^/]+)/([^/@]+)(?:/([^/@]+)(?:@([a-z0-9]+))?)?", uri or "")
     if not match:
         raise Refused(400, f"invalid model uri '{uri}'")  # Guess: wording
-    folder, model, branch = match.groups()
+    folder, model, branch, _fine_tune = match.groups()
     if model not in models or (branch and branch not in BRANCHES):
         raise Refused(404, f"model '{uri}' is not found")  # Guess: wording and status ([L])
     # The modelUri's folder must be one where the caller holds ai.languageModels.user (yandexgpt.md

@@ -126,3 +126,24 @@ def test_import_config_requires_the_owner_of_an_iam_token():
         parse_config(yaml.safe_load(base))
     assert "token_owner" in str(caught.value)
     assert parse_config(yaml.safe_load(base + "    token_owner: service_account\n")).providers["y"].credential_list()[0].token_owner == "service_account"
+
+
+# --- (12) fine-tuned model ids ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "model, uri",
+    [
+        ("yandexgpt-lite", f"gpt://{YANDEX_FOLDER}/yandexgpt-lite/latest"),
+        ("yandexgpt-lite@tamr3kq7ns3l8hfp", f"gpt://{YANDEX_FOLDER}/yandexgpt-lite/latest@tamr3kq7ns3l8hfp"),
+        ("yandexgpt-lite/rc@tamr3kq7ns3l8hfp", f"gpt://{YANDEX_FOLDER}/yandexgpt-lite/rc@tamr3kq7ns3l8hfp"),
+        ("gpt://b1gother/yandexgpt/latest", "gpt://b1gother/yandexgpt/latest"),
+    ],
+)
+def test_model_ids_become_uris(model, uri):
+    from apps.providers.adapters.yandexgpt import model_uri
+
+    assert model_uri(model, YANDEX_FOLDER) == uri
+
+
+async def test_a_fine_tuned_model_without_its_branch_answers(make_adapter):
+    result = await make_adapter("yandexgpt").chat({"messages": [user("hi")]}, "yandexgpt-lite@tamr3kq7ns3l8hfp")
+    assert result.choices[0]["message"]["content"] == "Echo: hi"

@@ -100,12 +100,17 @@ TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "REQUIRED"}
 
 # --- model URIs --------------------------------------------------------------------------------
 def model_uri(model: str, folder: str, scheme: str = "gpt") -> str:
-    """`yandexgpt` → gpt://<folder>/yandexgpt/latest; a branch or a full URI is kept."""
+    """`yandexgpt` → gpt://<folder>/yandexgpt/latest; a branch or a full URI is kept. A fine-tuned
+    model is `<base>/<branch>@<suffix>` (yandexgpt.md §3: gpt://<folder>/<base_model>/<version>@<suffix>),
+    so `yandexgpt-lite@<suffix>` given without its branch gets /latest before the suffix."""
     if "://" in model:
         return model
     if not folder:
         raise ProviderError(f"{NAME}: no folder_id in the credential or the provider options", kind="configuration")
-    return f"{scheme}://{folder}/{model}" if "/" in model else f"{scheme}://{folder}/{model}/latest"
+    if "/" in model:
+        return f"{scheme}://{folder}/{model}"
+    base, at, suffix = model.partition("@")
+    return f"{scheme}://{folder}/{base}/latest{at}{suffix}"
 
 
 # --- request translation -----------------------------------------------------------------------
