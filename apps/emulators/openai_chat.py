@@ -54,8 +54,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     for index in range(n):
         message = {"role": "assistant", "content": reply.text}
         if reply.reasoning:
-            if field == "inline":
-                message["content"] = _inline(reply.reasoning, reasoning_complete) + reply.text
+            if field in ("inline", "prompt_opened"):
+                message["content"] = _inline(reply.reasoning, reasoning_complete, field == "prompt_opened") + reply.text
             else:
                 message[field] = reply.reasoning
         if reply.is_tool_call:
@@ -175,9 +175,11 @@ def _check_context(request, model: ModelSpec, prompt_tokens: int, max_tokens: in
         )
 
 
-def _inline(reasoning: str, complete: bool) -> str:
-    # The closing tag only appears if the budget let the model finish thinking.
-    return "<think>\n" + reasoning + ("\n</think>\n\n" if complete else "")
+def _inline(reasoning: str, complete: bool, prompt_opened: bool = False) -> str:
+    # The closing tag only appears if the budget let the model finish thinking. "prompt_opened":
+    # the chat template already put "<think>\n" into the prompt (DeepSeek-R1 distills, QwQ; vLLM
+    # issues #12999, #17144), so the output holds only the closing tag.
+    return ("" if prompt_opened else "<think>\n") + reasoning + ("\n</think>\n\n" if complete else "")
 
 
 def _tool_call(call_id: str, reply: behaviour.Reply) -> dict:
@@ -188,8 +190,8 @@ def _tool_call(call_id: str, reply: behaviour.Reply) -> dict:
 def _deltas(reply: behaviour.Reply, field: str | None, complete: bool) -> list[dict]:
     """The deltas of one choice after its opening role delta."""
     deltas: list[dict] = []
-    if reply.reasoning and field == "inline":
-        parts = ["<think>\n"] + behaviour.chunk_text(reply.reasoning)
+    if reply.reasoning and field in ("inline", "prompt_opened"):
+        parts = ([] if field == "prompt_opened" else ["<think>\n"]) + behaviour.chunk_text(reply.reasoning)
         # Split the closing tag across two chunks on purpose: adapters must buffer for it.
         parts += ["\n</th", "ink>\n\n"] if complete else []
         deltas += [{"content": p} for p in parts]

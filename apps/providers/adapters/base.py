@@ -57,6 +57,7 @@ class ProviderConfig:
     client_key: str = ""
     timeout: float | None = None
     jurisdiction: str = "RU"
+    model_options: dict = field(default_factory=dict)  # model name → ProviderModel.options (validated)
 
     @property
     def secrets(self) -> dict:

@@ -24,6 +24,7 @@ Parameters: the OpenAI ones pass through (supports_n and supports_stop are True)
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from .base import (
@@ -69,6 +70,7 @@ PASS_FIELDS = (
     "tool_choice",
     "response_format",
 )
+THINK_STARTED = re.compile(r"deepseek-r1|qwq", re.IGNORECASE)  # templates that open <think> in the prompt
 FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
@@ -209,13 +211,23 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         return http_error(self.name, status, raw, headers, credential.secrets if credential else None)
 
     # --- answers -------------------------------------------------------------------------------
-    def parse_choice(self, choice: dict) -> dict:
+    def think_started(self, model: str) -> bool:
+        """Does the model's chat template open the think block in the prompt, so its output holds
+        only `</think>`? DeepSeek-R1 distills and QwQ do (vLLM issues #12999, #17144): the model
+        option `think_start` says so, else the name decides."""
+        value = self.model_options(model).get("think_start")
+        return bool(THINK_STARTED.search(model)) if value is None else bool(value)
+
+    def model_options(self, model: str) -> dict:
+        return self.config.model_options.get(model) or {}
+
+    def parse_choice(self, choice: dict, started: bool = False) -> dict:
         msg = choice.get("message") or {}
         content = text(msg.get("content"))
         reasoning = text(msg.get("reasoning_content") or msg.get("reasoning"))
-        if self._option("think_tags", self.think_tags) and isinstance(content, str):
-            inline, content = split_think(content)
-            reasoning = reasoning or inline
+        if not reasoning and self._option("think_tags", self.think_tags) and isinstance(content, str):
+            # A reasoning field means the server parsed the reasoning off already.
+            reasoning, content = split_think(content, started)
         out: dict = {"role": "assistant", "content": content}
         calls = [_tool_call(c, False, self.name) for c in msg.get("tool_calls") or ()]
         if calls:
@@ -240,8 +252,9 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(self.name, "no choices")
         try:
+            started = self.think_started(model)
             return ChatResult(
-                choices=[self.parse_choice(c) for c in data["choices"]],
+                choices=[self.parse_choice(c, started) for c in data["choices"]],
                 usage=parse_usage(data.get("usage")) or Usage(estimated=True),
                 provider_request_id=headers.get("x-request-id") or str(data.get("id") or ""),
                 upstream_model=text(data.get("model")) or model,
@@ -252,6 +265,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         payload = self.build_request(body, model, stream=True)
         think_tags = self._option("think_tags", self.think_tags)
+        think_open = think_tags and self.think_started(model)
         async with self.slot() as credential:
             resp = await open_stream(
                 self.session(),
@@ -294,7 +308,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                                 head = None
                             else:
                                 yield StreamChunk(delta={"role": "assistant"}, index=index)
-                        splitter = splitters.setdefault(index, ThinkSplitter()) if think_tags else None
+                        splitter = splitters.setdefault(index, ThinkSplitter(think_open)) if think_tags else None
                         for delta in self._deltas(choice.get("delta") or {}, splitter, self.name):
                             yield StreamChunk(delta=delta, index=index)
                         reason = finish_reason(choice.get("finish_reason"))
@@ -318,6 +332,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         reasoning = text(delta.get("reasoning_content") or delta.get("reasoning"))
         if reasoning:
             out.append({"reasoning_content": reasoning})
+            if splitter is not None:
+                splitter.parsed_upstream()
         content = text(delta.get("content"))
         if content:
             out.extend(_pieces(splitter.feed(content)) if splitter is not None else [{"content": content}])
