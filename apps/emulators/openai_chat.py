@@ -83,6 +83,13 @@ def _conversation(body: dict, model: ModelSpec) -> tuple[behaviour.Conversation,
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "messages must be a non-empty array", "messages")
+    if model.owned_by != "openai":  # the open models, not the proxied GPT
+        # Open models' chat templates (Qwen, Hermes) render tool_calls and role "tool" only: a
+        # legacy role "function" result and an assistant "function_call" are silently left out
+        # of the prompt (issue 11, from the Qwen2.5/Hermes templates vLLM ships). The request still
+        # validates (vLLM accepts the OpenAI schema), so the model answers as if they were not there.
+        messages = [m for m in messages if not isinstance(m, dict) or m.get("role") != "function"]
+        messages = [{k: v for k, v in m.items() if k != "function_call"} if isinstance(m, dict) else m for m in messages]
     texts = []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in ROLES:

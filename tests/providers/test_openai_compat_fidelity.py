@@ -43,3 +43,28 @@ async def test_reasoning_models_keep_their_reasoning_out_of_the_answer(make_adap
     assert result.choices[0]["message"]["reasoning_content"] == "Thinking about: why"
     chunks = await collect(adapter.stream_chat({"messages": [user("why")], "stream": True}, model))
     assert (joined(chunks), joined(chunks, "reasoning_content")) == ("Echo: why", "Thinking about: why")
+
+
+# --- (14) legacy functions history --------------------------------------------------------------
+LEGACY_HISTORY = [
+    user("Weather in Moscow?"),
+    {"role": "assistant", "content": None, "function_call": {"name": "get_weather", "arguments": '{"city": "Moscow"}'}},
+    {"role": "function", "name": "get_weather", "content": "sunny"},
+]
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+def test_legacy_history_becomes_tool_calls_and_tool_results():
+    from apps.providers.adapters.openai_compat import legacy_history_as_tools
+
+    converted = legacy_history_as_tools([*LEGACY_HISTORY, LEGACY_HISTORY[1], {"role": "function", "name": "get_weather", "content": "rain"}])
+    calls = [m["tool_calls"][0]["id"] for m in converted if m.get("tool_calls")]
+    results = [m["tool_call_id"] for m in converted if m["role"] == "tool"]
+    assert calls == results == ["call_legacy_1", "call_legacy_3"]
+    assert not any(m["role"] == "function" or "function_call" in m for m in converted)
+
+
+@pytest.mark.parametrize("kind, model", [("tbank", "t-tech/T-lite-it-2.1"), ("mts", "mws-gpt-alpha")])
+async def test_the_model_sees_a_legacy_function_result(make_adapter, kind, model):
+    result = await make_adapter(kind).chat({"messages": LEGACY_HISTORY, "tools": [WEATHER]}, model)
+    assert result.choices[0]["message"]["content"] == "Tool result: sunny"

@@ -148,7 +148,10 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         return default if value is None else value
 
     def build_request(self, body: dict, model: str, stream: bool) -> dict:
-        payload: dict = {"model": model, "messages": [self._message(m) for m in body["messages"]]}
+        messages = body["messages"]
+        if any(m["role"] == "function" or m.get("function_call") for m in messages):
+            messages = legacy_history_as_tools(messages)
+        payload: dict = {"model": model, "messages": [self._message(m) for m in messages]}
         for name in PASS_FIELDS:
             if body.get(name) is not None:
                 payload[name] = body[name]
@@ -388,6 +391,34 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     for m in items if isinstance(m, dict) and "id" in m]
         except SHAPE_ERRORS as exc:
             raise bad_answer(self.name, wrong_shape(exc)) from None
+
+
+def legacy_history_as_tools(messages: list[dict]) -> list[dict]:
+    """The legacy functions history (assistant `function_call`, role `function`) in tools form.
+
+    vLLM's Qwen and Hermes chat templates render `tool_calls` and role `tool` only and silently
+    leave the legacy form out of the prompt (issue 11), so the model never sees the result. Each
+    call gets an id (`call_legacy_<position>`), and a result takes the id of the oldest unanswered
+    call of its function name, which is how the legacy protocol pairs them."""
+    out: list[dict] = []
+    waiting: dict[str, list[str]] = {}
+    for position, message in enumerate(messages):
+        if message["role"] == "assistant" and message.get("function_call"):
+            fn = message["function_call"]
+            call_id = f"call_legacy_{position}"
+            waiting.setdefault(fn.get("name") or "", []).append(call_id)
+            converted = {k: v for k, v in message.items() if k != "function_call"}
+            converted["tool_calls"] = [{"id": call_id, "type": "function",
+                                        "function": {"name": fn.get("name") or "", "arguments": fn.get("arguments") or "{}"}}]
+            out.append(converted)
+        elif message["role"] == "function":
+            name = message.get("name") or ""
+            pending = waiting.get(name)
+            call_id = pending.pop(0) if pending else f"call_legacy_{position}"
+            out.append({"role": "tool", "tool_call_id": call_id, "content": message.get("content") or ""})
+        else:
+            out.append(message)
+    return out
 
 
 def _pieces(parts: list[tuple[str, str]]) -> list[dict]:
