@@ -22,6 +22,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = find_model(request, body)
     if model.embedding_dim:
         raise ApiError(400, f"The model `{model.id}` does not support chat completions.", "model")  # Guess: wording
+    if model.owned_by == "openai":
+        _check_openai_fields(body, model)
     conv, prompt_texts = _conversation(body, model)
     prompt_tokens = behaviour.message_tokens(prompt_texts)
     _check_context(request, model, prompt_tokens, conv.max_tokens)
@@ -69,6 +71,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         choices.append(choice)
     payload = {**envelope, "object": "chat.completion", "choices": choices, "usage": usage}
     return await send_json(request, payload)
+
+
+def _check_openai_fields(body: dict, model: ModelSpec) -> None:
+    """A proxied OpenAI model answers with OpenAI's own refusals (wording as OpenAI's API sends it)."""
+    if "chat_template_kwargs" in body:
+        raise ApiError(400, "Unrecognized request argument supplied: chat_template_kwargs")
+    if model.openai_reasoning and body.get("max_tokens") is not None:
+        # o-series and GPT-5 take max_completion_tokens only (OpenAI API reference, chat/create).
+        raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                            "Use 'max_completion_tokens' instead.", "max_tokens")
 
 
 def _text_of(content) -> str:

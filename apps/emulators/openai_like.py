@@ -39,6 +39,7 @@ class ModelSpec:
     switchable: bool = False  # thinking follows chat_template_kwargs.enable_thinking (default on)
     context_length: int = 32768
     embedding_dim: int | None = None
+    openai_reasoning: bool = False  # a proxied OpenAI reasoning model (o-series, GPT-5): OpenAI's own rules
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ FLAVOURS = {
             # Its chat template opens <think> in the prompt: the output holds only </think> (vLLM #12999).
             ModelSpec("deepseek-r1-distill-qwen-32b", "mts", reasoning="prompt_opened"),
             ModelSpec("gpt-4o", "openai", context_length=128000),  # a "proxy" model
+            ModelSpec("gpt-5-mini", "openai", context_length=400000, openai_reasoning=True),
             ModelSpec("bge-m3", "mts", context_length=8192, embedding_dim=1024),
         ),
         tool_call_prefix="call_",  # Guess: MTS tool-call id format is not documented

@@ -51,7 +51,8 @@ class CredentialInline(admin.TabularInline):
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
     extra = 0
-    fields = ["name", "kind", "enabled", "input_price", "output_price", "cached_input_price", "context_window", "jurisdiction"]
+    fields = ["name", "kind", "enabled", "input_price", "output_price", "cached_input_price", "context_window", "jurisdiction",
+              "options"]
 
 
 @admin.register(Provider)

@@ -1,6 +1,7 @@
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -114,6 +115,38 @@ class Credential(models.Model):
         return sorted(self.secrets)
 
 
+# Per-model options of the OpenAI-compatible kinds (ProviderModel.options), read by openai_compat.py.
+MODEL_OPTIONS = {
+    # Which field carries the output limit: OpenAI's o-series and GPT-5 refuse max_tokens and take
+    # max_completion_tokens (OpenAI API reference, chat/create); MTS proxies such models.
+    "output_limit_field": ("max_tokens", "max_completion_tokens"),
+    # Whether chat_template_kwargs (vLLM's switch for the Qwen3 template's thinking) may be sent:
+    # not to a proxied OpenAI model, which refuses unknown fields.
+    "chat_template_kwargs": (True, False),
+    # The chat template opens <think> in the prompt (DeepSeek-R1 distills, QwQ): the output
+    # starts inside the reasoning. Unset: decided from the model's name.
+    "think_start": (True, False),
+}
+OPENAI_COMPATIBLE_KINDS = ("mts", "tbank", "openai_compatible")
+
+
+def model_options_problem(kind: str, options) -> str | None:
+    """Why `options` are not valid for a model of a provider of `kind`, or None."""
+    if not options:
+        return None
+    if not isinstance(options, dict):
+        return "Model options must be a JSON object."
+    if kind not in OPENAI_COMPATIBLE_KINDS:
+        return f"Model options apply to the OpenAI-compatible kinds ({', '.join(OPENAI_COMPATIBLE_KINDS)}) only."
+    for name, value in options.items():
+        if name not in MODEL_OPTIONS:
+            return f"Unknown model option {name!r}; known: {', '.join(MODEL_OPTIONS)}."
+        allowed = MODEL_OPTIONS[name]
+        if value not in allowed or type(value) is not type(allowed[0]):
+            return f"Model option {name!r} takes one of {', '.join(repr(a) for a in allowed)}."
+    return None
+
+
 class ProviderModel(LimitFields):
     """A model a provider serves, with prices in roubles per 1,000 tokens. Its limits are a cap across all
     tenants (the provider contract's)."""
@@ -133,11 +166,20 @@ class ProviderModel(LimitFields):
         null=True, blank=True, help_text="The model's output cap: what a token limit reserves when a request sets no "
                                          "max_tokens. Empty = 4096.")
     jurisdiction = models.CharField(max_length=8, blank=True, help_text="Empty = the provider's.")
-    options = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True,
+        help_text='OpenAI-compatible kinds: {"output_limit_field": "max_completion_tokens"} (o-series, GPT-5), '
+                  '{"chat_template_kwargs": false} (a proxied OpenAI model), {"think_start": true} (R1 distills, QwQ).')
 
     class Meta:
         unique_together = [("provider", "name")]
         ordering = ["provider__name", "name"]
+
+    def clean(self):
+        super().clean()
+        problem = model_options_problem(self.provider.kind if self.provider_id else "", self.options)
+        if problem:
+            raise ValidationError({"options": problem})
 
     def __str__(self):
         return f"{self.provider.name}/{self.name}"

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apps.common.rates import parse_rate
-from apps.providers.models import token_owner_problem
+from apps.providers.models import model_options_problem, token_owner_problem
 
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -31,6 +31,7 @@ class ModelSpec(_Strict):
     jurisdiction: str = ""
     enabled: bool = True
     max_output_tokens: int | None = Field(default=None, ge=1, description="what a token limit reserves without max_tokens")
+    options: dict = Field(default_factory=dict, description="per-model options (apps/providers/models.py MODEL_OPTIONS)")
     # A cap across all tenants (apps/limits): rates as "600/min", quotas in tokens.
     requests_rate: str = ""
     tokens_rate: str = ""
@@ -78,6 +79,14 @@ class ProviderSpec(_Strict):
                 return []
             return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency, token_owner=self.token_owner)]
         return self.credentials
+
+    @model_validator(mode="after")
+    def _model_options(self):
+        for name, model in self.models.items():
+            problem = model_options_problem(self.kind, model.options)
+            if problem:
+                raise ValueError(f"model {name!r}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _token_owners(self):

@@ -42,7 +42,7 @@ def config_import(config: ConfigFile) -> dict:
                 defaults=dict(
                     kind=m.kind, input_price=m.input_price, output_price=m.output_price,
                     cached_input_price=m.cached_input_price, context_window=m.context_window,
-                    jurisdiction=m.jurisdiction, enabled=m.enabled, max_output_tokens=m.max_output_tokens,
+                    jurisdiction=m.jurisdiction, enabled=m.enabled, max_output_tokens=m.max_output_tokens, options=m.options,
                     **{field: getattr(m, field) for field in LIMIT_FIELDS},
                 ),
             )
@@ -148,6 +148,8 @@ def config_export() -> dict:
             for field in ("max_output_tokens", *LIMIT_FIELDS):
                 if getattr(m, field) not in ("", None):
                     entry[field] = getattr(m, field)
+            if m.options:
+                entry["options"] = m.options
             if not m.enabled:
                 entry["enabled"] = False
             models[m.name] = entry

@@ -60,3 +60,30 @@ def test_a_yandex_iam_token_credential_must_say_whose_token_it_is(client, django
     else:
         assert response.status_code == 200 and "must say whose token it is" in response.content.decode()
         assert not Credential.objects.filter(provider=provider).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("options, ok", [('{"output_limit_field": "max_completion_tokens"}', True), ('{"output_limit_field": 5}', False)])
+def test_model_options_are_edited_and_validated_in_the_admin(client, django_user_model, options, ok):
+    from apps.providers.models import ProviderModel
+
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://example.invalid/v1")
+    form = {
+        "name": "mts", "kind": "mts", "base_url": "https://example.invalid/v1", "auth_url": "", "enabled": "on",
+        "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
+        "client_cert": "", "client_key": "", "timeout": "",
+        "credentials-TOTAL_FORMS": "0", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",
+        "credentials-MAX_NUM_FORMS": "1000",
+        "models-TOTAL_FORMS": "1", "models-INITIAL_FORMS": "0", "models-MIN_NUM_FORMS": "0", "models-MAX_NUM_FORMS": "1000",
+        "models-0-name": "gpt-5", "models-0-kind": "chat", "models-0-enabled": "on", "models-0-input_price": "1",
+        "models-0-output_price": "1", "models-0-cached_input_price": "", "models-0-context_window": "",
+        "models-0-jurisdiction": "", "models-0-options": options, "models-0-provider": str(provider.id),
+    }
+    response = client.post(f"/admin/providers/provider/{provider.id}/change/", form)
+    if ok:
+        assert response.status_code == 302, response.content.decode()[:3000]
+        assert ProviderModel.objects.get(provider=provider).options == {"output_limit_field": "max_completion_tokens"}
+    else:
+        assert response.status_code == 200 and "output_limit_field" in response.content.decode()

@@ -68,3 +68,51 @@ def test_legacy_history_becomes_tool_calls_and_tool_results():
 async def test_the_model_sees_a_legacy_function_result(make_adapter, kind, model):
     result = await make_adapter(kind).chat({"messages": LEGACY_HISTORY, "tools": [WEATHER]}, model)
     assert result.choices[0]["message"]["content"] == "Tool result: sunny"
+
+
+# --- (15) per-model options ---------------------------------------------------------------------------
+GPT5 = "gpt-5-mini"  # a proxied OpenAI reasoning model on MTS
+GPT5_OPTIONS = {GPT5: {"output_limit_field": "max_completion_tokens", "chat_template_kwargs": False}}
+
+
+async def test_a_model_that_refuses_max_tokens_gets_max_completion_tokens(make_adapter, controls):
+    from apps.providers.adapters.base import ProviderError
+
+    body = {"messages": [user("hi")], "max_tokens": 20, "thinking": True}
+    result = await make_adapter("mts", model_options=GPT5_OPTIONS).chat(body, GPT5)
+    assert result.choices[0]["message"]["content"] == "Echo: hi"
+    chunks = await collect(make_adapter("mts", model_options=GPT5_OPTIONS).stream_chat({**body, "stream": True}, GPT5))
+    assert joined(chunks) == "Echo: hi"
+    with pytest.raises(ProviderError) as caught:  # without the options: OpenAI's own refusal
+        await make_adapter("mts").chat(body, GPT5)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "kind, options, ok",
+    [
+        ("mts", {"output_limit_field": "max_completion_tokens"}, True),
+        ("tbank", {"chat_template_kwargs": False, "think_start": True}, True),
+        ("mts", {"output_limit_field": "max_output_tokens"}, False),
+        ("mts", {"chat_template_kwargs": "no"}, False),
+        ("mts", {"temperature": 1}, False),
+        ("gigachat", {"output_limit_field": "max_tokens"}, False),
+        ("mts", [], True),
+    ],
+)
+def test_model_options_are_validated(kind, options, ok):
+    from apps.providers.models import model_options_problem
+
+    assert (model_options_problem(kind, options) is None) is ok
+
+
+def test_import_config_validates_model_options():
+    import yaml
+
+    from apps.routing.config_schema import ConfigError, parse_config
+
+    text = "providers:\n  m:\n    kind: mts\n    base_url: https://x.example/v1\n    models:\n      gpt-5: {options: %s}\n"
+    assert parse_config(yaml.safe_load(text % '{output_limit_field: max_completion_tokens}')).providers["m"].models["gpt-5"].options
+    with pytest.raises(ConfigError) as caught:
+        parse_config(yaml.safe_load(text % "{output_limit_field: max_tokenz}"))
+    assert "output_limit_field" in str(caught.value)

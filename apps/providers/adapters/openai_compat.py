@@ -17,6 +17,10 @@ Parameters: the OpenAI ones pass through (supports_n and supports_stop are True)
     Qwen3 chat template) and — a guess — for MTS reasoning models; `reasoning_effort` for any
     other OpenAI-compatible API. T-Bank gets no `reasoning_effort` (vLLM ignores it for Qwen3):
     "minimal" means thinking off there, any other effort thinking on.
+  * per model (`ProviderModel.options`, validated by apps/providers/models.py MODEL_OPTIONS):
+    `output_limit_field` ("max_completion_tokens" for OpenAI's o-series and GPT-5, which refuse
+    max_tokens), `chat_template_kwargs` (false: never sent, e.g. to a proxied OpenAI model; the
+    thinking switch then goes as reasoning_effort), `think_start` (see thinking.py).
   * reasoning comes back in `reasoning_content` or `reasoning` (newer vLLM) or inline as
     `<think>…</think>` (a vLLM without a reasoning parser); all three leave as `reasoning_content`.
     Reasoning is never sent back upstream in the history.
@@ -155,10 +159,16 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         for name in PASS_FIELDS:
             if body.get(name) is not None:
                 payload[name] = body[name]
-        self._add_thinking(payload, body)
+        options = self.model_options(model)
+        if "max_tokens" in payload and options.get("output_limit_field") == "max_completion_tokens":
+            payload["max_completion_tokens"] = payload.pop("max_tokens")  # o-series / GPT-5 refuse max_tokens
+        template_kwargs = options.get("chat_template_kwargs", True)
+        self._add_thinking(payload, body, template_kwargs)
         extra = self.config.options.get("extra_body")
         if isinstance(extra, dict):
             payload = {**extra, **payload}  # the request's own fields win
+            if not template_kwargs:
+                payload.pop("chat_template_kwargs", None)
         if stream:
             payload["stream"] = True
             if self._option("stream_usage", True):
@@ -180,10 +190,10 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     out["content"] = strip_think(content)
         return out
 
-    def _add_thinking(self, payload: dict, body: dict) -> None:
+    def _add_thinking(self, payload: dict, body: dict, template_kwargs: bool = True) -> None:
         thinking = body.get("thinking")
         effort = body.get("reasoning_effort")
-        if self._option("thinking_style", self.thinking_style) == "chat_template_kwargs":
+        if template_kwargs and self._option("thinking_style", self.thinking_style) == "chat_template_kwargs":
             if thinking is None and effort and not self.forward_reasoning_effort:
                 thinking = effort != "minimal"
             if thinking is None:
