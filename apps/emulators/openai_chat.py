@@ -77,6 +77,9 @@ def _check_openai_fields(body: dict, model: ModelSpec) -> None:
     """A proxied OpenAI model answers with OpenAI's own refusals (wording as OpenAI's API sends it)."""
     if "chat_template_kwargs" in body:
         raise ApiError(400, "Unrecognized request argument supplied: chat_template_kwargs")
+    if "parallel_tool_calls" in body and not body.get("tools"):
+        raise ApiError(400, "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when "
+                            "'tools' are specified.", "parallel_tool_calls")
     if model.openai_reasoning and body.get("max_tokens") is not None:
         # o-series and GPT-5 take max_completion_tokens only (OpenAI API reference, chat/create).
         raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "

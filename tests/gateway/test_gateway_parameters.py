@@ -125,9 +125,22 @@ def test_it_truncates_a_stream_at_max_tokens(openai_client, provider, model):
 
 
 @pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
-def test_it_accepts_and_ignores_the_parameters_that_do_not_change_the_answer(openai_client, provider, model):
+def test_it_accepts_the_parameters_that_do_not_change_the_answer(openai_client, provider, model):
+    # user: forwarded where the provider has the field (MTS, T-Bank), dropped elsewhere.
     completion = openai_client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "same"}], user="alice-42", seed=7,
-        logit_bias={"50256": -100}, metadata={"team": "qa"}, store=False, parallel_tool_calls=True,
+        model=model, messages=[{"role": "user", "content": "same"}], user="alice-42", metadata={"team": "qa"},
+        store=False, parallel_tool_calls=True,
     )
     assert completion.choices[0].message.content == "Echo: same"
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_seed_and_logit_bias_reach_the_providers_that_have_them_and_are_refused_elsewhere(openai_client, provider, model):
+    for extra in ({"seed": 7}, {"logit_bias": {"50256": -100}}):
+        if provider in ("mts", "tbank"):  # vLLM takes both
+            completion = openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "same"}], **extra)
+            assert completion.choices[0].message.content == "Echo: same"
+            continue
+        with pytest.raises(openai.BadRequestError) as caught:
+            openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "same"}], **extra)
+        assert_error(caught.value.response, 400, param=next(iter(extra)), code="unsupported_parameter")

@@ -102,7 +102,7 @@ def test_it_translates_sampling_and_structured_output():
             "max_tokens": 10,
             "n": 3,
             "stop": ["END"],
-            "seed": 1,
+
             "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True}},
             "thinking": True,
         },
@@ -111,7 +111,7 @@ def test_it_translates_sampling_and_structured_output():
     )
     assert payload["temperature"] == 0.001  # greedy, since GigaChat refuses 0
     assert payload["top_p"] == 0.5 and payload["max_tokens"] == 10
-    assert "n" not in payload and "stop" not in payload and "seed" not in payload
+    assert "n" not in payload and "stop" not in payload
     assert payload["response_format"] == {"type": "json_schema", "schema": {"type": "object", "properties": {}}, "strict": True}
     assert payload["repetition_penalty"] == 1.1 and payload["profanity_check"] is False
     assert payload["reasoning_effort"] == "medium"

@@ -270,3 +270,16 @@ async def test_a_late_system_message_is_accepted_by_gigachat(make_adapter):
     body = {"messages": [user("Hi"), {"role": "system", "content": "Be brief."}]}
     result = await make_adapter("gigachat").chat(body, MODEL)
     assert result.choices[0]["message"]["content"] == "Echo: Hi"
+
+
+# --- (16) parameters decided per provider --------------------------------------------------------
+@pytest.mark.parametrize("name, value", [("seed", 7), ("logit_bias", {"1": -100})])
+def test_gigachat_refuses_seed_and_logit_bias(name, value):
+    with pytest.raises(ProviderError) as caught:
+        build_request({"messages": [user("x")], name: value}, MODEL)
+    assert caught.value.param == name and caught.value.kind == "unsupported_parameter"
+
+
+def test_gigachat_drops_user_and_parallel_tool_calls():
+    payload = build_request({"messages": [user("x")], "user": "u-1", "parallel_tool_calls": False, "tools": [WEATHER]}, MODEL)
+    assert "user" not in payload and "parallel_tool_calls" not in payload

@@ -116,3 +116,17 @@ def test_import_config_validates_model_options():
     with pytest.raises(ConfigError) as caught:
         parse_config(yaml.safe_load(text % "{output_limit_field: max_tokenz}"))
     assert "output_limit_field" in str(caught.value)
+
+
+# --- (16) parameters decided per provider --------------------------------------------------------------
+def test_vllm_gets_seed_logit_bias_user_and_parallel_tool_calls(make_adapter):
+    adapter = make_adapter("tbank")
+    body = {"messages": [user("x")], "seed": 7, "logit_bias": {"5": -100}, "user": "u-1", "parallel_tool_calls": False, "tools": [WEATHER]}
+    payload = adapter.build_request(body, "t-tech/T-lite-it-2.1", stream=False)
+    assert (payload["seed"], payload["logit_bias"], payload["user"], payload["parallel_tool_calls"]) == (7, {"5": -100}, "u-1", False)
+    assert "parallel_tool_calls" not in adapter.build_request({"messages": [user("x")], "parallel_tool_calls": True}, "m", stream=False)
+
+
+async def test_parallel_tool_calls_without_tools_is_not_sent_to_a_proxied_openai_model(make_adapter):
+    result = await make_adapter("mts").chat({"messages": [user("hi")], "parallel_tool_calls": True}, "gpt-4o")
+    assert result.choices[0]["message"]["content"] == "Echo: hi"

@@ -147,3 +147,16 @@ def test_model_ids_become_uris(model, uri):
 async def test_a_fine_tuned_model_without_its_branch_answers(make_adapter):
     result = await make_adapter("yandexgpt").chat({"messages": [user("hi")]}, "yandexgpt-lite@tamr3kq7ns3l8hfp")
     assert result.choices[0]["message"]["content"] == "Echo: hi"
+
+
+# --- (16) parameters decided per provider --------------------------------------------------------
+def test_yandex_gets_parallel_tool_calls_and_refuses_seed_and_logit_bias():
+    from apps.providers.adapters.base import ProviderError
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    payload = build_request({"messages": [user("x")], "tools": tools, "parallel_tool_calls": False, "user": "u-77"}, MODEL, YANDEX_FOLDER)
+    assert payload["parallelToolCalls"] is False and "u-77" not in json.dumps(payload)
+    for name, value in (("seed", 1), ("logit_bias", {"1": 1})):
+        with pytest.raises(ProviderError) as caught:
+            build_request({"messages": [user("x")], name: value}, MODEL, YANDEX_FOLDER)
+        assert caught.value.param == name and caught.value.status == 400

@@ -9,11 +9,13 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `stream_options` (usage always arrives at the end of a stream).
+  * dropped silently: `stream_options` (usage always arrives at the end of a stream), `user`
+    (no such field), `parallel_tool_calls` (GigaChat makes one call per turn anyway).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
     provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
     tool (with exactly one tool it is sent as that forced function, which means the same),
-    image content parts (they would need an upload through /files), embeddings `dimensions`,
+    `seed`, `logit_bias`, image content parts (they would need an upload through /files),
+    embeddings `dimensions`,
     `response_format` json_object (no schema-less JSON mode; no function-calling fallback either:
     it would turn an answer into a tool call the client did not ask for).
   * translated: `temperature` 0 → 0.001 (greedy), tools → functions, tool_choice → function_call,
@@ -103,6 +105,9 @@ def build_request(body: dict, model: str, options: dict | None = None) -> dict:
     """An OpenAI chat request as a GigaChat /chat/completions body."""
     options = options or {}
     check_no_penalties(body, NAME)
+    for name in ("seed", "logit_bias"):  # gigachat.md §12.10: neither exists; both change the answer
+        if body.get(name) is not None:
+            raise unsupported(NAME, name)
     payload: dict = {"model": model, "messages": build_messages(body["messages"])}
     if body.get("temperature") is not None:
         payload["temperature"] = body["temperature"] if body["temperature"] > 0 else GREEDY_TEMPERATURE

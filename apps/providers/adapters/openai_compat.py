@@ -4,7 +4,8 @@ Wire facts: shared/providers/mts.md and tbank.md. Credentials: `api_key` (sent a
 self-hosted vLLM may have none). `config.extra_headers` are sent on every call;
 `config.options["extra_body"]` is merged into every chat request (e.g. vLLM's `top_k`).
 
-Parameters: the OpenAI ones pass through (supports_n and supports_stop are True).
+Parameters: the OpenAI ones pass through (supports_n and supports_stop are True), `seed`,
+`logit_bias` and `user` included, and `parallel_tool_calls` beside tools.
   * passed on when present: `response_format`, image content parts (supports_images),
     embeddings `dimensions`.
   * assistant turns: `reasoning_content` / `reasoning` keys and inline think blocks removed;
@@ -73,6 +74,9 @@ PASS_FIELDS = (
     "tools",
     "tool_choice",
     "response_format",
+    "seed",  # vLLM's sampling params have seed and logit_bias (vLLM OpenAI server, ChatCompletionRequest)
+    "logit_bias",
+    "user",
 )
 THINK_STARTED = re.compile(r"deepseek-r1|qwq", re.IGNORECASE)  # templates that open <think> in the prompt
 FINISH_REASONS = {
@@ -159,6 +163,9 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         for name in PASS_FIELDS:
             if body.get(name) is not None:
                 payload[name] = body[name]
+        if body.get("parallel_tool_calls") is not None and body.get("tools"):
+            # Only beside tools: OpenAI refuses it alone ("only allowed when 'tools' are specified").
+            payload["parallel_tool_calls"] = body["parallel_tool_calls"]
         options = self.model_options(model)
         if "max_tokens" in payload and options.get("output_limit_field") == "max_completion_tokens":
             payload["max_completion_tokens"] = payload.pop("max_tokens")  # o-series / GPT-5 refuse max_tokens

@@ -12,9 +12,10 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `stream_options` (usage always arrives on the stream's last line).
+  * dropped silently: `stream_options` (usage always arrives on the stream's last line), `user`.
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty`, `top_p` other
-    than 1 (there is no nucleus sampling knob), image content parts.
+    than 1 (there is no nucleus sampling knob), `seed`, `logit_bias`, image content parts.
+  * passed: `parallel_tool_calls` → `parallelToolCalls` (with tools).
   * translated: `temperature` (clamped to Yandex's maximum of 1: both mean "the most random the
     provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
     → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`.
@@ -118,6 +119,9 @@ def build_request(body: dict, model: str, folder: str) -> dict:
     check_no_penalties(body, NAME)
     if body.get("top_p") not in (None, 1, 1.0):
         raise unsupported(NAME, "top_p")
+    for name in ("seed", "logit_bias"):  # completionOptions has neither (yandexgpt.md §4); both change the answer
+        if body.get(name) is not None:
+            raise unsupported(NAME, name)
     options: dict = {"stream": bool(body.get("stream"))}
     if body.get("temperature") is not None:
         options["temperature"] = min(float(body["temperature"]), MAX_TEMPERATURE)
@@ -135,6 +139,8 @@ def build_request(body: dict, model: str, folder: str) -> dict:
             payload["toolChoice"] = {"functionName": choice["function"]["name"]}
         elif choice:
             payload["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
+        if body.get("parallel_tool_calls") is not None:
+            payload["parallelToolCalls"] = body["parallel_tool_calls"]  # BoolValue, default true (yandexgpt.md §4)
     elif body.get("tool_choice") not in (None, "none", "auto"):
         raise unsupported(NAME, "tool_choice", "no tools were given")
     fmt = body.get("response_format") or {}
