@@ -283,3 +283,13 @@ def test_gigachat_refuses_seed_and_logit_bias(name, value):
 def test_gigachat_drops_user_and_parallel_tool_calls():
     payload = build_request({"messages": [user("x")], "user": "u-1", "parallel_tool_calls": False, "tools": [WEATHER]}, MODEL)
     assert "user" not in payload and "parallel_tool_calls" not in payload
+
+
+def test_refs_to_refs_and_unions_of_refs_are_inlined_whole():
+    schema = gigachat_schema({
+        "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"type": "object", "properties": {"x": {"anyOf": [{"$ref": "#/$defs/C"}, {"type": "null"}]}}},
+                  "C": {"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]}},
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"oneOf": [{"allOf": [{"$ref": "#/$defs/B"}]}, {"type": "null"}]}},
+    }, "p")
+    assert schema["properties"]["a"] == {"type": "object", "properties": {"x": {"type": "string"}}}
+    assert schema["properties"]["b"] == schema["properties"]["a"]

@@ -81,16 +81,20 @@ class _Walker:
             raise SchemaError(f"nested deeper than {MAX_DEPTH} levels")
         if not isinstance(schema, dict):  # `true` / `{}`: anything goes
             schema = {}
-        if "$ref" in schema:
-            schema, ref = self._inline(schema, refs)
-            refs = (*refs, ref)
-        if isinstance(schema.get("allOf"), list):
-            schema = self._merge_all_of(schema, depth, refs)
-        for union in ("anyOf", "oneOf"):
-            if isinstance(schema.get(union), list):
-                schema = self._collapse(schema, union)
-                if "$ref" in schema or isinstance(schema.get("allOf"), list):
-                    return self.node(schema, depth + 1, refs, default_type)
+        for _ in range(MAX_DEPTH):  # refs to refs, unions of refs, allOf inside a union...
+            if "$ref" in schema:
+                schema, ref = self._inline(schema, refs)
+                refs = (*refs, ref)
+            elif isinstance(schema.get("allOf"), list):
+                schema = self._merge_all_of(schema, depth, refs)
+            elif isinstance(schema.get("anyOf"), list):
+                schema = self._collapse(schema, "anyOf")
+            elif isinstance(schema.get("oneOf"), list):
+                schema = self._collapse(schema, "oneOf")
+            else:
+                break
+        else:
+            raise SchemaError(f"references and combinators nested deeper than {MAX_DEPTH} levels")
 
         out: dict = {}
         for key, value in schema.items():

@@ -474,9 +474,10 @@ class YandexGPTAdapter(ProviderAdapter):
         # A user account's IAM token reaches many folders and must name one; with a service
         # account's key or token the docs say not to send it (a different folder is a 400,
         # yandexgpt.md §2). A Passport OAuth token is always a user's; an iam_token's owner is
-        # stated with the credential (token_owner), since the token does not say.
+        # stated with the credential (token_owner), since the token does not say. Unstated (a
+        # credential stored before the field existed): sent, as it always was.
         folder = self._folder(secrets)
-        if folder and (secrets.get("oauth_token") or (secrets.get("iam_token") and owner == "user")):
+        if folder and (secrets.get("oauth_token") or (secrets.get("iam_token") and owner != "service_account")):
             headers["x-folder-id"] = folder
         return headers
 
