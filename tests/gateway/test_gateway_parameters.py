@@ -144,3 +144,36 @@ def test_seed_and_logit_bias_reach_the_providers_that_have_them_and_are_refused_
         with pytest.raises(openai.BadRequestError) as caught:
             openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "same"}], **extra)
         assert_error(caught.value.response, 400, param=next(iter(extra)), code="unsupported_parameter")
+
+
+def test_gigachat_takes_pydantic_tools_and_structured_output_from_the_sdk(openai_client):
+    """What the openai SDK sends for nested pydantic models (strict $defs/$ref, Optional as anyOf with
+    null, lists, enums) reaches GigaChat in the schema subset it accepts (issue 11)."""
+    import enum
+
+    import pydantic
+
+    class Unit(enum.Enum):
+        C = "celsius"
+        F = "fahrenheit"
+
+    class Place(pydantic.BaseModel):
+        city: str
+        district: str | None = None
+
+    class Forecast(pydantic.BaseModel):
+        place: Place
+        unit: Unit
+        hours: list[int]
+        nearby: list[Place]
+
+    completion = openai_client.beta.chat.completions.parse(
+        model="gigachat/GigaChat-2-Max", messages=[{"role": "user", "content": "forecast"}], response_format=Forecast)
+    forecast = completion.choices[0].message.parsed
+    assert forecast.place.city == "Moscow" and forecast.unit is Unit.C
+
+    tool = openai.pydantic_function_tool(Forecast, name="save_forecast")
+    called = openai_client.chat.completions.create(
+        model="gigachat/GigaChat-2-Max", messages=[{"role": "user", "content": "save it"}], tools=[tool])
+    call = called.choices[0].message.tool_calls[0]
+    assert call.function.name == "save_forecast" and json.loads(call.function.arguments)["place"]["city"] == "Moscow"
