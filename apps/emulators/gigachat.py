@@ -3,7 +3,9 @@
 Adapters use ``base_url = <origin>/api/v1`` and ``auth_url = <origin>/api/v2/oauth``.
 Defaults: authorization key ``base64("demo-client:demo-secret")`` valid for every scope,
 user ``demo-user`` / ``demo-password`` for ``/token``, tokens live 30 minutes
-(``token_lifetime_s``). Answers follow ``behaviour.py``.
+(``token_lifetime_s``). Answers follow ``behaviour.py``; GigaChat's own: with functions offered,
+``[bad_call]`` in the last user message ends the answer with finish_reason ``error`` (an unparsable
+call), after the text ``BAD_CALL_TEXT``.
 
 Not emulated: the v2 contract (``/api/v2/chat/completions``, what SDK 0.2.x's
 ``client.chat.create`` uses), files, images, built-in functions, storage/threads.
@@ -51,10 +53,13 @@ DEFAULTS = {
     "users": {"demo-user": "demo-password"},
     "token_lifetime_s": 1800,
     "model_version": "2.0.28.2",
-    "embedding_dim": 1024,  # Guess: sizes are undocumented; 1024 is the commonly quoted one
+    "embedding_dim": 1024,
+    "prompt_cache_ttl_s": 30,  # gpt2giga docs, prompt-caching: "roughly 30 seconds" after the last hit  # Guess: sizes are undocumented; 1024 is the commonly quoted one
 }
 
 
+BAD_CALL_MARKER = "[bad_call]"  # with functions offered: the model fails to write a valid call
+BAD_CALL_TEXT = "Let me check that with the tool."
 GIGACHAT_FINISH = {"content_filter": "blacklist"}  # GigaChat's name for a filtered answer
 
 
@@ -206,6 +211,58 @@ def _validate_options(body: dict) -> None:
         raise Invalid(422, "Invalid params: max_tokens must be a positive integer")
 
 
+# What the real service refuses in a function's parameters or a response_format schema, as the
+# two Sber-maintained integrations record it: langchain-gigachat `gigachat_fix_schema` ("GigaChat
+# do not support allOf/anyOf in JSON schema"; refs dereferenced first) and gpt2giga
+# `common/json_schema.py` (no $ref/$defs, no anyOf/oneOf, objects need properties, type arrays
+# collapsed, only date/date-time/time formats). Non-string enums: named in issue 11 from the
+# same read. # Guess: the 422 wording, and that the first offending node is the one named.
+RESERVED_FUNCTIONS = {"web_search"}
+SCHEMA_FORMATS = {"date", "date-time", "time"}
+SCHEMA_REFUSED_KEYS = ("$ref", "$defs", "definitions", "anyOf", "oneOf", "allOf")
+
+
+def _check_schema(schema, where: str, depth: int = 0) -> None:
+    if not isinstance(schema, dict) or depth > 64:
+        raise Invalid(422, f"Invalid params: {where} must be a JSON schema object")
+    for key in SCHEMA_REFUSED_KEYS:
+        if key in schema:
+            raise Invalid(422, f"Invalid params: {where}: '{key}' is not supported")
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        raise Invalid(422, f"Invalid params: {where}: type must be a string")
+    if kind == "object" and not isinstance(schema.get("properties"), dict):
+        raise Invalid(422, f"Invalid params: {where}: an object must have properties")
+    if "format" in schema and schema["format"] not in SCHEMA_FORMATS:
+        raise Invalid(422, f"Invalid params: {where}: format '{schema['format']}' is not supported")
+    if "enum" in schema and not (isinstance(schema["enum"], list) and all(isinstance(v, str) for v in schema["enum"])):
+        raise Invalid(422, f"Invalid params: {where}: enum values must be strings")
+    for name, sub in (schema.get("properties") or {}).items():
+        _check_schema(sub, f"{where}.properties.{name}", depth + 1)
+    if isinstance(schema.get("items"), (dict, list)):
+        _check_schema(schema["items"], f"{where}.items", depth + 1)
+    if isinstance(schema.get("additionalProperties"), dict):
+        _check_schema(schema["additionalProperties"], f"{where}.additionalProperties", depth + 1)
+
+
+def _check_schemas(body: dict) -> None:
+    for index, function in enumerate(body.get("functions") or ()):
+        # A user function named like the built-in web search collides with it (gigachat.md §12.5;
+        # gpt2giga renames it: "can break function_call"). # Guess: the service refuses it with 422.
+        if isinstance(function, dict) and function.get("name") in RESERVED_FUNCTIONS:
+            raise Invalid(422, f"Invalid params: function name '{function['name']}' is reserved for a built-in function")
+        if isinstance(function, dict) and "parameters" in function:
+            _check_schema(function["parameters"], f"functions[{index}].parameters")
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    # GigaChat's response_format knows json_schema only (SDK-0.2.3 models/chat.py; gpt2giga refuses
+    # json_object because "upstream GigaChat has no separate JSON mode"). # Guess: the wording.
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise Invalid(422, "Invalid params: response_format.type must be json_schema")
+    _check_schema(fmt.get("schema"), "response_format.schema")
+
+
 def _conversation(body: dict) -> behaviour.Conversation:
     messages = body["messages"]
     functions = [f for f in body.get("functions") or [] if isinstance(f, dict) and f.get("name")]
@@ -241,6 +298,37 @@ def _prompt_texts(messages: list[dict]) -> list[str]:
     return texts
 
 
+MAX_SESSIONS = 10_000
+
+
+def _precached(request, messages: list[dict], texts: list[str]) -> int:
+    """GigaChat's prompt cache: a prefix KV cache that lives about 30 s; a later request sharing an
+    unchanged prefix reuses it and reports those tokens as precached_prompt_tokens, and a stable
+    X-Session-ID keeps requests on the same cache entry (gpt2giga docs, "Prompt caching",
+    measured on the live API). # Guess: deterministic here — a hit needs the same X-Session-ID
+    (the real upstream's own routing also hits without one, unpredictably), and the prefix is
+    counted in whole messages."""
+    session = request.headers.get("X-Session-ID")
+    if not session:
+        return 0
+    state = request.app[STATE_KEY]
+    now = time.monotonic()
+    digests = [hash((m.get("role"), t)) for m, t in zip(messages, texts, strict=True)]
+    previous = state.sessions.pop(session, None)
+    cached = 0
+    if previous is not None and previous[0] > now:
+        common = 0
+        for old, new in zip(previous[1], digests, strict=False):
+            if old != new:
+                break
+            common += 1
+        cached = behaviour.message_tokens(texts[:common])
+    state.sessions[session] = (now + float(state.config["prompt_cache_ttl_s"]), digests)
+    while len(state.sessions) > MAX_SESSIONS:  # the oldest session goes first
+        state.sessions.pop(next(iter(state.sessions)))
+    return cached
+
+
 async def chat_completions(request):
     body = _body(request)
     model = body.get("model") or "GigaChat"  # Guess: the service falls back to its default model
@@ -248,18 +336,23 @@ async def chat_completions(request):
         raise Invalid(404, "No such model")
     _validate_messages(body.get("messages"))
     _validate_options(body)
+    _check_schemas(body)
     conv = _conversation(body)
     reply = behaviour.decide_reply(conv)
+    if conv.functions and BAD_CALL_MARKER in conv.last_user_text:
+        # finish_reason "error": the model wrote function arguments that do not parse (REF-CHAT,
+        # gigachat.md §5.3). # Guess: the text written before the broken call is delivered, the
+        # call itself is not.
+        reply = behaviour.Reply(text=BAD_CALL_TEXT, finish_reason="error", completion_tokens=behaviour.count_tokens(BAD_CALL_TEXT))
     if reply.is_tool_call and isinstance(body.get("function_call"), dict):
         reply.tool_args.update(body["function_call"].get("partial_arguments") or {})
-    prompt_tokens = behaviour.message_tokens(_prompt_texts(body["messages"]))
-    has_system = body["messages"][0]["role"] == "system"
+    texts = _prompt_texts(body["messages"])
+    prompt_tokens = behaviour.message_tokens(texts)
     usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": reply.completion_tokens,
         "total_tokens": prompt_tokens + reply.completion_tokens,
-        # Deterministic stand-in for Sber's prompt cache: a system prompt is "cached".
-        "precached_prompt_tokens": min(2, prompt_tokens) if has_system else 0,
+        "precached_prompt_tokens": min(_precached(request, body["messages"], texts), prompt_tokens),
     }
     set_usage(request, prompt_tokens, reply.completion_tokens)
     usage = with_fault_usage(request, usage)

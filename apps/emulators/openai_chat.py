@@ -22,6 +22,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = find_model(request, body)
     if model.embedding_dim:
         raise ApiError(400, f"The model `{model.id}` does not support chat completions.", "model")  # Guess: wording
+    if model.owned_by == "openai":
+        _check_openai_fields(body, model)
     conv, prompt_texts = _conversation(body, model)
     prompt_tokens = behaviour.message_tokens(prompt_texts)
     _check_context(request, model, prompt_tokens, conv.max_tokens)
@@ -54,8 +56,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     for index in range(n):
         message = {"role": "assistant", "content": reply.text}
         if reply.reasoning:
-            if field == "inline":
-                message["content"] = _inline(reply.reasoning, reasoning_complete) + reply.text
+            if field in ("inline", "prompt_opened"):
+                message["content"] = _inline(reply.reasoning, reasoning_complete, field == "prompt_opened") + reply.text
             else:
                 message[field] = reply.reasoning
         if reply.is_tool_call:
@@ -71,6 +73,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await send_json(request, payload)
 
 
+def _check_openai_fields(body: dict, model: ModelSpec) -> None:
+    """A proxied OpenAI model answers with OpenAI's own refusals (wording as OpenAI's API sends it)."""
+    if "chat_template_kwargs" in body:
+        raise ApiError(400, "Unrecognized request argument supplied: chat_template_kwargs")
+    if "parallel_tool_calls" in body and not body.get("tools"):
+        raise ApiError(400, "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when "
+                            "'tools' are specified.", "parallel_tool_calls")
+    if model.openai_reasoning and body.get("max_tokens") is not None:
+        # o-series and GPT-5 take max_completion_tokens only (OpenAI API reference, chat/create).
+        raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                            "Use 'max_completion_tokens' instead.", "max_tokens")
+
+
 def _text_of(content) -> str:
     if isinstance(content, str):
         return content
@@ -83,6 +98,13 @@ def _conversation(body: dict, model: ModelSpec) -> tuple[behaviour.Conversation,
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ApiError(400, "messages must be a non-empty array", "messages")
+    if model.owned_by != "openai":  # the open models, not the proxied GPT
+        # Open models' chat templates (Qwen, Hermes) render tool_calls and role "tool" only: a
+        # legacy role "function" result and an assistant "function_call" are silently left out
+        # of the prompt (issue 11, from the Qwen2.5/Hermes templates vLLM ships). The request still
+        # validates (vLLM accepts the OpenAI schema), so the model answers as if they were not there.
+        messages = [m for m in messages if not isinstance(m, dict) or m.get("role") != "function"]
+        messages = [{k: v for k, v in m.items() if k != "function_call"} if isinstance(m, dict) else m for m in messages]
     texts = []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in ROLES:
@@ -175,9 +197,11 @@ def _check_context(request, model: ModelSpec, prompt_tokens: int, max_tokens: in
         )
 
 
-def _inline(reasoning: str, complete: bool) -> str:
-    # The closing tag only appears if the budget let the model finish thinking.
-    return "<think>\n" + reasoning + ("\n</think>\n\n" if complete else "")
+def _inline(reasoning: str, complete: bool, prompt_opened: bool = False) -> str:
+    # The closing tag only appears if the budget let the model finish thinking. "prompt_opened":
+    # the chat template already put "<think>\n" into the prompt (DeepSeek-R1 distills, QwQ; vLLM
+    # issues #12999, #17144), so the output holds only the closing tag.
+    return ("" if prompt_opened else "<think>\n") + reasoning + ("\n</think>\n\n" if complete else "")
 
 
 def _tool_call(call_id: str, reply: behaviour.Reply) -> dict:
@@ -188,8 +212,8 @@ def _tool_call(call_id: str, reply: behaviour.Reply) -> dict:
 def _deltas(reply: behaviour.Reply, field: str | None, complete: bool) -> list[dict]:
     """The deltas of one choice after its opening role delta."""
     deltas: list[dict] = []
-    if reply.reasoning and field == "inline":
-        parts = ["<think>\n"] + behaviour.chunk_text(reply.reasoning)
+    if reply.reasoning and field in ("inline", "prompt_opened"):
+        parts = ([] if field == "prompt_opened" else ["<think>\n"]) + behaviour.chunk_text(reply.reasoning)
         # Split the closing tag across two chunks on purpose: adapters must buffer for it.
         parts += ["\n</th", "ink>\n\n"] if complete else []
         deltas += [{"content": p} for p in parts]

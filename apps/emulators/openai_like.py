@@ -2,8 +2,9 @@
 
 * ``mts``: MWS GPT, an OpenAI-compatible gateway. Key ``sk-demo-mts-key``. Errors in the OpenAI
   envelope ``{"error": {"message", "type", "param", "code"}}`` (Guess: MTS publishes none).
-  ``QwQ-32B`` reasons in ``reasoning_content``; ``deepseek-r1-distill-qwen-32b`` inline in
-  ``<think>...</think>``; ``bge-m3`` serves ``/v1/embeddings``.
+  ``QwQ-32B`` reasons in ``reasoning_content`` (served with a reasoning parser);
+  ``deepseek-r1-distill-qwen-32b`` inline, ending in a lone ``</think>`` (its template opened the
+  block in the prompt); ``bge-m3`` serves ``/v1/embeddings``.
 * ``tbank``: vLLM serving T-Pro/T-Lite. Key ``sk-demo-tbank-key``; ``GET /health``. Errors in the
   older vLLM top-level shape ``{"object": "error", "message", "type", "param": null, "code": N}``
   (one shape chosen; newer vLLM nests it under "error"); a bad key gets vLLM's own
@@ -11,8 +12,8 @@
   ``chat_template_kwargs.enable_thinking`` is false.
 
 Settings: ``api_keys``, ``context_length`` (None = per model, 32768 mostly) and
-``reasoning_field`` (None = per model; ``"reasoning"`` | ``"reasoning_content"`` | ``"inline"``
-for every model that thinks). Answers follow ``behaviour.py``; chat lives in ``openai_chat.py``.
+``reasoning_field`` (None = per model; ``"reasoning"`` | ``"reasoning_content"`` | ``"inline"`` |
+``"prompt_opened"`` for every model that thinks). Answers follow ``behaviour.py``; chat lives in ``openai_chat.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ModelSpec:
     switchable: bool = False  # thinking follows chat_template_kwargs.enable_thinking (default on)
     context_length: int = 32768
     embedding_dim: int | None = None
+    openai_reasoning: bool = False  # a proxied OpenAI reasoning model (o-series, GPT-5): OpenAI's own rules
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,10 @@ FLAVOURS = {
             ModelSpec("mws-gpt-alpha", "mts"),
             ModelSpec("qwen2.5-72b-instruct", "mts"),
             ModelSpec("QwQ-32B", "mts", reasoning="reasoning_content"),
-            ModelSpec("deepseek-r1-distill-qwen-32b", "mts", reasoning="inline"),
+            # Its chat template opens <think> in the prompt: the output holds only </think> (vLLM #12999).
+            ModelSpec("deepseek-r1-distill-qwen-32b", "mts", reasoning="prompt_opened"),
             ModelSpec("gpt-4o", "openai", context_length=128000),  # a "proxy" model
+            ModelSpec("gpt-5-mini", "openai", context_length=400000, openai_reasoning=True),
             ModelSpec("bge-m3", "mts", context_length=8192, embedding_dim=1024),
         ),
         tool_call_prefix="call_",  # Guess: MTS tool-call id format is not documented

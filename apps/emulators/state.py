@@ -101,6 +101,7 @@ class EmulatorState:
     ledger: Ledger = field(default_factory=Ledger)
     faults: FaultQueue = field(default_factory=FaultQueue)
     tokens: dict = field(default_factory=dict)  # issued access tokens -> details
+    sessions: dict = field(default_factory=dict)  # provider-specific per-session memory (GigaChat's prompt cache)
 
     def __post_init__(self) -> None:
         self.defaults = {"ledger_size": LEDGER_SIZE, **self.defaults}
@@ -127,6 +128,7 @@ class EmulatorState:
         self.ledger.resize(self.config["ledger_size"])
         self.faults.clear()
         self.tokens.clear()
+        self.sessions.clear()
 
 
 def new_state(name: str, defaults: dict, options: dict) -> EmulatorState:

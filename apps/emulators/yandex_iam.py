@@ -5,7 +5,8 @@ Service accounts are registered through the control API::
 
     POST /_emulator/config
     {"service_accounts": {"<key id>": {"service_account_id": "aje...", "public_key": "<PEM>",
-                                       "folder_id": "b1gdemofolder"}}}      # folder_id optional
+                                       "folder_id": "b1gdemofolder",        # folder_id optional
+                                       "folders": ["b1gotherfolder"]}}}     # more folders it holds the role in
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Principal:
     kind: str  # "api_key" | "service_account" | "user"
     folder_id: str | None  # None for a user account: it may reach many folders
     subject: str
+    folders: tuple = ()  # other folders where a service account holds ai.languageModels.user
 
 
 class AuthError(Exception):
@@ -53,7 +55,7 @@ def authenticate(request: web.Request) -> Principal:
     if kind == "Bearer":
         details = state.tokens.get(credential)
         if details is not None and details["expires"] > time.time():
-            return Principal(details["kind"], details["folder_id"], details["subject"])
+            return Principal(details["kind"], details["folder_id"], details["subject"], tuple(details.get("folders") or ()))
     # Guess: wording of the invalid/missing-token refusal ([L]).
     raise AuthError(401, 16, "The token is invalid")
 
@@ -91,6 +93,7 @@ async def create_iam_token(request: web.Request) -> web.StreamResponse:
         "kind": principal.kind,
         "folder_id": principal.folder_id,
         "subject": principal.subject,
+        "folders": principal.folders,
     }
     return await send_json(request, {"iamToken": token, "expiresAt": rfc3339(expires)})
 
@@ -122,7 +125,8 @@ def _principal_from_jwt(state, token) -> Principal:
         raise AuthError(401, 16, "Invalid JWT: iss does not match the key's service account")
     if claims["exp"] - claims["iat"] > int(state.config["jwt_max_lifetime_s"]):
         raise AuthError(400, 3, "Invalid JWT: lifetime exceeds 1 hour")
-    return Principal("service_account", account.get("folder_id") or state.config["default_folder"], claims["iss"])
+    return Principal("service_account", account.get("folder_id") or state.config["default_folder"], claims["iss"],
+                     tuple(account.get("folders") or ()))
 
 
 def _principal_from_passport(state, oauth_token) -> Principal:

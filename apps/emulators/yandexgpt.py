@@ -143,17 +143,23 @@ def _authorize(request: web.Request, uri: str, scheme: str, models: set[str]) ->
     """Check the caller against the folder in ``uri``; returns (folder, model)."""
     principal = authenticate(request)
     header_folder = request.headers.get("x-folder-id")
+    # With a service account's key or token the docs say not to send x-folder-id; one that differs
+    # from the account's folder is refused (Yandex's authentication docs; yandexgpt.md §2).
     if header_folder and principal.folder_id and header_folder != principal.folder_id:
         raise Refused(
             400, f"Specified folder ID '{header_folder}' does not match with service account folder ID '{principal.folder_id}'"
         )
-    match = re.fullmatch(rf"{scheme}://([^/]+)/([^/@]+)(?:/([^/]+))?", uri or "")
+    # A fine-tuned model is <base>/<version>@<suffix> (yandexgpt.md §3, Yandex's fine-tuning docs).
+    # Guess: any lower-case alphanumeric suffix names an existing fine-tune of that base model.
+    match = re.fullmatch(rf"{scheme}://([^/]+)/([^/@]+)(?:/([^/@]+)(?:@([a-z0-9]+))?)?", uri or "")
     if not match:
         raise Refused(400, f"invalid model uri '{uri}'")  # Guess: wording
-    folder, model, branch = match.groups()
+    folder, model, branch, _fine_tune = match.groups()
     if model not in models or (branch and branch not in BRANCHES):
         raise Refused(404, f"model '{uri}' is not found")  # Guess: wording and status ([L])
-    if principal.folder_id and folder != principal.folder_id:
+    # The modelUri's folder must be one where the caller holds ai.languageModels.user (yandexgpt.md
+    # §2, [M] docs): a service account's own folder, or another it was granted the role in.
+    if principal.folder_id and folder != principal.folder_id and folder not in principal.folders:
         raise Refused(403, f"Permission to [resource-manager.folder {folder}] denied")  # Guess: our choice, 403
     return folder, model
 
@@ -199,6 +205,8 @@ def _conversation(request, body: dict, folder: str) -> tuple[behaviour.Conversat
     last = messages[-1]
     results = None
     if "toolResultList" in last:
+        # Results carry no call ids: the model pairs them with its calls by name and order
+        # (yandexgpt.md §4.3), so the answer lists them in the order they came.
         results = [r.get("functionResult", {}).get("content", "") for r in last["toolResultList"].get("toolResults", [])]
     options = body.get("completionOptions") or {}
     max_tokens = options.get("maxTokens")
@@ -257,7 +265,25 @@ async def _complete(request: web.Request, body: dict, folder: str, model: str) -
         message = {"role": "assistant", "text": reply.text}
         payload = _result(message, status, prompt_tokens, reply.completion_tokens, reply, version)
         return await send_json(request, payload, trailing_newline=True)
+    if reply.finish_reason == "content_filter":
+        return await _send_lines(request, _filtered_lines(conv, reply, prompt_tokens, version))
     return await _send_lines(request, _cumulative_lines(request, reply, status, prompt_tokens, version))
+
+
+def _filtered_lines(conv, reply, prompt_tokens: int, version: str) -> list[dict]:
+    """A stream the content filter stops: the answer grows as usual, then the last line
+    (CONTENT_FILTER) carries the canned refusal, which replaces the text so far instead of
+    extending it (yandex-cloud-ml-sdk, its LangChain integration's _astream: on CONTENT_FILTER
+    the whole text is the delta). # Guess: the filter fires half-way through the answer."""
+    answer = behaviour.chunk_text(behaviour.answer_text(conv.last_user_text))
+    lines, text = [], ""
+    for chunk in answer[: max(1, len(answer) // 2)]:
+        text += chunk
+        message = {"role": "assistant", "text": text}
+        lines.append(_result(message, "ALTERNATIVE_STATUS_PARTIAL", prompt_tokens, behaviour.count_tokens(text), reply, version))
+    final = {"role": "assistant", "text": reply.text}
+    lines.append(_result(final, FINAL_STATUS["content_filter"], prompt_tokens, reply.completion_tokens, reply, version))
+    return lines
 
 
 def _cumulative_lines(request, reply, final_status: str, prompt_tokens: int, version: str) -> list[dict]:

@@ -2,13 +2,15 @@
 Rules live in routing, translation in the adapters, bookkeeping in accounting."""
 
 import base64
+import hashlib
 import struct
 import time
+import uuid
 
 from apps.common.errors import ApiError, from_provider_error
 from apps.limits import services as limits
 from apps.limits.estimate import chat_reservation, embeddings_reservation
-from apps.providers.adapters.base import ProviderError, Usage
+from apps.providers.adapters.base import ProviderError, Usage, session_id
 from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
 from apps.routing.router import failed_target, plan_route, run_with_fallback
@@ -58,7 +60,30 @@ def routing_context(req, key, body) -> RequestContext:
 
 async def chat_completions(req, send) -> None:
     key = await authenticate(req, "chat")
-    await chat(req, send, key, parse_chat(await req.body()))
+    body = parse_chat(await req.body())
+    session = req.header(b"x-session-id")
+    if not session:
+        await chat(req, send, key, body)
+        return
+    token = session_id.set(provider_session(key, session))
+    try:
+        await chat(req, send, key, body)
+    finally:
+        session_id.reset(token)
+
+
+MAX_SESSION_ID = 128
+
+
+def provider_session(key, value: str) -> str:
+    """The client's X-Session-ID as the providers see it (GigaChat keys its prompt cache on it; README,
+    "Using it from the openai SDK"): a UUID derived from the tenant and the value, so one tenant's id can
+    never land on another's cache entries, and the client's own id never leaves the gateway."""
+    if len(value) > MAX_SESSION_ID or not value.isascii() or not value.isprintable():
+        raise ApiError(400, f"X-Session-ID must be at most {MAX_SESSION_ID} printable ASCII characters.",
+                       param="X-Session-ID", code="invalid_value")
+    digest = hashlib.sha256(f"{key.cache_scope}\0{value}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16]))
 
 
 async def chat(req, send, key, body: dict, sink=None) -> None:

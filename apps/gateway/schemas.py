@@ -144,10 +144,12 @@ class ChatCompletionRequest(StrictModel):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     # XRouter's own switch for hybrid reasoning models (T-Pro, Qwen3, YandexGPT reasoning).
     thinking: bool | None = Field(default=None, description="XRouter: switch reasoning on or off for hybrid models.")
-    # Accepted and ignored: they do not change the answer (README, "Ignored parameters").
+    # Decided per provider by the adapters (README, "Parameters per provider"): passed where the
+    # provider has them; seed and logit_bias refused where it has not (they change the answer).
     user: str | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     logit_bias: dict[str, float] | None = None
+    # Accepted and ignored: they do not change the answer (README, "Ignored parameters").
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     metadata: dict[str, str] | None = None
@@ -191,8 +193,9 @@ class EmbeddingsRequest(StrictModel):
         return value
 
 
-# `metadata` is read for routing tags by the handler, then dropped like these.
-IGNORED_CHAT_PARAMS = ("user", "seed", "logit_bias", "logprobs", "top_logprobs", "store", "service_tier", "parallel_tool_calls")
+# `metadata` is read for routing tags by the handler, then dropped like these. `user`, `seed`,
+# `logit_bias` and `parallel_tool_calls` go on to the adapters, which decide per provider.
+IGNORED_CHAT_PARAMS = ("logprobs", "top_logprobs", "store", "service_tier")
 
 
 def _loads(raw: bytes) -> dict:

@@ -37,7 +37,7 @@ class CredentialInline(admin.TabularInline):
     form = CredentialForm
     formset = CredentialFormSet
     extra = 0
-    fields = ["name", "new_secrets", "stored", "max_concurrency", "enabled"]
+    fields = ["name", "new_secrets", "stored", "max_concurrency", "token_owner", "enabled"]
     readonly_fields = ["stored"]
 
     @admin.display(description="Stored secrets")
@@ -51,7 +51,8 @@ class CredentialInline(admin.TabularInline):
 class ProviderModelInline(admin.TabularInline):
     model = ProviderModel
     extra = 0
-    fields = ["name", "kind", "enabled", "input_price", "output_price", "cached_input_price", "context_window", "jurisdiction"]
+    fields = ["name", "kind", "enabled", "input_price", "output_price", "cached_input_price", "context_window", "jurisdiction",
+              "options"]
 
 
 @admin.register(Provider)

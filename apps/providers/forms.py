@@ -4,7 +4,7 @@ import json
 
 from django import forms
 
-from .models import Credential, Provider
+from .models import Credential, Provider, token_owner_problem
 
 REENTER = ("The provider's URL now points to another origin, or its TLS trust is weaker: re-enter this secret "
            "(the stored one is not sent there).")
@@ -21,7 +21,7 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = ["name", "max_concurrency", "enabled"]
+        fields = ["name", "max_concurrency", "token_owner", "enabled"]
 
     def clean_new_secrets(self):
         raw = self.cleaned_data["new_secrets"].strip()
@@ -34,6 +34,21 @@ class CredentialForm(forms.ModelForm):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise forms.ValidationError("Use a JSON object of string values.")
         return value
+
+    def clean(self):
+        cleaned = super().clean()
+        # The inline formset has already given the instance its provider, carrying the kind submitted.
+        try:
+            kind = self.instance.provider.kind
+        except Provider.DoesNotExist:
+            kind = ""
+        secrets = cleaned.get("new_secrets")
+        if secrets is None:
+            secrets = self.instance.secrets if isinstance(self.instance.secrets, dict) else {}
+        problem = token_owner_problem(kind, secrets, cleaned.get("token_owner") or "")
+        if problem:
+            self.add_error("token_owner", problem)
+        return cleaned
 
     def save(self, commit=True):
         if self.cleaned_data.get("new_secrets") is not None:

@@ -1,6 +1,7 @@
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -70,14 +71,36 @@ def url_origin(url: str) -> tuple:
     return (scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme))
 
 
+def token_owner_problem(kind: str, secrets: dict, token_owner: str) -> str | None:
+    """Why a credential's `token_owner` does not fit its secrets, or None. A YandexGPT IAM token
+    does not say whose it is, and the two owners need different requests: a user account's token
+    must name its folder (x-folder-id), a service account's must not (a different folder is a 400)
+    (yandexgpt.md §2, Yandex's authentication docs). So an iam_token credential states it."""
+    if kind == "yandexgpt" and isinstance(secrets, dict) and secrets.get("iam_token"):
+        if token_owner not in Credential.TOKEN_OWNERS:
+            return "An iam_token credential must say whose token it is: token_owner user or service_account."
+    elif token_owner:
+        return "token_owner applies to YandexGPT iam_token credentials only."
+    return None
+
+
 class Credential(models.Model):
     """Secrets for one upstream account, encrypted at rest; never shown back."""
+
+    USER, SERVICE_ACCOUNT = "user", "service_account"
+    TOKEN_OWNERS = (USER, SERVICE_ACCOUNT)
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
     name = models.CharField(max_length=100, default="default")
     secrets = EncryptedJSONField(blank=True, default=dict)
     max_concurrency = models.PositiveIntegerField(
         default=0, help_text="Concurrent upstream requests allowed (GigaChat individuals: 1). 0 = unlimited."
+    )
+    token_owner = models.CharField(
+        max_length=16, blank=True, default="",
+        choices=[("", "—"), (USER, "user account"), (SERVICE_ACCOUNT, "service account")],
+        help_text="YandexGPT iam_token only (required there): whose token it is. A user account's token is sent with "
+                  "x-folder-id, a service account's without it.",
     )
     enabled = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -90,6 +113,38 @@ class Credential(models.Model):
 
     def secret_names(self) -> list[str]:
         return sorted(self.secrets)
+
+
+# Per-model options of the OpenAI-compatible kinds (ProviderModel.options), read by openai_compat.py.
+MODEL_OPTIONS = {
+    # Which field carries the output limit: OpenAI's o-series and GPT-5 refuse max_tokens and take
+    # max_completion_tokens (OpenAI API reference, chat/create); MTS proxies such models.
+    "output_limit_field": ("max_tokens", "max_completion_tokens"),
+    # Whether chat_template_kwargs (vLLM's switch for the Qwen3 template's thinking) may be sent:
+    # not to a proxied OpenAI model, which refuses unknown fields.
+    "chat_template_kwargs": (True, False),
+    # The chat template opens <think> in the prompt (DeepSeek-R1 distills, QwQ): the output
+    # starts inside the reasoning. Unset: decided from the model's name.
+    "think_start": (True, False),
+}
+OPENAI_COMPATIBLE_KINDS = ("mts", "tbank", "openai_compatible")
+
+
+def model_options_problem(kind: str, options) -> str | None:
+    """Why `options` are not valid for a model of a provider of `kind`, or None."""
+    if not options:
+        return None
+    if not isinstance(options, dict):
+        return "Model options must be a JSON object."
+    if kind not in OPENAI_COMPATIBLE_KINDS:
+        return f"Model options apply to the OpenAI-compatible kinds ({', '.join(OPENAI_COMPATIBLE_KINDS)}) only."
+    for name, value in options.items():
+        if name not in MODEL_OPTIONS:
+            return f"Unknown model option {name!r}; known: {', '.join(MODEL_OPTIONS)}."
+        allowed = MODEL_OPTIONS[name]
+        if value not in allowed or type(value) is not type(allowed[0]):
+            return f"Model option {name!r} takes one of {', '.join(repr(a) for a in allowed)}."
+    return None
 
 
 class ProviderModel(LimitFields):
@@ -111,11 +166,20 @@ class ProviderModel(LimitFields):
         null=True, blank=True, help_text="The model's output cap: what a token limit reserves when a request sets no "
                                          "max_tokens. Empty = 4096.")
     jurisdiction = models.CharField(max_length=8, blank=True, help_text="Empty = the provider's.")
-    options = models.JSONField(default=dict, blank=True)
+    options = models.JSONField(
+        default=dict, blank=True,
+        help_text='OpenAI-compatible kinds: {"output_limit_field": "max_completion_tokens"} (o-series, GPT-5), '
+                  '{"chat_template_kwargs": false} (a proxied OpenAI model), {"think_start": true} (R1 distills, QwQ).')
 
     class Meta:
         unique_together = [("provider", "name")]
         ordering = ["provider__name", "name"]
+
+    def clean(self):
+        super().clean()
+        problem = model_options_problem(self.provider.kind if self.provider_id else "", self.options)
+        if problem:
+            raise ValidationError({"options": problem})
 
     def __str__(self):
         return f"{self.provider.name}/{self.name}"

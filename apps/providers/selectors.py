@@ -16,9 +16,9 @@ def provider_configs() -> dict[str, ProviderConfig]:
     A credential no configured key decrypts is left out (logged): the provider's other
     credentials, and every other provider, keep working."""
     configs = {}
-    for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials"):
+    for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials", "models"):
         creds = tuple(
-            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency)
+            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency, token_owner=c.token_owner)
             for c in sorted(provider.credentials.all(), key=lambda c: c.name)
             if c.enabled and _readable(provider, c)
         )
@@ -36,6 +36,7 @@ def provider_configs() -> dict[str, ProviderConfig]:
             client_key=provider.client_key,
             timeout=provider.timeout,
             jurisdiction=provider.jurisdiction,
+            model_options={m.name: dict(m.options) for m in provider.models.all() if m.options},
         )
     return configs
 

@@ -7,9 +7,10 @@ import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apps.common.rates import parse_rate
+from apps.providers.models import model_options_problem, token_owner_problem
 
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
@@ -46,6 +47,7 @@ class ModelSpec(_Strict):
     jurisdiction: str = ""
     enabled: bool = True
     max_output_tokens: int | None = Field(default=None, ge=1, description="what a token limit reserves without max_tokens")
+    options: dict = Field(default_factory=dict, description="per-model options (apps/providers/models.py MODEL_OPTIONS)")
     # A cap across all tenants (apps/limits): rates as "600/min", quotas in tokens.
     requests_rate: str = ""
     tokens_rate: str = ""
@@ -73,6 +75,8 @@ class CredentialSpec(_Strict):
     name: str = "default"
     secrets: dict[str, str]
     max_concurrency: int = Field(default=0, ge=0)
+    token_owner: Literal["", "user", "service_account"] = Field(
+        default="", description="YandexGPT iam_token credentials (required there): whose token it is")
 
 
 class ProviderSpec(_Strict):
@@ -83,6 +87,7 @@ class ProviderSpec(_Strict):
     jurisdiction: str = "RU"
     credentials: dict[str, str] | list[CredentialSpec] = Field(default_factory=dict)
     max_concurrency: int = Field(default=0, ge=0, description="for the shorthand `credentials: {...}` form")
+    token_owner: Literal["", "user", "service_account"] = Field(default="", description="for the shorthand form")
     extra_headers: dict[str, str] = Field(default_factory=dict)
     options: dict = Field(default_factory=dict)
     ca_bundle: str = ""
@@ -94,8 +99,26 @@ class ProviderSpec(_Strict):
 
     def credential_list(self) -> list[CredentialSpec]:
         if isinstance(self.credentials, dict):
-            return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency)] if self.credentials else []
+            if not self.credentials:
+                return []
+            return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency, token_owner=self.token_owner)]
         return self.credentials
+
+    @model_validator(mode="after")
+    def _model_options(self):
+        for name, model in self.models.items():
+            problem = model_options_problem(self.kind, model.options)
+            if problem:
+                raise ValueError(f"model {name!r}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _token_owners(self):
+        for credential in self.credential_list():
+            problem = token_owner_problem(self.kind, credential.secrets, credential.token_owner)
+            if problem:
+                raise ValueError(f"credential {credential.name!r}: {problem}")
+        return self
 
 
 class TargetSpec(_Strict):

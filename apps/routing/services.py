@@ -32,7 +32,8 @@ def config_import(config: ConfigFile) -> dict:
         for cred in spec.credential_list():
             Credential.objects.update_or_create(
                 provider=provider, name=cred.name,
-                defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "enabled": True},
+                defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "token_owner": cred.token_owner,
+                          "enabled": True},
             )
             counts["credentials"] += 1
         for model_name, m in spec.models.items():
@@ -41,7 +42,7 @@ def config_import(config: ConfigFile) -> dict:
                 defaults=dict(
                     kind=m.kind, input_price=m.input_price, output_price=m.output_price,
                     cached_input_price=m.cached_input_price, context_window=m.context_window,
-                    jurisdiction=m.jurisdiction, enabled=m.enabled, max_output_tokens=m.max_output_tokens,
+                    jurisdiction=m.jurisdiction, enabled=m.enabled, max_output_tokens=m.max_output_tokens, options=m.options,
                     **{field: getattr(m, field) for field in LIMIT_FIELDS},
                 ),
             )
@@ -131,7 +132,8 @@ def config_export() -> dict:
         creds = []
         for c in p.credentials.all():
             secrets = {k: "${" + _env_name(p.name, c.name if c.name != "default" else "", k) + "}" for k in sorted(c.secrets)}
-            creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency})
+            creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency,
+                          **({"token_owner": c.token_owner} if c.token_owner else {})})
         if creds:
             spec["credentials"] = creds
         models = {}
@@ -146,6 +148,8 @@ def config_export() -> dict:
             for field in ("max_output_tokens", *LIMIT_FIELDS):
                 if getattr(m, field) not in ("", None):
                     entry[field] = getattr(m, field)
+            if m.options:
+                entry["options"] = m.options
             if not m.enabled:
                 entry["enabled"] = False
             models[m.name] = entry

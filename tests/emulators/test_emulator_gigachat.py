@@ -126,14 +126,20 @@ def test_chat_has_the_exact_v1_shape(http, gigachat, giga_headers):
     assert body["choices"] == [
         {"message": {"content": "Echo: Hello there", "role": "assistant"}, "index": 0, "finish_reason": "stop"}
     ]
-    # 2 words + 1 per message, twice; the system prompt counts as "precached".
-    assert body["usage"] == {"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9, "precached_prompt_tokens": 2}
+    # 2 words + 1 per message, twice; nothing is precached without an earlier request of the session.
+    assert body["usage"] == {"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9, "precached_prompt_tokens": 0}
     assert b": " not in response.content.split(b'"content"')[0]  # compact JSON
 
 
-def test_chat_without_system_has_no_precached_tokens(http, gigachat, giga_headers):
-    body = chat(http, gigachat, giga_headers, messages=[{"role": "user", "content": "Hi"}]).json()
-    assert body["usage"]["precached_prompt_tokens"] == 0
+def test_a_session_reuses_the_prompt_prefix_of_its_previous_request(http, gigachat, giga_headers):
+    first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    second = [*first, {"role": "assistant", "content": "Echo: Hi"}, {"role": "user", "content": "Again"}]
+    session = {**giga_headers, "X-Session-ID": "6d0f0a1e-5f47-4e0e-9d55-0b1c3a4f0001"}
+    assert chat(http, gigachat, session, messages=first).json()["usage"]["precached_prompt_tokens"] == 0
+    usage = chat(http, gigachat, session, messages=second).json()["usage"]
+    assert usage["precached_prompt_tokens"] == 3 + 2  # "Be brief." and "Hi", each + 1
+    # Without the header the same request is a miss (the emulator's deterministic reading).
+    assert chat(http, gigachat, giga_headers, messages=second).json()["usage"]["precached_prompt_tokens"] == 0
 
 
 @pytest.mark.parametrize(

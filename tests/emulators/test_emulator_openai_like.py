@@ -89,13 +89,14 @@ def test_qwq_reasons_in_reasoning_content(http, mts):
     assert message["content"] == "Echo: why"
 
 
-def test_deepseek_reasons_inline_and_splits_the_closing_tag_when_streaming(http, mts):
+def test_deepseek_reasons_inline_after_the_prompts_think_and_splits_the_closing_tag_when_streaming(http, mts):
+    # The template opened <think> in the prompt: only the closing tag is in the output.
     body = chat(http, mts, MTS_KEY, model="deepseek-r1-distill-qwen-32b", messages=user("why")).json()
-    assert body["choices"][0]["message"]["content"] == "<think>\nThinking about: why\n</think>\n\nEcho: why"
+    assert body["choices"][0]["message"]["content"] == "Thinking about: why\n</think>\n\nEcho: why"
     events = sse_json(chat(http, mts, MTS_KEY, model="deepseek-r1-distill-qwen-32b", messages=user("why"), stream=True).text)
     pieces = [e["choices"][0]["delta"].get("content") for e in events]
     assert "\n</th" in pieces and "ink>\n\n" in pieces
-    assert content_of(events) == "<think>\nThinking about: why\n</think>\n\nEcho: why"
+    assert content_of(events) == "Thinking about: why\n</think>\n\nEcho: why"
 
 
 def test_mts_stream_chunks_stop_and_n(http, mts):

@@ -196,3 +196,17 @@ def test_it_answers_through_an_operator_alias(openai_client):
     raw = openai_client.chat.completions.with_raw_response.create(model="gpt-4o", messages=[{"role": "user", "content": "alias"}])
     assert raw.parse().choices[0].message.content == "Echo: alias"
     assert raw.headers["x-xrouter-provider"] == "gigachat"
+
+
+def test_the_clients_session_id_earns_gigachats_prompt_cache(openai_client):
+    """X-Session-ID on /v1 reaches GigaChat (tenant-scoped), whose prompt cache then bills the
+    repeated prefix as cached tokens (README, GigaChat)."""
+    first = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    second = [*first, {"role": "assistant", "content": "Echo: Hi"}, {"role": "user", "content": "Again"}]
+    session = {"X-Session-ID": "conversation-42"}
+    openai_client.chat.completions.create(model="gigachat/GigaChat-2-Max", messages=first, extra_headers=session)
+    completion = openai_client.chat.completions.create(model="gigachat/GigaChat-2-Max", messages=second, extra_headers=session)
+    assert completion.usage.prompt_tokens_details.cached_tokens == 5
+    with pytest.raises(Exception) as caught:
+        openai_client.chat.completions.create(model="gigachat/GigaChat-2-Max", messages=first, extra_headers={"X-Session-ID": "x" * 129})
+    assert caught.value.status_code == 400 and "X-Session-ID" in str(caught.value)

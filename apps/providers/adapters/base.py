@@ -37,6 +37,7 @@ class CredentialConfig:
     name: str
     secrets: dict
     max_concurrency: int = 0
+    token_owner: str = ""  # "user" | "service_account": whose token a YandexGPT iam_token is
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ProviderConfig:
     client_key: str = ""
     timeout: float | None = None
     jurisdiction: str = "RU"
+    model_options: dict = field(default_factory=dict)  # model name → ProviderModel.options (validated)
 
     @property
     def secrets(self) -> dict:
@@ -295,6 +297,9 @@ class LocalWait:
 
 
 local_wait: ContextVar[LocalWait | None] = ContextVar("local_wait", default=None)
+# The client's conversation id for providers that key a prompt cache on it (GigaChat's
+# X-Session-ID), set by the gateway for one request (already scoped to the tenant); "" when none.
+session_id: ContextVar[str] = ContextVar("session_id", default="")
 
 # The id of the attempt being sent, `<request id>.<attempt>` (our client-visible x-request-id, a dot,
 # the attempt's number from 0): set by the gateway before each attempt, sent in the provider's own

@@ -1,4 +1,5 @@
 """GigaChat (Sber), the classic v1 REST contract (/api/v1). Wire facts: shared/providers/gigachat.md.
+Request translation lives in gigachat_request.py, schema normalisation in gigachat_schema.py.
 
 Credentials (`credential.secrets`), one of:
   * `authorization_key` (alias `credentials`, the SDK's name) — base64(client_id:client_secret),
@@ -9,28 +10,33 @@ Credentials (`credential.secrets`), one of:
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `stream_options` (usage always arrives at the end of a stream).
+  * dropped silently: `stream_options` (usage always arrives at the end of a stream), `user`
+    (no such field), `parallel_tool_calls` (GigaChat makes one call per turn anyway).
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty` (use the
     provider option `repetition_penalty` instead), `tool_choice: "required"` with more than one
     tool (with exactly one tool it is sent as that forced function, which means the same),
-    image content parts (they would need an upload through /files), embeddings `dimensions`.
+    `seed`, `logit_bias`, image content parts (they would need an upload through /files),
+    embeddings `dimensions`,
+    `response_format` json_object (no schema-less JSON mode; no function-calling fallback either:
+    it would turn an answer into a tool call the client did not ask for).
   * translated: `temperature` 0 → 0.001 (greedy), tools → functions, tool_choice → function_call,
     `response_format` json_schema → GigaChat's own (beta) `response_format` {"type": "json_schema",
-    "schema"}; json_object → the same with the schema {"type": "object"} (no function-calling
-    fallback: it would turn an answer into a tool call the client did not ask for),
+    "schema"}; the schemas of both tools and response_format are cut down to what GigaChat
+    accepts (gigachat_schema.py),
     `reasoning_effort` / `thinking` → `reasoning_effort`.
   * from `config.options`: `repetition_penalty`, `update_interval`, `profanity_check`.
+  * from the client's `X-Session-ID` header (tenant-scoped by the gateway): `X-Session-ID`.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
-import orjson
 
 from .base import (
     UPSTREAM_REQUEST_ID,
@@ -41,18 +47,17 @@ from .base import (
     StreamChunk,
     Usage,
     error_for_status,
+    session_id,
 )
+from .gigachat_request import build_messages, build_request, from_gigachat_name
 from .shaping import (
-    check_no_penalties,
     dump_arguments,
-    history_tool_names,
     new_call_id,
-    parse_arguments,
-    text_of,
 )
 from .sse import iter_sse
 from .tokens import TOKENS, Token, credential_key
 from .transport import (
+    ERROR_BODY_BYTES,
     SHAPE_ERRORS,
     bad_answer,
     choice_index,
@@ -64,6 +69,7 @@ from .transport import (
     open_stream,
     opening_chunk,
     parse_json,
+    read_limited,
     redact,
     send,
     stream_limit,
@@ -74,187 +80,12 @@ from .transport import (
 )
 
 NAME = "GigaChat"
+__all__ = ["GigaChatAdapter", "build_messages", "build_request", "parse_choice", "stream_event"]
+log = logging.getLogger(__name__)
 DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
 DEFAULT_SCOPE = "GIGACHAT_API_PERS"
-# The API takes temperature > 0 only; values in (0, 0.001] switch to greedy decoding, which
-# is what temperature 0 means to an OpenAI client. # Guess: the exact threshold is [Med] in the docs.
-GREEDY_TEMPERATURE = 0.001
 TOKEN_LIFETIME = 30 * 60  # when an OAuth answer carries no expiry
 FINISH_REASONS = {"stop": "stop", "length": "length", "function_call": "tool_calls", "blacklist": "content_filter"}
-EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}  # Guess: minimal → low
-OPTION_FIELDS = ("repetition_penalty", "update_interval", "profanity_check")
-
-
-# --- request translation -----------------------------------------------------------------------
-def build_request(body: dict, model: str, options: dict | None = None) -> dict:
-    """An OpenAI chat request as a GigaChat /chat/completions body."""
-    options = options or {}
-    check_no_penalties(body, NAME)
-    payload: dict = {"model": model, "messages": build_messages(body["messages"])}
-    if body.get("temperature") is not None:
-        payload["temperature"] = body["temperature"] if body["temperature"] > 0 else GREEDY_TEMPERATURE
-    for name in ("top_p", "max_tokens"):
-        if body.get(name) is not None:
-            payload[name] = body[name]
-    if body.get("stream"):
-        payload["stream"] = True
-    for name in OPTION_FIELDS:
-        if options.get(name) is not None:
-            payload[name] = options[name]
-    tools = body.get("tools") or []
-    if tools:
-        payload["functions"] = [_function_spec(t["function"]) for t in tools]
-        payload["function_call"] = _function_call(body.get("tool_choice"), payload["functions"])
-    elif body.get("tool_choice") not in (None, "none", "auto"):
-        raise unsupported(NAME, "tool_choice", "no tools were given")
-    fmt = _response_format(body.get("response_format"))
-    if fmt:
-        payload["response_format"] = fmt
-    effort = _reasoning_effort(body)
-    if effort:
-        payload["reasoning_effort"] = effort
-    return payload
-
-
-def build_messages(messages: list[dict]) -> list[dict]:
-    """Roles, content and tool traffic in GigaChat's shape (gigachat.md §12, items 3-5)."""
-    out: list[dict] = []
-    names = history_tool_names(messages)
-    deferred: dict[str, dict] = {}  # parallel calls GigaChat cannot take in one turn
-    for i, message in enumerate(messages):
-        role, where = message["role"], f"messages[{i}]"
-        if role in ("tool", "function"):
-            call_id = message.get("tool_call_id")
-            if call_id in deferred:
-                # GigaChat has one call per assistant turn: replay the next parallel call just
-                # before its result, so the history reads call, result, call, result.
-                out.append(_assistant_call(deferred.pop(call_id)))
-            name = message.get("name") if role == "function" else names.get(call_id) or message.get("name")
-            if not name:
-                raise ProviderError(
-                    f"{NAME}: {where}.tool_call_id {call_id!r} matches no tool call of an earlier assistant message",
-                    status=400,
-                    kind="bad_request",
-                )
-            out.append({"role": "function", "name": name, "content": _json_object(text_of(message["content"], NAME, where))})
-            continue
-        text = text_of(message.get("content"), NAME, where)
-        if role == "assistant":
-            calls = list(message.get("tool_calls") or ())
-            if not calls and message.get("function_call"):
-                calls = [{"id": "", "type": "function", "function": message["function_call"]}]
-            if calls:
-                msg = _assistant_call(calls[0])
-                msg["content"] = text
-                out.append(msg)
-                deferred.update((c["id"], c) for c in calls[1:])
-                continue
-            _append(out, "assistant", text)
-        elif role in ("system", "developer"):
-            # One system message, and only first: a later one becomes a user turn (as gpt2giga does).
-            _append(out, "system" if not out or out[-1]["role"] == "system" else "user", text)
-        else:
-            _append(out, "user", text)
-    for msg in out:
-        if isinstance(msg["content"], list):
-            # Guess: merged turns are joined with a blank line, as gpt2giga does.
-            msg["content"] = "\n\n".join(msg["content"])
-    return out
-
-
-def _append(out: list[dict], role: str, text: str) -> None:
-    """Merge a text message into the previous one of the same role (GigaChat dislikes repeats).
-
-    A merged turn collects its parts in a list, joined once at the end: joining as we go
-    copies the growing text once per message (quadratic in a long same-role history).
-    """
-    last = out[-1] if out else None
-    if last is not None and last["role"] == role and role != "function" and "function_call" not in last:
-        if not text:
-            return
-        if isinstance(last["content"], list):
-            last["content"].append(text)
-        elif last["content"]:
-            last["content"] = [last["content"], text]
-        else:
-            last["content"] = text
-    else:
-        out.append({"role": role, "content": text})
-
-
-def _assistant_call(call: dict) -> dict:
-    fn = call["function"]
-    msg = {"role": "assistant", "content": "", "function_call": {"name": fn["name"], "arguments": parse_arguments(fn.get("arguments"), NAME)}}
-    # We hand GigaChat's functions_state_id out as the tool call id, so it comes back here.
-    if _is_state_id(call.get("id")):
-        msg["functions_state_id"] = call["id"]
-    return msg
-
-
-def _is_state_id(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-        return True
-    except ValueError:
-        return False
-
-
-def _json_object(content: str) -> str:
-    """A function result must be a JSON object serialised into a string.
-
-    orjson, not json: nesting past its limit is a decode error (the text is wrapped as a
-    string), where json would raise RecursionError.
-    """
-    try:
-        value = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        value = content
-    if isinstance(value, dict):
-        return content
-    try:
-        return '{"result": ' + orjson.dumps(value).decode() + "}"
-    except orjson.JSONEncodeError:  # parsed, but nested too deeply to write back: send it as text
-        return '{"result": ' + orjson.dumps(content).decode() + "}"
-
-
-def _function_spec(fn: dict) -> dict:
-    spec = {"name": fn["name"]}
-    if fn.get("description"):
-        spec["description"] = fn["description"]
-    # Guess: GigaChat wants a parameters object even for a function without arguments.
-    spec["parameters"] = fn.get("parameters") or {"type": "object", "properties": {}}
-    return spec
-
-
-def _function_call(choice, functions: list[dict]):
-    if choice is None or choice in ("auto", "none"):
-        return choice or "auto"  # Guess: GigaChat's default with functions is not documented; OpenAI's is auto
-    if choice == "required":
-        if len(functions) == 1:
-            return {"name": functions[0]["name"]}  # "call some tool" with one tool = "call this one"
-        raise unsupported(NAME, "tool_choice", "'required' has no GigaChat equivalent with several tools")
-    return {"name": choice["function"]["name"]}
-
-
-def _response_format(fmt: dict | None) -> dict | None:
-    if not fmt or fmt.get("type") == "text":
-        return None
-    if fmt["type"] == "json_schema":
-        spec = fmt.get("json_schema") or {}
-        out = {"type": "json_schema", "schema": spec.get("schema") or {"type": "object"}}
-        if spec.get("strict") is not None:
-            out["strict"] = spec["strict"]
-        return out
-    # Guess: json_object as a schema that admits any object; GigaChat has no plain JSON mode.
-    return {"type": "json_schema", "schema": {"type": "object"}}
-
-
-def _reasoning_effort(body: dict) -> str | None:
-    if body.get("thinking") is False:
-        return None
-    if body.get("reasoning_effort"):
-        return EFFORTS[body["reasoning_effort"]]
-    return "medium" if body.get("thinking") else None  # Guess: "think" with no effort given → medium
 
 
 # --- answer translation ------------------------------------------------------------------------
@@ -269,12 +100,19 @@ def parse_usage(data: dict | None) -> Usage | None:
 
 
 def finish_reason(value: str | None) -> str | None:
+    """OpenAI's finish reason; "error" is kept for the caller to decide (see failed_call)."""
     if value is None:
         return None
     if value == "error":
-        # The model produced unusable function arguments; another attempt may do better.
-        raise ProviderError(f"{NAME}: the model returned an invalid function call", status=502, kind="bad_response")
+        return "error"
     return FINISH_REASONS.get(value, "stop")
+
+
+def failed_call() -> ProviderError:
+    """finish_reason "error": the model produced function arguments GigaChat could not parse
+    (gigachat.md §5.3, REF-CHAT). Before anything reached the client it is a failed attempt, and
+    another may do better; see stream_chat for a stream that already sent text."""
+    return ProviderError(f"{NAME}: the model returned an invalid function call", status=502, kind="bad_response")
 
 
 def _tool_calls(source: dict) -> list[dict] | None:
@@ -285,7 +123,7 @@ def _tool_calls(source: dict) -> list[dict] | None:
         {
             "id": text(source.get("functions_state_id")) or new_call_id(),
             "type": "function",
-            "function": {"name": text(fc.get("name")) or "", "arguments": dump_arguments(fc.get("arguments"), NAME)},
+            "function": {"name": from_gigachat_name(text(fc.get("name")) or ""), "arguments": dump_arguments(fc.get("arguments"), NAME)},
         }
     ]
 
@@ -299,7 +137,10 @@ def parse_choice(choice: dict) -> dict:
         out["content"] = out["content"] or None  # OpenAI sends null content beside tool calls
     if msg.get("reasoning_content"):
         out["reasoning_content"] = text(msg["reasoning_content"])
-    return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": finish_reason(choice.get("finish_reason")) or "stop"}
+    reason = finish_reason(choice.get("finish_reason")) or "stop"
+    if reason == "error":
+        raise failed_call()
+    return {"index": choice_index(choice.get("index")), "message": out, "finish_reason": reason}
 
 
 def stream_event(chunk: dict) -> list[StreamChunk]:
@@ -314,10 +155,10 @@ def stream_event(chunk: dict) -> list[StreamChunk]:
             piece["content"] = text(delta["content"])
         if delta.get("reasoning_content"):
             piece["reasoning_content"] = text(delta["reasoning_content"])
-        calls = _tool_calls(delta)
+        reason = finish_reason(choice.get("finish_reason"))
+        calls = _tool_calls(delta) if reason != "error" else None  # the unparsable call is not relayed
         if calls:
             piece["tool_calls"] = [{"index": 0, **calls[0]}]
-        reason = finish_reason(choice.get("finish_reason"))
         if piece or reason:
             out.append(StreamChunk(delta=piece, finish_reason=reason, index=choice_index(choice.get("index"))))
     usage = parse_usage(chunk.get("usage"))
@@ -356,6 +197,8 @@ class GigaChatAdapter(ProviderAdapter):
             resp, token = await self._open_stream(credential, payload)
             hidden = {**(credential.secrets if credential else {}), "token": token}
             async with holding(resp, NAME):
+                if resp.content_type != "text/event-stream":
+                    raise await self._not_a_stream(resp, hidden)
                 head = opening_chunk(resp.headers.get("X-Request-Id", ""))
                 finished = False
                 async for event in iter_sse(resp.content, stream_limit()):
@@ -365,6 +208,16 @@ class GigaChatAdapter(ProviderAdapter):
                     if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
                         raise self._inband_error(chunk, hidden)
                     for out in stream_event(chunk):
+                        if out.finish_reason == "error":
+                            if head is not None:
+                                raise failed_call()
+                            # Text already reached the client: like the gigachat SDK and
+                            # langchain-gigachat (which log the reason and keep the answer), the
+                            # streamed text stands as the answer. OpenAI has no "error" finish
+                            # reason (clients that validate it would fail), so it ends as "stop";
+                            # gigachat.md §12.7 allows "error or stop".
+                            log.warning("%s: finish_reason error after streamed text; ending the stream with stop", NAME)
+                            out.finish_reason = "stop"
                         if head is not None:
                             yield head
                             head = None
@@ -431,7 +284,7 @@ class GigaChatAdapter(ProviderAdapter):
         secrets = credential.secrets if credential else {}
         for attempt in (1, 2):
             token = await self._token(secrets)
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **_session_header()}
             if UPSTREAM_REQUEST_ID.get():
                 headers["X-Request-ID"] = UPSTREAM_REQUEST_ID.get()  # logged by GigaChat (gigachat.md §4: REF-CHAT)
             status, raw, resp_headers = await send(self.session(), NAME, method, self._url(path), headers, json_body=payload)
@@ -447,7 +300,8 @@ class GigaChatAdapter(ProviderAdapter):
         secrets = credential.secrets if credential else {}
         for attempt in (1, 2):
             token = await self._token(secrets)
-            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "Cache-Control": "no-store"}
+            headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "Cache-Control": "no-store",
+                       **_session_header()}
             if UPSTREAM_REQUEST_ID.get():
                 headers["X-Request-ID"] = UPSTREAM_REQUEST_ID.get()  # logged by GigaChat (gigachat.md §4: REF-CHAT)
             try:
@@ -476,6 +330,18 @@ class GigaChatAdapter(ProviderAdapter):
                 f"{NAME}: payment required (token package exhausted)", status=502, kind="quota", provider_status=402
             )
         return http_error(NAME, status, raw, headers, hidden)
+
+    async def _not_a_stream(self, resp: aiohttp.ClientResponse, hidden: dict) -> ProviderError:
+        """A 200 to a streamed call that is not an event stream. The gigachat SDK refuses it
+        (`_check_content_type` in its stream calls: "Expected response Content-Type to be
+        text/event-stream"); read as SSE it would look like an empty stream. An API error body
+        sent with 200 keeps its own status; anything else is a bad answer, raised before a chunk."""
+        raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+        data = loads(raw)
+        status = data.get("status") if isinstance(data, dict) else None
+        if isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599:
+            return self._api_error(status, raw, resp.headers, hidden)
+        return bad_answer(NAME, f"a stream was asked for, the answer is {resp.content_type or 'untyped'}")
 
     def _inband_error(self, chunk: dict, hidden: dict) -> ProviderError:
         # Guess: mid-stream errors are undocumented; an event without choices that carries a
@@ -537,6 +403,15 @@ class GigaChatAdapter(ProviderAdapter):
         if status != 200:
             raise _auth_error(status, raw, resp_headers, headers)
         return loads(raw)
+
+
+def _session_header() -> dict:
+    """X-Session-ID keeps a conversation on one entry of GigaChat's prompt cache, whose reused
+    tokens are billed at a discount (gigachat.md §4; gpt2giga docs "Prompt caching": hit rate 100%
+    with a fixed id, 87% without). The client sends it as an X-Session-ID header on /v1 (the
+    gateway scopes it to the tenant, base.session_id), as gpt2giga forwards it."""
+    value = session_id.get()
+    return {"X-Session-ID": value} if value else {}
 
 
 def _auth_error(status: int, raw: bytes, headers, sent: dict) -> ProviderError:

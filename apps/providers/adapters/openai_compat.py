@@ -4,7 +4,8 @@ Wire facts: shared/providers/mts.md and tbank.md. Credentials: `api_key` (sent a
 self-hosted vLLM may have none). `config.extra_headers` are sent on every call;
 `config.options["extra_body"]` is merged into every chat request (e.g. vLLM's `top_k`).
 
-Parameters: the OpenAI ones pass through (supports_n and supports_stop are True).
+Parameters: the OpenAI ones pass through (supports_n and supports_stop are True), `seed`,
+`logit_bias` and `user` included, and `parallel_tool_calls` beside tools.
   * passed on when present: `response_format`, image content parts (supports_images),
     embeddings `dimensions`.
   * assistant turns: `reasoning_content` / `reasoning` keys and inline think blocks removed;
@@ -17,6 +18,10 @@ Parameters: the OpenAI ones pass through (supports_n and supports_stop are True)
     Qwen3 chat template) and — a guess — for MTS reasoning models; `reasoning_effort` for any
     other OpenAI-compatible API. T-Bank gets no `reasoning_effort` (vLLM ignores it for Qwen3):
     "minimal" means thinking off there, any other effort thinking on.
+  * per model (`ProviderModel.options`, validated by apps/providers/models.py MODEL_OPTIONS):
+    `output_limit_field` ("max_completion_tokens" for OpenAI's o-series and GPT-5, which refuse
+    max_tokens), `chat_template_kwargs` (false: never sent, e.g. to a proxied OpenAI model; the
+    thinking switch then goes as reasoning_effort), `think_start` (see thinking.py).
   * reasoning comes back in `reasoning_content` or `reasoning` (newer vLLM) or inline as
     `<think>…</think>` (a vLLM without a reasoning parser); all three leave as `reasoning_content`.
     Reasoning is never sent back upstream in the history.
@@ -24,6 +29,7 @@ Parameters: the OpenAI ones pass through (supports_n and supports_stop are True)
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from .base import (
@@ -69,7 +75,11 @@ PASS_FIELDS = (
     "tools",
     "tool_choice",
     "response_format",
+    "seed",  # vLLM's sampling params have seed and logit_bias (vLLM OpenAI server, ChatCompletionRequest)
+    "logit_bias",
+    "user",
 )
+THINK_STARTED = re.compile(r"deepseek-r1|qwq", re.IGNORECASE)  # templates that open <think> in the prompt
 FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
@@ -147,14 +157,26 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         return default if value is None else value
 
     def build_request(self, body: dict, model: str, stream: bool) -> dict:
-        payload: dict = {"model": model, "messages": [self._message(m) for m in body["messages"]]}
+        messages = body["messages"]
+        if any(m["role"] == "function" or m.get("function_call") for m in messages):
+            messages = legacy_history_as_tools(messages)
+        payload: dict = {"model": model, "messages": [self._message(m) for m in messages]}
         for name in PASS_FIELDS:
             if body.get(name) is not None:
                 payload[name] = body[name]
-        self._add_thinking(payload, body)
+        if body.get("parallel_tool_calls") is not None and body.get("tools"):
+            # Only beside tools: OpenAI refuses it alone ("only allowed when 'tools' are specified").
+            payload["parallel_tool_calls"] = body["parallel_tool_calls"]
+        options = self.model_options(model)
+        if "max_tokens" in payload and options.get("output_limit_field") == "max_completion_tokens":
+            payload["max_completion_tokens"] = payload.pop("max_tokens")  # o-series / GPT-5 refuse max_tokens
+        template_kwargs = options.get("chat_template_kwargs", True)
+        self._add_thinking(payload, body, template_kwargs)
         extra = self.config.options.get("extra_body")
         if isinstance(extra, dict):
             payload = {**extra, **payload}  # the request's own fields win
+            if not template_kwargs:
+                payload.pop("chat_template_kwargs", None)
         if stream:
             payload["stream"] = True
             if self._option("stream_usage", True):
@@ -176,10 +198,10 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     out["content"] = strip_think(content)
         return out
 
-    def _add_thinking(self, payload: dict, body: dict) -> None:
+    def _add_thinking(self, payload: dict, body: dict, template_kwargs: bool = True) -> None:
         thinking = body.get("thinking")
         effort = body.get("reasoning_effort")
-        if self._option("thinking_style", self.thinking_style) == "chat_template_kwargs":
+        if template_kwargs and self._option("thinking_style", self.thinking_style) == "chat_template_kwargs":
             if thinking is None and effort and not self.forward_reasoning_effort:
                 thinking = effort != "minimal"
             if thinking is None:
@@ -215,13 +237,23 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         return http_error(self.name, status, raw, headers, credential.secrets if credential else None)
 
     # --- answers -------------------------------------------------------------------------------
-    def parse_choice(self, choice: dict) -> dict:
+    def think_started(self, model: str) -> bool:
+        """Does the model's chat template open the think block in the prompt, so its output holds
+        only `</think>`? DeepSeek-R1 distills and QwQ do (vLLM issues #12999, #17144): the model
+        option `think_start` says so, else the name decides."""
+        value = self.model_options(model).get("think_start")
+        return bool(THINK_STARTED.search(model)) if value is None else bool(value)
+
+    def model_options(self, model: str) -> dict:
+        return self.config.model_options.get(model) or {}
+
+    def parse_choice(self, choice: dict, started: bool = False) -> dict:
         msg = choice.get("message") or {}
         content = text(msg.get("content"))
         reasoning = text(msg.get("reasoning_content") or msg.get("reasoning"))
-        if self._option("think_tags", self.think_tags) and isinstance(content, str):
-            inline, content = split_think(content)
-            reasoning = reasoning or inline
+        if not reasoning and self._option("think_tags", self.think_tags) and isinstance(content, str):
+            # A reasoning field means the server parsed the reasoning off already.
+            reasoning, content = split_think(content, started)
         out: dict = {"role": "assistant", "content": content}
         calls = [_tool_call(c, False, self.name) for c in msg.get("tool_calls") or ()]
         if calls:
@@ -246,8 +278,9 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(self.name, "no choices")
         try:
+            started = self.think_started(model)
             return ChatResult(
-                choices=[self.parse_choice(c) for c in data["choices"]],
+                choices=[self.parse_choice(c, started) for c in data["choices"]],
                 usage=parse_usage(data.get("usage")) or Usage(estimated=True),
                 provider_request_id=headers.get("x-request-id") or str(data.get("id") or ""),
                 upstream_model=text(data.get("model")) or model,
@@ -258,6 +291,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
         payload = self.build_request(body, model, stream=True)
         think_tags = self._option("think_tags", self.think_tags)
+        think_open = think_tags and self.think_started(model)
         async with self.slot() as credential:
             resp = await open_stream(
                 self.session(),
@@ -300,7 +334,7 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                                 head = None
                             else:
                                 yield StreamChunk(delta={"role": "assistant"}, index=index)
-                        splitter = splitters.setdefault(index, ThinkSplitter()) if think_tags else None
+                        splitter = splitters.setdefault(index, ThinkSplitter(think_open)) if think_tags else None
                         for delta in self._deltas(choice.get("delta") or {}, splitter, self.name):
                             yield StreamChunk(delta=delta, index=index)
                         reason = finish_reason(choice.get("finish_reason"))
@@ -324,6 +358,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         reasoning = text(delta.get("reasoning_content") or delta.get("reasoning"))
         if reasoning:
             out.append({"reasoning_content": reasoning})
+            if splitter is not None:
+                splitter.parsed_upstream()
         content = text(delta.get("content"))
         if content:
             out.extend(_pieces(splitter.feed(content)) if splitter is not None else [{"content": content}])
@@ -378,6 +414,34 @@ class OpenAICompatibleAdapter(ProviderAdapter):
                     for m in items if isinstance(m, dict) and "id" in m]
         except SHAPE_ERRORS as exc:
             raise bad_answer(self.name, wrong_shape(exc)) from None
+
+
+def legacy_history_as_tools(messages: list[dict]) -> list[dict]:
+    """The legacy functions history (assistant `function_call`, role `function`) in tools form.
+
+    vLLM's Qwen and Hermes chat templates render `tool_calls` and role `tool` only and silently
+    leave the legacy form out of the prompt (issue 11), so the model never sees the result. Each
+    call gets an id (`call_legacy_<position>`), and a result takes the id of the oldest unanswered
+    call of its function name, which is how the legacy protocol pairs them."""
+    out: list[dict] = []
+    waiting: dict[str, list[str]] = {}
+    for position, message in enumerate(messages):
+        if message["role"] == "assistant" and message.get("function_call"):
+            fn = message["function_call"]
+            call_id = f"call_legacy_{position}"
+            waiting.setdefault(fn.get("name") or "", []).append(call_id)
+            converted = {k: v for k, v in message.items() if k != "function_call"}
+            converted["tool_calls"] = [{"id": call_id, "type": "function",
+                                        "function": {"name": fn.get("name") or "", "arguments": fn.get("arguments") or "{}"}}]
+            out.append(converted)
+        elif message["role"] == "function":
+            name = message.get("name") or ""
+            pending = waiting.get(name)
+            call_id = pending.pop(0) if pending else f"call_legacy_{position}"
+            out.append({"role": "tool", "tool_call_id": call_id, "content": message.get("content") or ""})
+        else:
+            out.append(message)
+    return out
 
 
 def _pieces(parts: list[tuple[str, str]]) -> list[dict]:

@@ -1,5 +1,9 @@
 """Inline reasoning: `<think>…</think>` at the start of `content` (Qwen3-family models served
 without a reasoning parser, e.g. vLLM without `--reasoning-parser`). See shared/providers/tbank.md §4.
+
+DeepSeek-R1 distills and QwQ have chat templates that put `<think>` into the prompt, so their
+output holds only the closing `</think>` (vLLM issues #12999, #17144): text before a lone
+`</think>` is reasoning too, and a model known to do this (`started`) begins inside the reasoning.
 """
 
 from __future__ import annotations
@@ -10,14 +14,19 @@ OPEN, CLOSE = "<think>", "</think>"
 MAX_LEADING_SPACE = 1024
 
 
-def split_think(text: str | None) -> tuple[str | None, str | None]:
-    """(reasoning, answer) of a whole message; reasoning is None when there is no think block."""
+def split_think(text: str | None, started: bool = False) -> tuple[str | None, str | None]:
+    """(reasoning, answer) of a whole message; reasoning is None when there is no think block.
+    `started`: the prompt opened the think block, so the message begins inside it."""
     if not text:
         return None, text
     stripped = text.lstrip()
-    if not stripped.startswith(OPEN):
-        return None, text
-    body = stripped[len(OPEN) :]
+    if stripped.startswith(OPEN):
+        body = stripped[len(OPEN) :]
+    else:
+        body = stripped
+        end = body.find(CLOSE)
+        if not started and (end < 0 or OPEN in body[:end]):
+            return None, text  # no think block (a "</think>" after an opening tag is not lone)
     end = body.find(CLOSE)
     if end < 0:
         # Cut by max_tokens while still thinking: everything so far is reasoning.
@@ -51,9 +60,16 @@ class ThinkSplitter:
 
     __slots__ = ("buf", "state")
 
-    def __init__(self) -> None:
-        self.state = "start"  # start → think → after → answer, or start → answer
+    def __init__(self, started: bool = False) -> None:
+        # start → think → after → answer, or start → answer; a model whose prompt opened the
+        # think block (`started`) begins in think_start, and an opening tag it repeats is dropped.
+        self.state = "think_start" if started else "start"
         self.buf = ""
+
+    def parsed_upstream(self) -> None:
+        """The server split the reasoning off itself (a reasoning field arrived): content is answer."""
+        if self.state in ("start", "think_start") or (self.state == "think" and not self.buf):
+            self.state = "answer"
 
     def feed(self, text: str) -> list[tuple[str, str]]:
         self.buf += text
@@ -71,8 +87,11 @@ class ThinkSplitter:
                 self.state = "answer"
             elif self.state == "think_start":  # drop the newline(s) right after <think>
                 self.buf = self.buf.lstrip()
-                if not self.buf:
+                if not self.buf or (OPEN.startswith(self.buf) and self.buf != OPEN):
                     return out
+                if self.buf.startswith(OPEN):
+                    self.buf = self.buf[len(OPEN) :]
+                    continue
                 self.state = "think"
             elif self.state == "think":
                 end = self.buf.find(CLOSE)

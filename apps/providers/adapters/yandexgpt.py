@@ -6,20 +6,24 @@ Credentials (`credential.secrets`), one of:
     as an object or a string: a PS256 JWT is exchanged at `config.auth_url` (default the real IAM
     URL) for an IAM token, cached and shared through tokens.py.
   * `oauth_token` — a Yandex-account OAuth token, exchanged the same way.
-  * `iam_token` — a token obtained elsewhere; used until a 401.
+  * `iam_token` — a token obtained elsewhere; used until a 401. The credential's `token_owner`
+    says whose it is (user: sent with x-folder-id; service_account: without).
   `folder_id` comes from the secrets, else `config.options["folder_id"]`.
 
 Parameters:
   * not sent, the gateway handles them (supports_n / supports_stop are False): `n`, `stop`.
-  * dropped silently: `stream_options` (usage always arrives on the stream's last line).
+  * dropped silently: `stream_options` (usage always arrives on the stream's last line), `user`.
   * refused with unsupported_parameter: `presence_penalty`, `frequency_penalty`, `top_p` other
-    than 1 (there is no nucleus sampling knob), image content parts.
+    than 1 (there is no nucleus sampling knob), `seed`, `logit_bias`, image content parts.
+  * passed: `parallel_tool_calls` → `parallelToolCalls` (with tools).
   * translated: `temperature` (clamped to Yandex's maximum of 1: both mean "the most random the
     provider offers"), `max_tokens` → `maxTokens` (a string), tools, tool_choice, `response_format`
     → `jsonObject` / `jsonSchema`, `thinking` / `reasoning_effort` → `reasoningOptions.mode`.
 
-Yandex tool calls carry no ids: we hand out `call_<index>_<name>` and map results back by
-function name (the id's own suffix is the fallback when the history lacks the call).
+Yandex tool calls carry no ids: we hand out `call_<index>_<name>`; a result goes back under the
+function name its id names in the history (the id's own suffix is the fallback when the history
+lacks the call), and the results of one turn in the order of their calls, since Yandex pairs
+them by name and order.
 """
 
 from __future__ import annotations
@@ -92,17 +96,23 @@ FINISH_REASONS = {
     "ALTERNATIVE_STATUS_UNSPECIFIED": "stop",  # Guess: never seen on the wire
 }
 PARTIAL = "ALTERNATIVE_STATUS_PARTIAL"
+FILTERED = "ALTERNATIVE_STATUS_CONTENT_FILTER"
 TOOL_CHOICE_MODES = {"auto": "AUTO", "none": "NONE", "required": "REQUIRED"}
 
 
 # --- model URIs --------------------------------------------------------------------------------
 def model_uri(model: str, folder: str, scheme: str = "gpt") -> str:
-    """`yandexgpt` → gpt://<folder>/yandexgpt/latest; a branch or a full URI is kept."""
+    """`yandexgpt` → gpt://<folder>/yandexgpt/latest; a branch or a full URI is kept. A fine-tuned
+    model is `<base>/<branch>@<suffix>` (yandexgpt.md §3: gpt://<folder>/<base_model>/<version>@<suffix>),
+    so `yandexgpt-lite@<suffix>` given without its branch gets /latest before the suffix."""
     if "://" in model:
         return model
     if not folder:
         raise ProviderError(f"{NAME}: no folder_id in the credential or the provider options", kind="configuration")
-    return f"{scheme}://{folder}/{model}" if "/" in model else f"{scheme}://{folder}/{model}/latest"
+    if "/" in model:
+        return f"{scheme}://{folder}/{model}"
+    base, at, suffix = model.partition("@")
+    return f"{scheme}://{folder}/{base}/latest{at}{suffix}"
 
 
 # --- request translation -----------------------------------------------------------------------
@@ -110,6 +120,9 @@ def build_request(body: dict, model: str, folder: str) -> dict:
     check_no_penalties(body, NAME)
     if body.get("top_p") not in (None, 1, 1.0):
         raise unsupported(NAME, "top_p")
+    for name in ("seed", "logit_bias"):  # completionOptions has neither (yandexgpt.md §4); both change the answer
+        if body.get(name) is not None:
+            raise unsupported(NAME, name)
     options: dict = {"stream": bool(body.get("stream"))}
     if body.get("temperature") is not None:
         options["temperature"] = min(float(body["temperature"]), MAX_TEMPERATURE)
@@ -127,6 +140,8 @@ def build_request(body: dict, model: str, folder: str) -> dict:
             payload["toolChoice"] = {"functionName": choice["function"]["name"]}
         elif choice:
             payload["toolChoice"] = {"mode": TOOL_CHOICE_MODES[choice]}
+        if body.get("parallel_tool_calls") is not None:
+            payload["parallelToolCalls"] = body["parallel_tool_calls"]  # BoolValue, default true (yandexgpt.md §4)
     elif body.get("tool_choice") not in (None, "none", "auto"):
         raise unsupported(NAME, "tool_choice", "no tools were given")
     fmt = body.get("response_format") or {}
@@ -140,6 +155,8 @@ def build_request(body: dict, model: str, folder: str) -> dict:
 def build_messages(messages: list[dict]) -> list[dict]:
     out: list[dict] = []
     names = history_tool_names(messages)
+    positions = _call_positions(messages)
+    groups: list[tuple[list, list]] = []  # (toolResults, their calls' positions)
     for i, message in enumerate(messages):
         role, where = message["role"], f"messages[{i}]"
         if role in ("tool", "function"):
@@ -149,10 +166,11 @@ def build_messages(messages: list[dict]) -> list[dict]:
                 raise ProviderError(f"{NAME}: {where}.tool_call_id {call_id!r} matches no earlier tool call", status=400, kind="bad_request")
             result = {"functionResult": {"name": name, "content": text_of(message["content"], NAME, where)}}
             # Consecutive results belong to one toolResultList message, sent as role user (as the SDK does).
-            if out and "toolResultList" in out[-1]:
-                out[-1]["toolResultList"]["toolResults"].append(result)
-            else:
-                out.append({"role": "user", "toolResultList": {"toolResults": [result]}})
+            if not (out and "toolResultList" in out[-1]):
+                out.append({"role": "user", "toolResultList": {"toolResults": []}})
+                groups.append((out[-1]["toolResultList"]["toolResults"], []))
+            groups[-1][0].append(result)
+            groups[-1][1].append(positions.get(call_id, _index_from_id(call_id)))
             continue
         text = text_of(message.get("content"), NAME, where)
         if role == "assistant":
@@ -175,7 +193,27 @@ def build_messages(messages: list[dict]) -> list[dict]:
             out.append({"role": "system", "text": text})
         else:
             out.append({"role": "user", "text": text})
+    for results, keys in groups:
+        # Yandex pairs results with calls by name and order (yandexgpt.md §4.3): a client may
+        # answer two calls of one function in any order, so the results go back in the calls'
+        # order — the position of the call its tool_call_id names (our ids carry it too).
+        if keys != sorted(keys):
+            results[:] = [r for _, r in sorted(zip(keys, results, strict=True), key=lambda pair: pair[0])]
     return out
+
+
+def _call_positions(messages: list[dict]) -> dict[str, int]:
+    """tool_call_id → the call's position in its assistant message."""
+    positions = {}
+    for message in messages:
+        for k, call in enumerate(message.get("tool_calls") or ()):
+            positions[call["id"]] = k
+    return positions
+
+
+def _index_from_id(call_id: str) -> int:
+    match = re.fullmatch(r"call_(\d{1,6})_.+", call_id or "")
+    return int(match.group(1)) if match else 1_000_000  # unknown: after the known ones, in arrival order
 
 
 def tool_call_id(index: int, name: str) -> str:
@@ -296,7 +334,7 @@ class YandexGPTAdapter(ProviderAdapter):
         async with self.slot() as credential:
             secrets = self._secrets(credential)
             payload = build_request({**body, "stream": False}, model, self._folder(secrets))
-            data, headers = await self._post(secrets, COMPLETION, payload)
+            data, headers = await self._post(secrets, COMPLETION, payload, _owner(credential))
         result = _result(data)
         try:
             return ChatResult(
@@ -312,7 +350,7 @@ class YandexGPTAdapter(ProviderAdapter):
         async with self.slot() as credential:
             secrets = self._secrets(credential)
             payload = build_request({**body, "stream": True}, model, self._folder(secrets))
-            resp = await self._open_stream(secrets, payload)
+            resp = await self._open_stream(secrets, payload, _owner(credential))
             async with holding(resp, NAME):
                 head = opening_chunk(_request_id(resp.headers))
                 texts: dict[int, CumulativeText] = {}
@@ -346,6 +384,19 @@ class YandexGPTAdapter(ProviderAdapter):
     def _alternative_chunks(alt: dict, index: int, cumulative: CumulativeText) -> list[StreamChunk]:
         message = alt.get("message") or {}
         out = []
+        status = alt.get("status")
+        if status == FILTERED:
+            # The filter's canned refusal replaces the text so far rather than extending it
+            # (yandex-cloud-ml-sdk's LangChain integration takes the whole text as the delta on
+            # CONTENT_FILTER). What was sent cannot be taken back, and a refusal glued to half an
+            # answer reads as neither: the refusal is sent only when nothing was, and the stream
+            # ends with content_filter, as OpenAI does when it omits content.
+            refusal = text(message.get("text")) or ""
+            if refusal and not cumulative.sent:
+                cumulative.sent = refusal
+                out.append(StreamChunk(delta={"content": refusal}, index=index))
+            out.append(StreamChunk(delta={}, finish_reason="content_filter", index=index))
+            return out
         if message.get("text") is not None:
             new = cumulative.delta(text(message["text"]))
             if new:
@@ -353,7 +404,6 @@ class YandexGPTAdapter(ProviderAdapter):
         calls = _tool_calls(message)
         if calls:  # tool calls arrive whole, in one line
             out.append(StreamChunk(delta={"tool_calls": [{"index": k, **c} for k, c in enumerate(calls)]}, index=index))
-        status = alt.get("status")
         if status and status != PARTIAL:
             out.append(StreamChunk(delta={}, finish_reason=FINISH_REASONS.get(status, "stop"), index=index))
         return out
@@ -367,7 +417,7 @@ class YandexGPTAdapter(ProviderAdapter):
                 payload = {"modelUri": model_uri(model, self._folder(secrets), "emb"), "text": text}
                 if body.get("dimensions"):
                     payload["dim"] = str(body["dimensions"])
-                data, headers = await self._post(secrets, EMBEDDING, payload)
+                data, headers = await self._post(secrets, EMBEDDING, payload, _owner(credential))
             if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
                 raise bad_answer(NAME, "no embedding")
             try:
@@ -404,7 +454,8 @@ class YandexGPTAdapter(ProviderAdapter):
                 await self._token(secrets, force=True)
                 return
             model = self.config.options.get("health_model", "yandexgpt-lite")
-            await self._post(secrets, TOKENIZE, {"modelUri": model_uri(model, self._folder(secrets)), "text": "ping"})
+            payload = {"modelUri": model_uri(model, self._folder(secrets)), "text": "ping"}
+            await self._post(secrets, TOKENIZE, payload, _owner(credential))
 
     # --- calls with one re-authentication on 401 ----------------------------------------------
     @staticmethod
@@ -417,24 +468,26 @@ class YandexGPTAdapter(ProviderAdapter):
     def _url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + path
 
-    def _headers(self, secrets: dict, auth: str) -> dict:
+    def _headers(self, secrets: dict, auth: str, owner: str) -> dict:
         # The SDK sends a uuid4 here and Yandex echoes it (../shared/providers/yandexgpt.md §2, yandex-cloud-ml-sdk
         # `_client.py`); ours is the attempt's id. # Guess: any short ASCII id is taken, as the echo suggests.
         headers = {"Authorization": auth, "x-client-request-id": UPSTREAM_REQUEST_ID.get() or str(uuid.uuid4())}
         if not self.config.options.get("data_logging", False):
             headers["x-data-logging-enabled"] = "false"  # ask Yandex not to keep the prompts
-        # A user account's IAM token reaches many folders and must name one; a service account
-        # must not (a different folder is a 400). # Guess: user tokens are the iam_token/oauth_token kinds.
+        # A user account's IAM token reaches many folders and must name one; with a service
+        # account's key or token the docs say not to send it (a different folder is a 400,
+        # yandexgpt.md §2). A Passport OAuth token is always a user's; an iam_token's owner is
+        # stated with the credential (token_owner), since the token does not say. Unstated (a
+        # credential stored before the field existed): sent, as it always was.
         folder = self._folder(secrets)
-        send_folder = self.config.options.get("send_folder_header")
-        if folder and (send_folder or (send_folder is None and (secrets.get("iam_token") or secrets.get("oauth_token")))):
+        if folder and (secrets.get("oauth_token") or (secrets.get("iam_token") and owner != "service_account")):
             headers["x-folder-id"] = folder
         return headers
 
-    async def _post(self, secrets: dict, path: str, payload: dict):
+    async def _post(self, secrets: dict, path: str, payload: dict, owner: str):
         for attempt in (1, 2):
             auth = await self._authorization(secrets)
-            status, raw, headers = await send(self.session(), NAME, "POST", self._url(path), self._headers(secrets, auth), json_body=payload)
+            status, raw, headers = await send(self.session(), NAME, "POST", self._url(path), self._headers(secrets, auth, owner), json_body=payload)
             if status == 401 and attempt == 1 and self._refreshable(secrets):
                 await TOKENS.invalidate(self._token_key(secrets), auth.removeprefix("Bearer "))
                 continue
@@ -443,7 +496,7 @@ class YandexGPTAdapter(ProviderAdapter):
             return loads(raw), headers
         raise AssertionError("unreachable")
 
-    async def _open_stream(self, secrets: dict, payload: dict) -> aiohttp.ClientResponse:
+    async def _open_stream(self, secrets: dict, payload: dict, owner: str) -> aiohttp.ClientResponse:
         for attempt in (1, 2):
             auth = await self._authorization(secrets)
             try:
@@ -452,7 +505,7 @@ class YandexGPTAdapter(ProviderAdapter):
                     NAME,
                     self._url(COMPLETION),
                     payload,
-                    self._headers(secrets, auth),
+                    self._headers(secrets, auth, owner),
                     lambda status, raw, hdrs, hidden=_hidden(secrets, auth): http_error(NAME, status, raw, hdrs, hidden),
                 )
             except ProviderError as exc:
@@ -529,6 +582,10 @@ def _inband_error(error) -> ProviderError:
         status = error.get("httpCode") if isinstance(error.get("httpCode"), int) else 502
         return error_for_status(NAME, status if status >= 400 else 502, str(error.get("message") or "error in the stream"))
     return error_for_status(NAME, 502, str(error))
+
+
+def _owner(credential) -> str:
+    return credential.token_owner if credential else ""
 
 
 def _hidden(secrets: dict, authorization: str) -> dict:
