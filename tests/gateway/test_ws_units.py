@@ -77,7 +77,7 @@ class _Plan:
 
 
 class _Req:
-    request_id, started, headers, admission = "r1", 0.0, {}, None
+    request_id, started, headers, admission, span = "r1", 0.0, {}, None, None
 
     def __init__(self):
         self.attempts = []

@@ -40,7 +40,10 @@ def test_a_healthy_provider_is_checked_without_a_paid_completion(gigachat_provid
     check = HealthCheck.objects.get(provider=gigachat_provider)
     assert check.ok and check.latency_ms is not None
     assert not any("chat/completions" in p or "embeddings" in p for p in ledger_paths(emulators, "gigachat"))
-    assert {"provider": "giga-health", "ok": True} in heard
+    # The balance (GET /balance, free) rides along: the emulator's is the SDK fixture's.
+    assert {"provider": "giga-health", "ok": True, "balance": {"GigaChat": 900000.0, "embeddings": 9999967.0}} in heard
+    assert not any("balance" not in p and "models" not in p and "oauth" not in p
+                   for p in ledger_paths(emulators, "gigachat")), ledger_paths(emulators, "gigachat")
 
 
 def test_a_failing_provider_is_recorded_and_announced(gigachat_provider, emulators):
