@@ -93,7 +93,9 @@ def main() -> None:
     user, _ = User.objects.get_or_create(username="bench", defaults={"email": "bench@example.invalid"})
     _key, plaintext = key_create(user=user, name="bench", **(KEY_LIMITS if args.limits else {}))
     _limited, limited_plaintext = key_create(user=user, name="bench-limited", **KEY_LIMITS)
-    print(json.dumps({"key": plaintext, "limited_key": limited_plaintext, "oauth_token": oauth_token(user),
+    _unlimited, unlimited_plaintext = key_create(user=user, name="bench-unlimited")
+    print(json.dumps({"key": plaintext, "limited_key": limited_plaintext, "unlimited_key": unlimited_plaintext,
+                      "oauth_token": oauth_token(user),
                       "usage_table": UsageRecord._meta.db_table,
                       "counts": counts,
                       "rule": with_rule, "config": config}))

@@ -16,6 +16,7 @@ TARGETS = {
     "ws_errors": ("==", 0, ""),
     "rss_per_socket_kib": ("<=", 50, ""),
     "usage_rows_ok": ("==", True, ""),
+    "limits_cost_ms": ("<=", 0.15, ""),
     "statement_p95_s": ("<=", 1.0, ""),
     "dashboard_p95_s": ("<=", 1.0, ""),
 }
@@ -83,6 +84,15 @@ def rows(r: dict) -> list[tuple]:
             f"{limited['errors']} errors); redis-server {_fmt(limited.get('redis_ms_per_request'), 3)} ms/request",
             "limited_cpu_ms_per_request", limited.get("gateway_ms_per_request"),
             f"limits: +{_fmt(extra, 3)} gateway", digits=3)
+    unlimited = r.get("unlimited_cpu") or {}
+    if unlimited:
+        total = lambda run: (run.get("gateway_ms_per_request") or 0) + (run.get("redis_ms_per_request") or 0)  # noqa: E731
+        row(f"… the same with a key without limits or budget ({unlimited['requests']:,} requests, "
+            f"{unlimited['errors']} errors): the limits' and budget's cost, redis-server's CPU included, is "
+            f"+{_fmt(total(cpu) - total(unlimited), 3)} ms (target ≤ +0.15)",
+            "unlimited_cpu_ms_per_request", unlimited.get("gateway_ms_per_request"),
+            f"redis-server {_fmt(cpu.get('redis_ms_per_request'), 3)} vs {_fmt(unlimited.get('redis_ms_per_request'), 3)}",
+            digits=3)
     oauth = r.get("oauth_cpu") or {}
     if oauth:
         row(f"… the same with an OAuth access token instead of the key ({oauth['requests']:,} requests, "
@@ -244,6 +254,15 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _limits_cost(cpu: dict, other: dict | None):
+    """CPU-ms per request that limits and budgets add, redis-server's included: the headline against the run
+    with the other kind of key (without limits when the headline has them, with them otherwise)."""
+    if not cpu or not other:
+        return None
+    total = lambda run: (run.get("gateway_ms_per_request") or 0) + (run.get("redis_ms_per_request") or 0)  # noqa: E731
+    return abs(total(cpu) - total(other))
+
+
 def checks(r: dict) -> list[dict]:
     """Every target with its measured value and verdict (for the JSON and the summary line)."""
     cpu, lat, ttft, chunk = r.get("cpu") or {}, r.get("latency") or {}, r.get("ttft") or {}, r.get("chunk") or {}
@@ -262,6 +281,7 @@ def checks(r: dict) -> list[dict]:
         "rss_idle_mib": mem.get("idle_mib"),
         "rss_per_stream_kib": mem.get("per_stream_kib"),
         "usage_rows_ok": usage.get("ok"),
+        "limits_cost_ms": _limits_cost(cpu, r.get("unlimited_cpu") or r.get("limited_cpu")),
         "statement_p95_s": ((r.get("reports") or {}).get("statement") or {}).get("p95_s"),
         "dashboard_p95_s": ((r.get("reports") or {}).get("dashboard") or {}).get("p95_s"),
     }

@@ -425,7 +425,7 @@ class Bench:
             raise BenchError(f"provisioning failed:\n{out.stderr.decode(errors='replace')[-2000:]}")
         prov = json.loads(out.stdout.decode().strip().splitlines()[-1])
         self.key, self.oauth_token, self.usage_table = prov["key"], prov["oauth_token"], prov["usage_table"]
-        self.limited_key = prov["limited_key"]
+        self.limited_key, self.unlimited_key = prov["limited_key"], prov["unlimited_key"]
         self.results["settings_rule"] = prov["rule"]
         import psycopg
 
@@ -519,7 +519,11 @@ class Bench:
     def limited_cpu_run(self):
         """The same run with a key that carries rate limits (requests, tokens, concurrency; too high to refuse):
         the limiter's cost, redis-server's CPU included, beside the headline."""
-        if self.gateway and not self.args.limits:
+        if not self.gateway:
+            return
+        if self.args.limits:  # the headline has them: measure a key without, for the limiter's cost
+            self.results["unlimited_cpu"] = self._cpu_per_request("API key without limits", self.unlimited_key)
+        else:
             self.results["limited_cpu"] = self._cpu_per_request("rate-limited API key", self.limited_key)
 
     def oauth_cpu_run(self):
@@ -827,9 +831,10 @@ class Bench:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Benchmark XRouter against a mock upstream and the mock directly.")
     p.add_argument("--quick", action="store_true", help="a short smoke run (about a minute); writes quick.{md,json}")
-    p.add_argument("--limits", action="store_true",
-                   help="the headline key and model carry rate limits too high to refuse anything (every request is "
-                        "admitted and settled through Redis); without it, one extra CPU run uses a limited key")
+    p.add_argument("--no-limits", dest="limits", action="store_false",
+                   help="the headline key and model carry no rate limits or budget (by default they carry limits and a "
+                        "budget too high to refuse anything, so every request is admitted, reserved and settled "
+                        "through Redis, as in production; one extra CPU run then uses a key without them)"),
     p.add_argument("--tracing", action="store_true",
                    help="OpenTelemetry on: every request and attempt traced to a local OTLP sink; writes tracing.{md,json}")
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk step (default 10)")
