@@ -33,7 +33,7 @@ def statement_csv(statement: Statement) -> str:
     """Lines by model, lines by cost centre, then the total (roubles to the kopeck; amount without VAT)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["organisation", statement.organisation_name, "month", f"{statement.month:%Y-%m}", "currency", "RUB"])
+    writer.writerow(["organisation", _cell(statement.organisation_name), "month", f"{statement.month:%Y-%m}", "currency", "RUB"])
     writer.writerow(MODEL_COLUMNS)
     for section, lines in (("model", statement.by_model), ("cost_centre", statement.by_cost_centre)):
         for line in lines:

