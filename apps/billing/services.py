@@ -228,7 +228,8 @@ def notice_send(notice: BudgetNotice, key: dict | None = None) -> None:
     from . import tasks
 
     payload = notice_payload(notice, key)
-    subject_scope = f"key {key['name']} (xr-{key['prefix']}-…)" if key else "your organisation"
+    name = " ".join(key["name"].split()) if key else ""  # a tenant's text: no line break in a mail header
+    subject_scope = f"key {name} (xr-{key['prefix']}-…)" if key else "your organisation"
     subject = f"XRouter: {subject_scope} has spent {notice.threshold}% of its monthly budget"
     body = (f"Spend this month ({payload['month']}): {payload['spend']} ₽ of a budget of {payload['budget']} ₽ "
             f"({notice.threshold}% threshold).\n")
