@@ -47,7 +47,6 @@ def test_a_key_name_with_a_line_break_stops_no_notice(org):
     assert all("\n" not in message.subject for message in mail.outbox)
 
 
-@pytest.mark.xfail(strict=True, reason="review10: IPv6 forms embedding an internal IPv4 address pass as public")
 @pytest.mark.parametrize("address", [
     "::127.0.0.1", "::a00:1",  # IPv4-compatible (deprecated, ::/96)
     "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe",  # NAT64's well-known prefix: 127.0.0.1, 169.254.169.254
@@ -63,3 +62,5 @@ def test_ipv6_forms_of_internal_addresses_are_not_public(address):
 def test_public_ipv6_and_nat64_of_a_public_address_stay_allowed():
     with override_settings(XROUTER_FETCH_ALLOW=[]):
         assert check_address("2a00:1450:4010:c0e::71") and check_address("64:ff9b::808:808")
+    with override_settings(XROUTER_FETCH_ALLOW=["::1/128", "127.0.0.0/8"]):
+        assert check_address("::1") and check_address("::ffff:127.0.0.1") and not check_address("::2")
