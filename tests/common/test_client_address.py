@@ -53,6 +53,17 @@ def test_a_malformed_header_is_ignored_and_the_peer_stands(trusting, header):
     assert client_address("127.0.0.1", header) == ip("127.0.0.1")
 
 
+@pytest.mark.xfail(strict=True, reason="review10: junk the client writes left of our proxy's entry makes the proxy the client")
+@pytest.mark.parametrize("header", ["garbage, 198.51.100.9", "1.2.3.4, , 198.51.100.9", "[::1, 198.51.100.9",
+                                    ",".join(["1.2.3.4"] * 40) + ", 198.51.100.9", "1." * 2000 + ", 198.51.100.9"])
+def test_junk_left_of_what_our_proxy_wrote_does_not_make_the_proxy_the_client(trusting, header):
+    """Behind nginx ($proxy_add_x_forwarded_for) the client writes the left part and the proxy appends the
+    address it saw. A malformed or oversized left part must not turn the client into the proxy, whose
+    address the metrics allow-list, key allow-lists and the audit log would then see instead."""
+    trusting("127.0.0.0/8")
+    assert client_address("127.0.0.1", header) == ip("198.51.100.9")
+
+
 def test_an_empty_header_or_no_peer(trusting):
     trusting("127.0.0.0/8")
     assert client_address("127.0.0.1", "") == ip("127.0.0.1")
