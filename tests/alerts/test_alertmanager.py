@@ -143,7 +143,6 @@ def failing_stand_in():
     server.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="review10: a failed forward raises httpx's error naming the URL: the bot token")
 @pytest.mark.parametrize("channel", ["telegram", "webhook"])
 def test_a_failed_forward_does_not_put_the_bot_token_or_hook_url_in_its_error(failing_stand_in, channel):
     """Celery logs a retried task's exception text (and Sentry records it): the Telegram bot token is in the
