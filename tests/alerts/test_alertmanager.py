@@ -156,7 +156,6 @@ def test_a_failed_forward_does_not_put_the_bot_token_or_hook_url_in_its_error(fa
     assert "502" in text and BOT not in text and "s3cr3tpath" not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="review10: a Telegram bot token in a URL's path passes the log and Sentry scrubbing")
 def test_a_telegram_bot_token_never_reaches_a_log_line_or_sentry():
     """sentry-sdk's httpx integration keeps each request's URL as a breadcrumb, sent with the next error event
     (a forward that gives up, the refusal it logs); the bot token is in the path, not the query."""
