@@ -189,7 +189,6 @@ def test_an_auditor_reads_the_log_and_an_operator_does_not(client, django_user_m
     assert client.get("/admin/audit/auditevent/export.csv").status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason="review10: disabling two-factor, adding a member and OAuth app changes leave no event")
 @pytest.mark.django_db
 def test_two_factor_removal_member_addition_and_oauth_application_changes_are_recorded(alice, bob, acme):
     """Each lowers or widens someone's access: an attacker in a session turns off the victim's second
