@@ -74,3 +74,35 @@ def test_the_last_representable_month_is_a_bad_month_not_a_crash(org):
     client.force_login(member(org, "owner"))
     r = client.get(f"/api/v1/billing/organisations/{org.id}/statement/", {"month": "9999-12"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "month", r.content
+
+
+@pytest.mark.xfail(strict=True, reason="review10: in production, staff read every organisation's spend without the code step")
+@pytest.mark.django_db
+def test_staff_read_other_organisations_spend_only_after_the_code_step(org, settings):
+    """XROUTER_STAFF_TOTP (production): the admin asks staff for their second factor; the API's staff reads
+    (every organisation's statement, top spenders, everyone's usage rows) must ask for it too, or a finance
+    clerk's password alone opens them."""
+    from django.contrib.auth.models import Group
+    from django.test import Client
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from apps.accounts.models import User
+
+    settings.XROUTER = settings.XROUTER | {"STAFF_TOTP": True}
+    usage(org, "1", at(datetime.date(2026, 10, 3)))
+    finance = User.objects.create_user(username="finance-clerk", password="x" * 12, is_staff=True)
+    finance.groups.add(Group.objects.get(name="finance"))
+    statement, top = f"/api/v1/billing/organisations/{org.id}/statement/", "/api/v1/billing/top-spenders/"
+    password_only = Client()
+    password_only.force_login(finance)
+    assert password_only.get(statement, {"month": "2026-10"}).status_code == 404
+    assert password_only.get(top, {"month": "2026-10"}).status_code == 403
+    assert password_only.get("/api/v1/usage/").json()["results"] == []  # their own rows only: none
+    verified = Client()
+    verified.force_login(finance)
+    session = verified.session
+    session["otp_device_id"] = TOTPDevice.objects.create(user=finance, name="app", confirmed=True).persistent_id
+    session.save()
+    assert verified.get(statement, {"month": "2026-10"}).status_code == 200
+    assert verified.get(top, {"month": "2026-10"}).status_code == 200
+    assert len(verified.get("/api/v1/usage/").json()["results"]) >= 1
