@@ -76,7 +76,6 @@ def test_the_last_representable_month_is_a_bad_month_not_a_crash(org):
     assert r.status_code == 400 and r.json()["error"]["param"] == "month", r.content
 
 
-@pytest.mark.xfail(strict=True, reason="review10: in production, staff read every organisation's spend without the code step")
 @pytest.mark.django_db
 def test_staff_read_other_organisations_spend_only_after_the_code_step(org, settings):
     """XROUTER_STAFF_TOTP (production): the admin asks staff for their second factor; the API's staff reads
