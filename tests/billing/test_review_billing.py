@@ -107,7 +107,6 @@ def test_staff_read_other_organisations_spend_only_after_the_code_step(org, sett
     assert len(verified.get("/api/v1/usage/").json()["results"]) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="review10: a roll-up sums the day's rows before it takes the day's lock")
 @pytest.mark.django_db(transaction=True)
 def test_two_rollups_of_a_day_at_once_lose_no_row():
     """The beat's roll-up and `billing_rollup` (or two beat runs on a slow day) at once: the one that waits
@@ -146,7 +145,7 @@ def test_two_rollups_of_a_day_at_once_lose_no_row():
     assert holding.wait(10)
     roller = threading.Thread(target=roll_up)
     roller.start()
-    time.sleep(1.0)  # it reads (today: before the lock) and waits for the day's lock
+    time.sleep(1.0)  # it waits for the day's lock (and, before the fix, had summed the rows already)
     usage(org, "2", at(day, hour=11))  # arrives while it waits
     release.set()
     holder.join(10)
