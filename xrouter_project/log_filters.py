@@ -9,7 +9,9 @@ No secret reaches a log line, whoever logs it:
 - API keys and bearer tokens anywhere in a line: at DEBUG, uvicorn's WebSocket protocol logs each
   handshake header (`< authorization: Bearer xr-...`, `< sec-websocket-protocol: xrouter.v1,
   xrouter.key.xr-...`); a key keeps its prefix (which identifies it) and loses its secret; OAuth
-  access and refresh tokens (`xro-`, `xrr-`) keep only their prefix.
+  access and refresh tokens (`xro-`, `xrr-`) keep only their prefix;
+- a Telegram bot token in a Bot API URL's path (`/bot<id>:<secret>/sendMessage`, apps/alerts): an
+  httpx breadcrumb or an error naming the URL would carry it.
 The message, its arguments and the exception and stack texts are cleaned before any formatter
 (plain or JSON) reads them.
 """
@@ -19,14 +21,14 @@ import re
 
 QUERY = re.compile(r"\?[^\s]+")  # a "?" that ends a sentence stays
 SECRETS = re.compile(r"\b(xr-[A-Za-z0-9]{4,16})-[A-Za-z0-9_\-]{8,}|(bearer\s+)[^\s,\"']+|(xrouter\.key\.)[^\s,\"']+"
-                     r"|\b(xr[or]-)[A-Za-z0-9_\-]{16,}", re.IGNORECASE)
+                     r"|\b(xr[or]-)[A-Za-z0-9_\-]{16,}|(/bot)\d+:[A-Za-z0-9_\-]+", re.IGNORECASE)
 _exceptions = logging.Formatter()
 
 
 def _hide(match: re.Match) -> str:
     if match.group(1):
         return match.group(1) + "-[redacted]"
-    return (match.group(2) or match.group(3) or match.group(4)) + "[redacted]"
+    return (match.group(2) or match.group(3) or match.group(4) or match.group(5)) + "[redacted]"
 
 
 def strip_query(text: str) -> str:

@@ -2,20 +2,18 @@
 two-factor login). With XROUTER_ENV=production they need that code step (TOTP): a staff member without a
 confirmed device is sent to the portal's security page to enrol one."""
 
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from .selectors import two_factor_enabled
+from .selectors import staff_verified, two_factor_enabled
 
 
 class AdminSite(admin.AdminSite):
     def has_permission(self, request):
-        return super().has_permission(request) and (
-            not settings.XROUTER["STAFF_TOTP"] or request.user.is_verified())
+        return super().has_permission(request) and staff_verified(request.user)
 
     def login(self, request, extra_context=None):
         # Never Django's own admin login form: it would sign staff in with the password alone, skipping the

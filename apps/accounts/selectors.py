@@ -1,5 +1,6 @@
 """Reads on accounts: invitations and two-factor devices."""
 
+from django.conf import settings
 from django.utils import timezone
 
 from .models import Invitation, User
@@ -23,6 +24,13 @@ def open_invitations(organisation_id: int):
 
 def open_invitations_to(email: str):
     return Invitation.objects.filter(email__iexact=email, accepted_at__isnull=True, expires_at__gt=timezone.now())
+
+
+def staff_verified(user) -> bool:
+    """Whether a signed-in staff member may use staff rights now: with XROUTER_STAFF_TOTP (production) only
+    after the session's code step — the admin's rule, and the API's staff reads' (every organisation's
+    spend, everyone's usage)."""
+    return user.is_staff and (not settings.XROUTER["STAFF_TOTP"] or getattr(user, "is_verified", lambda: False)())
 
 
 def two_factor_enabled(user: User) -> bool:

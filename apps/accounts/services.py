@@ -95,6 +95,8 @@ def membership_add(organisation: Organisation, user: User, role: str = Role.DEVE
         with transaction.atomic():
             membership = Membership.objects.create(organisation=organisation, user=user, role=role)
             user_settle_default_organisation(user)
+            audit("member.added", target=membership, actor=by.user if by else None,
+                  detail={"user_id": user.pk, "organisation_id": organisation.pk, "role": role})
     except IntegrityError:  # the unique constraint, also when two requests add the same person at once
         raise ValidationError(_("%(member)s is already a member of %(organisation)s.")
                               % {"member": user.username, "organisation": organisation.name}) from None
@@ -327,6 +329,7 @@ def two_factor_disable(user: User) -> None:
     with transaction.atomic():
         for device in list(devices_for_user(user, confirmed=None)):
             device.delete()
+        audit("totp.disabled", target=user)
 
 
 def _digits(code: str) -> str:

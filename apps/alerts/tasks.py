@@ -3,6 +3,7 @@ configurable for a proxy or a self-hosted Bot API server). One task per channel,
 backoff, so a channel that is down neither blocks nor repeats the others."""
 
 import logging
+from urllib.parse import urlsplit
 
 import httpx
 from celery import shared_task
@@ -13,7 +14,14 @@ from .models import Alert
 
 log = logging.getLogger(__name__)
 TIMEOUT = 5.0
-RETRY = {"autoretry_for": (httpx.HTTPError, OSError), "retry_backoff": 2, "retry_backoff_max": 300, "max_retries": 6,
+
+
+class ForwardFailed(Exception):
+    """A forward that may succeed if tried again. Its text names what failed, never the URL: Celery logs it
+    on each retry, and the URL may be a secret (a Telegram bot token, a Slack-style hook's path)."""
+
+
+RETRY = {"autoretry_for": (ForwardFailed, OSError), "retry_backoff": 2, "retry_backoff_max": 300, "max_retries": 6,
          "retry_jitter": True}
 
 
@@ -55,16 +63,18 @@ def forward_alert_to(alert_id: int, status: str, channel: str) -> None:
         _post(xr["ALERT_WEBHOOK_URL"], body)
     elif channel == "telegram":
         url = f"{xr['ALERT_TELEGRAM_BASE_URL'].rstrip('/')}/bot{xr['ALERT_TELEGRAM_TOKEN']}/sendMessage"
-        _post(url, {"chat_id": xr["ALERT_TELEGRAM_CHAT_ID"], "text": text, "disable_web_page_preview": True},
-              secret=xr["ALERT_TELEGRAM_TOKEN"])
+        _post(url, {"chat_id": xr["ALERT_TELEGRAM_CHAT_ID"], "text": text, "disable_web_page_preview": True})
 
 
-def _post(url: str, body: dict, secret: str = "") -> None:
-    """POST without following redirects; a 5xx or 429 is retried (raised), another non-2xx is logged and dropped."""
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-        response = client.post(url, json=body)
+def _post(url: str, body: dict) -> None:
+    """POST without following redirects; a network error, 5xx or 429 is retried (ForwardFailed), another
+    non-2xx is logged (naming the host only) and dropped."""
+    try:
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+            response = client.post(url, json=body)
+    except httpx.HTTPError as exc:
+        raise ForwardFailed(f"{type(exc).__name__} from {urlsplit(url).hostname}") from None
     if response.status_code >= 500 or response.status_code == 429:
-        response.raise_for_status()
+        raise ForwardFailed(f"HTTP {response.status_code} from {urlsplit(url).hostname}")
     if not response.is_success:
-        where = url.replace(secret, "[redacted]") if secret else url
-        log.error("alert forwarding refused: HTTP %s from %s", response.status_code, where.split("?")[0])
+        log.error("alert forwarding refused: HTTP %s from %s", response.status_code, urlsplit(url).hostname)

@@ -3,7 +3,8 @@ top spenders across organisations.
 
 An organisation's figures are its owners', admins' and billing viewers' (a developer's are not: spend is
 not theirs to read), in a signed-in session or with an OAuth token of that organisation's application;
-staff with billing.view_statement read any organisation's in a session. An OAuth token needs the scope
+staff with billing.view_statement read any organisation's in a session (after its code step where
+XROUTER_STAFF_TOTP asks for one). An OAuth token needs the scope
 `usage:read`; API keys are refused (403), as for organisations. Anyone else gets 404, the same
 as for an organisation that does not exist.
 """
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import Membership, Organisation
 from apps.accounts.permissions import SignedInPerson
+from apps.accounts.selectors import staff_verified
 from apps.keys.permissions import KeyScope
 
 from . import selectors
@@ -30,7 +32,7 @@ MONEY = {"max_digits": 20, "decimal_places": 2}
 
 
 def _staff_reader(request) -> bool:
-    return request.auth is None and request.user.is_staff and request.user.has_perm(STATEMENT_PERMISSION)
+    return request.auth is None and staff_verified(request.user) and request.user.has_perm(STATEMENT_PERMISSION)
 
 
 def readable_organisation(request, organisation_id) -> Organisation:

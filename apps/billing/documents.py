@@ -15,8 +15,8 @@ def parse_month(text: str) -> datetime.date:
         month = datetime.datetime.strptime(text or "", "%Y-%m").date()
     except ValueError:
         raise ValueError(f"month must be {MONTH_FORMAT}, e.g. 2026-11") from None
-    if month.year < 2000:
-        raise ValueError("month must be 2000-01 or later")
+    if not 2000 <= month.year <= 9998:  # 9999-12 has no next month to end at
+        raise ValueError("month must be from 2000-01 to 9998-12")
     return month
 
 
@@ -33,7 +33,7 @@ def statement_csv(statement: Statement) -> str:
     """Lines by model, lines by cost centre, then the total (roubles to the kopeck; amount without VAT)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["organisation", statement.organisation_name, "month", f"{statement.month:%Y-%m}", "currency", "RUB"])
+    writer.writerow(["organisation", _cell(statement.organisation_name), "month", f"{statement.month:%Y-%m}", "currency", "RUB"])
     writer.writerow(MODEL_COLUMNS)
     for section, lines in (("model", statement.by_model), ("cost_centre", statement.by_cost_centre)):
         for line in lines:

@@ -110,25 +110,27 @@ def rollup_day(day: datetime.date) -> int:
     retention dropped them) keeps the roll-ups it has: they are then the only record. Returns the number
     of roll-up rows."""
     start, end = selectors.day_bounds(day)
-    computed_at = timezone.now()
-    rows = list(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
-                .values("organisation_id", "api_key_id", "provider", "model")
-                .annotate(requests=selectors.requests_count(), **{name: Sum(name) for name in (*selectors.TOKENS, "cost")})
-                .order_by())
-    if not rows and DailyRollup.objects.filter(day=day).exists():
-        log.info("roll-up of %s kept: its usage rows are gone", day)
-        return DailyRollup.objects.filter(day=day).count()
-    key_ids = {row["api_key_id"] for row in rows if row["api_key_id"] is not None}
-    centres = dict(ApiKey.objects.filter(id__in=key_ids).values_list("id", "cost_centre"))
-    merged: dict[tuple, dict] = {}
-    for row in rows:
-        key = (row["organisation_id"], row["api_key_id"], centres.get(row["api_key_id"], ""), row["provider"], row["model"])
-        into = merged.setdefault(key, dict.fromkeys(selectors.MEASURES, 0))
-        for name in selectors.MEASURES:
-            into[name] += row[name] or 0
     with transaction.atomic():
-        # The day's row first: it serialises two roll-ups of the same day.
-        RollupDay.objects.select_for_update().get_or_create(day=day, defaults={"computed_at": computed_at})
+        # The day's row first: it serialises two roll-ups of the same day, and each sums the rows only once
+        # it holds it (one that summed before waiting would replace the other's roll-up with an older sum).
+        RollupDay.objects.select_for_update().get_or_create(day=day, defaults={"computed_at": timezone.now()})
+        computed_at = timezone.now()
+        rows = list(UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+                    .values("organisation_id", "api_key_id", "provider", "model")
+                    .annotate(requests=selectors.requests_count(), **{name: Sum(name) for name in (*selectors.TOKENS, "cost")})
+                    .order_by())
+        if not rows and DailyRollup.objects.filter(day=day).exists():
+            log.info("roll-up of %s kept: its usage rows are gone", day)
+            return DailyRollup.objects.filter(day=day).count()
+        key_ids = {row["api_key_id"] for row in rows if row["api_key_id"] is not None}
+        centres = dict(ApiKey.objects.filter(id__in=key_ids).values_list("id", "cost_centre"))
+        merged: dict[tuple, dict] = {}
+        for row in rows:
+            key = (row["organisation_id"], row["api_key_id"], centres.get(row["api_key_id"], ""), row["provider"],
+                   row["model"])
+            into = merged.setdefault(key, dict.fromkeys(selectors.MEASURES, 0))
+            for name in selectors.MEASURES:
+                into[name] += row[name] or 0
         DailyRollup.objects.filter(day=day).delete()
         DailyRollup.objects.bulk_create([
             DailyRollup(day=day, organisation_id=org, api_key_id=key_id, cost_centre=centre, provider=provider,
@@ -228,7 +230,8 @@ def notice_send(notice: BudgetNotice, key: dict | None = None) -> None:
     from . import tasks
 
     payload = notice_payload(notice, key)
-    subject_scope = f"key {key['name']} (xr-{key['prefix']}-…)" if key else "your organisation"
+    name = " ".join(key["name"].split()) if key else ""  # a tenant's text: no line break in a mail header
+    subject_scope = f"key {name} (xr-{key['prefix']}-…)" if key else "your organisation"
     subject = f"XRouter: {subject_scope} has spent {notice.threshold}% of its monthly budget"
     body = (f"Spend this month ({payload['month']}): {payload['spend']} ₽ of a budget of {payload['budget']} ₽ "
             f"({notice.threshold}% threshold).\n")

@@ -3,7 +3,9 @@
 The direct peer is the client unless it is one of XROUTER_TRUSTED_PROXIES (CIDRs; none by default).
 Behind a trusted proxy, `X-Forwarded-For` is read from the right (each proxy appends the address it
 saw) and the first address that is not itself a trusted proxy is the client: entries left of it were
-written by the client and prove nothing. A malformed or oversized header is ignored (the peer stands).
+written by the client and prove nothing, so junk there changes nothing, and only the header's last
+MAX_FORWARDED_CHARS characters and MAX_HOPS hops are read. A malformed entry where a trusted proxy
+should have written one ends the walk: the farthest trusted hop read so far (or the peer) is the client.
 """
 
 import ipaddress
@@ -57,18 +59,17 @@ def client_address(peer: str | None, forwarded_for: str | None) -> Address | Non
     proxies = trusted_proxies()
     if address is None or not forwarded_for or not proxies or not _trusted(address, proxies):
         return address
-    if len(forwarded_for) > MAX_FORWARDED_CHARS:
-        return address
-    hops = forwarded_for.split(",")
-    if len(hops) > MAX_HOPS:
-        return address
-    parsed = [parse_address(hop) for hop in hops]
-    if None in parsed:
-        return address  # one bad entry and none of it can be trusted to be what a proxy wrote
-    for hop in reversed(parsed):
+    tail = forwarded_for[-MAX_FORWARDED_CHARS:]
+    hops = tail.split(",")[1 if len(tail) < len(forwarded_for) else 0:]  # a hop cut through is not read
+    client = address
+    for text in reversed(hops[-MAX_HOPS:]):
+        hop = parse_address(text)
+        if hop is None:
+            return client  # not what a proxy of ours wrote: nothing left of it can be believed
         if not _trusted(hop, proxies):
             return hop
-    return parsed[0]  # every hop is a proxy of ours: the farthest one is the client
+        client = hop  # a proxy of ours: the client is farther left
+    return client  # every hop read is a proxy of ours: the farthest one is the client
 
 
 def scope_client_address(scope) -> Address | None:

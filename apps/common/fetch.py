@@ -39,16 +39,31 @@ def allowed_networks():
     return _allowed(tuple(getattr(settings, "XROUTER_FETCH_ALLOW", ())))
 
 
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, yet routed inside some networks; is_global says yes
+# IPv6 prefixes whose last 32 bits are an IPv4 address a translator or the kernel may reach: NAT64's
+# well-known prefix (RFC 6052), IPv4-translated (SIIT, RFC 2765) and IPv4-compatible (::/96, deprecated).
+EMBEDDING_V4 = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "::ffff:0:0:0/96", "::/96"))
+
+
 def _is_public(address) -> bool:
-    return address.is_global and not address.is_multicast
+    return address.is_global and not address.is_multicast and address not in SITE_LOCAL
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64, SIIT, compatible), if any."""
+    if ip.ipv4_mapped or ip.sixtofour:
+        return ip.ipv4_mapped or ip.sixtofour
+    if any(ip in network for network in EMBEDDING_V4):
+        return ipaddress.IPv4Address(ip.packed[-4:])
+    return None
 
 
 def check_address(address: str) -> bool:
-    """Whether we may connect to this IP address (public, or inside an XROUTER_FETCH_ALLOW network)."""
+    """Whether we may connect to this IP address (public, or inside an XROUTER_FETCH_ALLOW network). An
+    IPv6 address that embeds an IPv4 one is judged as that IPv4 address."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in allowed_networks()) or _is_public(ip)
+    judged = (_embedded_v4(ip) or ip) if isinstance(ip, ipaddress.IPv6Address) else ip
+    return any(a in network for a in {ip, judged} for network in allowed_networks()) or _is_public(judged)
 
 
 def check_url(url: str) -> None:

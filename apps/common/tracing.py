@@ -46,12 +46,24 @@ def shutdown() -> None:
     tracer = _provider = None
 
 
-def start_request(method: str, path: str, request_id: str):
-    """The request's server span, made current; returns (span, token) for end_request."""
+# The client chooses the method and the path: a span's name takes only our route (HTTP semantic conventions:
+# "{method} {http.route}", an unknown method as HTTP and _OTHER), so a backend's index of span names stays bounded.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+MAX_PATH = 256  # of url.path on a span
+
+
+def start_request(method: str, path: str, route: str | None, request_id: str):
+    """The request's server span, made current; returns (span, token) for end_request. `route`: the path's
+    route template ("/v1/models/{model}"), None for a path we do not serve."""
     from opentelemetry import context, trace
 
-    span = tracer.start_span(f"{method} {path}", kind=trace.SpanKind.SERVER,
-                             attributes={"http.request.method": method, "url.path": path, "xrouter.request_id": request_id})
+    known = method if method in METHODS else "_OTHER"
+    shown = "HTTP" if known == "_OTHER" else known
+    name = f"{shown} {route}" if route else shown
+    attributes = {"http.request.method": known, "url.path": path[:MAX_PATH], "xrouter.request_id": request_id}
+    if route:
+        attributes["http.route"] = route
+    span = tracer.start_span(name, kind=trace.SpanKind.SERVER, attributes=attributes)
     return span, context.attach(trace.set_span_in_context(span))
 
 

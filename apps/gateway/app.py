@@ -31,13 +31,22 @@ OVERLOADED = ApiError(503, "This gateway worker is at its limit of requests in f
 inflight = 0  # requests this worker is serving (the event loop is its only writer)
 
 
+def _route(path: str) -> str | None:
+    """The route template serving `path` ("/v1/models/{model}"), None if none does."""
+    path = path.rstrip("/") or path
+    if path in ROUTES:
+        return path
+    if path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
+        return MODEL_PREFIX + "{model}"
+    return None
+
+
 def _resolve(method: str, path: str):
     path = path.rstrip("/") or path
-    methods = ROUTES.get(path)
-    if methods is None and path.startswith(MODEL_PREFIX) and len(path) > len(MODEL_PREFIX):
-        methods = {"GET": handlers.retrieve_model}
-    if methods is None:
+    route = _route(path)
+    if route is None:
         raise ApiError(404, f"Unknown endpoint: {method} {path}", code="unknown_url")
+    methods = ROUTES.get(route) or {"GET": handlers.retrieve_model}
     handler = methods.get(method)
     if handler is None:
         raise ApiError(405, f"Method {method} is not allowed on {path}; use {', '.join(methods)}.", code="method_not_allowed",
@@ -53,7 +62,8 @@ async def gateway_app(scope, receive, send) -> None:
         return
     inflight += 1
     req = Request(scope, receive, request_id, time.monotonic())
-    traced = tracing.start_request(req.method, req.path, request_id) if tracing.tracer is not None else None
+    traced = (tracing.start_request(req.method, req.path, _route(req.path), request_id) if tracing.tracer is not None
+              else None)
     if traced is not None:
         req.span = traced[0]
     try:

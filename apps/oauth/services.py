@@ -14,6 +14,7 @@ from django.dispatch import receiver
 
 from apps.accounts.models import Membership, Organisation, User
 from apps.accounts.services import KEYS_TOPIC, membership_add
+from apps.audit.services import audit
 from apps.common import bus
 
 from .models import AccessToken, Application, ExternalIdentity
@@ -60,6 +61,9 @@ def application_create(*, user: User, organisation: Organisation, name: str, cli
     )
     application.full_clean()
     application.save()
+    audit("oauth.application_created", target=application, actor=user, detail={
+        "organisation_id": organisation.pk, "client_type": client_type, "grant": authorization_grant_type,
+        "redirect_uris": application.redirect_uris})
     return application, secret
 
 
@@ -73,6 +77,8 @@ def application_update(application: Application, *, by: User, **fields) -> Appli
         setattr(application, name, " ".join(value.split()) if name == "redirect_uris" else value)
     application.full_clean()
     application.save(update_fields=[*fields, "updated"])
+    audit("oauth.application_changed", target=application, actor=by,
+          detail={name: getattr(application, name) for name in fields})
     return application
 
 
@@ -81,6 +87,8 @@ def application_delete(application: Application, *, by: User) -> None:
     if not may_manage(by, application):
         raise PermissionDenied("Only the application's registrant and the organisation's owners and admins may delete it.")
     with transaction.atomic():
+        audit("oauth.application_deleted", target=application, actor=by,
+              detail={"organisation_id": application.organisation_id})
         application.delete()
 
 

@@ -123,3 +123,47 @@ def test_open_alerts_are_listed_in_the_admin(client, configured, django_user_mod
     client.force_login(root)
     page = client.get("/admin/alerts/alert/?status__exact=firing").content.decode()
     assert "XRouterProviderDown" in page and "fails its active health checks" in page
+
+
+@pytest.fixture
+def failing_stand_in():
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(502)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("channel", ["telegram", "webhook"])
+def test_a_failed_forward_does_not_put_the_bot_token_or_hook_url_in_its_error(failing_stand_in, channel):
+    """Celery logs a retried task's exception text (and Sentry records it): the Telegram bot token is in the
+    URL's path, and a generic webhook's URL (Slack's, Mattermost's) is itself the secret."""
+    from apps.alerts import tasks
+
+    url = f"{failing_stand_in}/tg/bot{BOT}/sendMessage" if channel == "telegram" else f"{failing_stand_in}/hooks/T0/B0/s3cr3tpath"
+    with pytest.raises(Exception) as failed:
+        tasks._post(url, {"text": "x"})
+    text = f"{failed.value} {failed.value!r} {failed.value.args}"
+    assert "502" in text and BOT not in text and "s3cr3tpath" not in text, text
+
+
+def test_a_telegram_bot_token_never_reaches_a_log_line_or_sentry():
+    """sentry-sdk's httpx integration keeps each request's URL as a breadcrumb, sent with the next error event
+    (a forward that gives up, the refusal it logs); the bot token is in the path, not the query."""
+    from xrouter_project.log_filters import strip_query
+    from xrouter_project.sentry import scrub_event
+
+    url = f"https://api.telegram.org/bot{BOT}/sendMessage"
+    line = strip_query(f"POST {url} failed")
+    event = scrub_event({"breadcrumbs": {"values": [{"category": "httplib", "data": {"url": url}}]}}, None)
+    assert BOT not in line and BOT not in str(event), (line, event)
+    assert "/bot[redacted]/sendMessage" in line

@@ -187,3 +187,33 @@ def test_an_auditor_reads_the_log_and_an_operator_does_not(client, django_user_m
     client.force_login(operator)
     assert client.get("/admin/audit/auditevent/").status_code == 403
     assert client.get("/admin/audit/auditevent/export.csv").status_code == 403
+
+
+@pytest.mark.django_db
+def test_two_factor_removal_member_addition_and_oauth_application_changes_are_recorded(alice, bob, acme):
+    """Each lowers or widens someone's access: an attacker in a session turns off the victim's second
+    factor, adds an accomplice, or points an application's redirect URI at their own host."""
+    from apps.accounts.models import Membership
+    from apps.accounts.services import membership_add, membership_remove, two_factor_disable
+    from apps.oauth.models import Application
+    from apps.oauth.services import application_create, application_delete, application_update
+
+    owner = Membership.objects.get(user=alice, organisation=acme)
+    owner.role = "owner"
+    owner.save()
+    membership_remove(Membership.objects.get(user=bob, organisation=acme), by=owner)
+    membership_add(acme, bob, "admin", by=owner)
+    [added] = events("member.added")
+    assert added.actor == "alice" and added.detail == {"user_id": bob.pk, "organisation_id": acme.pk, "role": "admin"}
+    two_factor_disable(alice)
+    [disabled] = events("totp.disabled")
+    assert disabled.target_id == str(alice.pk)
+    app, secret = application_create(user=alice, organisation=acme, name="batch job",
+                                      client_type=Application.CLIENT_CONFIDENTIAL,
+                                      authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS)
+    application_update(app, by=alice, name="nightly batch")
+    application_delete(app, by=alice)
+    assert [e.action for e in AuditEvent.objects.filter(target_type="oauth.application").order_by("id")] == [
+        "oauth.application_created", "oauth.application_changed", "oauth.application_deleted"]
+    assert secret not in str([(e.detail, e.target) for e in AuditEvent.objects.all()])
+    assert all(e.actor == "alice" for e in AuditEvent.objects.filter(action__startswith="oauth.application"))

@@ -46,11 +46,27 @@ def test_when_every_hop_is_trusted_the_farthest_is_the_client(trusting):
     assert client_address("10.0.0.1", "10.9.9.9, 10.0.0.2") == ip("10.9.9.9")
 
 
-@pytest.mark.parametrize("header", ["not-an-ip", "1.2.3.4, , 5.6.7.8", "1.2.3.4,garbage", "[::1", "1.2.3.4:80:90",
-                                    "999.1.1.1", ",".join(["1.2.3.4"] * 40), "1." * 2000])
-def test_a_malformed_header_is_ignored_and_the_peer_stands(trusting, header):
+@pytest.mark.parametrize("header", ["not-an-ip", "1.2.3.4,garbage", "[::1", "1.2.3.4:80:90", "999.1.1.1", "1." * 2000,
+                                    "1.2.3.4, "])
+def test_a_malformed_right_most_entry_is_ignored_and_the_peer_stands(trusting, header):
     trusting("127.0.0.0/8")
     assert client_address("127.0.0.1", header) == ip("127.0.0.1")
+
+
+@pytest.mark.parametrize("header", ["garbage, 198.51.100.9", "1.2.3.4, , 198.51.100.9", "[::1, 198.51.100.9",
+                                    ",".join(["1.2.3.4"] * 40) + ", 198.51.100.9", "1." * 2000 + ", 198.51.100.9"])
+def test_junk_left_of_what_our_proxy_wrote_does_not_make_the_proxy_the_client(trusting, header):
+    """Behind nginx ($proxy_add_x_forwarded_for) the client writes the left part and the proxy appends the
+    address it saw. A malformed or oversized left part must not turn the client into the proxy, whose
+    address the metrics allow-list, key allow-lists and the audit log would then see instead."""
+    trusting("127.0.0.0/8")
+    assert client_address("127.0.0.1", header) == ip("198.51.100.9")
+
+
+def test_a_malformed_entry_behind_our_own_proxies_stops_at_the_farthest_of_them(trusting):
+    trusting("10.0.0.0/8")
+    assert client_address("10.0.0.1", "garbage, 10.9.9.9, 10.0.0.2") == ip("10.9.9.9")
+    assert client_address("10.0.0.1", ",".join(["10.0.0.3"] * 40)) == ip("10.0.0.3")
 
 
 def test_an_empty_header_or_no_peer(trusting):
