@@ -107,20 +107,21 @@ def test_staff_read_other_organisations_spend_only_after_the_code_step(org, sett
     assert len(verified.get("/api/v1/usage/").json()["results"]) >= 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_rollups_of_a_day_at_once_lose_no_row():
+def test_two_rollups_of_a_day_at_once_lose_no_row(committed_db):
     """The beat's roll-up and `billing_rollup` (or two beat runs on a slow day) at once: the one that waits
     for the day's lock must sum the rows after it gets it, not before — else it replaces the other's roll-up
     with an older sum, and a row that arrived in between is missing from every statement."""
     import threading
     import time
+    import uuid
 
     from django.db import connection, transaction
 
     from apps.billing.models import DailyRollup, RollupDay
 
-    org = Organisation.objects.create(name="rollup-race")
-    day = datetime.date(2026, 10, 5)
+    # Committed, never flushed (a flush would wipe the session gateway's keys): names and a day of its own.
+    org = Organisation.objects.create(name=f"rollup-race-{uuid.uuid4().hex[:8]}")
+    day = datetime.date(2021, 2, 3)
     usage(org, "1", at(day, hour=10))
     RollupDay.objects.create(day=day, computed_at=timezone.now())
     holding, release = threading.Event(), threading.Event()

@@ -33,7 +33,7 @@ class _Key:
 
 
 class _Req:
-    request_id, admission = "0123456789abcdef01234567", None
+    request_id, admission, span = "0123456789abcdef01234567", None, None
 
     def __init__(self):
         self.started, self.attempts = time.monotonic(), []

@@ -141,8 +141,7 @@ def test_the_upper_cost_takes_the_dearest_target_and_rounds_up():
     assert services.micro_cost(usage, _Model("0.50", "1.00", cached="0.10")) == 5_700
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_budget_reserves_the_upper_cost_and_settles_to_the_billed_cost(settings):
+def test_a_budget_reserves_the_upper_cost_and_settles_to_the_billed_cost(settings, committed_db):
     settings.REDIS_URL = ""
     key = replace(KEY, id=90_001, limits=Limits(budget=20_000))  # 0.02 ₽ a month, nothing spent yet
     plan = _Plan(_Model("0.50", "1.00"))  # (10 × 0.50 + 5 × 1.00) / 1,000 ₽ = 10,000 micro-roubles reserved
