@@ -4,12 +4,13 @@
 --   BENCH_DIRECT   "1" adds `x-bench-direct: 1` so the mock counts the request as direct
 --   BENCH_MAX      stop a thread after this many responses (0 = only the -d duration bounds the run)
 --   BENCH_THREADS  the -t value, to split BENCH_MAX between threads
+--   BENCH_MODEL    the model asked for (default bench-model)
 
 local max_per_thread = 0
 local seen = 0
 
 wrk.method = "POST"
-wrk.body = '{"model":"bench-model","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
+wrk.body = '{"model":"' .. (os.getenv("BENCH_MODEL") or "bench-model") .. '","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_AUTH") or "none")
 if os.getenv("BENCH_DIRECT") == "1" then

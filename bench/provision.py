@@ -33,14 +33,18 @@ def bench_config(mock_base_url: str, with_rule: bool, limits: bool = False) -> d
                 "base_url": mock_base_url,
                 "credentials": {"api_key": "sk-bench-upstream"},
                 "models": {"mock-model": {"input_price": "0.50", "output_price": "1.50", "context_window": 32768,
-                                          **(MODEL_LIMITS if limits else {})}},
+                                          **(MODEL_LIMITS if limits else {})},
+                           # The same model without limits: the run that measures what limits cost asks for it.
+                           "mock-model-free": {"input_price": "0.50", "output_price": "1.50", "context_window": 32768}},
             }
         },
-        "aliases": {"bench-model": "mock/mock-model"},
+        "aliases": {"bench-model": "mock/mock-model", "bench-model-free": "mock/mock-model-free"},
     }
     if with_rule:
         config["rules"] = [{"name": "bench", "match": {"model": "bench-model"}, "strategy": "fallback",
-                            "targets": [{"model": "mock/mock-model"}]}]
+                            "targets": [{"model": "mock/mock-model"}]},
+                           {"name": "bench-free", "match": {"model": "bench-model-free"}, "strategy": "fallback",
+                            "targets": [{"model": "mock/mock-model-free"}]}]
     return config
 
 

@@ -87,7 +87,7 @@ def rows(r: dict) -> list[tuple]:
     unlimited = r.get("unlimited_cpu") or {}
     if unlimited:
         total = lambda run: (run.get("gateway_ms_per_request") or 0) + (run.get("redis_ms_per_request") or 0)  # noqa: E731
-        row(f"… the same with a key without limits or budget ({unlimited['requests']:,} requests, "
+        row(f"… the same with a key and model without limits or budget ({unlimited['requests']:,} requests, "
             f"{unlimited['errors']} errors): the limits' and budget's cost, redis-server's CPU included, is "
             f"+{_fmt(total(cpu) - total(unlimited), 3)} ms (target ≤ +0.15)",
             "unlimited_cpu_ms_per_request", unlimited.get("gateway_ms_per_request"),

@@ -312,13 +312,13 @@ class Bench:
 
     # wrk
     def wrk(self, target: str, connections: int, duration: float, max_requests: int = 0, latency: bool = False,
-            auth: str = "") -> dict:
+            auth: str = "", model: str = "bench-model") -> dict:
         """auth: the gateway credential (default the API key; the OAuth run passes its access token)."""
         direct = target == "direct"
         url = (self.mock_url if direct else self.gateway_url) + "/chat/completions"
         threads = 1 if connections < 4 else 2
         env = {**os.environ, "BENCH_AUTH": "mock" if direct else (auth or self.key), "BENCH_DIRECT": "1" if direct else "0",
-               "BENCH_MAX": str(max_requests), "BENCH_THREADS": str(threads)}
+               "BENCH_MAX": str(max_requests), "BENCH_THREADS": str(threads), "BENCH_MODEL": model}
         argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
                 "-s", str(BENCH / "post.lua")] + (["--latency"] if latency else []) + [url]
         if not direct:
@@ -522,7 +522,8 @@ class Bench:
         if not self.gateway:
             return
         if self.args.limits:  # the headline has them: measure a key without, for the limiter's cost
-            self.results["unlimited_cpu"] = self._cpu_per_request("API key without limits", self.unlimited_key)
+            self.results["unlimited_cpu"] = self._cpu_per_request("API key and model without limits", self.unlimited_key,
+                                                                   model="bench-model-free")
         else:
             self.results["limited_cpu"] = self._cpu_per_request("rate-limited API key", self.limited_key)
 
@@ -531,13 +532,14 @@ class Bench:
         if self.gateway:
             self.results["oauth_cpu"] = self._cpu_per_request("OAuth access token", self.oauth_token)
 
-    def _cpu_per_request(self, what: str, auth: str) -> dict:
+    def _cpu_per_request(self, what: str, auth: str, model: str = "bench-model") -> dict:
         a = self.args
         log(f"CPU ({what}): {a.cpu_requests:,} requests at {a.cpu_connections} connections (at most {a.cpu_max_seconds:g} s)")
         self.drain_usage()
         snap = self.snapshot()
         stats0 = self.mock_stats()
-        data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests, auth=auth)
+        data = self.wrk("gateway", a.cpu_connections, a.cpu_max_seconds, max_requests=a.cpu_requests, auth=auth,
+                        model=model)
         self.drain_usage()  # the writer's share of the work counts too
         after = procs.cpu_snapshot(self.gateway_pids())
         g_cpu, m_cpu = self.cpu_since(snap, f"CPU run ({what}), {a.cpu_connections} connections")
