@@ -14,6 +14,8 @@ import os
 
 from prometheus_client import Counter
 
+from .processes import alive
+
 # Routing (apps/routing): what the router did with a request beyond its first target.
 FALLBACKS = Counter("xrouter_fallbacks_total", "Requests moved to another target after a failure",
                     ["provider", "failure"])
@@ -72,15 +74,5 @@ def forget_dead_processes() -> None:
             pid = int(name.rsplit("_", 1)[1].split(".", 1)[0])
         except ValueError:
             continue
-        if not _running(pid):
+        if not alive(pid):
             multiprocess.mark_process_dead(pid, directory)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -30,7 +30,7 @@ import time
 
 import orjson
 
-from .spool import alive
+from apps.common.processes import alive
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^starts-(\d+)-(\d+)\.(journal|lost)$")

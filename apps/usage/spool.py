@@ -15,6 +15,8 @@ import os
 import re
 import time
 
+from apps.common.processes import alive
+
 from .metrics import SPOOLED
 
 log = logging.getLogger(__name__)
@@ -62,16 +64,6 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def claimable(directory: str) -> list[str]:
