@@ -125,13 +125,13 @@ class UsageWriter:
         due = self.client.zrangebyscore(self.lost_key, "-inf", time.time(), start=0, num=self.batch_size * 50)
         if not due:
             return 0
-        records = []
+        records, unreadable = [], []
         for raw in due:
             try:
                 records.append(orjson.loads(raw))
-            except ValueError:
-                pass
-        dead = deadletter.isolate(self.insert, records, self.transient)
+            except ValueError as exc:  # kept for a person to read, like an unreadable stream entry
+                unreadable.append(({"raw": raw[:100_000].decode("utf-8", "replace")}, f"unreadable worker_lost record: {exc}"))
+        dead = unreadable + deadletter.isolate(self.insert, records, self.transient)
         deadletter.to_stream(self.client, self.stream, dead)
         self.client.zrem(self.lost_key, *due)
         return len(due)
