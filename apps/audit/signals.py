@@ -6,6 +6,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+from oauth2_provider.signals import app_authorized
 
 from .services import audit
 
@@ -52,9 +53,4 @@ def _oauth_token_issued(sender, request, token, **kwargs):
     })
 
 
-try:  # the OAuth server is an installed app wherever the portal runs; a slim process may not load it
-    from oauth2_provider.signals import app_authorized
-except ImportError:  # pragma: no cover
-    pass
-else:
-    app_authorized.connect(_oauth_token_issued, dispatch_uid="audit-oauth-token-issued")
+app_authorized.connect(_oauth_token_issued, dispatch_uid="audit-oauth-token-issued")

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AppendOnly, AuditEvent
 from apps.keys.services import key_create, key_rotate
+from tests.conftest import need
 
 PASSWORD = "correct-horse-battery-staple-9"
 
@@ -47,8 +48,7 @@ def test_an_event_cannot_be_changed_or_deleted_through_the_orm():
 
 @pytest.mark.django_db
 def test_postgresql_refuses_changes_even_to_raw_sql():
-    if connection.vendor != "postgresql":
-        pytest.skip("the trigger is PostgreSQL's (CI runs on PostgreSQL)")
+    need("PostgreSQL", connection.vendor == "postgresql")  # the trigger is PostgreSQL's: CI fails without it
     event = AuditEvent.objects.create(action="test.event", actor="system")
     for statement in ("UPDATE audit_auditevent SET action = 'x' WHERE id = %s", "DELETE FROM audit_auditevent WHERE id = %s"):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
