@@ -4,13 +4,12 @@ against local stand-ins over real HTTP."""
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core import mail
 
 from apps.alerts.models import Alert
+from tests.receiver import Receiver
 from xrouter_project.celery import app as celery_app
 
 TOKEN = "am-token-0123456789abcdef"
@@ -26,26 +25,27 @@ def notification(status="firing", fingerprint="f00d", starts="2026-11-29T10:00:0
                        for i in range(count)]}
 
 
+class _Posted:
+    """What the stand-in received, as (path, JSON body) pairs, read live."""
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def _pairs(self) -> list:
+        return [(path, json.loads(body)) for path, (_headers, body) in zip(self.receiver.paths, self.receiver.requests, strict=True)]
+
+    def __iter__(self):
+        return iter(self._pairs())
+
+    def __len__(self) -> int:
+        return len(self.receiver.requests)
+
+
 @pytest.fixture
 def stand_in():
-    received: list[tuple[str, dict]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            received.append((self.path, body))
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}')
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
+    receiver = Receiver(reply=b'{"ok": true}', content_type="application/json")
+    yield receiver.base, _Posted(receiver)
+    receiver.close()
 
 
 @pytest.fixture
@@ -127,20 +127,9 @@ def test_open_alerts_are_listed_in_the_admin(client, configured, django_user_mod
 
 @pytest.fixture
 def failing_stand_in():
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(502)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    receiver = Receiver(statuses=(502,), reply=b"")
+    yield receiver.base
+    receiver.close()
 
 
 @pytest.mark.parametrize("channel", ["telegram", "webhook"])

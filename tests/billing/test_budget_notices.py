@@ -3,9 +3,7 @@ and POSTed to the organisation's webhook — signed, retried, only to addresses 
 HTTP and HTTPS to a receiver on loopback."""
 
 import datetime
-import http.server
 import ssl
-import threading
 from decimal import Decimal as D
 
 import pytest
@@ -18,45 +16,15 @@ from apps.billing import services, tasks, webhooks
 from apps.billing.models import BillingSettings, BudgetNotice
 from apps.common.fetch import UnsafeURL, resolve_public
 from apps.keys.services import key_create
+from tests.receiver import Receiver as _Receiver
 
 from .conftest import member, usage
 
 LOOPBACK = override_settings(XROUTER_FETCH_ALLOW=["127.0.0.0/8"])
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 answering with `statuses` in turn (the last one repeats)."""
-
-    def __init__(self, statuses=(200,), tls: trustme.CA | None = None):
-        self.statuses, self.requests = list(statuses), []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((dict(self.headers), body))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        scheme = "http"
-        if tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            tls.issue_cert("127.0.0.1").configure_cert(context)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hooks/budget"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def Receiver(statuses=(200,), tls=None):  # noqa: N802 - the shared receiver at the budget webhook's path
+    return _Receiver(statuses, tls, path="/hooks/budget")
 
 
 @pytest.fixture

@@ -1,18 +1,15 @@
 """Error tracking: with SENTRY_DSN set, errors reach a Sentry-compatible server (here a local capture
 server speaking Sentry's envelope endpoint) — and no key, token, query string or local variable does."""
 
-import gzip
 import json
 import os
 import subprocess
 import sys
-import threading
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.receiver import Receiver
 
 KEY = "xr-abcd1234-SUPERSECRETKEYMATERIAL0123456789"
 TOKEN = "xro-" + "T" * 40
@@ -32,30 +29,22 @@ sentry_sdk.flush(5)
 
 @pytest.fixture
 def capture_server():
-    received: list[bytes] = []
+    receiver = Receiver(reply=b'{"id": "0"}', content_type="application/json")
+    yield receiver.port, _Bodies(receiver)
+    receiver.close()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            encoding = self.headers.get("content-encoding", "")
-            if encoding == "gzip":
-                body = gzip.decompress(body)
-            elif encoding == "deflate":
-                body = zlib.decompress(body)
-            received.append(body)
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"id": "0"}')
 
-        def log_message(self, *args):
-            pass
+class _Bodies:
+    """The envelopes' bodies, read live (the SDK may gzip them; the receiver unpacks)."""
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], received
-    server.shutdown()
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def __iter__(self):
+        return iter([body for _headers, body in self.receiver.requests])
+
+    def __bool__(self) -> bool:
+        return bool(self.receiver.requests)
 
 
 def test_errors_reach_sentry_scrubbed(capture_server):

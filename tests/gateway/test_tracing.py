@@ -2,11 +2,8 @@
 upstream attempt a client span under it, with GenAI attributes and without the prompt or the answer — sent
 over OTLP/HTTP to a local capture server by a real gateway serving the openai SDK."""
 
-import gzip
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -14,37 +11,39 @@ from openai import OpenAI
 
 from tests.conftest import start_gateway
 from tests.gateway.conftest import _stop_with_children
+from tests.receiver import Receiver
 
 PROMPT = "my card is 4276 1600 0000 0000, secret words"
 
 
+class _Spans:
+    """The spans the collector received (OTLP/HTTP protobuf), decoded as they are read."""
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def __iter__(self):
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+        for _headers, body in list(self.receiver.requests):
+            for resource in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for scope in resource.scope_spans:
+                    yield from scope.spans
+
+
+class _Raw:
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def __iter__(self):
+        return iter([body for _headers, body in self.receiver.requests])
+
+
 @pytest.fixture
 def collector():
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    spans, raw = [], []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            if self.headers.get("content-encoding") == "gzip":
-                body = gzip.decompress(body)
-            raw.append(body)
-            request = ExportTraceServiceRequest.FromString(body)
-            for resource in request.resource_spans:
-                for scope in resource.scope_spans:
-                    spans.extend(scope.spans)
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", spans, raw
-    server.shutdown()
+    receiver = Receiver(reply=b"", content_type="application/x-protobuf")
+    yield receiver.base, _Spans(receiver), _Raw(receiver)
+    receiver.close()
 
 
 def _attributes(span) -> dict:
