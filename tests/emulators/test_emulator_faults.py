@@ -16,6 +16,25 @@ def mts_chat(http, mts, **extra):
     return http.post(mts.base_url + "/chat/completions", headers=MTS_KEY, json={**BODY, **extra})
 
 
+def tagged(request_id):
+    """MTS headers carrying a caller's request id, so the ledger entry can be found by it."""
+    return {**MTS_KEY, "X-Request-Id": request_id}
+
+
+def ledger_entry(control, request_id, timeout=3.0):
+    """This request's ledger entry, waiting for the emulator to finish it.
+
+    Found by its id, not as the ledger's last entry: a request an earlier test abandoned (a client
+    read timeout, say) may still end on the emulator — and be recorded — while this test runs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in control.ledger() if e["client_request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            assert len(found) == 1, found
+            return found[0]
+        time.sleep(0.02)
+
+
 def test_status_fault_gigachat_shape(http, gigachat, giga_headers, fresh_emulators):
     fresh_emulators["gigachat"].add_fault(status=429, retry_after=3)
     response = http.post(
@@ -114,10 +133,11 @@ def test_latency(http, mts, fresh_emulators):
 def test_first_byte_delay_sends_headers_first(mts, fresh_emulators):
     fresh_emulators["mts"].add_fault(first_byte_delay_ms=400)
     with httpx.Client(timeout=httpx.Timeout(5, read=0.2)) as client:
-        with client.stream("POST", mts.base_url + "/chat/completions", headers=MTS_KEY, json={**BODY, "stream": True}) as r:
+        with client.stream("POST", mts.base_url + "/chat/completions", headers=tagged("slow"), json={**BODY, "stream": True}) as r:
             assert r.status_code == 200  # headers arrived before the read timeout
             with pytest.raises(httpx.ReadTimeout):
                 next(r.iter_bytes())
+    assert ledger_entry(fresh_emulators["mts"], "slow")["note"] == "client_disconnected"  # ended before the next test
 
 
 def test_chunk_delay_slows_the_stream(http, mts, fresh_emulators):
@@ -132,11 +152,11 @@ def test_cut_after_chunks_breaks_the_body(mts, fresh_emulators):
     lines = []
     with httpx.Client(timeout=5) as client:
         with pytest.raises(httpx.RemoteProtocolError):
-            with client.stream("POST", mts.base_url + "/chat/completions", headers=MTS_KEY, json={**BODY, "stream": True}) as r:
+            with client.stream("POST", mts.base_url + "/chat/completions", headers=tagged("cut"), json={**BODY, "stream": True}) as r:
                 for line in r.iter_lines():
                     lines.append(line)
     assert len([line for line in lines if line.startswith("data: ")]) == 3
-    assert fresh_emulators["mts"].ledger()[-1]["note"] == "cut"
+    assert ledger_entry(fresh_emulators["mts"], "cut")["note"] == "cut"
 
 
 def test_cut_non_stream_body(mts, fresh_emulators):
@@ -174,8 +194,8 @@ def test_malformed_non_stream_body(http, mts, fresh_emulators):
 def test_reset_closes_without_a_response(mts, fresh_emulators):
     fresh_emulators["mts"].add_fault(reset=True)
     with httpx.Client(timeout=5) as client, pytest.raises(httpx.RemoteProtocolError):
-        client.post(mts.base_url + "/chat/completions", headers=MTS_KEY, json=BODY)
-    entry = fresh_emulators["mts"].ledger()[-1]
+        client.post(mts.base_url + "/chat/completions", headers=tagged("reset"), json=BODY)
+    entry = ledger_entry(fresh_emulators["mts"], "reset")
     assert (entry["status"], entry["fault"], entry["note"]) == (0, "reset", "reset")
 
 
@@ -220,12 +240,9 @@ def test_ledger_request_id_matches_the_response_header(http, mts, fresh_emulator
 def test_client_disconnect_is_noted(mts, fresh_emulators):
     fresh_emulators["mts"].add_fault(chunk_delay_ms=30)
     with httpx.Client(timeout=5) as client:
-        with client.stream("POST", mts.base_url + "/chat/completions", headers=MTS_KEY, json={**BODY, "stream": True}) as r:
+        with client.stream("POST", mts.base_url + "/chat/completions", headers=tagged("gone"), json={**BODY, "stream": True}) as r:
             next(r.iter_lines())
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and fresh_emulators["mts"].ledger() == []:
-        time.sleep(0.05)
-    assert fresh_emulators["mts"].ledger()[-1]["note"] == "client_disconnected"
+    assert ledger_entry(fresh_emulators["mts"], "gone")["note"] == "client_disconnected"
 
 
 def test_config_rejects_unknown_settings_and_resets(http, mts, fresh_emulators):
