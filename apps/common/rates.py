@@ -100,6 +100,64 @@ KEY_LIMIT_FIELDS = (*LIMIT_FIELDS, "monthly_budget")  # a key's and an organisat
 MICRO = Decimal(1_000_000)
 
 
+MAX_MODEL_LIMITS = 50  # models a key may carry limits of its own for
+INT_LIMIT_FIELDS = ("max_concurrent", "tokens_per_day", "tokens_per_month")
+
+
+def parse_model_limits(value) -> dict:
+    """A key's limits on given models ("per key and model"), as stored: {"<model id>": {"requests_rate":
+    "10/min", "tokens_rate": ..., "max_concurrent": ..., "tokens_per_day": ..., "tokens_per_month": ...}},
+    the model ids as in /v1/models. Returns {model id: Limits} (entries limiting nothing left out);
+    ValueError naming the bad entry otherwise."""
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError('Per-model limits are an object: {"<model id>": {"requests_rate": "10/min", ...}}.')
+    if len(value) > MAX_MODEL_LIMITS:
+        raise ValueError(f"At most {MAX_MODEL_LIMITS} models may carry limits of their own.")
+    parsed = {}
+    for model, spec in value.items():
+        if not isinstance(model, str) or not model or len(model) > 200:
+            raise ValueError(f"{model!r} is not a model id.")
+        if not isinstance(spec, dict):
+            raise ValueError(f"The limits of {model!r} are an object of {', '.join(LIMIT_FIELDS)}.")
+        if unknown := set(spec) - set(LIMIT_FIELDS):
+            raise ValueError(f"{model!r}: unknown limit {sorted(unknown)[0]!r} (known: {', '.join(LIMIT_FIELDS)}).")
+        for field in ("requests_rate", "tokens_rate"):
+            if spec.get(field) not in (None, "") and not isinstance(spec[field], str):
+                raise ValueError(f'{model!r}: {field} is a rate such as "10/min".')
+            if spec.get(field):
+                try:
+                    parse_rate(spec[field])
+                except ValueError as exc:
+                    raise ValueError(f"{model!r}: {exc}") from None
+        for field in INT_LIMIT_FIELDS:
+            number = spec.get(field)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 2**53):
+                raise ValueError(f"{model!r}: {field} is a whole number from 0.")
+        limits = Limits.of(_Row(spec))
+        if limits is not None:
+            parsed[model] = limits
+    return parsed
+
+
+class _Row:
+    """A per-model limits object read as a row with LimitFields (Limits.of)."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    def __getattr__(self, name):
+        return self.spec.get(name) or (0 if name in INT_LIMIT_FIELDS else "" if name in LIMIT_FIELDS else None)
+
+
+def validate_model_limits(value) -> None:
+    try:
+        parse_model_limits(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def micro(roubles) -> int | None:
     """Roubles (Decimal; None: no budget) as whole micro-roubles, rounded up: Redis counts integers."""
     if roubles is None:

@@ -12,7 +12,9 @@ or by `end_unfinished` on the request's way out (a cancellation).
 import time
 
 from apps.common import tracing
-from apps.providers.adapters.base import UPSTREAM_REQUEST_ID, Usage
+from apps.common.errors import ApiError
+from apps.limits import services as limits
+from apps.providers.adapters.base import UPSTREAM_REQUEST_ID, ProviderError, Usage
 from apps.usage import buffer, journal
 
 from . import metrics
@@ -46,6 +48,31 @@ def attempt_start(req, key, plan, target, prompt_tokens: int, endpoint: str = "c
     ])
     req.attempts.append(Attempt(n, ts, time.monotonic(), gen, model, chain, prompt_tokens))
     UPSTREAM_REQUEST_ID.set(f"{req.request_id}.{n}")
+
+
+async def admit_target(req, key, plan, target, reserve) -> None:
+    """Before a fallback target's attempt: its model's limits and the key's on it (apps.limits.admit_model),
+    which the admission before the first call could not know it would need. A refusal is a `capacity`
+    failure of this target (ProviderError kind "model_limit"): the router tries the next one."""
+    model = target.model
+    if model.public_id == plan.targets[0].model.public_id or (model.limits is None and not key.model_limits):
+        return
+    if req.admission is not None and req.admission.admitted(model.public_id):
+        return  # a retry on the same target
+    try:
+        admission = await limits.admit_model(key, model, f"{req.request_id}:{model.public_id}", reserve)
+    except ApiError as exc:
+        if exc.status != 429:
+            raise
+        retry = exc.headers.get("retry-after")
+        raise ProviderError(f"{target.label}: {exc.message}", status=429, kind="model_limit",
+                            retry_after=float(retry) if retry else None) from None
+    if admission is None:
+        return
+    if req.admission is None:
+        req.admission = admission
+    else:
+        req.admission.more.append(admission)
 
 
 def estimate_tokens(text_chars: int) -> int:

@@ -18,6 +18,7 @@ from apps.routing.rules import RequestContext, parse_tags
 
 from . import cache, metrics
 from .accounting import (
+    admit_target,
     attempt_start,
     bill_failed_attempts,
     bill_refusal,
@@ -95,13 +96,13 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
-    admission = req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
+    req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
         await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
     finally:
         end_unfinished(req, key, plan, stream=bool(body.get("stream")))
-        if admission is not None:
-            admission.settle()
+        if req.admission is not None:  # with the fallback targets' admissions (accounting.admit_target)
+            req.admission.settle()
 
 
 async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan) -> None:
@@ -118,6 +119,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
 
     async def call(target):
         attempt_start(req, key, plan, target, plan.prompt_tokens)
+        await admit_target(req, key, plan, target, lambda: chat_reservation(body, target.model))
         result = await chat_with_emulation(target.adapter, body, target.model.name)
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
@@ -183,14 +185,13 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
-    admission = req.admission = await limits.admit(key, plan, req.request_id,
-                                            lambda: embeddings_reservation(inputs))
+    req.admission = await limits.admit(key, plan, req.request_id, lambda: embeddings_reservation(inputs))
     try:
         await _answer_embeddings(req, send, key, body, plan, inputs)
     finally:
         end_unfinished(req, key, plan, endpoint="embeddings")
-        if admission is not None:
-            admission.settle()
+        if req.admission is not None:
+            req.admission.settle()
 
 
 async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> None:
@@ -200,6 +201,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
         attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
+        await admit_target(req, key, plan, target, lambda: embeddings_reservation(inputs))
         return await target.adapter.embeddings(inputs, target.model.name, body)
 
     try:

@@ -22,6 +22,7 @@ import orjson
 from django.conf import settings
 
 from apps.common.errors import from_provider_error
+from apps.limits.estimate import chat_reservation
 from apps.providers.adapters.base import ProviderError, StreamRevisedError, Usage
 from apps.routing import state
 from apps.routing.failures import counts_for_breaker
@@ -29,6 +30,7 @@ from apps.routing.router import failed_target, run_with_fallback
 
 from . import cache, metrics
 from .accounting import (
+    admit_target,
     attempt_start,
     bill_failed_attempts,
     bill_refusal,
@@ -142,6 +144,7 @@ async def _open(req, key, plan, target, body):
     """Start the target's stream and wait for its first chunk (so failures can still fall back)."""
     check_capabilities(target.adapter, body)
     attempt_start(req, key, plan, target, plan.prompt_tokens, stream=True)
+    await admit_target(req, key, plan, target, lambda: chat_reservation(body, target.model))
     stream = target.adapter.stream_chat(upstream_body(target.adapter, body), target.model.name)
     try:
         first = await stream.__anext__()

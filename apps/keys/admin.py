@@ -17,7 +17,7 @@ class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-                  *KEY_LIMIT_FIELDS, "cost_centre"]
+                  *KEY_LIMIT_FIELDS, "model_limits", "cost_centre"]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
@@ -41,7 +41,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
     fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-              *KEY_LIMIT_FIELDS, "cost_centre", "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+              *KEY_LIMIT_FIELDS, "model_limits", "cost_centre", "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     actions = ["revoke", "rotate_at_once", "rotate_after_a_day", "rotate_after_a_week"]
 
@@ -56,7 +56,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, plaintext = key_create(
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
             residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, allowed_ips=obj.allowed_ips,
-            cost_centre=obj.cost_centre, issued_by=request.user,
+            cost_centre=obj.cost_centre, issued_by=request.user, model_limits=obj.model_limits,
             **{field: getattr(obj, field) for field in KEY_LIMIT_FIELDS},
         )
         obj.pk, obj.prefix = key.pk, key.prefix

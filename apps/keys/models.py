@@ -8,7 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.accounts.models import Membership
-from apps.common.rates import LimitFields
+from apps.common.rates import LimitFields, validate_model_limits
 
 # What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
 # models:read → /v1/models*; the management API: usage:read, keys:manage.
@@ -76,6 +76,9 @@ class ApiKey(LimitFields):
     # children; deleting it deletes them, so no child outlives the key whose limits it was cut from.
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
                                editable=False)
+    # The first key of its rotation line (key_rotate): rotated siblings share its limits and budget, so a
+    # rotation neither resets a month's spend nor doubles a limit during the grace period. None: an original.
+    lineage = models.BigIntegerField(null=True, blank=True, editable=False, db_index=True)
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
@@ -95,6 +98,10 @@ class ApiKey(LimitFields):
     monthly_budget = models.DecimalField(
         max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],
         help_text="Roubles per calendar month (TIME_ZONE), VAT included; requests beyond it are refused. Empty: none.")
+    model_limits = models.JSONField(
+        default=dict, blank=True, validators=[validate_model_limits],
+        help_text='Limits of this key on given models, beside its own: {"<model id>": {"requests_rate": "10/min", '
+                  '"tokens_rate": "20000/min", "max_concurrent": 2, "tokens_per_day": 0, "tokens_per_month": 0}}.')
     cost_centre = models.CharField(max_length=64, blank=True,
                                    help_text="A cost centre or project: statements break spend down by it.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -41,7 +41,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
-from apps.common.rates import Limits
+from apps.common.rates import Limits, parse_model_limits
 
 from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
 from .services import hash_key
@@ -85,6 +85,8 @@ class KeyInfo:
     networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
     limits: Limits | None = None  # the key's own (apps.limits); None: none set
     organisation_limits: Limits | None = None
+    limit_id: int = 0  # whose limits and budget counters it uses: the first key of its rotation line (or its id)
+    model_limits: tuple = ()  # the key's limits on given models, ((model id, Limits), ...); a tuple: KeyInfo hashes
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -178,6 +180,8 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         networks=parse_networks(row.allowed_ips or []),
         limits=Limits.of(row),
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
+        limit_id=row.lineage or row.id,
+        model_limits=tuple(parse_model_limits(row.model_limits).items()),
     ) if active else None
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 

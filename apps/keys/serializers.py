@@ -20,7 +20,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         model = ApiKey
         fields = ["id", "name", "prefix", "user", "organisation", "scopes", "allowed_models", "allowed_ips", "residency",
                   "parent", "created_at", "expires_at", "revoked_at", "last_used_at", *KEY_LIMIT_FIELDS,
-                  "cost_centre"]
+                  "model_limits", "cost_centre"]
         read_only_fields = ["id", "prefix", "user", "organisation", "parent", "created_at", "revoked_at", "last_used_at"]
 
 

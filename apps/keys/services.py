@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership, User
 from apps.audit.services import audit
 from apps.common import bus
-from apps.common.rates import KEY_LIMIT_FIELDS, parse_rate, validate_rate
+from apps.common.rates import INT_LIMIT_FIELDS, KEY_LIMIT_FIELDS, parse_rate, validate_model_limits, validate_rate
 
 from .models import (
     DEFAULT_SCOPES,
@@ -52,7 +52,7 @@ def _announce(key_ids) -> None:
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
                scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, cost_centre: str = "",
-               **limits):
+               model_limits=UNSET, **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
@@ -62,6 +62,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     limits: rate limits, quotas and the budget (apps.common.rates.KEY_LIMIT_FIELDS: requests_rate="50/min",
     tokens_rate, max_concurrent, tokens_per_day, tokens_per_month, monthly_budget=Decimal("1000") roubles a
     month); a key-created key's are within its parent's.
+    model_limits: the key's limits on given models ({"<model id>": {"requests_rate": "10/min", ...}},
+    apps.common.rates.parse_model_limits); a key-created key's are within its parent's there too.
     organisation (default: the user's default organisation; always one the user is a member of): its policy
     bounds the key's allowed models and residency, however the key is made; a limit not given or empty
     takes the policy's.
@@ -84,6 +86,9 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
                 raise PermissionDenied("The key making this request no longer exists.")
             scopes, allowed_models, residency, expires_at, allowed_ips, limits = _within_parent(
                 parent, scopes, allowed_models, residency, expires_at, allowed_ips, organisation, limits)
+            model_limits = _model_limits_within(parent, model_limits)
+        model_limits = {} if model_limits is UNSET or model_limits is None else model_limits
+        validate_model_limits(model_limits)
         if organisation is not None:
             allowed_models, residency = _within_policy(organisation, allowed_models, residency)
         scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
@@ -112,6 +117,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             expires_at=None if expires_at is UNSET else expires_at,
             allowed_ips=allowed_ips,
             cost_centre=cost_centre or "",
+            model_limits=model_limits,
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
         audit("key.created", target=key, actor=actor, detail={
@@ -246,6 +252,33 @@ def _rate_limits_within(parent: ApiKey, limits: dict) -> dict:
     return limits
 
 
+def _model_limits_within(parent: ApiKey, model_limits) -> dict:
+    """A key-created key's limits per model: on each model its parent limits, each of the parent's limits
+    bounds the child's (not given: the parent's). Models the parent does not limit are the child's own
+    business (the parent's limits on the key as a whole still bound it)."""
+    child = {} if model_limits is UNSET or model_limits is None else model_limits
+    validate_model_limits(child)
+    merged = {model: dict(spec) for model, spec in child.items()}
+    for model, bounds in (parent.model_limits or {}).items():
+        spec = merged.setdefault(model, {})
+        for field, bound in bounds.items():
+            value = spec.get(field, UNSET)
+            if value is UNSET:
+                spec[field] = bound
+            elif _unlimited(field, bound):
+                continue
+            elif _unlimited(field, value):
+                raise PermissionDenied(f"The creating key has {field} {bound} on {model}; a key it creates cannot "
+                                       "be unlimited there.")
+            elif not parse_rate(value).within(parse_rate(bound)) if field.endswith("_rate") else value > bound:
+                raise PermissionDenied(f"{field} {value} on {model} goes beyond the creating key's {bound}.")
+    return merged
+
+
+def _unlimited(field: str, value) -> bool:
+    return value in ("", None) or (field in INT_LIMIT_FIELDS and value == 0)
+
+
 def _within_policy(organisation, allowed_models, residency):
     """The one check that a key is within its organisation's policy (see key_create)."""
     allowed_models = _as_list(allowed_models)
@@ -343,6 +376,8 @@ def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiK
             user_id=old.user_id, organisation_id=old.organisation_id, parent_id=old.parent_id, name=old.name,
             prefix=prefix, hashed_key=hash_key(plaintext), scopes=old.scopes, allowed_models=old.allowed_models,
             residency=old.residency, allowed_ips=old.allowed_ips, expires_at=old.expires_at,
+            lineage=old.lineage or old.pk, model_limits=old.model_limits, cost_centre=old.cost_centre,
+            **{field: getattr(old, field) for field in KEY_LIMIT_FIELDS},
         )
         ApiKey.objects.filter(parent_id=old.pk).update(parent=new)
         ends = timezone.now() + grace
@@ -366,7 +401,7 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
                                "keys.issue_for_others.")
     if {"user", "organisation"} & set(fields):
         _check_member(key.user, key.organisation)
-    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", *KEY_LIMIT_FIELDS}
+    limits = {"scopes", "allowed_models", "residency", "expires_at", "allowed_ips", "model_limits", *KEY_LIMIT_FIELDS}
     if "allowed_ips" in fields:
         key.allowed_ips = _canonical_networks(key.allowed_ips)
     with transaction.atomic():
@@ -377,6 +412,7 @@ def key_update(key: ApiKey, fields: list[str], *, actor=None) -> None:
                 {field: getattr(key, field) for field in KEY_LIMIT_FIELDS})
             for field, value in rates.items():
                 setattr(key, field, value)
+            key.model_limits = _model_limits_within(parent, key.model_limits)
         key.save(update_fields=fields)
         _announce([key.id])
 

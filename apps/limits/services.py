@@ -81,24 +81,36 @@ class Admission:
     to give back the difference. `headers` are the x-ratelimit-* of its answer."""
 
     __slots__ = ("backend", "scopes", "member", "reserved", "used", "cost", "spent", "at", "day", "headers", "leased",
-                 "settled", "credential")
+                 "settled", "credential", "model_id", "more")
 
-    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased, cost=None, credential=""):
+    def __init__(self, backend, scopes, member, reserved, at, day, headers, leased, cost=None, credential="",
+                 model_id=""):
         self.backend, self.scopes, self.member, self.reserved = backend, scopes, member, reserved
         self.at, self.day, self.headers, self.leased = at, day, headers, leased
         self.cost = cost  # micro-roubles reserved; None: no budget applies
         self.credential = credential  # the lease set of the first target's credential it holds a place in ('')
+        self.model_id = model_id  # a fallback target's admission (admit_model): counts that model's usage only
+        self.more: list[Admission] = []  # the fallback targets' admissions of the same request
         self.used = self.spent = 0
         self.settled = False
 
     def add(self, usage, model) -> None:
         """An attempt's billed usage (accounting.record_usage): tokens, and its cost when a budget applies."""
+        for other in self.more:
+            other.add(usage, model)
+        if self.model_id and (model is None or model.public_id != self.model_id):
+            return
         self.used += usage.prompt_tokens + usage.completion_tokens
         if self.cost is not None and model is not None:
             self.spent += micro_cost(usage, model)
 
+    def admitted(self, model_id: str) -> bool:
+        return self.model_id == model_id or any(other.model_id == model_id for other in self.more)
+
     def settle(self) -> None:
         """Once, on every path (success, error, disconnect, cancellation): tokens to what was used, lease back."""
+        for other in self.more:
+            other.settle()
         if self.settled:
             return
         self.settled = True
@@ -138,11 +150,20 @@ def scopes_for(key, model) -> tuple:
     """The limited scopes of a request by `key` to `model` (a catalog ModelEntry or None)."""
     scopes = ()
     if key.limits is not None:
-        scopes += (_scope("k", key.id, f"API key xr-{key.prefix}", key.limits),)
+        scopes += (_scope("k", key.limit_id or key.id, f"API key xr-{key.prefix}", key.limits),)
     if key.organisation_limits is not None and key.organisation_id:
         scopes += (_scope("o", key.organisation_id, "your organisation", key.organisation_limits),)
-    if model is not None and model.limits is not None:
+    return scopes + model_scopes(key, model) if model is not None else scopes
+
+
+def model_scopes(key, model) -> tuple:
+    """The limits on one model: its cap across all tenants, and the key's own on it (per key and model)."""
+    scopes = ()
+    if model.limits is not None:
         scopes += (_scope("m", model.public_id, f"model {model.public_id}", model.limits),)
+    for public_id, limits in key.model_limits:
+        if public_id == model.public_id:
+            scopes += (_scope("km", f"{key.limit_id or key.id}:{public_id}", f"API key xr-{key.prefix} on model {public_id}", limits),)
     return scopes
 
 
@@ -177,6 +198,32 @@ async def admit(key, plan, member: str, reserve) -> Admission | None:
     admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased, cost, credential)
     if credential:
         leases.grant(credential, member)
+    if leased and backend is _REDIS:
+        for lease_key in admission.lease_keys():
+            leases.hold(lease_key, member)
+    elif leased:
+        _leased[member] = admission
+        _start_renewer()
+    return admission
+
+
+async def admit_model(key, model, member: str, reserve) -> "Admission | None":
+    """A fallback target's limits on its model (its cap across tenants, the key's own on it), decided when
+    the router turns to it: `admit` decided the first target's before the call. None when none applies;
+    a refusal raises ApiError 429 as `admit` does (the gateway makes it a `capacity` failure: the router
+    goes on to the next target and no breaker counts it). `member` is the request's id and the model's,
+    so the request's own concurrency leases stay apart."""
+    scopes = model_scopes(key, model)
+    if not scopes:
+        return None
+    tokens = sum(reserve()) if any(s.limits.limits_tokens for s in scopes) else 0
+    day = calendar()
+    backend, decision = await _decide(scopes, member, tokens, day, 0)
+    headers = _headers(decision)
+    if not decision.admitted:
+        raise _refusal(scopes[decision.scope], decision, tokens, headers, None)
+    leased = any(s.limits.concurrent for s in scopes)
+    admission = Admission(backend, scopes, member, tokens, decision.at, day, headers, leased, model_id=model.public_id)
     if leased and backend is _REDIS:
         for lease_key in admission.lease_keys():
             leases.hold(lease_key, member)
@@ -273,14 +320,19 @@ def _spend_in_worker(owner: tuple, month: str) -> int:
 
 def month_to_date_spend(owner: tuple, month: str) -> int:
     """Micro-roubles billed this calendar month (TIME_ZONE) to an API key ("k", id) or organisation ("o", id)."""
-    from django.db.models import Sum
+    from django.db.models import Q, Sum
 
     from apps.usage.models import UsageRecord
 
     kind, ident = owner
     start = datetime.datetime(int(month[:4]), int(month[4:]), 1, tzinfo=ZoneInfo(settings.TIME_ZONE))
     rows = UsageRecord.objects.filter(created_at__gte=start)
-    rows = rows.filter(api_key_id=ident) if kind == "k" else rows.filter(organisation_id=ident)
+    if kind == "k":  # the key and its rotated siblings (apps.keys: `lineage`)
+        from apps.keys.models import ApiKey
+
+        rows = rows.filter(api_key_id__in=ApiKey.objects.filter(Q(id=ident) | Q(lineage=ident)).values("id"))
+    else:
+        rows = rows.filter(organisation_id=ident)
     total = rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
     return int((total * MILLION).to_integral_value(ROUND_CEILING))
 
@@ -360,9 +412,10 @@ NAMES = {"requests": "requests per {period}", "tokens": "tokens per {period}", "
 
 def _kind(scope: Scope) -> str:
     """The scope's kind for /metrics (bounded: never the key or the organisation itself)."""
-    label = scope.label
-    return "key" if label.startswith("API key") else "organisation" if "organisation" in label else \
-        "model" if label.startswith("model") else "other"
+    return KINDS.get(scope.owner[:1], "other")
+
+
+KINDS = {("k",): "key", ("o",): "organisation", ("m",): "model", ("km",): "key_model"}
 
 
 def _refusal(scope: Scope, decision, tokens: int, headers: dict, cost: int | None) -> ApiError:

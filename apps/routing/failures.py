@@ -71,6 +71,7 @@ _BY_KIND = {
     "rate_limited": FailureClass.RATE_LIMITED,
     "quota": FailureClass.RATE_LIMITED,  # the provider's own quota (GigaChat's 402), like OpenAI's insufficient_quota 429
     "concurrency": FailureClass.CAPACITY,
+    "model_limit": FailureClass.CAPACITY,  # a fallback target's model limits refused it (apps.limits.admit_model)
     "content_filter": FailureClass.CONTENT_FILTER,
     "auth": FailureClass.AUTH,
     "client_slow": FailureClass.CLIENT,  # a stream's total timeout ran out while its client held the relay

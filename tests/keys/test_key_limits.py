@@ -2,6 +2,7 @@
 path parsed, and bounded by the parent's for a key-created key (the one rights check)."""
 
 import asyncio
+import datetime
 from decimal import Decimal
 
 import pytest
@@ -129,3 +130,81 @@ def test_the_request_path_gets_the_limits_parsed(django_db_setup, django_db_bloc
         info = asyncio.run(akey_info_for(plaintext))
     assert info.limits == Limits(requests=Rate(50, 60), concurrent=5, budget=0)  # a zero budget refuses everything
     assert info.organisation_limits == Limits(tokens_per_month=10**6, budget=12_340_000)  # micro-roubles
+
+
+# --- per key and model ---
+@pytest.mark.django_db
+def test_create_api_key_takes_limits_on_one_model():
+    call_command("create_api_key", "--user", "bob", "--name", "per-model",
+                 "--model-limit", "gigachat/GigaChat-2-Max:rpm=10,tpm=20000,concurrency=2")
+    key = ApiKey.objects.get(user__username="bob", name="per-model")
+    assert key.model_limits == {"gigachat/GigaChat-2-Max": {"requests_rate": "10/min", "tokens_rate": "20000/min",
+                                                            "max_concurrent": 2}}
+    for bad in ("no-limits", "m:rpm=ten", "m:colour=1"):
+        with pytest.raises(CommandError, match="--model-limit"):
+            call_command("create_api_key", "--user", "bob", "--model-limit", bad)
+
+
+@pytest.mark.django_db
+def test_a_key_created_by_a_key_stays_within_its_limits_on_each_model(alice):
+    model = "gigachat/GigaChat-2-Max"
+    parent, _ = key_create(user=alice, name="parent", scopes=["chat", "keys:manage"],
+                           model_limits={model: {"requests_rate": "10/min", "max_concurrent": 2}})
+    inherited, _ = key_create(user=alice, name="inherits", parent=parent)
+    assert inherited.model_limits == {model: {"requests_rate": "10/min", "max_concurrent": 2}}
+    narrower, _ = key_create(user=alice, name="narrower", parent=parent,
+                             model_limits={model: {"requests_rate": "5/min"}, "other/m": {"tokens_rate": "100/min"}})
+    assert narrower.model_limits == {model: {"requests_rate": "5/min", "max_concurrent": 2},
+                                     "other/m": {"tokens_rate": "100/min"}}
+    for wider in ({"requests_rate": "11/min"}, {"max_concurrent": 3}, {"requests_rate": ""}, {"max_concurrent": 0}):
+        with pytest.raises(PermissionDenied, match=model):
+            key_create(user=alice, name="wider", parent=parent, model_limits={model: wider})
+    narrower.model_limits = {model: {"requests_rate": "20/min"}}
+    with pytest.raises(PermissionDenied):
+        key_update(narrower, ["model_limits"])
+    with pytest.raises(ValidationError, match="not a rate"):
+        key_create(user=alice, name="bad", model_limits={model: {"requests_rate": "often"}})
+
+
+@pytest.mark.django_db
+def test_the_management_api_sets_limits_on_a_model(alice):
+    _, plaintext = key_create(user=alice, name="admin-key", scopes=["chat", "keys:manage"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    created = api.post("/api/v1/keys/", {"name": "svc", "model_limits": {"mts/mws-gpt-alpha": {"requests_rate": "5/min"}}},
+                       format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["model_limits"] == {"mts/mws-gpt-alpha": {"requests_rate": "5/min"}}
+    bad = api.post("/api/v1/keys/", {"name": "bad", "model_limits": {"m": {"colour": 1}}}, format="json")
+    assert bad.status_code == 400 and "unknown limit" in bad.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_rotated_key_keeps_its_limits_budget_and_counters(alice):
+    from apps.keys.services import key_rotate
+
+    old, _ = key_create(user=alice, name="rotating", requests_rate="50/min", monthly_budget=Decimal("100"),
+                        cost_centre="ops", model_limits={"m/x": {"max_concurrent": 1}})
+    new, _ = key_rotate(old, by=alice, grace=datetime.timedelta(hours=1))
+    assert (new.requests_rate, new.monthly_budget, new.cost_centre, new.model_limits) == (
+        "50/min", Decimal("100.00"), "ops", {"m/x": {"max_concurrent": 1}})
+    assert new.lineage == old.pk
+    newer, _ = key_rotate(new, by=alice, grace=datetime.timedelta(hours=1))
+    assert newer.lineage == old.pk  # the whole line shares one set of counters
+
+
+@pytest.mark.django_db
+def test_a_rotated_keys_budget_counts_the_spend_of_its_whole_line(alice):
+    from django.utils import timezone
+
+    from apps.keys.services import key_rotate
+    from apps.limits.services import calendar, month_to_date_spend
+    from apps.usage.models import UsageRecord
+
+    old, _ = key_create(user=alice, name="spender", monthly_budget=Decimal("100"))
+    new, _ = key_rotate(old, by=alice, grace=datetime.timedelta(hours=1))
+    now = timezone.now()
+    for key, cost in ((old, "1.50"), (new, "2.25")):
+        UsageRecord.objects.create(request_id=f"r-{key.pk}", attempt=0, created_at=now, api_key_id=key.pk, user_id=alice.pk,
+                                   provider="p", model="m", cost=Decimal(cost))
+    assert month_to_date_spend(("k", old.pk), calendar()[:6]) == 3_750_000

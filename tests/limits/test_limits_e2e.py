@@ -336,3 +336,54 @@ def test_a_credential_with_one_slot_never_serves_two_requests_at_once_across_pro
         credential.max_concurrency = 0
         credential.save(update_fields=["max_concurrency"])
         config_announce()
+
+
+# --- per key and model, and a fallback target's model limits ---
+def test_a_keys_limit_on_one_model_holds_across_processes_and_leaves_its_other_models_alone(two_gateways, limited_key):
+    key = limited_key(model_limits={MODEL: {"requests_rate": "5/min"}})
+    responses = asyncio.run(_burst(two_gateways, key, 20, chat_body(MODEL, max_tokens=5)))
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [429] * 15
+    refused = next(r for r in responses if r.status_code == 429)
+    assert f"on model {MODEL}" in assert_error(refused, 429, code="rate_limit_exceeded")["message"]
+    assert refused.headers["retry-after"] and refused.headers["x-ratelimit-limit-requests"] == "5"
+    other = httpx.post(two_gateways[0] + "/chat/completions", json=chat_body("tbank/t-tech/T-lite-it-2.1"),
+                       headers={"authorization": f"Bearer {key}"}, timeout=30)
+    assert other.status_code == 200 and "x-ratelimit-limit-requests" not in other.headers
+
+
+def test_a_fallback_targets_model_limits_are_decided_when_the_router_turns_to_it(two_gateways, limited_key,
+                                                                                  emulator_control, emulators):
+    """The primary refuses every call (401: class `auth`, which falls back and opens no breaker, so the
+    session's other tests keep their provider); the fallback model carries a key+model cap of 3 a
+    minute: from the fourth request on, the fallback is refused by that cap (class `capacity`: no
+    provider call), so those end in 429 while the first three were served by the fallback."""
+    from apps.routing.models import RoutingRule
+    from apps.routing.services import rule_save, rules_delete
+
+    name = f"fallback-limits-{uuid.uuid4().hex[:6]}"
+    fallback = "tbank/t-tech/T-lite-it-2.1"
+    rule_save(RoutingRule(name=name, priority=1, match_model=name, fallback_on=["auth", "capacity"], retries=0,
+                          targets=[{"model": MODEL}, {"model": fallback}]))
+    try:
+        key = limited_key(model_limits={fallback: {"requests_rate": "3/min"}})
+        headers = {"authorization": f"Bearer {key}"}
+        emulator_control("mts", status=401, share=1, path="/v1/chat/completions")  # the primary always refuses
+        httpx.delete(emulators["tbank"].control_url + "/ledger", timeout=5)
+        body = chat_body(name, max_tokens=5)
+        deadline = time.monotonic() + 15
+        while (first := httpx.post(two_gateways[0] + "/chat/completions", json=body, headers=headers,
+                                   timeout=30)).status_code == 404:
+            assert time.monotonic() < deadline, "the rule never reached the gateway"
+            time.sleep(0.2)
+        assert first.status_code == 200 and first.headers["x-xrouter-provider"] == "tbank", first.text
+        answers = [httpx.post(two_gateways[n % 2] + "/chat/completions", json=body, headers=headers, timeout=30)
+                   for n in range(1, 5)]
+        statuses = [r.status_code for r in answers]
+        assert statuses.count(200) == 2 and statuses.count(429) == 2, [r.text for r in answers]
+        refused = next(r for r in answers if r.status_code == 429)
+        assert f"on model {fallback}" in refused.json()["error"]["message"] and refused.headers["retry-after"]
+        calls = [e for e in httpx.get(emulators["tbank"].control_url + "/ledger", timeout=5).json()["entries"]
+                 if e["path"].endswith("/chat/completions")]
+        assert len(calls) == 3  # the refused fallbacks never reached the provider
+    finally:
+        rules_delete(RoutingRule.objects.filter(name=name))

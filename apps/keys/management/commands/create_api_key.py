@@ -16,6 +16,26 @@ def roubles(text: str) -> Decimal:
         raise ValueError(text) from None
 
 
+MODEL_LIMIT_NAMES = {"rpm": "requests_rate", "tpm": "tokens_rate", "concurrency": "max_concurrent",
+                     "tokens-per-day": "tokens_per_day", "tokens-per-month": "tokens_per_month"}
+
+
+def model_limit(text: str) -> tuple[str, dict]:
+    """ "MODEL:rpm=10,tpm=20000" → ("MODEL", {"requests_rate": "10/min", "tokens_rate": "20000/min"})."""
+    model, _, spec = text.rpartition(":")
+    if not model or not spec:
+        raise CommandError(f"--model-limit {text!r}: write MODEL:rpm=10,tpm=20000,concurrency=2.")
+    limits = {}
+    for part in spec.split(","):
+        name, _, value = part.strip().partition("=")
+        if name not in MODEL_LIMIT_NAMES or not value.isdigit():
+            raise CommandError(f"--model-limit {text!r}: {part!r} is not one of "
+                               f"{', '.join(n + '=N' for n in MODEL_LIMIT_NAMES)}.")
+        field = MODEL_LIMIT_NAMES[name]
+        limits[field] = per_minute(int(value)) if field.endswith("_rate") else int(value)
+    return model, limits
+
+
 class Command(BaseCommand):
     help = "Create an API key (and the user, if needed). The key is printed alone on the last line."
 
@@ -34,6 +54,9 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=roubles,
                             help="Roubles per calendar month (TIME_ZONE), VAT included, e.g. 1000 or 99.50: "
                                  "requests beyond it are refused.")
+        parser.add_argument("--model-limit", action="append", default=[], metavar="MODEL:LIMITS",
+                            help='The key\'s own limits on one model, e.g. "gigachat/GigaChat-2-Max:rpm=10,tpm=20000,'
+                                 'concurrency=2" (also tokens-per-day=, tokens-per-month=); repeatable.')
         parser.add_argument("--cost-centre", default="", help="A cost centre or project statements break spend down by.")
 
     def handle(self, *args, **opts):
@@ -50,10 +73,11 @@ class Command(BaseCommand):
                               ("--tokens-per-day", opts["tokens_per_day"]), ("--tokens-per-month", opts["tokens_per_month"])):
             if value is not None and value < 0:
                 raise CommandError(f"{option} must be 0 or more.")
+        model_limits = dict(model_limit(text) for text in opts["model_limit"])
         try:
             key, plaintext = key_create(user=user, name=opts["name"], allowed_models=opts["allowed_model"],
                                         residency=opts["residency"], scopes=scopes, cost_centre=opts["cost_centre"],
-                                        **limits)
+                                        model_limits=model_limits, **limits)
         except (ValidationError, PermissionDenied) as exc:
             raise CommandError("; ".join(getattr(exc, "messages", [str(exc)]))) from None
         self.stdout.write(f"Created key {key.name} (xr-{key.prefix}-…) for {user.username} "
