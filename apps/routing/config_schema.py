@@ -165,10 +165,31 @@ class RuleSpec(_Strict):
     context_fallback: bool = True
 
 
+class OrganisationSpec(_Strict):
+    """An existing organisation's limits and monthly budget (tenants are made in the portal or the admin,
+    never by a configuration file); empty fields lift a limit."""
+
+    requests_rate: str = ""
+    tokens_rate: str = ""
+    max_concurrent: int | None = Field(default=None, ge=0)
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    tokens_per_month: int | None = Field(default=None, ge=0)
+    monthly_budget: Decimal | None = Field(default=None, ge=0, lt=Decimal(10) ** 12, decimal_places=2,
+                                           description="roubles per calendar month, VAT included")
+
+    @field_validator("requests_rate", "tokens_rate")
+    @classmethod
+    def _rate(cls, value):
+        if value:
+            parse_rate(value)  # a ValueError names the expected form
+        return value
+
+
 class ConfigFile(_Strict):
     providers: dict[str, ProviderSpec] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
+    organisations: dict[str, OrganisationSpec] = Field(default_factory=dict, max_length=10_000)
 
     @field_validator("providers")
     @classmethod

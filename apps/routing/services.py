@@ -5,7 +5,9 @@ import re
 
 from django.db import transaction
 
-from apps.common.rates import LIMIT_FIELDS
+from apps.accounts.models import Organisation
+from apps.accounts.services import organisation_limits_announce
+from apps.common.rates import KEY_LIMIT_FIELDS, LIMIT_FIELDS
 from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
 
@@ -16,7 +18,7 @@ from .models import Alias, RoutingRule
 @transaction.atomic
 def config_import(config: ConfigFile) -> dict:
     """Create or update everything in `config`; nothing outside it is touched. Returns counts."""
-    counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0, "rules": 0}
+    counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0, "rules": 0, "organisations": 0}
     for name, spec in config.providers.items():
         _check_secrets_follow_origin(name, spec)
         provider, _ = Provider.objects.update_or_create(
@@ -60,6 +62,15 @@ def config_import(config: ConfigFile) -> dict:
                 raise ConfigError(f"rules.{i}.targets.{j}.model: no model {target.model!r} in the file or the database")
         RoutingRule.objects.update_or_create(name=rule.name, defaults=_rule_fields(rule))
     counts["rules"] = len(config.rules)
+    for name, spec in config.organisations.items():
+        organisation = Organisation.objects.select_for_update().filter(name=name).first()
+        if organisation is None:
+            raise ConfigError(f"organisations.{name}: no such organisation (tenants are made in the portal or the admin)")
+        for field in KEY_LIMIT_FIELDS:
+            setattr(organisation, field, getattr(spec, field))
+        organisation.save(update_fields=list(KEY_LIMIT_FIELDS))
+        organisation_limits_announce(organisation)
+        counts["organisations"] += 1
     config_announce()
     return counts
 
@@ -156,7 +167,13 @@ def config_export() -> dict:
         spec["models"] = models
         providers[p.name] = spec
     aliases = dict(Alias.objects.order_by("name").values_list("name", "target"))
-    return {"providers": providers, "aliases": aliases, "rules": [_rule_export(r) for r in RoutingRule.objects.all()]}
+    organisations = {}
+    for o in Organisation.objects.order_by("name"):
+        limits = {f: str(v) if f == "monthly_budget" else v for f in KEY_LIMIT_FIELDS if (v := getattr(o, f)) not in ("", None)}
+        if limits:
+            organisations[o.name] = limits
+    return {"providers": providers, "aliases": aliases, "rules": [_rule_export(r) for r in RoutingRule.objects.all()],
+            **({"organisations": organisations} if organisations else {})}
 
 
 def _rule_export(r: RoutingRule) -> dict:

@@ -320,3 +320,32 @@ def test_export_config_round_trips_rules(gateway, tmp_path):
         return {n: {k: v for k, v in r.items() if k not in ("id", "updated_at")} for n, r in rows.items() if n in wanted}
 
     assert strip(rule_rows()) == strip(imported)
+
+
+@pytest.mark.django_db
+def test_import_config_sets_an_organisations_limits_and_budget_and_export_gives_them_back(gateway, tmp_path):
+    from decimal import Decimal
+
+    from apps.accounts.models import Organisation
+
+    Organisation.objects.create(name="Limited Org")
+    import_yaml(tmp_path, """
+organisations:
+  Limited Org: {requests_rate: 100/min, tokens_per_month: 5000000, monthly_budget: "2500.50"}
+""")
+    org = Organisation.objects.get(name="Limited Org")
+    assert (org.requests_rate, org.tokens_per_month, org.monthly_budget) == ("100/min", 5_000_000, Decimal("2500.50"))
+    out = tmp_path / "exported.yaml"
+    call_command("export_config", "--output", str(out))
+    assert yaml.safe_load(out.read_text())["organisations"]["Limited Org"] == {
+        "requests_rate": "100/min", "tokens_per_month": 5_000_000, "monthly_budget": "2500.50"}
+    import_yaml(tmp_path, "organisations:\n  Limited Org: {monthly_budget: 10}\n")  # what is not listed is lifted
+    org.refresh_from_db()
+    assert (org.requests_rate, org.tokens_per_month, org.monthly_budget) == ("", None, Decimal("10"))
+    for text, named in (("organisations:\n  Nobody Inc: {}\n", "organisations.Nobody Inc"),
+                        ("organisations:\n  Limited Org: {requests_rate: often}\n", "requests_rate"),
+                        ("organisations:\n  Limited Org: {monthly_budget: -1}\n", "monthly_budget")):
+        with pytest.raises(CommandError, match=named):
+            import_yaml(tmp_path, text)
+    org.refresh_from_db()
+    assert org.monthly_budget == Decimal("10")
