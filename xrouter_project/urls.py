@@ -19,6 +19,9 @@ for _pattern in oauth_urls.urlpatterns:
     if _pattern.name == "token":
         _pattern.callback = limited("token", too_many_oauth)(_pattern.callback)
 
+# The admin modules, discovered here rather than at start-up (apps.accounts.apps.TwoFactorAdminConfig).
+admin.autodiscover()
+
 router = DefaultRouter()
 router.register("keys", ApiKeyViewSet, basename="key")
 router.register("usage", UsageViewSet, basename="usage")
