@@ -19,6 +19,8 @@ The message, its arguments and the exception and stack texts are cleaned before 
 import logging
 import re
 
+from apps.common.request_id import REQUEST_ID  # a plain module: no Django is loaded by this import
+
 QUERY = re.compile(r"\?[^\s]+")  # a "?" that ends a sentence stays
 SECRETS = re.compile(r"\b(xr-[A-Za-z0-9]{4,16})-[A-Za-z0-9_\-]{8,}|(bearer\s+)[^\s,\"']+|(xrouter\.key\.)[^\s,\"']+"
                      r"|\b(xr[or]-)[A-Za-z0-9_\-]{16,}|(/bot)\d+:[A-Za-z0-9_\-]+", re.IGNORECASE)
@@ -69,11 +71,25 @@ class StripQueryStrings(logging.Filter):
         return True
 
 
+class RequestIdFilter(logging.Filter):
+    """`request_id` on every record written while a request is served (apps/common/request_id.py), unless
+    the call named one itself; the JSON formatter prints it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            request_id = REQUEST_ID.get()
+            if request_id:
+                record.request_id = request_id
+        return True
+
+
 def uvicorn_log_config() -> dict:
     """uvicorn's own logging configuration with the filter on its handlers, so its error and access
     lines (the WebSocket handshakes among them) pass through it."""
     from uvicorn.config import LOGGING_CONFIG
 
-    config = {**LOGGING_CONFIG, "filters": {"strip_query": {"()": "xrouter_project.log_filters.StripQueryStrings"}}}
-    config["handlers"] = {name: {**handler, "filters": ["strip_query"]} for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config = {**LOGGING_CONFIG, "filters": {"strip_query": {"()": "xrouter_project.log_filters.StripQueryStrings"},
+                                            "request_id": {"()": "xrouter_project.log_filters.RequestIdFilter"}}}
+    config["handlers"] = {name: {**handler, "filters": ["strip_query", "request_id"]}
+                          for name, handler in LOGGING_CONFIG["handlers"].items()}
     return config

@@ -161,6 +161,7 @@ if os.environ.get("XROUTER_ROLE") == "writer":
     INSTALLED_APPS = ["apps.usage"]
 
 MIDDLEWARE = [
+    "apps.common.middleware.RequestIdMiddleware",  # every log line of a request names it (X-Request-ID)
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only.
@@ -615,10 +616,11 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     # No query string reaches a log line (a client may put a key there): xrouter_project/log_filters.py.
-    "filters": {"strip_query": {"()": "xrouter_project.log_filters.StripQueryStrings"}},
+    "filters": {"strip_query": {"()": "xrouter_project.log_filters.StripQueryStrings"},
+                "request_id": {"()": "xrouter_project.log_filters.RequestIdFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if env_bool("XROUTER_LOG_JSON", True) else "plain",
-                    "filters": ["strip_query"]}
+                    "filters": ["strip_query", "request_id"]}
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -6,13 +6,13 @@ this path's whole budget, so /v1 is served by this small app instead (see README
 """
 
 import logging
-import os
 import time
 
 from django.conf import settings
 
 from apps.common import tracing
 from apps.common.errors import ApiError
+from apps.common.request_id import REQUEST_ID, new_request_id
 
 from . import handlers
 from .http import ClientGone, Request, send_error, send_json
@@ -56,7 +56,8 @@ def _resolve(method: str, path: str):
 
 async def gateway_app(scope, receive, send) -> None:
     global inflight
-    request_id = os.urandom(12).hex()
+    request_id = new_request_id()
+    REQUEST_ID.set(request_id)  # on every log line written while serving it (apps/common/request_id.py)
     if inflight >= MAX_INFLIGHT:  # shed at once: a queue would only make every request late
         await send_error(send, OVERLOADED, {"x-request-id": request_id})
         return

@@ -30,7 +30,6 @@ XROUTER_SHUTDOWN_GRACE). A frame that is not JSON, or of an unknown type, gets a
 
 import asyncio
 import logging
-import os
 import time
 from hashlib import sha256
 from urllib.parse import parse_qsl
@@ -39,6 +38,7 @@ import orjson
 
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.common.request_id import REQUEST_ID, new_request_id
 from apps.keys.selectors import KeyInfo, akey_info_stored
 from apps.providers.adapters.base import Usage
 
@@ -84,7 +84,8 @@ class _WsRequest:
         self.admission = None  # apps.limits, as on http.Request
         self.attempts = []  # accounting.Attempt, as on http.Request
         self.span = None  # WebSocket answers are not traced (apps.common.tracing traces HTTP requests)
-        self.request_id = os.urandom(12).hex()
+        self.request_id = new_request_id()
+        REQUEST_ID.set(self.request_id)  # the connection's log lines name the request it is serving
         self.started = time.monotonic()
         self.headers = headers  # the handshake's: x-xrouter-tags and cache-control apply to every answer
 
