@@ -223,6 +223,8 @@ if DATABASE_URL:
         # catalog (XROUTER_STALE_MAX) instead of holding requests for the OS's TCP timeout.
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
             "connect_timeout", env_int("XROUTER_DB_CONNECT_TIMEOUT", 3))
+        # Behind PgBouncer in transaction mode a cursor cannot outlive its transaction (README, "Scaling out").
+        DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("XROUTER_PGBOUNCER", False)
 else:
     DATABASES = {
         "default": {

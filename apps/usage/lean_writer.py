@@ -28,7 +28,10 @@ class PostgresInserter:
         self.conn = None
 
     def _connect(self):
-        self.conn = psycopg.connect(self.dsn, autocommit=False)
+        # No server-side prepared statements (psycopg prepares a query run five times): behind PgBouncer in
+        # transaction mode the next transaction may run on another server connection, where the statement
+        # does not exist. The temporary table is created in each batch's own transaction for the same reason.
+        self.conn = psycopg.connect(self.dsn, autocommit=False, prepare_threshold=None)
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
