@@ -51,6 +51,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check apps xrouter_project tests bench
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/bandit --ini .bandit -q
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles
