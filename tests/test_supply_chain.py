@@ -18,7 +18,7 @@ SECURITY_DOC = ROOT / "docs" / "security.md"
 # words written straight after the ids would be taken for check names).
 NOSEC = re.compile(r"#\s*nosec(?P<rest>.*)")  # as bandit finds them (bandit/core/manager.py NOSEC_COMMENT)
 REASONED = re.compile(r"^\s*(?P<ids>B\d{3}(?:[ ,]+B\d{3})*)\s*#\s*(?P<reason>\S.{9,})$")
-DOC_ROW = re.compile(r"^\|\s*`(?P<where>[^`]+)`\s*\|\s*(?P<ids>B\d{3}(?:[ ,]+B\d{3})*)\s*\|\s*(?P<reason>[^|]*\S)[^|]*\|")
+DOC_ROW = re.compile(r"^\|\s*`(?P<where>[^`]+)`\s*\|\s*(?P<ids>B\d{3}(?:[ ,]+B\d{3})*)\s*\|\s*[^|\s][^|]*\|")
 
 
 def nosec_problem(comment: str) -> str | None:
@@ -52,6 +52,8 @@ def suppressions_in_code() -> tuple[set[tuple[str, str]], list[str]]:
                 found.update((rel, check) for check in re.findall(r"B\d{3}", ids))
     config = configparser.ConfigParser()
     config.read(ROOT / ".bandit")
+    # An `exclude` or a `tests` selection would silence checks no row lists.
+    problems += [f".bandit: `{key}` is not allowed" for key in config["bandit"] if key not in ("targets", "recursive", "skips")]
     for check in re.findall(r"B\d{3}", config["bandit"].get("skips", "")):
         found.add((".bandit", check))
     return found, problems
