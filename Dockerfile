@@ -3,8 +3,9 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements/base.txt /tmp/base.txt
-RUN /opt/venv/bin/pip install -r /tmp/base.txt
+# The lock pins every dependency with its hashes: nothing unpinned or altered gets in (docs/security.md).
+COPY requirements/base.lock /tmp/base.lock
+RUN /opt/venv/bin/pip install --require-hashes -r /tmp/base.lock
 
 # Run stage: the virtualenv and the code, as an unprivileged user.
 FROM python:3.11-slim

@@ -4,15 +4,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench lint venv lock audit clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/dev.txt
+# Installs only what the lock names, each file checked against its hash (pip itself included: it is in dev.lock).
+$(STAMP): requirements/base.lock requirements/dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
 	touch $(STAMP)
+
+# requirements/*.txt are what people edit; the locks pin every dependency, transitive ones included, with the
+# hashes of every file of each release. Resolved for CPython 3.11 on Linux x86_64 (CI's and the image's platform)
+# whichever machine runs it. dev.lock is constrained to base.lock, so tests run what production ships.
+# Pins already in a lock are kept; `make lock UPGRADE=1` moves everything to the newest releases.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+lock: venv
+	$(UV_COMPILE) requirements/base.txt -o requirements/base.lock
+	$(UV_COMPILE) requirements/dev.txt -c requirements/base.lock -o requirements/dev.lock
+
+# A release step (docs/security.md, "Supply chain"): known vulnerabilities in every pinned release (dev.lock holds
+# base.lock's pins too), from PyPI's advisory data, without installing anything. --strict: a release that could not
+# be looked up fails the audit instead of passing unexamined.
+audit: venv
+	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements/dev.lock
 
 run: venv
 	$(PY) manage.py run_demo
@@ -34,6 +51,7 @@ bench: venv
 lint: venv
 	$(VENV)/bin/ruff check apps xrouter_project tests bench
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/bandit --ini .bandit -q
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles

@@ -45,7 +45,7 @@ class WriterSupervisor(threading.Thread):
             with self.lock:
                 if self.stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)
+                self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
             started = time.monotonic()
             code = self.process.wait()
             if self.stopping.is_set():

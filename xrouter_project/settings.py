@@ -115,7 +115,7 @@ def _positive_int(raw):
 # production refuses to start on the development defaults below (apps/common/checks.py).
 XROUTER_ENV = _checked("XROUTER_ENV", _environment, "development")
 DEBUG = env_bool("DEBUG", False)
-DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-in-production"  # nosec B105 # the development default; production refuses it
 SECRET_KEY = env_secret("DJANGO_SECRET_KEY", DEFAULT_SECRET_KEY)
 # Old keys after a rotation: sessions signed and secrets encrypted under them stay readable.
 SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
@@ -526,11 +526,11 @@ def _at_most(limit):
 
 
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth.Application"
-OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth.AccessToken"
-OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth.RefreshToken"
-OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth.IDToken"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth.AccessToken"  # nosec B105 # a setting's name, not a secret
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth.RefreshToken"  # nosec B105 # a setting's name, not a secret
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth.IDToken"  # nosec B105 # a setting's name, not a secret
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth.Grant"
-OAUTH2_PROVIDER = {
+OAUTH2_PROVIDER = {  # nosec B105 # holds settings whose names say TOKEN or PASSWORD, no secret
     # The five scopes of API keys (apps/keys/models.py SCOPES) and OpenID Connect's own.
     # (The descriptions are shown on the consent page, so translated.)
     "SCOPES": {

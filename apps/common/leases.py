@@ -75,7 +75,7 @@ async def evalsha(client, script: str, keys: list, args: list):
     if sha is None:
         import hashlib
 
-        sha = _SHAS[script] = hashlib.sha1(script.encode()).hexdigest()
+        sha = _SHAS[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()  # EVALSHA's name for it
     try:
         return await client.evalsha(sha, len(keys), *keys, *args)
     except NoScriptError:

@@ -127,7 +127,7 @@ def synthesize(schema: Any, depth: int = 0) -> Any:
 
 def embedding_vector(text: str, dim: int, normalize: bool = False) -> list[float]:
     seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311 # deterministic fake vectors, no secret
     vector = [rng.uniform(-1.5, 1.5) for _ in range(dim)]
     if normalize:
         norm = math.sqrt(sum(v * v for v in vector)) or 1.0

@@ -51,7 +51,7 @@ WORDS_PER_CHUNK = 5  # GigaChat sends bigger chunks than most
 DEFAULTS = {
     "authorization_keys": {DEMO_AUTHORIZATION_KEY: list(SCOPES)},
     "users": {"demo-user": "demo-password"},
-    "token_lifetime_s": 1800,
+    "token_lifetime_s": 1800,  # nosec B105 # a lifetime in seconds, not a secret
     "model_version": "2.0.28.2",
     "embedding_dim": 1024,
     "prompt_cache_ttl_s": 30,  # gpt2giga docs, prompt-caching: "roughly 30 seconds" after the last hit  # Guess: sizes are undocumented; 1024 is the commonly quoted one

@@ -48,7 +48,7 @@ class RunningEmulator:
     @property
     def origin(self) -> str:
         host = self.host
-        if host in ("0.0.0.0", "::", ""):
+        if host in ("0.0.0.0", "::", ""):  # nosec B104 # recognises a wildcard bind, binds nothing
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"

@@ -213,8 +213,9 @@ def _conversation(request, body: dict, folder: str) -> tuple[behaviour.Conversat
     if max_tokens is not None:
         try:
             max_tokens = int(max_tokens)  # an Int64Value: a string on the wire, a number tolerated
-            assert max_tokens > 0
-        except (ValueError, TypeError, AssertionError):
+            if max_tokens <= 0:  # not an assert: python -O would drop the check
+                raise ValueError(max_tokens)
+        except (ValueError, TypeError):
             raise _session_error(request, folder, "maxTokens must be greater than zero") from None
     temperature = options.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and 0 <= temperature <= 1):

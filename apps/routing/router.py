@@ -124,7 +124,7 @@ def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> li
     if strategy == "weighted":
         if sum(weights) <= 0:
             return targets
-        first = random.choices(range(len(targets)), weights=weights)[0]
+        first = random.choices(range(len(targets)), weights=weights)[0]  # nosec B311 # load spreading, no secret
         return [targets[first]] + targets[:first] + targets[first + 1:]
     if strategy == "round_robin":
         shift = state.next_round_robin(rule.name) % len(targets)

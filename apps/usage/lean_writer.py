@@ -51,13 +51,13 @@ class PostgresInserter:
             self._connect()
         try:
             with self.conn.cursor() as cur:
-                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS usage_incoming ON COMMIT DELETE ROWS AS "
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS usage_incoming ON COMMIT DELETE ROWS AS "  # nosec B608 # identifiers from our own schema; values are bound
                             f"SELECT {self.column_list} FROM {TABLE} WITH NO DATA")
                 with cur.copy(f"COPY usage_incoming ({self.column_list}) FROM STDIN") as copy:
                     for record in records:
                         row = {**record, **billed_fields(record)}
                         copy.write_row([row.get(n) if row.get(n) is not None else self.empty[n] for n in self.names])
-                cur.execute(f"INSERT INTO {TABLE} ({self.column_list}) SELECT {self.column_list} FROM usage_incoming "
+                cur.execute(f"INSERT INTO {TABLE} ({self.column_list}) SELECT {self.column_list} FROM usage_incoming "  # nosec B608 # identifiers from our own schema; values are bound
                             "ON CONFLICT (request_id, attempt, created_at) DO NOTHING")
             self.conn.commit()
         except Exception:

@@ -23,7 +23,7 @@ class _DeadLetterTotal:
         if self.read_cluster is not None:
             try:
                 self.cluster = int(self.read_cluster() or 0)
-            except Exception:  # Redis away: report the last value read
+            except Exception:  # Redis away: report the last value read  # nosec B110 # a scrape must not fail
                 pass
         family = CounterMetricFamily("xrouter_usage_dead_letter", "Usage records moved to the dead letter")
         family.add_metric([], max(self.local, self.cluster))

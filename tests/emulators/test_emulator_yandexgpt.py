@@ -184,6 +184,14 @@ def test_invalid_role_is_a_session_error(http, yandex):
     assert error["message"].endswith("folder_id=b1gdemofolder: invalid message role 'bot'")
 
 
+@pytest.mark.parametrize("max_tokens", ["0", -5, "many"])
+def test_max_tokens_must_be_a_positive_number(http, yandex, max_tokens):
+    body = {"modelUri": URI, "completionOptions": {"maxTokens": max_tokens}, "messages": [{"role": "user", "text": "x"}]}
+    response = complete(http, yandex, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].endswith("maxTokens must be greater than zero")
+
+
 def test_message_needs_exactly_one_payload(http, yandex):
     response = complete(http, yandex, {"modelUri": URI, "messages": [{"role": "user", "text": "x", "toolResultList": {}}]})
     assert response.status_code == 400

@@ -87,7 +87,7 @@ FINISH_REASONS = {
     "content_filter": "content_filter",
     "function_call": "tool_calls",
     "eos": "stop",  # Guess: spellings seen from TGI/SGLang-style servers
-    "eos_token": "stop",
+    "eos_token": "stop",  # nosec B105 # a finish reason, not a secret
     "stop_sequence": "stop",
     "max_tokens": "length",
     "model_length": "length",

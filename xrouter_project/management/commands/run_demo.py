@@ -37,7 +37,7 @@ class Command(BaseCommand):
             admin.set_password(password)
             admin.save()
         _key, plaintext = key_create(user=admin, name=f"demo-{int(time.time())}")
-        emulators = subprocess.Popen([sys.executable, "manage.py", "run_emulators"], cwd=settings.BASE_DIR)
+        emulators = subprocess.Popen([sys.executable, "manage.py", "run_emulators"], cwd=settings.BASE_DIR)  # nosec B603 # fixed argv, no shell
         _wait_for_emulators()
         base = f"http://127.0.0.1:{opts['port']}"
         self.stdout.write(self.style.SUCCESS("\nXRouter demo"))
@@ -62,7 +62,7 @@ def _wait_for_emulators(seconds: float = 30.0) -> None:
     for port in settings.EMULATOR_PORTS.values():
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://{settings.EMULATOR_HOST}:{port}/_emulator/health", timeout=1):
+                with urllib.request.urlopen(f"http://{settings.EMULATOR_HOST}:{port}/_emulator/health", timeout=1):  # nosec B310 # an http URL we build
                     break
             except OSError:
                 time.sleep(0.2)

@@ -29,4 +29,4 @@ class Command(BaseCommand):
         sys.stdout.flush()
         # exec: the supervising process sheds Django's memory; workers load the app themselves.
         os.chdir(settings.BASE_DIR)
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, argv)  # nosec B606 # our own argv, no shell
