@@ -71,19 +71,12 @@ async def evalsha(client, script: str, keys: list, args: list):
     """EVALSHA, loading the script once when Redis does not know it (NOSCRIPT)."""
     from redis.exceptions import NoScriptError
 
-    sha = _SHAS.get(script)
-    if sha is None:
-        import hashlib
-
-        sha = _SHAS[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()  # EVALSHA's name for it
+    sha = shared_redis.script_sha(script)
     try:
         return await client.evalsha(sha, len(keys), *keys, *args)
     except NoScriptError:
         await client.script_load(script)
         return await client.evalsha(sha, len(keys), *keys, *args)
-
-
-_SHAS: dict[str, str] = {}
 
 
 async def acquire(client, key: str, member: str, limit: int) -> bool:

@@ -43,6 +43,16 @@ _lines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = weakref
 _SHAS: dict[str, str] = {}
 
 
+def script_sha(script: str) -> str:
+    """The name EVALSHA knows a script by (SHA-1 of its text: an id, not a security measure)."""
+    sha = _SHAS.get(script)
+    if sha is None:
+        import hashlib
+
+        sha = _SHAS[script] = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+    return sha
+
+
 async def run_script(script: str, args: list):
     """EVALSHA of `script` (no KEYS) on a connection of this loop's own, the command packed by hiredis: for
     a caller that sends one call at a time — the rate limiter's sender, on every limited request's path.
@@ -57,11 +67,7 @@ async def run_script(script: str, args: list):
     line = _lines.get(loop)
     if line is None:
         line = _lines[loop] = client().connection_pool.make_connection()  # the URL's auth, database, TLS, timeouts
-    sha = _SHAS.get(script)
-    if sha is None:
-        import hashlib
-
-        sha = _SHAS[script] = hashlib.sha1(script.encode()).hexdigest()
+    sha = script_sha(script)
     try:
         if not line.is_connected:
             await line.connect()
