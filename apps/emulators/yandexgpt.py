@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import zlib
 from http import HTTPStatus
 
@@ -63,7 +64,11 @@ DEFAULTS = {
     "jwt_max_lifetime_s": 3600,
     "context_length": 32000,
     "embedding_dim": 256,
+    # Embeddings: 10 requests/s per cloud by default (../shared/providers/yandexgpt.md §7 and §9, [M] docs
+    # yandexgpt-limits.md); counted here per folder, over the last second. 0 turns the quota off.
+    "embedding_rps": 10,
 }
+
 
 
 class Refused(Exception):
@@ -327,9 +332,15 @@ async def text_embedding(request: web.Request) -> web.StreamResponse:
     if isinstance(body, web.Response):
         return body
     try:
-        _authorize(request, body.get("modelUri"), "emb", EMBEDDING_MODELS)
+        folder, _ = _authorize(request, body.get("modelUri"), "emb", EMBEDDING_MODELS)
     except (AuthError, Refused) as exc:
         return unary_error(exc.status, GRPC_CODES.get(exc.status, 2), exc.message)
+    quota = int(request.app[STATE_KEY].config.get("embedding_rps") or 0)
+    calls = request.app[STATE_KEY].sessions.setdefault("embedding_calls", {})  # folder → its calls' times
+    if quota and not _within_quota(calls, folder, quota):
+        # The documented rate-quota refusal (§8: RESOURCE_EXHAUSTED, "... rate quota limit exceed: allowed N
+        # requests"); Guess: the quota's name for embeddings, by analogy with the completion one.
+        return unary_error(429, 8, f"ai.textEmbeddingRequestsPerSecond.rate rate quota limit exceed: allowed {quota} requests")
     text = body.get("text")
     dim = int(request.app[STATE_KEY].config["embedding_dim"])
     # Guess: wordings of these three refusals.
@@ -343,6 +354,20 @@ async def text_embedding(request: web.Request) -> web.StreamResponse:
     set_usage(request, tokens, 0)
     payload = {"embedding": behaviour.embedding_vector(text, dim), "numTokens": str(tokens), "modelVersion": "06.12.2023"}
     return await send_json(request, payload)
+
+
+def _within_quota(calls: dict, folder: str, quota: int) -> bool:
+    """Count one call of `folder` unless `quota` calls came within the last second."""
+    now = time.monotonic()
+    recent = [t for t in calls.get(folder, ()) if now - t < 1.0]
+    if len(recent) >= quota:
+        calls[folder] = recent
+        return False
+    recent.append(now)
+    calls[folder] = recent
+    if len(calls) > 10_000:  # folders are the caller's to name: keep the table bounded
+        calls.clear()
+    return True
 
 
 async def tokenize(request: web.Request) -> web.StreamResponse:

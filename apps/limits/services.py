@@ -30,6 +30,7 @@ answers 503; either way Redis is not asked again for DOWN_PAUSE seconds, so no r
 import asyncio
 import datetime
 import logging
+import os
 import time
 from decimal import ROUND_CEILING, Decimal
 from zoneinfo import ZoneInfo
@@ -41,6 +42,7 @@ from apps.common import leases
 from apps.common import redis as shared_redis
 from apps.common.errors import ApiError
 from apps.common.metrics import LIMIT_REFUSALS
+from apps.common.rates import Limits
 from apps.usage.pricing import cost_of
 
 from .limiter import (
@@ -231,6 +233,19 @@ async def admit_model(key, model, member: str, reserve) -> "Admission | None":
         _leased[member] = admission
         _start_renewer()
     return admission
+
+
+async def take_call(key: str, rate) -> float:
+    """One call from a shared rate that is not a tenant's (a provider account's, apps/providers/adapters):
+    0 when taken, else the seconds until room frees up (nothing taken). The same script and windows as
+    admission; with Redis unreachable, as the limits fail (XROUTER_LIMITS_FAIL: open = this process's share,
+    closed = ApiError 503)."""
+    scope = _scope("c", key, f"provider account {key}", Limits(requests=rate))
+    member = os.urandom(6).hex()
+    _, decision = await _decide((scope,), member, 0, calendar(), 0)
+    if decision.admitted:
+        return 0.0
+    return (decision.retry_ms if decision.retry_ms > 0 else rate.seconds * 1000) / 1000  # < 0: a rate of 0
 
 
 class _Unreachable(Exception):

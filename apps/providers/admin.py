@@ -37,7 +37,7 @@ class CredentialInline(admin.TabularInline):
     form = CredentialForm
     formset = CredentialFormSet
     extra = 0
-    fields = ["name", "new_secrets", "stored", "max_concurrency", "token_owner", "enabled"]
+    fields = ["name", "new_secrets", "stored", "max_concurrency", "requests_rate", "token_owner", "enabled"]
     readonly_fields = ["stored"]
 
     @admin.display(description="Stored secrets")

@@ -21,7 +21,7 @@ class CredentialForm(forms.ModelForm):
 
     class Meta:
         model = Credential
-        fields = ["name", "max_concurrency", "token_owner", "enabled"]
+        fields = ["name", "max_concurrency", "requests_rate", "token_owner", "enabled"]
 
     def clean_new_secrets(self):
         raw = self.cleaned_data["new_secrets"].strip()

@@ -6,7 +6,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from apps.common.crypto import EncryptedJSONField
-from apps.common.rates import LimitFields
+from apps.common.rates import LimitFields, validate_rate
 
 KIND_CHOICES = [
     ("gigachat", "GigaChat (Sber)"),
@@ -96,6 +96,10 @@ class Credential(models.Model):
     max_concurrency = models.PositiveIntegerField(
         default=0, help_text="Concurrent upstream requests allowed (GigaChat individuals: 1). 0 = unlimited."
     )
+    requests_rate = models.CharField(
+        max_length=32, blank=True, validators=[validate_rate],
+        help_text='Calls this account may make, shared by every gateway process (e.g. "10/s"); a call beyond it '
+                  "waits up to XROUTER_CONCURRENCY_WAIT, then the router falls back. Empty: unlimited.")
     token_owner = models.CharField(
         max_length=16, blank=True, default="",
         choices=[("", "—"), (USER, "user account"), (SERVICE_ACCOUNT, "service account")],

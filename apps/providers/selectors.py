@@ -18,7 +18,8 @@ def provider_configs() -> dict[str, ProviderConfig]:
     configs = {}
     for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials", "models"):
         creds = tuple(
-            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency, token_owner=c.token_owner)
+            CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency, token_owner=c.token_owner,
+                             requests_rate=c.requests_rate)
             for c in sorted(provider.credentials.all(), key=lambda c: c.name)
             if c.enabled and _readable(provider, c)
         )

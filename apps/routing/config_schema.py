@@ -75,8 +75,16 @@ class CredentialSpec(_Strict):
     name: str = "default"
     secrets: dict[str, str]
     max_concurrency: int = Field(default=0, ge=0)
+    requests_rate: str = Field(default="", description='calls per period for every process together, e.g. "10/s"')
     token_owner: Literal["", "user", "service_account"] = Field(
         default="", description="YandexGPT iam_token credentials (required there): whose token it is")
+
+    @field_validator("requests_rate")
+    @classmethod
+    def _rate(cls, value):
+        if value:
+            parse_rate(value)  # a ValueError names the expected form
+        return value
 
 
 class ProviderSpec(_Strict):
@@ -87,6 +95,7 @@ class ProviderSpec(_Strict):
     jurisdiction: str = "RU"
     credentials: dict[str, str] | list[CredentialSpec] = Field(default_factory=dict)
     max_concurrency: int = Field(default=0, ge=0, description="for the shorthand `credentials: {...}` form")
+    requests_rate: str = Field(default="", description="for the shorthand form")
     token_owner: Literal["", "user", "service_account"] = Field(default="", description="for the shorthand form")
     extra_headers: dict[str, str] = Field(default_factory=dict)
     options: dict = Field(default_factory=dict)
@@ -97,11 +106,19 @@ class ProviderSpec(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
+    @field_validator("requests_rate")
+    @classmethod
+    def _rate(cls, value):
+        if value:
+            parse_rate(value)  # a ValueError names the expected form
+        return value
+
     def credential_list(self) -> list[CredentialSpec]:
         if isinstance(self.credentials, dict):
             if not self.credentials:
                 return []
-            return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency, token_owner=self.token_owner)]
+            return [CredentialSpec(secrets=self.credentials, max_concurrency=self.max_concurrency,
+                                   requests_rate=self.requests_rate, token_owner=self.token_owner)]
         return self.credentials
 
     @model_validator(mode="after")

@@ -35,6 +35,7 @@ def config_import(config: ConfigFile) -> dict:
             Credential.objects.update_or_create(
                 provider=provider, name=cred.name,
                 defaults={"secrets": cred.secrets, "max_concurrency": cred.max_concurrency, "token_owner": cred.token_owner,
+                          "requests_rate": cred.requests_rate,
                           "enabled": True},
             )
             counts["credentials"] += 1
@@ -144,6 +145,7 @@ def config_export() -> dict:
         for c in p.credentials.all():
             secrets = {k: "${" + _env_name(p.name, c.name if c.name != "default" else "", k) + "}" for k in sorted(c.secrets)}
             creds.append({"name": c.name, "secrets": secrets, "max_concurrency": c.max_concurrency,
+                          **({"requests_rate": c.requests_rate} if c.requests_rate else {}),
                           **({"token_owner": c.token_owner} if c.token_owner else {})})
         if creds:
             spec["credentials"] = creds

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import jwt
 import pytest
@@ -21,7 +22,7 @@ from apps.providers.adapters.yandexgpt import (
     service_account_jwt,
 )
 
-from .conftest import YANDEX_FOLDER, collect, joined, ledger, user
+from .conftest import YANDEX_API_KEY, YANDEX_FOLDER, collect, joined, ledger, user
 
 MODEL = "yandexgpt"
 COMPLETION = "/foundationModels/v1/completion"
@@ -320,3 +321,72 @@ async def test_an_iam_refusal_is_our_credential_problem(make_adapter):
 async def test_it_lists_configured_models(make_adapter):
     adapter = make_adapter("yandexgpt", options={"models": ["yandexgpt", {"id": "yandexgpt-lite", "owned_by": "yandex"}]})
     assert await adapter.list_models() == [{"id": "yandexgpt", "owned_by": "yandex"}, {"id": "yandexgpt-lite", "owned_by": "yandex"}]
+
+
+# --- embeddings within the account's quota (issue 11) ---
+EMBEDDING = "/foundationModels/v1/textEmbedding"
+
+
+async def test_the_emulator_enforces_the_embeddings_quota_of_ten_a_second(emulators, controls):
+    import httpx
+
+    url = emulators["yandexgpt"].base_url + EMBEDDING
+    body = {"modelUri": "emb://b1gdemofolder/text-search-doc/latest", "text": "x"}
+    async with httpx.AsyncClient(headers={"Authorization": f"Api-Key {YANDEX_API_KEY}"}) as client:
+        answers = await asyncio.gather(*(client.post(url, json=body) for _ in range(15)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] * 10 + [429] * 5
+    refused = next(a for a in answers if a.status_code == 429).json()
+    assert refused["code"] == 8 and "rate quota limit exceed: allowed 10 requests" in refused["message"]
+
+
+async def test_a_batch_larger_than_the_quota_is_paced_instead_of_refused(make_adapter, controls):
+    texts = [f"text number {n}" for n in range(25)]
+    started = time.monotonic()
+    result = await make_adapter("yandexgpt").embeddings(texts, "text-search-doc", {})
+    assert result.vectors == [embedding_vector(t, 256) for t in texts]
+    assert time.monotonic() - started >= 1.0  # 25 calls at 10 a second: the third ten waits two windows
+    statuses = [c["status"] for c in ledger(controls, "yandexgpt", EMBEDDING)]
+    # Paced, not refused: at most a stray 429 where the network's jitter put an 11th call into Yandex's
+    # second (the fan-out sends it again), against 15 of 25 unpaced.
+    assert statuses.count(200) == 25 and statuses.count(429) <= 2
+
+
+async def test_two_adapters_on_one_account_share_its_pace(make_adapter, controls):
+    """Two adapters (as two gateway processes would hold) on the same account: one shared window (Redis
+    with REDIS_URL, as in CI), so together they still never exceed the quota."""
+    first, second = make_adapter("yandexgpt"), make_adapter("yandexgpt")
+    texts = [f"shared {n}" for n in range(12)]
+    await asyncio.gather(first.embeddings(texts, "text-search-doc", {}), second.embeddings(texts, "text-search-doc", {}))
+    statuses = [c["status"] for c in ledger(controls, "yandexgpt", EMBEDDING)]
+    assert statuses.count(200) == 24 and statuses.count(429) <= 2
+
+
+async def test_a_text_answered_429_is_sent_again_by_the_fan_out(make_adapter, controls):
+    controls["yandexgpt"].add_fault(path=EMBEDDING, status=429, retry_after=1, count=2)
+    texts = ["one", "two", "three"]
+    result = await make_adapter("yandexgpt", options={"embedding_rate": ""}).embeddings(texts, "text-search-doc", {})
+    assert result.vectors == [embedding_vector(t, 256) for t in texts]
+    assert [c["status"] for c in ledger(controls, "yandexgpt", EMBEDDING)].count(429) == 2
+
+
+async def test_a_text_refused_past_its_resends_fails_the_request(make_adapter, controls):
+    controls["yandexgpt"].add_fault(path=EMBEDDING, status=429, count=10)
+    with pytest.raises(ProviderError) as caught:
+        await make_adapter("yandexgpt", options={"embedding_rate": ""}).embeddings(["only"], "text-search-doc", {})
+    assert caught.value.kind == "rate_limited"
+    assert len(ledger(controls, "yandexgpt", EMBEDDING)) == 4  # the call and its three re-sends
+
+
+async def test_a_credentials_own_rate_is_a_capacity_failure_past_the_wait(make_adapter, controls, settings):
+    """Any provider account may carry a rate (Credential.requests_rate): a call beyond it waits up to
+    XROUTER_CONCURRENCY_WAIT, then fails as `concurrency` (class capacity: the router falls back)."""
+    settings.XROUTER = {**settings.XROUTER, "CONCURRENCY_WAIT": 0.3}
+    credential = CredentialConfig("paced", {"api_key": YANDEX_API_KEY, "folder_id": YANDEX_FOLDER}, requests_rate="2/min")
+    adapter = make_adapter("yandexgpt", name=f"paced-{time.monotonic_ns()}", credentials=(credential,))
+    body = {"messages": [user("x")]}
+    await adapter.chat(body, MODEL)
+    await adapter.chat(body, MODEL)
+    with pytest.raises(ProviderError) as caught:
+        await adapter.chat(body, MODEL)
+    assert (caught.value.kind, caught.value.status) == ("concurrency", 429) and caught.value.retry_after >= 1

@@ -28,6 +28,7 @@ from django.conf import settings
 
 from apps.common import leases
 from apps.common import redis as shared_redis
+from apps.common.rates import parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class CredentialConfig:
     secrets: dict
     max_concurrency: int = 0
     token_owner: str = ""  # "user" | "service_account": whose token a YandexGPT iam_token is
+    requests_rate: str = ""  # calls per period for every process together ("10/s"; apps.limits paces them)
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ class ProviderAdapter:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         namespace = settings.XROUTER["REDIS_NAMESPACE"]
-        self._slots = [_Slot(c.max_concurrency, f"{namespace}:lease:credential:{config.name}:{c.name}")
+        self._slots = [_Slot(c.max_concurrency, f"{namespace}:lease:credential:{config.name}:{c.name}",
+                             parse_rate(c.requests_rate) if c.requests_rate else None)
                        for c in config.credentials] or [_Slot(0)]
 
     # --- the interface -------------------------------------------------------------------
@@ -308,14 +311,38 @@ UPSTREAM_REQUEST_ID: ContextVar[str] = ContextVar("upstream_request_id", default
 
 
 class _Slot:
-    __slots__ = ("limit", "sem", "in_flight", "waiting", "key")
+    __slots__ = ("limit", "sem", "in_flight", "waiting", "key", "rate")
 
-    def __init__(self, limit: int, key: str = ""):
+    def __init__(self, limit: int, key: str = "", rate=None):
+        self.rate = rate  # apps.common.rates.Rate: the account's calls per period, or None
         self.limit = limit
         self.sem = asyncio.Semaphore(limit) if limit else None
         self.in_flight = 0
         self.waiting = 0  # requests of this process waiting for a shared lease
         self.key = key  # the credential's lease set in Redis
+
+
+async def pace(key: str, rate, what: str, max_wait: float | None = None) -> None:
+    """One call under a shared rate (a provider account's, apps.limits's sliding window for every process):
+    waits for room up to `max_wait` (default XROUTER_CONCURRENCY_WAIT), then raises ProviderError
+    `concurrency` (class capacity: the router falls back, no breaker counts it)."""
+    from apps.limits.services import take_call  # limits sits above the adapters; only paced accounts need it
+
+    started = time.monotonic()
+    deadline = started + (settings.XROUTER["CONCURRENCY_WAIT"] if max_wait is None else max_wait)
+    mark = local_wait.get()
+    while True:
+        wait = await take_call(key, rate)
+        if not wait:
+            if mark is not None:
+                mark.waiting = False
+            return
+        if time.monotonic() + wait > deadline:
+            raise ProviderError(f"{what}: its rate of {rate} calls was used up for {time.monotonic() - started:.1f}s",
+                                status=429, kind="concurrency", retry_after=max(1.0, wait))
+        if mark is not None:
+            mark.waiting = True  # a timeout while waiting here is ours (capacity), not the provider's
+        await asyncio.sleep(wait)
 
 
 class _SlotGuard:
@@ -345,6 +372,8 @@ class _SlotGuard:
         self.slot = slots[index]
         creds = self.adapter.config.credentials
         self.credential = creds[index] if creds else None
+        if self.slot.rate is not None:
+            await pace(f"{self.slot.key}:rate", self.slot.rate, self.adapter.config.name)
         if self.slot.limit and not self.granted and shared_redis.client() is not None:
             try:
                 await self._shared()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -37,6 +38,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import aiohttp
+
+from apps.common.rates import parse_rate
 
 from .base import (
     UPSTREAM_REQUEST_ID,
@@ -48,6 +51,7 @@ from .base import (
     StreamRevisedError,
     Usage,
     error_for_status,
+    pace,
 )
 from .shaping import (
     check_no_penalties,
@@ -87,7 +91,11 @@ MAX_TEMPERATURE = 1.0
 # The SDK re-fetches IAM tokens hourly although they live up to 12 h; so do we, so that a
 # revoked key stops working within the hour.
 IAM_REFRESH_PERIOD = 3600
-EMBEDDING_CONCURRENCY = 8  # the default embeddings quota is 10 requests a second
+log = logging.getLogger(__name__)
+EMBEDDING_CONCURRENCY = 8  # calls in flight at once per request (the pacing below keeps to the quota)
+EMBEDDING_RATE = "10/s"  # the default embeddings quota per account (../shared/providers/yandexgpt.md §9)
+EMBEDDING_RESENDS = 3  # a text answered 429 is sent again at most this often (the fan-out's, see embeddings)
+MAX_RESEND_WAIT = 2.0  # seconds: a longer Retry-After fails the text rather than hold the request
 FINISH_REASONS = {
     "ALTERNATIVE_STATUS_FINAL": "stop",
     "ALTERNATIVE_STATUS_TRUNCATED_FINAL": "length",
@@ -410,14 +418,33 @@ class YandexGPTAdapter(ProviderAdapter):
 
     async def embeddings(self, inputs: list[str], model: str, body: dict) -> EmbeddingResult:
         limit = asyncio.Semaphore(int(self.config.options.get("embedding_concurrency") or EMBEDDING_CONCURRENCY))
+        rate = self._embedding_rate
 
-        async def one(text: str) -> tuple[list[float], int, str]:
-            async with limit, self.slot() as credential:
+        async def call(text: str) -> tuple[dict, dict]:
+            guard = self.slot()
+            async with limit, guard as credential:
+                if rate is not None:  # the account's embedding quota, shared by every process (apps.limits);
+                    # a batch larger than it waits its turn, within the request's time
+                    await pace(f"{guard.slot.key}:embeddings", rate, NAME, max_wait=self.timeout().total)
                 secrets = self._secrets(credential)
                 payload = {"modelUri": model_uri(model, self._folder(secrets), "emb"), "text": text}
                 if body.get("dimensions"):
                     payload["dim"] = str(body["dimensions"])
-                data, headers = await self._post(secrets, EMBEDDING, payload, _owner(credential))
+                return await self._post(secrets, EMBEDDING, payload, _owner(credential))
+
+        async def one(text: str) -> tuple[list[float], int, str]:
+            # A text refused with 429 (the quota, when other clients share the account) is sent again after
+            # the wait Yandex asks for, at most EMBEDDING_RESENDS times and within the request's deadline (the
+            # router's timeout cancels this fan-out): like n > 1, this is the fan-out's own work — the call
+            # that fails for good fails the request, and the router's retries and fallbacks are not involved.
+            for resend in range(EMBEDDING_RESENDS + 1):
+                try:
+                    data, headers = await call(text)
+                    break
+                except ProviderError as exc:
+                    if exc.kind != "rate_limited" or resend == EMBEDDING_RESENDS:
+                        raise
+                    await asyncio.sleep(min(exc.retry_after or 1.0, MAX_RESEND_WAIT))
             if not isinstance(data, dict) or not isinstance(data.get("embedding"), list):
                 raise bad_answer(NAME, "no embedding")
             try:
@@ -440,6 +467,17 @@ class YandexGPTAdapter(ProviderAdapter):
             usage=Usage(prompt_tokens=sum(r[1] for r in results)),
             provider_request_id=results[0][2] if results else "",
         )
+
+    @property
+    def _embedding_rate(self):
+        """Embedding calls per period per account: Yandex's documented 10/s (../shared/providers/yandexgpt.md
+        §9) unless the provider's options say `embedding_rate` ("20/s"; "" turns pacing off)."""
+        text = self.config.options.get("embedding_rate", EMBEDDING_RATE)
+        try:
+            return parse_rate(text) if text else None
+        except ValueError:
+            log.warning("%s: options.embedding_rate %r is not a rate; pacing at %s", self.config.name, text, EMBEDDING_RATE)
+            return parse_rate(EMBEDDING_RATE)
 
     async def list_models(self) -> list[dict]:
         # The native API has no model list: the operator names the models in the options.
