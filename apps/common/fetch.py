@@ -104,3 +104,39 @@ def resolve_public(url: str) -> Target:
     literal = f"[{address}]" if ":" in address else address
     netloc = f"{literal}:{parts.port}" if parts.port else literal
     return Target(url=parts._replace(netloc=netloc).geturl(), host=host, address=address, host_header=parts.netloc)
+
+
+FETCH_TIMEOUT = 5.0  # seconds for a whole fetch (connect, headers, body)
+
+
+async def fetch_public(url: str, max_bytes: int) -> tuple[bytes, str]:
+    """GET `url` from a public address (resolve_public: its DNS answer checked, then the address itself
+    connected to, the name kept for TLS and the Host header), no redirects, within FETCH_TIMEOUT, at most
+    `max_bytes`: (body, its Content-Type). UnsafeURL for a URL we will not fetch, or one that did not
+    answer 200 with a body of that size in time (the message is safe to show to whoever sent the URL)."""
+    import asyncio
+
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    # getaddrinfo blocks: the default executor runs it, as aiohttp's own resolver does.
+    target = await loop.run_in_executor(None, resolve_public, url)
+    ssl_name = target.host if urlsplit(url).scheme == "https" else None
+    try:
+        async with asyncio.timeout(FETCH_TIMEOUT), aiohttp.ClientSession(auto_decompress=False) as session, \
+                session.get(target.url, headers={"Host": target.host_header}, allow_redirects=False,
+                            server_hostname=ssl_name) as response:
+            if response.status != 200:
+                raise UnsafeURL(f"the URL answered HTTP {response.status}, not 200")
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise UnsafeURL(f"the URL's body is larger than {max_bytes} bytes")
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise UnsafeURL(f"the URL's body is larger than {max_bytes} bytes")
+            return bytes(body), response.content_type
+    except TimeoutError:
+        raise UnsafeURL(f"the URL did not answer within {FETCH_TIMEOUT:.0f} s") from None
+    except aiohttp.ClientError as exc:
+        raise UnsafeURL(f"the URL could not be fetched ({type(exc).__name__})") from None

@@ -13,6 +13,7 @@ Not emulated: the v2 contract (``/api/v2/chat/completions``, what SDK 0.2.x's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -87,6 +88,9 @@ def make_app(**options) -> web.Application:
     app.router.add_post("/api/v1/embeddings", _authorized(embeddings))
     app.router.add_post("/api/v1/tokens/count", _authorized(tokens_count))
     app.router.add_get("/api/v1/balance", _authorized(balance))
+    app.router.add_post("/api/v1/files", _authorized(upload_file))
+    app.router.add_get("/api/v1/files", _authorized(list_files))
+    app.router.add_post("/api/v1/files/{file_id}/delete", _authorized(delete_file))
     return app
 
 
@@ -329,12 +333,89 @@ def _precached(request, messages: list[dict], texts: list[str]) -> int:
     return cached
 
 
+# --- files: images for the vision models (gigachat.md §5.7, SDK-0.2.3 api/files.py; §5.2 attachments) ---
+VISION_MODELS = {"GigaChat-2-Pro", "GigaChat-2-Max", "GigaChat-Pro", "GigaChat-Max"}  # REF-CHAT; Guess: the older two
+IMAGE_TYPES = {"image/jpeg", "image/png", "image/tiff", "image/bmp"}  # Guess: the formats GigaChat's docs list
+MAX_FILE_BYTES = 15 * 1024 * 1024  # Guess: a per-file cap (the documented one is < 80 MB per request)
+MAX_FILES = 1000  # Guess: the account's storage is bounded; keeps the emulator's memory bounded too
+MAX_ATTACHMENTS = 10  # per request, one image per message (§5.2)
+
+
+def _files(request) -> dict:
+    return request.app[STATE_KEY].sessions.setdefault("files", {})
+
+
+async def upload_file(request):
+    """POST /files, multipart: part `file` (name + MIME), field `purpose` (§5.7)."""
+    if not request.content_type.startswith("multipart/"):
+        raise Invalid(400, "Expected multipart/form-data")  # Guess: wording
+    reader = await request.multipart()
+    content, filename, mime, purpose = None, "", "", "general"
+    async for part in reader:
+        if part.name == "file":
+            filename, mime = part.filename or "file", part.headers.get("Content-Type", "")
+            content = await part.read(decode=False)
+            if len(content) > MAX_FILE_BYTES:
+                raise Invalid(413, "File too large")  # Guess
+        elif part.name == "purpose":
+            purpose = (await part.text())[:32]
+    if content is None:
+        raise Invalid(400, "file is required")  # Guess: wording
+    if mime not in IMAGE_TYPES:
+        raise Invalid(400, f"Unsupported file type {mime or 'unknown'}")  # Guess: wording
+    files = _files(request)
+    if len(files) >= MAX_FILES:
+        raise Invalid(429, "Too many files stored")  # Guess
+    file_id = str(uuid.uuid4())
+    files[file_id] = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                      "filename": filename[:255], "purpose": purpose, "sha256": hashlib.sha256(content).hexdigest()}
+    return web.json_response({k: v for k, v in files[file_id].items() if k != "sha256"})
+
+
+async def list_files(request):
+    return web.json_response({"data": [{k: v for k, v in f.items() if k != "sha256"} for f in _files(request).values()]})
+
+
+async def delete_file(request):
+    """Deleting is a POST (§5.7)."""
+    file_id = request.match_info["file_id"]
+    if _files(request).pop(file_id, None) is None:
+        raise Invalid(404, "File not found")  # Guess: wording
+    return web.json_response({"id": file_id, "deleted": True})
+
+
+def _check_attachments(request, model: str, messages: list[dict]) -> str:
+    """The attachments' rules (§5.2); returns what the model "sees" in the last user message's image."""
+    total, seen = 0, ""
+    for message in messages:
+        ids = message.get("attachments")
+        if ids is None:
+            continue
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise Invalid(422, "Invalid params: attachments must be an array of file ids")  # Guess: wording
+        if len(ids) > 1:
+            raise Invalid(422, "Invalid params: one image per message")  # Guess: wording (§5.2: one per message)
+        total += len(ids)
+        for file_id in ids:
+            found = _files(request).get(file_id)
+            if found is None:
+                raise Invalid(404, f"File {file_id} not found")  # Guess: wording
+            if model not in VISION_MODELS:
+                raise Invalid(422, f"Invalid params: model {model} does not accept images")  # Guess: wording
+            if message.get("role") == "user":
+                seen = f"I see an image of {found['bytes']} bytes (sha256 {found['sha256'][:12]})."
+    if total > MAX_ATTACHMENTS:
+        raise Invalid(422, f"Invalid params: at most {MAX_ATTACHMENTS} images per request")  # Guess: wording
+    return seen
+
+
 async def chat_completions(request):
     body = _body(request)
     model = body.get("model") or "GigaChat"  # Guess: the service falls back to its default model
     if model not in CHAT_MODELS:
         raise Invalid(404, "No such model")
     _validate_messages(body.get("messages"))
+    seen = _check_attachments(request, model, body["messages"])
     _validate_options(body)
     _check_schemas(body)
     conv = _conversation(body)
@@ -346,6 +427,8 @@ async def chat_completions(request):
         reply = behaviour.Reply(text=BAD_CALL_TEXT, finish_reason="error", completion_tokens=behaviour.count_tokens(BAD_CALL_TEXT))
     if reply.is_tool_call and isinstance(body.get("function_call"), dict):
         reply.tool_args.update(body["function_call"].get("partial_arguments") or {})
+    if seen and not reply.is_tool_call:  # the model describes the image it was shown
+        reply = behaviour.Reply(text=seen, finish_reason="stop", completion_tokens=behaviour.count_tokens(seen))
     texts = _prompt_texts(body["messages"])
     prompt_tokens = behaviour.message_tokens(texts)
     usage = {

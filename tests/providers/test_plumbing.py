@@ -19,7 +19,7 @@ CHAT = "/v1/chat/completions"
 def test_the_registry_loads_every_kind_with_its_capabilities():
     # (n, stop, images, dimensions)
     expected = {
-        "gigachat": (False, False, False, False),
+        "gigachat": (False, False, True, False),  # images: uploaded to its vision models
         "yandexgpt": (False, False, False, True),
         "mts": (True, True, True, True),
         "tbank": (True, True, True, True),

@@ -30,6 +30,7 @@ Parameters:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -49,6 +50,7 @@ from .base import (
     error_for_status,
     session_id,
 )
+from .gigachat_files import FILE_ID, image_bytes, images_of
 from .gigachat_request import build_messages, build_request, from_gigachat_name
 from .shaping import (
     dump_arguments,
@@ -172,13 +174,19 @@ class GigaChatAdapter(ProviderAdapter):
     kind = "gigachat"
     supports_n = False
     supports_stop = False
-    supports_images = False  # they would need an upload through POST /files first
+    supports_images = True  # uploaded through POST /files first (gigachat_files.py); vision models only
     supports_dimensions = False
 
     async def chat(self, body: dict, model: str) -> ChatResult:
-        payload = build_request({**body, "stream": False}, model, self.config.options)
+        images = images_of(body["messages"], model)
         async with self.slot() as credential:
-            data, headers = await self._call(credential, "POST", "/chat/completions", payload)
+            files = await self._upload(credential, images) if images else {}
+            try:
+                payload = build_request({**body, "stream": False}, model, self.config.options, files)
+                data, headers = await self._call(credential, "POST", "/chat/completions", payload)
+            finally:
+                if files:
+                    await self._delete(credential, files)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise bad_answer(NAME, "no choices")
         try:
@@ -192,41 +200,51 @@ class GigaChatAdapter(ProviderAdapter):
             raise bad_answer(NAME, wrong_shape(exc)) from None
 
     async def stream_chat(self, body: dict, model: str) -> AsyncIterator[StreamChunk]:
-        payload = build_request({**body, "stream": True}, model, self.config.options)
+        images = images_of(body["messages"], model)
         async with self.slot() as credential:
-            resp, token = await self._open_stream(credential, payload)
-            hidden = {**(credential.secrets if credential else {}), "token": token}
-            async with holding(resp, NAME):
-                if resp.content_type != "text/event-stream":
-                    raise await self._not_a_stream(resp, hidden)
-                head = opening_chunk(resp.headers.get("X-Request-Id", ""))
-                finished = False
-                async for event in iter_sse(resp.content, stream_limit()):
-                    if event.data == "[DONE]":
-                        return
-                    chunk = parse_json(NAME, event.data)
-                    if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
-                        raise self._inband_error(chunk, hidden)
-                    for out in stream_event(chunk):
-                        if out.finish_reason == "error":
-                            if head is not None:
-                                raise failed_call()
-                            # Text already reached the client: like the gigachat SDK and
-                            # langchain-gigachat (which log the reason and keep the answer), the
-                            # streamed text stands as the answer. OpenAI has no "error" finish
-                            # reason (clients that validate it would fail), so it ends as "stop";
-                            # gigachat.md §12.7 allows "error or stop".
-                            log.warning("%s: finish_reason error after streamed text; ending the stream with stop", NAME)
-                            out.finish_reason = "stop"
+            files = await self._upload(credential, images) if images else {}
+            try:
+                async for chunk in self._stream(credential, body, model, files):
+                    yield chunk
+            finally:
+                if files:  # the answer is over, whichever way: the images go (on a cancellation too)
+                    await asyncio.shield(self._delete(credential, files))
+
+    async def _stream(self, credential, body: dict, model: str, files: dict) -> AsyncIterator[StreamChunk]:
+        payload = build_request({**body, "stream": True}, model, self.config.options, files)
+        resp, token = await self._open_stream(credential, payload)
+        hidden = {**(credential.secrets if credential else {}), "token": token}
+        async with holding(resp, NAME):
+            if resp.content_type != "text/event-stream":
+                raise await self._not_a_stream(resp, hidden)
+            head = opening_chunk(resp.headers.get("X-Request-Id", ""))
+            finished = False
+            async for event in iter_sse(resp.content, stream_limit()):
+                if event.data == "[DONE]":
+                    return
+                chunk = parse_json(NAME, event.data)
+                if "choices" not in chunk and any(k in chunk for k in ("status", "message", "error")):
+                    raise self._inband_error(chunk, hidden)
+                for out in stream_event(chunk):
+                    if out.finish_reason == "error":
                         if head is not None:
-                            yield head
-                            head = None
-                        finished = finished or out.finish_reason is not None
-                        yield out
-                # A clean close after the finish event only lost the [DONE] marker; before it,
-                # the answer is incomplete.
-                if not finished:
-                    raise cut_off(NAME)
+                            raise failed_call()
+                        # Text already reached the client: like the gigachat SDK and
+                        # langchain-gigachat (which log the reason and keep the answer), the
+                        # streamed text stands as the answer. OpenAI has no "error" finish
+                        # reason (clients that validate it would fail), so it ends as "stop";
+                        # gigachat.md §12.7 allows "error or stop".
+                        log.warning("%s: finish_reason error after streamed text; ending the stream with stop", NAME)
+                        out.finish_reason = "stop"
+                    if head is not None:
+                        yield head
+                        head = None
+                    finished = finished or out.finish_reason is not None
+                    yield out
+            # A clean close after the finish event only lost the [DONE] marker; before it,
+            # the answer is incomplete.
+            if not finished:
+                raise cut_off(NAME)
 
     async def embeddings(self, inputs: list[str], model: str, body: dict) -> EmbeddingResult:
         if body.get("dimensions"):
@@ -280,14 +298,49 @@ class GigaChatAdapter(ProviderAdapter):
     def _url(self, path: str) -> str:
         return self.config.base_url.rstrip("/") + path
 
-    async def _call(self, credential, method: str, path: str, payload: dict | None):
+    async def _upload(self, credential, images) -> dict[int, str]:
+        """Upload the request's images (gigachat_files.py): {message index: file id}. On any failure, what
+        was uploaded is deleted before the error goes on."""
+        files: dict[int, str] = {}
+        try:
+            for image in images:
+                raw, mime = await image_bytes(image)
+
+                def form(raw=raw, mime=mime) -> aiohttp.FormData:  # built again for a retry after a 401
+                    data = aiohttp.FormData()
+                    data.add_field("file", raw, filename="image." + mime.split("/")[1], content_type=mime)
+                    data.add_field("purpose", "general")
+                    return data
+
+                data, _ = await self._call(credential, "POST", "/files", None, form=form)
+                file_id = data.get("id") if isinstance(data, dict) else None
+                if not isinstance(file_id, str) or not FILE_ID.fullmatch(file_id):
+                    raise bad_answer(NAME, "no file id for an uploaded image")
+                files[image.message] = file_id
+        except BaseException:
+            await asyncio.shield(self._delete(credential, files))
+            raise
+        return files
+
+    async def _delete(self, credential, files: dict[int, str]) -> None:
+        """Delete uploaded images (after the answer, whichever way it ended); a failure is logged, never raised."""
+        for file_id in files.values():
+            try:
+                async with asyncio.timeout(5):
+                    await self._call(credential, "POST", f"/files/{file_id}/delete", None)
+            except Exception as exc:
+                log.warning("%s: an uploaded image could not be deleted (%s)", NAME, type(exc).__name__)
+
+    async def _call(self, credential, method: str, path: str, payload: dict | None, form=None):
+        """form: a function building the multipart body (uploads), called for each try."""
         secrets = credential.secrets if credential else {}
         for attempt in (1, 2):
             token = await self._token(secrets)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **_session_header()}
             if UPSTREAM_REQUEST_ID.get():
                 headers["X-Request-ID"] = UPSTREAM_REQUEST_ID.get()  # logged by GigaChat (gigachat.md §4: REF-CHAT)
-            status, raw, resp_headers = await send(self.session(), NAME, method, self._url(path), headers, json_body=payload)
+            status, raw, resp_headers = await send(self.session(), NAME, method, self._url(path), headers, json_body=payload,
+                                                   form=form() if form is not None else None)
             if status == 401 and attempt == 1 and self._refreshable(secrets):
                 await TOKENS.invalidate(self._token_key(secrets), token)
                 continue

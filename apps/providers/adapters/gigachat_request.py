@@ -26,14 +26,15 @@ OPTION_FIELDS = ("repetition_penalty", "update_interval", "profanity_check")
 
 
 # --- request translation -----------------------------------------------------------------------
-def build_request(body: dict, model: str, options: dict | None = None) -> dict:
-    """An OpenAI chat request as a GigaChat /chat/completions body."""
+def build_request(body: dict, model: str, options: dict | None = None, files: dict | None = None) -> dict:
+    """An OpenAI chat request as a GigaChat /chat/completions body. files: {message index: uploaded file id}
+    for the messages whose image was uploaded (gigachat_files.py)."""
     options = options or {}
     check_no_penalties(body, NAME)
     for name in ("seed", "logit_bias"):  # gigachat.md §12.10: neither exists; both change the answer
         if body.get(name) is not None:
             raise unsupported(NAME, name)
-    payload: dict = {"model": model, "messages": build_messages(body["messages"])}
+    payload: dict = {"model": model, "messages": build_messages(body["messages"], files)}
     if body.get("temperature") is not None:
         payload["temperature"] = body["temperature"] if body["temperature"] > 0 else GREEDY_TEMPERATURE
     for name in ("top_p", "max_tokens"):
@@ -61,8 +62,9 @@ def build_request(body: dict, model: str, options: dict | None = None) -> dict:
     return payload
 
 
-def build_messages(messages: list[dict]) -> list[dict]:
-    """Roles, content and tool traffic in GigaChat's shape (gigachat.md §12, items 3-5)."""
+def build_messages(messages: list[dict], files: dict | None = None) -> list[dict]:
+    """Roles, content and tool traffic in GigaChat's shape (gigachat.md §12, items 3-5); a message whose
+    image was uploaded carries its id in `attachments` (files: {message index: file id})."""
     out: list[dict] = []
     names = history_tool_names(messages)
     deferred: dict[str, dict] = {}  # parallel calls GigaChat cannot take in one turn
@@ -82,6 +84,10 @@ def build_messages(messages: list[dict]) -> list[dict]:
                     kind="bad_request",
                 )
             out.append({"role": "function", "name": to_gigachat_name(name), "content": _json_object(text_of(message["content"], NAME, where))})
+            continue
+        if files and i in files:  # its image went up as a file: the text parts, and the file's id
+            texts = [p for p in message["content"] if p.get("type") != "image_url"]
+            out.append({"role": "user", "content": text_of(texts, NAME, where), "attachments": [files[i]]})
             continue
         text = text_of(message.get("content"), NAME, where)
         if role == "assistant":
@@ -122,7 +128,8 @@ def _append(out: list[dict], role: str, text: str) -> None:
     copies the growing text once per message (quadratic in a long same-role history).
     """
     last = out[-1] if out else None
-    if last is not None and last["role"] == role and role != "function" and "function_call" not in last:
+    if (last is not None and last["role"] == role and role != "function" and "function_call" not in last
+            and "attachments" not in last):  # an image's message stays its own (one image per message)
         if not text:
             return
         if isinstance(last["content"], list):
