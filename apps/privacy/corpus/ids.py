@@ -69,8 +69,19 @@ def enp_digit(body: str) -> int:
     return (10 - total % 10) % 10
 
 
+def enp_facet(birth_year: int, month: int, day: int, male: bool) -> str:
+    """Digits 3–10 of the ЕНП: birth date and sex, each digit stored as 9 − digit (FFOMS order No. 79 of
+    2011; the rule as implemented in resilencelyn/rt.srz, EnpChecker.GetFacet): month (+20 for births up to
+    1950, +40 up to 2000), the year's digits in reverse order, the day (+50 for men)."""
+    m = month + (20 if birth_year <= 1950 else 40 if birth_year <= 2000 else 0)
+    d = day + (50 if male else 0)
+    inv = lambda s: "".join(str(9 - int(ch)) for ch in s)  # noqa: E731
+    return inv(f"{m:02d}") + inv(f"{birth_year:04d}"[::-1]) + inv(f"{d:02d}")
+
+
 def oms(rng: random.Random, valid: bool = True) -> str:
-    body = f"{rng.randrange(1, 99):02d}" + _s(_digits(rng, 13))
+    facet = enp_facet(rng.randrange(1930, 2025), rng.randrange(1, 13), rng.randrange(1, 29), rng.random() < 0.5)
+    body = f"{rng.randrange(1, 99):02d}" + facet + _s(_digits(rng, 5))
     c = enp_digit(body)
     return body + str(c if valid else (c + rng.randrange(1, 10)) % 10)
 
