@@ -1,7 +1,8 @@
 """Detectors for Russian personal data: one entry point, `find(text)`.
 
 Interface (stable; the policy pipeline relies on it): `find(text, names=False)` returns the entities in
-`text` as `Entity(kind, start, end)` sorted by `start`, not overlapping (the longer one wins). `kind` is one
+`text` as `Entity(kind, start, end)` sorted by `start`, not overlapping (of two overlapping ones the
+longer wins; an identifier wins over a name the tagger found around it). `kind` is one
 of KINDS. `names=True` adds persons, places (addresses) and organisations from the NLP tagger, which loads
 lazily on first use (apps/privacy/names.py).
 
@@ -12,6 +13,7 @@ nested quantifiers, and every scan starts only where a run starts (a lookbehind 
 long adversarial input costs time in proportion to its length. Measured in bench/privacy.py.
 """
 
+import bisect
 import datetime
 import re
 from dataclasses import dataclass
@@ -341,9 +343,15 @@ def resolve(candidates: list[Entity]) -> list[Entity]:
 
 
 def find(text: str, names: bool = False) -> list[Entity]:
-    found = _emails(text) + _numbers(text) + _passports_worded(text) + _plates(text)
+    found = resolve(_emails(text) + _numbers(text) + _passports_worded(text) + _plates(text))
     if names:
         from apps.privacy.names import find_names  # the tagger loads on first use only
 
-        found += find_names(text)
-    return resolve(found)
+        # A number the tagger swept into a name ("ОМС 1234… Курьер" as one organisation) keeps its own kind.
+        found = resolve(found + [e for e in find_names(text) if not _overlaps(e, found)])
+    return found
+
+
+def _overlaps(ent: Entity, sorted_entities: list[Entity]) -> bool:
+    i = bisect.bisect_left(sorted_entities, ent.start, key=lambda e: e.end)
+    return i < len(sorted_entities) and sorted_entities[i].start < ent.end

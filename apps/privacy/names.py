@@ -1,13 +1,18 @@
 """Persons, places and organisations in Russian text: Natasha 1.6.0's news NER model (slovnet on navec
-embeddings, both shipped inside the natasha wheel; offline).
+embeddings, both shipped inside the natasha wheel; offline), checked with pymorphy2's dictionary.
 
-Loaded on the first call only, once per process (about 1.7 s and 105 MiB; bench/privacy.py measures it), so
+Loaded on the first call only, once per process (about 2 s and 140 MiB; bench/privacy.py measures it), so
 a process that serves no policy needing names never pays for it. The model is run through slovnet directly
-rather than `import natasha`: natasha's package import also loads pymorphy2 and yargy (morphology, not needed
-for tagging; pymorphy2 0.9 calls inspect.getargspec, gone in Python 3.11, when an analyser is built).
+rather than `import natasha`: natasha's package import also loads yargy and its own wrappers, none needed.
+
+pymorphy2 0.9.1 (natasha's own dependency) calls `inspect.getargspec`, which Python 3.11 removed, when an
+analyser is built; `_morph()` supplies that one function (from `getfullargspec`, the same four fields) if
+it is missing, before building the analyser. The dictionary tells a tagged "person" that is only a
+capitalised verb or noun ("Прикрепите", "Курьер", "Прописка") from a name or a place.
 """
 
 import importlib.util
+import inspect
 import os
 import re
 import threading
@@ -19,11 +24,12 @@ _EMBEDDING = "data/emb/navec_news_v1_1B_250K_300d_100q.tar"
 _MODEL = "data/model/slovnet_ner_news_v1.tar"
 
 _tagger = None
+_analyser = None
 _lock = threading.Lock()
 
 
 def _load():
-    global _tagger
+    global _tagger, _analyser
     with _lock:
         if _tagger is None:
             from navec import Navec
@@ -33,27 +39,57 @@ def _load():
             base = importlib.util.find_spec("natasha").submodule_search_locations[0]
             tagger = NER.load(os.path.join(base, _MODEL))
             tagger.navec(Navec.load(os.path.join(base, _EMBEDDING)))
+            _analyser = _morph()
             _tagger = tagger
     return _tagger
+
+
+def _morph():
+    if not hasattr(inspect, "getargspec"):
+        inspect.getargspec = lambda func: inspect.getfullargspec(func)[:4]
+    import pymorphy2
+
+    return pymorphy2.MorphAnalyzer()
 
 
 def loaded() -> bool:
     return _tagger is not None
 
 
+_NAME_TAGS = {"Name", "Surn", "Patr"}
+_PLACE_TAGS = {"Geox", "Name", "Surn", "Patr"}  # streets are often named after people
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)?")
+
+
+def _looks_like_a_name(words: list[str], tags: set[str]) -> bool:
+    """Some word carries one of `tags` (first name, surname, toponym…), is an initial, or is a word the
+    dictionary does not know."""
+    for word in words:
+        if len(word) == 1:
+            return True  # an initial: "И. Петров"
+        if any(tags & p.tag.grammemes for p in _analyser.parse(word)) or not _analyser.word_is_known(word):
+            return True
+    return False
+
+
+# The identifiers' own names are not organisations or places ("паспорт РФ", "полис ОМС").
+_DOCUMENT_WORDS = {"енп", "омс", "рф", "снилс", "инн", "осаго", "каско", "огрн", "кпп", "бик", "мфц"}
+
 # Street words and house/flat numbers: the tagger finds the names of places ("Ленина", "Москва"); an
 # address also holds the street's kind and the numbers after it, which say the most about a person.
-_STREET = (r"(?:ул\.|улица|улице|улицы|пр-т|пр-кт|просп\.|проспект[аеу]?|пер\.|переул[оке]к?|б-р|бульвар[аеу]?|"
+_STREET = (r"(?:ул\.?|улица|улице|улицы|пр-т|пр-кт|просп\.|проспект[аеу]?|пер\.|переул[оке]к?|б-р|бульвар[аеу]?|"
            r"ш\.|шоссе|наб\.|набережн[аяойуюе]{1,2}|пл\.|площад[ьи]|мкр\.?|микрорайон[аеу]?|г\.|город[аеу]?|"
            r"обл\.|област[ьи]|пос\.|пгт\.?|с\.|д\.)")
-_STREET_AT = re.compile(_STREET + r"[ \t\u00a0]{0,2}$", re.IGNORECASE)
+_STREET_AT = re.compile(r"(?<![\w.])" + _STREET + r"[ \t\u00a0]{0,2}$", re.IGNORECASE)
 _HOUSE = re.compile(r"[ \t\u00a0]{0,2},?[ \t\u00a0]{0,2}(?:(?:д\.|дом|корп\.|корпус|к\.|стр\.|строение|кв\.|квартира|"
                     r"оф\.|офис)[ \t\u00a0]{0,2})?[0-9]{1,4}[а-яА-Я]?(?:/[0-9]{1,3})?(?![0-9])")
+_JOIN = re.compile(r"[ \t\u00a0]{0,2},?[ \t\u00a0]{0,2}" + _STREET + r"?[ \t\u00a0]{0,2}", re.IGNORECASE)
 _MAX_HOUSE_PARTS = 5
+_STREET_LOOKBACK = 16
 
 
 def _extend_address(text: str, start: int, end: int) -> tuple[int, int]:
-    m = _STREET_AT.search(text, max(0, start - 16), start)
+    m = _STREET_AT.search(text, max(0, start - _STREET_LOOKBACK), start)
     if m:
         start = m.start()
     for _ in range(_MAX_HOUSE_PARTS):
@@ -64,18 +100,50 @@ def _extend_address(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+# "ул. Первомайская, д. 197, кв. 72": a street kind, its name and a house number are an address whether or
+# not the tagger knows the street (it often does not, and never in lower case).
+_STREET_KIND = (r"(?:ул\.?|улица|улице|пр-т|пр-кт|просп\.|проспект[аеу]?|пер\.|переул[оке]к?|б-р|бульвар[аеу]?|"
+                r"шоссе|наб\.|набережн[аяойуюе]{1,2}|пл\.|площад[ьи]|мкр\.?|микрорайон[аеу]?)")
+_NAME_WORD = r"[А-ЯЁа-яё0-9][А-ЯЁа-яё-]{1,30}"
+_STREET_ADDRESS = re.compile(
+    r"(?<![\w.])" + _STREET_KIND + r"[ \t\u00a0]{0,2}" + _NAME_WORD + r"(?:[ \t\u00a0]" + _NAME_WORD + r")?"
+    r"[ \t\u00a0]{0,2},?[ \t\u00a0]{0,2}(?:д\.|дом)?[ \t\u00a0]{0,2}[0-9]{1,4}(?![0-9])", re.IGNORECASE)
+# "Самара, ул. …": the town written just before the street.
+_TOWN_BEFORE = re.compile(r"(?:г\.[ \t\u00a0]?)?[А-ЯЁа-яё][а-яё]{2,30}(?:-[а-яё]{1,4}-[А-ЯЁа-яё][а-яё]{2,30})?,[ \t\u00a0]{1,2}$")
+_TOWN_LOOKBACK = 40
+
+
+def _street_addresses(text: str) -> list[Entity]:
+    found = []
+    for m in _STREET_ADDRESS.finditer(text):
+        start, end = _extend_address(text, m.start(), m.end())
+        town = _TOWN_BEFORE.search(text, max(0, start - _TOWN_LOOKBACK), start)
+        found.append(Entity("address", town.start() if town else start, end))
+    return found
+
+
 def find_names(text: str) -> list[Entity]:
-    """Persons, addresses and organisations in `text` (spans may overlap; detect.find resolves them)."""
+    """Persons, addresses and organisations in `text`, sorted by start (not overlapping each other)."""
     if not text.strip():
         return []
     found = []
     for span in _load()(text).spans:
         kind = _KINDS.get(span.type)
+        words = _WORD.findall(text[span.start:span.stop])
+        if not kind or not words or text[span.start:span.stop].lower() in _DOCUMENT_WORDS:
+            continue
+        # "ул. Жукова": a street named after a person is part of an address.
+        if kind == "person" and _STREET_AT.search(text, max(0, span.start - _STREET_LOOKBACK), span.start):
+            kind = "address"
+        if kind == "person" and not _looks_like_a_name(words, _NAME_TAGS):
+            continue
+        if kind == "address" and len(words) == 1 and not _looks_like_a_name(words, _PLACE_TAGS):
+            continue  # "Прописка: …" read as a place
         if kind == "address":
             found.append(Entity(kind, *_extend_address(text, span.start, span.stop)))
-        elif kind:
+        else:
             found.append(Entity(kind, span.start, span.stop))
-    return _merge_addresses(text, found)
+    return _merge_addresses(text, found + _street_addresses(text))
 
 
 def _merge_addresses(text: str, found: list[Entity]) -> list[Entity]:
@@ -83,12 +151,11 @@ def _merge_addresses(text: str, found: list[Entity]) -> list[Entity]:
     out: list[Entity] = []
     for ent in sorted(found, key=lambda e: e.start):
         prev = out[-1] if out else None
-        if (prev and prev.kind == ent.kind == "address" and ent.start >= prev.end
-                and _JOIN.fullmatch(text, prev.end, ent.start)):
+        if prev and prev.kind == ent.kind == "address" and ent.start >= prev.end and _JOIN.fullmatch(text, prev.end, ent.start):
             out[-1] = Entity("address", prev.start, max(prev.end, ent.end))
+        elif prev and ent.start < prev.end:
+            if ent.end - ent.start > prev.end - prev.start:
+                out[-1] = ent
         else:
             out.append(ent)
     return out
-
-
-_JOIN = re.compile(r"[ \t\u00a0]{0,2},?[ \t\u00a0]{0,2}" + _STREET + r"?[ \t\u00a0]{0,2}", re.IGNORECASE)

@@ -1,9 +1,9 @@
 """The generated corpus: seeded and deterministic, `generate(n, seed)`.
 
-Formats follow how people type these things (spaces, dashes, brackets, line breaks, lower case, declined
-names, initials, Latin letters that look Cyrillic in plates and in the words naming a document), chosen at
-random and independently of the detectors; no code from apps/privacy/detect.py is used. Look-alike
-negatives (identifiers with a wrong check digit, order and invoice numbers, dates, amounts) carry no label.
+Every template holds exactly its labelled entities (no unlabelled names). Formats follow how people type
+these things (spaces, dashes, brackets, line breaks, lower case, declined names, initials, Latin letters
+that look Cyrillic in plates and in the words naming a document), chosen at random and independently of
+the detectors; no code from apps/privacy/detect.py is used. Look-alike negatives (identifiers with a wrong check digit, order and invoice numbers, dates, amounts) carry no label.
 """
 
 import random
@@ -236,8 +236,8 @@ def fmt_email(rng: random.Random) -> str:
 # "{x}" is the entity; "{ctx}" the word naming it, present or not (recall without context is measured).
 TEMPLATES = {
     "phone": ["Мой телефон {x}, звоните после шести.", "Перезвоните мне на {x}", "{x} — это мой номер",
-              "Контакт для связи: {x}.", "Номер {x}, спросить Ольгу.", "Звоните {x} или пишите в чат",
-              "тел. {x}", "Оставляю номер {x}, жду звонка.", "вот {x}", "Пишите в WhatsApp {x}.",
+              "Контакт для связи: {x}.", "Номер {x}, спросить дежурного.", "Звоните {x} или пишите в чат",
+              "тел. {x}", "Оставляю номер {x}, жду звонка.", "вот {x}", "Пишите в мессенджере на {x}.",
               "Курьер звонил с {x}, но я не успела ответить."],
     "card": ["{ctx} {x} заблокирована?", "Переведите на {x}, пожалуйста.", "Списание с {x} прошло дважды.",
              "Вот реквизиты: {x}.", "Прошу перевыпустить {ctx} {x}.", "Оплата с {x} не проходит",
