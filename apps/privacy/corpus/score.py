@@ -42,3 +42,29 @@ def pooled(result: dict, kinds) -> dict[str, float]:
     c = {f: sum(result[k][f] for k in kinds if k in result) for f in ("gold", "found", "predicted", "correct")}
     return dict(c, recall=c["found"] / c["gold"] if c["gold"] else None,
                 precision=c["correct"] / c["predicted"] if c["predicted"] else None)
+
+
+# Issue 12's bars: checksummed identifiers and names per kind; speed in ms per 1,000 characters.
+CHECKSUM_RECALL, CHECKSUM_PRECISION = 0.99, 0.98
+NAMES_RECALL, NAMES_PRECISION = 0.90, 0.90
+PATTERNS_MS, NAMES_MS = 5.0, 15.0
+
+
+def verdicts(corpus: str, every_case: dict, normal_case: dict) -> list[tuple[str, bool]]:
+    """(line, passed) per bar: checksummed kinds over every item (digits have no case), persons in
+    normally cased text. `every_case` and `normal_case` are `score()` results."""
+    out = []
+    for kind in CHECKSUM_KINDS:
+        r = every_case.get(kind)
+        if not r or not r["gold"]:
+            continue
+        rec, prec = r["recall"], r["precision"] or 0.0
+        out.append((f"{corpus}: {kind} recall {rec:.3f} ≥ {CHECKSUM_RECALL}", rec >= CHECKSUM_RECALL))
+        out.append((f"{corpus}: {kind} precision {prec:.3f} ≥ {CHECKSUM_PRECISION} (look-alike negatives included)",
+                    prec >= CHECKSUM_PRECISION))
+    r = normal_case.get("person")
+    if r and r["gold"]:
+        rec, prec = r["recall"], r["precision"] or 0.0
+        out.append((f"{corpus}: person recall {rec:.3f} ≥ {NAMES_RECALL} (normal case)", rec >= NAMES_RECALL))
+        out.append((f"{corpus}: person precision {prec:.3f} ≥ {NAMES_PRECISION} (normal case)", prec >= NAMES_PRECISION))
+    return out
