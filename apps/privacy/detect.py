@@ -130,31 +130,35 @@ _AFTER_STOP = re.compile(r"[0-9]|[.!?;]\s")
 _SENTENCE_END = re.compile(r"(?:[^\W\d_]{5}|[0-9])[.!?]+\s")
 
 
-def _context(text: str, start: int, end: int) -> tuple[set[str], bool]:
-    """The kinds the words around a number name, and whether the words just before name something else
-    (only when they name none of the kinds).
+def _before(text: str, start: int) -> tuple[set[str], bool]:
+    """The kind the words before a number name, and whether they name something else instead.
 
     Only words between this number and the one before it, in the same sentence, count, and of several the
     nearest wins: "ЕНП 1234…, карта 4276…" names each number once."""
     before = text[max(0, start - _CONTEXT_CHARS):start]
-    for cut in (_DIGIT, _SENTENCE_END):
-        last = None
-        for last in cut.finditer(before):
-            pass
-        if last:
-            before = before[last.end():]
+    before = before[max(before.rfind(d) for d in "0123456789") + 1:]
+    last = None
+    for last in _SENTENCE_END.finditer(before):
+        pass
+    if last:
+        before = before[last.end():]
+    if not before.strip():
+        return set(), False
     before = before.lower().translate(_LOOKALIKE)
     nearest, kinds = -1, set()
     for kind, rx in _POSITIVE.items():
         for m in rx.finditer(before):
             if m.end() > nearest:
                 nearest, kinds = m.end(), {kind}
-    negative = not kinds and bool(_NEGATIVE.search(before))
+    return kinds, not kinds and bool(_NEGATIVE.search(before))
+
+
+def _after(text: str, end: int) -> set[str]:
+    """The kinds the words after a number name, up to the next number or the end of the sentence."""
     after = text[end:end + _AFTER_CHARS]
     stop = _AFTER_STOP.search(after)
     after = (after[:stop.start()] if stop else after).lower().translate(_LOOKALIKE)
-    kinds |= {kind for kind, rx in _AFTER.items() if rx.search(after)}
-    return kinds, negative
+    return {kind for kind, rx in _AFTER.items() if rx.search(after)}
 
 
 # --- digit chains -----------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ def _context(text: str, start: int, end: int) -> tuple[set[str], bool]:
 _RUN = re.compile(r"[0-9]+")
 _GAP_CHARS = frozenset(" \t\u00a0\u202f\n-–()№")
 _MAX_GROUPS = 6
-_MAX_DIGITS = 19
+_MIN_DIGITS, _MAX_DIGITS = 10, 19
 
 
 def _gap_ok(gap: str) -> bool:
@@ -192,26 +196,51 @@ def _amount_shaped(lens: list[int]) -> bool:
     return len(lens) >= 3 and lens[0] <= 3 and all(n == 3 for n in lens[1:])
 
 
-def _read(text: str, groups: list[tuple[int, int]], whole: bool) -> Entity | None:
-    """The kind of one stretch of a chain (`whole`: the stretch is the whole chain), or None."""
-    ent, ctx, negative = _read_shape(text, groups, whole)
-    # A number named as something else ("заказ № …") is not read as personal.
-    return None if negative else ent
+class _Reader:
+    """Reads the stretches of one text's chains; the words around a number are looked at once per position."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.befores: dict[int, tuple[set[str], bool]] = {}
+        self.afters: dict[int, set[str]] = {}
+
+    def context(self, start: int, end: int) -> tuple[set[str], bool]:
+        if start not in self.befores:
+            self.befores[start] = _before(self.text, start)
+        if end not in self.afters:
+            self.afters[end] = _after(self.text, end)
+        kinds, negative = self.befores[start]
+        return kinds | self.afters[end], negative
+
+    def read(self, chain: list[tuple[int, int]], i: int, j: int, digits: str, lens: list[int]) -> Entity | None:
+        """The kind of stretch i:j of a chain (its `digits`, the groups' `lens`), or None."""
+        text = self.text
+        start, end = chain[i][0], chain[j - 1][1]
+        plus = text[max(0, start - 2):start].rstrip(" \n").endswith("+")
+        paren = start > 0 and text[start - 1] == "("
+        if not _possible(digits, plus, paren):
+            return None  # the cheap tests first: the words around are read only for a likely number
+        ctx, negative = self.context(start - (1 if plus or paren else 0), end)
+        if negative:
+            return None  # a number named as something else ("заказ № …") is not read as personal
+        gaps = [text[a[1]:b[0]] for a, b in zip(chain[i:j], chain[i + 1:j])]
+        return _kind(text, digits, lens, gaps, start, end, plus, paren, _isolated(text, chain, i, j), ctx)
 
 
-def _read_shape(text: str, groups: list[tuple[int, int]], whole: bool):
-    start, end = groups[0][0], groups[-1][1]
-    digits = "".join(text[s:e] for s, e in groups)
-    lens = [e - s for s, e in groups]
+def _possible(digits: str, plus: bool, paren: bool) -> bool:
+    """Some reading of `_kind` could accept these digits, whatever the words around them."""
     n = len(digits)
-    gaps = [text[a[1]:b[0]] for a, b in zip(groups, groups[1:])]
-    plus = text[max(0, start - 2):start].rstrip(" \n").endswith("+")
-    paren = start > 0 and text[start - 1] == "("
-    ctx, negative = _context(text, start - (1 if plus or paren else 0), end)
-    return _kind(text, digits, lens, gaps, start, end, plus, paren, whole, ctx), ctx, negative
+    if n == 11:
+        return digits[0] in "78" or plus or snils_valid(digits)
+    if n == 10:
+        return paren or digits[0] == "9" or _passport_series_ok(digits) or inn_valid(digits)
+    if n == 12:
+        return inn_valid(digits)
+    return 13 <= n <= 19 and luhn_valid(digits)
 
 
 def _kind(text, digits, lens, gaps, start, end, plus, paren, whole, ctx) -> Entity | None:
+    """The reading of a stretch by its shape, check digits and the kinds `ctx` its words name."""
     n = len(digits)
 
     # A phone is told by its prefix: +7, a lone 7 or 8 before the code, or the code in brackets.
@@ -267,17 +296,25 @@ def _isolated(text: str, chain: list[tuple[int, int]], i: int, j: int) -> bool:
 
 def _numbers(text: str) -> list[Entity]:
     found = []
+    reader = _Reader(text)
     for chain in _chains(text):
+        # The chain's digits, the count before each group and the line breaks before each gap: a
+        # stretch's digits are one slice, and a number wrapped over more than one line break is no number.
+        lens = [e - s for s, e in chain]
+        digits = "".join(text[s:e] for s, e in chain)
+        before, breaks = [0], [0, 0]
+        for n in lens:
+            before.append(before[-1] + n)
+        for a, b in zip(chain, chain[1:]):
+            breaks.append(breaks[-1] + ("\n" in text[a[1]:b[0]]))
         i = 0
         while i < len(chain):
             # The longest readable stretch from here wins; stretches are short (≤ 6 groups, ≤ 19 digits).
             hit = None
             for j in range(min(len(chain), i + _MAX_GROUPS), i, -1):
-                if chain[j - 1][1] - chain[i][0] > 3 * _MAX_DIGITS:
+                if not _MIN_DIGITS <= before[j] - before[i] <= _MAX_DIGITS or breaks[j] - breaks[i + 1] > 1:
                     continue
-                if sum(e - s for s, e in chain[i:j]) > _MAX_DIGITS:
-                    continue
-                hit = _read(text, chain[i:j], whole=_isolated(text, chain, i, j))
+                hit = reader.read(chain, i, j, digits[before[i]:before[j]], lens[i:j])
                 if hit:
                     found.append(hit)
                     i = j
