@@ -114,7 +114,7 @@ def _fmt(x) -> str:
 
 def report(result: dict) -> str:
     m = result["machine"]
-    lines = [f"# Personal-data detectors (`bench/privacy.py`)", "",
+    lines = ["# Personal-data detectors (`bench/privacy.py`)", "",
              f"{m['date']}, {m['nproc']} cores ({m['cpu_model']}), Python {m['python']}, commit {m['commit']}; "
              f"generated corpus: {result['args']['items']} items, seed {result['args']['seed']}.", ""]
     for name, c in result["corpora"].items():

@@ -34,7 +34,7 @@ class Entity:
 # --- check digits -----------------------------------------------------------------------------------
 
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
-    return sum(w * int(d) for w, d in zip(weights, digits)) % 11 % 10
+    return sum(w * int(d) for w, d in zip(weights, digits, strict=False)) % 11 % 10
 
 
 def inn_valid(digits: str) -> bool:
@@ -126,6 +126,7 @@ _NEGATIVE = re.compile(
 
 _DIGIT = re.compile(r"[0-9]")
 _AFTER_STOP = re.compile(r"[0-9]|[.!?;]\s")
+_LEADS_IN = re.compile(r"[^\W\d_]{0,12}[\s:№#]{0,3}")  # the rest of the word, then only a space or "№"
 # A sentence ends at . ! ? after a word of 5+ letters or a number (not after "тел.", "г.", "ул.", "д.").
 _SENTENCE_END = re.compile(r"(?:[^\W\d_]{5}|[0-9])[.!?]+\s")
 
@@ -137,11 +138,9 @@ def _before(text: str, start: int) -> tuple[set[str], bool]:
     nearest wins: "ЕНП 1234…, карта 4276…" names each number once."""
     before = text[max(0, start - _CONTEXT_CHARS):start]
     before = before[max(before.rfind(d) for d in "0123456789") + 1:]
-    last = None
-    for last in _SENTENCE_END.finditer(before):
-        pass
-    if last:
-        before = before[last.end():]
+    ends = [m.end() for m in _SENTENCE_END.finditer(before)]
+    if ends:
+        before = before[ends[-1]:]
     if not before.strip():
         return set(), False
     before = before.lower().translate(_LOOKALIKE)
@@ -154,11 +153,19 @@ def _before(text: str, start: int) -> tuple[set[str], bool]:
 
 
 def _after(text: str, end: int) -> set[str]:
-    """The kinds the words after a number name, up to the next number or the end of the sentence."""
+    """The kinds the words after a number name, up to the next number or the end of the sentence; a word
+    that leads straight into the next number ("… карту 4276 …") names that one instead."""
     after = text[end:end + _AFTER_CHARS]
     stop = _AFTER_STOP.search(after)
+    next_number = bool(stop) and stop.group()[0].isdigit()
     after = (after[:stop.start()] if stop else after).lower().translate(_LOOKALIKE)
-    return {kind for kind, rx in _AFTER.items() if rx.search(after)}
+    kinds = set()
+    for kind, rx in _AFTER.items():
+        m = rx.search(after)
+        # "код подразделения 770-001" leads into the passport's own department code, not another identifier.
+        if m and (kind == "passport" or not (next_number and _LEADS_IN.fullmatch(after, m.end()))):
+            kinds.add(kind)
+    return kinds
 
 
 # --- digit chains -----------------------------------------------------------------------------------
@@ -210,7 +217,7 @@ class _Reader:
         if end not in self.afters:
             self.afters[end] = _after(self.text, end)
         kinds, negative = self.befores[start]
-        return kinds | self.afters[end], negative
+        return kinds or self.afters[end], negative  # the word before names it; words after only if none
 
     def read(self, chain: list[tuple[int, int]], i: int, j: int, digits: str, lens: list[int]) -> Entity | None:
         """The kind of stretch i:j of a chain (its `digits`, the groups' `lens`), or None."""
@@ -223,7 +230,7 @@ class _Reader:
         ctx, negative = self.context(start - (1 if plus or paren else 0), end)
         if negative:
             return None  # a number named as something else ("заказ № …") is not read as personal
-        gaps = [text[a[1]:b[0]] for a, b in zip(chain[i:j], chain[i + 1:j])]
+        gaps = [text[a[1]:b[0]] for a, b in zip(chain[i:j], chain[i + 1:j], strict=False)]
         return _kind(text, digits, lens, gaps, start, end, plus, paren, _isolated(text, chain, i, j), ctx)
 
 
@@ -305,7 +312,7 @@ def _numbers(text: str) -> list[Entity]:
         before, breaks = [0], [0, 0]
         for n in lens:
             before.append(before[-1] + n)
-        for a, b in zip(chain, chain[1:]):
+        for a, b in zip(chain, chain[1:], strict=False):
             breaks.append(breaks[-1] + ("\n" in text[a[1]:b[0]]))
         i = 0
         while i < len(chain):

@@ -14,15 +14,15 @@ def _s(ds) -> str:
 
 def inn10(rng: random.Random, valid: bool = True) -> str:
     ds = [rng.randrange(1, 10)] + _digits(rng, 8)
-    c = sum(w * d for w, d in zip((2, 4, 10, 3, 5, 9, 4, 6, 8), ds)) % 11 % 10
+    c = sum(w * d for w, d in zip((2, 4, 10, 3, 5, 9, 4, 6, 8), ds, strict=True)) % 11 % 10
     return _s(ds + [c if valid else (c + rng.randrange(1, 10)) % 10])
 
 
 def inn12(rng: random.Random, valid: bool = True) -> str:
     ds = [rng.randrange(1, 10)] + _digits(rng, 9)
-    c1 = sum(w * d for w, d in zip((7, 2, 4, 10, 3, 5, 9, 4, 6, 8), ds)) % 11 % 10
+    c1 = sum(w * d for w, d in zip((7, 2, 4, 10, 3, 5, 9, 4, 6, 8), ds, strict=True)) % 11 % 10
     ds.append(c1)
-    c2 = sum(w * d for w, d in zip((3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8), ds)) % 11 % 10
+    c2 = sum(w * d for w, d in zip((3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8), ds, strict=True)) % 11 % 10
     return _s(ds + [c2 if valid else (c2 + rng.randrange(1, 10)) % 10])
 
 
