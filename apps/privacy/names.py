@@ -8,7 +8,9 @@ rather than `import natasha`: natasha's package import also loads yargy and its 
 pymorphy2 0.9.1 (natasha's own dependency) calls `inspect.getargspec`, which Python 3.11 removed, when an
 analyser is built; `_morph()` supplies that one function (from `getfullargspec`, the same four fields) if
 it is missing, before building the analyser. The dictionary tells a tagged "person" that is only a
-capitalised verb or noun ("Прикрепите", "Курьер", "Прописка") from a name or a place.
+capitalised verb or noun ("Прикрепите", "Курьер", "Прописка") from a name or a place, and finds persons in
+text typed without capitals, where the tagger finds none. Two shapes need no model: a street address
+("ул. Ленина, д. 5, кв. 12") and a legal form with a quoted name ("ООО «Ромашка»").
 """
 
 import importlib.util
@@ -127,6 +129,49 @@ def _street_addresses(text: str) -> list[Entity]:
     return found
 
 
+# "ООО «Ромашка»": a legal form and a quoted name are an organisation, in any case.
+_LEGAL_FORM = re.compile(r"(?<![\w])(?:ооо|оао|зао|пао|ао|нко|ано|гбуз|гбу|гку|гуп|муп|фгуп|ип)[ \t\u00a0]{1,2}"
+                         r"[«\"“][^»\"”\n]{1,60}[»\"”]", re.IGNORECASE)
+
+
+def _legal_forms(text: str) -> list[Entity]:
+    return [Entity("organisation", m.start(), m.end()) for m in _LEGAL_FORM.finditer(text)]
+
+
+# Text typed without capitals defeats the tagger, which leans on them. There, a run of words whose likeliest
+# reading is a first name, surname or patronymic ("саша иванов", "сидоровой в. с.") is a person; a lone word
+# only if it reads best as a surname ("петров"). (Place names read this way cost more precision than they
+# found: measured.)
+_LOWER_WORD = re.compile(r"[а-яё]+(?:-[а-яё]+)?\.?")
+_MAX_NAME_RUN = 4
+
+
+def _lower_case_persons(text: str) -> list[Entity]:
+    if any(ch.isupper() for ch in text):
+        return []
+    found, run = [], []
+
+    def flush():
+        if run and (len(run) > 1 or run[0][2] == "Surn") and any(tag for _, _, tag in run):
+            found.append(Entity("person", run[0][0], run[-1][1]))
+        run.clear()
+
+    last_end = 0
+    for m in _LOWER_WORD.finditer(text):
+        word = m.group().rstrip(".")
+        initial = len(word) == 1 and m.group().endswith(".")
+        tag = None if initial else next(iter(_NAME_TAGS & _analyser.parse(word)[0].tag.grammemes), None)
+        if run and (not text[last_end:m.start()].strip(" ") == "" or len(run) >= _MAX_NAME_RUN):
+            flush()
+        if tag or (initial and run):
+            run.append((m.start(), m.end() if initial else m.start() + len(word), tag))
+        else:
+            flush()
+        last_end = m.end()
+    flush()
+    return found
+
+
 def find_names(text: str) -> list[Entity]:
     """Persons, addresses and organisations in `text`, sorted by start (not overlapping each other)."""
     if not text.strip():
@@ -148,7 +193,8 @@ def find_names(text: str) -> list[Entity]:
             found.append(Entity(kind, *_extend_address(text, span.start, span.stop)))
         else:
             found.append(Entity(kind, span.start, span.stop))
-    return _merge_addresses(text, found + _street_addresses(text))
+    found += _street_addresses(text) + _legal_forms(text) + _lower_case_persons(text)
+    return _merge_addresses(text, found)
 
 
 def _merge_addresses(text: str, found: list[Entity]) -> list[Entity]:

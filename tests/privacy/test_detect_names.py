@@ -50,3 +50,13 @@ def test_patterns_alone_load_no_model():
             "print(sorted(m for m in ('apps.privacy.names', 'numpy', 'slovnet', 'pymorphy2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lower_case_persons_are_read_from_the_dictionary():
+    assert kinds("привет это саша иванов мой номер 89161234567") == [("person", "саша иванов"), ("phone", "89161234567")]
+    assert kinds("передайте сидоровой в. с. что всё готово") == [("person", "сидоровой в. с.")]
+    assert kinds("карта не работает помогите") == []
+
+
+def test_a_legal_form_with_a_quoted_name_is_an_organisation_in_any_case():
+    assert ("organisation", "ооо «ромашка»") in kinds("счёт выставило ооо «ромашка» вчера")
