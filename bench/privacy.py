@@ -118,7 +118,7 @@ def report(result: dict) -> str:
              f"{m['date']}, {m['nproc']} cores ({m['cpu_model']}), Python {m['python']}, commit {m['commit']}; "
              f"generated corpus: {result['args']['items']} items, seed {result['args']['seed']}.", ""]
     for name, c in result["corpora"].items():
-        lines += [f"## {name} corpus: {c['items']} items ({c['negatives']} look-alike negatives, "
+        lines += [f"## {name} corpus: {c['items']} items ({c['negatives']} with nothing personal: look-alikes and plain text, "
                   f"{c['lower_items']} in lower case), {c['chars']:,} characters", "",
                   "| kind | labelled | recall | precision | lower case: labelled | recall | precision |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
