@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv lock audit clean
+.PHONY: run test bench bench-privacy lint venv lock audit clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		{ echo "make bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/run.py
+
+# The personal-data detectors: precision and recall on both corpora, speed, the name model's memory.
+bench-privacy: venv
+	$(PY) bench/privacy.py
 
 lint: venv
 	$(VENV)/bin/ruff check apps xrouter_project tests bench
