@@ -10,6 +10,7 @@ import uuid
 from apps.common.errors import ApiError, from_provider_error
 from apps.limits import services as limits
 from apps.limits.estimate import chat_reservation, embeddings_reservation
+from apps.privacy.guardrails import guard_for
 from apps.providers.adapters.base import ProviderError, Usage, session_id
 from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
@@ -94,18 +95,23 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     catalog = await get_catalog()
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
+    # The guardrail pipeline (apps.privacy) only when the key, its organisation or the rule sets a policy:
+    # with none (the default) this is the whole of its cost.
+    guard = guard_for(key, plan, body, req.request_id) if key.policies or plan.policies else None
+    if guard is not None:
+        await guard.before()  # may refuse (a blocked term) before anything is reserved or called
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
     admission = req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
-        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
+        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan, guard)
     finally:
         end_unfinished(req, key, plan, stream=bool(body.get("stream")))
         if admission is not None:
             admission.settle()
 
 
-async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan) -> None:
-    ttl = cache.ttl_for(body, plan)
+async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan, guard=None) -> None:
+    ttl = cache.ttl_for(body, plan) if guard is None or guard.cacheable else None
     cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
@@ -113,12 +119,14 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
             await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink)
             return
     if body.get("stream"):
-        await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
+        await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl,
+                          guard=guard)
         return
 
     async def call(target):
         attempt_start(req, key, plan, target, plan.prompt_tokens)
-        result = await chat_with_emulation(target.adapter, body, target.model.name)
+        sent = body if guard is None else guard.upstream(target)  # per attempt: a fallback may cross a border
+        result = await chat_with_emulation(target.adapter, sent, target.model.name)
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
             raise ProviderError(f"{target.label}: the provider's content filter refused the answer", status=502,
@@ -132,6 +140,11 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
         bill_refusal(req, key, plan, exc)
         raise from_provider_error(exc) from None
 
+    if guard is not None:
+        answer = guard.answer(target)
+        if answer is not None:
+            guard.restore_choices(result.choices, answer)
+        guard.after(target, "\n".join(c["message"].get("content") or "" for c in result.choices if c.get("message")))
     headers = response_headers(req, plan, target)
     if cache_key:
         headers["x-xrouter-cache"] = "miss"

@@ -41,6 +41,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.common.personal_data import policies_of
 from apps.common.rates import Limits
 
 from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
@@ -85,6 +86,9 @@ class KeyInfo:
     networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
     limits: Limits | None = None  # the key's own (apps.limits); None: none set
     organisation_limits: Limits | None = None
+    # The personal-data policies of the key and its organisation (apps.common.personal_data); empty: none,
+    # and the request path skips the guardrail pipeline on this one check.
+    policies: tuple = ()
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -178,6 +182,7 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         networks=parse_networks(row.allowed_ips or []),
         limits=Limits.of(row),
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
+        policies=policies_of(row, row.organisation),
     ) if active else None
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
