@@ -23,6 +23,7 @@ MODE_CHOICES = [
     ("redact", "Redact before the provider"),
 ]
 RANK = {mode: i for i, mode in enumerate(MODES)}
+PD_FIELDS = ("pd_policy", "pd_names", "blocked_terms")  # PersonalDataFields' (admin forms, serializers)
 MAX_TERMS = 200
 MAX_TERM_CHARS = 200
 
