@@ -35,10 +35,18 @@ def validate_terms(value) -> None:
         raise ValidationError(f"blocked_terms holds at most {MAX_TERMS} terms of at most {MAX_TERM_CHARS} characters.")
 
 
+class PolicyField(models.CharField):
+    def formfield(self, **kwargs):
+        field = super().formfield(**kwargs)
+        # A form that leaves the policy out (or empty) means off, never a refusal or an empty mode.
+        field.required, field.empty_value = False, "off"
+        return field
+
+
 class PersonalDataFields(models.Model):
     """The policy fields of a key, an organisation or a routing rule (apps.privacy applies them)."""
 
-    pd_policy = models.CharField(
+    pd_policy = PolicyField(
         "personal-data policy", max_length=16, choices=MODE_CHOICES, default="off",
         help_text="What happens to personal data in prompts (152-FZ). The strictest policy of the key, its "
                   "organisation and the routing rule wins.")
