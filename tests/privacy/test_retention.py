@@ -86,3 +86,17 @@ def test_the_gateway_queues_prompts_only_under_a_policy_with_logging_on(settings
     guard.after(target, "answer")
     assert prompt_log._pending[-1][0] == "r-log" and PHONE in prompt_log._pending[-1][4]  # masked at the flush
     prompt_log._pending.pop()
+
+
+def test_the_only_owner_of_an_organisation_with_members_cannot_delete_their_account(alice, bob, acme):
+    import pytest
+    from django.core.exceptions import PermissionDenied
+
+    from apps.accounts.models import User
+    from apps.privacy.services import account_delete
+
+    with pytest.raises(PermissionDenied, match="acme"):
+        account_delete(alice)
+    assert User.objects.filter(id=alice.id).exists()
+    account_delete(bob)  # a developer may always go
+    assert not User.objects.filter(id=bob.id).exists()
