@@ -135,3 +135,31 @@ def test_a_blocked_term_is_refused_before_the_call(policy_key, gateway):
     assert r.status_code == 400
     assert r.json()["error"] == {"message": "The request contains a term this API key's policy does not allow.",
                                  "type": "invalid_request_error", "param": "messages", "code": "content_policy_violation"}
+
+
+def test_a_gateway_with_the_prompt_log_on_keeps_masked_prompts_of_mask_policies_only(gateway, policy_key,
+                                                                                     django_db_blocker):
+    import time
+
+    from apps.privacy.models import PromptLog
+    from tests.conftest import start_gateway, stop_gateway
+
+    env = {**gateway.env, "XROUTER_LOG_PROMPTS": "1"}
+    process, base = start_gateway(env)
+    try:
+        masked, plain = policy_key(pd_policy="mask"), policy_key()
+        ids = []
+        for client in (masked, plain):
+            client = client.with_options(base_url=base + "/v1")
+            raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=[{"role": "user", "content": PROMPT}])
+            assert raw.parse().choices[0].message.content == "Echo: " + PROMPT  # mask: the provider read it as sent
+            ids.append(raw.headers["x-request-id"])
+        deadline = time.monotonic() + 15
+        with django_db_blocker.unblock():
+            while time.monotonic() < deadline and not PromptLog.objects.filter(request_id=ids[0]).exists():
+                time.sleep(0.2)
+            row = PromptLog.objects.get(request_id=ids[0])
+            assert (row.prompt, row.answer) == ("Мой телефон [PHONE_1], перезвоните.", "Echo: Мой телефон [PHONE_1], перезвоните.")
+            assert not PromptLog.objects.filter(request_id=ids[1]).exists()  # policy off: never logged
+    finally:
+        stop_gateway(process)

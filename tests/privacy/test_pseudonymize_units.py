@@ -190,3 +190,19 @@ def test_redact_sends_placeholders_and_restores_nothing():
     assert guard.upstream(_Target("RU"))["messages"][0]["content"] == "my phone [PHONE_1]"
     assert guard.answer(_Target("RU")) is None
     assert not guard.cacheable
+
+
+def test_altered_placeholders_reach_the_prometheus_counter():
+    from prometheus_client import REGISTRY
+
+    from apps.privacy.guardrails import _RestoreFilter
+
+    def value():
+        return REGISTRY.get_sample_value("xrouter_pd_unrestored_total", {"provider": "unit-test"}) or 0
+
+    before = value()
+    answer = _RestoreFilter(Restore({"[PHONE_1]": PHONE}), "unit-test")
+    assert answer.piece(("content", 0), "[phone_1] and [PHO") == "[phone_1] and "
+    assert answer.flush(("content", 0)) == "[PHO"
+    answer.end()
+    assert value() == before + 1
