@@ -10,7 +10,7 @@ import uuid
 from apps.common.errors import ApiError, from_provider_error
 from apps.limits import services as limits
 from apps.limits.estimate import chat_reservation, embeddings_reservation
-from apps.privacy.guardrails import guard_for
+from apps.privacy.guardrails import as_messages, guard_for
 from apps.providers.adapters.base import ProviderError, Usage, session_id
 from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
@@ -196,24 +196,28 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    guard = guard_for(key, plan, as_messages(inputs), req.request_id) if key.policies or plan.policies else None
+    if guard is not None:
+        await guard.before()
     admission = req.admission = await limits.admit(key, plan, req.request_id,
                                             lambda: embeddings_reservation(inputs))
     try:
-        await _answer_embeddings(req, send, key, body, plan, inputs)
+        await _answer_embeddings(req, send, key, body, plan, inputs, guard)
     finally:
         end_unfinished(req, key, plan, endpoint="embeddings")
         if admission is not None:
             admission.settle()
 
 
-async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> None:
+async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list, guard=None) -> None:
 
     async def call(target):
         if "dimensions" in body and not target.adapter.supports_dimensions:
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
         attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
-        return await target.adapter.embeddings(inputs, target.model.name, body)
+        sent = inputs if guard is None else [m["content"] for m in guard.upstream(target)["messages"]]
+        return await target.adapter.embeddings(sent, target.model.name, body)
 
     try:
         result, target = await run_with_fallback(plan, call)

@@ -45,6 +45,11 @@ def message_texts(body: dict):
             yield call["arguments"]
 
 
+def as_messages(inputs: list[str]) -> dict:
+    """Embedding inputs as the pipeline reads them (a user message each): the same policies apply to them."""
+    return {"messages": [{"role": "user", "content": text} for text in inputs]}
+
+
 def rewrite_messages(body: dict, rewrite) -> dict:
     """A copy of `body` whose message texts went through `rewrite` (the original stays for other attempts)."""
     messages = []

@@ -163,3 +163,14 @@ def test_a_gateway_with_the_prompt_log_on_keeps_masked_prompts_of_mask_policies_
             assert not PromptLog.objects.filter(request_id=ids[1]).exists()  # policy off: never logged
     finally:
         stop_gateway(process)
+
+
+def test_embedding_inputs_are_anonymized_too(policy_key, gateway):
+    """The emulators' vectors are seeded by the text: equal vectors mean the provider read the same text."""
+    plain = OpenAI(base_url=gateway.v1, api_key=gateway.keys["alice"], max_retries=0, timeout=30)
+    redacting = policy_key(pd_policy="redact")
+    sent = redacting.embeddings.create(model="mts/bge-m3", input=[PROMPT, "no personal data"]).data
+    expected = plain.embeddings.create(model="mts/bge-m3", input=["Мой телефон [PHONE_1], перезвоните.",
+                                                                  "no personal data"]).data
+    assert [d.embedding for d in sent] == [d.embedding for d in expected]
+    assert sent[0].embedding != plain.embeddings.create(model="mts/bge-m3", input=PROMPT).data[0].embedding
