@@ -56,3 +56,27 @@ def test_blocked_terms_are_validated():
     for bad in ("a", [""], [1], ["x" * 201], ["t"] * 201):
         with pytest.raises(ValidationError):
             validate_terms(bad)
+
+
+def test_natasha_is_never_loaded_by_a_policy_without_names():
+    """In a fresh interpreter: a pseudonymized request whose policy does not ask for names imports no NLP."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys, django
+django.setup()
+from types import SimpleNamespace
+from apps.common.personal_data import Policy
+from apps.privacy.guardrails import guard_for
+key = SimpleNamespace(kind="key", id=1, organisation_id=None, policies=(Policy(mode="pseudonymize"),))
+guard = guard_for(key, SimpleNamespace(policies=()), {"messages": [{"role": "user", "content": "Иван Петров, +7 912 345-67-89"}]}, "r")
+target = SimpleNamespace(model=SimpleNamespace(jurisdiction="RU", provider="p", public_id="p/m"))
+assert "[PHONE_1]" in guard.upstream(target)["messages"][0]["content"]
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("natasha", "navec", "slovnet") or m == "apps.privacy.names"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "xrouter_project.settings"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
