@@ -100,3 +100,11 @@ def test_the_only_owner_of_an_organisation_with_members_cannot_delete_their_acco
     assert User.objects.filter(id=alice.id).exists()
     account_delete(bob)  # a developer may always go
     assert not User.objects.filter(id=bob.id).exists()
+
+
+def test_auditors_read_the_prompt_log_and_other_staff_do_not(db):
+    from django.contrib.auth.models import Group
+
+    assert Group.objects.get(name="auditor").permissions.filter(codename="view_promptlog").exists()
+    for name in ("operator", "support", "finance"):
+        assert not Group.objects.get(name=name).permissions.filter(codename="view_promptlog").exists()
