@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership, User
 from apps.audit.services import audit
 from apps.common import bus
-from apps.common.personal_data import RANK, validate_terms
+from apps.common.personal_data import PD_FIELDS, RANK, validate_terms
 from apps.common.rates import KEY_LIMIT_FIELDS, parse_rate, validate_rate
 
 from .models import (
@@ -363,6 +363,7 @@ def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiK
             user_id=old.user_id, organisation_id=old.organisation_id, parent_id=old.parent_id, name=old.name,
             prefix=prefix, hashed_key=hash_key(plaintext), scopes=old.scopes, allowed_models=old.allowed_models,
             residency=old.residency, allowed_ips=old.allowed_ips, expires_at=old.expires_at,
+            **{field: getattr(old, field) for field in PD_FIELDS},  # a rotated key never loses its redaction
         )
         ApiKey.objects.filter(parent_id=old.pk).update(parent=new)
         ends = timezone.now() + grace

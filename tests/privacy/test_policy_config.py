@@ -61,6 +61,16 @@ def test_a_key_made_by_a_key_is_never_weaker_than_its_parent(alice):
         key_create(user=alice, name="bad", pd_policy="scramble")
 
 
+def test_a_rotated_key_keeps_its_policy(alice):
+    import datetime
+
+    from apps.keys.services import key_create, key_rotate
+
+    key, _ = key_create(user=alice, name="rotating", pd_policy="pseudonymize", pd_names=True, blocked_terms=["x"])
+    new, _ = key_rotate(key, grace=datetime.timedelta(0))
+    assert (new.pd_policy, new.pd_names, new.blocked_terms) == ("pseudonymize", True, ["x"])
+
+
 def test_organisation_managers_set_the_policy_through_the_api_and_others_cannot(alice, bob, acme):
     client = APIClient()
     client.force_login(alice)
