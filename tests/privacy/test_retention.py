@@ -108,3 +108,14 @@ def test_auditors_read_the_prompt_log_and_other_staff_do_not(db):
     assert Group.objects.get(name="auditor").permissions.filter(codename="view_promptlog").exists()
     for name in ("operator", "support", "finance"):
         assert not Group.objects.get(name=name).permissions.filter(codename="view_promptlog").exists()
+
+
+def test_an_export_holds_the_callers_data_only(alice, charlie, alice_key, charlie_key):
+    from apps.privacy.services import account_export
+    from apps.usage.models import UsageRecord
+
+    UsageRecord.objects.create(request_id="alice-req", user_id=alice.id, created_at=timezone.now())
+    exported = account_export(charlie)
+    assert [k["key"] for k in exported["api_keys"]] == [f"xr-{charlie_key.key.prefix}-…"]
+    assert exported["usage"] == [] and exported["user"]["username"] == "charlie"
+    assert [m["organisation"] for m in exported["memberships"]] == ["globex"]
