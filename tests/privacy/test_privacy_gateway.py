@@ -84,6 +84,29 @@ def test_pseudonymized_answers_are_restored_whole_and_streamed_split_at_every_ch
         assert usage.prompt_tokens == seen_plain - 2
 
 
+def test_a_websocket_answer_is_restored_like_an_sse_one(policy_key, faults, gateway):
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    client = policy_key(pd_policy="pseudonymize")
+    faults("mts", chunk_chars=1)
+
+    async def converse():
+        url = gateway.base_url.replace("http://", "ws://") + "/v1/realtime/chat"
+        async with connect(url, open_timeout=10, additional_headers={"Authorization": f"Bearer {client.api_key}"}) as ws:
+            await ws.send(json.dumps({"type": "request", "model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}))
+            frames = []
+            while not frames or frames[-1].get("type") not in ("done", "error"):
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 15)))
+            return frames
+
+    frames = asyncio.run(converse())
+    assert frames[-1]["type"] == "done", frames[-1]
+    text = "".join(c["delta"].get("content") or "" for f in frames for c in f.get("choices", ()))
+    assert text == "Echo: " + PROMPT
+
+
 def test_streamed_tool_call_arguments_are_restored(policy_key, faults):
     client = policy_key(pd_policy="pseudonymize")
     # The model copies the first enum value into its arguments: here, the placeholder the gateway issues.
