@@ -125,7 +125,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
 
     async def call(target):
         attempt_start(req, key, plan, target, plan.prompt_tokens)
-        sent = body if guard is None else guard.upstream(target)  # per attempt: a fallback may cross a border
+        sent = body if guard is None else await guard.aupstream(target)  # per attempt: a fallback may cross a border
         result = await chat_with_emulation(target.adapter, sent, target.model.name)
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
@@ -216,7 +216,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list, gua
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
         attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
-        sent = inputs if guard is None else [m["content"] for m in guard.upstream(target)["messages"]]
+        sent = inputs if guard is None else [m["content"] for m in (await guard.aupstream(target))["messages"]]
         return await target.adapter.embeddings(sent, target.model.name, body)
 
     try:

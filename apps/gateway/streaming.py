@@ -142,7 +142,7 @@ async def _open(req, key, plan, target, body, guard=None):
     """Start the target's stream and wait for its first chunk (so failures can still fall back)."""
     check_capabilities(target.adapter, body)
     attempt_start(req, key, plan, target, plan.prompt_tokens, stream=True)
-    sent = body if guard is None else guard.upstream(target)  # per attempt: a fallback may cross a border
+    sent = body if guard is None else await guard.aupstream(target)  # per attempt: a fallback may cross a border
     stream = target.adapter.stream_chat(upstream_body(target.adapter, sent), target.model.name)
     try:
         first = await stream.__anext__()

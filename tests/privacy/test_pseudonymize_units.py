@@ -206,3 +206,26 @@ def test_altered_placeholders_reach_the_prometheus_counter():
     assert answer.flush(("content", 0)) == "[PHO"
     answer.end()
     assert value() == before + 1
+
+
+def test_a_large_prompt_is_rewritten_off_the_event_loop():
+    import asyncio
+    import threading
+
+    from apps.privacy import guardrails
+
+    seen = []
+
+    class Recording(guardrails.Stage):
+        def upstream(self, guard, body, target):
+            seen.append(threading.current_thread() is threading.main_thread())
+            return body
+
+    async def run(text):
+        guard = Guard(_Key(Policy(mode="pseudonymize")), _Plan(), {"messages": [{"role": "user", "content": text}]}, "r")
+        guard.stages = [Recording()]
+        await guard.aupstream(_Target("RU"))
+
+    asyncio.run(run("short"))
+    asyncio.run(run("x" * (guardrails.INLINE_CHARS + 1)))
+    assert seen == [True, False]
