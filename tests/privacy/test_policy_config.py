@@ -84,3 +84,24 @@ def test_organisation_managers_set_the_policy_through_the_api_and_others_cannot(
     assert client.patch(f"/api/v1/organisations/{acme.id}/", {"pd_policy": "off"}, format="json").status_code == 403
     client.force_login(alice)
     assert client.patch(f"/api/v1/organisations/{acme.id}/", {"pd_policy": "nope"}, format="json").status_code == 400
+
+
+def test_the_admin_edits_the_policy_of_keys_organisations_and_rules(admin_client, alice, acme, alice_key):
+    from apps.keys.models import ApiKey
+    from apps.routing.models import RoutingRule
+
+    rule = RoutingRule.objects.create(name="pd-admin", targets=[{"model": "mts/gpt-4o"}])
+    for url in (f"/admin/keys/apikey/{alice_key.key.id}/change/", f"/admin/accounts/organisation/{acme.id}/change/",
+                f"/admin/routing/routingrule/{rule.id}/change/"):
+        page = admin_client.get(url).content.decode()
+        assert 'name="pd_policy"' in page and 'name="blocked_terms"' in page, url
+    assert 'name="pd_jurisdiction"' in admin_client.get(f"/admin/routing/routingrule/{rule.id}/change/").content.decode()
+
+    key = alice_key.key
+    r = admin_client.post(f"/admin/keys/apikey/{key.id}/change/", {
+        "user": key.user_id, "organisation": key.organisation_id or "", "name": key.name, "scopes": key.scopes,
+        "allowed_models": "[]", "allowed_ips": "[]", "residency": "", "expires_at_0": "", "expires_at_1": "",
+        "pd_policy": "redact", "pd_names": "on", "blocked_terms": '["insider"]'})
+    assert r.status_code == 302, r.content.decode()[-3000:]
+    key = ApiKey.objects.get(id=key.id)
+    assert (key.pd_policy, key.pd_names, key.blocked_terms) == ("redact", True, ["insider"])
