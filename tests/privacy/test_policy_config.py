@@ -105,3 +105,13 @@ def test_the_admin_edits_the_policy_of_keys_organisations_and_rules(admin_client
     assert r.status_code == 302, r.content.decode()[-3000:]
     key = ApiKey.objects.get(id=key.id)
     assert (key.pd_policy, key.pd_names, key.blocked_terms) == ("redact", True, ["insider"])
+
+
+def test_a_key_is_created_with_a_policy_through_the_api(alice):
+    client = APIClient()
+    client.force_login(alice)
+    r = client.post("/api/v1/keys/", {"name": "pd-api", "pd_policy": "pseudonymize", "blocked_terms": ["x"]},
+                    format="json")
+    assert r.status_code == 201, r.content
+    assert (r.json()["pd_policy"], r.json()["pd_names"], r.json()["blocked_terms"]) == ("pseudonymize", False, ["x"])
+    assert client.post("/api/v1/keys/", {"name": "bad", "pd_policy": "nope"}, format="json").status_code == 400
