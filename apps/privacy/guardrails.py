@@ -10,11 +10,13 @@ stages in order, at three points:
 - on the answer (`Stage.answer` → an `AnswerFilter`): every streamed piece of text and of tool-call
   arguments, flushed at the end of each, or the whole answer; and `Stage.after` once it is complete.
 
-Stages, in order: personal data (PersonalDataStage) first, so every later stage sees what the provider
-sees; the term blocklist (BlocklistStage); the prompt log (PromptLogStage, when XROUTER_LOG_PROMPTS is on).
+Stages, in order: personal data (PersonalDataStage) first, so a later stage's `upstream` sees what the
+provider sees and its answer filter reads the restored text; the term blocklist (BlocklistStage, on the
+text as the client sent it); the prompt log (PromptLogStage, when XROUTER_LOG_PROMPTS is on).
 A moderation or prompt-injection model behind an OpenAI-compatible endpoint joins as one more Stage
-whose async `before` posts the (already anonymized) messages to its /v1/moderations or chat endpoint
-and raises ApiError(400, code="content_policy_violation") when it flags them — the relay is untouched.
+whose async `before` posts the messages (through `pseudonym.mask` first unless that service is inside the
+company) to its /v1/moderations or chat endpoint and raises ApiError(400, code="content_policy_violation")
+when it flags them — the relay is untouched.
 """
 
 import asyncio
@@ -210,7 +212,7 @@ class Guard:
         self.pseudonyms: Pseudonyms | None = None
         self.anonymized: dict | None = None
         top = max((RANK[p.mode] for p in self.policies), default=0)
-        self.names = any(p.names for p in self.policies)
+        self.names = any(p.names and p.mode != "off" for p in self.policies)
         self.stages = [PERSONAL_DATA] if top >= RANK["pseudonymize"] else []
         if any(p.terms for p in self.policies):
             self.stages.append(BLOCKLIST)
