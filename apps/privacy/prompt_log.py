@@ -4,7 +4,7 @@ Like the usage buffer (apps/usage/buffer.py), a flusher moves the list out every
 here it masks the texts and inserts them from a worker thread (`prompt_log_store`), so a request never
 waits on the detectors or the database. The masking happens in this process, before the text goes
 anywhere: unmasked prompts never reach Redis, a Celery broker or the database. A full list drops new
-entries (counted in the log) rather than grow: this is a log, not a bill.
+entries (with a warning in the log) rather than grow: this is a log, not a bill.
 The flusher runs only in gateways started with XROUTER_LOG_PROMPTS on (apps/gateway/lifecycle.py).
 """
 
