@@ -51,6 +51,9 @@ NO_TENANT_OBJECT = {
     ("oidc_callback", "GET"): "finishes the caller's own login, bound to the state in their session",
     ("security", "GET"): "the caller's own two-factor devices (no id in the URL)",
     ("security", "POST"): "changes the caller's own two-factor devices (no id in the URL)",
+    ("account", "GET"): "the caller's own data page (no id in the URL)",
+    ("account_export", "GET"): "the caller's own data as JSON (no id in the URL; tests/privacy/browser)",
+    ("account_delete", "POST"): "deletes the caller's own account, with their password (no id in the URL)",
     ("invitation", "GET"): "bound to the invitation token the caller holds (tests/portal/test_members.py: another account cannot take it)",
     ("invitation", "POST"): "bound to the invitation token the caller holds, and to its address",
 }

@@ -148,6 +148,7 @@ INSTALLED_APPS = [
     "apps.providers",
     "apps.routing",
     "apps.usage",
+    "apps.privacy",
     "apps.billing",
     "apps.gateway",
     "apps.alerts",
@@ -291,6 +292,9 @@ CELERY_BEAT_SCHEDULE = {
     # Months ahead exist long before they are needed; a missed run costs nothing (the DEFAULT partition).
     "usage-partitions": {"task": "apps.usage.tasks.usage_partitions_task", "schedule": 6 * 3600.0},
     "usage-retention": {"task": "apps.usage.tasks.usage_retention_task", "schedule": 24 * 3600.0},
+    # Personal data (apps/privacy/tasks.py): prompt-log rows past their retention, user fields of old usage rows.
+    "prompt-log-retention": {"task": "apps.privacy.tasks.prompt_log_retention_task", "schedule": 3600.0},
+    "usage-forget-users": {"task": "apps.privacy.tasks.usage_forget_users_task", "schedule": 24 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -384,6 +388,12 @@ XROUTER = {
     "MAX_STREAM_BYTES": env_int("XROUTER_MAX_STREAM_BYTES", 64 * 1024 * 1024),
     # Requests one worker serves at once; beyond, 503 with Retry-After at once (load is shed, not queued).
     "MAX_INFLIGHT": env_int("XROUTER_MAX_INFLIGHT", 4000),
+    # Personal data (apps/privacy; README, "Personal data (152-FZ)"): the prompt log is off by default; when on,
+    # requests under a policy of `mask` or stricter are kept, masked, for PROMPT_LOG_DAYS. Usage rows lose
+    # their user fields after USAGE_USER_RETENTION_DAYS (0 keeps them).
+    "LOG_PROMPTS": env_bool("XROUTER_LOG_PROMPTS", False),
+    "PROMPT_LOG_DAYS": env_int("XROUTER_PROMPT_LOG_DAYS", 30),
+    "USAGE_USER_RETENTION_DAYS": env_int("XROUTER_USAGE_USER_RETENTION_DAYS", 365),
     # Rate limits (apps/limits) when Redis cannot answer within LIMITS_TIMEOUT seconds: `open` admits
     # through a per-process limiter holding limit ÷ EXPECTED_REPLICAS (gateway processes in all:
     # workers × replicas), `closed` answers 503.
@@ -414,7 +424,7 @@ XROUTER = {
     "ALERT_TELEGRAM_CHAT_ID": os.environ.get("XROUTER_ALERT_TELEGRAM_CHAT_ID", ""),
     "ALERT_TELEGRAM_BASE_URL": os.environ.get("XROUTER_ALERT_TELEGRAM_BASE_URL", "https://api.telegram.org"),
 }
-for _name in ("USAGE_RETENTION_MONTHS", "USAGE_PARTITIONS_AHEAD"):
+for _name in ("USAGE_RETENTION_MONTHS", "USAGE_PARTITIONS_AHEAD", "PROMPT_LOG_DAYS", "USAGE_USER_RETENTION_DAYS"):
     if XROUTER[_name] < 0:
         raise ImproperlyConfigured(f"XROUTER_{_name} must be 0 or more, not {XROUTER[_name]}")
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from apps.common.personal_data import PD_FIELDS
 from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import Invitation, Membership, Organisation, User
@@ -80,11 +81,12 @@ class UserAdmin(KeepsDefaultOrganisations, BaseUserAdmin):
 @admin.register(Organisation)
 class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
     list_display = ("name", "is_active", "residency", "created_at")
-    list_filter = ("is_active", "residency")
+    list_filter = ("is_active", "residency", "pd_policy")
     search_fields = ("name",)
     fieldsets = [
         (None, {"fields": ["name", "is_active"]}),
         ("Policy (bounds keys created from now on)", {"fields": ["allowed_models", "residency"]}),
+        ("Personal data (152-FZ; applies to every key of the organisation at once)", {"fields": list(PD_FIELDS)}),
         ("Limits and budget (all the organisation's keys together; empty: unlimited)",
          {"fields": list(KEY_LIMIT_FIELDS)}),
     ]
@@ -95,7 +97,7 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
-        if change and set(KEY_LIMIT_FIELDS) & set(form.changed_data):
+        if change and {*KEY_LIMIT_FIELDS, *PD_FIELDS} & set(form.changed_data):
             organisation_limits_announce(obj)
 
     def delete_model(self, request, obj):

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from apps.common.personal_data import PersonalDataFields
 from apps.common.rates import LimitFields
 
 
@@ -13,7 +14,7 @@ def validate_model_globs(value) -> None:
         raise ValidationError('A list of model globs or names, e.g. ["gigachat/*"].')
 
 
-class Organisation(LimitFields):
+class Organisation(LimitFields, PersonalDataFields):
     """A tenant: usage, budgets and cache scopes hang off it; people join it through memberships."""
 
     name = models.CharField(max_length=200, unique=True)

@@ -10,13 +10,15 @@ class OrganisationSerializer(serializers.ModelSerializer):
         child=serializers.CharField(max_length=200), required=False, max_length=100,
         help_text='Policy: model globs ("gigachat/*") or exact rule/alias names its keys may use; empty: all.',
     )
+    blocked_terms = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=200,
+                                          help_text="Requests of its keys containing any of these terms are refused (400).")
     role = serializers.CharField(read_only=True, source="my_role", help_text="The caller's role in the organisation.")
 
     class Meta:
         model = Organisation
         # The limits are the operator's (the admin); the monthly budget is the organisation's own cap.
         fields = ["id", "name", "is_active", "allowed_models", "residency", "monthly_budget", *LIMIT_FIELDS, "role",
-                  "created_at"]
+                  "created_at", "pd_policy", "pd_names", "blocked_terms"]
         read_only_fields = ["id", "name", "is_active", *LIMIT_FIELDS, "role", "created_at"]
 
 

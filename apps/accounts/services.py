@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from apps.audit.services import audit
 from apps.common import bus
+from apps.common.personal_data import RANK, validate_terms
 
 from .models import Invitation, Membership, Organisation, User, validate_model_globs
 
@@ -48,9 +49,11 @@ def organisation_limits_announce(organisation: Organisation) -> None:
 
 
 def organisation_update_policy(organisation: Organisation, *, allowed_models=UNSET, residency=UNSET,
-                               monthly_budget=UNSET, by: Membership | None = None) -> None:
+                               monthly_budget=UNSET, pd_policy=UNSET, pd_names=UNSET, blocked_terms=UNSET,
+                               by: Membership | None = None) -> None:
     """Change the policy that bounds keys created in the organisation from now on (owners and admins),
-    or its monthly budget (roubles, VAT included; None: none), which bounds every request at once.
+    or its monthly budget (roubles, VAT included; None: none), which bounds every request at once, or its
+    personal-data policy (apps.common.personal_data), which also applies to every existing key at once.
 
     Keys that exist keep their own limits; the policy is checked where keys are made (key_create)."""
     require_manager(by)
@@ -64,6 +67,15 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         if monthly_budget is not None and monthly_budget < 0:
             raise ValidationError({"monthly_budget": "A budget is 0 roubles or more (empty: none)."})
         organisation.monthly_budget, fields = monthly_budget, fields + ["monthly_budget"]
+    if pd_policy is not UNSET:
+        if pd_policy not in RANK:
+            raise ValidationError({"pd_policy": f"Use one of {', '.join(RANK)}."})
+        organisation.pd_policy, fields = pd_policy, fields + ["pd_policy"]
+    if pd_names is not UNSET:
+        organisation.pd_names, fields = bool(pd_names), fields + ["pd_names"]
+    if blocked_terms is not UNSET:
+        validate_terms(blocked_terms)
+        organisation.blocked_terms, fields = list(blocked_terms), fields + ["blocked_terms"]
     if fields:
         organisation.save(update_fields=fields)
         # Keys keep their own limits, but OAuth tokens and external JWTs take the policy as it is now:

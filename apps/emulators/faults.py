@@ -17,6 +17,9 @@ Fields (all optional):
   extends the earlier text (it gains a ``"(revised) "`` prefix).
 * ``usage`` (object, GigaChat and the OpenAI dialects): fields merged into the answer's usage
   object as sent, e.g. ``{"prompt_tokens": "n/a"}``: a successful answer whose counts do not parse.
+* ``chunk_chars`` (N, the OpenAI dialects: MTS, T-Bank, openai_compatible): streamed answer text and
+  tool-call arguments are cut every N characters instead of every 3 words (arguments: in halves); 1 puts
+  a chunk boundary at every character (the gateway's placeholder restoration is tested on it).
 * ``reset`` (bool): close the connection without sending any response.
 * ``count`` (K): the fault fires for the next K matching requests. Default 1, or unlimited
   (until ``DELETE /_emulator/faults``) when ``share`` is given without ``count``.
@@ -46,6 +49,7 @@ _INT_FIELDS = (
     "cut_after_chunks",
     "malformed_chunk_at",
     "revise_at_chunk",
+    "chunk_chars",
     "count",
 )
 
@@ -62,6 +66,7 @@ class Fault:
     cut_after_chunks: int | None = None
     malformed_chunk_at: int | None = None
     revise_at_chunk: int | None = None
+    chunk_chars: int | None = None
     usage: dict | None = None
     reset: bool = False
     count: int | None = None

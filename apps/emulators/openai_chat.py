@@ -12,7 +12,7 @@ from aiohttp import web
 from . import behaviour
 from .openai_like import FLAVOUR_KEY, ApiError, ModelSpec, context_length, find_model, request_body
 from .responses import send_json, send_stream, sse, with_fault_usage
-from .state import STATE_KEY, set_usage
+from .state import FAULT, STATE_KEY, set_usage
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -45,7 +45,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     call_ids = [flavour.tool_call_prefix + (uuid.uuid4().hex if flavour.vllm else secrets.token_hex(12)) for _ in range(n)]
     if body.get("stream") is True:
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-        events = _stream_events(flavour, envelope, reply, field, reasoning_complete, call_ids, usage if include_usage else None)
+        fault = request.get(FAULT)
+        events = _stream_events(flavour, envelope, reply, field, reasoning_complete, call_ids, usage if include_usage else None,
+                                fault.chunk_chars if fault else None)
         return await send_stream(
             request,
             events,
@@ -209,7 +211,14 @@ def _tool_call(call_id: str, reply: behaviour.Reply) -> dict:
     return {"id": call_id, "type": "function", "function": {"name": reply.tool_name, "arguments": arguments}}
 
 
-def _deltas(reply: behaviour.Reply, field: str | None, complete: bool) -> list[dict]:
+def _cut(text: str, chars: int | None) -> list[str]:
+    """Answer text as stream pieces: every 3 words, or every `chars` characters (the chunk_chars fault)."""
+    if not chars:
+        return behaviour.chunk_text(text)
+    return [text[i:i + chars] for i in range(0, len(text), chars)]
+
+
+def _deltas(reply: behaviour.Reply, field: str | None, complete: bool, chars: int | None = None) -> list[dict]:
     """The deltas of one choice after its opening role delta."""
     deltas: list[dict] = []
     if reply.reasoning and field in ("inline", "prompt_opened"):
@@ -219,11 +228,11 @@ def _deltas(reply: behaviour.Reply, field: str | None, complete: bool) -> list[d
         deltas += [{"content": p} for p in parts]
     elif reply.reasoning:
         deltas += [{field: p} for p in behaviour.chunk_text(reply.reasoning)]
-    deltas += [{"content": p} for p in behaviour.chunk_text(reply.text)]
+    deltas += [{"content": p} for p in _cut(reply.text, chars)]
     return deltas
 
 
-def _stream_events(flavour, envelope, reply, field, complete, call_ids, usage) -> list[bytes]:
+def _stream_events(flavour, envelope, reply, field, complete, call_ids, usage, chars=None) -> list[bytes]:
     base = {**envelope, "object": "chat.completion.chunk"}
     n = len(call_ids)
 
@@ -232,7 +241,7 @@ def _stream_events(flavour, envelope, reply, field, complete, call_ids, usage) -
         return sse({**base, "choices": [choice]})
 
     events = []
-    steps = [{"role": "assistant", "content": ""}] + _deltas(reply, field, complete)
+    steps = [{"role": "assistant", "content": ""}] + _deltas(reply, field, complete, chars)
     for step in steps:
         events += [chunk(i, step) for i in range(n)]
     if reply.is_tool_call:
@@ -241,7 +250,8 @@ def _stream_events(flavour, envelope, reply, field, complete, call_ids, usage) -
         for i in range(n):
             head = {"index": 0, "id": call_ids[i], "type": "function", "function": {"name": reply.tool_name, "arguments": ""}}
             events.append(chunk(i, {"tool_calls": [head]}))
-            for piece in (arguments[:half], arguments[half:]):  # arguments arrive in fragments
+            pieces = _cut(arguments, chars) if chars else (arguments[:half], arguments[half:])
+            for piece in pieces:  # arguments arrive in fragments
                 events.append(chunk(i, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
     final_delta = {"content": ""} if flavour.vllm else {}
     events += [chunk(i, final_delta, reply.finish_reason) for i in range(n)]

@@ -10,6 +10,7 @@ import uuid
 from apps.common.errors import ApiError, from_provider_error
 from apps.limits import services as limits
 from apps.limits.estimate import chat_reservation, embeddings_reservation
+from apps.privacy.guardrails import as_messages, guard_for
 from apps.providers.adapters.base import ProviderError, Usage, session_id
 from apps.routing.access import in_residency, may_use
 from apps.routing.catalog import get_catalog
@@ -95,18 +96,23 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     catalog = await get_catalog()
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
+    # The guardrail pipeline (apps.privacy) only when the key, its organisation or the rule sets a policy:
+    # with none (the default) this is the whole of its cost.
+    guard = guard_for(key, plan, body, req.request_id) if key.policies or plan.policies else None
+    if guard is not None:
+        await guard.before()  # may refuse (a blocked term) before anything is reserved or called
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
     req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
-        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
+        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan, guard)
     finally:
         end_unfinished(req, key, plan, stream=bool(body.get("stream")))
         if req.admission is not None:  # with the fallback targets' admissions (accounting.admit_target)
             req.admission.settle()
 
 
-async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan) -> None:
-    ttl = cache.ttl_for(body, plan)
+async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan, guard=None) -> None:
+    ttl = cache.ttl_for(body, plan) if guard is None or guard.cacheable else None
     cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
@@ -114,13 +120,15 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
             await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink)
             return
     if body.get("stream"):
-        await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
+        await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl,
+                          guard=guard)
         return
 
     async def call(target):
         attempt_start(req, key, plan, target, plan.prompt_tokens)
         await admit_target(req, key, plan, target, lambda: chat_reservation(body, target.model))
-        result = await chat_with_emulation(target.adapter, body, target.model.name)
+        sent = body if guard is None else await guard.aupstream(target)  # per attempt: a fallback may cross a border
+        result = await chat_with_emulation(target.adapter, sent, target.model.name)
         if ("content_filter" in plan.fallback_on and target is not plan.targets[-1]
                 and any(c.get("finish_reason") == "content_filter" for c in result.choices)):
             raise ProviderError(f"{target.label}: the provider's content filter refused the answer", status=502,
@@ -134,6 +142,11 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
         bill_refusal(req, key, plan, exc)
         raise from_provider_error(exc) from None
 
+    if guard is not None:
+        answer = guard.answer(target)
+        if answer is not None:
+            guard.restore_choices(result.choices, answer)
+        guard.after(target, "\n".join(c["message"].get("content") or "" for c in result.choices if c.get("message")))
     headers = response_headers(req, plan, target)
     if cache_key:
         headers["x-xrouter-cache"] = "miss"
@@ -185,16 +198,19 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    guard = guard_for(key, plan, as_messages(inputs), req.request_id) if key.policies or plan.policies else None
+    if guard is not None:
+        await guard.before()
     req.admission = await limits.admit(key, plan, req.request_id, lambda: embeddings_reservation(inputs))
     try:
-        await _answer_embeddings(req, send, key, body, plan, inputs)
+        await _answer_embeddings(req, send, key, body, plan, inputs, guard)
     finally:
         end_unfinished(req, key, plan, endpoint="embeddings")
         if req.admission is not None:
             req.admission.settle()
 
 
-async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> None:
+async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list, guard=None) -> None:
 
     async def call(target):
         if "dimensions" in body and not target.adapter.supports_dimensions:
@@ -202,7 +218,8 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
                            code="unsupported_parameter")
         attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
         await admit_target(req, key, plan, target, lambda: embeddings_reservation(inputs))
-        return await target.adapter.embeddings(inputs, target.model.name, body)
+        sent = inputs if guard is None else [m["content"] for m in (await guard.aupstream(target))["messages"]]
+        return await target.adapter.embeddings(sent, target.model.name, body)
 
     try:
         result, target = await run_with_fallback(plan, call)

@@ -4,11 +4,14 @@ import asyncio
 import logging
 import signal
 
+from django.conf import settings
+
 from apps.common import bus, tracing
 from apps.common import redis as shared_redis
 from apps.common.metrics import forget_dead_processes
 from apps.keys import last_used
 from apps.limits import services as limits
+from apps.privacy import prompt_log
 from apps.providers.adapters.registry import close_all
 from apps.routing.catalog import get_catalog
 from apps.usage import buffer
@@ -51,6 +54,8 @@ async def startup() -> None:
     _tasks.append(asyncio.create_task(bus.listen(ready), name="bus-listener"))
     _tasks.append(asyncio.create_task(last_used.run_flusher(), name="last-used-flusher"))
     _tasks.append(asyncio.create_task(_sample_load(), name="metrics-sampler"))
+    if settings.XROUTER["LOG_PROMPTS"]:  # off by default: nothing of the prompt log runs then
+        _tasks.append(asyncio.create_task(prompt_log.run_flusher(), name="prompt-log-flusher"))
     forget_dead_processes()
     try:
         await asyncio.wait_for(ready.wait(), 5)
@@ -86,6 +91,8 @@ async def shutdown() -> None:
         log.error("shutting down with %d usage records unflushed (Redis and the spool both failed)",
                   buffer.pending_count())
     await last_used.flush()
+    if settings.XROUTER["LOG_PROMPTS"]:
+        await prompt_log.flush()
     await asyncio.to_thread(tracing.shutdown)
     await close_all()
     await shared_redis.aclose()

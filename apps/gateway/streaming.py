@@ -140,12 +140,13 @@ class WsSink:
         return None
 
 
-async def _open(req, key, plan, target, body):
+async def _open(req, key, plan, target, body, guard=None):
     """Start the target's stream and wait for its first chunk (so failures can still fall back)."""
     check_capabilities(target.adapter, body)
     attempt_start(req, key, plan, target, plan.prompt_tokens, stream=True)
     await admit_target(req, key, plan, target, lambda: chat_reservation(body, target.model))
-    stream = target.adapter.stream_chat(upstream_body(target.adapter, body), target.model.name)
+    sent = body if guard is None else await guard.aupstream(target)  # per attempt: a fallback may cross a border
+    stream = target.adapter.stream_chat(upstream_body(target.adapter, sent), target.model.name)
     try:
         first = await stream.__anext__()
     except StopAsyncIteration:
@@ -166,9 +167,10 @@ async def _open(req, key, plan, target, body):
     return stream, first
 
 
-async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None) -> None:
+async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, cache_ttl=None, guard=None) -> None:
     try:
-        (stream, first), target = await run_with_fallback(plan, lambda t: _open(req, key, plan, t, body), verdict_later=True)
+        (stream, first), target = await run_with_fallback(plan, lambda t: _open(req, key, plan, t, body, guard),
+                                                          verdict_later=True)
     except ProviderError as exc:
         metrics.UPSTREAM_ERRORS.labels(failed_target(plan, exc).model.provider, exc.kind).inc()
         bill_refusal(req, key, plan, exc, stream=True)
@@ -183,7 +185,7 @@ async def stream_chat(req, sink, key, plan, body, legacy: bool, cache_key=None, 
         raise
 
     bill_failed_attempts(req, key, plan, stream=True)
-    relay = _Relay(req, sink, key, plan, target, body, legacy, cached=bool(cache_key))
+    relay = _Relay(req, sink, key, plan, target, body, legacy, cached=bool(cache_key), guard=guard)
     await relay.run(stream, first)
     if cache_key and relay.cacheable():
         await cache.put(cache_key, cache.entry_for(relay.cached_choices(), relay.final_usage(), target.model.public_id,
@@ -220,7 +222,7 @@ class _ClientWatch:
 
 
 class _Relay(_ClientWatch):
-    def __init__(self, req, sink, key, plan, target, body, legacy, cached=False):
+    def __init__(self, req, sink, key, plan, target, body, legacy, cached=False, guard=None):
         self.req, self.sink, self.key, self.plan, self.target = req, sink, key, plan, target
         self.cached = cached
         self.body = body
@@ -229,7 +231,10 @@ class _Relay(_ClientWatch):
         stops = body.get("stop") if not target.adapter.supports_stop else None
         self.cutter = StopCutter(stops) if stops else None
         self.prefix = _chunk_prefix(req.request_id, target.model.public_id)
-        self.plain = self.cutter is None and not legacy
+        self.guard = guard
+        # The guardrails' filter of this attempt's answer (restoring placeholders), None for most requests.
+        self.answer = guard.answer(target) if guard is not None else None
+        self.plain = self.cutter is None and not legacy and self.answer is None
         self.usage: Usage | None = None
         self.provider_request_id = ""
         self.chars = 0
@@ -279,6 +284,8 @@ class _Relay(_ClientWatch):
         if chunk.usage is not None:
             self.usage = chunk.usage
         delta, finish = chunk.delta, chunk.finish_reason
+        if self.answer is not None and (delta or finish):
+            delta = self.filtered(chunk.index, delta or {}, finish)
         if delta:
             content = delta.get("content")
             if content:
@@ -307,6 +314,37 @@ class _Relay(_ClientWatch):
                 self.finished = True
                 self.finish_reason = finish
         return not (self.cutter is not None and self.cutter.stopped)
+
+    def filtered(self, index: int, delta: dict, finish) -> dict:
+        """The delta through the answer filter: text and tool-call arguments as they may be sent so far;
+        at the choice's finish, with whatever the filter still held back."""
+        answer, delta = self.answer, dict(delta)
+        for field in ("content", "reasoning_content"):
+            if delta.get(field):
+                delta[field] = answer.piece((field, index), delta[field])
+        if delta.get("tool_calls"):
+            delta["tool_calls"] = [self._filtered_call(index, call) for call in delta["tool_calls"]]
+        if finish:
+            for field in ("content", "reasoning_content"):
+                tail = answer.flush((field, index))
+                if tail:
+                    delta[field] = (delta.get(field) or "") + tail
+            calls = {c.get("index", 0): {**c, "function": dict(c.get("function") or {})} for c in delta.get("tool_calls") or ()}
+            for slot in [s for s in answer.slots() if s[0] == "args" and s[1] == index]:
+                tail = answer.flush(slot)
+                if tail:
+                    function = calls.setdefault(slot[2], {"index": slot[2], "function": {}})["function"]
+                    function["arguments"] = (function.get("arguments") or "") + tail
+            if calls:
+                delta["tool_calls"] = list(calls.values())
+        return delta
+
+    def _filtered_call(self, index: int, call: dict) -> dict:
+        function = call.get("function") or {}
+        if not function.get("arguments"):
+            return call
+        arguments = self.answer.piece(("args", index, call.get("index", 0)), function["arguments"])
+        return {**call, "function": {**function, "arguments": arguments}}
 
     def cacheable(self) -> bool:
         return self.status == "ok" and self.finished and not self.saw_tools and not (self.cutter and self.cutter.stopped)
@@ -400,6 +438,10 @@ class _Relay(_ClientWatch):
                 provider_request_id=self.provider_request_id, upstream_seconds=self.plan.upstream_seconds,
                 attempt=len(self.plan.attempts) - 1,
             )
+            if self.answer is not None:
+                self.answer.end()
+            if self.guard is not None and status == "ok":
+                self.guard.after(self.target, "".join(self.text))
             if status in ("ok", "error", "client_cancelled"):
                 self.finished = True
                 # The stall check has stopped: bound the last sends (the answer is billed either way).

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from apps.common.personal_data import PD_FIELDS
 from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import SCOPES, ApiKey, default_scopes
@@ -17,7 +18,7 @@ class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
         fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-                  *KEY_LIMIT_FIELDS, "model_limits", "cost_centre"]
+                  *KEY_LIMIT_FIELDS, "model_limits", "cost_centre", *PD_FIELDS]
 
     def clean_scopes(self):
         return [s for s in SCOPES if s in self.cleaned_data["scopes"]]
@@ -36,12 +37,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
     list_display = ["name", "shown_prefix", "user", "organisation", "scopes", "parent", "created_at", "revoked_at",
                     "expires_at", "last_used_at"]
-    list_filter = ["revoked_at", "organisation"]
+    list_filter = ["revoked_at", "pd_policy", "organisation"]
     search_fields = ["name", "prefix", "user__username"]
     raw_id_fields = ["user", "organisation"]
     list_select_related = ["user", "organisation", "parent"]
     fields = ["user", "organisation", "name", "scopes", "allowed_models", "allowed_ips", "residency", "expires_at",
-              *KEY_LIMIT_FIELDS, "model_limits", "cost_centre", "shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
+              *KEY_LIMIT_FIELDS, "model_limits", "cost_centre", *PD_FIELDS, "shown_prefix", "parent", "revoked_at",
+              "created_at", "last_used_at"]
     readonly_fields = ["shown_prefix", "parent", "revoked_at", "created_at", "last_used_at"]
     actions = ["revoke", "rotate_at_once", "rotate_after_a_day", "rotate_after_a_week"]
 
@@ -57,7 +59,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             user=obj.user, name=obj.name, organisation=obj.organisation, allowed_models=obj.allowed_models,
             residency=obj.residency, expires_at=obj.expires_at, scopes=obj.scopes, allowed_ips=obj.allowed_ips,
             cost_centre=obj.cost_centre, issued_by=request.user, model_limits=obj.model_limits,
-            **{field: getattr(obj, field) for field in KEY_LIMIT_FIELDS},
+            **{field: getattr(obj, field) for field in (*KEY_LIMIT_FIELDS, *PD_FIELDS)},
         )
         obj.pk, obj.prefix = key.pk, key.prefix
         self.message_user(request, f"New key (copy it now, it is not shown again): {plaintext}", messages.WARNING)

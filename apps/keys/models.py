@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.common.personal_data import PersonalDataFields
 from apps.common.rates import LimitFields, validate_model_limits
 
 # What a key may do. /v1: chat → /v1/chat/completions, embeddings → /v1/embeddings,
@@ -66,7 +67,7 @@ def validate_allowed_ips(value) -> None:
     parse_networks(value)
 
 
-class ApiKey(LimitFields):
+class ApiKey(LimitFields, PersonalDataFields):
     """A client key `xr-<prefix>-<secret>`. Only the prefix and a SHA-256 of the whole key are stored."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")

@@ -41,6 +41,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership
 from apps.common import bus
 from apps.common.errors import ApiError
+from apps.common.personal_data import policies_of
 from apps.common.rates import Limits, parse_model_limits
 
 from .models import DEFAULT_SCOPES, ApiKey, holds_keys_in, parse_networks
@@ -87,6 +88,9 @@ class KeyInfo:
     organisation_limits: Limits | None = None
     limit_id: int = 0  # whose limits and budget counters it uses: the first key of its rotation line (or its id)
     model_limits: tuple = ()  # the key's limits on given models, ((model id, Limits), ...); a tuple: KeyInfo hashes
+    # The personal-data policies of the key and its organisation (apps.common.personal_data); empty: none,
+    # and the request path skips the guardrail pipeline on this one check.
+    policies: tuple = ()
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
@@ -182,6 +186,7 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
         limit_id=row.lineage or row.id,
         model_limits=tuple(parse_model_limits(row.model_limits).items()),
+        policies=policies_of(row, row.organisation),
     ) if active else None
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 

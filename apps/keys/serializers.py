@@ -14,13 +14,15 @@ class ApiKeySerializer(serializers.ModelSerializer):
                                         max_length=MAX_ALLOWED_IPS,
                                         help_text='CIDRs the key works from ("203.0.113.0/24", "2001:db8::/32"); empty: any.')
 
+    blocked_terms = serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=200,
+                                          help_text="Requests containing any of these terms are refused (400).")
     user = serializers.SlugRelatedField(slug_field="username", read_only=True, help_text="Whose key it is.")
 
     class Meta:
         model = ApiKey
         fields = ["id", "name", "prefix", "user", "organisation", "scopes", "allowed_models", "allowed_ips", "residency",
                   "parent", "created_at", "expires_at", "revoked_at", "last_used_at", *KEY_LIMIT_FIELDS,
-                  "model_limits", "cost_centre"]
+                  "model_limits", "cost_centre", "pd_policy", "pd_names", "blocked_terms"]
         read_only_fields = ["id", "prefix", "user", "organisation", "parent", "created_at", "revoked_at", "last_used_at"]
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership, User
 from apps.audit.services import audit
 from apps.common import bus
+from apps.common.personal_data import PD_FIELDS, RANK, validate_terms
 from apps.common.rates import INT_LIMIT_FIELDS, KEY_LIMIT_FIELDS, parse_rate, validate_model_limits, validate_rate
 
 from .models import (
@@ -52,7 +53,7 @@ def _announce(key_ids) -> None:
 
 def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, residency=UNSET, expires_at=UNSET,
                scopes=UNSET, allowed_ips=UNSET, parent: ApiKey | None = None, issued_by=None, cost_centre: str = "",
-               model_limits=UNSET, **limits):
+               model_limits=UNSET, pd_policy: str = "off", pd_names: bool = False, blocked_terms=(), **limits):
     """Create a key; returns (ApiKey, plaintext). The plaintext is never stored or shown again.
 
     parent: the key this request was authenticated with, if any. Such a key needs the scope
@@ -68,6 +69,8 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
     bounds the key's allowed models and residency, however the key is made; a limit not given or empty
     takes the policy's.
     cost_centre: a cost centre or project statements break spend down by.
+    pd_policy, pd_names, blocked_terms: the key's personal-data policy (apps.common.personal_data); a
+    key-created key's is at least its parent's (the stricter mode, names if either, both term lists).
     issued_by: the acting person (None for the command line). Issuing for someone else needs the
     permission keys.issue_for_others.
     Refusals raise PermissionDenied, bad values ValidationError.
@@ -91,6 +94,7 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
         validate_model_limits(model_limits)
         if organisation is not None:
             allowed_models, residency = _within_policy(organisation, allowed_models, residency)
+        pd_policy, pd_names, blocked_terms = _personal_data(parent, pd_policy, pd_names, blocked_terms)
         scopes = list(DEFAULT_SCOPES) if scopes is UNSET else _as_list(scopes)
         validate_scopes(scopes)
         scopes = [s for s in SCOPES if s in scopes]  # one spelling and order, whatever the caller sent
@@ -118,12 +122,28 @@ def key_create(*, user, name: str, organisation=None, allowed_models=UNSET, resi
             allowed_ips=allowed_ips,
             cost_centre=cost_centre or "",
             model_limits=model_limits,
+            pd_policy=pd_policy,
+            pd_names=pd_names,
+            blocked_terms=blocked_terms,
             **{field: value for field, value in limits.items() if value is not UNSET},
         )
         audit("key.created", target=key, actor=actor, detail={
             "user_id": user.pk, "organisation_id": getattr(organisation, "pk", None), "scopes": scopes,
             **({"via_key": f"xr-{parent.prefix}"} if parent is not None else {})})
     return key, plaintext
+
+
+def _personal_data(parent: ApiKey | None, mode: str, names: bool, terms) -> tuple[str, bool, list]:
+    """A new key's personal-data policy, never weaker than its parent's (ValidationError for bad values)."""
+    if mode not in RANK:
+        raise ValidationError({"pd_policy": f"Use one of {', '.join(RANK)}."})
+    terms = list(terms or [])
+    validate_terms(terms)
+    if parent is not None:
+        mode = max(mode, parent.pd_policy, key=RANK.__getitem__)
+        names = names or parent.pd_names
+        terms = list(dict.fromkeys([*parent.blocked_terms, *terms]))
+    return mode, names, terms
 
 
 def _budget(value) -> Decimal:
@@ -377,7 +397,7 @@ def key_rotate(key: ApiKey, *, grace: datetime.timedelta, by=None) -> tuple[ApiK
             prefix=prefix, hashed_key=hash_key(plaintext), scopes=old.scopes, allowed_models=old.allowed_models,
             residency=old.residency, allowed_ips=old.allowed_ips, expires_at=old.expires_at,
             lineage=old.lineage or old.pk, model_limits=old.model_limits, cost_centre=old.cost_centre,
-            **{field: getattr(old, field) for field in KEY_LIMIT_FIELDS},
+            **{field: getattr(old, field) for field in (*KEY_LIMIT_FIELDS, *PD_FIELDS)},  # never loses its redaction
         )
         ApiKey.objects.filter(parent_id=old.pk).update(parent=new)
         ends = timezone.now() + grace

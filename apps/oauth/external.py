@@ -21,6 +21,7 @@ from django.conf import settings
 
 from apps.accounts.models import Membership, Organisation
 from apps.common.errors import ApiError
+from apps.common.personal_data import policies_of
 from apps.common.rates import Limits
 from apps.keys.models import DEFAULT_SCOPES
 from apps.keys.selectors import CacheEntry, KeyInfo, alookup
@@ -160,6 +161,7 @@ def _load(verified: tuple[dict, dict], hashed: str) -> CacheEntry:
         scopes=scopes_of(role, claims),
         kind="jwt",
         organisation_limits=Limits.of(organisation),  # its organisation's limits and budget (apps.limits)
+        policies=policies_of(organisation),  # its organisation's personal-data policy (apps.privacy)
     ) if active else None
     return CacheEntry(info, ("jwt", user.id), user.id, tuple(o.id for o in organisations), time.monotonic())
 

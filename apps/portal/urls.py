@@ -3,7 +3,7 @@ from django.urls import path, reverse_lazy
 
 from apps.limits.addresses import limited
 
-from . import login, members, oauth_views, oidc, security, views
+from . import account, login, members, oauth_views, oidc, security, views
 
 app_name = "portal"
 
@@ -19,6 +19,9 @@ urlpatterns = [
     path("signup/", limited("signup")(views.signup), name="signup"),
     path("signup/confirm/<uidb64>/<token>/", views.signup_confirm, name="signup_confirm"),
     path("security/", security.security, name="security"),
+    path("account/", account.account, name="account"),
+    path("account/export.json", account.account_export_view, name="account_export"),
+    path("account/delete/", account.account_delete_view, name="account_delete"),
     path("members/", members.members_home, name="members_home"),
     path("members/<int:organisation_pk>/", members.members, name="members"),
     path("members/<int:organisation_pk>/invite/", members.invite, name="invite"),

@@ -29,7 +29,7 @@ class RouteTestForm(forms.Form):
 class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
     list_display = ["name", "priority", "enabled", "match_model", "strategy", "target_list", "cache_ttl"]
     list_editable = ["priority", "enabled"]
-    list_filter = ["enabled", "strategy"]
+    list_filter = ["enabled", "strategy", "pd_policy"]
     search_fields = ["name", "match_model"]
     fieldsets = [
         (None, {"fields": ["name", "priority", "enabled"]}),
@@ -37,6 +37,7 @@ class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
                                            "match_tools", "match_stream", "min_prompt_tokens", "max_prompt_tokens"]}),
         ("Action", {"fields": ["strategy", "targets", "retries", "fallback_on", "deadline", "residency", "cache_ttl",
                                "context_fallback"]}),
+        ("Personal data (152-FZ)", {"fields": ["pd_policy", "pd_names", "pd_jurisdiction", "blocked_terms"]}),
     ]
 
     @admin.display(description="Targets")

@@ -159,6 +159,22 @@ class CacheSpec(_Strict):
     ttl: int = Field(gt=0)
 
 
+class PersonalDataSpec(_Strict):
+    """A rule's personal-data policy (README, "Personal data (152-FZ)")."""
+
+    policy: Literal["off", "mask", "pseudonymize", "redact"] = "off"
+    names: bool = False
+    outside: str = Field(default="", max_length=8, description="apply only to targets outside this jurisdiction (e.g. RU)")
+    blocked_terms: list[str] = Field(default_factory=list, max_length=200)
+
+    @field_validator("blocked_terms")
+    @classmethod
+    def _terms(cls, value):
+        if any(not t.strip() or len(t) > 200 for t in value):
+            raise ValueError("blocked terms are non-empty strings of at most 200 characters")
+        return value
+
+
 class RuleSpec(_Strict):
     name: str = Field(pattern=r"^[-a-zA-Z0-9_]{1,100}$")
     priority: int = 100
@@ -173,6 +189,7 @@ class RuleSpec(_Strict):
     deadline: float | None = Field(default=None, gt=0)
     residency: str = ""
     cache: CacheSpec | None = None
+    personal_data: PersonalDataSpec | None = None
 
     @field_validator("fallback_on", mode="before")
     @classmethod

@@ -3,6 +3,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from apps.common.personal_data import PersonalDataFields
+
 # Alias names travel in response headers (x-xrouter-route), which carry Latin-1 at most: ASCII only,
 # and none of the separators a header value gives meaning to. Rule names are slugs already.
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}")
@@ -48,7 +50,7 @@ def default_fallback_on():
     return ["5xx", "429", "timeout", "connection"]
 
 
-class RoutingRule(models.Model):
+class RoutingRule(PersonalDataFields):
     """Matches requests and sends them to a list of targets with a strategy.
 
     Rules are tried by ascending priority; the first enabled rule whose every set condition
@@ -76,6 +78,11 @@ class RoutingRule(models.Model):
     residency = models.CharField(max_length=8, blank=True, help_text="Only targets of this jurisdiction, even on fallback.")
     cache_ttl = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds; enables the response cache for this rule.")
     context_fallback = models.BooleanField(default=True, help_text="Send prompts too long for a target to a larger one.")
+    # --- personal data (the policy fields come from PersonalDataFields) ---
+    pd_jurisdiction = models.CharField(
+        "personal-data policy only outside", max_length=8, blank=True,
+        help_text="If set (e.g. RU), this rule's personal-data policy applies only to attempts on targets of another "
+                  "jurisdiction (decided per attempt: a fallback abroad is anonymized, a local primary is not).")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -60,6 +60,7 @@ class RoutePlan:
     # n > 1 fan-out whose siblings answered before one failed).
     failed: list = field(default_factory=list)
     upstream_seconds: float | None = None  # the successful call's time with the provider (a stream: to its first event)
+    policies: tuple = ()  # the matched rule's personal-data policy (apps.privacy applies it per attempt)
 
     def header(self, target: Target) -> str:
         return f"{self.rule or 'direct'};{target.label}"
@@ -72,7 +73,8 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
     if rule is not None:
         specs = [(t.model, t.weight, t.timeout) for t in rule.targets]
         plan = RoutePlan(requested=requested, targets=[], rule=rule.name, retries=rule.retries, fallback_on=rule.fallback_on,
-                         cache_ttl=rule.cache_ttl, context_fallback=rule.context_fallback, prompt_tokens=ctx.prompt_tokens)
+                         cache_ttl=rule.cache_ttl, context_fallback=rule.context_fallback, prompt_tokens=ctx.prompt_tokens,
+                         policies=rule.policies)
         if rule.deadline:
             plan.deadline = time.monotonic() + rule.deadline
     elif requested in catalog.aliases:

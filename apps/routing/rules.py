@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 
+from apps.common.personal_data import Policy
+
 from .failures import DEFAULT_FALLBACK_ON, FALLBACK_NAMES, expand_fallback_on
 
 STRATEGY_NAMES = {"fallback", "weighted", "round_robin", "latency", "least_busy", "cheapest"}
@@ -58,6 +60,7 @@ class Rule:
     residency: str = ""
     cache_ttl: int | None = None
     context_fallback: bool = True
+    policies: tuple = ()  # its personal-data policy (apps.common.personal_data), if it sets one
 
     @classmethod
     def from_model(cls, r) -> "Rule":
@@ -80,6 +83,7 @@ class Rule:
             residency=r.residency,
             cache_ttl=r.cache_ttl,
             context_fallback=r.context_fallback,
+            policies=tuple(p for p in (Policy.of(r, outside=r.pd_jurisdiction),) if p is not None),
         )
 
     def matches(self, ctx: "RequestContext") -> bool:

@@ -11,7 +11,7 @@ from apps.common.rates import KEY_LIMIT_FIELDS, LIMIT_FIELDS
 from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
 
-from .config_schema import ConfigError, ConfigFile
+from .config_schema import ConfigError, ConfigFile, PersonalDataSpec
 from .models import Alias, RoutingRule
 
 
@@ -109,7 +109,7 @@ def _check_secrets_follow_origin(name: str, spec) -> None:
 
 
 def _rule_fields(rule) -> dict:
-    m = rule.match
+    m, pd = rule.match, rule.personal_data or PersonalDataSpec()
     return dict(
         priority=rule.priority, enabled=rule.enabled, match_model=m.model, match_keys=m.key,
         match_organisations=m.organisation, match_tags=m.tags, match_tools=m.tools, match_stream=m.stream,
@@ -117,6 +117,7 @@ def _rule_fields(rule) -> dict:
         targets=[t.model_dump(exclude_none=True) for t in rule.targets], retries=rule.retries,
         fallback_on=list(rule.fallback_on), deadline=rule.deadline, residency=rule.residency,
         cache_ttl=rule.cache.ttl if rule.cache else None, context_fallback=rule.context_fallback,
+        pd_policy=pd.policy, pd_names=pd.names, pd_jurisdiction=pd.outside, blocked_terms=list(pd.blocked_terms),
     )
 
 
@@ -196,4 +197,7 @@ def _rule_export(r: RoutingRule) -> dict:
         out["cache"] = {"ttl": r.cache_ttl}
     if not r.context_fallback:
         out["context_fallback"] = False
+    if r.pd_policy != "off" or r.blocked_terms:
+        out["personal_data"] = {"policy": r.pd_policy, "names": r.pd_names, "outside": r.pd_jurisdiction,
+                                "blocked_terms": r.blocked_terms}
     return out
