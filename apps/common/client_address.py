@@ -52,6 +52,13 @@ def _trusted(address: Address, proxies: tuple) -> bool:
     return any(address in network for network in proxies)
 
 
+def is_trusted_proxy(peer: str | None) -> bool:
+    """Whether the direct peer is one of XROUTER_TRUSTED_PROXIES (whose forwarding headers are believed)."""
+    address = parse_address(peer) if peer else None
+    proxies = trusted_proxies()
+    return address is not None and bool(proxies) and _trusted(address, proxies)
+
+
 def client_address(peer: str | None, forwarded_for: str | None) -> Address | None:
     """The client's address from the direct peer's and the X-Forwarded-For header's (all its lines
     joined by commas); None when the peer is unknown (a Unix socket) or not an address."""
