@@ -21,15 +21,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 
+# The password of a URL (scheme://user:password@host): never printed, whatever the message.
+# Up to the last "@" before a blank or a quote: a password may hold an unescaped "@" or "/".
+URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s'\"]*:)[^\s'\"]*(@)")
+
+
+def redact_url_passwords(text: str) -> str:
+    return URL_PASSWORD.sub(r"\1***\2", text)
+
+
 def _checked(name, parse, default):
-    """Read NAME with `parse`; a bad value raises ImproperlyConfigured naming NAME."""
+    """Read NAME with `parse`; a bad value raises ImproperlyConfigured naming NAME (URL passwords redacted)."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         return parse(raw)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {raw!r} ({exc})") from None
+        raise ImproperlyConfigured(redact_url_passwords(f"Environment variable {name} is malformed: {raw!r} ({exc})")) from None
 
 
 def _bool(raw):
