@@ -83,6 +83,7 @@ class KeyInfo:
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
     kind: str = "key"
     networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
+    organisation_networks: tuple = ()  # its organisation's, the same way: both must allow an address
     limits: Limits | None = None  # the key's own (apps.limits); None: none set
     organisation_limits: Limits | None = None
 
@@ -91,7 +92,16 @@ class KeyInfo:
 
     def allows_address(self, address) -> bool:
         """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
-        return not self.networks or (address is not None and any(address in n for n in self.networks))
+        return self.address_refusal(address) is None
+
+    def address_refusal(self, address) -> str | None:
+        """Why the credential may not be used from `address` (None: it may), in words for the error."""
+        for networks, whose in ((self.networks, "its IP allow-list"),
+                                (self.organisation_networks, "its organisation's IP allow-list")):
+            if networks and (address is None or not any(address in n for n in networks)):
+                return (f"This {'API key' if self.kind == 'key' else 'credential'} may not be used from "
+                        f"{address or 'an unknown address'} (outside {whose}).")
+        return None
 
     @property
     def cache_scope(self) -> str:
@@ -176,6 +186,7 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
         networks=parse_networks(row.allowed_ips or []),
+        organisation_networks=parse_networks(row.organisation.allowed_ips or []) if row.organisation else (),
         limits=Limits.of(row),
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
     ) if active else None

@@ -15,6 +15,7 @@ from hashlib import sha256
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.common.client_address import parse_networks
 from apps.common.rates import Limits
 from apps.keys.models import SCOPES, holds_keys_in
 from apps.keys.selectors import CacheEntry, KeyInfo, alookup
@@ -53,6 +54,7 @@ def _load(match: re.Match | None, hashed: str) -> CacheEntry | None:
         expires_at=row.expires.timestamp(),
         scopes=frozenset(row.scope.split()) & _SCOPES,
         kind="oauth",
+        organisation_networks=parse_networks(policy.allowed_ips or []),
         organisation_limits=Limits.of(policy),  # its organisation's limits and budget (apps.limits)
     ) if active else None
     return CacheEntry(info, ("oauth", row.id), user.id, tuple(o.id for o in organisations), time.monotonic())
