@@ -657,17 +657,18 @@ if XROUTER["CSP"] == "off":
 PRIVATE_NETWORKS = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 XROUTER["ADMIN_ALLOW"] = _checked("XROUTER_ADMIN_ALLOW", _networks,
                                   PRIVATE_NETWORKS if XROUTER_ENV == "production" else [])
+# https as the proxy in front saw it (deploy/nginx/xrouter.conf), believed from XROUTER_TRUSTED_PROXIES only:
+# apps.common.middleware.ClientAddressMiddleware drops the header from anyone else.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # oauth2_provider.W008: http redirect URIs stay for native apps' loopback callbacks (RFC 8252);
 # apps.oauth.models.redirect_uri_problem refuses http for any other host.
 SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
 if XROUTER_ENV == "production":
     # Production is reached over HTTPS (TLS ends at the proxy or ingress): cookies never travel in the clear,
     # plain http is redirected, and browsers are told to keep to HTTPS (XROUTER_HSTS_SECONDS, a year by
-    # default; 0 turns HSTS off). The proxy's X-Forwarded-Proto counts from XROUTER_TRUSTED_PROXIES only
-    # (apps.common.middleware.ClientAddressMiddleware drops it from anyone else).
+    # default; 0 turns HSTS off).
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("XROUTER_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Alertmanager posts to the gateway directly on the internal network (deploy/nginx/xrouter.conf refuses
     # it from outside); /healthz, /readyz, /metrics and /v1 never reach Django.
     SECURE_REDIRECT_EXEMPT = [r"^api/v1/alerts/"]
