@@ -42,7 +42,7 @@ def planted(gateway, emulators, django_db_blocker):
     with django_db_blocker.unblock():
         provider = Provider.objects.create(name=f"canary-{tag}", kind="mts", base_url=emulators["mts"].origin + "/v1",
                                            extra_headers={"X-Canary": CANARY_HEADER})
-        Credential.objects.create(provider=provider, secrets={"api_key": CANARY_PROVIDER_KEY})
+        credential = Credential.objects.create(provider=provider, secrets={"api_key": CANARY_PROVIDER_KEY})
         ProviderModel.objects.create(provider=provider, name="mws-gpt-alpha", input_price=1, output_price=1)
         organisation = Organisation.objects.create(name=f"canary-{tag}")
         user = User.objects.create_superuser(f"canary-{tag}", f"canary-{tag}@example.com", "correct horse battery")
@@ -53,7 +53,7 @@ def planted(gateway, emulators, django_db_blocker):
                                          redirect_uris="https://app.example/callback")[0]
         token = oauth_token(application, user, "chat models:read usage:read")
     connections.close_all()
-    yield {"provider": provider, "model": f"{provider.name}/mws-gpt-alpha", "user": user, "api_key": api_key,
+    yield {"provider": provider, "credential": credential, "model": f"{provider.name}/mws-gpt-alpha", "user": user, "api_key": api_key,
            "token": token, "control": control}
     control.configure(api_keys=accepted)
     control.close()
@@ -115,14 +115,16 @@ def drive(base: str, planted: dict) -> list[tuple[str, str]]:
         assert record("metrics", client.get("/metrics")).status_code == 200
         sign_in(client, planted["user"].username)
         provider = planted["provider"]
-        credential = provider.credentials.get()
+        credential = planted["credential"]
         for path in ["/", "/keys/", "/usage/", "/oauth-apps/", "/admin/", "/admin/keys/apikey/",
                      f"/admin/keys/apikey/?q={key}", "/admin/providers/provider/",
                      f"/admin/providers/provider/{provider.pk}/change/", "/admin/providers/credential/",
                      f"/admin/providers/credential/{credential.pk}/change/", "/admin/oauth/accesstoken/",
                      "/admin/audit/auditevent/", "/admin/usage/usagerecord/"]:
-            answer = record(path, client.get(path))
+            answer = record(path, client.get(path, follow_redirects=True))
             assert answer.status_code in {200, 404}, (path, answer.status_code)
+        found = client.get(f"/admin/keys/apikey/?q={key}", follow_redirects=True)  # a pasted key finds its row
+        assert key.split("-")[1] in found.text and "1 api key" in found.text.lower()
     return answers
 
 
