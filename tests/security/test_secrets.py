@@ -164,3 +164,23 @@ def test_rotation_leaves_current_tokens_and_reports_undecryptable_ones(fernet_ke
         call_command("rotate_fernet_keys")
     assert stored_token(Credential, current.pk, "secrets") == before  # already under the first key: untouched
     assert stored_token(Credential, orphan.pk, "secrets") != ""  # kept, in case the lost key comes back
+
+
+@pytest.mark.django_db
+def test_the_migration_encrypts_headers_stored_in_the_clear():
+    import importlib
+    from types import SimpleNamespace
+
+    migration = importlib.import_module("apps.providers.migrations.0005_hardening_extra_headers_encrypted")
+    provider = Provider.objects.create(name="legacy", kind="openai_compatible", base_url="https://example.invalid/v1")
+    empty = Provider.objects.create(name="bare", kind="openai_compatible", base_url="https://example.invalid/v1")
+    with connection.cursor() as cursor:  # as the column type change leaves them: JSON text
+        cursor.execute("UPDATE providers_provider SET extra_headers = %s WHERE id = %s",
+                       ['{"X-Api-Key": "legacy-secret"}', provider.pk])
+        cursor.execute("UPDATE providers_provider SET extra_headers = %s WHERE id = %s", ["{}", empty.pk])
+    migration.encrypt_stored_headers(None, SimpleNamespace(connection=connection))
+    assert "legacy-secret" not in stored_token(Provider, provider.pk, "extra_headers")
+    assert Provider.objects.get(pk=provider.pk).extra_headers == {"X-Api-Key": "legacy-secret"}
+    assert stored_token(Provider, empty.pk, "extra_headers") == ""
+    migration.decrypt_stored_headers(None, SimpleNamespace(connection=connection))  # and back, for a rollback
+    assert stored_token(Provider, provider.pk, "extra_headers") == '{"X-Api-Key": "legacy-secret"}'

@@ -6,6 +6,8 @@ from django.db import migrations
 
 import apps.common.crypto
 
+FERNET_TOKEN = "gAAAAA"  # how every Fernet token starts (version byte 0x80, base64)
+
 
 def encrypt_stored_headers(apps, schema_editor):
     # Raw SQL: the column now holds the JSON text the type change left, which the field would read as a token.
@@ -14,6 +16,8 @@ def encrypt_stored_headers(apps, schema_editor):
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("SELECT id, extra_headers FROM providers_provider")
         for pk, raw in cursor.fetchall():
+            if raw and raw.startswith(FERNET_TOKEN):
+                continue  # encrypted already (a re-run)
             headers = json.loads(raw) if raw else {}
             value = encrypt_json(headers) if headers else ""
             cursor.execute("UPDATE providers_provider SET extra_headers = %s WHERE id = %s", [value, pk])
@@ -25,6 +29,8 @@ def decrypt_stored_headers(apps, schema_editor):
     with schema_editor.connection.cursor() as cursor:
         cursor.execute("SELECT id, extra_headers FROM providers_provider")
         for pk, token in cursor.fetchall():
+            if token and not token.startswith(FERNET_TOKEN):
+                continue
             cursor.execute("UPDATE providers_provider SET extra_headers = %s WHERE id = %s",
                            [json.dumps(decrypt_json(token) if token else {}), pk])
 
