@@ -90,12 +90,9 @@ class KeyInfo:
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
 
-    def allows_address(self, address) -> bool:
-        """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
-        return self.address_refusal(address) is None
-
     def address_refusal(self, address) -> str | None:
-        """Why the credential may not be used from `address` (None: it may), in words for the error."""
+        """Why the credential may not be used from `address` (apps.common.client_address; None: unknown), in
+        words for the error; None: it may."""
         for networks, whose in ((self.networks, "its IP allow-list"),
                                 (self.organisation_networks, "its organisation's IP allow-list")):
             if networks and (address is None or not any(address in n for n in networks)):
