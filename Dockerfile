@@ -1,25 +1,33 @@
 # syntax=docker/dockerfile:1
+# An exact tag in both stages (README, "Security": a release pins its digest, python:…@sha256:…).
 # Build stage: compile wheels into a virtualenv.
-FROM python:3.11-slim AS build
+FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 # The lock pins every dependency with its hashes: nothing unpinned or altered gets in (docs/security.md).
 COPY requirements/base.lock /tmp/base.lock
 RUN /opt/venv/bin/pip install --require-hashes -r /tmp/base.lock
 
-# Run stage: the virtualenv and the code, as an unprivileged user.
-FROM python:3.11-slim
+# Run stage: the virtualenv and the code, owned by root and read-only to the unprivileged user that runs
+# them (a compromised process cannot rewrite the code it runs); it writes only /app/var (the usage spool).
+FROM python:3.11.14-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    SQLITE_PATH=/app/var/db.sqlite3 \
     XROUTER_HOST=0.0.0.0 \
     XROUTER_PORT=8000 \
     XROUTER_WORKERS=2
 RUN useradd --create-home --uid 10001 xrouter
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=xrouter:xrouter . /app
-RUN python manage.py collectstatic --noinput
+# No --chown: root's files (mode 644/755 from the context) are read-only to uid 10001. collectstatic loads the
+# settings, which in development generate an ID-token signing key: into /tmp and deleted, never into the image.
+COPY . /app
+RUN XROUTER_OIDC_RSA_KEY_FILE=/tmp/build-oidc-key.pem python manage.py collectstatic --noinput \
+ && rm -f /tmp/build-oidc-key.pem \
+ && mkdir -p /app/var \
+ && chown xrouter:xrouter /app/var
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

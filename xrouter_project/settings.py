@@ -21,15 +21,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 
+# The password of a URL (scheme://user:password@host): never printed, whatever the message.
+# Up to the last "@" before a blank or a quote: a password may hold an unescaped "@" or "/".
+URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s'\"]*:)[^\s'\"]*(@)")
+
+
+def redact_url_passwords(text: str) -> str:
+    return URL_PASSWORD.sub(r"\1***\2", text)
+
+
 def _checked(name, parse, default):
-    """Read NAME with `parse`; a bad value raises ImproperlyConfigured naming NAME."""
+    """Read NAME with `parse`; a bad value raises ImproperlyConfigured naming NAME (URL passwords redacted)."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         return parse(raw)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ImproperlyConfigured(f"Environment variable {name} is malformed: {raw!r} ({exc})") from None
+        raise ImproperlyConfigured(redact_url_passwords(f"Environment variable {name} is malformed: {raw!r} ({exc})")) from None
 
 
 def _bool(raw):
@@ -164,9 +173,12 @@ if os.environ.get("XROUTER_ROLE") == "writer":
 MIDDLEWARE = [
     "apps.common.middleware.RequestIdMiddleware",  # every log line of a request names it (X-Request-ID)
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only.
+    # request.client_address, honouring X-Forwarded-For from XROUTER_TRUSTED_PROXIES only; before
+    # SecurityMiddleware, because it also drops X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER) from anyone else.
     "apps.common.middleware.ClientAddressMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "apps.common.middleware.ContentSecurityPolicyMiddleware",  # XROUTER_CSP
+    "apps.common.middleware.AdminNetworksMiddleware",  # XROUTER_ADMIN_ALLOW
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # LocaleMiddleware's rules, except that /api and the /v1 docs stay English (apps/portal/middleware.py).
@@ -323,6 +335,7 @@ SPECTACULAR_SETTINGS = {
     # drf-spectacular's Redoc page loads Google Fonts.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"MembershipRoleEnum": "apps.accounts.models.Membership.Role"},
 }
 
 # --- Outbound requests to URLs tenants enter (webhooks; apps/common/fetch.py) ---
@@ -638,14 +651,48 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- HTTP security (README, "Security"); `manage.py check --deploy` is clean under XROUTER_ENV=production ---
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Messages live in the session, never in a cookie of their own: the admin shows a new key's plaintext in one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+# No page runs inline script (the API docs use drf-spectacular's split view); inline style attributes stay
+# allowed (the admin's and Swagger UI's own). 'self' covers the playground's same-origin WebSocket.
+DEFAULT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+               "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+XROUTER["CSP"] = os.environ.get("XROUTER_CSP", DEFAULT_CSP)  # "off": no header
+if XROUTER["CSP"] == "off":
+    XROUTER["CSP"] = ""
+# The admin answers clients in these networks only (the resolved client address); others get a 404. Any
+# address in development; in production loopback and the private networks unless set (0.0.0.0/0,::/0: any).
+PRIVATE_NETWORKS = ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+XROUTER["ADMIN_ALLOW"] = _checked("XROUTER_ADMIN_ALLOW", _networks,
+                                  PRIVATE_NETWORKS if XROUTER_ENV == "production" else [])
+# https as the proxy in front saw it (deploy/nginx/xrouter.conf), believed from XROUTER_TRUSTED_PROXIES only:
+# apps.common.middleware.ClientAddressMiddleware drops the header from anyone else.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# oauth2_provider.W008: http redirect URIs stay for native apps' loopback callbacks (RFC 8252);
+# apps.oauth.models.redirect_uri_problem refuses http for any other host.
+SILENCED_SYSTEM_CHECKS = ["oauth2_provider.W008"]
 if XROUTER_ENV == "production":
-    # Production is reached over HTTPS (TLS ends at the ingress): cookies never travel in the clear, and
-    # browsers are told to keep to HTTPS (XROUTER_HSTS_SECONDS, a year by default; 0 turns HSTS off).
+    # Production is reached over HTTPS (TLS ends at the proxy or ingress): cookies never travel in the clear,
+    # plain http is redirected, and browsers are told to keep to HTTPS (XROUTER_HSTS_SECONDS, a year by
+    # default; 0 turns HSTS off).
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("XROUTER_SSL_REDIRECT", True)
+    # Alertmanager posts to the gateway directly on the internal network (deploy/nginx/xrouter.conf refuses
+    # it from outside); /healthz, /readyz, /metrics and /v1 never reach Django.
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/alerts/"]
     SECURE_HSTS_SECONDS = env_int("XROUTER_HSTS_SECONDS", 31_536_000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = False  # the gateway's host alone: sibling hosts are not ours to bind
+    # The gateway's host alone by default: sibling hosts are not ours to bind, nor the preload list to join.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("XROUTER_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("XROUTER_HSTS_PRELOAD", False)
+    # Those two are decisions, not oversights: the deploy check's reminders of them are silenced.
+    SILENCED_SYSTEM_CHECKS += [check for check, on in (("security.W005", SECURE_HSTS_INCLUDE_SUBDOMAINS),
+                                                       ("security.W021", SECURE_HSTS_PRELOAD)) if not on]
 
 # --- Error tracking (xrouter_project/sentry.py; sentry-sdk is imported only when a DSN is set) ---
 SENTRY_DSN = env_secret("SENTRY_DSN")

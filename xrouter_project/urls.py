@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from apps.accounts.api import MembershipViewSet, OrganisationViewSet
@@ -38,7 +38,8 @@ urlpatterns = [
     # OAuth 2.0 and OpenID Connect (apps.oauth): /o/authorize/, /o/token/, /o/.well-known/openid-configuration …
     path("o/", include(oauth_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view: Swagger UI's start-up script comes from a URL, not inline (the CSP allows no inline script).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),

@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from apps.common.client_address import canonical_networks
 from apps.common.personal_data import PD_FIELDS
 from apps.common.rates import KEY_LIMIT_FIELDS
 
@@ -78,14 +80,25 @@ class UserAdmin(KeepsDefaultOrganisations, BaseUserAdmin):
             user_set_active(user, True)
 
 
+class OrganisationForm(forms.ModelForm):
+    class Meta:
+        model = Organisation
+        fields = "__all__"
+
+    def clean_allowed_ips(self):
+        return canonical_networks(self.cleaned_data["allowed_ips"] or [])  # an empty box: any address
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
+    form = OrganisationForm
     list_display = ("name", "is_active", "residency", "created_at")
     list_filter = ("is_active", "residency", "pd_policy")
     search_fields = ("name",)
     fieldsets = [
         (None, {"fields": ["name", "is_active"]}),
         ("Policy (bounds keys created from now on)", {"fields": ["allowed_models", "residency"]}),
+        ("Networks (every key and token, at once)", {"fields": ["allowed_ips"]}),
         ("Personal data (152-FZ; applies to every key of the organisation at once)", {"fields": list(PD_FIELDS)}),
         ("Limits and budget (all the organisation's keys together; empty: unlimited)",
          {"fields": list(KEY_LIMIT_FIELDS)}),
@@ -97,8 +110,8 @@ class OrganisationAdmin(KeepsDefaultOrganisations, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data:
             organisation_set_active(obj, obj.is_active)
-        if change and {*KEY_LIMIT_FIELDS, *PD_FIELDS} & set(form.changed_data):
-            organisation_limits_announce(obj)
+        if change and {*KEY_LIMIT_FIELDS, *PD_FIELDS, "allowed_ips"} & set(form.changed_data):
+            organisation_limits_announce(obj)  # the cached credentials carry them
 
     def delete_model(self, request, obj):
         organisation_delete(obj)

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
+from apps.common.client_address import validate_allowed_ips
 from apps.common.personal_data import PersonalDataFields
 from apps.common.rates import LimitFields
 
@@ -30,6 +31,13 @@ class Organisation(LimitFields, PersonalDataFields):
     residency = models.CharField(
         max_length=8, blank=True,
         help_text="Policy: if set (e.g. RU), every key created in the organisation is limited to this jurisdiction.",
+    )
+    # Checked on every request of its keys, OAuth tokens and JWTs (the client address, apps.common.client_address),
+    # on /v1 and the management API, besides a key's own allow-list.
+    allowed_ips = models.JSONField(
+        default=list, blank=True, validators=[validate_allowed_ips],
+        help_text='Networks (CIDRs) its keys and tokens may be used from, e.g. ["203.0.113.0/24"]; empty: any. '
+                  "Applies at once to every key, besides a key's own list.",
     )
     monthly_budget = models.DecimalField(
         max_digits=14, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)],

@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from apps.audit.services import audit
 from apps.common import bus
+from apps.common.client_address import canonical_networks
 from apps.common.personal_data import RANK, validate_terms
 
 from .models import Invitation, Membership, Organisation, User, validate_model_globs
@@ -49,11 +50,12 @@ def organisation_limits_announce(organisation: Organisation) -> None:
 
 
 def organisation_update_policy(organisation: Organisation, *, allowed_models=UNSET, residency=UNSET,
-                               monthly_budget=UNSET, pd_policy=UNSET, pd_names=UNSET, blocked_terms=UNSET,
-                               by: Membership | None = None) -> None:
+                               monthly_budget=UNSET, allowed_ips=UNSET, pd_policy=UNSET, pd_names=UNSET,
+                               blocked_terms=UNSET, by: Membership | None = None) -> None:
     """Change the policy that bounds keys created in the organisation from now on (owners and admins),
-    or its monthly budget (roubles, VAT included; None: none), which bounds every request at once, or its
-    personal-data policy (apps.common.personal_data), which also applies to every existing key at once.
+    or its monthly budget (roubles, VAT included; None: none) or IP allow-list (CIDRs; empty: any), which
+    bound every request at once, or its personal-data policy (apps.common.personal_data), which also applies
+    to every existing key at once.
 
     Keys that exist keep their own limits; the policy is checked where keys are made (key_create)."""
     require_manager(by)
@@ -67,6 +69,12 @@ def organisation_update_policy(organisation: Organisation, *, allowed_models=UNS
         if monthly_budget is not None and monthly_budget < 0:
             raise ValidationError({"monthly_budget": "A budget is 0 roubles or more (empty: none)."})
         organisation.monthly_budget, fields = monthly_budget, fields + ["monthly_budget"]
+    if allowed_ips is not UNSET:
+        try:
+            organisation.allowed_ips = canonical_networks(allowed_ips or [])
+        except ValidationError as exc:
+            raise ValidationError({"allowed_ips": exc.messages}) from None
+        fields.append("allowed_ips")
     if pd_policy is not UNSET:
         if pd_policy not in RANK:
             raise ValidationError({"pd_policy": f"Use one of {', '.join(RANK)}."})

@@ -13,10 +13,12 @@ import socket
 from functools import cache
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_FORWARDED_CHARS = 2048  # a longer X-Forwarded-For is not read at all
 MAX_HOPS = 32
+MAX_ALLOWED_IPS = 100  # entries of one IP allow-list (a key's or an organisation's)
 
 
 @cache
@@ -52,6 +54,13 @@ def _trusted(address: Address, proxies: tuple) -> bool:
     return any(address in network for network in proxies)
 
 
+def is_trusted_proxy(peer: str | None) -> bool:
+    """Whether the direct peer is one of XROUTER_TRUSTED_PROXIES (whose forwarding headers are believed)."""
+    address = parse_address(peer) if peer else None
+    proxies = trusted_proxies()
+    return address is not None and bool(proxies) and _trusted(address, proxies)
+
+
 def client_address(peer: str | None, forwarded_for: str | None) -> Address | None:
     """The client's address from the direct peer's and the X-Forwarded-For header's (all its lines
     joined by commas); None when the peer is unknown (a Unix socket) or not an address."""
@@ -77,3 +86,27 @@ def scope_client_address(scope) -> Address | None:
     client = scope.get("client")
     forwarded = [value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
     return client_address(client[0] if client else None, ",".join(forwarded) if forwarded else None)
+
+
+def parse_networks(value) -> tuple:
+    """The networks of an IP allow-list (CIDRs; a bare address is a /32 or /128). ValidationError names a bad entry."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValidationError('allowed_ips is a list of CIDRs, e.g. ["203.0.113.0/24", "2001:db8::/32"].')
+    if len(value) > MAX_ALLOWED_IPS:
+        raise ValidationError(f"allowed_ips holds at most {MAX_ALLOWED_IPS} entries.")
+    networks = []
+    for entry in value:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip()))
+        except ValueError as exc:
+            raise ValidationError(f"allowed_ips entry {entry!r} is not a CIDR ({exc}).") from None
+    return tuple(networks)
+
+
+def validate_allowed_ips(value) -> None:
+    parse_networks(value)
+
+
+def canonical_networks(value) -> list[str]:
+    """An allow-list as stored: each network once, in its canonical form."""
+    return list(dict.fromkeys(str(n) for n in parse_networks(value)))

@@ -1,6 +1,7 @@
 """Secrets at rest: Fernet (AES-128-CBC + HMAC) through `cryptography`, keys from the environment.
 
-MultiFernet takes a list of keys, newest first, so keys can be rotated without a migration.
+MultiFernet takes a list of keys, newest first, so keys can be rotated without downtime: the new key goes
+first, and `manage.py rotate_fernet_keys` re-encrypts what the old ones encrypted.
 """
 
 import functools
@@ -13,7 +14,7 @@ from django.db import models
 
 
 @functools.cache
-def _fernet() -> MultiFernet:
+def fernet() -> MultiFernet:
     try:
         return MultiFernet([Fernet(k.encode() if isinstance(k, str) else k) for k in settings.FERNET_KEYS])
     except (ValueError, TypeError) as exc:
@@ -21,14 +22,14 @@ def _fernet() -> MultiFernet:
 
 
 def encrypt_json(value: dict) -> str:
-    return _fernet().encrypt(orjson.dumps(value)).decode()
+    return fernet().encrypt(orjson.dumps(value)).decode()
 
 
 def decrypt_json(token: str) -> dict:
     if not token:
         return {}
     try:
-        return orjson.loads(_fernet().decrypt(token.encode()))
+        return orjson.loads(fernet().decrypt(token.encode()))
     except InvalidToken:
         raise ImproperlyConfigured("A stored credential cannot be decrypted with XROUTER_FERNET_KEYS") from None
 

@@ -8,12 +8,11 @@ from apps.keys.selectors import KeyInfo
 
 def admit(key: KeyInfo, scope) -> None:
     """403 `ip_not_allowed` when the client address (apps.common.client_address) is outside the key's
-    allow-list; otherwise an API key counts as used (last_used_at, written in batches; an OAuth token's or a
+    allow-list or its organisation's; otherwise an API key counts as used (last_used_at, written in batches; an OAuth token's or a
     JWT's id is no ApiKey's)."""
-    if key.networks:  # the address is resolved only for keys that need it
-        address = scope_client_address(scope)
-        if not key.allows_address(address):
-            raise ApiError(403, f"This API key may not be used from {address or 'an unknown address'} "
-                                "(outside its IP allow-list).", code="ip_not_allowed")
+    if key.networks or key.organisation_networks:  # the address is resolved only for keys that need it
+        refusal = key.address_refusal(scope_client_address(scope))
+        if refusal:
+            raise ApiError(403, refusal, code="ip_not_allowed")
     if key.kind == "key":
         last_used.mark(key.id)

@@ -118,6 +118,6 @@ class ModelsDoc(_DocOnly):
 
 
 class ModelDoc(_DocOnly):
-    @extend_schema(tags=["v1"], responses={200: ModelSerializer, 404: ERRORS[404]})
+    @extend_schema(tags=["v1"], operation_id="v1_model_retrieve", responses={200: ModelSerializer, 404: ERRORS[404]})
     def get(self, request, model_id):  # pragma: no cover
         return _served_elsewhere()

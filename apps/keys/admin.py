@@ -3,11 +3,13 @@ import datetime
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect
 
 from apps.common.personal_data import PD_FIELDS
 from apps.common.rates import KEY_LIMIT_FIELDS
 
 from .models import SCOPES, ApiKey, default_scopes
+from .selectors import TOKEN_SHAPE
 from .services import key_create, key_delete, key_revoke, key_rotate, key_update
 
 
@@ -50,6 +52,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="Key")
     def shown_prefix(self, obj):
         return f"xr-{obj.prefix}-…" if obj.prefix else "(created on save)"
+
+    def changelist_view(self, request, extra_context=None):
+        # A whole key pasted into the search box is looked up by its prefix: the secret leaves the address (and
+        # so the page's links and any log of it) at once.
+        pasted = TOKEN_SHAPE.fullmatch(request.GET.get("q", "").strip())
+        if pasted:
+            query = request.GET.copy()
+            query["q"] = pasted.group(1)
+            return redirect(f"{request.path}?{query.urlencode()}")
+        return super().changelist_view(request, extra_context)
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -85,3 +85,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             raise ValidationError(exc.messages) from None
         data = ApiKeySerializer(new).data | {"key": plaintext, "replaces": ApiKeySerializer(key).data}
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+# The OpenAPI description of API keys, registered with the API (as apps.oauth.api does: not at start).
+from . import schema  # noqa: E402, F401

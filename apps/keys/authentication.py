@@ -14,6 +14,14 @@ class KeyStoreUnavailable(exceptions.APIException):
     default_code = "service_unavailable"
 
 
+def refuse_outside_networks(request, info) -> None:
+    """403 when the client address is outside the credential's or its organisation's IP allow-list (the
+    management API's side of apps.gateway.admission)."""
+    refusal = info.address_refusal(request.client_address)  # apps.common.middleware: the resolver /v1 uses too
+    if refusal:
+        raise exceptions.PermissionDenied(refusal)
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """request.user is the key's user, request.auth its KeyInfo (scopes checked by permissions.KeyScope)."""
 
@@ -29,10 +37,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise KeyStoreUnavailable() from None
         if info is None or user is None:
             raise exceptions.AuthenticationFailed("Incorrect, revoked or expired API key.")
-        address = request.client_address  # apps.common.middleware: the one resolver /v1 uses too
-        if not info.allows_address(address):
-            raise exceptions.PermissionDenied(f"This API key may not be used from {address or 'an unknown address'} "
-                                              "(outside its IP allow-list).")
+        refuse_outside_networks(request, info)
         return user, info
 
     def authenticate_header(self, request):

@@ -1,5 +1,4 @@
 import fnmatch
-import ipaddress
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.common.client_address import MAX_ALLOWED_IPS, parse_networks, validate_allowed_ips  # noqa: F401 (re-exported)
 from apps.common.personal_data import PersonalDataFields
 from apps.common.rates import LimitFields, validate_model_limits
 
@@ -34,9 +34,6 @@ def validate_allowed_models(value) -> None:
         raise ValidationError('allowed_models is a list of model globs or names, e.g. ["gigachat/*"].')
 
 
-MAX_ALLOWED_IPS = 100
-
-
 def holds_keys_in(organisation_id, role: str | None, default_organisation_id) -> bool:
     """May a user hold working keys in an organisation? Yes while a member in a role other than billing viewer
     (`role`: their membership's, None if they are none); a user from before memberships, in their default
@@ -46,25 +43,6 @@ def holds_keys_in(organisation_id, role: str | None, default_organisation_id) ->
     if role is None:
         return organisation_id == default_organisation_id
     return role != Membership.Role.BILLING_VIEWER
-
-
-def parse_networks(value) -> tuple:
-    """The networks of an IP allow-list (CIDRs; a bare address is a /32 or /128). ValidationError names a bad entry."""
-    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-        raise ValidationError('allowed_ips is a list of CIDRs, e.g. ["203.0.113.0/24", "2001:db8::/32"].')
-    if len(value) > MAX_ALLOWED_IPS:
-        raise ValidationError(f"allowed_ips holds at most {MAX_ALLOWED_IPS} entries.")
-    networks = []
-    for entry in value:
-        try:
-            networks.append(ipaddress.ip_network(entry.strip()))
-        except ValueError as exc:
-            raise ValidationError(f"allowed_ips entry {entry!r} is not a CIDR ({exc}).") from None
-    return tuple(networks)
-
-
-def validate_allowed_ips(value) -> None:
-    parse_networks(value)
 
 
 class ApiKey(LimitFields, PersonalDataFields):

@@ -84,6 +84,7 @@ class KeyInfo:
     scopes: frozenset = frozenset(DEFAULT_SCOPES)
     kind: str = "key"
     networks: tuple = ()  # the IP allow-list, parsed once here (ipaddress networks); empty: any address
+    organisation_networks: tuple = ()  # its organisation's, the same way: both must allow an address
     limits: Limits | None = None  # the key's own (apps.limits); None: none set
     organisation_limits: Limits | None = None
     limit_id: int = 0  # whose limits and budget counters it uses: the first key of its rotation line (or its id)
@@ -95,9 +96,15 @@ class KeyInfo:
     def allows(self, model: str) -> bool:
         return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
 
-    def allows_address(self, address) -> bool:
-        """May the key be used from `address` (apps.common.client_address; None: unknown)?"""
-        return not self.networks or (address is not None and any(address in n for n in self.networks))
+    def address_refusal(self, address) -> str | None:
+        """Why the credential may not be used from `address` (apps.common.client_address; None: unknown), in
+        words for the error; None: it may."""
+        for networks, whose in ((self.networks, "its IP allow-list"),
+                                (self.organisation_networks, "its organisation's IP allow-list")):
+            if networks and (address is None or not any(address in n for n in networks)):
+                return (f"This {'API key' if self.kind == 'key' else 'credential'} may not be used from "
+                        f"{address or 'an unknown address'} (outside {whose}).")
+        return None
 
     @property
     def cache_scope(self) -> str:
@@ -182,6 +189,7 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
         scopes=frozenset(row.scopes or ()),
         networks=parse_networks(row.allowed_ips or []),
+        organisation_networks=parse_networks(row.organisation.allowed_ips or []) if row.organisation else (),
         limits=Limits.of(row),
         organisation_limits=Limits.of(row.organisation) if row.organisation else None,
         limit_id=row.lineage or row.id,

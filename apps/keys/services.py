@@ -19,6 +19,7 @@ from django.utils import timezone
 from apps.accounts.models import Membership, User
 from apps.audit.services import audit
 from apps.common import bus
+from apps.common.client_address import canonical_networks
 from apps.common.personal_data import PD_FIELDS, RANK, validate_terms
 from apps.common.rates import INT_LIMIT_FIELDS, KEY_LIMIT_FIELDS, parse_rate, validate_model_limits, validate_rate
 
@@ -160,7 +161,7 @@ def _budget(value) -> Decimal:
 
 def _canonical_networks(allowed_ips) -> list[str]:
     """One spelling per network ("10.0.0.0/8", "2001:db8::/32"), duplicates dropped; ValidationError on a bad entry."""
-    return list(dict.fromkeys(str(n) for n in parse_networks(_as_list(allowed_ips))))
+    return canonical_networks(_as_list(allowed_ips))
 
 
 def _check_issuer(actor, user, organisation) -> None:

@@ -6,7 +6,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 
 from apps.accounts.models import User
-from apps.keys.authentication import KeyStoreUnavailable
+from apps.keys.authentication import KeyStoreUnavailable, refuse_outside_networks
 
 from .selectors import oauth_token_info_for
 
@@ -29,6 +29,7 @@ class OAuthTokenAuthentication(OAuth2Authentication):
             raise KeyStoreUnavailable() from None
         if info is None or user is None:
             raise exceptions.AuthenticationFailed("Incorrect, revoked or expired access token.")
+        refuse_outside_networks(request, info)
         return user, info
 
     def authenticate_header(self, request):

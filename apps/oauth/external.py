@@ -20,6 +20,7 @@ import jwt
 from django.conf import settings
 
 from apps.accounts.models import Membership, Organisation
+from apps.common.client_address import parse_networks
 from apps.common.errors import ApiError
 from apps.common.personal_data import policies_of
 from apps.common.rates import Limits
@@ -160,6 +161,7 @@ def _load(verified: tuple[dict, dict], hashed: str) -> CacheEntry:
         expires_at=float(claims["exp"]),
         scopes=scopes_of(role, claims),
         kind="jwt",
+        organisation_networks=parse_networks(organisation.allowed_ips or []),
         organisation_limits=Limits.of(organisation),  # its organisation's limits and budget (apps.limits)
         policies=policies_of(organisation),  # its organisation's personal-data policy (apps.privacy)
     ) if active else None

@@ -15,6 +15,7 @@ from hashlib import sha256
 from django.utils import timezone
 
 from apps.accounts.models import Membership
+from apps.common.client_address import parse_networks
 from apps.common.personal_data import policies_of
 from apps.common.rates import Limits
 from apps.keys.models import SCOPES, holds_keys_in
@@ -54,6 +55,7 @@ def _load(match: re.Match | None, hashed: str) -> CacheEntry | None:
         expires_at=row.expires.timestamp(),
         scopes=frozenset(row.scope.split()) & _SCOPES,
         kind="oauth",
+        organisation_networks=parse_networks(policy.allowed_ips or []),
         organisation_limits=Limits.of(policy),  # its organisation's limits and budget (apps.limits)
         policies=policies_of(policy),  # its organisation's personal-data policy (apps.privacy)
     ) if active else None

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 
 from apps.common.crypto import Undecryptable
 
-from .forms import CredentialForm, CredentialFormSet
+from .forms import CredentialForm, CredentialFormSet, ProviderForm
 from .models import Credential, HealthCheck, Provider, ProviderModel
 from .services import config_announce, provider_check_health
 
@@ -57,6 +57,7 @@ class ProviderModelInline(admin.TabularInline):
 
 @admin.register(Provider)
 class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
+    form = ProviderForm
     list_display = ["name", "kind", "base_url", "enabled", "jurisdiction", "model_count", "last_health"]
     list_filter = ["kind", "enabled", "jurisdiction"]
     search_fields = ["name", "base_url"]

@@ -1,13 +1,56 @@
-"""Credentials are write-only in the admin: the form takes new values and never renders old ones."""
+"""Credentials and extra headers are write-only in the admin: the form takes new values and never renders old ones."""
 
 import json
 
 from django import forms
 
+from apps.common.crypto import Undecryptable
+
 from .models import Credential, Provider, token_owner_problem
 
 REENTER = ("The provider's URL now points to another origin, or its TLS trust is weaker: re-enter this secret "
            "(the stored one is not sent there).")
+
+
+class ProviderForm(forms.ModelForm):
+    """extra_headers are write-only like credentials: the box starts empty; left empty, the stored headers stay."""
+
+    extra_headers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off"}),
+        label="Extra headers",
+        help_text='JSON object sent as headers on every call, e.g. {"X-Api-Key": "…"}. Stored encrypted; leave empty '
+        "to keep what is stored, {} to remove them. Never shown back.",
+    )
+
+    class Meta:
+        model = Provider
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["extra_headers"] = ""
+        stored = self.instance.extra_headers if self.instance.pk else {}
+        if isinstance(stored, Undecryptable):
+            self.fields["extra_headers"].help_text += " Stored: cannot decrypt — re-enter them."
+        elif stored:
+            self.fields["extra_headers"].help_text += f" Stored: {', '.join(sorted(stored))}."
+
+    def clean_extra_headers(self):
+        raw = self.cleaned_data["extra_headers"].strip()
+        if not raw:
+            return self.instance.extra_headers if self.instance.pk else {}
+        return _string_object(raw)
+
+
+def _string_object(raw: str) -> dict:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(f"Not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise forms.ValidationError("Use a JSON object of string values.")
+    return value
 
 
 class CredentialForm(forms.ModelForm):
@@ -27,13 +70,7 @@ class CredentialForm(forms.ModelForm):
         raw = self.cleaned_data["new_secrets"].strip()
         if not raw:
             return None
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg}") from None
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise forms.ValidationError("Use a JSON object of string values.")
-        return value
+        return _string_object(raw)
 
     def clean(self):
         cleaned = super().clean()

@@ -26,7 +26,9 @@ class Provider(models.Model):
     auth_url = models.URLField(max_length=500, blank=True)
     enabled = models.BooleanField(default=True)
     jurisdiction = models.CharField(max_length=8, default="RU", help_text="Where it is hosted; models inherit it.")
-    extra_headers = models.JSONField(default=dict, blank=True)
+    # Headers sent on every call; they often carry a secret (an API key of a proxy in front), so the whole
+    # set is encrypted at rest, written only (the admin shows their names) and exported as ${ENV} references.
+    extra_headers = EncryptedJSONField(default=dict, blank=True)
     options = models.JSONField(default=dict, blank=True, help_text="Kind-specific settings (e.g. scope, thinking).")
     ca_bundle = models.TextField(blank=True, help_text="PEM of extra trusted roots (e.g. the Russian Trusted Root CA).")
     verify_tls = models.BooleanField(default=True, help_text="Never switch off in production.")

@@ -14,9 +14,13 @@ def provider_configs() -> dict[str, ProviderConfig]:
     """Every enabled provider with its decrypted credentials (one query for each table).
 
     A credential no configured key decrypts is left out (logged): the provider's other
-    credentials, and every other provider, keep working."""
+    credentials, and every other provider, keep working. So is a provider whose extra headers none decrypts."""
     configs = {}
     for provider in Provider.objects.filter(enabled=True).prefetch_related("credentials", "models"):
+        if isinstance(provider.extra_headers, Undecryptable):
+            log.error("provider %s: its extra headers cannot be decrypted with XROUTER_FERNET_KEYS; it is skipped until "
+                      "they are re-entered in the admin", provider.name)
+            continue
         creds = tuple(
             CredentialConfig(name=c.name, secrets=dict(c.secrets), max_concurrency=c.max_concurrency, token_owner=c.token_owner,
                              requests_rate=c.requests_rate)

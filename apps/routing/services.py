@@ -126,7 +126,8 @@ def _env_name(*parts: str) -> str:
 
 
 def config_export() -> dict:
-    """The configuration as a dict for YAML. Secrets are exported as ${ENV} references, never values."""
+    """The configuration as a dict for YAML. Secrets (credentials, extra headers) are exported as ${ENV}
+    references, never values."""
     providers = {}
     for p in Provider.objects.prefetch_related("credentials", "models").order_by("name"):
         spec = {"kind": p.kind, "base_url": p.base_url}
@@ -136,7 +137,9 @@ def config_export() -> dict:
             spec["enabled"] = False
         if p.jurisdiction != "RU":
             spec["jurisdiction"] = p.jurisdiction
-        for field in ("extra_headers", "options", "ca_bundle", "client_cert", "client_key", "timeout"):
+        if p.extra_headers:  # they often carry a secret: references, like the credentials
+            spec["extra_headers"] = {h: "${" + _env_name(p.name, "header", h) + "}" for h in sorted(p.extra_headers)}
+        for field in ("options", "ca_bundle", "client_cert", "client_key", "timeout"):
             value = getattr(p, field)
             if value:
                 spec[field] = value

@@ -23,7 +23,7 @@ def test_members_list_their_organisations_with_their_role(alice, bob, charlie, a
     assert {(o["name"], o["role"]) for o in listed["results"]} == {("acme", "developer"), ("globex", "billing_viewer")}
     assert [o["name"] for o in signed_in(alice).get(orgs_url()).json()["results"]] == ["acme"]
     one = signed_in(alice).get(orgs_url(acme)).json()
-    assert one == {"id": acme.id, "name": "acme", "is_active": True, "allowed_models": [], "residency": "", "role": "owner",
+    assert one == {"id": acme.id, "name": "acme", "is_active": True, "allowed_models": [], "residency": "", "allowed_ips": [], "role": "owner",
                    "monthly_budget": None, "requests_rate": "", "tokens_rate": "", "max_concurrent": None,
                    "tokens_per_day": None, "tokens_per_month": None, "created_at": one["created_at"],
                    "pd_policy": "off", "pd_names": False, "blocked_terms": []}

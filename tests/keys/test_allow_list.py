@@ -37,19 +37,19 @@ def ip(text):
 # --- Decisions (no server, no database) ---
 
 def test_an_empty_allow_list_allows_any_address_even_an_unknown_one():
-    assert info().allows_address(ip("198.51.100.1")) and info().allows_address(None)
+    assert info().address_refusal(ip("198.51.100.1")) is None and info().address_refusal(None) is None
 
 
 def test_cidr_matching_for_ipv4_and_ipv6_never_across_versions():
     key = info(ALLOWED, "2001:db8::/32", "192.0.2.7")
-    assert key.allows_address(ip("203.0.113.200"))
-    assert key.allows_address(ip("192.0.2.7"))
-    assert key.allows_address(ip("2001:db8:ffff::1"))
-    assert not key.allows_address(ip("203.0.114.1"))
-    assert not key.allows_address(ip("192.0.2.8"))
-    assert not key.allows_address(ip("2001:db9::1"))
-    assert not key.allows_address(ip("::ffff:203.0.113.1"))  # the resolver turns mapped addresses into IPv4
-    assert not key.allows_address(None)  # an allow-list refuses an address it cannot know
+    assert key.address_refusal(ip("203.0.113.200")) is None
+    assert key.address_refusal(ip("192.0.2.7")) is None
+    assert key.address_refusal(ip("2001:db8:ffff::1")) is None
+    assert key.address_refusal(ip("203.0.114.1"))
+    assert key.address_refusal(ip("192.0.2.8"))
+    assert key.address_refusal(ip("2001:db9::1"))
+    assert key.address_refusal(ip("::ffff:203.0.113.1"))  # the resolver turns mapped addresses into IPv4
+    assert key.address_refusal(None)  # an allow-list refuses an address it cannot know
 
 
 @pytest.mark.parametrize("bad", [["10.0.0.1/8"], ["not-an-ip"], ["10.0.0.0/33"], "10.0.0.0/8", [7], ["1.2.3.4"] * 101])

@@ -110,3 +110,17 @@ async def test_an_image_url_is_fetched_through_the_guarded_resolver(make_adapter
     with override_settings(XROUTER_FETCH_ALLOW=[]), pytest.raises(ProviderError) as caught:  # production's setting
         await make_adapter("gigachat").chat({"messages": [with_image(image_server + "/image.png")]}, MODEL)
     assert "not public" in caught.value.message
+
+
+def test_the_openai_sdk_sends_an_image_through_the_gateway_to_gigachat(openai_client):
+    """As an application would: the openai SDK, an image_url part with a data: URL, a vision model."""
+    answer = openai_client.chat.completions.create(model="gigachat/GigaChat-2-Max", messages=[with_image(data_url())])
+    assert answer.choices[0].message.content == SEEN
+    stream = openai_client.chat.completions.create(model="gigachat/GigaChat-2-Max", messages=[with_image(data_url())],
+                                                   stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == SEEN
+    from openai import BadRequestError
+
+    with pytest.raises(BadRequestError) as refused:
+        openai_client.chat.completions.create(model="gigachat/GigaChat-2", messages=[with_image(data_url())])
+    assert refused.value.body["param"] == "messages[0].content" and "does not take images" in refused.value.body["message"]
