@@ -204,7 +204,7 @@ class ProviderModel(LimitFields):
             return []
         if self.kind == self.EMBEDDING:
             return ["dimensions"] if adapter.supports_dimensions else []
-        return ["streaming", "tools", *(["images"] if adapter.supports_images else [])]
+        return ["streaming", "tools", *(["images"] if adapter.takes_images(self.name) else [])]
 
 
 class HealthCheck(models.Model):

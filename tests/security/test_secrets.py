@@ -171,7 +171,7 @@ def test_the_migration_encrypts_headers_stored_in_the_clear():
     import importlib
     from types import SimpleNamespace
 
-    migration = importlib.import_module("apps.providers.migrations.0005_hardening_extra_headers_encrypted")
+    migration = importlib.import_module("apps.providers.migrations.0006_hardening_extra_headers_encrypted")
     provider = Provider.objects.create(name="legacy", kind="openai_compatible", base_url="https://example.invalid/v1")
     empty = Provider.objects.create(name="bare", kind="openai_compatible", base_url="https://example.invalid/v1")
     with connection.cursor() as cursor:  # as the column type change leaves them: JSON text

@@ -190,6 +190,11 @@ class ProviderAdapter:
     supports_n = False  # the gateway fans out n > 1 into parallel calls when False
     supports_stop = False  # the gateway cuts the answer at the stop sequence when False
     supports_images = False  # image_url content parts are refused with a 400 when False
+
+    @classmethod
+    def takes_images(cls, model: str) -> bool:
+        """Whether this provider's `model` sees image parts (the models page lists it)."""
+        return cls.supports_images
     supports_dimensions = False  # embeddings `dimensions` is refused with a 400 when False
 
     def __init__(self, config: ProviderConfig):

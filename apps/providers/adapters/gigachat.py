@@ -50,7 +50,7 @@ from .base import (
     error_for_status,
     session_id,
 )
-from .gigachat_files import FILE_ID, image_bytes, images_of
+from .gigachat_files import FILE_ID, VISION_MODELS, image_bytes, images_of
 from .gigachat_request import build_messages, build_request, from_gigachat_name
 from .shaping import (
     dump_arguments,
@@ -175,6 +175,10 @@ class GigaChatAdapter(ProviderAdapter):
     supports_n = False
     supports_stop = False
     supports_images = True  # uploaded through POST /files first (gigachat_files.py); vision models only
+
+    @classmethod
+    def takes_images(cls, model: str) -> bool:
+        return model.startswith(VISION_MODELS)
     supports_dimensions = False
 
     async def chat(self, body: dict, model: str) -> ChatResult:
