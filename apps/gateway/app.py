@@ -14,13 +14,14 @@ from django.conf import settings
 from apps.common import tracing
 from apps.common.errors import ApiError
 
-from . import handlers
+from . import handlers, responses
 from .http import ClientGone, Request, send_error, send_json
 
 log = logging.getLogger(__name__)
 
 ROUTES = {
     "/v1/chat/completions": {"POST": handlers.chat_completions},
+    "/v1/responses": {"POST": responses.create_response},
     "/v1/embeddings": {"POST": handlers.embeddings},
     "/v1/models": {"GET": handlers.list_models},
 }

@@ -61,14 +61,19 @@ def routing_context(req, key, body) -> RequestContext:
 
 async def chat_completions(req, send) -> None:
     key = await authenticate(req, "chat")
-    body = parse_chat(await req.body())
+    await serve_chat(req, send, key, parse_chat(await req.body()))
+
+
+async def serve_chat(req, send, key, body: dict, sink=None, shape=None) -> None:
+    """A validated chat request from an HTTP client, under the client's X-Session-ID if it sent one
+    (chat completions, and the Responses API translated into chat: responses.py)."""
     session = req.header(b"x-session-id")
     if not session:
-        await chat(req, send, key, body)
+        await chat(req, send, key, body, sink, shape)
         return
     token = session_id.set(provider_session(key, session))
     try:
-        await chat(req, send, key, body)
+        await chat(req, send, key, body, sink, shape)
     finally:
         session_id.reset(token)
 
@@ -87,9 +92,10 @@ def provider_session(key, value: str) -> str:
     return str(uuid.UUID(bytes=digest[:16]))
 
 
-async def chat(req, send, key, body: dict, sink=None) -> None:
+async def chat(req, send, key, body: dict, sink=None, shape=None) -> None:
     """A validated chat request, answered as JSON or streamed into `sink` (SSE by default; the
-    WebSocket consumer passes its own, with `stream` set), with the same rules either way."""
+    WebSocket consumer passes its own, with `stream` set), with the same rules either way.
+    `shape` turns the chat.completion payload into another API's answer (the Responses API's)."""
     legacy = body.pop("legacy_functions", False)
     ctx = routing_context(req, key, body)
     catalog = await get_catalog()
@@ -98,20 +104,20 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
     req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
-        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan)
+        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan, shape)
     finally:
         end_unfinished(req, key, plan, stream=bool(body.get("stream")))
         if req.admission is not None:  # with the fallback targets' admissions (accounting.admit_target)
             req.admission.settle()
 
 
-async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan) -> None:
+async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan, shape) -> None:
     ttl = cache.ttl_for(body, plan)
     cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
         if hit is not None:
-            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink)
+            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink, shape)
             return
     if body.get("stream"):
         await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl)
@@ -155,7 +161,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
                  usage=result.usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
                  attempt=len(plan.attempts) - 1)
     bill_failed_attempts(req, key, plan)
-    await send_json(send, 200, payload, headers)
+    await send_json(send, 200, shape(payload) if shape else payload, headers)
 
 
 def legacy_choice(choice: dict) -> dict:
@@ -163,7 +169,7 @@ def legacy_choice(choice: dict) -> dict:
     return {**choice, "message": message, "finish_reason": legacy_finish(choice["finish_reason"])}
 
 
-async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink=None) -> None:
+async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink=None, shape=None) -> None:
     """A stored answer, as JSON or replayed as a stream; billed as a cache hit at zero cost."""
     usage = Usage(**hit["usage"])
     model = catalog.models.get(hit["model"])
@@ -177,7 +183,7 @@ async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, si
     else:
         payload = {"id": "chatcmpl-" + req.request_id, "object": "chat.completion", "created": int(time.time()),
                    "model": hit["model"], "choices": choices, "usage": usage.to_openai()}
-        await send_json(send, 200, payload, headers)
+        await send_json(send, 200, shape(payload) if shape else payload, headers)
 
 
 async def embeddings(req, send) -> None:

@@ -1,0 +1,149 @@
+"""`POST /v1/responses` through the official openai SDK, against a served gateway and the emulators
+(their answers: "Echo: " + the last user text, a call of the first offered tool, "Tool result: " +
+the tool's answer; apps/emulators/behaviour.py). The same router, limits and usage rows as chat."""
+
+import json
+
+import httpx
+import pytest
+from pydantic import BaseModel
+
+from apps.emulators.behaviour import LONG_ANSWER
+from tests.conftest import wait_for_usage
+
+from .support import CHAT_IDS, CHAT_MODELS, assert_error
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_create_answers_a_response_object_and_records_usage(openai_client, django_db_blocker, provider, model):
+    raw = openai_client.responses.with_raw_response.create(model=model, instructions="Be brief.", input="Привет, мир")
+    response = raw.parse()
+
+    assert response.object == "response" and response.id.startswith("resp_")
+    assert response.status == "completed" and response.error is None
+    assert response.model == model
+    assert response.output_text == "Echo: Привет, мир"
+    [message] = response.output
+    assert (message.type, message.role, message.status) == ("message", "assistant", "completed")
+    assert message.content[0].type == "output_text"
+    usage = response.usage
+    assert usage.input_tokens > 0 and usage.output_tokens > 0
+    assert usage.total_tokens == usage.input_tokens + usage.output_tokens
+    assert response.instructions == "Be brief." and response.store is False
+    assert raw.headers["x-xrouter-provider"] == provider
+
+    record = wait_for_usage(django_db_blocker, raw.headers["x-request-id"])
+    assert (record.provider, record.status, record.stream) == (provider, "ok", False)
+    assert (record.prompt_tokens, record.completion_tokens) == (usage.input_tokens, usage.output_tokens)
+    assert record.cost > 0
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_stream_helper_gives_the_text_and_the_final_response(openai_client, django_db_blocker, provider, model):
+    with openai_client.responses.stream(model=model, input="tell me [long]") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    types = [e.type for e in events]
+    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"]
+    assert types[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
+                          "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 3
+    assert "".join(d.delta for d in deltas) == LONG_ANSWER
+    assert all(d.output_index == 0 and d.content_index == 0 and d.item_id == final.output[0].id for d in deltas)
+    assert final.output_text == LONG_ANSWER and final.status == "completed"
+    assert final.usage.output_tokens > 0
+
+    record = wait_for_usage(django_db_blocker, stream._response.headers["x-request-id"])  # the SDK keeps the HTTP response there
+    assert (record.provider, record.status, record.stream) == (provider, "ok", True)
+    assert record.completion_tokens == final.usage.output_tokens
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_stream_helper_streams_a_function_call(openai_client, provider, model):
+    with openai_client.responses.stream(model=model, input="Weather in Paris?", tools=[WEATHER]) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+
+    [call] = [item for item in final.output if item.type == "function_call"]
+    assert call.name == "get_weather" and call.call_id
+    assert isinstance(json.loads(call.arguments)["city"], str)
+    args_done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert [e.arguments for e in args_done] == [call.arguments]
+    deltas = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert "".join(d.delta for d in deltas) == call.arguments
+    assert all(d.item_id == call.id and d.output_index == final.output.index(call) for d in deltas)
+    assert events[-1].type == "response.completed"
+
+
+def test_create_with_stream_true_yields_the_raw_events(openai_client):
+    events = list(openai_client.responses.create(model="gigachat/GigaChat-2-Max", input="Hi there", stream=True))
+    assert events[0].type == "response.created" and events[0].response.status == "in_progress"
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output[0].content[0].text == "Echo: Hi there"
+    assert events[-1].response.usage.total_tokens > 0
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_a_tool_round_trip(openai_client, provider, model):
+    first = openai_client.responses.create(model=model, input="Weather in Paris?", tools=[WEATHER])
+    [call] = [item for item in first.output if item.type == "function_call"]
+    follow_up = [{"role": "user", "content": "Weather in Paris?"}, *first.output,
+                 {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"}]
+    second = openai_client.responses.create(model=model, input=follow_up, tools=[WEATHER])
+    # GigaChat's adapter wraps a result that is not JSON as {"result": ...} (its API takes JSON only).
+    assert second.output_text.startswith("Tool result: ") and "sunny, 21 C" in second.output_text
+
+
+class City(BaseModel):
+    name: str
+    population: int
+    districts: list[str]
+
+
+@pytest.mark.parametrize(("provider", "model"), CHAT_MODELS, ids=CHAT_IDS)
+def test_json_schema_output_parses(openai_client, provider, model):
+    parsed = openai_client.responses.parse(model=model, input="Describe Paris", text_format=City)
+    assert isinstance(parsed.output_parsed, City)
+
+
+def test_refusals_name_the_parameter(http):
+    cases = [
+        ({"store": True}, "store"),
+        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input[0].type"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"background": True}, "background"),
+    ]
+    for extra, param in cases:
+        body = {"model": "gigachat/GigaChat-2-Max", "input": "hi", **extra}
+        error = assert_error(http.post("/v1/responses", json=body), 400, param=param, code="unsupported_parameter")
+        assert error["message"]
+
+
+def test_unknown_fields_are_refused(http):
+    body = {"model": "gigachat/GigaChat-2-Max", "input": "hi", "frobnicate": 1}
+    assert_error(http.post("/v1/responses", json=body), 400, param="frobnicate")
+
+
+def test_a_key_without_the_chat_scope_is_refused(gateway, django_db_blocker):
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    with django_db_blocker.unblock():
+        user = User.objects.get(username="alice")
+        _, plaintext = key_create(user=user, name="models-only", scopes=["models:read"])
+    response = httpx.post(gateway.v1 + "/responses", json={"model": "gigachat/GigaChat-2-Max", "input": "hi"},
+                          headers={"Authorization": f"Bearer {plaintext}"}, timeout=10)
+    assert_error(response, 403)
