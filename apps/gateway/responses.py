@@ -226,8 +226,24 @@ def parse_responses(raw: bytes) -> tuple[ResponsesRequest, dict]:
     try:
         req = ResponsesRequest.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, data) from None
+        raise _input_error(data) or _validation_error(exc, data) from None
     return req, parse_chat(orjson.dumps(to_chat(req)))
+
+
+class _Items(StrictModel):
+    input: list[InputItem]
+
+
+def _input_error(data: dict) -> ApiError | None:
+    """The error inside a list `input`, named by its path: pydantic reports `input` first as "not a
+    string" (the union's other member), which says nothing about the bad item."""
+    if not isinstance(data.get("input"), list):
+        return None
+    try:
+        _Items.model_validate({"input": data["input"]})
+    except ValidationError as exc:
+        return _validation_error(exc, data)
+    return None
 
 
 def _text_of(parts) -> str:
@@ -355,7 +371,8 @@ class Answer:
         output = []
         calls = message.get("tool_calls") or ()
         if message.get("content") or not calls:
-            output.append(self.message_item(message.get("content") or ""))
+            status = "incomplete" if choice["finish_reason"] in INCOMPLETE else "completed"
+            output.append(self.message_item(message.get("content") or "", status))
         for i, call in enumerate(calls):
             output.append({"type": "function_call", "id": self.call_id(i), "call_id": call["id"],
                            "name": call["function"]["name"], "arguments": call["function"]["arguments"],

@@ -147,3 +147,48 @@ def test_a_key_without_the_chat_scope_is_refused(gateway, django_db_blocker):
     response = httpx.post(gateway.v1 + "/responses", json={"model": "gigachat/GigaChat-2-Max", "input": "hi"},
                           headers={"Authorization": f"Bearer {plaintext}"}, timeout=10)
     assert_error(response, 403)
+
+
+def test_a_stream_cut_upstream_ends_with_response_failed_and_an_error_usage_row(openai_client, emulator_control,
+                                                                                 django_db_blocker):
+    emulator_control("mts", cut_after_chunks=4)
+    with openai_client.responses.stream(model="mts/mws-gpt-alpha", input="tell me [long]") as stream:
+        events = list(stream)
+    failed = events[-1]
+    assert failed.type == "response.failed"
+    assert failed.response.status == "failed" and failed.response.error.message
+    assert failed.response.output[0].status == "incomplete"
+    assert [e.type for e in events[-4:]] == ["response.output_text.done", "response.content_part.done",
+                                             "response.output_item.done", "response.failed"]
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert len(done) == 1 and done[0].sequence_number < failed.sequence_number
+    with pytest.raises(RuntimeError):
+        stream.get_final_response()  # the SDK's own verdict: no response.completed came
+    record = wait_for_usage(django_db_blocker, stream._response.headers["x-request-id"])
+    assert (record.status, record.stream) == ("error", True)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_max_output_tokens_makes_an_incomplete_response(openai_client, stream):
+    kwargs = {"model": "tbank/t-tech/T-lite-it-2.1", "input": "tell me [long]", "max_output_tokens": 5}
+    if stream:
+        events = list(openai_client.responses.create(stream=True, **kwargs))
+        assert events[-1].type == "response.incomplete"
+        response = events[-1].response
+    else:
+        response = openai_client.responses.create(**kwargs)
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.output[0].status == "incomplete"
+    assert response.usage.output_tokens <= 5
+
+
+def test_a_forced_function_and_json_object_mode(openai_client):
+    response = openai_client.responses.create(
+        model="yandexgpt/yandexgpt-lite", input="Weather?", tools=[WEATHER],
+        tool_choice={"type": "function", "name": "get_weather"})
+    assert [item.type for item in response.output] == ["function_call"]
+    assert response.tool_choice.name == "get_weather"
+    answer = openai_client.responses.create(model="mts/mws-gpt-alpha", input="Answer in JSON: hi",
+                                            text={"format": {"type": "json_object"}})
+    assert json.loads(answer.output_text) == {"answer": "Echo: Answer in JSON: hi"}
