@@ -41,6 +41,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),
+    path("v1/responses", openapi.ResponsesDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),
     path("v1/models", openapi.ModelsDoc.as_view()),
     path("v1/models/<path:model_id>", openapi.ModelDoc.as_view()),

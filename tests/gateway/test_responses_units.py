@@ -4,7 +4,8 @@ import orjson
 import pytest
 
 from apps.common.errors import ApiError
-from apps.gateway.responses import Answer, parse_responses
+from apps.gateway.responses import Answer
+from apps.gateway.responses_schema import parse_responses
 
 
 def _parse(**body):
