@@ -44,6 +44,7 @@ urlpatterns = [
     path("v1/responses", openapi.ResponsesDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),
     path("v1/models", openapi.ModelsDoc.as_view()),
+    path("v1/xrouter/tokenize", openapi.TokenizeDoc.as_view()),
     path("v1/models/<path:model_id>", openapi.ModelDoc.as_view()),
     # The developer portal (apps.portal): accounts, the language switch, and its pages at /.
     *auth_urlpatterns,

@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.common import tracing
 from apps.common.errors import ApiError
 
-from . import handlers, responses
+from . import handlers, responses, tokenize
 from .http import ClientGone, Request, send_error, send_json
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ ROUTES = {
     "/v1/responses": {"POST": responses.create_response},
     "/v1/embeddings": {"POST": handlers.embeddings},
     "/v1/models": {"GET": handlers.list_models},
+    "/v1/xrouter/tokenize": {"POST": tokenize.tokenize},
 }
 MODEL_PREFIX = "/v1/models/"
 MAX_INFLIGHT = settings.XROUTER["MAX_INFLIGHT"]

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .responses_schema import ResponsesRequest
-from .schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel
+from .schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel, TokenizeRequest
 
 COMPONENT_PREFIX = "V1"
 
@@ -91,6 +91,13 @@ class EmbeddingsResponseSerializer(serializers.Serializer):
     usage = serializers.DictField()
 
 
+class TokenizeResponseSerializer(serializers.Serializer):
+    object = serializers.CharField(default="xrouter.tokenize")
+    model = serializers.CharField(help_text="the model a chat request would be sent to first")
+    prompt_tokens = serializers.IntegerField()
+    source = serializers.ChoiceField(["provider", "estimate"])
+
+
 class ModelSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField(default="model")
@@ -138,6 +145,14 @@ class ResponsesDoc(_DocOnly):
 class EmbeddingsDoc(_DocOnly):
     @extend_schema(tags=["v1"], request=EmbeddingsRequest, responses={200: EmbeddingsResponseSerializer, **ERRORS})
     def post(self, request):  # pragma: no cover
+        return _served_elsewhere()
+
+
+class TokenizeDoc(_DocOnly):
+    @extend_schema(tags=["v1"], request=TokenizeRequest, responses={200: TokenizeResponseSerializer, **ERRORS},
+                   description="XRouter: a prompt's tokens as the provider's tokenizer counts them (GigaChat, "
+                               "YandexGPT), else the gateway's estimate. Needs the chat scope.")
+    def post(self, request):  # pragma: no cover - served by apps.gateway.app
         return _served_elsewhere()
 
 
