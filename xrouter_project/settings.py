@@ -288,6 +288,9 @@ CELERY_BEAT_SCHEDULE = {
     # Months ahead exist long before they are needed; a missed run costs nothing (the DEFAULT partition).
     "usage-partitions": {"task": "apps.usage.tasks.usage_partitions_task", "schedule": 6 * 3600.0},
     "usage-retention": {"task": "apps.usage.tasks.usage_retention_task", "schedule": 24 * 3600.0},
+    # Each model's characters per token, from its recent usage rows, for the gateway's estimates.
+    "token-ratios": {"task": "apps.routing.tasks.token_ratios_task",
+                     "schedule": env_float("XROUTER_TOKEN_RATIO_INTERVAL", 3600.0)},
 }
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -44,9 +44,14 @@ def response_headers(req, plan=None, target=None) -> dict:
     return headers
 
 
-def routing_context(req, key, body) -> RequestContext:
-    """What routing rules may match on (the metadata field is read here and not sent upstream)."""
+def routing_context(req, key, body, catalog) -> RequestContext:
+    """What routing rules may match on (the metadata field is read here and not sent upstream). The
+    prompt's size is estimated with the requested model's learned ratio when it names a model or an
+    alias (a rule's targets are not known yet: the default ratio then)."""
     metadata = body.pop("metadata", None)
+    req.prompt_chars = prompt_chars(body)
+    requested = body["model"]
+    model = catalog.models.get(catalog.aliases.get(requested, requested))
     return RequestContext(
         model=body["model"],
         key_prefix=key.prefix,
@@ -54,7 +59,7 @@ def routing_context(req, key, body) -> RequestContext:
         tags=parse_tags(req.header(b"x-xrouter-tags"), metadata),
         tools=bool(body.get("tools")),
         stream=bool(body.get("stream")),
-        prompt_tokens=estimate_tokens(prompt_chars(body)),
+        prompt_tokens=estimate_tokens(req.prompt_chars, model),
         max_tokens=body.get("max_tokens") or 0,
     )
 
@@ -97,8 +102,8 @@ async def chat(req, send, key, body: dict, sink=None, shape=None) -> None:
     WebSocket consumer passes its own, with `stream` set), with the same rules either way.
     `shape` turns the chat.completion payload into another API's answer (the Responses API's)."""
     legacy = body.pop("legacy_functions", False)
-    ctx = routing_context(req, key, body)
     catalog = await get_catalog()
+    ctx = routing_context(req, key, body, catalog)
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
@@ -191,6 +196,7 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    req.prompt_chars = sum(map(len, inputs))
     req.admission = await limits.admit(key, plan, req.request_id, lambda: embeddings_reservation(inputs))
     try:
         await _answer_embeddings(req, send, key, body, plan, inputs)
@@ -206,7 +212,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
         if "dimensions" in body and not target.adapter.supports_dimensions:
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
-        attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
+        attempt_start(req, key, plan, target, estimate_tokens(req.prompt_chars, target.model), endpoint="embeddings")
         await admit_target(req, key, plan, target, lambda: embeddings_reservation(inputs))
         return await target.adapter.embeddings(inputs, target.model.name, body)
 
@@ -223,7 +229,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list) -> 
     ]
     usage = result.usage
     if not usage.prompt_tokens:
-        usage = Usage(prompt_tokens=estimate_tokens(sum(map(len, inputs))), estimated=True)
+        usage = Usage(prompt_tokens=estimate_tokens(req.prompt_chars, target.model), estimated=True)
     payload = {
         "object": "list",
         "data": data,

@@ -16,7 +16,7 @@ from apps.providers.adapters.base import ProviderError
 from apps.routing.catalog import get_catalog
 from apps.routing.router import plan_route
 
-from .accounting import estimate_tokens, prompt_chars
+from .accounting import estimate_tokens
 from .auth import authenticate
 from .handlers import response_headers, routing_context
 from .http import send_json
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 async def tokenize(req, send) -> None:
     key = await authenticate(req, "chat")
     body = parse_tokenize(await req.body())
-    plan = plan_route(await get_catalog(), body["model"], key, ctx=routing_context(req, key, body))
+    catalog = await get_catalog()
+    plan = plan_route(catalog, body["model"], key, ctx=routing_context(req, key, body, catalog))
     target = plan.targets[0]  # the model a chat request would be sent to first
     req.admission = await limits.admit(key, plan, req.request_id, lambda: (0, 0))
     try:
@@ -38,7 +39,7 @@ async def tokenize(req, send) -> None:
             req.admission.settle()
     payload = {"object": "xrouter.tokenize", "model": target.model.public_id}
     if tokens is None:
-        payload.update(prompt_tokens=estimate_tokens(prompt_chars(body)), source="estimate")
+        payload.update(prompt_tokens=estimate_tokens(req.prompt_chars, target.model), source="estimate")
     else:
         payload.update(prompt_tokens=tokens, source="provider")
     await send_json(send, 200, payload, response_headers(req, plan, target))
