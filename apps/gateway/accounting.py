@@ -79,7 +79,7 @@ async def admit_target(req, key, plan, target, reserve) -> None:
 def estimate_tokens(text_chars: int, model=None) -> int:
     """A count for when the provider reports none: the model's characters per token as learned from
     its usage rows (apps/routing/token_ratio.py), else about 4 characters a token."""
-    ratio = model.chars_per_token if model is not None else None
+    ratio = getattr(model, "chars_per_token", None)  # a catalog ModelEntry, or None
     if ratio:
         return math.ceil(text_chars / ratio)
     return (text_chars + 3) // 4
@@ -155,7 +155,7 @@ def record_usage(
             "cached_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "estimated": usage.estimated,
-            "prompt_chars": req.prompt_chars,
+            "prompt_chars": getattr(req, "prompt_chars", 0),  # set by the handler that sized the prompt
             "input_price": str(model.input_price) if model else "0",
             "output_price": str(model.output_price) if model else "0",
             "cached_input_price": str(model.cached_input_price) if model else "0",

@@ -36,6 +36,7 @@ from .accounting import (
     bill_refusal,
     end_unfinished,
     estimate_tokens,
+    prompt_chars,
     record_usage,
 )
 from .capabilities import StopCutter, check_capabilities, legacy_finish, upstream_body
@@ -318,7 +319,7 @@ class _Relay(_ClientWatch):
         if self.usage is not None and not (self.cutter and self.cutter.stopped and not self.usage.completion_tokens):
             return self.usage
         return Usage(
-            prompt_tokens=self.usage.prompt_tokens if self.usage else estimate_tokens(self.req.prompt_chars, self.target.model),
+            prompt_tokens=self.usage.prompt_tokens if self.usage else estimate_tokens(prompt_chars(self.body), self.target.model),
             completion_tokens=estimate_tokens(self.chars, self.target.model),
             estimated=True,
         )
