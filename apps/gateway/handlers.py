@@ -69,10 +69,11 @@ async def chat_completions(req, send) -> None:
     await serve_chat(req, send, key, parse_chat(await req.body()))
 
 
-async def serve_chat(req, send, key, body: dict, sink=None, shape=None) -> None:
-    """A validated chat request from an HTTP client, under the client's X-Session-ID if it sent one
-    (chat completions, and the Responses API translated into chat: responses.py)."""
-    session = req.header(b"x-session-id")
+async def serve_chat(req, send, key, body: dict, sink=None, shape=None, session: str = "") -> None:
+    """A validated chat request from an HTTP client, under the client's X-Session-ID if it sent one, else
+    `session` (the Responses API's prompt_cache_key) (chat completions, and the Responses API translated
+    into chat: responses.py)."""
+    session = req.header(b"x-session-id") or session
     if not session:
         await chat(req, send, key, body, sink, shape)
         return

@@ -213,7 +213,10 @@ async def create_response(req, send) -> None:
     key = await authenticate(req, "chat")
     request, body = parse_responses(await req.body())
     answer = Answer(request, req.request_id)
+    # prompt_cache_key is the Responses API's name for what X-Session-ID says to GigaChat: keep this
+    # conversation on the provider's prompt cache.
+    session = request.prompt_cache_key or ""
     if body["stream"]:
-        await serve_chat(req, send, key, body, sink=ResponsesSink(req, send, answer))
+        await serve_chat(req, send, key, body, sink=ResponsesSink(req, send, answer), session=session)
     else:
-        await serve_chat(req, send, key, body, shape=answer.shape)
+        await serve_chat(req, send, key, body, shape=answer.shape, session=session)

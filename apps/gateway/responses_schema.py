@@ -152,7 +152,8 @@ class ResponsesRequest(StrictModel):
     truncation: Literal["auto", "disabled"] | None = None
     service_tier: str | None = None
     safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
+    prompt_cache_key: str | None = Field(default=None, pattern=r"^[\x20-\x7e]{1,128}$",
+                                         description="Sent as X-Session-ID: GigaChat's prompt cache.")
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 

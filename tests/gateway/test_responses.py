@@ -3,6 +3,7 @@
 the tool's answer; apps/emulators/behaviour.py). The same router, limits and usage rows as chat."""
 
 import json
+import uuid
 
 import httpx
 import pytest
@@ -192,3 +193,32 @@ def test_a_forced_function_and_json_object_mode(openai_client):
     answer = openai_client.responses.create(model="mts/mws-gpt-alpha", input="Answer in JSON: hi",
                                             text={"format": {"type": "json_object"}})
     assert json.loads(answer.output_text) == {"answer": "Echo: Answer in JSON: hi"}
+
+
+def test_a_cached_answer_is_replayed_as_a_response_and_as_events(openai_client):
+    """temperature 0 answers are cached (XROUTER_CACHE_TTL); the second ask is a hit, in either shape."""
+    prompt = "cache me, please " + uuid.uuid4().hex
+    kwargs = {"model": "mts/mws-gpt-alpha", "input": prompt, "temperature": 0}
+    first = openai_client.responses.with_raw_response.create(**kwargs)
+    second = openai_client.responses.with_raw_response.create(**kwargs)
+    assert (first.headers["x-xrouter-cache"], second.headers["x-xrouter-cache"]) == ("miss", "hit")
+    assert second.parse().output_text == first.parse().output_text == "Echo: " + prompt
+    with openai_client.responses.stream(**kwargs) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert stream._response.headers["x-xrouter-cache"] == "hit"
+    assert final.output_text == "Echo: " + prompt
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_prompt_cache_key_earns_gigachats_prompt_cache(openai_client):
+    """prompt_cache_key goes to GigaChat as X-Session-ID (tenant-scoped), as the header does for chat."""
+    key = "conversation-" + uuid.uuid4().hex[:8]
+    first = [{"role": "user", "content": "Hi"}]
+    openai_client.responses.create(model="gigachat/GigaChat-2-Max", instructions="Be brief.", input=first, prompt_cache_key=key)
+    second = [*first, {"role": "assistant", "content": "Echo: Hi"}, {"role": "user", "content": "Again"}]
+    again = openai_client.responses.create(model="gigachat/GigaChat-2-Max", instructions="Be brief.", input=second,
+                                           prompt_cache_key=key)
+    assert again.usage.input_tokens_details.cached_tokens == 5
+    without = openai_client.responses.create(model="gigachat/GigaChat-2-Max", instructions="Be brief.", input=second)
+    assert without.usage.input_tokens_details.cached_tokens == 0
