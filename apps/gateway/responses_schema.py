@@ -147,6 +147,12 @@ class ResponsesRequest(StrictModel):
     user: str | None = None
     metadata: dict[str, str] | None = None
     store: bool | None = Field(default=None, description="Only false: XRouter stores no responses.")
+    # Only null (or false): a stateless gateway refuses them with a message of their own (_check_supported).
+    previous_response_id: str | None = Field(default=None, description="Only null: XRouter stores no responses.")
+    conversation: str | dict[str, Any] | None = Field(default=None, description="Only null.")
+    background: bool | None = Field(default=None, description="Only false or null.")
+    prompt: dict[str, Any] | None = Field(default=None, description="Only null: no stored prompts.")
+    max_tool_calls: int | None = Field(default=None, description="Only null.")
     # Accepted and ignored: they do not change the answer (README, "The Responses API").
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -183,7 +189,7 @@ def _check_supported(data: dict) -> None:
         raise _refuse("max_tool_calls is not supported.", "max_tool_calls")
     tools = data.get("tools")
     for i, tool in enumerate(tools if isinstance(tools, list) else ()):
-        kind = tool.get("type") if isinstance(tool, dict) else None
+        kind = tool.get("type") if isinstance(tool, dict) else "function"  # not an object: the schema says so
         if kind != "function":
             raise _refuse(f"Tool type {kind!r} is not supported: only function tools are (built-in tools run on "
                           "OpenAI's own servers).", f"tools[{i}].type")
@@ -193,6 +199,8 @@ def _check_supported(data: dict) -> None:
                       "tool_choice.type")
     items = data.get("input")
     for i, item in enumerate(items if isinstance(items, list) else ()):
+        if not isinstance(item, dict):
+            continue  # the schema names it
         kind = _item_type(item)
         if kind not in ITEM_TYPES:
             raise _refuse(f"Input items of type {kind!r} are not supported: only {', '.join(ITEM_TYPES)} are "

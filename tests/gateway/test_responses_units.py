@@ -108,3 +108,16 @@ def test_a_chat_answer_becomes_a_response_object():
     assert response["usage"] == {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 1}, "output_tokens": 2,
                                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 5}
     assert response["tools"] == [{"type": "function", "name": "f"}]
+
+
+def test_nulls_where_only_nulls_are_taken_are_accepted():
+    """Clients that send every field (null when unset), as some proxies do."""
+    _, chat = _parse(input="hi", store=None, previous_response_id=None, conversation=None, background=False, prompt=None,
+                     max_tool_calls=None, tools=None, text=None)
+    assert chat["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_items_that_are_not_objects_are_named_by_the_schema():
+    with pytest.raises(ApiError) as caught:
+        _parse(input=["hi"])
+    assert caught.value.param == "input[0]" and caught.value.code == "invalid_value"
