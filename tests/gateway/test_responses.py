@@ -222,3 +222,48 @@ def test_prompt_cache_key_earns_gigachats_prompt_cache(openai_client):
     assert again.usage.input_tokens_details.cached_tokens == 5
     without = openai_client.responses.create(model="gigachat/GigaChat-2-Max", instructions="Be brief.", input=second)
     assert without.usage.input_tokens_details.cached_tokens == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_failing_primary_falls_back_and_each_attempt_has_its_row(openai_client, emulator_control, django_db_blocker,
+                                                                   stream):
+    import time
+
+    from apps.routing.models import RoutingRule
+    from apps.routing.services import rule_save, rules_delete
+
+    suffix = uuid.uuid4().hex[:6]
+    model, name = f"test/responses-{suffix}", f"t-responses-{suffix}"
+    with django_db_blocker.unblock():
+        rule_save(RoutingRule(name=name, match_model=model, strategy="fallback", priority=1, retries=0,
+                              targets=[{"model": "gigachat/GigaChat-2-Max"}, {"model": "yandexgpt/yandexgpt-lite"}]))
+    try:
+        time.sleep(0.3)  # the bus tells the gateway
+        emulator_control("gigachat", status=500, path="/api/v1/chat/completions", count=1)
+        if stream:
+            with openai_client.responses.stream(model=model, input="hi") as events:
+                text = events.get_final_response().output_text
+                headers = events._response.headers
+        else:
+            raw = openai_client.responses.with_raw_response.create(model=model, input="hi")
+            text, headers = raw.parse().output_text, raw.headers
+    finally:
+        with django_db_blocker.unblock():
+            rules_delete(RoutingRule.objects.filter(name=name))
+    assert text == "Echo: hi"
+    assert (headers["x-xrouter-provider"], headers["x-xrouter-route"]) == ("yandexgpt", f"{name};yandexgpt/yandexgpt-lite")
+    failed = wait_for_usage(django_db_blocker, headers["x-request-id"], attempt=0)
+    served = wait_for_usage(django_db_blocker, headers["x-request-id"], attempt=1)
+    assert (failed.provider, failed.status, served.provider, served.status) == ("gigachat", "error", "yandexgpt", "ok")
+
+
+def test_the_keys_limits_admit_responses_as_chat(gateway, django_db_blocker):
+    from apps.accounts.models import User
+    from apps.keys.services import key_create
+
+    with django_db_blocker.unblock():
+        _, plaintext = key_create(user=User.objects.get(username="alice"), name="responses-limited", requests_rate="1/min")
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    body = {"model": "mts/mws-gpt-alpha", "input": "hi"}
+    assert httpx.post(gateway.v1 + "/responses", json=body, headers=headers, timeout=10).status_code == 200
+    assert_error(httpx.post(gateway.v1 + "/responses", json=body, headers=headers, timeout=10), 429)
