@@ -457,6 +457,12 @@ GATEWAY_CASES = {
     ("v1 /v1/embeddings", "POST"): lambda g, key: _refused(httpx.post(
         g.v1 + "/embeddings", headers={"authorization": f"Bearer {key}"}, timeout=10,
         json={"model": "gigachat/Embeddings", "input": "hi"})),
+    ("v1 /v1/responses", "POST"): lambda g, key: _refused(httpx.post(
+        g.v1 + "/responses", headers={"authorization": f"Bearer {key}"}, timeout=10,
+        json={"model": "gigachat/GigaChat", "input": "hi"})),
+    ("v1 /v1/xrouter/tokenize", "POST"): lambda g, key: _refused(httpx.post(
+        g.v1 + "/xrouter/tokenize", headers={"authorization": f"Bearer {key}"}, timeout=10,
+        json={"model": "gigachat/GigaChat", "messages": [{"role": "user", "content": "hi"}]})),
     ("v1 /v1/models", "GET"): lambda g, key: _v1_models_only_tbank(g, key),
     ("v1 /v1/models/<id>", "GET"): lambda g, key: _refused(httpx.get(
         g.v1 + "/models/gigachat/GigaChat", headers={"authorization": f"Bearer {key}"}, timeout=10)),

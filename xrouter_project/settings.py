@@ -307,6 +307,9 @@ CELERY_BEAT_SCHEDULE = {
     # Personal data (apps/privacy/tasks.py): prompt-log rows past their retention, user fields of old usage rows.
     "prompt-log-retention": {"task": "apps.privacy.tasks.prompt_log_retention_task", "schedule": 3600.0},
     "usage-forget-users": {"task": "apps.privacy.tasks.usage_forget_users_task", "schedule": 24 * 3600.0},
+    # Each model's characters per token, from its recent usage rows, for the gateway's estimates.
+    "token-ratios": {"task": "apps.routing.tasks.token_ratios_task",
+                     "schedule": env_float("XROUTER_TOKEN_RATIO_INTERVAL", 3600.0)},
 }
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -42,8 +42,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     # Documentation only: /v1 is served by apps.gateway.app (see xrouter_project/asgi.py).
     path("v1/chat/completions", openapi.ChatCompletionsDoc.as_view()),
+    path("v1/responses", openapi.ResponsesDoc.as_view()),
     path("v1/embeddings", openapi.EmbeddingsDoc.as_view()),
     path("v1/models", openapi.ModelsDoc.as_view()),
+    path("v1/xrouter/tokenize", openapi.TokenizeDoc.as_view()),
     path("v1/models/<path:model_id>", openapi.ModelDoc.as_view()),
     # The developer portal (apps.portal): accounts, the language switch, and its pages at /.
     *auth_urlpatterns,

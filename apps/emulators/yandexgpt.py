@@ -8,7 +8,7 @@ Defaults: API key ``demo-yandex-api-key`` for folder ``b1gdemofolder``; Passport
 Choices where the docs leave us free (marked ``Guess`` below): a ``modelUri`` folder other than
 the caller's folder → 403 / grpcCode 7; an unknown model → 404 / grpcCode 5; unknown fields
 (top level, ``completionOptions``, messages) are rejected by the "gateway" with the parse-error
-shape. Not emulated: completionAsync, operations, tokenizeCompletion, the OpenAI-compatible ``/v1``.
+shape. Not emulated: completionAsync, operations, the OpenAI-compatible ``/v1``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .yandex_iam import AuthError, authenticate, create_iam_token, gateway_parse
 COMPLETION_PATH = "/foundationModels/v1/completion"
 EMBEDDING_PATH = "/foundationModels/v1/textEmbedding"
 TOKENIZE_PATH = "/foundationModels/v1/tokenize"
+TOKENIZE_COMPLETION_PATH = "/foundationModels/v1/tokenizeCompletion"
 MODEL_VERSIONS = {"yandexgpt": "09.02.2025", "yandexgpt-lite": "22.05.2025", "llama": "25.03.2025", "llama-lite": "25.03.2025"}
 BRANCHES = {"latest", "rc", "deprecated"}
 EMBEDDING_MODELS = {"text-search-doc", "text-search-query"}
@@ -96,6 +97,7 @@ def make_app(**options) -> web.Application:
     app.router.add_post(COMPLETION_PATH, completion)
     app.router.add_post(EMBEDDING_PATH, text_embedding)
     app.router.add_post(TOKENIZE_PATH, tokenize)
+    app.router.add_post(TOKENIZE_COMPLETION_PATH, tokenize_completion)
     return app
 
 
@@ -370,6 +372,31 @@ def _within_quota(calls: dict, folder: str, quota: int) -> bool:
     return True
 
 
+def _token(piece: str, special: bool = False) -> dict:
+    # Guess: ids are ours (a stable hash per piece); real ones are the model's vocabulary ids.
+    return {"id": str(zlib.crc32(piece.encode("utf-8"))), "text": piece, "special": special}
+
+
+async def tokenize_completion(request: web.Request) -> web.StreamResponse:
+    """Tokenizer.TokenizeCompletion (Text Generation API, REST reference; yandexgpt.md §6): a whole
+    CompletionRequest, validated as completion validates it, → its tokens. Free (no usage)."""
+    body = _decoded_body(request, REQUEST_FIELDS)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        folder, model = _authorize(request, body.get("modelUri"), "gpt", set(MODEL_VERSIONS))
+        _, texts = _conversation(request, body, folder)
+    except (AuthError, Refused) as exc:
+        return unary_error(exc.status, GRPC_CODES.get(exc.status, 2), exc.message)
+    # Guess: the count is the completion's usage.inputTextTokens for the same request (behaviour.py:
+    # a message's words and one more), that one being a special token that opens the message.
+    tokens = []
+    for text in texts:
+        tokens.append(_token("<message>", special=True))
+        tokens += [_token(piece) for piece in behaviour.pieces(text)]
+    return await send_json(request, {"tokens": tokens, "modelVersion": MODEL_VERSIONS[model]})
+
+
 async def tokenize(request: web.Request) -> web.StreamResponse:
     """Free tokenizer call (adapters use it as a cheap health check)."""
     body = _decoded_body(request, {"modelUri", "text"})
@@ -379,9 +406,5 @@ async def tokenize(request: web.Request) -> web.StreamResponse:
         _, model = _authorize(request, body.get("modelUri"), "gpt", set(MODEL_VERSIONS))
     except (AuthError, Refused) as exc:
         return unary_error(exc.status, GRPC_CODES.get(exc.status, 2), exc.message)
-    # Guess: ids are ours (a stable hash per piece); real ones are the model's vocabulary ids.
-    tokens = [
-        {"id": str(zlib.crc32(piece.encode("utf-8"))), "text": piece, "special": False}
-        for piece in behaviour.pieces(body.get("text") or "")
-    ]
+    tokens = [_token(piece) for piece in behaviour.pieces(body.get("text") or "")]
     return await send_json(request, {"tokens": tokens, "modelVersion": MODEL_VERSIONS[model]})

@@ -9,6 +9,7 @@ start only if this process dies first). Every started attempt ends exactly once:
 or by `end_unfinished` on the request's way out (a cancellation).
 """
 
+import math
 import time
 
 from apps.common import tracing
@@ -75,8 +76,12 @@ async def admit_target(req, key, plan, target, reserve) -> None:
         req.admission.more.append(admission)
 
 
-def estimate_tokens(text_chars: int) -> int:
-    """A rough count for when the provider reports none (about 4 characters a token)."""
+def estimate_tokens(text_chars: int, model=None) -> int:
+    """A count for when the provider reports none: the model's characters per token as learned from
+    its usage rows (apps/routing/token_ratio.py), else about 4 characters a token."""
+    ratio = getattr(model, "chars_per_token", None)  # a catalog ModelEntry, or None
+    if ratio:
+        return math.ceil(text_chars / ratio)
     return (text_chars + 3) // 4
 
 
@@ -150,6 +155,7 @@ def record_usage(
             "cached_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "estimated": usage.estimated,
+            "prompt_chars": getattr(req, "prompt_chars", 0),  # set by the handler that sized the prompt
             "input_price": str(model.input_price) if model else "0",
             "output_price": str(model.output_price) if model else "0",
             "cached_input_price": str(model.cached_input_price) if model else "0",

@@ -14,15 +14,17 @@ from apps.common import tracing
 from apps.common.errors import ApiError
 from apps.common.request_id import REQUEST_ID, new_request_id
 
-from . import handlers
+from . import handlers, responses, tokenize
 from .http import ClientGone, Request, send_error, send_json
 
 log = logging.getLogger(__name__)
 
 ROUTES = {
     "/v1/chat/completions": {"POST": handlers.chat_completions},
+    "/v1/responses": {"POST": responses.create_response},
     "/v1/embeddings": {"POST": handlers.embeddings},
     "/v1/models": {"GET": handlers.list_models},
+    "/v1/xrouter/tokenize": {"POST": tokenize.tokenize},
 }
 MODEL_PREFIX = "/v1/models/"
 MAX_INFLIGHT = settings.XROUTER["MAX_INFLIGHT"]

@@ -78,11 +78,12 @@ class _Sink(WsSink):
 class _WsRequest:
     """What the relay and accounting read of a request, for one answer on a socket."""
 
-    __slots__ = ("request_id", "started", "headers", "admission", "attempts", "span")
+    __slots__ = ("request_id", "started", "headers", "admission", "attempts", "span", "prompt_chars")
 
     def __init__(self, headers: dict):
         self.admission = None  # apps.limits, as on http.Request
         self.attempts = []  # accounting.Attempt, as on http.Request
+        self.prompt_chars = 0  # as on http.Request
         self.span = None  # WebSocket answers are not traced (apps.common.tracing traces HTTP requests)
         self.request_id = new_request_id()
         REQUEST_ID.set(self.request_id)  # the connection's log lines name the request it is serving

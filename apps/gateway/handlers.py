@@ -45,9 +45,14 @@ def response_headers(req, plan=None, target=None) -> dict:
     return headers
 
 
-def routing_context(req, key, body) -> RequestContext:
-    """What routing rules may match on (the metadata field is read here and not sent upstream)."""
+def routing_context(req, key, body, catalog) -> RequestContext:
+    """What routing rules may match on (the metadata field is read here and not sent upstream). The
+    prompt's size is estimated with the requested model's learned ratio when it names a model or an
+    alias (a rule's targets are not known yet: the default ratio then)."""
     metadata = body.pop("metadata", None)
+    req.prompt_chars = prompt_chars(body)
+    requested = body["model"]
+    model = catalog.models.get(catalog.aliases.get(requested, requested))
     return RequestContext(
         model=body["model"],
         key_prefix=key.prefix,
@@ -55,21 +60,27 @@ def routing_context(req, key, body) -> RequestContext:
         tags=parse_tags(req.header(b"x-xrouter-tags"), metadata),
         tools=bool(body.get("tools")),
         stream=bool(body.get("stream")),
-        prompt_tokens=estimate_tokens(prompt_chars(body)),
+        prompt_tokens=estimate_tokens(req.prompt_chars, model),
         max_tokens=body.get("max_tokens") or 0,
     )
 
 
 async def chat_completions(req, send) -> None:
     key = await authenticate(req, "chat")
-    body = parse_chat(await req.body())
-    session = req.header(b"x-session-id")
+    await serve_chat(req, send, key, parse_chat(await req.body()))
+
+
+async def serve_chat(req, send, key, body: dict, sink=None, shape=None, session: str = "") -> None:
+    """A validated chat request from an HTTP client, under the client's X-Session-ID if it sent one, else
+    `session` (the Responses API's prompt_cache_key) (chat completions, and the Responses API translated
+    into chat: responses.py)."""
+    session = req.header(b"x-session-id") or session
     if not session:
-        await chat(req, send, key, body)
+        await chat(req, send, key, body, sink, shape)
         return
     token = session_id.set(provider_session(key, session))
     try:
-        await chat(req, send, key, body)
+        await chat(req, send, key, body, sink, shape)
     finally:
         session_id.reset(token)
 
@@ -88,12 +99,13 @@ def provider_session(key, value: str) -> str:
     return str(uuid.UUID(bytes=digest[:16]))
 
 
-async def chat(req, send, key, body: dict, sink=None) -> None:
+async def chat(req, send, key, body: dict, sink=None, shape=None) -> None:
     """A validated chat request, answered as JSON or streamed into `sink` (SSE by default; the
-    WebSocket consumer passes its own, with `stream` set), with the same rules either way."""
+    WebSocket consumer passes its own, with `stream` set), with the same rules either way.
+    `shape` turns the chat.completion payload into another API's answer (the Responses API's)."""
     legacy = body.pop("legacy_functions", False)
-    ctx = routing_context(req, key, body)
     catalog = await get_catalog()
+    ctx = routing_context(req, key, body, catalog)
     plan = plan_route(catalog, body["model"], key, ctx=ctx)
     model = plan.targets[0].model
     # The guardrail pipeline (apps.privacy) only when the key, its organisation or the rule sets a policy:
@@ -104,20 +116,20 @@ async def chat(req, send, key, body: dict, sink=None) -> None:
     # One decision for every limit before any upstream call; settled on every path (usage adds up in accounting).
     req.admission = await limits.admit(key, plan, req.request_id, lambda: chat_reservation(body, model))
     try:
-        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan, guard)
+        await _answer_chat(req, send, key, body, sink, legacy, catalog, plan, shape, guard)
     finally:
         end_unfinished(req, key, plan, stream=bool(body.get("stream")))
         if req.admission is not None:  # with the fallback targets' admissions (accounting.admit_target)
             req.admission.settle()
 
 
-async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan, guard=None) -> None:
+async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, plan, shape, guard=None) -> None:
     ttl = cache.ttl_for(body, plan) if guard is None or guard.cacheable else None
     cache_key = cache.cache_key(key, plan, body) if ttl else None
     if cache_key and not cache.bypass(req):
         hit = await cache.get(cache_key)
         if hit is not None:
-            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink)
+            await answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink, shape)
             return
     if body.get("stream"):
         await stream_chat(req, sink or SseSink(req, send), key, plan, body, legacy, cache_key=cache_key, cache_ttl=ttl,
@@ -168,7 +180,7 @@ async def _answer_chat(req, send, key, body: dict, sink, legacy: bool, catalog, 
                  usage=result.usage, provider_request_id=result.provider_request_id, upstream_seconds=plan.upstream_seconds,
                  attempt=len(plan.attempts) - 1)
     bill_failed_attempts(req, key, plan)
-    await send_json(send, 200, payload, headers)
+    await send_json(send, 200, shape(payload) if shape else payload, headers)
 
 
 def legacy_choice(choice: dict) -> dict:
@@ -176,7 +188,7 @@ def legacy_choice(choice: dict) -> dict:
     return {**choice, "message": message, "finish_reason": legacy_finish(choice["finish_reason"])}
 
 
-async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink=None) -> None:
+async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, sink=None, shape=None) -> None:
     """A stored answer, as JSON or replayed as a stream; billed as a cache hit at zero cost."""
     usage = Usage(**hit["usage"])
     model = catalog.models.get(hit["model"])
@@ -190,7 +202,7 @@ async def answer_from_cache(req, send, key, plan, body, hit, legacy, catalog, si
     else:
         payload = {"id": "chatcmpl-" + req.request_id, "object": "chat.completion", "created": int(time.time()),
                    "model": hit["model"], "choices": choices, "usage": usage.to_openai()}
-        await send_json(send, 200, payload, headers)
+        await send_json(send, 200, shape(payload) if shape else payload, headers)
 
 
 async def embeddings(req, send) -> None:
@@ -198,6 +210,7 @@ async def embeddings(req, send) -> None:
     body = parse_embeddings(await req.body())
     plan = plan_route(await get_catalog(), body["model"], key, kind="embedding")
     inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    req.prompt_chars = sum(map(len, inputs))
     guard = guard_for(key, plan, as_messages(inputs), req.request_id) if key.policies or plan.policies else None
     if guard is not None:
         await guard.before()
@@ -216,7 +229,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list, gua
         if "dimensions" in body and not target.adapter.supports_dimensions:
             raise ApiError(400, f"Provider '{target.model.provider}' does not support 'dimensions'.", param="dimensions",
                            code="unsupported_parameter")
-        attempt_start(req, key, plan, target, estimate_tokens(sum(map(len, inputs))), endpoint="embeddings")
+        attempt_start(req, key, plan, target, estimate_tokens(req.prompt_chars, target.model), endpoint="embeddings")
         await admit_target(req, key, plan, target, lambda: embeddings_reservation(inputs))
         sent = inputs if guard is None else [m["content"] for m in (await guard.aupstream(target))["messages"]]
         return await target.adapter.embeddings(sent, target.model.name, body)
@@ -234,7 +247,7 @@ async def _answer_embeddings(req, send, key, body: dict, plan, inputs: list, gua
     ]
     usage = result.usage
     if not usage.prompt_tokens:
-        usage = Usage(prompt_tokens=estimate_tokens(sum(map(len, inputs))), estimated=True)
+        usage = Usage(prompt_tokens=estimate_tokens(req.prompt_chars, target.model), estimated=True)
     payload = {
         "object": "list",
         "data": data,

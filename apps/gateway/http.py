@@ -12,7 +12,8 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-
 
 
 class Request:
-    __slots__ = ("scope", "receive", "request_id", "method", "path", "headers", "started", "admission", "attempts", "span")
+    __slots__ = ("scope", "receive", "request_id", "method", "path", "headers", "started", "admission", "attempts", "span",
+                 "prompt_chars")
 
     def __init__(self, scope, receive, request_id: str, started: float):
         self.scope = scope
@@ -24,6 +25,7 @@ class Request:
         self.admission = None  # apps.limits: set once the request is admitted under a limit
         self.span = None  # the request's trace span, when tracing is on (apps.common.tracing)
         self.attempts = []  # accounting.Attempt per upstream attempt, by number
+        self.prompt_chars = 0  # the prompt's characters of text, in its usage rows (accounting.prompt_chars)
         self.headers = {k: v for k, v in scope["headers"]}  # names arrive lower-cased
 
     def header(self, name: bytes) -> str:

@@ -13,7 +13,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel
+from .responses_schema import ResponsesRequest
+from .schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel, TokenizeRequest
 
 COMPONENT_PREFIX = "V1"
 
@@ -62,11 +63,39 @@ class ChatCompletionSerializer(serializers.Serializer):
     usage = UsageSerializer()
 
 
+class ResponseUsageSerializer(serializers.Serializer):
+    input_tokens = serializers.IntegerField()
+    input_tokens_details = serializers.DictField(help_text="{cached_tokens}")
+    output_tokens = serializers.IntegerField()
+    output_tokens_details = serializers.DictField(help_text="{reasoning_tokens}")
+    total_tokens = serializers.IntegerField()
+
+
+class ResponseObjectSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField(default="response")
+    created_at = serializers.IntegerField()
+    status = serializers.ChoiceField(["completed", "incomplete", "failed", "in_progress"])
+    model = serializers.CharField()
+    output = serializers.ListField(child=serializers.DictField(),
+                                   help_text="message items (output_text content) and function_call items")
+    usage = ResponseUsageSerializer()
+    error = serializers.DictField(allow_null=True)
+    incomplete_details = serializers.DictField(allow_null=True, help_text="{reason: max_output_tokens | content_filter}")
+
+
 class EmbeddingsResponseSerializer(serializers.Serializer):
     object = serializers.CharField(default="list")
     data = serializers.ListField(child=serializers.DictField())
     model = serializers.CharField()
     usage = serializers.DictField()
+
+
+class TokenizeResponseSerializer(serializers.Serializer):
+    object = serializers.CharField(default="xrouter.tokenize")
+    model = serializers.CharField(help_text="the model a chat request would be sent to first")
+    prompt_tokens = serializers.IntegerField()
+    source = serializers.ChoiceField(["provider", "estimate"])
 
 
 class ModelSerializer(serializers.Serializer):
@@ -105,9 +134,25 @@ class ChatCompletionsDoc(_DocOnly):
         return _served_elsewhere()
 
 
+class ResponsesDoc(_DocOnly):
+    @extend_schema(tags=["v1"], request=ResponsesRequest, responses={200: ResponseObjectSerializer, **ERRORS},
+                   description="OpenAI's Responses API, stateless (store, previous_response_id and built-in tools are "
+                               "refused), on the chat path. With stream=true: text/event-stream of response.* events.")
+    def post(self, request):  # pragma: no cover - served by apps.gateway.app
+        return _served_elsewhere()
+
+
 class EmbeddingsDoc(_DocOnly):
     @extend_schema(tags=["v1"], request=EmbeddingsRequest, responses={200: EmbeddingsResponseSerializer, **ERRORS})
     def post(self, request):  # pragma: no cover
+        return _served_elsewhere()
+
+
+class TokenizeDoc(_DocOnly):
+    @extend_schema(tags=["v1"], request=TokenizeRequest, responses={200: TokenizeResponseSerializer, **ERRORS},
+                   description="XRouter: a prompt's tokens as the provider's tokenizer counts them (GigaChat, "
+                               "YandexGPT), else the gateway's estimate. Needs the chat scope.")
+    def post(self, request):  # pragma: no cover - served by apps.gateway.app
         return _served_elsewhere()
 
 

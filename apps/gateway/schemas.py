@@ -193,6 +193,14 @@ class EmbeddingsRequest(StrictModel):
         return value
 
 
+class TokenizeRequest(StrictModel):
+    """POST /v1/xrouter/tokenize: the prompt part of a chat request."""
+
+    model: str = Field(min_length=1, max_length=300)
+    messages: list[Message] = Field(min_length=1)
+    tools: list[Tool] | None = None
+
+
 # `metadata` is read for routing tags by the handler, then dropped like these. `user`, `seed`,
 # `logit_bias` and `parallel_tool_calls` go on to the adapters, which decide per provider.
 IGNORED_CHAT_PARAMS = ("logprobs", "top_logprobs", "store", "service_tier")
@@ -307,6 +315,15 @@ def _check_encodable(value, param: str) -> None:
     except TypeError:
         raise ApiError(400, f"Invalid value for {param}: a number is outside the 64-bit range.", param=param,
                        code="invalid_value") from None
+
+
+def parse_tokenize(raw: bytes) -> dict:
+    try:
+        req = TokenizeRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _validation_error(exc, _loads(raw)) from None
+    _check_size(req.messages)
+    return req.model_dump(exclude_none=True)
 
 
 def parse_embeddings(raw: bytes) -> dict:

@@ -357,8 +357,8 @@ class _Relay(_ClientWatch):
         if self.usage is not None and not (self.cutter and self.cutter.stopped and not self.usage.completion_tokens):
             return self.usage
         return Usage(
-            prompt_tokens=self.usage.prompt_tokens if self.usage else estimate_tokens(prompt_chars(self.body)),
-            completion_tokens=estimate_tokens(self.chars),
+            prompt_tokens=self.usage.prompt_tokens if self.usage else estimate_tokens(prompt_chars(self.body), self.target.model),
+            completion_tokens=estimate_tokens(self.chars, self.target.model),
             estimated=True,
         )
 

@@ -172,6 +172,10 @@ class ProviderModel(LimitFields):
         null=True, blank=True, help_text="The model's output cap: what a token limit reserves when a request sets no "
                                          "max_tokens. Empty = 4096.")
     jurisdiction = models.CharField(max_length=8, blank=True, help_text="Empty = the provider's.")
+    chars_per_token = models.FloatField(
+        null=True, blank=True, editable=False,
+        help_text="Learned from usage rows by a periodic task (apps/routing/token_ratio.py): what estimated counts "
+                  "divide characters by. Empty = 4.")
     options = models.JSONField(
         default=dict, blank=True,
         help_text='OpenAI-compatible kinds: {"output_limit_field": "max_completion_tokens"} (o-series, GPT-5), '

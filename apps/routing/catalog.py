@@ -40,6 +40,7 @@ class ModelEntry:
     created: int
     limits: Limits | None = None  # a cap across all tenants (apps.limits)
     max_output_tokens: int | None = None
+    chars_per_token: float | None = None  # learned from usage rows (token_ratio.py); None: the default estimate
 
     @property
     def public_id(self) -> str:
@@ -82,6 +83,7 @@ def load_catalog() -> Catalog:
             created=int(m.provider.created_at.timestamp()),
             limits=Limits.of(m),
             max_output_tokens=m.max_output_tokens,
+            chars_per_token=m.chars_per_token,
         )
         models[entry.public_id] = entry
     aliases = dict(Alias.objects.filter(enabled=True).values_list("name", "target"))

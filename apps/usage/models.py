@@ -37,6 +37,9 @@ class UsageRecord(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
     estimated = models.BooleanField(default=False, help_text="Counts estimated from text: the provider sent none.")
+    prompt_chars = models.PositiveIntegerField(
+        default=0, help_text="Characters of text in the prompt: with the provider's prompt_tokens, the model's "
+                             "learned characters per token (apps/routing/token_ratio.py).")
     input_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     output_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     cached_input_price = models.DecimalField(max_digits=12, decimal_places=6, default=0)

@@ -343,3 +343,18 @@ def test_tokenize(http, yandex):
     assert body["modelVersion"] == "09.02.2025"
     refused = http.post(url, headers={"Authorization": "Api-Key nope"}, json={"modelUri": URI, "text": "x"})
     assert refused.status_code == 401 and refused.json()["code"] == 16
+
+
+def test_tokenize_completion_counts_what_completion_bills(http, yandex):
+    """Tokenizer.TokenizeCompletion takes a whole CompletionRequest; its tokens are the completion's
+    inputTextTokens for the same request (a special token opening each message)."""
+    request = {"modelUri": URI, "messages": [{"role": "system", "text": "Be brief."}, {"role": "user", "text": "ping pong"}]}
+    response = http.post(yandex.base_url + "/foundationModels/v1/tokenizeCompletion", headers=API_KEY, json=request)
+    assert response.status_code == 200
+    tokens = response.json()["tokens"]
+    assert [t["text"] for t in tokens if not t["special"]] == ["Be ", "brief.", "ping ", "pong"]
+    billed = complete(http, yandex, request).json()["result"]["usage"]["inputTextTokens"]
+    assert str(len(tokens)) == billed
+    bad = http.post(yandex.base_url + "/foundationModels/v1/tokenizeCompletion", headers=API_KEY,
+                    json={**request, "messages": []})
+    assert bad.status_code == 400

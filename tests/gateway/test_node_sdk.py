@@ -1,5 +1,6 @@
 """The official openai Node.js SDK (tests/node, pinned in package-lock.json) against the gateway:
-chat and streaming, once per provider, through tests/node/check.mjs."""
+chat and streaming, and the Responses API (create and the stream helper), once per provider, through
+tests/node/check.mjs."""
 
 import json
 import shutil
@@ -42,6 +43,10 @@ def test_the_node_sdk_chats_and_streams(node_sdk, gateway, provider, model):
     usage = result["usage"]
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert result["response"] == "Echo: respond from node"
+    assert result["responseUsage"]["total_tokens"] == result["responseUsage"]["input_tokens"] + result["responseUsage"]["output_tokens"]
+    assert result["responseStreamed"] == result["responseFinal"] == "Echo: respond in a stream"
+    assert result["responseStatus"] == "completed"
 
 
 def test_the_node_sdk_sees_an_authentication_error_for_a_wrong_key(node_sdk, gateway):

@@ -10,10 +10,12 @@ from django.contrib.staticfiles import finders
 from pydantic import BaseModel
 
 from apps.gateway.openapi import COMPONENT_PREFIX
-from apps.gateway.schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel
+from apps.gateway.responses_schema import ResponsesRequest
+from apps.gateway.schemas import ChatCompletionRequest, EmbeddingsRequest, StrictModel, TokenizeRequest
 
 pytestmark = pytest.mark.django_db
-ENDPOINTS = {"/v1/chat/completions": ChatCompletionRequest, "/v1/embeddings": EmbeddingsRequest}
+ENDPOINTS = {"/v1/chat/completions": ChatCompletionRequest, "/v1/embeddings": EmbeddingsRequest,
+             "/v1/responses": ResponsesRequest, "/v1/xrouter/tokenize": TokenizeRequest}
 
 
 def _models_under(model: type[BaseModel], seen: dict) -> dict:

@@ -1,4 +1,5 @@
-// The official openai Node.js SDK against a running gateway: chat and streaming.
+// The official openai Node.js SDK against a running gateway: chat and streaming, and the Responses API
+// (create, and the stream helper whose accumulator checks the event order).
 // Usage: node check.mjs <base_url> <api_key> <model>; prints one JSON line of results.
 import OpenAI from "openai";
 
@@ -27,4 +28,16 @@ for await (const chunk of stream) {
   }
 }
 
-console.log(JSON.stringify({ chat: completion.choices[0].message.content, streamed, finish, usage }));
+const response = await client.responses.create({ model, input: "respond from node" });
+const responseStream = client.responses.stream({ model, input: "respond in a stream" });
+let responseDeltas = "";
+for await (const event of responseStream) {
+  if (event.type === "response.output_text.delta") responseDeltas += event.delta;
+}
+const final = await responseStream.finalResponse();
+
+console.log(JSON.stringify({
+  chat: completion.choices[0].message.content, streamed, finish, usage,
+  response: response.output_text, responseUsage: response.usage,
+  responseStreamed: responseDeltas, responseFinal: final.output_text, responseStatus: final.status,
+}));

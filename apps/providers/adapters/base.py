@@ -229,6 +229,11 @@ class ProviderAdapter:
         """What a prepaid account has left, by usage kind (tokens); None where the provider tells nothing."""
         return None
 
+    async def count_tokens(self, body: dict, model: str) -> int | None:
+        """The prompt tokens of chat request `body` as the provider's own tokenizer counts them (for
+        /v1/xrouter/tokenize, never on a chat's path); None where the provider has no such endpoint."""
+        return None
+
     # --- shared plumbing ----------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
+import orjson
 
 from .base import (
     UPSTREAM_REQUEST_ID,
@@ -297,6 +298,27 @@ class GigaChatAdapter(ProviderAdapter):
             raise bad_answer(NAME, "no balance list")
         return {text(row["usage"])[:64]: float(row["value"]) for row in rows[:50]
                 if isinstance(row, dict) and "usage" in row and isinstance(row.get("value"), int | float)}
+
+    async def count_tokens(self, body: dict, model: str) -> int | None:
+        """POST /tokens/count (gigachat SDK `tokens_count`, models/tokens_count.py; gigachat.md §5.5):
+        `{"model", "input": [texts]}` → a bare array of `{"object": "tokens", "tokens", "characters"}`, one
+        per text. It counts texts, not a conversation: the texts are what the chat request would send
+        (messages as translated, function calls' arguments, function definitions), so the count leaves
+        out only GigaChat's few framing tokens per message."""
+        payload = build_request({**body, "stream": False}, model, self.config.options)
+        texts = [m["content"] for m in payload["messages"] if m.get("content")]
+        texts += [dump_arguments(m["function_call"].get("arguments"), NAME) for m in payload["messages"] if m.get("function_call")]
+        texts += [orjson.dumps(f).decode() for f in payload.get("functions", ())]
+        if not texts:
+            return 0
+        async with self.slot() as credential:
+            data, _ = await self._call(credential, "POST", "/tokens/count", {"model": model, "input": texts})
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise bad_answer(NAME, "token counts do not match the input")
+        try:
+            return sum(int(row["tokens"]) for row in data)
+        except SHAPE_ERRORS as exc:
+            raise bad_answer(NAME, wrong_shape(exc)) from None
 
     # --- calls with one re-authentication on 401 ----------------------------------------------
     def _url(self, path: str) -> str:

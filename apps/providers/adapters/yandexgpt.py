@@ -87,6 +87,7 @@ IAM_URL = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 COMPLETION = "/foundationModels/v1/completion"
 EMBEDDING = "/foundationModels/v1/textEmbedding"
 TOKENIZE = "/foundationModels/v1/tokenize"
+TOKENIZE_COMPLETION = "/foundationModels/v1/tokenizeCompletion"
 MAX_TEMPERATURE = 1.0
 # The SDK re-fetches IAM tokens hourly although they live up to 12 h; so do we, so that a
 # revoked key stops working within the hour.
@@ -478,6 +479,19 @@ class YandexGPTAdapter(ProviderAdapter):
         except ValueError:
             log.warning("%s: options.embedding_rate %r is not a rate; pacing at %s", self.config.name, text, EMBEDDING_RATE)
             return parse_rate(EMBEDDING_RATE)
+
+    async def count_tokens(self, body: dict, model: str) -> int | None:
+        """POST /foundationModels/v1/tokenizeCompletion (Text Generation API, REST: Tokenizer.TokenizeCompletion;
+        yandexgpt.md §6): the very CompletionRequest the chat would send → `{"tokens": [...], "modelVersion"}`,
+        so messages, tool calls and tool definitions are counted as the model sees them. Free of charge."""
+        async with self.slot() as credential:
+            secrets = self._secrets(credential)
+            payload = build_request({**body, "stream": False}, model, self._folder(secrets))
+            data, _ = await self._post(secrets, TOKENIZE_COMPLETION, payload, _owner(credential))
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list):
+            raise bad_answer(NAME, "no token list")
+        return len(tokens)
 
     async def list_models(self) -> list[dict]:
         # The native API has no model list: the operator names the models in the options.
