@@ -5,8 +5,17 @@ from django.urls import path, reverse
 
 from apps.providers.admin import AnnouncesConfig
 
+from .console import overview
 from .models import Alias, RoutingRule
 from .selectors import explain_route
+
+
+def _overview_for(request):
+    """The admin index's overview, for those who may see everyone's spend (billing's statement right)."""
+    return overview() if request.user.has_perm("billing.view_statement") else None
+
+
+admin.site.overview = _overview_for
 
 
 @admin.register(Alias)
