@@ -6,6 +6,7 @@ from django.urls import path, reverse
 from apps.providers.admin import AnnouncesConfig
 
 from .console import overview
+from .forms import RoutingRuleForm
 from .models import Alias, RoutingRule
 from .selectors import explain_route
 
@@ -36,6 +37,7 @@ class RouteTestForm(forms.Form):
 
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
+    form = RoutingRuleForm
     list_display = ["name", "priority", "enabled", "match_model", "strategy", "target_list", "cache_ttl"]
     list_editable = ["priority", "enabled"]
     list_filter = ["enabled", "strategy"]
