@@ -15,6 +15,7 @@ from apps.common import tracing
 from apps.common.errors import ApiError
 from apps.limits import services as limits
 from apps.providers.adapters.base import UPSTREAM_REQUEST_ID, ProviderError, Usage
+from apps.routing.rules import estimate_tokens  # one home: rules match on it, and the rule tester estimates alike
 from apps.usage import buffer, journal
 
 from . import metrics
@@ -73,11 +74,6 @@ async def admit_target(req, key, plan, target, reserve) -> None:
         req.admission = admission
     else:
         req.admission.more.append(admission)
-
-
-def estimate_tokens(text_chars: int) -> int:
-    """A rough count for when the provider reports none (about 4 characters a token)."""
-    return (text_chars + 3) // 4
 
 
 def prompt_chars(body: dict) -> int:

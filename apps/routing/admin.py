@@ -27,12 +27,16 @@ class AliasAdmin(AnnouncesConfig, admin.ModelAdmin):
 
 
 class RouteTestForm(forms.Form):
-    model = forms.CharField(help_text="What the client asks for, e.g. xrouter/auto or gigachat/GigaChat-2-Max")
-    key_prefix = forms.CharField(required=False, help_text="The 8 characters after xr- (optional)")
-    tags = forms.CharField(required=False, help_text="Comma separated, as in x-xrouter-tags")
+    model = forms.CharField(max_length=200, help_text="What the client asks for, e.g. xrouter/auto or gigachat/GigaChat-2-Max")
+    key_prefix = forms.CharField(required=False, max_length=16, help_text="The 8 characters after xr- (empty: a key without restrictions)")
+    tags = forms.CharField(required=False, max_length=500, help_text="Comma separated, as in x-xrouter-tags")
     tools = forms.BooleanField(required=False)
     stream = forms.BooleanField(required=False)
-    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Only its size is used")
+    prompt_tokens = forms.IntegerField(required=False, min_value=0, max_value=10_000_000,
+                                       help_text="The prompt's size in tokens (or paste a prompt below)")
+    max_tokens = forms.IntegerField(required=False, min_value=0, max_value=10_000_000, help_text="The answer's cap, if any")
+    prompt = forms.CharField(required=False, max_length=1_000_000, widget=forms.Textarea(attrs={"rows": 3}),
+                             help_text="Only its size is used (about four characters a token)")
 
 
 @admin.register(RoutingRule)
@@ -62,12 +66,12 @@ class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def test_route(self, request):
-        """A request in; the matched rule and the targets in the order they would be tried out.
-        No provider is called."""
+        """The rule tester: a sample request in; the rule that matches, the targets in the order they would be
+        tried, and why every other rule and target was left out (explain_route). No provider is called."""
         form = RouteTestForm(request.POST or None)
         result = None
         if request.method == "POST" and form.is_valid():
             result = explain_route(**form.cleaned_data)
-        context = {**self.admin_site.each_context(request), "title": "Test a route", "form": form, "result": result,
+        context = {**self.admin_site.each_context(request), "title": "Rule tester", "form": form, "result": result,
                    "opts": self.model._meta}
         return TemplateResponse(request, "admin/routing/test_route.html", context)

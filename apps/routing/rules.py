@@ -134,6 +134,11 @@ class RequestContext:
     max_tokens: int = 0
 
 
+def estimate_tokens(text_chars: int) -> int:
+    """A rough count for when the provider reports none (about 4 characters a token)."""
+    return (text_chars + 3) // 4
+
+
 def parse_tags(header: str, metadata: dict | None) -> frozenset:
     tags = {t.strip() for t in header.split(",") if t.strip()} if header else set()
     if metadata:

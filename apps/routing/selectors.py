@@ -9,14 +9,9 @@ from . import state
 from .catalog import load_catalog
 from .models import RoutingRule
 from .router import Why, plan_route
-from .rules import RequestContext, parse_tags
+from .rules import RequestContext, estimate_tokens, parse_tags
 
 ANYONE = KeyInfo(id=0, prefix="", name="route test", user_id=0, organisation_id=None, allowed_models=(), residency="", expires_at=None)
-
-
-def estimate_tokens(prompt: str) -> int:
-    """The gateway's rough size of a prompt (four characters a token) when only its text is known."""
-    return (len(prompt) + 3) // 4
 
 
 def explain_route(model: str, key_prefix: str = "", tags: str = "", tools=False, stream=False, prompt: str = "",
@@ -36,7 +31,7 @@ def explain_route(model: str, key_prefix: str = "", tags: str = "", tools=False,
                     "rules": [], "skipped": []}
     catalog = load_catalog()
     state.set_forced(catalog.forced)  # the breakers set by hand as the database has them now
-    tokens = prompt_tokens if prompt_tokens is not None else estimate_tokens(prompt)
+    tokens = prompt_tokens if prompt_tokens is not None else estimate_tokens(len(prompt))
     ctx = RequestContext(model=model, key_prefix=key.prefix, organisation_id=key.organisation_id, tags=parse_tags(tags, None),
                          tools=bool(tools), stream=bool(stream), prompt_tokens=tokens, max_tokens=max_tokens or 0)
     why = Why()
