@@ -1,14 +1,21 @@
+import datetime
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from apps.providers.admin import AnnouncesConfig
+from apps.providers.models import Provider
 
-from .console import overview
+from .console import overview, provider_health
 from .forms import RoutingRuleForm
-from .models import Alias, RoutingRule
+from .models import Alias, ManualBreaker, RoutingRule
 from .selectors import explain_route
+from .services import breaker_clear, breaker_set, breaker_target_problem
 
 
 def _overview_for(request):
@@ -75,3 +82,90 @@ class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "Rule tester", "form": form, "result": result,
                    "opts": self.model._meta}
         return TemplateResponse(request, "admin/routing/test_route.html", context)
+
+
+class BreakerForm(forms.Form):
+    """Open or close a breaker by hand from a provider's health page."""
+
+    target = forms.ChoiceField(help_text="The whole provider, or one of its models")
+    opened = forms.TypedChoiceField(choices=[("1", "Open: send nothing there"), ("0", "Closed: ignore the automatic breaker")],
+                                    coerce=lambda v: v == "1", label="State")
+    minutes = forms.IntegerField(required=False, min_value=1, max_value=60 * 24 * 365, help_text="Empty: until released")
+    reason = forms.CharField(required=False, max_length=300)
+
+    def __init__(self, provider, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        models = provider.models.order_by("name").values_list("name", flat=True)
+        self.fields["target"].choices = [(provider.name, f"{provider.name} (every model)")] + [
+            (f"{provider.name}/{m}", f"{provider.name}/{m}") for m in models]
+
+
+class ManualBreakerForm(forms.ModelForm):
+    class Meta:
+        model = ManualBreaker
+        fields = ["target", "open", "until", "reason"]
+
+    def clean_target(self):
+        target = self.cleaned_data["target"].strip()
+        problem = breaker_target_problem(target)
+        if problem:
+            raise forms.ValidationError(problem)
+        return target
+
+
+@admin.register(ManualBreaker)
+class ManualBreakerAdmin(admin.ModelAdmin):
+    """Breakers set by hand; every write goes through breaker_set / breaker_clear (stored, announced,
+    audited). Each provider's health page shows them beside its health-check history."""
+
+    form = ManualBreakerForm
+    list_display = ["target", "open", "until", "in_force_now", "reason", "set_by", "set_at"]
+    list_filter = ["open"]
+    search_fields = ["target", "reason"]
+    readonly_fields = ["set_by", "set_at"]
+
+    @admin.display(boolean=True, description="In force")
+    def in_force_now(self, obj):
+        return obj.in_force(timezone.now())
+
+    def save_model(self, request, obj, form, change):
+        saved = breaker_set(obj.target, opened=obj.open, until=obj.until, reason=obj.reason, actor=request.user)
+        obj.pk, obj.set_by, obj.set_at = saved.pk, saved.set_by, saved.set_at
+
+    def delete_model(self, request, obj):
+        breaker_clear(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for breaker in queryset:
+            breaker_clear(breaker, actor=request.user)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.provider_health)
+        return [path("provider/<int:provider_id>/health/", view, name="routing_provider_health")] + super().get_urls()
+
+    def provider_health(self, request, provider_id):
+        """A provider's health-check history, its targets' breakers (this process's automatic ones and those
+        set by hand), and the form that sets one by hand."""
+        provider = get_object_or_404(Provider, pk=provider_id)
+        if not request.user.has_perm("providers.view_provider"):
+            raise PermissionDenied
+        may_set = self.has_add_permission(request) and self.has_change_permission(request)
+        form = BreakerForm(provider, request.POST or None)
+        if request.method == "POST":
+            if not may_set:
+                raise PermissionDenied
+            release = request.POST.get("release")
+            if release:
+                breaker = get_object_or_404(ManualBreaker, pk=release)
+                breaker_clear(breaker, actor=request.user)
+                messages.success(request, f"{breaker.target}: back to its automatic breaker.")
+                return redirect(request.path)
+            if form.is_valid():
+                data = form.cleaned_data
+                until = timezone.now() + datetime.timedelta(minutes=data["minutes"]) if data["minutes"] else None
+                breaker_set(data["target"], opened=data["opened"], until=until, reason=data["reason"], actor=request.user)
+                messages.success(request, f"{data['target']}: {'opened' if data['opened'] else 'closed'} by hand.")
+                return redirect(request.path)
+        context = {**self.admin_site.each_context(request), "title": f"Health of {provider.name}", "provider": provider,
+                   "form": form, "may_set": may_set, "opts": self.model._meta, **provider_health(provider)}
+        return TemplateResponse(request, "admin/routing/provider_health.html", context)

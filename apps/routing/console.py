@@ -9,7 +9,7 @@ database."""
 import datetime
 
 from django.db import connection
-from django.db.models import Count, Q, Subquery, OuterRef, Sum
+from django.db.models import Avg, Count, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from apps.accounts.models import Organisation
@@ -130,3 +130,27 @@ def _key_names(ids) -> dict:
 
 def _organisation_names(ids) -> dict:
     return dict(Organisation.objects.filter(id__in=ids).values_list("id", "name"))
+
+
+HEALTH_ROWS = 200  # the newest checks listed on a provider's health page (a week holds ~10,000 at one a minute)
+
+
+def provider_health(provider: Provider, now: datetime.datetime | None = None) -> dict:
+    """A provider's health page: its checks over the kept history (uptime, mean latency), the newest ones
+    listed, and each of its models' breakers — this process's automatic one and any set by hand."""
+    now = now or timezone.now()
+    summary = provider.health_checks.aggregate(checks=Count("id"), passed=Count("id", filter=Q(ok=True)),
+                                               latency=Avg("latency_ms", filter=Q(ok=True)), since=Min("checked_at"))
+    breakers = state.breaker_view()
+    prefix = f"{provider.name}/"
+    manual = list(ManualBreaker.objects.filter(Q(target=provider.name) | Q(target__startswith=prefix)))
+    by_target = {b.target: b for b in manual}
+    targets = [{"target": prefix + m.name, "enabled": m.enabled, "automatic": breakers.get(prefix + m.name),
+                "manual": by_target.get(prefix + m.name)} for m in provider.models.order_by("name")]
+    return {
+        "summary": {**summary, "uptime": summary["passed"] / summary["checks"] if summary["checks"] else None},
+        "history": list(provider.health_checks.order_by("-checked_at")[:HEALTH_ROWS]),
+        "targets": targets,
+        "manual": [{"breaker": b, "in_force": b.in_force(now)} for b in manual],
+        "unhealthy": provider.name in state.unhealthy_providers(),
+    }

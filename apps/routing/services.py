@@ -3,16 +3,18 @@ code: import (validated, all or nothing, idempotent) and export."""
 
 import re
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.accounts.models import Organisation
 from apps.accounts.services import organisation_limits_announce
+from apps.audit.services import audit
 from apps.common.rates import KEY_LIMIT_FIELDS, LIMIT_FIELDS
 from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
 
 from .config_schema import ConfigError, ConfigFile
-from .models import Alias, RoutingRule
+from .models import Alias, ManualBreaker, RoutingRule
 
 
 @transaction.atomic
@@ -86,6 +88,41 @@ def rules_delete(queryset) -> int:
     deleted, _ = queryset.delete()
     config_announce()
     return deleted
+
+
+def breaker_target_problem(target: str) -> str:
+    """"" when `target` names a provider or one of its models, else what is wrong."""
+    provider, _, model = target.partition("/")
+    if not Provider.objects.filter(name=provider).exists():
+        return f"no provider {provider!r}"
+    if model and not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
+        return f"no model {target!r}"
+    return ""
+
+
+@transaction.atomic
+def breaker_set(target: str, *, opened: bool, until=None, reason: str = "", actor=None) -> ManualBreaker:
+    """Open (no request goes there) or close (the automatic breaker is ignored) a target's or a whole
+    provider's breaker by hand, until `until` (None: until removed). Stored, so every gateway process
+    applies it at its next catalog load (announced now) and after a restart; audited."""
+    problem = breaker_target_problem(target)
+    if problem:
+        raise ValidationError({"target": problem})
+    breaker, _ = ManualBreaker.objects.update_or_create(target=target, defaults={
+        "open": opened, "until": until, "reason": reason[:300],
+        "set_by": (actor.get_username() if hasattr(actor, "get_username") else str(actor or "system"))[:150]})
+    audit("breaker.opened" if opened else "breaker.closed", target=breaker, actor=actor,
+          detail={"target": target, "until": until.isoformat() if until else None, "reason": reason[:300]})
+    config_announce()
+    return breaker
+
+
+@transaction.atomic
+def breaker_clear(breaker: ManualBreaker, *, actor=None) -> None:
+    """Hand the target back to its automatic breaker, in every process; audited."""
+    audit("breaker.released", target=breaker, actor=actor, detail={"target": breaker.target, "was_open": breaker.open})
+    breaker.delete()
+    config_announce()
 
 
 def _check_secrets_follow_origin(name: str, spec) -> None:
