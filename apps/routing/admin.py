@@ -1,21 +1,27 @@
 import datetime
 
+import yaml
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from apps.audit.services import audit
+from apps.common.crypto import decrypt_json, encrypt_json
 from apps.providers.admin import AnnouncesConfig
 from apps.providers.models import Provider
 
+from .config_schema import ConfigError, parse_config
 from .console import overview, provider_health
 from .forms import RoutingRuleForm
 from .models import Alias, ManualBreaker, RoutingRule
 from .selectors import explain_route
-from .services import breaker_clear, breaker_set, breaker_target_problem
+from .services import (breaker_clear, breaker_set, breaker_target_problem, config_diff, config_export,
+                       config_import_file)
 
 
 def _overview_for(request):
@@ -33,6 +39,90 @@ class AliasAdmin(AnnouncesConfig, admin.ModelAdmin):
     search_fields = ["name", "target"]
 
 
+CONFIG_MAX_BYTES = 1024 * 1024  # an uploaded configuration file, at most
+CONFIG_SESSION_KEY = "xrouter_config_import"
+
+
+class ConfigUploadForm(forms.Form):
+    file = forms.FileField(required=False, help_text="YAML, as export_config writes it")
+    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "cols": 100}), max_length=CONFIG_MAX_BYTES,
+                           help_text="…or paste it here")
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None:
+            if upload.size > CONFIG_MAX_BYTES:
+                raise forms.ValidationError(f"The file is over {CONFIG_MAX_BYTES // 1024} KiB.")
+            try:
+                cleaned["text"] = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text.") from None
+        if not cleaned.get("text", "").strip():
+            raise forms.ValidationError("Choose a file or paste the configuration.")
+        try:
+            cleaned["config"] = parse_config(yaml.safe_load(cleaned["text"]))
+        except yaml.YAMLError as exc:
+            raise forms.ValidationError(f"Not valid YAML: {str(exc)[:300]}") from None
+        except ConfigError as exc:
+            raise forms.ValidationError(f"{exc}. Nothing was changed.") from None
+        return cleaned
+
+
+class ConfigAdminViews:
+    """Import and export of the configuration (providers, models, aliases, rules, organisations' limits)
+    from the admin: a preview of what a merge and what a replace would change, then either, audited.
+    Between preview and apply the file waits in the session, encrypted (it may hold secrets), never in
+    the page."""
+
+    def config_urls(self):
+        site = self.admin_site
+        return [path("config/", site.admin_view(self.config_import_view), name="routing_config_import"),
+                path("config/export/", site.admin_view(self.config_export_view), name="routing_config_export")]
+
+    def config_export_view(self, request):
+        if not (request.user.has_perm("routing.view_routingrule") and request.user.has_perm("providers.view_provider")):
+            raise PermissionDenied
+        text = yaml.safe_dump(config_export(), sort_keys=False, allow_unicode=True)
+        audit("config.exported", detail={"bytes": len(text)})
+        response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="xrouter-config-{timezone.now():%Y%m%d-%H%M}.yaml"'
+        return response
+
+    def config_import_view(self, request):
+        # An import writes providers, credentials, rules and organisations' limits: superusers only.
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        form, diffs = ConfigUploadForm(), None
+        if request.method == "POST" and request.POST.get("apply") in ("merge", "replace"):
+            return self._config_apply(request, replace=request.POST["apply"] == "replace")
+        if request.method == "POST":
+            form = ConfigUploadForm(request.POST, request.FILES)
+            if form.is_valid():
+                config = form.cleaned_data["config"]
+                diffs = {mode: {"sections": diff, "changes": sum(map(len, diff.values()))} for mode, diff in
+                         (("merge", config_diff(config)), ("replace", config_diff(config, replace=True)))}
+                request.session[CONFIG_SESSION_KEY] = encrypt_json({"text": form.cleaned_data["text"]})
+        context = {**self.admin_site.each_context(request), "title": "Import or export the configuration", "form": form,
+                   "diffs": diffs, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/routing/config_import.html", context)
+
+    def _config_apply(self, request, *, replace: bool):
+        stashed = request.session.pop(CONFIG_SESSION_KEY, None)
+        if not stashed:
+            messages.error(request, "Nothing to import: preview a file first.")
+            return redirect("admin:routing_config_import")
+        try:
+            counts = config_import_file(parse_config(yaml.safe_load(decrypt_json(stashed)["text"])), replace=replace)
+        except (ConfigError, ValidationError) as exc:
+            messages.error(request, f"Not imported: {exc}. Nothing was changed.")
+            return redirect("admin:routing_config_import")
+        mode = "replace" if replace else "merge"
+        audit("config.imported", detail={"mode": mode, **{k.replace(" ", "_"): v for k, v in counts.items()}})
+        messages.success(request, f"Imported ({mode}): " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        return redirect("admin:routing_config_import")
+
+
 class RouteTestForm(forms.Form):
     model = forms.CharField(max_length=200, help_text="What the client asks for, e.g. xrouter/auto or gigachat/GigaChat-2-Max")
     key_prefix = forms.CharField(required=False, max_length=16, help_text="The 8 characters after xr- (empty: a key without restrictions)")
@@ -47,7 +137,7 @@ class RouteTestForm(forms.Form):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
+class RoutingRuleAdmin(ConfigAdminViews, AnnouncesConfig, admin.ModelAdmin):
     form = RoutingRuleForm
     list_display = ["name", "priority", "enabled", "match_model", "strategy", "target_list", "cache_ttl"]
     list_editable = ["priority", "enabled"]
@@ -66,10 +156,12 @@ class RoutingRuleAdmin(AnnouncesConfig, admin.ModelAdmin):
         return ", ".join(f"{t.get('model')}×{t.get('weight', 1)}" for t in obj.targets)
 
     def get_urls(self):
-        return [path("test-route/", self.admin_site.admin_view(self.test_route), name="routing_test_route")] + super().get_urls()
+        return [path("test-route/", self.admin_site.admin_view(self.test_route), name="routing_test_route"),
+                *self.config_urls()] + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "test_route_url": reverse("admin:routing_test_route")}
+        extra_context = {**(extra_context or {}), "test_route_url": reverse("admin:routing_test_route"),
+                         "config_url": reverse("admin:routing_config_import")}
         return super().changelist_view(request, extra_context)
 
     def test_route(self, request):
@@ -169,3 +261,4 @@ class ManualBreakerAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": f"Health of {provider.name}", "provider": provider,
                    "form": form, "may_set": may_set, "opts": self.model._meta, **provider_health(provider)}
         return TemplateResponse(request, "admin/routing/provider_health.html", context)
+
