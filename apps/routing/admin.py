@@ -216,6 +216,10 @@ class ManualBreakerAdmin(admin.ModelAdmin):
     search_fields = ["target", "reason"]
     readonly_fields = ["set_by", "set_at"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # breaker_set keys on the target: another target is another breaker, set from the add form.
+        return [*self.readonly_fields, "target"] if obj is not None else self.readonly_fields
+
     @admin.display(boolean=True, description="In force")
     def in_force_now(self, obj):
         return obj.in_force(timezone.now())
