@@ -20,8 +20,7 @@ from .console import overview, provider_health
 from .forms import RoutingRuleForm
 from .models import Alias, ManualBreaker, RoutingRule
 from .selectors import explain_route
-from .services import (breaker_clear, breaker_set, breaker_target_problem, config_diff, config_export,
-                       config_import_file)
+from .services import breaker_clear, breaker_set, breaker_target_problem, config_diff, config_export, config_import_file
 
 
 def _overview_for(request):

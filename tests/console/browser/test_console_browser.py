@@ -27,7 +27,6 @@ def operator(django_db_blocker, portal):
     tag = uuid.uuid4().hex[:6]
     with django_db_blocker.unblock():
         from apps.accounts.models import User
-
         from apps.keys.services import key_create
 
         user = User.objects.create_superuser(f"op-{tag}", f"op-{tag}@example.com", PASSWORD)
