@@ -102,6 +102,8 @@ class ConfigAdminViews:
                 diffs = {mode: {"sections": diff, "changes": sum(map(len, diff.values()))} for mode, diff in
                          (("merge", config_diff(config)), ("replace", config_diff(config, replace=True)))}
                 request.session[CONFIG_SESSION_KEY] = encrypt_json({"text": form.cleaned_data["text"]})
+            form.data = form.data.copy()
+            form.data.pop("text", None)  # the file may hold secrets: never echoed into the page
         context = {**self.admin_site.each_context(request), "title": "Import or export the configuration", "form": form,
                    "diffs": diffs, "opts": self.model._meta}
         return TemplateResponse(request, "admin/routing/config_import.html", context)

@@ -111,6 +111,12 @@ def test_a_bad_file_is_refused_naming_the_field(root):
     bad = FILE.replace("weight: 2", "weight: -1")
     html = root.post(CONFIG, {"text": bad}).content.decode()
     assert "rules.0.targets.0.weight" in html and 'id="diff-merge"' not in html
+    assert "sk-FILE-SECRET-123" not in html
+
+
+def test_a_pasted_file_is_not_echoed_into_the_preview(root):
+    html = root.post(CONFIG, {"text": FILE}).content.decode()
+    assert 'id="diff-replace"' in html and "sk-FILE-SECRET-123" not in html
 
 
 def test_the_export_is_yaml_that_names_secrets_only_by_reference_and_is_audited(root):
