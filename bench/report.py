@@ -19,6 +19,7 @@ TARGETS = {
     "limits_cost_ms": ("<=", 0.15, ""),
     "statement_p95_s": ("<=", 1.0, ""),
     "dashboard_p95_s": ("<=", 1.0, ""),
+    "console_p95_s": ("<=", 1.0, ""),
 }
 
 
@@ -184,6 +185,8 @@ def rows(r: dict) -> list[tuple]:
             "statement_p95_s", (reports.get("statement") or {}).get("p95_s"), digits=3)
         row(f"30-day dashboard (by day, model, key, provider) {shape}, s", "dashboard_p95_s",
             (reports.get("dashboard") or {}).get("p95_s"), digits=3)
+        row(f"Admin overview (last hour, today, 7 days, top keys and organisations) {shape}, s", "console_p95_s",
+            (reports.get("console") or {}).get("p95_s"), digits=3)
     return out
 
 
@@ -284,6 +287,7 @@ def checks(r: dict) -> list[dict]:
         "limits_cost_ms": _limits_cost(cpu, r.get("unlimited_cpu") or r.get("limited_cpu")),
         "statement_p95_s": ((r.get("reports") or {}).get("statement") or {}).get("p95_s"),
         "dashboard_p95_s": ((r.get("reports") or {}).get("dashboard") or {}).get("p95_s"),
+        "console_p95_s": ((r.get("reports") or {}).get("console") or {}).get("p95_s"),
     }
     out = []
     for key, value in values.items():

@@ -8,7 +8,8 @@ takes minutes), it
      test's, the rest spread over 199 others, over the 90 days before the first generation;
   3. rolls up every day with the real Celery task (apps.billing.tasks.rollup_day_task, run in process);
   4. times, for the organisation under test, a monthly statement (its busiest month) and the 30-day
-     dashboard (the portal's sums: by day, model, key and provider): 5 runs each, each on a new database
+     dashboard (the portal's sums: by day, model, key and provider), and the admin index's overview
+     (apps/routing/console.py, as of the newest row): 5 runs each, each on a new database
      connection with Django's caches empty ("cold": PostgreSQL's own buffers stay as they are), p95 and max.
 
 Prints one JSON object on its last line (run.py reads it). Standalone: `python bench/reports.py --rows 100000`.
@@ -232,8 +233,22 @@ def measure(org, rollup: dict) -> dict:
         grouped = selectors.sums(start, end, by=("model", "api_key_id", "provider"), organisation_ids=[org.id])
         assert series and grouped
 
+    # The admin index's overview as of the data's newest row (so its last hour and day hold usage): a
+    # week of roll-ups by organisation and key, the last hour's raw rows with latency percentiles.
+    newest = UsageRecord.objects.filter(request_id__startswith="bench-").order_by("-created_at").values_list(
+        "created_at", flat=True).first()
+
+    def console():
+        from django.template.loader import render_to_string
+
+        from apps.routing.console import overview
+
+        view = overview(now=newest)
+        assert view["week"]["requests"] > 0
+        render_to_string("admin/xrouter_overview.html", {"overview": view})
+
     return {"org_rows": org_rows, "month": f"{month:%Y-%m}", "month_rows": month_rows,
-            "statement": timed(statement), "dashboard": timed(dashboard)}
+            "statement": timed(statement), "dashboard": timed(dashboard), "console": timed(console)}
 
 
 def main(argv=None) -> int:
@@ -265,7 +280,7 @@ def main(argv=None) -> int:
         log(f"error: {exc}")
         print(json.dumps({"error": str(exc)}))
         return 2
-    result["ok"] = result["statement"]["ok"] and result["dashboard"]["ok"] and result["org_rows"] >= min(a.rows // 10, 1_000_000)
+    result["ok"] = result["statement"]["ok"] and result["dashboard"]["ok"] and result["console"]["ok"] and result["org_rows"] >= min(a.rows // 10, 1_000_000)
     print(json.dumps(result, default=str))
     return 0
 

@@ -16,7 +16,7 @@ Steps (durations are flags; the defaults keep the whole run near 4 minutes, `--q
      errors, resident memory per open socket.
   7. Usage rows in PostgreSQL against the requests the gateway forwarded to the mock.
   8. With --reports (opt-in): billing reports over 10 million usage rows in a database of their own, kept
-     between runs (bench/reports.py): a monthly statement and a 30-day dashboard, cold, p95 of 5 runs.
+     between runs (bench/reports.py): a monthly statement, a 30-day dashboard and the admin overview, cold, p95 of 5 runs.
 Writes bench/results/latest.{md,json} (`--quick`: quick.{md,json}) and prints the table.
 
 Every load step is bounded in time and count and targets 127.0.0.1 only. Every process this
@@ -733,7 +733,7 @@ class Bench:
     def reports_run(self):
         """bench/reports.py in its own process (its own database, kept between runs)."""
         a = self.args
-        log(f"reports: {a.reports_rows:,} usage rows in {a.reports_db} (generated once), roll-ups, statement, dashboard")
+        log(f"reports: {a.reports_rows:,} usage rows in {a.reports_db} (generated once), roll-ups, statement, dashboard, admin overview")
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         out = run_bounded([PY, str(BENCH / "reports.py"), "--rows", str(a.reports_rows), "--pg-url", a.pg_url,
                            "--db-name", a.reports_db], env, 6 * 3600, "reports")

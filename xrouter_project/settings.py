@@ -379,6 +379,8 @@ XROUTER = {
     # A streamed answer whose client has not taken a send for this long (between 1× and 2×) is cut.
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
+    # Provider health-check results kept for the console's health page (a check a minute per provider).
+    "HEALTH_HISTORY_DAYS": env_int("XROUTER_HEALTH_HISTORY_DAYS", 7),
     "USAGE_FLUSH_INTERVAL": env_float("XROUTER_USAGE_FLUSH_INTERVAL", 0.5),
     # Keys used since the last write get last_used_at in one UPDATE per process this often (seconds).
     "LAST_USED_INTERVAL": env_float("XROUTER_LAST_USED_INTERVAL", 30.0),

@@ -12,6 +12,16 @@ from .selectors import staff_verified, two_factor_enabled
 
 
 class AdminSite(admin.AdminSite):
+    index_template = "admin/xrouter_index.html"
+    # The index's overview: a callable(request) → its context or None (not for this user), set by
+    # apps.routing.admin (the console's reads live above this app, which sits at the bottom of the imports).
+    overview = None
+
+    def index(self, request, extra_context=None):
+        if self.overview is not None:
+            extra_context = {**(extra_context or {}), "overview": self.overview(request)}
+        return super().index(request, extra_context)
+
     def has_permission(self, request):
         return super().has_permission(request) and staff_verified(request.user)
 

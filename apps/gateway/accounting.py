@@ -9,13 +9,13 @@ start only if this process dies first). Every started attempt ends exactly once:
 or by `end_unfinished` on the request's way out (a cancellation).
 """
 
-import math
 import time
 
 from apps.common import tracing
 from apps.common.errors import ApiError
 from apps.limits import services as limits
 from apps.providers.adapters.base import UPSTREAM_REQUEST_ID, ProviderError, Usage
+from apps.routing.rules import estimate_tokens  # noqa: F401 (handlers and streaming take it from here; its home is the rules')
 from apps.usage import buffer, journal
 
 from . import metrics
@@ -74,15 +74,6 @@ async def admit_target(req, key, plan, target, reserve) -> None:
         req.admission = admission
     else:
         req.admission.more.append(admission)
-
-
-def estimate_tokens(text_chars: int, model=None) -> int:
-    """A count for when the provider reports none: the model's characters per token as learned from
-    its usage rows (apps/routing/token_ratio.py), else about 4 characters a token."""
-    ratio = getattr(model, "chars_per_token", None)  # a catalog ModelEntry, or None
-    if ratio:
-        return math.ceil(text_chars / ratio)
-    return (text_chars + 3) // 4
 
 
 def prompt_chars(body: dict) -> int:

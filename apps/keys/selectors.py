@@ -199,6 +199,15 @@ def _load(prefix: str, hashed: str) -> CacheEntry | None:
     return CacheEntry(info, ("key", row.id), row.user_id, tuple(o.id for o in organisations), time.monotonic())
 
 
+def key_info_by_prefix(prefix: str) -> tuple[ApiKey | None, KeyInfo | None]:
+    """For operators' tools (the rule tester): a key's row, and what the request path would know of it
+    (None: the key would be refused — revoked, expired, or its owner or organisation inactive)."""
+    row = ApiKey.objects.filter(prefix=prefix).first()
+    if row is None:
+        return None, None
+    return row, _valid(_load(row.prefix, row.hashed_key).info)
+
+
 def _load_key(match: re.Match, hashed: str) -> CacheEntry | None:
     return _load(match.group(1), hashed)
 

@@ -74,7 +74,9 @@ class ProviderAdmin(AnnouncesConfig, admin.ModelAdmin):
         if check is None:
             return "—"
         colour = "green" if check.ok else "red"
-        return format_html('<span style="color:{}">{}</span> {}', colour, "OK" if check.ok else "FAIL", check.checked_at.strftime("%H:%M:%S"))
+        # The health page (history, breakers) is the console's, in apps.routing.admin.
+        return format_html('<a href="{}"><span style="color:{}">{}</span> {}</a>', reverse("admin:routing_provider_health", args=[obj.pk]),
+                           colour, "OK" if check.ok else "FAIL", check.checked_at.strftime("%H:%M:%S"))
 
     # A health check sends the provider's secrets to its URLs: only those who may change the
     # provider (and so its URLs and secrets) may make the gateway send them.

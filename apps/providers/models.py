@@ -218,7 +218,9 @@ class HealthCheck(models.Model):
     ok = models.BooleanField()
     latency_ms = models.FloatField(null=True)
     detail = models.CharField(max_length=500, blank=True)
+    balance = models.JSONField(null=True, blank=True, help_text="Prepaid tokens left by usage kind (GigaChat), if known.")
     checked_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-checked_at"]
+        indexes = [models.Index(fields=["provider", "-checked_at"], name="healthcheck_provider_recent")]

@@ -1,11 +1,14 @@
 """Writes and network calls on providers."""
 
 import asyncio
+import datetime
 import logging
 import time
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.common import bus
 
@@ -15,6 +18,7 @@ from .models import HealthCheck, Provider
 from .selectors import provider_configs
 
 log = logging.getLogger(__name__)
+HISTORY = datetime.timedelta(days=settings.XROUTER["HEALTH_HISTORY_DAYS"])
 
 
 def config_announce() -> None:
@@ -61,4 +65,6 @@ def provider_check_health(provider: Provider) -> HealthCheck:
     # Every gateway process routes around a provider that fails its active check, and reports its
     # health and prepaid balance at /metrics (apps/routing/state.py).
     bus.publish("health", {"provider": provider.name, "ok": ok, **({"balance": balance} if balance else {})})
-    return HealthCheck.objects.create(provider=provider, ok=ok, latency_ms=latency, detail=detail)
+    # The history the console shows, kept XROUTER_HEALTH_HISTORY_DAYS (a check a minute per provider).
+    HealthCheck.objects.filter(provider=provider, checked_at__lt=timezone.now() - HISTORY).delete()
+    return HealthCheck.objects.create(provider=provider, ok=ok, latency_ms=latency, detail=detail, balance=balance or None)

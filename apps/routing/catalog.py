@@ -21,7 +21,8 @@ from apps.providers.adapters.base import ProviderConfig
 from apps.providers.adapters.registry import adapter_for
 from apps.providers.selectors import enabled_models, provider_configs
 
-from .models import Alias, RoutingRule
+from . import state
+from .models import Alias, ManualBreaker, RoutingRule
 from .rules import Rule
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Catalog:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    forced: dict = field(default_factory=dict)  # breakers set by hand: target or provider → (open, until epoch)
     loaded_at: float = 0.0
     _adapters: dict = field(default_factory=dict)
 
@@ -88,7 +90,9 @@ def load_catalog() -> Catalog:
         models[entry.public_id] = entry
     aliases = dict(Alias.objects.filter(enabled=True).values_list("name", "target"))
     rules = tuple(Rule.from_model(r) for r in RoutingRule.objects.filter(enabled=True).order_by("priority", "name"))
-    return Catalog(providers=providers, models=models, aliases=aliases, rules=rules, loaded_at=time.monotonic())
+    forced = {b.target: (b.open, b.until.timestamp() if b.until else None) for b in ManualBreaker.objects.all()}
+    return Catalog(providers=providers, models=models, aliases=aliases, rules=rules, forced=forced,
+                   loaded_at=time.monotonic())
 
 
 RETRY_FIRST = 1.0  # seconds before the first retry of a failed reload; doubles up to RETRY_MAX
@@ -156,6 +160,7 @@ class CatalogHolder:
             log.warning("configuration reloaded: the catalog recovered after %d failed attempts", self.failures)
         self.failures, self.retry_at, self.last_error = 0, 0.0, None
         self.catalog = catalog
+        state.set_forced(catalog.forced)
 
     def _failed(self, exc: Exception) -> None:
         detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]

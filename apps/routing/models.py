@@ -101,3 +101,26 @@ class RoutingRule(PersonalDataFields):
             provider, _, model = target["model"].partition("/")
             if not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
                 raise ValidationError({"targets": f"targets[{i}]: no model {target['model']!r}"})
+
+
+class ManualBreaker(models.Model):
+    """A circuit breaker opened or closed by an operator, for one target (`provider/model`) or a whole
+    provider (`provider`). Every gateway process reads these with its catalog (so they reach all of them
+    through the bus's config event, and survive restarts); one whose `until` has passed no longer applies.
+    Closed by hand: the target is tried whatever its automatic breaker says."""
+
+    target = models.CharField(max_length=300, unique=True, help_text="provider/model, or a provider's name for all its models.")
+    open = models.BooleanField(default=True, help_text="Open: no request is sent there. Closed: the automatic breaker is ignored.")
+    until = models.DateTimeField(null=True, blank=True, help_text="Empty: until removed.")
+    reason = models.CharField(max_length=300, blank=True)
+    set_by = models.CharField(max_length=150, blank=True)
+    set_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["target"]
+
+    def __str__(self):
+        return f"{self.target} {'open' if self.open else 'closed'} by hand"
+
+    def in_force(self, now) -> bool:
+        return self.until is None or self.until > now

@@ -66,10 +66,28 @@ class RoutePlan:
         return f"{self.rule or 'direct'};{target.label}"
 
 
-def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "chat", ctx: RequestContext | None = None) -> RoutePlan:
-    """The targets for `requested`, best first; ApiError(403/404/503) when there are none."""
+@dataclass(slots=True)
+class Why:
+    """What plan_route decided and why, for the rule tester (apps/routing/selectors.py). Only a tester
+    passes one: /v1 plans without it, so the reasons cost a request nothing."""
+
+    rules: list = field(default_factory=list)  # (rule name, "matched" or why it did not)
+    targets: list = field(default_factory=list)  # (target, why it was skipped or moved last)
+    need_tokens: int = 0
+
+
+def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "chat", ctx: RequestContext | None = None,
+               why: Why | None = None) -> RoutePlan:
+    """The targets for `requested`, best first; ApiError(403/404/503) when there are none.
+
+    why: filled with the reasons behind the plan (the rule tester's; never on /v1)."""
     ctx = ctx or RequestContext(model=requested, key_prefix=key.prefix, organisation_id=key.organisation_id)
-    rule = next((r for r in catalog.rules if r.matches(ctx)), None) if kind == "chat" else None
+    if kind != "chat":
+        rule = None
+    elif why is None:
+        rule = next((r for r in catalog.rules if r.matches(ctx)), None)
+    else:
+        rule = _match_explained(catalog.rules, ctx, why)
     if rule is not None:
         specs = [(t.model, t.weight, t.timeout) for t in rule.targets]
         plan = RoutePlan(requested=requested, targets=[], rule=rule.name, retries=rule.retries, fallback_on=rule.fallback_on,
@@ -87,7 +105,12 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
     # The name that may grant targets is the rule that matched (not whatever the client asked for:
     # tags or a catch-all can route an allowed alias's name to another rule), else the requested name.
     grant = rule.name if rule is not None else requested
-    allowed = [spec for spec in specs if may_use(key, grant, spec[0], catalog.models)]
+    allowed = []
+    for spec in specs:
+        if may_use(key, grant, spec[0], catalog.models):
+            allowed.append(spec)
+        elif why is not None:
+            why.targets.append((spec[0], "access: the key's allowed models exclude it"))
     if not allowed:
         raise ApiError(403, f"This API key may not use the model '{requested}'.", param="model", code="model_not_allowed")
 
@@ -95,9 +118,15 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
     for public_id, weight, timeout in allowed:
         entry = catalog.models.get(public_id)
         if entry is None or entry.kind != kind:
+            if why is not None:
+                why.targets.append((public_id, "disabled or unknown (no enabled model of an enabled provider)"
+                                    if entry is None else f"a {entry.kind} model, not {kind}"))
             continue
         if not in_residency(key, entry.jurisdiction) or (rule and rule.residency and entry.jurisdiction != rule.residency):
             refused_residency = True
+            if why is not None:
+                where = key.residency if not in_residency(key, entry.jurisdiction) else rule.residency
+                why.targets.append((public_id, f"residency: hosted in {entry.jurisdiction or '?'}, the request needs {where}"))
             continue
         candidates.append(Target(model=entry, adapter=catalog.adapter(entry.provider), timeout=timeout))
         weights.append(weight)
@@ -110,12 +139,44 @@ def plan_route(catalog: Catalog, requested: str, key: KeyInfo, *, kind: str = "c
         raise ApiError(404, f"The {noun} '{requested}' does not exist or is not available.", param="model", code="model_not_found")
 
     ordered = _order(rule, candidates, weights)
-    healthy = [t for t in ordered if state.available(t.label, t.model.provider)]
+    if why is None:
+        healthy = [t for t in ordered if state.available(t.label, t.model.provider)]
+    else:
+        healthy = []
+        for t in ordered:
+            reason = state.why_unavailable(t.label, t.model.provider)
+            if reason:
+                why.targets.append((t.label, reason))
+            else:
+                healthy.append(t)
     if not healthy:
         raise ApiError(503, f"Every target for '{requested}' is unavailable (circuit open or failing health checks); "
                             "retry shortly.", code="no_healthy_target", headers={"retry-after": str(int(state.COOLDOWN))})
     plan.targets = _fit_context(healthy, ctx) if plan.context_fallback else healthy
+    if why is not None:
+        why.need_tokens = ctx.prompt_tokens + ctx.max_tokens
+        small = [t for t in plan.targets if t.model.context_window and t.model.context_window < why.need_tokens]
+        where = "tried after those that fit" if plan.context_fallback and len(small) < len(plan.targets) else "tried anyway"
+        for t in small:
+            why.targets.append((t.label, f"context window: {t.model.context_window} tokens < {why.need_tokens} needed, {where}"))
     return plan
+
+
+def _match_explained(rules, ctx: RequestContext, why: Why) -> Rule | None:
+    """The rule plan_route takes (the first that matches), noting why each rule before it did not match
+    and that those after it were not reached."""
+    found = None
+    for rule in rules:
+        if found is not None:
+            why.rules.append((rule.name, f"not reached: {found.name} matched first"))
+            continue
+        reason = rule.mismatch(ctx)
+        if reason:
+            why.rules.append((rule.name, rule.describe_mismatch(reason, ctx)))
+        else:
+            found = rule
+            why.rules.append((rule.name, "matched"))
+    return found
 
 
 def _order(rule: Rule | None, targets: list[Target], weights: list[float]) -> list[Target]:

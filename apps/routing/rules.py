@@ -1,6 +1,7 @@
 """Routing rules as the hot path sees them: compiled once per catalog load, matched in memory."""
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -87,23 +88,41 @@ class Rule:
         )
 
     def matches(self, ctx: "RequestContext") -> bool:
+        return not self.mismatch(ctx)
+
+    def mismatch(self, ctx: "RequestContext") -> str:
+        """The first condition `ctx` fails (a MISMATCH key), "" when the rule matches. The one home of
+        matching: the router asks for a yes or no, the rule tester for the reason."""
         if self.match_model and not fnmatch.fnmatchcase(ctx.model, self.match_model):
-            return False
+            return "model"
         if self.match_keys and ctx.key_prefix not in self.match_keys:
-            return False
+            return "key"
         if self.match_organisations and str(ctx.organisation_id) not in self.match_organisations:
-            return False
+            return "organisation"
         if self.match_tags and not self.match_tags <= ctx.tags:
-            return False
+            return "tags"
         if self.match_tools is not None and self.match_tools != ctx.tools:
-            return False
+            return "tools"
         if self.match_stream is not None and self.match_stream != ctx.stream:
-            return False
+            return "stream"
         if self.min_prompt_tokens is not None and ctx.prompt_tokens < self.min_prompt_tokens:
-            return False
+            return "min_prompt_tokens"
         if self.max_prompt_tokens is not None and ctx.prompt_tokens > self.max_prompt_tokens:
-            return False
-        return True
+            return "max_prompt_tokens"
+        return ""
+
+    def describe_mismatch(self, reason: str, ctx: "RequestContext") -> str:
+        """`mismatch`'s answer in words, for operators."""
+        return {
+            "model": f"model {ctx.model!r} does not match {self.match_model!r}",
+            "key": f"key {ctx.key_prefix or '(none)'} is not one of {sorted(self.match_keys)}",
+            "organisation": f"organisation {ctx.organisation_id} is not one of {sorted(self.match_organisations)}",
+            "tags": f"tags {sorted(ctx.tags)} lack {sorted(self.match_tags - ctx.tags)}",
+            "tools": f"needs a request {'with' if self.match_tools else 'without'} tools",
+            "stream": f"needs a {'streamed' if self.match_stream else 'non-streamed'} request",
+            "min_prompt_tokens": f"prompt of ~{ctx.prompt_tokens} tokens is under {self.min_prompt_tokens}",
+            "max_prompt_tokens": f"prompt of ~{ctx.prompt_tokens} tokens is over {self.max_prompt_tokens}",
+        }.get(reason, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,15 @@ class RequestContext:
     stream: bool = False
     prompt_tokens: int = 0
     max_tokens: int = 0
+
+
+def estimate_tokens(text_chars: int, model=None) -> int:
+    """A count for when the provider reports none: the model's characters per token as learned from
+    its usage rows (apps/routing/token_ratio.py), else about 4 characters a token."""
+    ratio = getattr(model, "chars_per_token", None)  # a catalog ModelEntry, or None
+    if ratio:
+        return math.ceil(text_chars / ratio)
+    return (text_chars + 3) // 4
 
 
 def parse_tags(header: str, metadata: dict | None) -> frozenset:

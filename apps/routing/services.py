@@ -3,22 +3,28 @@ code: import (validated, all or nothing, idempotent) and export."""
 
 import re
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.accounts.models import Organisation
 from apps.accounts.services import organisation_limits_announce
+from apps.audit.services import audit
 from apps.common.rates import KEY_LIMIT_FIELDS, LIMIT_FIELDS
 from apps.providers.models import Credential, Provider, ProviderModel
 from apps.providers.services import config_announce
+from apps.usage.models import UsageRecord
 
 from .config_schema import ConfigError, ConfigFile, PersonalDataSpec
-from .models import Alias, RoutingRule
+from .models import Alias, ManualBreaker, RoutingRule
 
 
 @transaction.atomic
-def config_import(config: ConfigFile) -> dict:
-    """Create or update everything in `config`; nothing outside it is touched. Returns counts."""
+def config_import(config: ConfigFile, *, replace: bool = False) -> dict:
+    """Create or update everything in `config`. A merge (the default) touches nothing outside it; a replace
+    also deletes the rules and aliases it does not list, and the providers it does not list that have no
+    usage and that nothing it lists targets (config_unlisted). Returns counts."""
     counts = {"providers": 0, "models": 0, "credentials": 0, "aliases": 0, "rules": 0, "organisations": 0}
+    unlisted = config_unlisted(config) if replace else None
     for name, spec in config.providers.items():
         _check_secrets_follow_origin(name, spec)
         provider, _ = Provider.objects.update_or_create(
@@ -72,8 +78,104 @@ def config_import(config: ConfigFile) -> dict:
         organisation.save(update_fields=list(KEY_LIMIT_FIELDS))
         organisation_limits_announce(organisation)
         counts["organisations"] += 1
+    if unlisted is not None:
+        RoutingRule.objects.filter(name__in=unlisted["rules"]).delete()
+        Alias.objects.filter(name__in=unlisted["aliases"]).delete()
+        Provider.objects.filter(name__in=unlisted["providers"]).delete()
+        counts.update({f"deleted {k}": len(v) for k, v in unlisted.items() if k != "providers_kept"})
     config_announce()
     return counts
+
+
+def config_import_file(config: ConfigFile, *, replace: bool = False) -> dict:
+    """config_import and the price history the file gives (billing's, when installed): what import_config
+    and the admin's import do, all or nothing."""
+    from django.apps import apps as django_apps
+
+    with transaction.atomic():
+        counts = config_import(config, replace=replace)
+        if django_apps.is_installed("apps.billing"):
+            # The price history (effective dates, VAT) is billing's; imported lazily, as urls and the
+            # admin do: nothing in routing depends on billing.
+            from apps.billing.services import prices_import
+
+            counts["prices"] = prices_import({(provider, name): spec for provider, p in config.providers.items()
+                                              for name, spec in p.models.items()})
+    return counts
+
+
+def config_unlisted(config: ConfigFile) -> dict:
+    """What a replace of the configuration by `config` deletes: rules and aliases it does not list, and
+    providers it does not list — except those with usage (billing rows name them) or that a listed rule
+    or alias targets, which are kept (providers_kept: name → why)."""
+    rules = sorted(RoutingRule.objects.exclude(name__in=[r.name for r in config.rules]).values_list("name", flat=True))
+    aliases = sorted(Alias.objects.exclude(name__in=list(config.aliases)).values_list("name", flat=True))
+    targeted = {t.model.partition("/")[0] for r in config.rules for t in r.targets}
+    targeted |= {target.partition("/")[0] for target in config.aliases.values()}
+    providers, kept = [], {}
+    for name in Provider.objects.exclude(name__in=list(config.providers)).order_by("name").values_list("name", flat=True):
+        if name in targeted:
+            kept[name] = "a listed rule or alias targets it"
+        elif UsageRecord.objects.filter(provider=name).exists():
+            kept[name] = "it has usage"
+        else:
+            providers.append(name)
+    return {"rules": rules, "aliases": aliases, "providers": providers, "providers_kept": kept}
+
+
+PROVIDER_FIELDS = ("kind", "base_url", "auth_url", "enabled", "jurisdiction", "extra_headers", "options", "ca_bundle",
+                   "verify_tls", "client_cert", "client_key", "timeout")
+MODEL_FIELDS = ("kind", "input_price", "output_price", "cached_input_price", "context_window", "jurisdiction", "enabled",
+                "max_output_tokens", "options", *LIMIT_FIELDS)
+
+
+def config_diff(config: ConfigFile, *, replace: bool = False) -> dict:
+    """What config_import would change, without writing: per section, [(name, what)] — "added", "changed:
+    <fields>", "deleted", "kept: <why>". Names fields, never values (a provider's may be secrets)."""
+    diff = {"providers": [], "aliases": [], "rules": [], "organisations": []}
+    stored = {p.name: p for p in Provider.objects.prefetch_related("models", "credentials")}
+    for name, spec in config.providers.items():
+        provider = stored.get(name)
+        if provider is None:
+            diff["providers"].append((name, f"added, with {len(spec.models)} model(s)"))
+            continue
+        changed = [f for f in PROVIDER_FIELDS if getattr(provider, f) != getattr(spec, f)]
+        models = {m.name: m for m in provider.models.all()}
+        for model_name, m in spec.models.items():
+            if model_name not in models:
+                changed.append(f"model {model_name} added")
+            else:
+                fields = [f for f in MODEL_FIELDS if getattr(models[model_name], f) != getattr(m, f)]
+                if fields:
+                    changed.append(f"model {model_name} ({', '.join(fields)})")
+        changed += [f"credential {c.name} set" for c in spec.credential_list()]
+        if changed:
+            diff["providers"].append((name, "changed: " + "; ".join(changed)))
+    aliases = {a.name: a for a in Alias.objects.all()}
+    for name, target in config.aliases.items():
+        alias = aliases.get(name)
+        if alias is None:
+            diff["aliases"].append((name, f"added → {target}"))
+        elif alias.target != target or not alias.enabled:
+            diff["aliases"].append((name, f"changed → {target}"))
+    rules = {r.name: r for r in RoutingRule.objects.all()}
+    for rule in config.rules:
+        fields = _rule_fields(rule)
+        existing = rules.get(rule.name)
+        if existing is None:
+            diff["rules"].append((rule.name, "added"))
+        else:
+            changed = [f for f, v in fields.items() if getattr(existing, f) != v]
+            if changed:
+                diff["rules"].append((rule.name, "changed: " + ", ".join(changed)))
+    diff["organisations"] = [(name, "limits and budget set") for name in config.organisations]
+    if replace:
+        unlisted = config_unlisted(config)
+        diff["rules"] += [(name, "deleted") for name in unlisted["rules"]]
+        diff["aliases"] += [(name, "deleted") for name in unlisted["aliases"]]
+        diff["providers"] += [(name, "deleted, with its models and credentials") for name in unlisted["providers"]]
+        diff["providers"] += [(name, f"kept: {why}") for name, why in unlisted["providers_kept"].items()]
+    return diff
 
 
 def rule_save(rule: RoutingRule) -> RoutingRule:
@@ -87,6 +189,41 @@ def rules_delete(queryset) -> int:
     deleted, _ = queryset.delete()
     config_announce()
     return deleted
+
+
+def breaker_target_problem(target: str) -> str:
+    """"" when `target` names a provider or one of its models, else what is wrong."""
+    provider, _, model = target.partition("/")
+    if not Provider.objects.filter(name=provider).exists():
+        return f"no provider {provider!r}"
+    if model and not ProviderModel.objects.filter(provider__name=provider, name=model).exists():
+        return f"no model {target!r}"
+    return ""
+
+
+@transaction.atomic
+def breaker_set(target: str, *, opened: bool, until=None, reason: str = "", actor=None) -> ManualBreaker:
+    """Open (no request goes there) or close (the automatic breaker is ignored) a target's or a whole
+    provider's breaker by hand, until `until` (None: until removed). Stored, so every gateway process
+    applies it at its next catalog load (announced now) and after a restart; audited."""
+    problem = breaker_target_problem(target)
+    if problem:
+        raise ValidationError({"target": problem})
+    breaker, _ = ManualBreaker.objects.update_or_create(target=target, defaults={
+        "open": opened, "until": until, "reason": reason[:300],
+        "set_by": (actor.get_username() if hasattr(actor, "get_username") else str(actor or "system"))[:150]})
+    audit("breaker.opened" if opened else "breaker.closed", target=breaker, actor=actor,
+          detail={"target": target, "until": until.isoformat() if until else None, "reason": reason[:300]})
+    config_announce()
+    return breaker
+
+
+@transaction.atomic
+def breaker_clear(breaker: ManualBreaker, *, actor=None) -> None:
+    """Hand the target back to its automatic breaker, in every process; audited."""
+    audit("breaker.released", target=breaker, actor=actor, detail={"target": breaker.target, "was_open": breaker.open})
+    breaker.delete()
+    config_announce()
 
 
 def _check_secrets_follow_origin(name: str, spec) -> None:

@@ -31,6 +31,9 @@ _unhealthy_providers: dict[str, float] = {}  # provider → until (monotonic)
 _round_robin: dict[str, int] = {}
 _health: dict[str, bool] = {}  # provider → its last active check passed (for /metrics)
 _balances: dict[str, dict[str, float]] = {}  # provider → prepaid tokens left by usage kind
+# Breakers set by hand (apps/routing/models.ManualBreaker), target or provider → (open, until: wall-clock
+# time or None). Replaced whole at each catalog load, so it follows the database in every process.
+_forced: dict[str, tuple[bool, float | None]] = {}
 
 
 def state(target: str) -> TargetState:
@@ -41,22 +44,49 @@ def state(target: str) -> TargetState:
 
 
 def available(target: str, provider: str) -> bool:
-    """Closed, or open past its cooldown (half-open: let one probe through)."""
+    return not why_unavailable(target, provider)
+
+
+def why_unavailable(target: str, provider: str) -> str:
+    """"" when the target may be planned: closed, or open past its cooldown (half-open: one probe goes
+    through); otherwise why not, in words (the rule tester shows it)."""
+    if _forced:
+        forced = forced_state(target, provider)
+        if forced is not None:
+            return "breaker opened by hand" if forced else ""
     until = _unhealthy_providers.get(provider)
     if until is not None and until > time.monotonic():
-        return False
+        return "provider failed its last health check"
     st = _targets.get(target)
     if st is None or not st.open_until:
-        return True
+        return ""
     now = time.monotonic()
     if now < st.open_until:
-        return False
+        return f"breaker open for {st.open_until - now:.0f} s more"
     # Half-open: available unless a probe is already out (planning reserves nothing).
-    return not (st.probing_since and now - st.probing_since < COOLDOWN)
+    if st.probing_since and now - st.probing_since < COOLDOWN:
+        return "breaker half-open, its probe request is out"
+    return ""
+
+
+def forced_state(target: str, provider: str) -> bool | None:
+    """True: opened by hand, False: closed by hand, None: the automatic breaker decides."""
+    forced = _forced.get(target) or _forced.get(provider)
+    if forced is None or (forced[1] is not None and forced[1] <= time.time()):
+        return None
+    return forced[0]
+
+
+def set_forced(forced: dict[str, tuple[bool, float | None]]) -> None:
+    """The breakers set by hand, as the database holds them (each catalog load)."""
+    global _forced
+    _forced = dict(forced)
 
 
 def reserve_probe(target: str) -> bool:
     """Just before calling a target: if its breaker is half-open, claim the one probe."""
+    if _forced and forced_state(target, target.partition("/")[0]) is False:
+        return True  # closed by hand: every request goes through
     st = _targets.get(target)
     if st is None or not st.open_until:
         return True
@@ -135,6 +165,20 @@ def reset() -> None:
     _round_robin.clear()
     _health.clear()
     _balances.clear()
+    set_forced({})
+
+
+def breaker_view() -> dict[str, dict]:
+    """This process's automatic breakers (target → open, seconds left, recent failures), for the console."""
+    now = time.monotonic()
+    return {target: {"open": st.open_until > now, "half_open": 0 < st.open_until <= now, "seconds_left": max(0.0, st.open_until - now),
+                     "failures": st.recent.count(False), "samples": len(st.recent), "latency": st.latency}
+            for target, st in list(_targets.items())}
+
+
+def unhealthy_providers() -> set[str]:
+    now = time.monotonic()
+    return {p for p, until in list(_unhealthy_providers.items()) if until > now}
 
 
 class _Collector:

@@ -79,21 +79,27 @@ class RequestSummary:
     cache_hit: bool
 
 
-def request_lookup(request_id: str, organisation_ids=None) -> RequestSummary | None:
+def request_attempts(request_id: str, organisation_ids=None) -> list[dict]:
+    """Every attempt of one request, in order (RequestSummary's fields and `attempt`): empty when there is
+    no such request or the reader may not see it. Never content."""
+    request_id = request_id.strip().removeprefix("chatcmpl-")
+    if not request_id or len(request_id) > MAX_REQUEST_ID:
+        return []
+    fields = [name for name in RequestSummary.__dataclass_fields__ if name != "attempts"]
+    # A request's attempts are bounded by its route's targets and retries; 100 is far above any route.
+    return list(usage_of(organisation_ids).filter(request_id=request_id).order_by("attempt", "created_at")
+                .values(*fields, "attempt")[:100])
+
+
+def request_lookup(request_id: str, organisation_ids=None, rows: list[dict] | None = None) -> RequestSummary | None:
     """One request by its `x-request-id` (a chat's `chatcmpl-` id too), if the reader may see it.
 
     The one lookup of the portal's usage page and the operators' admin: status, latency, route
     and error, never content. None when there is no such request or it is another organisation's
-    (the two look the same, so an id's existence does not leak)."""
-    request_id = request_id.strip().removeprefix("chatcmpl-")
-    if not request_id or len(request_id) > MAX_REQUEST_ID:
-        return None
-    fields = [name for name in RequestSummary.__dataclass_fields__ if name != "attempts"]
-    # A request's attempts are bounded by its route's targets and retries; 100 is far above any route.
-    rows = list(usage_of(organisation_ids).filter(request_id=request_id).order_by("attempt", "created_at")
-                .values(*fields)[:100])
+    (the two look the same, so an id's existence does not leak). `rows`: its attempts, if already read."""
+    rows = request_attempts(request_id, organisation_ids) if rows is None else rows
     if not rows:
         return None
-    last = rows[-1]
+    last = {k: v for k, v in rows[-1].items() if k != "attempt"}
     totals = {name: sum(row[name] for row in rows) for name in ("prompt_tokens", "completion_tokens", "cost")}
     return RequestSummary(**{**last, **totals, "attempts": len(rows)})

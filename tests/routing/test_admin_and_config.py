@@ -1,7 +1,6 @@
 """Operators' side of routing: the admin's "test this route" view, rule validation in the
 admin, and rules in import_config / export_config (issue 3, "Rules")."""
 
-import json
 import re
 import time
 
@@ -114,15 +113,15 @@ def test_the_admin_refuses_a_rule_whose_target_model_does_not_exist(operator, dj
         "priority": "5",
         "enabled": "on",
         "match_model": "test/admin-bad",
-        "match_keys": "[]",
-        "match_organisations": "[]",
-        "match_tags": "[]",
+        "match_tags": "",
         "match_tools": "unknown",
         "match_stream": "unknown",
         "strategy": "fallback",
-        "targets": json.dumps([{"model": "gigachat/NoSuchModel"}]),
+        # the targets' rows (apps/routing/forms.py): a model picker, a weight, a timeout each
+        "targets-rows": "1",
+        "targets-0-model": "gigachat/NoSuchModel",
         "retries": "0",
-        "fallback_on": json.dumps(["5xx"]),
+        "fallback_on": ["5xx"],
         "residency": "",
         "context_fallback": "on",
     }
@@ -144,15 +143,17 @@ def test_the_admin_saves_a_valid_rule(operator, django_db_blocker):
         "priority": "5",
         "enabled": "on",
         "match_model": "test/admin-good",
-        "match_keys": "[]",
-        "match_organisations": "[]",
-        "match_tags": "[]",
+        "match_tags": "",
         "match_tools": "unknown",
         "match_stream": "unknown",
         "strategy": "weighted",
-        "targets": json.dumps([{"model": "gigachat/GigaChat-2", "weight": 2}, {"model": "tbank/t-tech/T-lite-it-2.1"}]),
+        "targets-rows": "3",
+        "targets-0-model": "gigachat/GigaChat-2",
+        "targets-0-weight": "2",
+        "targets-1-model": "tbank/t-tech/T-lite-it-2.1",
+        "targets-2-model": "",  # the blank row under the others
         "retries": "1",
-        "fallback_on": json.dumps(["5xx", "429"]),
+        "fallback_on": ["5xx", "429"],
         "residency": "",
         "context_fallback": "on",
     }

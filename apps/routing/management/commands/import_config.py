@@ -1,10 +1,8 @@
 import yaml
-from django.apps import apps as django_apps
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from apps.routing.config_schema import ConfigError, parse_config
-from apps.routing.services import config_import
+from apps.routing.services import config_import_file
 
 
 class Command(BaseCommand):
@@ -12,6 +10,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file")
+        parser.add_argument("--replace", action="store_true",
+                            help="also delete the rules and aliases the file does not list, and the providers it does not "
+                                 "list that have no usage and that nothing it lists targets")
 
     def handle(self, *args, **opts):
         try:
@@ -22,16 +23,7 @@ class Command(BaseCommand):
         except yaml.YAMLError as exc:
             raise CommandError(f"{opts['file']}: not valid YAML ({exc})") from None
         try:
-            config = parse_config(data)
-            with transaction.atomic():
-                counts = config_import(config)
-                if django_apps.is_installed("apps.billing"):
-                    # The price history (effective dates, VAT) is billing's; imported lazily, as urls and the
-                    # admin do: nothing in routing depends on billing.
-                    from apps.billing.services import prices_import
-
-                    counts["prices"] = prices_import({(provider, name): spec for provider, p in config.providers.items()
-                                                      for name, spec in p.models.items()})
+            counts = config_import_file(parse_config(data), replace=opts["replace"])
         except ConfigError as exc:
             raise CommandError(f"{opts['file']}: {exc}; nothing was changed") from None
         self.stdout.write("Imported " + ", ".join(f"{n} {k}" for k, n in counts.items()))
