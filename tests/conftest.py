@@ -20,6 +20,10 @@ import yaml
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The emulators and every test upstream listen on loopback: the one exception to the rule that provider
+# connections go to public addresses (apps/providers/destinations.py). Servers the tests start inherit it.
+LOOPBACK_ALLOW = "127.0.0.0/8,::1/128"
+os.environ.setdefault("XROUTER_FETCH_ALLOW", LOOPBACK_ALLOW)
 REQUIRE_SERVICES = os.environ.get("XROUTER_REQUIRE_SERVICES") == "1"
 
 
@@ -50,6 +54,15 @@ def _address_rates_off():
     from django.conf import settings
 
     settings.XROUTER["ADDRESS_RATES"] = dict.fromkeys(settings.XROUTER["ADDRESS_RATES"], "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _loopback_upstreams():
+    """Settings were read before this module set XROUTER_FETCH_ALLOW: give this process the same."""
+    from django.conf import settings
+
+    if not settings.XROUTER_FETCH_ALLOW:
+        settings.XROUTER_FETCH_ALLOW = [n.strip() for n in os.environ["XROUTER_FETCH_ALLOW"].split(",") if n.strip()]
 
 
 @pytest.fixture(scope="session")

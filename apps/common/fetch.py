@@ -1,5 +1,7 @@
 """Outbound requests to URLs that tenants enter (webhooks): only to public addresses.
 
+Provider connections follow the same address rule at connect time (apps/providers/destinations.py).
+
 `resolve_public(url)` checks the URL (https; plain http only to an address XROUTER_FETCH_ALLOW lists),
 resolves its host and refuses loopback, private, link-local, multicast, reserved and unspecified
 addresses unless one of the XROUTER_FETCH_ALLOW networks (CIDRs) holds them. The caller then connects
@@ -83,17 +85,21 @@ def check_url(url: str) -> None:
         raise UnsafeURL("the URL's port is not a number from 0 to 65535") from None
 
 
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """The distinct addresses `host` resolves to; UnsafeURL when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeURL(f"the host {host!r} does not resolve") from None
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
 def resolve_public(url: str) -> Target:
     """The address to connect to for `url`, checked; UnsafeURL otherwise."""
     check_url(url)
     parts = urlsplit(url)
     host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise UnsafeURL(f"the host {host!r} does not resolve") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = resolve_addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
     # Every address must pass: a name that also resolves inside must not be used at all.
     refused = [a for a in addresses if not check_address(a)]
     if refused or not addresses:
