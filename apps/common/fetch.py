@@ -85,21 +85,17 @@ def check_url(url: str) -> None:
         raise UnsafeURL("the URL's port is not a number from 0 to 65535") from None
 
 
-def resolve_addresses(host: str, port: int) -> list[str]:
-    """The distinct addresses `host` resolves to; UnsafeURL when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise UnsafeURL(f"the host {host!r} does not resolve") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
-
-
 def resolve_public(url: str) -> Target:
     """The address to connect to for `url`, checked; UnsafeURL otherwise."""
     check_url(url)
     parts = urlsplit(url)
     host = parts.hostname
-    addresses = resolve_addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeURL(f"the host {host!r} does not resolve") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
     # Every address must pass: a name that also resolves inside must not be used at all.
     refused = [a for a in addresses if not check_address(a)]
     if refused or not addresses:

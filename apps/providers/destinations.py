@@ -80,14 +80,17 @@ class Policy:
         ip = ipaddress.ip_address(address)
         return any(ip.version == n.version and ip in n for n in self.networks)
 
+    def unlisted(self, host: str) -> str:
+        return (f"the host {host!r} is not among the hosts a {self.kind} provider may reach ({self.describe()}); "
+                "list it in the provider's allowed_hosts")
+
     def problem(self, host: str, addresses) -> str | None:
         """Why a connection to `host` at `addresses` is refused (for the operator's log), or None."""
         exempt = fetch.allowed_networks()
         if addresses and all(any(ipaddress.ip_address(a) in n for n in exempt) for a in addresses):
             return None  # XROUTER_FETCH_ALLOW: the one global exception list
         if not self.host_allowed(host, addresses):
-            return (f"the host {host!r} is not among the hosts a {self.kind} provider may reach "
-                    f"({self.describe()}); list it in the provider's allowed_hosts")
+            return self.unlisted(host)
         refused = [a for a in addresses if not (fetch.check_address(a) or self._in_networks(a))]
         if refused or not addresses:
             return (f"the host {host!r} resolves to an address that is not public ({', '.join(refused)}) and not "
@@ -134,9 +137,9 @@ def policy(kind: str, allowed_hosts=()) -> Policy:
 def url_problem(kind: str, allowed_hosts, url: str) -> str | None:
     """The save-time check of one provider URL (empty: the adapter's built-in endpoint, a default host).
 
-    An address literal is checked whole (it cannot resolve elsewhere later). A name is checked against
-    the host list; a name outside it passes only if it resolves inside XROUTER_FETCH_ALLOW (the emulators
-    at `localhost`). Where a listed name resolves to is for connect time to judge."""
+    An address literal is checked whole (it cannot resolve elsewhere later); so is `localhost`. Any other
+    name is checked against the host list only, without DNS (saving never waits on a resolver): where it
+    resolves to is for connect time to judge."""
     if not url:
         return None
     try:
@@ -146,18 +149,13 @@ def url_problem(kind: str, allowed_hosts, url: str) -> str | None:
     host = urlsplit(url.strip()).hostname or ""
     if not host:
         return "the URL has no host"
+    if host == "localhost":
+        return rules.problem(host, ["127.0.0.1"])
     try:
         ipaddress.ip_address(host)
-        return rules.problem(host, [host])
     except ValueError:
-        pass
-    if rules.host_allowed(host, ()):
-        return None
-    try:
-        addresses = fetch.resolve_addresses(host, 443)
-    except fetch.UnsafeURL:
-        addresses = []
-    return rules.problem(host, addresses)
+        return None if rules.host_allowed(host, ()) else rules.unlisted(host)
+    return rules.problem(host, [host])
 
 
 def provider_problem(kind: str, allowed_hosts, base_url: str, auth_url: str) -> dict[str, str]:
