@@ -57,12 +57,15 @@ def _address_rates_off():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _loopback_upstreams():
-    """Settings were read before this module set XROUTER_FETCH_ALLOW: give this process the same."""
+def _shared_process_settings():
+    """Settings were read before this module set XROUTER_FETCH_ALLOW: give this process the same. And the
+    processes tests start (gateways, lean usage writers without Django) sign and verify with this process's
+    keys (apps/common/signing.py), so a test may write a signed usage entry or check one."""
     from django.conf import settings
 
     if not settings.XROUTER_FETCH_ALLOW:
         settings.XROUTER_FETCH_ALLOW = [n.strip() for n in os.environ["XROUTER_FETCH_ALLOW"].split(",") if n.strip()]
+    os.environ.setdefault("XROUTER_BUS_HMAC_KEYS", ",".join(settings.BUS_HMAC_KEYS))
 
 
 @pytest.fixture(scope="session")

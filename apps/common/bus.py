@@ -5,6 +5,11 @@ breaker openings, health results.
 event on one pub/sub channel; each gateway process runs `listen()` and calls its own
 handlers for events from the others. Handlers only invalidate in-process state (cheap,
 thread-safe), so the hot path never waits on Redis.
+
+Every message is signed (apps/common/signing.py): one without a valid signature — written by anyone
+but an XRouter process holding XROUTER_BUS_HMAC_KEYS — is dropped, counted in
+`xrouter_bus_unsigned_total` and logged without its content. Handlers still bound what they read
+from a payload (apps/routing/state.py), a second line behind the signature.
 """
 
 import asyncio
@@ -17,6 +22,9 @@ from collections.abc import Callable
 
 import orjson
 from django.conf import settings
+from prometheus_client import Counter
+
+from . import signing
 
 log = logging.getLogger(__name__)
 CHANNEL = f"{settings.XROUTER['REDIS_NAMESPACE']}:bus"
@@ -26,6 +34,7 @@ _handlers: dict[str, list[Callable]] = defaultdict(list)
 _sync_client = None
 _connected = False
 HEARTBEAT = 2.0  # seconds: a silent Redis is noticed (the bus counts as down) within about two of these
+UNSIGNED = Counter("xrouter_bus_unsigned_total", "Bus messages dropped for a missing or wrong signature")
 
 
 def connected() -> bool:
@@ -60,7 +69,7 @@ def publish(topic: str, payload: dict | None = None) -> None:
     try:
         if _sync_client is None:
             _sync_client = redis.Redis.from_url(settings.REDIS_URL)
-        _sync_client.publish(CHANNEL, orjson.dumps({"topic": topic, "origin": ORIGIN, "payload": payload}))
+        _sync_client.publish(CHANNEL, _message(topic, payload))
     except redis.RedisError:
         log.exception("bus publish failed; other processes pick the change up at their TTL", extra={"topic": topic})
 
@@ -90,9 +99,33 @@ async def _send(topic: str, payload: dict) -> None:
     client = shared_redis.client()
     if client is not None:
         try:
-            await client.publish(CHANNEL, orjson.dumps({"topic": topic, "origin": ORIGIN, "payload": payload}))
+            await client.publish(CHANNEL, _message(topic, payload))
         except Exception:
             log.exception("bus publish failed", extra={"topic": topic})
+
+
+def _message(topic: str, payload: dict) -> bytes:
+    return signing.signer().seal(orjson.dumps({"topic": topic, "origin": ORIGIN, "payload": payload}))
+
+
+def _receive(data) -> None:
+    """Apply one message from the channel: signed by an XRouter process, or dropped."""
+    raw = signing.signer().open(data)
+    if raw is None:
+        UNSIGNED.inc()
+        log.warning("bus message without a valid signature dropped (%d bytes; written by something without "
+                    "XROUTER_BUS_HMAC_KEYS)", len(data) if isinstance(data, bytes) else 0)
+        return
+    try:
+        event = orjson.loads(raw)
+        topic, payload = event["topic"], event.get("payload") or {}
+        if not isinstance(topic, str) or not isinstance(payload, dict):
+            raise TypeError("topic or payload of the wrong type")
+    except (ValueError, KeyError, TypeError) as exc:  # signed yet malformed: a bug of ours, not a forgery
+        log.error("bus message unreadable (%s); dropped", type(exc).__name__)
+        return
+    if event.get("origin") != ORIGIN:
+        _dispatch(topic, payload)
 
 
 async def listen(ready: asyncio.Event | None = None) -> None:
@@ -121,9 +154,7 @@ async def listen(ready: asyncio.Event | None = None) -> None:
                 # wait on it forever: ping it when the channel is quiet, so "connected" stays true.
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT)
                 if message is not None and message.get("type") == "message":
-                    event = orjson.loads(message["data"])
-                    if event.get("origin") != ORIGIN:
-                        _dispatch(event["topic"], event.get("payload") or {})
+                    _receive(message["data"])
                 if time.monotonic() - checked >= HEARTBEAT:
                     await asyncio.wait_for(client.ping(), HEARTBEAT)
                     checked = time.monotonic()

@@ -54,6 +54,8 @@ class Command(BaseCommand):
                 "--ws-max-size", str(settings.XROUTER["MAX_BODY_BYTES"])]
         if settings.REDIS_URL:
             argv.append("--writer")
+            # The lean writer has no Django settings: it needs the keys that sign usage (serve does the same).
+            os.environ.setdefault("XROUTER_BUS_HMAC_KEYS", ",".join(settings.BUS_HMAC_KEYS))
         try:
             server.main(argv)
         finally:
