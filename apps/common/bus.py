@@ -14,6 +14,7 @@ from a payload (apps/routing/state.py), a second line behind the signature.
 
 import asyncio
 import logging
+import math
 import os
 import time
 import uuid
@@ -35,6 +36,15 @@ _sync_client = None
 _connected = False
 HEARTBEAT = 2.0  # seconds: a silent Redis is noticed (the bus counts as down) within about two of these
 UNSIGNED = Counter("xrouter_bus_unsigned_total", "Bus messages dropped for a missing or wrong signature")
+MAX_MESSAGE = 4 * 2**20  # bytes: the largest legitimate event (a bulk key revocation's ids) is far smaller
+
+
+def bounded(value, low: float, high: float, default: float) -> float:
+    """A number read from an event, within [low, high]; `default` if it is not a finite number. Events are
+    signed, but a handler still never trusts one to set a cooldown of a year or a negative count."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return default
+    return min(max(float(value), low), high)
 
 
 def connected() -> bool:
@@ -110,7 +120,7 @@ def _message(topic: str, payload: dict) -> bytes:
 
 def _receive(data) -> None:
     """Apply one message from the channel: signed by an XRouter process, or dropped."""
-    raw = signing.signer().open(data)
+    raw = signing.signer().open(data) if isinstance(data, bytes) and len(data) <= MAX_MESSAGE else None
     if raw is None:
         UNSIGNED.inc()
         log.warning("bus message without a valid signature dropped (%d bytes; written by something without "

@@ -209,3 +209,25 @@ async def test_shared_provider_tokens_are_encrypted_and_a_planted_one_is_ignored
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+def test_values_read_from_the_bus_are_clamped():
+    from apps.routing import state
+
+    state.reset()
+    try:
+        state._on_breaker({"target": "p/m", "cooldown": 10**12})  # a year and more: clamped to the hour
+        assert state.state("p/m").open_until - time.monotonic() <= state.MAX_COOLDOWN
+        state._on_breaker({"target": "p/n", "cooldown": float("nan")})
+        assert 0 < state.state("p/n").open_until - time.monotonic() <= state.COOLDOWN
+        state._on_breaker({"target": "p/o", "cooldown": -50})
+        assert state.available("p/o", "p")  # a negative cooldown opens nothing
+        state._on_breaker({"target": "x" * 1000})
+        state._on_breaker({"target": ["p/m"]})
+        assert "x" * 1000 not in state._targets and len(state._targets) == 3
+        state._on_health({"provider": "giga", "ok": False, "ttl": "forever", "balance": {"tokens": 1e300, "x": -5}})
+        assert state._unhealthy_providers["giga"] - time.monotonic() <= state.COOLDOWN
+        assert state._balances["giga"] == {"tokens": state.MAX_BALANCE, "x": 0.0}
+        assert bus.bounded(True, 0, 10, 3) == 3 and bus.bounded("7", 0, 10, 3) == 3 and bus.bounded(7, 0, 5, 3) == 5
+    finally:
+        state.reset()
