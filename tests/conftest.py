@@ -166,13 +166,14 @@ class Gateway:
         return self.base_url + "/v1"
 
 
-def start_gateway(env_extra=None, port=None, log=None) -> tuple[subprocess.Popen, str]:
-    """log: a file that takes the server's stdout and stderr (e.g. to read its uvicorn log)."""
+def start_gateway(env_extra=None, port=None, log=None, args=()) -> tuple[subprocess.Popen, str]:
+    """log: a file that takes the server's stdout and stderr (e.g. to read its uvicorn log); args: more
+    arguments for `manage.py serve` (e.g. --no-writer)."""
     port = port or free_port()
     env = {**os.environ, **ADDRESS_RATES_OFF, "DATABASE_URL": _database_url(), "XROUTER_LOG_JSON": "false", "LOG_LEVEL": "warning",
            "XROUTER_USAGE_FLUSH_INTERVAL": "0.1", **(env_extra or {})}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "manage.py", "serve", "--port", str(port), *args], cwd=ROOT, env=env,
         stdout=log, stderr=subprocess.STDOUT if log is not None else None,
     )
     base = f"http://127.0.0.1:{port}"
