@@ -131,6 +131,8 @@ def _policy(kind: str, entries: tuple[str, ...]) -> Policy:
 
 
 def policy(kind: str, allowed_hosts=()) -> Policy:
+    if isinstance(allowed_hosts, str):  # a JSON string typed into the admin, not a list of entries
+        raise ValueError("allowed_hosts must be a list of host names, *.domain wildcards or CIDRs")
     return _policy(kind, tuple(allowed_hosts or ()))
 
 
@@ -161,7 +163,7 @@ def url_problem(kind: str, allowed_hosts, url: str) -> str | None:
 def provider_problem(kind: str, allowed_hosts, base_url: str, auth_url: str) -> dict[str, str]:
     """Field name → message for a provider about to be saved (empty when it may be)."""
     try:
-        parse_entries(list(allowed_hosts or ()))
+        parse_entries(allowed_hosts or [])
     except ValueError as exc:
         return {"allowed_hosts": str(exc)}
     found = {}

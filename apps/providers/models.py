@@ -51,6 +51,8 @@ class Provider(models.Model):
         super().clean()
         from .destinations import provider_problem
 
+        if self.allowed_hosts is None:  # the admin's emptied field: no list (the kind's default hosts)
+            self.allowed_hosts = []
         problems = provider_problem(self.kind, self.allowed_hosts, self.base_url, self.auth_url)
         if problems:
             raise ValidationError(problems)

@@ -202,3 +202,13 @@ def test_the_served_gateway_answers_its_own_error_for_a_refused_provider(gateway
         assert "refuses to connect" in error["message"] and "not an allowed destination" in error["message"]
     finally:
         stop_gateway(process)
+
+
+def test_the_admin_field_takes_a_list_only(db):
+    from apps.providers.models import Provider
+
+    with pytest.raises(ValidationError, match="must be a list"):
+        Provider(name="tb-str", kind="tbank", base_url="https://llm.example.org/v1", allowed_hosts="llm.example.org").full_clean()
+    emptied = Provider(name="tb-none", kind="tbank", base_url="https://llm.example.org/v1", allowed_hosts=None)
+    emptied.full_clean()
+    assert emptied.allowed_hosts == []
