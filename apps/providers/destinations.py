@@ -156,7 +156,8 @@ def url_problem(kind: str, allowed_hosts, url: str) -> str | None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        return None if rules.host_allowed(host, ()) else rules.unlisted(host)
+        # A name may still land inside a listed network: that is for connect time to see.
+        return None if rules.host_allowed(host, ()) or rules.networks else rules.unlisted(host)
     return rules.problem(host, [host])
 
 

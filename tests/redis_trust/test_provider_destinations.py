@@ -95,6 +95,9 @@ def test_saving_refuses_with_a_clear_message(db):
         with pytest.raises(ConfigError, match="not among the hosts a mts provider may reach"):
             parse_config({"providers": {"m": {"kind": "mts", "base_url": "https://mts.evil.invalid/v1"}}})
     assert url_problem("mts", [], "https://api.gpt.mws.ru/v1") is None
+    assert url_problem("tbank", ["10.20.0.0/16"], "https://llm.internal.example/v1") is None  # judged at connect
+    assert url_problem("tbank", ["10.20.0.0/16"], "https://10.20.0.5/v1") is None
+    assert "not among" in url_problem("tbank", ["10.20.0.0/16"], "https://10.30.0.5/v1")
 
 
 # --- At connect time, over loopback -----------------------------------------------------------------
