@@ -37,6 +37,8 @@ _connected = False
 HEARTBEAT = 2.0  # seconds: a silent Redis is noticed (the bus counts as down) within about two of these
 UNSIGNED = Counter("xrouter_bus_unsigned_total", "Bus messages dropped for a missing or wrong signature")
 MAX_MESSAGE = 4 * 2**20  # bytes: the largest legitimate event (a bulk key revocation's ids) is far smaller
+UNSIGNED_LOG_EVERY = 10.0  # seconds between log lines about dropped messages
+_unsigned_logged = -UNSIGNED_LOG_EVERY
 
 
 def bounded(value, low: float, high: float, default: float) -> float:
@@ -122,9 +124,13 @@ def _receive(data) -> None:
     """Apply one message from the channel: signed by an XRouter process, or dropped."""
     raw = signing.signer().open(data) if isinstance(data, bytes) and len(data) <= MAX_MESSAGE else None
     if raw is None:
+        global _unsigned_logged
         UNSIGNED.inc()
-        log.warning("bus message without a valid signature dropped (%d bytes; written by something without "
-                    "XROUTER_BUS_HMAC_KEYS)", len(data) if isinstance(data, bytes) else 0)
+        if time.monotonic() - _unsigned_logged >= UNSIGNED_LOG_EVERY:  # a flood of forgeries is not a flood of logs
+            _unsigned_logged = time.monotonic()
+            log.warning("bus message without a valid signature dropped (%d bytes; written by something without "
+                        "XROUTER_BUS_HMAC_KEYS; xrouter_bus_unsigned_total counts them all)",
+                        len(data) if isinstance(data, bytes) else 0)
         return
     try:
         event = orjson.loads(raw)

@@ -89,11 +89,14 @@ def test_a_forged_bus_event_is_dropped_counted_and_not_logged(caplog):
     secret_payload = {"provider": "gigachat", "state": "open", "marker": "canary-payload-123"}
     event = orjson.dumps({"topic": topic, "origin": "elsewhere", "payload": secret_payload})
     before = bus.UNSIGNED._value.get()
+    bus._unsigned_logged = -bus.UNSIGNED_LOG_EVERY
     with caplog.at_level(logging.WARNING, logger="apps.common.bus"):
         bus._receive(event)  # unsigned
-        bus._receive(FORGER.seal(event))  # signed with a key that is not ours
-    assert heard == [] and bus.UNSIGNED._value.get() == before + 2
+        for _ in range(100):
+            bus._receive(FORGER.seal(event))  # signed with a key that is not ours
+    assert heard == [] and bus.UNSIGNED._value.get() == before + 101
     assert "without a valid signature" in caplog.text and "canary-payload-123" not in caplog.text
+    assert caplog.text.count("without a valid signature") == 1  # one line per 10 s, not one per forgery
     bus._receive(signing.signer().seal(event))
     assert heard == [secret_payload]
 
