@@ -26,7 +26,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN = 60.0  # seconds before expiry when a token counts as stale
