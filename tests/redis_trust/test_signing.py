@@ -162,7 +162,7 @@ def test_a_forged_usage_entry_is_dead_lettered_and_never_billed(stream_name, dja
         call_command("usage_dead_letter", "--replay")
     assert count(django_db_blocker, prefix)[0] == 1
     assert len(client.xrange(deadletter.dead_stream(stream_name))) == 3
-    assert UNSIGNED.local >= 3 or kind == "lean"
+    assert UNSIGNED.local >= 3  # this process's count; /metrics reports the cluster's (Redis)
 
 
 def test_a_dead_letter_entry_added_by_someone_else_is_never_replayed(stream_name, django_db_blocker):  # noqa: F811
