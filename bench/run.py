@@ -208,6 +208,7 @@ def django_env(args, stream: str) -> dict:
         "DATABASE_URL": f"{args.pg_url}/{args.db_name}",
         "REDIS_URL": args.redis_url,
         "XROUTER_USAGE_STREAM": stream,
+        "XROUTER_FETCH_ALLOW": "127.0.0.0/8",  # the mock upstream is on loopback (apps/providers/destinations.py)
         "DEBUG": "false",
         "LOG_LEVEL": "warning",
         "XROUTER_LOG_JSON": "false",

@@ -20,6 +20,10 @@ import yaml
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The emulators and every test upstream listen on loopback: the one exception to the rule that provider
+# connections go to public addresses (apps/providers/destinations.py). Servers the tests start inherit it.
+LOOPBACK_ALLOW = "127.0.0.0/8,::1/128"
+os.environ.setdefault("XROUTER_FETCH_ALLOW", LOOPBACK_ALLOW)
 REQUIRE_SERVICES = os.environ.get("XROUTER_REQUIRE_SERVICES") == "1"
 
 
@@ -50,6 +54,18 @@ def _address_rates_off():
     from django.conf import settings
 
     settings.XROUTER["ADDRESS_RATES"] = dict.fromkeys(settings.XROUTER["ADDRESS_RATES"], "")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_process_settings():
+    """Settings were read before this module set XROUTER_FETCH_ALLOW: give this process the same. And the
+    processes tests start (gateways, lean usage writers without Django) sign and verify with this process's
+    keys (apps/common/signing.py), so a test may write a signed usage entry or check one."""
+    from django.conf import settings
+
+    if not settings.XROUTER_FETCH_ALLOW:
+        settings.XROUTER_FETCH_ALLOW = [n.strip() for n in os.environ["XROUTER_FETCH_ALLOW"].split(",") if n.strip()]
+    os.environ.setdefault("XROUTER_BUS_HMAC_KEYS", ",".join(settings.BUS_HMAC_KEYS))
 
 
 @pytest.fixture(scope="session")
@@ -150,13 +166,14 @@ class Gateway:
         return self.base_url + "/v1"
 
 
-def start_gateway(env_extra=None, port=None, log=None) -> tuple[subprocess.Popen, str]:
-    """log: a file that takes the server's stdout and stderr (e.g. to read its uvicorn log)."""
+def start_gateway(env_extra=None, port=None, log=None, args=()) -> tuple[subprocess.Popen, str]:
+    """log: a file that takes the server's stdout and stderr (e.g. to read its uvicorn log); args: more
+    arguments for `manage.py serve` (e.g. --no-writer)."""
     port = port or free_port()
     env = {**os.environ, **ADDRESS_RATES_OFF, "DATABASE_URL": _database_url(), "XROUTER_LOG_JSON": "false", "LOG_LEVEL": "warning",
            "XROUTER_USAGE_FLUSH_INTERVAL": "0.1", **(env_extra or {})}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "manage.py", "serve", "--port", str(port), *args], cwd=ROOT, env=env,
         stdout=log, stderr=subprocess.STDOUT if log is not None else None,
     )
     base = f"http://127.0.0.1:{port}"

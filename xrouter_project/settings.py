@@ -353,6 +353,12 @@ XROUTER_FETCH_ALLOW = _checked("XROUTER_FETCH_ALLOW", _networks, [])
 # rotating SECRET_KEY keeps derived-key credentials readable.
 
 
+def _derive_bus_key(secret: str) -> str:
+    from apps.common.signing import derive_key  # no Django in it: the lean writer derives the same key
+
+    return derive_key(secret)
+
+
 def _derived_fernet_key(secret: str) -> str:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -367,6 +373,14 @@ FERNET_KEYS = [*(FERNET_KEYS_CONFIGURED or [_derived_fernet_key(SECRET_KEY)]),
 if XROUTER_ENV == "development" and not FERNET_KEYS_CONFIGURED:
     # Decrypt-only: what development databases were encrypted with before HKDF (a bare sha256).
     FERNET_KEYS.append(base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + SECRET_KEY).encode()).digest()).decode())
+
+# --- Signed messages through Redis (apps/common/signing.py) ---
+# HMAC keys, comma separated (at least 32 characters each): the first signs bus events and usage stream
+# entries, any verifies (rotation). Required under XROUTER_ENV=production (xrouter.E006); in development a
+# key is derived from SECRET_KEY (and its fallbacks, which still verify), so signing is always on.
+BUS_HMAC_KEYS_CONFIGURED = env_list("XROUTER_BUS_HMAC_KEYS") or [
+    k.strip() for k in env_secret("XROUTER_BUS_HMAC_KEYS").split(",") if k.strip()]
+BUS_HMAC_KEYS = BUS_HMAC_KEYS_CONFIGURED or [_derive_bus_key(SECRET_KEY), *(_derive_bus_key(old) for old in SECRET_KEY_FALLBACKS)]
 
 # --- Gateway (/v1 hot path) ---
 XROUTER = {

@@ -39,6 +39,14 @@ def insecure_settings() -> list[tuple[str, str, str]]:
         if malformed:
             found.append(("xrouter.E004", "XROUTER_FERNET_KEYS",
                           f"holds a malformed key (entry {', '.join(map(str, malformed))}; use Fernet.generate_key())"))
+    from .signing import MIN_KEY_CHARS
+
+    if not settings.BUS_HMAC_KEYS_CONFIGURED:
+        found.append(("xrouter.E006", "XROUTER_BUS_HMAC_KEYS",
+                      "is unset (bus events and usage records are signed with a key derived from DJANGO_SECRET_KEY)"))
+    elif any(len(key) < MIN_KEY_CHARS for key in settings.BUS_HMAC_KEYS_CONFIGURED):
+        found.append(("xrouter.E006", "XROUTER_BUS_HMAC_KEYS",
+                      f"holds a key shorter than {MIN_KEY_CHARS} characters (use `openssl rand -hex 32`)"))
     if not settings.OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"]:
         found.append(("xrouter.E005", "XROUTER_OIDC_RSA_KEY_FILE",
                       f"names no readable file ({settings.OIDC_RSA_KEY_FILE}): OpenID Connect ID tokens could not be "

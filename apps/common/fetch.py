@@ -1,5 +1,7 @@
 """Outbound requests to URLs that tenants enter (webhooks): only to public addresses.
 
+Provider connections follow the same address rule at connect time (apps/providers/destinations.py).
+
 `resolve_public(url)` checks the URL (https; plain http only to an address XROUTER_FETCH_ALLOW lists),
 resolves its host and refuses loopback, private, link-local, multicast, reserved and unspecified
 addresses unless one of the XROUTER_FETCH_ALLOW networks (CIDRs) holds them. The caller then connects

@@ -20,8 +20,8 @@ from apps.common import redis as shared_redis
 from apps.common.db import run_sync
 from apps.routing.catalog import catalog_status, get_catalog
 from apps.usage import buffer, spool
-from apps.usage.deadletter import dead_stream, total_key
-from apps.usage.metrics import BACKLOG, DEAD_LETTER
+from apps.usage.deadletter import dead_stream, total_key, unsigned_key
+from apps.usage.metrics import BACKLOG, DEAD_LETTER, UNSIGNED
 from apps.usage.writer import GROUP
 
 from . import lifecycle
@@ -59,20 +59,25 @@ async def _database() -> dict:
     return {"ok": True}
 
 
-def _read_dead_letter_total():
-    """For /metrics (a Django thread): the writers' cluster-wide count, with a short timeout."""
-    global _sync_client
-    if not settings.REDIS_URL:
-        return None
-    if _sync_client is None:
-        import redis
+def _cluster_total(key):
+    """For /metrics (a Django thread): a count the writers keep in Redis, read with a short timeout."""
 
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    return _sync_client.get(total_key(settings.XROUTER["USAGE_STREAM"]))
+    def read():
+        global _sync_client
+        if not settings.REDIS_URL:
+            return None
+        if _sync_client is None:
+            import redis
+
+            _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        return _sync_client.get(key(settings.XROUTER["USAGE_STREAM"]))
+
+    return read
 
 
 _sync_client = None
-DEAD_LETTER.read_cluster = _read_dead_letter_total
+DEAD_LETTER.read_cluster = _cluster_total(total_key)
+UNSIGNED.read_cluster = _cluster_total(unsigned_key)
 
 
 async def _redis() -> tuple[dict, dict]:

@@ -35,6 +35,11 @@ class Provider(models.Model):
     client_cert = models.TextField(blank=True, help_text="Path to a client certificate (mTLS).")
     client_key = models.TextField(blank=True, help_text="Path to the client certificate's key (mTLS).")
     timeout = models.FloatField(null=True, blank=True, help_text="Total seconds per upstream call; empty = default.")
+    allowed_hosts = models.JSONField(
+        default=list, blank=True,
+        help_text='Where its connections may go: host names, "*.domain" wildcards or CIDRs, e.g. ["llm.internal.example", '
+                  '"10.20.0.0/16"]. Empty: the kind\'s documented public hosts (GigaChat, YandexGPT, MTS), any public host '
+                  "(T-Bank, OpenAI-compatible). Private addresses only inside networks listed here (or XROUTER_FETCH_ALLOW).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +48,16 @@ class Provider(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        super().clean()
+        from .destinations import provider_problem
+
+        if self.allowed_hosts is None:  # the admin's emptied field: no list (the kind's default hosts)
+            self.allowed_hosts = []
+        problems = provider_problem(self.kind, self.allowed_hosts, self.base_url, self.auth_url)
+        if problems:
+            raise ValidationError(problems)
 
     def secret_origins(self) -> tuple[tuple, tuple]:
         """Where this provider's secrets are sent: the origins of base_url and of auth_url, each

@@ -42,6 +42,7 @@ def provider_configs() -> dict[str, ProviderConfig]:
             timeout=provider.timeout,
             jurisdiction=provider.jurisdiction,
             model_options={m.name: dict(m.options) for m in provider.models.all() if m.options},
+            allowed_hosts=tuple(provider.allowed_hosts or ()),
         )
     return configs
 

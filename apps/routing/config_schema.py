@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apps.common.rates import parse_rate
+from apps.providers.destinations import provider_problem
 from apps.providers.models import model_options_problem, token_owner_problem
 
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
@@ -104,6 +105,8 @@ class ProviderSpec(_Strict):
     client_cert: str = ""
     client_key: str = ""
     timeout: float | None = Field(default=None, gt=0)
+    allowed_hosts: list[str] = Field(default_factory=list, description="host names, *.domain or CIDRs its connections "
+                                                                       "may reach (apps/providers/destinations.py)")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
     @field_validator("requests_rate")
@@ -127,6 +130,13 @@ class ProviderSpec(_Strict):
             problem = model_options_problem(self.kind, model.options)
             if problem:
                 raise ValueError(f"model {name!r}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _destinations(self):
+        problems = provider_problem(self.kind, self.allowed_hosts, self.base_url, self.auth_url)
+        if problems:
+            raise ValueError("; ".join(f"{field}: {message}" for field, message in problems.items()))
         return self
 
     @model_validator(mode="after")

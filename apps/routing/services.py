@@ -33,7 +33,7 @@ def config_import(config: ConfigFile, *, replace: bool = False) -> dict:
                 kind=spec.kind, base_url=spec.base_url, auth_url=spec.auth_url, enabled=spec.enabled,
                 jurisdiction=spec.jurisdiction, extra_headers=spec.extra_headers, options=spec.options,
                 ca_bundle=spec.ca_bundle, verify_tls=spec.verify_tls, client_cert=spec.client_cert,
-                client_key=spec.client_key, timeout=spec.timeout,
+                client_key=spec.client_key, timeout=spec.timeout, allowed_hosts=spec.allowed_hosts,
             ),
         )
         counts["providers"] += 1
@@ -276,7 +276,7 @@ def config_export() -> dict:
             spec["jurisdiction"] = p.jurisdiction
         if p.extra_headers:  # they often carry a secret: references, like the credentials
             spec["extra_headers"] = {h: "${" + _env_name(p.name, "header", h) + "}" for h in sorted(p.extra_headers)}
-        for field in ("options", "ca_bundle", "client_cert", "client_key", "timeout"):
+        for field in ("options", "ca_bundle", "client_cert", "client_key", "timeout", "allowed_hosts"):
             value = getattr(p, field)
             if value:
                 spec[field] = value

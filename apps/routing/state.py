@@ -14,6 +14,11 @@ ERROR_RATE = float(os.environ.get("XROUTER_BREAKER_ERROR_RATE", "0.5"))
 WINDOW = int(os.environ.get("XROUTER_BREAKER_WINDOW", "20"))
 COOLDOWN = float(os.environ.get("XROUTER_BREAKER_COOLDOWN", "30"))
 LATENCY_ALPHA = 0.2  # weight of the newest sample in the moving average
+# Bounds on what bus events may set here (apps/common/bus.py: signed, and still clamped).
+MAX_COOLDOWN = 3600.0  # seconds a breaker or an unhealthy mark may last
+MAX_TARGETS = 10_000  # breaker states this process keeps for targets it learns of from the bus
+MAX_NAME = 300  # characters of a target ("provider/model") or provider name
+MAX_BALANCE = 1e15  # tokens
 
 
 @dataclass
@@ -140,22 +145,29 @@ def next_round_robin(rule: str) -> int:
 
 
 def _on_breaker(event: dict) -> None:
-    if event.get("target"):
-        open_breaker(event["target"], float(event.get("cooldown", COOLDOWN)))
+    target = event.get("target")
+    if not isinstance(target, str) or not target or len(target) > MAX_NAME:
+        return
+    if target not in _targets and len(_targets) >= MAX_TARGETS:
+        return  # more targets than any configuration has: not ours to remember
+    open_breaker(target, bus.bounded(event.get("cooldown"), 0.0, MAX_COOLDOWN, COOLDOWN))
 
 
 def _on_health(event: dict) -> None:
     provider = event.get("provider")
-    if not provider or not isinstance(provider, str):
+    if not provider or not isinstance(provider, str) or len(provider) > MAX_NAME:
+        return
+    if provider not in _health and len(_health) >= MAX_TARGETS:
         return
     _health[provider] = bool(event.get("ok"))
     balance = event.get("balance")
     if isinstance(balance, dict):
-        _balances[provider] = {str(k)[:64]: float(v) for k, v in list(balance.items())[:50] if isinstance(v, int | float)}
+        _balances[provider] = {str(k)[:64]: bus.bounded(v, 0.0, MAX_BALANCE, 0.0)
+                               for k, v in list(balance.items())[:50] if isinstance(v, int | float)}
     if event.get("ok"):
         _unhealthy_providers.pop(provider, None)
     else:
-        _unhealthy_providers[provider] = time.monotonic() + float(event.get("ttl", COOLDOWN))
+        _unhealthy_providers[provider] = time.monotonic() + bus.bounded(event.get("ttl"), 0.0, MAX_COOLDOWN, COOLDOWN)
 
 
 def reset() -> None:

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from apps.common import redis as shared_redis
+from apps.common import signing
 from apps.common.db import run_sync
 
 from . import deadletter, journal, spool
@@ -51,10 +52,12 @@ def _payloads(batch: list[dict]) -> list[bytes]:
 async def _xadd(client, payloads: list[bytes]) -> None:
     stream = settings.XROUTER["USAGE_STREAM"]
     # One stream entry per slice of records: a command per request would cost more CPU here
-    # and in the writer than the request itself.
+    # and in the writer than the request itself. Signed (apps/common/signing.py): the writer bills
+    # nothing it cannot verify. Spool files hold the payloads unsigned; they are signed here on replay.
+    sign = signing.signer()
     async with client.pipeline(transaction=False) as pipe:
         for payload in payloads:
-            pipe.xadd(stream, {"b": payload})
+            pipe.xadd(stream, signing.usage_entry(payload, sign))
         await pipe.execute()
 
 

@@ -7,6 +7,11 @@ are found; the others land, the refused ones go to the dead letter (the Redis st
 ERROR log line and `xrouter_usage_dead_letter_total`. `manage.py usage_dead_letter --list /
 --replay` shows and re-inserts them once the cause is fixed.
 
+Stream entries without a valid signature (apps/common/signing.py: written by something that lacks
+XROUTER_BUS_HMAC_KEYS) go there too, unsigned and never replayed: nothing is lost silently and nothing
+forged is billed. The writer signs the entries it dead-letters itself, so `--replay` re-inserts only
+what a writer put there (`xrouter_usage_unsigned_total` counts the refused ones).
+
 No Django at import: the lean writer uses this module too.
 """
 
@@ -16,7 +21,7 @@ import time
 
 import orjson
 
-from .metrics import DEAD_LETTER
+from .metrics import DEAD_LETTER, UNSIGNED
 
 log = logging.getLogger(__name__)
 ERROR_CHARS = 500
@@ -30,6 +35,14 @@ def dead_stream(stream: str) -> str:
 def total_key(stream: str) -> str:
     """A counter of every record ever dead-lettered (what the gateways report as the metric)."""
     return f"{stream}:dead:total"
+
+
+def unsigned_key(stream: str) -> str:
+    """A counter of every stream entry refused for its signature (`xrouter_usage_unsigned_total`)."""
+    return f"{stream}:unsigned:total"
+
+
+UNSIGNED_ERROR = "no valid signature: not billed, never replayed (written by something without XROUTER_BUS_HMAC_KEYS)"
 
 
 def isolate(insert, records: list, transient: tuple = ()) -> list[tuple[dict, str]]:
@@ -65,17 +78,31 @@ def _report(dead: list[tuple[dict, str]], where: str) -> None:
                   extra={"request_id": str(request_id)[:80]})
 
 
-def to_stream(client, stream: str, dead: list[tuple[dict, str]]) -> None:
-    """Append refused records to the dead-letter stream (a sync redis client)."""
-    if not dead:
+def to_stream(client, stream: str, dead: list[tuple[dict, str]], sign=None, unsigned: list[bytes] = ()) -> None:
+    """Append refused records to the dead-letter stream (a sync redis client), each signed with `sign`
+    (a Signer) so that a replay trusts them, and the `unsigned` stream entries' raw bytes unsigned."""
+    if not dead and not unsigned:
         return
-    name = dead_stream(stream)
+    name, now = dead_stream(stream), str(time.time())
     with client.pipeline(transaction=False) as pipe:
         for record, error in dead:
-            pipe.xadd(name, {"r": _encode(record), "error": error, "at": str(time.time())})
-        pipe.incrby(total_key(stream), len(dead))
+            raw = _encode(record)
+            pipe.xadd(name, {"r": raw, "error": error, "at": now, **({"s": sign.sign(raw)} if sign else {})})
+        for raw in unsigned:
+            pipe.xadd(name, {"r": orjson.dumps({"raw": raw[:100_000].decode("utf-8", "replace")}), "error": UNSIGNED_ERROR,
+                             "at": now})
+        pipe.incrby(total_key(stream), len(dead) + len(unsigned))
+        if unsigned:
+            pipe.incrby(unsigned_key(stream), len(unsigned))
         pipe.execute()
-    _report(dead, name)
+    if dead:
+        _report(dead, name)
+    if unsigned:
+        DEAD_LETTER.inc(len(unsigned))
+        UNSIGNED.inc(len(unsigned))
+        # Never the content: it is whatever the writer of the forgery chose to put in our logs.
+        log.error("%d usage stream entries without a valid signature moved to the dead letter (%s), not billed",
+                  len(unsigned), name)
 
 
 def dead_dir(spool_dir: str) -> str:

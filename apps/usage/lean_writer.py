@@ -6,7 +6,8 @@ Same drain loop as `manage.py usage_writer` (apps/usage/writer.py), with an inse
 talks to PostgreSQL through psycopg directly: the process needs a third of the memory of a
 Django one. The table's columns are read from the database itself, so the model stays the
 only definition of the schema. SQLite deployments use `manage.py usage_writer`.
-Environment: DATABASE_URL (postgres://…), REDIS_URL, XROUTER_USAGE_STREAM.
+Environment: DATABASE_URL (postgres://…), REDIS_URL, XROUTER_USAGE_STREAM, XROUTER_BUS_HMAC_KEYS (or
+DJANGO_SECRET_KEY in development; `serve` passes its keys to the writer it starts).
 """
 
 import argparse
@@ -14,6 +15,8 @@ import os
 import sys
 
 import psycopg
+
+from apps.common import signing
 
 from .pricing import billed_fields
 from .writer import UsageWriter
@@ -74,10 +77,15 @@ def main(argv=None) -> int:
     if not dsn.startswith(("postgres://", "postgresql://")) or not redis_url:
         print("lean_writer needs DATABASE_URL=postgres://… and REDIS_URL", file=sys.stderr)
         return 2
+    try:
+        signer = signing.Signer(signing.keys_from_environ())
+    except (ValueError, OSError) as exc:
+        print(f"lean_writer: {exc}", file=sys.stderr)
+        return 2
     writer = UsageWriter(batch_size=args.batch_size, redis_url=redis_url,
                          stream=os.environ.get("XROUTER_USAGE_STREAM")
                          or f"{os.environ.get('XROUTER_REDIS_NAMESPACE') or 'xrouter'}:usage", insert=PostgresInserter(dsn),
-                         transient=(psycopg.OperationalError, psycopg.InterfaceError))
+                         transient=(psycopg.OperationalError, psycopg.InterfaceError), signer=signer)
     writer.run_forever(exit_with_parent=args.exit_with_parent)
     return 0
 

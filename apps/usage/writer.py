@@ -17,6 +17,9 @@ when it is due), then goes in with ON CONFLICT DO NOTHING. The dead process's ow
 entered the stream before its lost starts (buffer.replay_spool replays batches first), and the
 grace outlasts CLAIM_IDLE_MS, so a real end record still pending with a dead writer is inserted
 first: the real row wins and the lost one is skipped. Rows are never updated.
+
+Every entry must carry a valid signature (apps/common/signing.py): one that does not — written by
+something without XROUTER_BUS_HMAC_KEYS — goes to the dead letter unread and is never billed.
 """
 
 import logging
@@ -27,6 +30,8 @@ import time
 
 import orjson
 import redis
+
+from apps.common import signing
 
 from . import deadletter
 
@@ -59,7 +64,8 @@ class UsageWriter:
     lean PostgreSQL inserter of `apps.usage.lean_writer` (no Django in that process)."""
 
     def __init__(self, batch_size=20, block_ms=1000, consumer=None, claim_idle_ms=CLAIM_IDLE_MS,
-                 redis_url=None, stream=None, insert=None, transient=None, claim_interval=None, lost_grace=None):
+                 redis_url=None, stream=None, insert=None, transient=None, claim_interval=None, lost_grace=None,
+                 signer=None):
         if redis_url is None or stream is None:
             from django.conf import settings
 
@@ -69,6 +75,7 @@ class UsageWriter:
         self.client = redis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 2, socket_connect_timeout=2)
         self.stream = stream
         self.lost_key = f"{stream}:lost"
+        self.signer = signer or signing.signer()  # the lean writer passes its own (it has no Django settings)
         self.lost_grace = LOST_GRACE if lost_grace is None else lost_grace
         self.insert = insert or _django_insert
         # Failures of the database itself: the batch waits; only other failures are bisected.
@@ -93,19 +100,22 @@ class UsageWriter:
         """Insert then acknowledge one batch of (id, fields) stream entries."""
         if not entries:
             return 0
-        records, dead = [], []
+        records, dead, unsigned = [], [], []
         for _id, fields in entries:
+            fields = fields or {}
+            raw = fields.get(b"b") if b"b" in fields else fields.get(b"r")
+            if not self.signer.verify(raw, fields.get(b"s")):
+                unsigned.append(raw if isinstance(raw, bytes) else b"")
+                continue
             try:
                 if b"b" in fields:
-                    got = orjson.loads(fields[b"b"])  # a slice of records (the gateway's flush)
+                    got = orjson.loads(raw)  # a slice of records (the gateway's flush)
                 else:
-                    got = [orjson.loads(fields[b"r"])]
+                    got = [orjson.loads(raw)]
                 if not isinstance(got, list) or not all(isinstance(r, dict) for r in got):
                     raise ValueError("not a list of records")
             except (ValueError, KeyError, TypeError) as exc:
-                fields = fields or {}
-                raw = (fields.get(b"b") or fields.get(b"r") or b"").decode("utf-8", "replace")
-                dead.append(({"raw": raw[:100_000]}, f"unreadable stream entry: {exc}"))
+                dead.append(({"raw": raw[:100_000].decode("utf-8", "replace")}, f"unreadable stream entry: {exc}"))
                 continue
             records.extend(got)
         lost = [r for r in records if r.get("status") == LOST]
@@ -114,7 +124,7 @@ class UsageWriter:
             due = time.time() + self.lost_grace
             self.client.zadd(self.lost_key, {orjson.dumps(r): due for r in lost})
         dead += deadletter.isolate(self.insert, records, self.transient)
-        deadletter.to_stream(self.client, self.stream, dead)
+        deadletter.to_stream(self.client, self.stream, dead, self.signer, unsigned)
         ids = [entry_id for entry_id, _ in entries]
         self.client.xack(self.stream, GROUP, *ids)
         self.client.xdel(self.stream, *ids)
@@ -132,7 +142,7 @@ class UsageWriter:
             except ValueError as exc:  # kept for a person to read, like an unreadable stream entry
                 unreadable.append(({"raw": raw[:100_000].decode("utf-8", "replace")}, f"unreadable worker_lost record: {exc}"))
         dead = unreadable + deadletter.isolate(self.insert, records, self.transient)
-        deadletter.to_stream(self.client, self.stream, dead)
+        deadletter.to_stream(self.client, self.stream, dead, self.signer)
         self.client.zrem(self.lost_key, *due)
         return len(due)
 

@@ -7,7 +7,7 @@ from apps.providers.models import Credential, Provider
 def test_credentials_are_write_only_in_the_admin(client, django_user_model):
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
-    provider = Provider.objects.create(name="gigachat", kind="gigachat", base_url="https://example.invalid/api/v1")
+    provider = Provider.objects.create(name="gigachat", kind="gigachat", base_url="https://gigachat.devices.sberbank.ru/api/v1")
     Credential.objects.create(provider=provider, secrets={"authorization_key": "TOP-SECRET-VALUE"})
     html = client.get(f"/admin/providers/provider/{provider.id}/change/").content.decode()
     assert "TOP-SECRET-VALUE" not in html
@@ -18,9 +18,9 @@ def test_credentials_are_write_only_in_the_admin(client, django_user_model):
 def test_a_new_secret_entered_in_the_admin_is_stored_encrypted(client, django_user_model):
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
-    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://example.invalid/v1")
+    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://api.gpt.mws.ru/v1")
     form = {
-        "name": "mts", "kind": "mts", "base_url": "https://example.invalid/v1", "auth_url": "", "enabled": "on",
+        "name": "mts", "kind": "mts", "base_url": "https://api.gpt.mws.ru/v1", "auth_url": "", "enabled": "on",
         "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
         "client_cert": "", "client_key": "", "timeout": "",
         "credentials-TOTAL_FORMS": "1", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",
@@ -42,9 +42,9 @@ def test_a_new_secret_entered_in_the_admin_is_stored_encrypted(client, django_us
 def test_a_yandex_iam_token_credential_must_say_whose_token_it_is(client, django_user_model, owner, ok):
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
-    provider = Provider.objects.create(name="yandexgpt", kind="yandexgpt", base_url="https://example.invalid")
+    provider = Provider.objects.create(name="yandexgpt", kind="yandexgpt", base_url="https://llm.api.cloud.yandex.net")
     form = {
-        "name": "yandexgpt", "kind": "yandexgpt", "base_url": "https://example.invalid", "auth_url": "", "enabled": "on",
+        "name": "yandexgpt", "kind": "yandexgpt", "base_url": "https://llm.api.cloud.yandex.net", "auth_url": "", "enabled": "on",
         "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
         "client_cert": "", "client_key": "", "timeout": "",
         "credentials-TOTAL_FORMS": "1", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",
@@ -69,9 +69,9 @@ def test_model_options_are_edited_and_validated_in_the_admin(client, django_user
 
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(root)
-    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://example.invalid/v1")
+    provider = Provider.objects.create(name="mts", kind="mts", base_url="https://api.gpt.mws.ru/v1")
     form = {
-        "name": "mts", "kind": "mts", "base_url": "https://example.invalid/v1", "auth_url": "", "enabled": "on",
+        "name": "mts", "kind": "mts", "base_url": "https://api.gpt.mws.ru/v1", "auth_url": "", "enabled": "on",
         "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
         "client_cert": "", "client_key": "", "timeout": "",
         "credentials-TOTAL_FORMS": "0", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",

@@ -41,7 +41,8 @@ def root_client(client, django_user_model):
 
 @pytest.fixture
 def mts_provider(emulators):
-    provider = Provider.objects.create(name="mts-urls", kind="mts", base_url=emulators["mts"].base_url)
+    # openai_compatible: a kind with no default host list, so the new origins below pass the host check.
+    provider = Provider.objects.create(name="mts-urls", kind="openai_compatible", base_url=emulators["mts"].base_url)
     Credential.objects.create(provider=provider, secrets={"api_key": "sk-demo-mts-key"})
     return provider
 
@@ -78,7 +79,7 @@ def test_changing_the_auth_url_origin_without_new_secrets_is_refused(root_client
 
 def test_import_config_refuses_an_origin_change_without_the_secrets(mts_provider):
     def spec(base_url, credentials=None):
-        provider = {"kind": "mts", "base_url": base_url, "models": {}}
+        provider = {"kind": "openai_compatible", "base_url": base_url, "models": {}}
         if credentials is not None:
             provider["credentials"] = credentials
         return parse_config({"providers": {"mts-urls": provider}})
@@ -94,7 +95,7 @@ def test_import_config_refuses_an_origin_change_without_the_secrets(mts_provider
 
 def test_import_config_refuses_weaker_tls_trust_without_the_secrets(mts_provider):
     def spec(**tls):
-        return parse_config({"providers": {"mts-urls": {"kind": "mts", "base_url": mts_provider.base_url, "models": {}, **tls}}})
+        return parse_config({"providers": {"mts-urls": {"kind": "openai_compatible", "base_url": mts_provider.base_url, "models": {}, **tls}}})
 
     for weaker in ({"verify_tls": False}, {"ca_bundle": "/tmp/the-editors-own-ca.pem"}):
         with pytest.raises(ConfigError, match="weakens TLS trust"):

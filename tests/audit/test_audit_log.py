@@ -98,7 +98,7 @@ def test_admin_changes_to_providers_are_recorded_without_secrets(client, django_
     root = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123456")
     client.force_login(root)
     form = {
-        "name": "mts", "kind": "mts", "base_url": "https://example.invalid/v1", "auth_url": "", "enabled": "on",
+        "name": "mts", "kind": "mts", "base_url": "https://api.gpt.mws.ru/v1", "auth_url": "", "enabled": "on",
         "jurisdiction": "RU", "extra_headers": "{}", "options": "{}", "ca_bundle": "", "verify_tls": "on",
         "client_cert": "", "client_key": "", "timeout": "",
         "credentials-TOTAL_FORMS": "1", "credentials-INITIAL_FORMS": "0", "credentials-MIN_NUM_FORMS": "0",

@@ -19,6 +19,7 @@ def production(settings):
     settings.SECRET_KEY = STRONG_KEY
     settings.SECRET_KEY_FALLBACKS = []
     settings.FERNET_KEYS_CONFIGURED = [Fernet.generate_key().decode()]
+    settings.BUS_HMAC_KEYS_CONFIGURED = ["b" * 64]
     return settings
 
 

@@ -36,7 +36,7 @@ def test_alert_rules_pass_promtool():
 
 def test_compose_file_is_valid():
     env = {"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "x", "DJANGO_SECRET_KEY": "x", "XROUTER_FERNET_KEYS": "x",
-           "GRAFANA_ADMIN_PASSWORD": "x"}
+           "XROUTER_BUS_HMAC_KEYS": "x", "GRAFANA_ADMIN_PASSWORD": "x"}
     result = subprocess.run([_tool("docker-compose"), "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

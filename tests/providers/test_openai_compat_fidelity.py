@@ -111,7 +111,7 @@ def test_import_config_validates_model_options():
 
     from apps.routing.config_schema import ConfigError, parse_config
 
-    text = "providers:\n  m:\n    kind: mts\n    base_url: https://x.example/v1\n    models:\n      gpt-5: {options: %s}\n"
+    text = "providers:\n  m:\n    kind: mts\n    base_url: https://api.gpt.mws.ru/v1\n    models:\n      gpt-5: {options: %s}\n"
     assert parse_config(yaml.safe_load(text % '{output_limit_field: max_completion_tokens}')).providers["m"].models["gpt-5"].options
     with pytest.raises(ConfigError) as caught:
         parse_config(yaml.safe_load(text % "{output_limit_field: max_tokenz}"))

@@ -16,4 +16,4 @@ def production_env(directory: Path, **extra) -> dict[str, str]:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     return {"XROUTER_ENV": "production", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "XROUTER_FERNET_KEYS": Fernet.generate_key().decode(), "XROUTER_OIDC_RSA_KEY_FILE": str(key_file),
-            **extra}
+            "XROUTER_BUS_HMAC_KEYS": secrets.token_hex(32), **extra}

@@ -8,6 +8,7 @@ import time
 import httpx
 import psutil
 
+from apps.common import signing
 from apps.usage.models import UsageRecord
 from tests.conftest import start_gateway
 
@@ -125,8 +126,8 @@ def test_a_writer_started_on_a_stream_holding_a_refused_record_writes_the_rest(o
     stream = f"xrouter:usage:test:{uuid.uuid4().hex[:8]}"
     prefix = f"start-{uuid.uuid4().hex[:6]}-"
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.xadd(stream, {"b": orjson.dumps([entry(f"{prefix}ok-1"), entry(f"{prefix}bad", provider_request_id="p" * 200),
-                                            entry(f"{prefix}ok-2")])})
+    client.xadd(stream, signing.usage_entry(orjson.dumps([entry(f"{prefix}ok-1"), entry(f"{prefix}bad", provider_request_id="p" * 200),
+                                                          entry(f"{prefix}ok-2")])))
     gw = own_gateway(XROUTER_USAGE_STREAM=stream)
     served = [chat(gw, TBANK)]
     found = wait_rows(django_db_blocker, [f"{prefix}ok-1", f"{prefix}ok-2", *served])

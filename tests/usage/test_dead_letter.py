@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.db import connections
 from prometheus_client import REGISTRY
 
+from apps.common import signing
 from apps.usage import buffer
 from apps.usage.models import UsageRecord
 from tests.conftest import _database_url, need
@@ -51,7 +52,7 @@ def test_a_refused_record_is_dead_lettered_and_the_rest_of_its_batch_lands(strea
     with django_db_blocker.unblock():
         writer = make_writer(kind, "dl-writer")
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.xadd(stream_name, {"b": orjson.dumps(records)})  # the gateway's shape: one entry, many records
+        client.xadd(stream_name, signing.usage_entry(orjson.dumps(records)))  # the gateway's shape: one entry, many records
         push(stream_name, [poison(f"{prefix}bad-single"), entry(f"{prefix}single-ok")])  # one record per entry
         while writer.run_once():
             pass

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from apps.common import signing
 from apps.usage import partitions
 from apps.usage.models import UsageRecord
 from apps.usage.services import usage_record_many
@@ -91,7 +92,7 @@ def stream(monkeypatch, django_db_setup):
 def _push(stream: str, records: list[dict]) -> None:
     import redis
 
-    redis.Redis.from_url(settings.REDIS_URL).xadd(stream, {"b": orjson.dumps(records)})
+    redis.Redis.from_url(settings.REDIS_URL).xadd(stream, signing.usage_entry(orjson.dumps(records)))
 
 
 def _rows(prefix: str) -> list[tuple]:

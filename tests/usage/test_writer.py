@@ -11,6 +11,7 @@ import orjson
 import pytest
 from django.conf import settings
 
+from apps.common import signing
 from apps.usage.models import UsageRecord
 from apps.usage.services import cost_of, usage_record_many
 from tests.conftest import ROOT, _database_url, need
@@ -52,7 +53,8 @@ def push(stream: str, entries: list[dict]) -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     with client.pipeline(transaction=False) as pipe:
         for e in entries:
-            pipe.xadd(stream, {"r": orjson.dumps(e)})
+            raw = orjson.dumps(e)
+            pipe.xadd(stream, {"r": raw, "s": signing.signer().sign(raw)})  # signed, as only XRouter can
         pipe.execute()
 
 

@@ -60,6 +60,7 @@ class ProviderConfig:
     timeout: float | None = None
     jurisdiction: str = "RU"
     model_options: dict = field(default_factory=dict)  # model name → ProviderModel.options (validated)
+    allowed_hosts: tuple[str, ...] = ()  # where its connections may go (apps/providers/destinations.py)
 
     @property
     def secrets(self) -> dict:
@@ -237,8 +238,12 @@ class ProviderAdapter:
     # --- shared plumbing ----------------------------------------------------------------
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            from ..destinations import guarded_connector, policy
+
             xr = settings.XROUTER
-            connector = aiohttp.TCPConnector(
+            # Every new connection's address is checked (server-side request forgery); keep-alive reuses them.
+            connector = guarded_connector(
+                self.config.name, policy(self.config.kind, self.config.allowed_hosts),
                 limit=xr["POOL_SIZE"],  # aiohttp's default of 100 would queue thousands of streams
                 limit_per_host=0,
                 ssl=self.ssl_context(),
@@ -295,6 +300,11 @@ class ProviderAdapter:
 
 
 def connection_error(provider: str, exc: Exception) -> ProviderError:
+    from ..destinations import RefusedDestination
+
+    refused = getattr(exc, "os_error", None)
+    if isinstance(refused, RefusedDestination):  # our own refusal (destinations.py): say so, not "failed"
+        return ProviderError(f"{provider}: {refused.public}", status=502, kind="connection")
     return ProviderError(f"{provider}: connection failed ({type(exc).__name__})", status=502, kind="connection")
 
 

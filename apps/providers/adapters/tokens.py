@@ -8,7 +8,9 @@ find the fresh token (double-checked).
 With REDIS_URL set, the token is also shared between processes: it is stored with its expiry
 under a key made from a hash of the credential (never the credential itself), and a
 `SET NX PX` lock lets one process fetch while the others poll briefly and re-read. Redis is an
-optimisation: when it fails, each process simply fetches for itself.
+optimisation: when it fails, each process simply fetches for itself. The shared copy is encrypted
+(Fernet, XROUTER_FERNET_KEYS, as credentials at rest are): whoever reads Redis gets no provider token,
+and one written by anyone without the key reads as absent (the process fetches its own).
 
 Token values are never logged; Token's repr hides them.
 """
@@ -23,8 +25,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-import orjson
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class TokenCache:
             return token  # nothing worth sharing: every process has the same static token
         ttl_ms = int((token.expires_at - time.time()) * 1000)
         if ttl_ms > 0:
-            await _try(redis.set(store_key, orjson.dumps({"t": token.value, "e": token.expires_at, "i": token.issued_at}), px=ttl_ms), default=None)
+            await _try(redis.set(store_key, _encode(token), px=ttl_ms), default=None)
         return token
 
 
@@ -252,13 +252,25 @@ async def _read(redis, store_key: str) -> Token | None:
     return _decode(await _try(redis.get(store_key)))
 
 
+def _encode(token: Token) -> str:
+    from apps.common.crypto import encrypt_json
+
+    return encrypt_json({"t": token.value, "e": token.expires_at, "i": token.issued_at})
+
+
 def _decode(raw) -> Token | None:
+    """The shared token, or None: absent, or not sealed with our Fernet keys (forged, or written before
+    tokens were encrypted), or malformed."""
     if not raw:
         return None
+    from django.core.exceptions import ImproperlyConfigured
+
+    from apps.common.crypto import decrypt_json
+
     try:
-        data = orjson.loads(raw)
+        data = decrypt_json(raw.decode() if isinstance(raw, bytes) else raw)
         return Token(value=data["t"], expires_at=float(data["e"]), issued_at=float(data.get("i") or 0))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (ImproperlyConfigured, UnicodeDecodeError, KeyError, TypeError, ValueError):
         return None
 
 

@@ -27,6 +27,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, **opts):
+        if not settings.XROUTER_FETCH_ALLOW:
+            # The demo's providers are the emulators on loopback: the one exception to the rule that provider
+            # connections go to public addresses (apps/providers/destinations.py), here and in the server's workers.
+            os.environ["XROUTER_FETCH_ALLOW"] = "127.0.0.0/8"
+            settings.XROUTER_FETCH_ALLOW = ["127.0.0.0/8"]
         call_command("migrate", verbosity=0)
         call_command("collectstatic", verbosity=0, interactive=False)
         call_command("import_config", str(settings.BASE_DIR / "config" / "demo.yaml"))
@@ -49,6 +54,8 @@ class Command(BaseCommand):
                 "--ws-max-size", str(settings.XROUTER["MAX_BODY_BYTES"])]
         if settings.REDIS_URL:
             argv.append("--writer")
+            # The lean writer has no Django settings: it needs the keys that sign usage (serve does the same).
+            os.environ.setdefault("XROUTER_BUS_HMAC_KEYS", ",".join(settings.BUS_HMAC_KEYS))
         try:
             server.main(argv)
         finally:

@@ -26,6 +26,8 @@ class Command(BaseCommand):
         ]
         if settings.REDIS_URL and not opts["no_writer"]:
             argv.append("--writer")
+            # The writer may be the lean one, without Django settings: it needs the keys that sign usage.
+            os.environ.setdefault("XROUTER_BUS_HMAC_KEYS", ",".join(settings.BUS_HMAC_KEYS))
         sys.stdout.flush()
         # exec: the supervising process sheds Django's memory; workers load the app themselves.
         os.chdir(settings.BASE_DIR)

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError
 
+from apps.common import signing
 from apps.usage import deadletter
 from apps.usage.fields import usage_clean
 from apps.usage.services import usage_record_many
@@ -61,7 +62,7 @@ class Command(BaseCommand):
         return {back[id(record)] for record, _ in dead}
 
     def _stream(self, client, stream: str, opts) -> None:
-        shown = replayed = kept = 0
+        shown = replayed = kept = unsigned = 0
         cursor = "-"
         while True:
             entries = client.xrange(stream, min=cursor, max="+", count=CHUNK)
@@ -78,7 +79,12 @@ class Command(BaseCommand):
                         if shown >= opts["limit"]:
                             return
                 continue
-            held = [(entry_id, _records(fields)) for entry_id, fields in entries]
+            # Only what a writer signed is replayed: an entry refused for its signature, or one written into
+            # the dead letter by anyone else, stays (listed) and is never billed.
+            sign = signing.signer()
+            held = [(entry_id, _records(fields)) for entry_id, fields in entries
+                    if sign.verify(fields.get(b"r"), fields.get(b"s"))]
+            unsigned += len(entries) - len(held)
             refused = self._replay([r for _, records in held for r in records])
             done = [entry_id for entry_id, records in held if records and not any(id(r) in refused for r in records)]
             if done:
@@ -86,7 +92,8 @@ class Command(BaseCommand):
             replayed += len(done)
             kept += len(held) - len(done)
         if opts["replay"]:
-            self.stdout.write(f"{stream}: {replayed} entries replayed, {kept} still refused (kept)")
+            self.stdout.write(f"{stream}: {replayed} entries replayed, {kept} still refused (kept), "
+                              f"{unsigned} without a writer's signature (kept, never replayed)")
         elif not shown:
             self.stdout.write(f"{stream}: empty")
 
