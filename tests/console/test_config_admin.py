@@ -22,7 +22,7 @@ FILE = """
 providers:
   mts:
     kind: mts
-    base_url: https://mts.example.invalid/v1
+    base_url: https://api.gpt.mws.ru/v1
     credentials: {api_key: sk-FILE-SECRET-123}
     models:
       mws-gpt-alpha: {input_price: "0.5", output_price: "0.5", context_window: 32768}
@@ -40,7 +40,7 @@ rules:
 @pytest.fixture
 def root(client, django_user_model, db):
     client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
-    mts = Provider.objects.create(name="mts", kind="mts", base_url="https://mts.example.invalid/v1")
+    mts = Provider.objects.create(name="mts", kind="mts", base_url="https://api.gpt.mws.ru/v1")
     ProviderModel.objects.create(provider=mts, name="mws-gpt-alpha", input_price=Decimal("0.5"), output_price=Decimal("0.5"),
                                  context_window=32768)
     used = Provider.objects.create(name="tbank", kind="tbank", base_url="https://tbank.example.invalid/v1")

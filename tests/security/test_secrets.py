@@ -104,7 +104,9 @@ def test_extra_headers_are_exported_as_env_references_and_imported_back(monkeypa
     assert exported["providers"]["proxied"]["extra_headers"] == {"X-Api-Key": "${PROXIED_HEADER_X_API_KEY}"}
     Provider.objects.filter(name="proxied").delete()
     monkeypatch.setenv("PROXIED_HEADER_X_API_KEY", "from-the-environment")
-    config_import(parse_config(yaml.safe_load(text)))
+    # Only this provider back: the shared database may hold others (the session gateway's demo providers),
+    # whose secrets are references to variables this test does not set.
+    config_import(parse_config({"providers": {"proxied": yaml.safe_load(text)["providers"]["proxied"]}}))
     assert Provider.objects.get(name="proxied").extra_headers == {"X-Api-Key": "from-the-environment"}
 
 
@@ -113,10 +115,13 @@ def test_extra_headers_are_exported_as_env_references_and_imported_back(monkeypa
 
 @pytest.fixture
 def fernet_keys(settings):
-    """fernet_keys(k1, k2, ...) → the process encrypts with k1 and decrypts with any."""
+    """fernet_keys(k1, k2, ...) → the process encrypts with k1 and decrypts with any. The session's own keys
+    stay last: rows other tests committed (the session gateway's demo credentials) still decrypt, and the
+    rotation, inside this test's transaction, re-encrypts them too."""
+    session_keys = list(settings.FERNET_KEYS)
 
     def use(*keys):
-        settings.FERNET_KEYS = list(keys)
+        settings.FERNET_KEYS = [*keys, *session_keys]
         crypto.fernet.cache_clear()
 
     yield use
