@@ -17,6 +17,9 @@ Fields (all optional):
   extends the earlier text (it gains a ``"(revised) "`` prefix).
 * ``usage`` (object, GigaChat and the OpenAI dialects): fields merged into the answer's usage
   object as sent, e.g. ``{"prompt_tokens": "n/a"}``: a successful answer whose counts do not parse.
+* ``no_usage`` (bool, the OpenAI dialects): a successful answer without its usage: a stream's final
+  chunk carries no ``usage`` although ``stream_options.include_usage`` asked for it; a JSON answer
+  has no ``usage`` object.
 * ``reset`` (bool): close the connection without sending any response.
 * ``count`` (K): the fault fires for the next K matching requests. Default 1, or unlimited
   (until ``DELETE /_emulator/faults``) when ``share`` is given without ``count``.
@@ -63,6 +66,7 @@ class Fault:
     malformed_chunk_at: int | None = None
     revise_at_chunk: int | None = None
     usage: dict | None = None
+    no_usage: bool = False
     reset: bool = False
     count: int | None = None
     share: float | None = None
@@ -136,7 +140,8 @@ class Fault:
     @property
     def kind(self) -> str:
         """A short label for the ledger."""
-        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage", "request_id"):
+        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage", "no_usage",
+                     "request_id"):
             if getattr(self, name) not in (None, False):
                 return name
         return "delay"
