@@ -94,7 +94,8 @@ class Harness:
         for _ in range(self.gateway_count):
             self.start_gateway()
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: Path | None = None) -> None:
+        """Stop everything; `keep_logs`: a directory that receives the processes' and stores' logs first."""
         for process, _ in self.gateways:
             _stop_group(process)
         self.gateways.clear()
@@ -104,6 +105,10 @@ class Harness:
             _stop_group(self.upstream)
         self.redis.destroy()
         self.pg.destroy()
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for path in self.root.glob("*.log"):
+                shutil.copy(path, keep_logs / path.name)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _run(self, argv: list[str], timeout: float) -> str:
