@@ -176,10 +176,7 @@ def run(harness: Harness, total: int, worker_kills: int, writer_kills: int, conc
         return {"pid": harness.kill_worker()}
 
     def kill_writer():
-        harness.kill_writer()
-        time.sleep(1.0)  # as the serve process's supervisor does before its first restart
-        harness.start_writer()
-        return {}
+        return {"pid": harness.kill_writer()}
 
     events = [((k + 1) / (worker_kills + 1) * 0.9, "worker kill -9", kill_worker) for k in range(worker_kills)]
     events += [(0.3 + 0.1 * k, "writer kill -9", kill_writer) for k in range(writer_kills)]

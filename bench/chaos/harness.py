@@ -1,7 +1,7 @@
 """Everything the battery runs, started by the battery itself: its PostgreSQL cluster and Redis (private
-ports, a temporary directory), the emulators behind fault proxies (bench/chaos/upstream.py), gateway
-processes (`manage.py serve --workers N --no-writer`) and the usage writer (`python -m apps.usage.lean_writer`,
-a process of the harness's own, so it can be killed and restarted). Only these are ever killed."""
+ports, a temporary directory), the emulators behind fault proxies (bench/chaos/upstream.py) and gateway
+processes (`manage.py serve --workers N`; the first one runs the usage writer beside its workers, as a
+deployment does, and its supervisor restarts a writer that dies). Only these are ever killed."""
 
 import json
 import os
@@ -46,7 +46,6 @@ class Harness:
         self.redis = Redis(self.root, free_port())
         self.upstream: subprocess.Popen | None = None
         self.gateways: list[tuple[subprocess.Popen, str]] = []
-        self.writer: subprocess.Popen | None = None
         self.extra_env = env or {}
         self.keys: dict = {}
         self.killed: list[int] = []  # pids the battery killed on purpose (not counted as deaths)
@@ -90,7 +89,6 @@ class Harness:
         out = self._run([str(ROOT / "bench" / "chaos" / "provision.py"), "--mts-url", urls["mts"],
                          "--tbank-url", urls["tbank"], "--limit-keys", str(self.limit_keys)], 300)
         self.keys = json.loads(out.strip().splitlines()[-1])
-        self.start_writer()
         for _ in range(self.gateway_count):
             self.start_gateway()
 
@@ -99,8 +97,6 @@ class Harness:
         for process, _ in self.gateways:
             _stop_group(process)
         self.gateways.clear()
-        if self.writer is not None:
-            _stop_group(self.writer)
         if self.upstream is not None:
             _stop_group(self.upstream)
         self.redis.destroy()
@@ -132,15 +128,17 @@ class Harness:
     def start_gateway(self) -> str:
         port = free_port()
         index = len(self.gateways)
+        writer = [] if index == 0 else ["--no-writer"]  # one usage writer is enough for the battery
         process = self._spawn(f"gateway{index}", ["manage.py", "serve", "--host", HOST, "--port", str(port),
-                                                  "--workers", str(self.workers), "--no-writer"])
+                                                  "--workers", str(self.workers), *writer])
         base = f"http://{HOST}:{port}"
         deadline = time.monotonic() + 90
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {process.returncode}:\n{self.log_tail(f'gateway{index}')}")
             try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200 and len(self.worker_pids(process)) >= self.workers:
+                if (httpx.get(base + "/healthz", timeout=2).status_code == 200
+                        and len(self.worker_pids(process)) >= self.workers and (index or self.writer_pid(process))):
                     break
             except httpx.HTTPError:
                 pass
@@ -170,13 +168,17 @@ class Harness:
         return pid
 
     # --- the usage writer ---
-    def start_writer(self) -> None:
-        self.writer = self._spawn("writer", ["-m", "apps.usage.lean_writer"])
+    def writer_pid(self, process: subprocess.Popen | None = None) -> int | None:
+        process = process or self.gateways[0][0]
+        return next((pid for pid in procs.tree(process.pid) if "usage_writer" in procs.cmdline(pid)
+                     or "lean_writer" in procs.cmdline(pid)), None)
 
-    def kill_writer(self) -> None:
-        self.killed.append(self.writer.pid)
-        self.writer.kill()
-        self.writer.wait(10)
+    def kill_writer(self) -> int:
+        """kill -9 the writer; the serve process's supervisor starts another (1 s later, then backing off)."""
+        pid = self.writer_pid()
+        os.kill(pid, signal.SIGKILL)
+        self.killed.append(pid)
+        return pid
 
     # --- stores ---
     def restart_redis(self, down_for: float = 2.0) -> None:
