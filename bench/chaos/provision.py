@@ -21,7 +21,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
 MODEL = "chaos-model"  # → mts/mws-gpt-alpha
 FALLBACK_MODEL = "chaos-fallback"  # mts first, T-Bank when MTS fails
 RPM = 50
-BUDGET = Decimal("0.05")  # roubles a month: a handful of requests' worth
+BUDGET = Decimal("0.5")  # roubles a month: a few dozen of the budget burst's requests
 
 
 def config(mts_url: str, tbank_url: str) -> dict:
