@@ -103,7 +103,7 @@ class Harness:
         self.pg.destroy()
         if keep_logs is not None:
             keep_logs.mkdir(parents=True, exist_ok=True)
-            for path in self.root.glob("*.log"):
+            for path in [*self.root.glob("*.log"), *self.root.glob("*.har")]:
                 shutil.copy(path, keep_logs / path.name)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -20,6 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xrouter_project.settings")
 
 MODEL = "chaos-model"  # → mts/mws-gpt-alpha
 FALLBACK_MODEL = "chaos-fallback"  # mts first, T-Bank when MTS fails
+EMBEDDING_MODEL = "chaos-embed"  # → mts/bge-m3
 RPM = 50
 BUDGET = Decimal("0.5")  # roubles a month: a few dozen of the budget burst's requests
 
@@ -29,11 +30,12 @@ def config(mts_url: str, tbank_url: str) -> dict:
     return {
         "providers": {
             "mts": {"kind": "mts", "base_url": mts_url, "credentials": {"api_key": "sk-demo-mts-key"},
-                    "models": {"mws-gpt-alpha": price}},
+                    "models": {"mws-gpt-alpha": price, "bge-m3": {"kind": "embedding", "input_price": "0.01",
+                                                                  "output_price": "0"}}},
             "tbank": {"kind": "tbank", "base_url": tbank_url, "credentials": {"api_key": "sk-demo-tbank-key"},
                       "models": {"t-tech/T-lite-it-2.1": price}},
         },
-        "aliases": {MODEL: "mts/mws-gpt-alpha"},
+        "aliases": {MODEL: "mts/mws-gpt-alpha", EMBEDDING_MODEL: "mts/bge-m3"},
         "rules": [{"name": "chaos-fallback", "match": {"model": FALLBACK_MODEL}, "strategy": "fallback",
                    "targets": [{"model": "mts/mws-gpt-alpha"}, {"model": "tbank/t-tech/T-lite-it-2.1"}]}],
     }
