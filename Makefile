@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench chaos lint venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ bench: venv
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || \
 		{ echo "make bench needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/run.py
+
+# The reliability battery (issue 14, bench/chaos/README.md): its own PostgreSQL, Redis, emulators, fault proxies
+# and gateway processes; about 15 minutes. Writes bench/results/chaos.md and chaos.json. In the background:
+#   nohup nice make chaos > var/chaos.log 2>&1 &
+chaos: venv
+	$(PY) -m bench.chaos
 
 lint: venv
 	$(VENV)/bin/ruff check apps xrouter_project tests bench

@@ -162,7 +162,7 @@ class Harness:
         return sorted(pids)
 
     def kill_worker(self) -> int:
-        pid = self.worker_pids()[0]
+        pid = self.worker_pids(self.gateways[0][0])[0]  # the gateway the billing scenario loads
         os.kill(pid, signal.SIGKILL)
         self.killed.append(pid)
         return pid

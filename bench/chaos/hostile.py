@@ -8,7 +8,6 @@ import gzip
 import json
 import os
 import random
-import socket
 import time
 from collections import Counter
 
