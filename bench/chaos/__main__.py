@@ -3,7 +3,7 @@
     python -m bench.chaos [--quick] [--out bench/results]
 
 Starts its own PostgreSQL, Redis, emulators, fault proxies and two gateway processes (bench/chaos/harness.py),
-runs the scenarios — limits, billing under faults, hand-made hostile requests, schema-generated requests —
+runs the scenarios — limits, billing under faults, fallback, hand-made hostile requests, schema-generated requests —
 and writes `<out>/chaos.md` and `chaos.json` (`chaos-quick.*` with --quick): every figure with its target and
 PASS or FAIL, and the figures the battery does not measure yet, named as such.
 """
@@ -15,18 +15,22 @@ import sys
 import time
 from pathlib import Path
 
-from bench.chaos import billing, hostile, limits, schema
+from bench.chaos import billing, fallback, hostile, limits, schema
 from bench.chaos.billing import WorkerWatch
 from bench.chaos.harness import ROOT, Harness, log
 
-FULL = {"billing": 10_000, "worker_kills": 3, "writer_kills": 1, "trials": 20, "schema_examples": 60, "schema_time": 300}
-QUICK = {"billing": 1_000, "worker_kills": 1, "writer_kills": 1, "trials": 3, "schema_examples": 10, "schema_time": 25}
+FULL = {"billing": 10_000, "worker_kills": 3, "writer_kills": 1, "trials": 20, "schema_examples": 60, "schema_time": 300,
+        "fallback_per_fault": 100}
+QUICK = {"billing": 1_000, "worker_kills": 1, "writer_kills": 1, "trials": 3, "schema_examples": 10, "schema_time": 25,
+         "fallback_per_fault": 20}
 # The battery's gateway settings: upstream reads give up after 5 s (so a provider that hangs costs seconds, not
 # the shipped 120), and a worker_lost record waits 70 s instead of 120 (more than the writer's 60 s claim
-# idle, as apps/usage/writer.py requires), so the run drains sooner. Everything else is as shipped.
-ENV = {"XROUTER_UPSTREAM_READ_TIMEOUT": "5", "XROUTER_USAGE_LOST_GRACE": "70"}
+# idle, as apps/usage/writer.py requires), so the run drains sooner; circuit breakers never open, so that every
+# request meets the injected faults instead of a breaker's 503 (the breaker has tests of its own, tests/routing).
+# Everything else is as shipped.
+ENV = {"XROUTER_UPSTREAM_READ_TIMEOUT": "5", "XROUTER_USAGE_LOST_GRACE": "70", "XROUTER_BREAKER_FAILURES": "1000000",
+       "XROUTER_BREAKER_ERROR_RATE": "2"}
 NOT_MEASURED = [
-    "Fallback: 100% served when the primary fails before the first byte; every cut stream ends with an error event",
     "Isolation: a tenant at 10x its limit holding 200 unread streams costs another 0 errors and ≤ max(+20%, +5 ms) p99",
     "Store outages: no request past the store timeout; /v1 serving while PostgreSQL is down; recovery ≤ 10 s",
     "Redis frozen (SIGSTOP)",
@@ -54,6 +58,8 @@ def run(quick: bool) -> dict:
         log("billing under faults")
         results["billing"] = billing.run(harness, p["billing"], p["worker_kills"], p["writer_kills"])
         with WorkerWatch(harness) as watch:
+            log("fallback")
+            results["fallback"] = fallback.run(harness, p["fallback_per_fault"])
             log("hand-made hostile requests")
             results["hostile"] = hostile.run(harness.gateways[-1][1], harness.keys)
             log("schema-generated requests (schemathesis)")
@@ -67,7 +73,7 @@ def run(quick: bool) -> dict:
 
 
 def figures(r: dict, p: dict) -> list[dict]:
-    b, h, s, li = r["billing"], r["hostile"], r["schema"], r["limits"]
+    b, h, s, li, fb = r["billing"], r["hostile"], r["schema"], r["limits"], r["fallback"]
     out = [
         figure("billing", "requests (half streamed) under faults", b["requests"], f"≥ {p['billing']:,}", b["requests"] >= p["billing"]),
         figure("billing", "upstream attempts in the emulators' ledger", b["ledger_entries"], "", None),
@@ -84,6 +90,11 @@ def figures(r: dict, p: dict) -> list[dict]:
         figure("billing", "HTTP 500", b["http_500"], "0", b["http_500"] == 0),
         figure("billing", "worker deaths not caused by the battery", b["worker_deaths"], "0", b["worker_deaths"] == 0),
         figure("billing", "seconds until the usage pipeline drained", b["drain_seconds"], "", None),
+        figure("fallback", "served while the primary fails before the first byte (500, 503, reset, hang)",
+               f"{fb['served_share']:.1%} of {fb['requests']}", "100%", fb["requests"] > 0 and fb["served"] == fb["requests"]),
+        figure("fallback", "streams cut after the first byte (cut, malformed chunk)", fb["cut_streams"], "", None),
+        figure("fallback", "silent truncations (a cut stream without an error event)", fb["silent_truncations"], "0",
+               fb["cut_streams"] > 0 and fb["silent_truncations"] == 0),
         figure("hostile", "hand-made hostile requests", h["requests"], "≥ 300", h["requests"] >= 300),
         figure("hostile", "categories", h["categories"], "≥ 30", h["categories"] >= 30),
         figure("hostile", "HTTP 500", h["http_500"], "0", h["http_500"] == 0),
@@ -96,7 +107,7 @@ def figures(r: dict, p: dict) -> list[dict]:
                "≥ 30%" if p is FULL else "reported", s["reached_share"] >= 0.3 if p is FULL else None),
         figure("schema", "HTTP 500", s["http_500"], "0", s["http_500"] == 0),
         figure("schema", "HTTP 5xx (no fault injected)", s["http_5xx"], "0", s["http_5xx"] == 0),
-        figure("hostile+schema", "worker deaths", r["hostile_worker_deaths"], "0", r["hostile_worker_deaths"] == 0),
+        figure("fallback+hostile+schema", "worker deaths", r["hostile_worker_deaths"], "0", r["hostile_worker_deaths"] == 0),
         figure("limits", f"trials of {li['burst']} simultaneous requests vs rpm={li['rpm']}, {li['gateways']} gateway processes",
                li["trials"], f"{p['trials']}", li["trials"] == p["trials"]),
         figure("limits", "over-admitted requests", li["over_admitted"], "0", li["over_admitted"] == 0),

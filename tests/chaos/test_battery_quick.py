@@ -1,7 +1,7 @@
 """The reliability battery's quick subset (issue 14), as CI runs it: bench/chaos with --quick on stores,
 emulators, fault proxies and gateway processes of its own — 1,000 billing requests under provider faults
-with one worker and one writer killed and Redis and PostgreSQL restarted, ≥ 500 schema-generated requests,
-the hand-made hostile requests, 3 limit trials. Counts only: the latency and share figures are judged by
+with one worker and one writer killed and Redis and PostgreSQL restarted, fallback past a failing provider,
+≥ 500 schema-generated requests, the hand-made hostile requests, 3 limit trials. Counts only: the latency and share figures are judged by
 `make chaos`."""
 
 import shutil
@@ -34,6 +34,12 @@ def test_billing_under_faults_loses_and_duplicates_nothing(battery):
     problems = {k: billing[k] for k in ("lost", "duplicated", "mismatched", "unbilled", "http_500", "worker_deaths")}
     assert problems == dict.fromkeys(problems, 0), billing["examples"]
     assert billing["estimated_rows"] > 0  # the interrupted attempts were there, and marked
+
+
+def test_fallback_serves_everything_and_never_truncates_silently(battery):
+    fallback = battery["fallback"]
+    assert fallback["requests"] > 0 and fallback["served"] == fallback["requests"], fallback["statuses"]
+    assert fallback["cut_streams"] > 0 and fallback["silent_truncations"] == 0 and fallback["http_500"] == 0
 
 
 def test_hostile_and_schema_generated_requests_get_no_server_error(battery):
