@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench.chaos import billing, fallback, hostile, limits, schema
+from bench.chaos import billing, fallback, hostile, limits, outages, schema
 from bench.chaos.billing import WorkerWatch
 from bench.chaos.harness import ROOT, Harness, log
 
 FULL = {"billing": 10_000, "worker_kills": 3, "writer_kills": 1, "trials": 20, "schema_examples": 60, "schema_time": 300,
-        "fallback_per_fault": 100}
+        "fallback_per_fault": 100, "outages": True}
 QUICK = {"billing": 1_000, "worker_kills": 1, "writer_kills": 1, "trials": 3, "schema_examples": 10, "schema_time": 25,
-         "fallback_per_fault": 20}
+         "fallback_per_fault": 20, "outages": False}
 # The battery's gateway settings: upstream reads give up after 5 s (so a provider that hangs costs seconds, not
 # the shipped 120), and a worker_lost record waits 70 s instead of 120 (more than the writer's 60 s claim
 # idle, as apps/usage/writer.py requires), so the run drains sooner; circuit breakers never open, so that every
@@ -32,8 +32,7 @@ ENV = {"XROUTER_UPSTREAM_READ_TIMEOUT": "5", "XROUTER_USAGE_LOST_GRACE": "70", "
        "XROUTER_BREAKER_ERROR_RATE": "2"}
 NOT_MEASURED = [
     "Isolation: a tenant at 10x its limit holding 200 unread streams costs another 0 errors and ≤ max(+20%, +5 ms) p99",
-    "Store outages: no request past the store timeout; /v1 serving while PostgreSQL is down; recovery ≤ 10 s",
-    "Redis frozen (SIGSTOP)",
+    "Store outages in the quick subset (the full run measures them)",
     "Overload at 100 requests/s against 50 × 1 s upstream capacity: refusals within the wait + 50 ms, admitted p99",
     "Soak: 15 minutes of steady load, summed RSS growth < 10% from minutes 4–5 to the last",
     "Graceful shutdown: a stopped worker finishes its open HTTP and WebSocket streams and loses no usage",
@@ -65,6 +64,9 @@ def run(quick: bool) -> dict:
             log("schema-generated requests (schemathesis)")
             results["schema"] = schema.run(harness, p["schema_examples"], p["schema_time"])
         results["hostile_worker_deaths"] = watch.deaths
+        if p["outages"]:
+            log("store outages")
+            results["outages"] = outages.run(harness)
     finally:
         harness.stop(keep_logs=ROOT / "var" / "chaos-logs")
     results["seconds"] = round(time.time() - started)
@@ -115,6 +117,22 @@ def figures(r: dict, p: dict) -> list[dict]:
         figure("limits", f"budget burst: spend over the {li['budget_roubles']} ₽ budget", li["budget_overshoot"], "0",
                not li["budget_overshot"]),
     ]
+    if "outages" in r:
+        o = r["outages"]
+        fr, pg, rw = o["redis_frozen"], o["postgres_down"], o["worker_restarted_while_down"]
+        out += [
+            figure("outages", "Redis frozen 5 s (SIGSTOP): slowest request (s)", fr["max_latency_s"],
+                   f"≤ {outages.REDIS_BOUND:g}", fr["max_latency_s"] <= outages.REDIS_BOUND),
+            figure("outages", "Redis frozen 5 s: answered 200 (limiter fails open)", f"{fr['ok']} of {fr['requests']}",
+                   "all", fr["requests"] > 0 and fr["ok"] == fr["requests"]),
+            figure("outages", "PostgreSQL down 10 s: /v1 answered 200 from the last good configuration",
+                   f"{pg['ok']} of {pg['requests']}", "all", pg["requests"] > 0 and pg["ok"] == pg["requests"]),
+            figure("outages", "PostgreSQL down: slowest request (s)", pg["max_latency_s"], "≤ 1", pg["max_latency_s"] <= 1),
+            figure("outages", "a worker started while PostgreSQL was down: answers meanwhile",
+                   rw["while_down"]["statuses"], "503 + Retry-After, no 500", "500" not in rw["while_down"]["statuses"]),
+            figure("outages", "recovery after PostgreSQL returned, without a restart (s)", rw["recovery_s"], "≤ 10",
+                   rw["recovery_s"] is not None and rw["recovery_s"] <= 10),
+        ]
     return out
 
 
@@ -129,7 +147,7 @@ def write(results: dict, out: Path) -> tuple[Path, Path]:
              "| Section | Figure | Value | Target | Verdict |", "|---|---|---|---|---|"]
     lines += [f"| {f['section']} | {f['name']} | {f['value']} | {f['target']} | {f['verdict']} |" for f in results["figures"]]
     b = results["billing"]
-    lines += ["", "## Billing details", "", f"- client statuses: {b['statuses']}", f"- stream endings: {b['stream_endings']}",
+    lines += ["", "## Billing details", "", f"- client statuses: {b['statuses']}", f"- refusals by error code: {b['refusals']}", f"- stream endings: {b['stream_endings']}",
               f"- usage rows by status: {b['row_statuses']}",
               "- chaos events: " + "; ".join(f"{e['event']} at request {e['at_request']} ({e['streams_open']} streams open)"
                                              for e in b["events"]),

@@ -91,6 +91,12 @@ async def _request(client: httpx.AsyncClient, base: str, key: str, i: int, rng: 
             request_id = response.headers.get("x-request-id")
             if not stream or response.status_code != 200:
                 await response.aread()
+                if response.status_code != 200:  # why: the error's code ("config_unavailable", "upstream_error", …)
+                    try:
+                        code = response.json()["error"].get("code") or response.json()["error"].get("type")
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        code = "unreadable"
+                    out["refusals"][f"{response.status_code} {code}"] += 1
                 if response.status_code == 200:
                     out["ok_ids"].append(request_id)
                 return
@@ -124,7 +130,7 @@ async def _request(client: httpx.AsyncClient, base: str, key: str, i: int, rng: 
 
 async def _drive(harness: Harness, total: int, concurrency: int, events: list, seed: int) -> dict:
     rng = random.Random(seed)
-    out = {"statuses": Counter(), "stream_endings": Counter(), "ok_ids": [], "latencies": [], "done": 0,
+    out = {"statuses": Counter(), "refusals": Counter(), "stream_endings": Counter(), "ok_ids": [], "latencies": [], "done": 0,
            "streams_open": 0, "events": []}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     queue = iter(range(total))
@@ -197,7 +203,7 @@ def run(harness: Harness, total: int, worker_kills: int, writer_kills: int, conc
     return {
         "requests": total, "concurrency": concurrency, "seconds": round(elapsed, 1),
         "statuses": {str(k): v for k, v in sorted(out["statuses"].items(), key=lambda kv: str(kv[0]))},
-        "stream_endings": dict(out["stream_endings"]), "events": out["events"],
+        "refusals": dict(out["refusals"].most_common()), "stream_endings": dict(out["stream_endings"]), "events": out["events"],
         "worker_kills": worker_kills, "writer_kills": writer_kills, "worker_deaths": deaths,
         "http_500": out["statuses"].get(500, 0),
         "p50_s": round(lat[len(lat) // 2], 3) if lat else None, "p99_s": round(lat[int(len(lat) * 0.99)], 3) if lat else None,

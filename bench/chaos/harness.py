@@ -161,8 +161,9 @@ class Harness:
                     pids.append(pid)
         return sorted(pids)
 
-    def kill_worker(self) -> int:
-        pid = self.worker_pids(self.gateways[0][0])[0]  # the gateway the billing scenario loads
+    def kill_worker(self, process: subprocess.Popen | None = None) -> int:
+        """kill -9 a worker of `process` (by default the first gateway, the one the billing scenario loads)."""
+        pid = self.worker_pids(process or self.gateways[0][0])[0]
         os.kill(pid, signal.SIGKILL)
         self.killed.append(pid)
         return pid

@@ -67,6 +67,8 @@ def main() -> None:
                                                                   "keys:manage"])[1]
     keys["limits"] = [key_create(user=user, name=f"rpm-{i}", requests_rate=f"{RPM}/min")[1]
                       for i in range(args.limit_keys)]
+    # Limits too high to refuse anything, so that every request asks Redis for admission (the outages scenario).
+    keys["steady"] = key_create(user=user, name="steady", requests_rate="1000000/min")[1]
     budget_key, keys["budget"] = key_create(user=user, name="budget", monthly_budget=BUDGET)
     keys["budget_id"] = budget_key.id
     print(json.dumps(keys))

@@ -61,7 +61,8 @@ def _pass(harness: Harness, name: str, select: list[str], max_examples: int, max
             "--max-time", str(max_time), "--workers", "1", "--seed", str(seed), "--request-timeout", "30",
             "--continue-on-failure", "--no-shrink", "--report", "har", "--report-har-path", str(report),
             "--suppress-health-check", "all", "--warnings", "off"]
-    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=max_time + 300)
+    # In the run's own directory: schemathesis keeps a cache (.schemathesis/) wherever it runs.
+    out = subprocess.run(argv, cwd=harness.root, env=env, capture_output=True, timeout=max_time + 300)
     text = out.stdout.decode(errors="replace")
     (harness.root / f"schemathesis-{name}.log").write_text(text + out.stderr.decode(errors="replace"))
     entries = json.loads(report.read_text())["log"]["entries"] if report.exists() else []
