@@ -28,7 +28,7 @@ EMULATOR_FAULTS = [
     {"status": 503, "share": 0.02},
     {"status": 429, "retry_after": 1, "share": 0.02},
     {"latency_ms": 1500, "share": 0.02},  # hangs before the headers, then answers
-    {"latency_ms": 8000, "share": 0.004},  # hangs past the gateway's read timeout
+    {"latency_ms": 12000, "share": 0.004},  # hangs past the gateway's read timeout (10 s in the battery)
     {"first_byte_delay_ms": 1500, "share": 0.02},  # headers, then a stall
     {"malformed_chunk_at": 3, "share": 0.02},
     {"no_usage": True, "share": 0.03},  # a final chunk (or answer) without usage

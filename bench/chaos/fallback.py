@@ -11,7 +11,7 @@ import httpx
 from bench.chaos.harness import Harness
 from bench.chaos.provision import FALLBACK_MODEL
 
-BEFORE_FIRST_BYTE = [{"status": 500}, {"status": 503}, {"reset": True}, {"latency_ms": 8000}]
+BEFORE_FIRST_BYTE = [{"status": 500}, {"status": 503}, {"reset": True}, {"latency_ms": 12000}]  # 12 s: past the read timeout
 AFTER_FIRST_BYTE = [{"cut_after_chunks": 3}, {"malformed_chunk_at": 3}]
 
 
