@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-privacy lint venv lock audit clean
+.PHONY: run test bench bench-privacy chaos lint venv lock audit clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,12 @@ bench: venv
 # The personal-data detectors: precision and recall on both corpora, speed, the name model's memory.
 bench-privacy: venv
 	$(PY) bench/privacy.py
+
+# The reliability battery (issue 14, bench/chaos/README.md): its own PostgreSQL, Redis, emulators, fault proxies
+# and gateway processes; about 15 minutes. Writes bench/results/chaos.md and chaos.json. In the background:
+#   nohup nice make chaos > var/chaos.log 2>&1 &
+chaos: venv
+	$(PY) -m bench.chaos
 
 lint: venv
 	$(VENV)/bin/ruff check apps xrouter_project tests bench

@@ -20,6 +20,9 @@ Fields (all optional):
 * ``chunk_chars`` (N, the OpenAI dialects: MTS, T-Bank, openai_compatible): streamed answer text and
   tool-call arguments are cut every N characters instead of every 3 words (arguments: in halves); 1 puts
   a chunk boundary at every character (the gateway's placeholder restoration is tested on it).
+* ``no_usage`` (bool, the OpenAI dialects): a successful answer without its usage: a stream's final
+  chunk carries no ``usage`` although ``stream_options.include_usage`` asked for it; a JSON answer
+  has no ``usage`` object.
 * ``reset`` (bool): close the connection without sending any response.
 * ``count`` (K): the fault fires for the next K matching requests. Default 1, or unlimited
   (until ``DELETE /_emulator/faults``) when ``share`` is given without ``count``.
@@ -68,6 +71,7 @@ class Fault:
     revise_at_chunk: int | None = None
     chunk_chars: int | None = None
     usage: dict | None = None
+    no_usage: bool = False
     reset: bool = False
     count: int | None = None
     share: float | None = None
@@ -141,7 +145,8 @@ class Fault:
     @property
     def kind(self) -> str:
         """A short label for the ledger."""
-        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage", "request_id"):
+        for name in ("reset", "status", "cut_after_chunks", "malformed_chunk_at", "revise_at_chunk", "usage", "no_usage",
+                     "request_id"):
             if getattr(self, name) not in (None, False):
                 return name
         return "delay"

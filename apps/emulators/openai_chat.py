@@ -40,6 +40,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     }
     set_usage(request, prompt_tokens, reply.completion_tokens * n)
     usage = with_fault_usage(request, usage)
+    if request.get(FAULT) is not None and request[FAULT].no_usage:
+        usage = None
     flavour = request.app[FLAVOUR_KEY]
     envelope = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": model.id}
     call_ids = [flavour.tool_call_prefix + (uuid.uuid4().hex if flavour.vllm else secrets.token_hex(12)) for _ in range(n)]
@@ -71,7 +73,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         if flavour.vllm:
             choice["stop_reason"] = None
         choices.append(choice)
-    payload = {**envelope, "object": "chat.completion", "choices": choices, "usage": usage}
+    payload = {**envelope, "object": "chat.completion", "choices": choices}
+    if usage is not None:
+        payload["usage"] = usage
     return await send_json(request, payload)
 
 

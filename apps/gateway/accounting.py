@@ -186,12 +186,29 @@ def record_usage(
         metrics.OVERHEAD.observe(max(0.0, (ttft or now) - req.started - upstream_seconds))
 
 
+# Failures after the provider had the request — it answered 2xx with a body we could not use, or we
+# stopped waiting for its answer — not an error status of its own: it may charge for the attempt.
+ACCEPTED_KINDS = frozenset({"timeout", "bad_response", "empty_stream", "malformed_stream", "stream_failed",
+                            "stream_interrupted", "truncated"})
+
+
+def failed_attempt_usage(req, n: int, error: ProviderError) -> Usage | None:
+    """What failed attempt `n` cost: what the provider reported (`spent`), else for an attempt the
+    provider had (ACCEPTED_KINDS) the prompt as estimated at its start, marked estimated, like a
+    cancelled attempt (end_unfinished); else nothing."""
+    spent = getattr(error, "spent", None)
+    if spent is not None or error.provider_status is not None or error.kind not in ACCEPTED_KINDS:
+        return spent
+    made = next((a for a in req.attempts if a.n == n), None)
+    return Usage(prompt_tokens=made.prompt_tokens, estimated=True) if made is not None else None
+
+
 def bill_failed_attempts(req, key, plan, endpoint: str = "chat", stream: bool = False, last_final: bool = False) -> None:
     """A row for each failed attempt (at its own target's price, with what it still cost);
     `last_final`: the last one is what the client got (the request failed)."""
     for i, (n, target, error) in enumerate(plan.failed, start=1):
         record_usage(req, key, endpoint=endpoint, requested=plan.requested, model=target.model, route=plan.rule,
-                     usage=getattr(error, "spent", None), status="error", http_status=error.status,
+                     usage=failed_attempt_usage(req, n, error), status="error", http_status=error.status,
                      error_type=error.kind, attempt=n, stream=stream, final=last_final and i == len(plan.failed))
 
 

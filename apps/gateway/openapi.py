@@ -10,6 +10,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -124,6 +125,9 @@ def _served_elsewhere():
 class _DocOnly(APIView):
     authentication_classes = []
     permission_classes = []
+    # /v1 reads JSON only: without this the schema would also offer form and multipart bodies, which
+    # /v1 refuses (schema-generated requests sent them by the thousand: bench/chaos).
+    parser_classes = [JSONParser]
 
 
 class ChatCompletionsDoc(_DocOnly):

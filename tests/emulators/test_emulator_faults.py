@@ -285,3 +285,15 @@ def test_the_ledger_keeps_the_callers_request_id_and_its_configured_size(http, m
         control.configure(ledger_size=0)
     control.reset()
     assert control.configure()["ledger_size"] == 10_000
+
+
+def test_no_usage_drops_the_usage_of_streams_and_json_answers(http, mts, fresh_emulators):
+    fresh_emulators["mts"].add_fault(no_usage=True, count=2)
+    answer = mts_chat(http, mts)
+    assert answer.status_code == 200 and "usage" not in answer.json() and answer.json()["choices"]
+    streamed = mts_chat(http, mts, stream=True, stream_options={"include_usage": True})
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and all('"usage"' not in event for event in events)
+    assert [e["fault"] for e in fresh_emulators["mts"].ledger()] == ["no_usage", "no_usage"]
+    again = mts_chat(http, mts, stream=True, stream_options={"include_usage": True})
+    assert '"usage"' in again.text  # the fault fired twice and is gone

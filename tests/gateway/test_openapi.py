@@ -84,3 +84,12 @@ def test_the_interactive_docs_load_only_vendored_assets(client):
         if asset.startswith("/static/"):
             assert finders.find(asset.removeprefix("/static/")), asset
     assert "cdn" not in page.lower()
+
+
+def test_v1_request_bodies_are_json_only():
+    """/v1 parses JSON and nothing else; the schema must not offer form or multipart bodies."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    for path in ("/v1/chat/completions", "/v1/embeddings"):
+        assert list(paths[path]["post"]["requestBody"]["content"]) == ["application/json"], path

@@ -166,3 +166,20 @@ def test_it_recovers_once_the_fault_is_gone(faulty_client, emulator_control):
     completion = faulty_client.chat.completions.create(model="mts/mws-gpt-alpha", messages=USER)
     assert completion.choices[0].message.content == "Echo: hi"
     assert_no_secrets(completion.model_dump_json())
+
+
+@pytest.mark.parametrize(("fault", "status", "estimated"), [
+    ({"malformed_chunk_at": 0}, 502, True),  # a 200 whose JSON is cut in half
+    ({"cut_after_chunks": 0}, 502, True),  # a 200 whose body ends before its length
+    ({"latency_ms": 2500}, 504, True),  # no answer in time: the provider may still be working on it
+    ({"status": 500}, 502, False),  # the provider's own error: nothing to charge
+], ids=["malformed", "cut", "timeout", "500"])
+def test_an_attempt_the_provider_had_is_billed_with_its_prompt_estimated(faulty_gateway, emulator_control,
+                                                                          django_db_blocker, fault, status, estimated):
+    emulator_control("mts", **fault)
+    response = httpx.post(faulty_gateway.v1 + "/chat/completions", json=chat_body("mts/mws-gpt-alpha"), timeout=30,
+                          headers={"Authorization": f"Bearer {faulty_gateway.keys['alice']}"})
+    assert_error(response, status)
+    record = wait_for_usage(django_db_blocker, response.headers["x-request-id"])
+    assert (record.status, record.estimated) == ("error", estimated)
+    assert (record.prompt_tokens > 0) is estimated and record.completion_tokens == 0

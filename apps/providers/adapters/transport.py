@@ -123,7 +123,12 @@ async def send(
                 raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
                 return resp.status, raw, resp.headers
             limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
-            raw, more = await read_limited(resp, limit)
+            try:
+                raw, more = await read_limited(resp, limit)
+            except aiohttp.ClientPayloadError as exc:
+                # The provider took the request and answered: a cut body is a bad answer (billed as
+                # one, estimated), not a connection that failed before the request arrived.
+                raise bad_answer(provider, "the body was cut off") from exc
             if more:
                 raise bad_answer(provider, f"the body exceeds {limit} bytes")
             return resp.status, raw, resp.headers
