@@ -118,7 +118,7 @@ def describe(pids, root: int) -> list[dict]:
             role = "usage writer"
         elif "resource_tracker" in cmd:
             role = "multiprocessing resource tracker"
-        elif "spawn_main" in cmd or "multiprocessing-fork" in cmd:
+        elif "xrouter_project.server" in cmd:  # a worker, forked by the serve process (its command line)
             role = "uvicorn worker"
         else:
             role = "other"

@@ -8,6 +8,7 @@ writer runs beside them and is stopped after the workers have flushed their usag
 """
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import threading
 import time
 
 import uvicorn
+import uvicorn._subprocess
 
 from xrouter_project.log_filters import uvicorn_log_config
 
@@ -102,6 +104,11 @@ def main(argv=None) -> int:
             command = ["manage.py", "usage_writer"]
         writer = WriterSupervisor([sys.executable, *command, "--exit-with-parent"], env)
         writer.start()
+    # Workers are forked, not spawned: spawning starts multiprocessing's resource-tracker process (≈ 12 MiB
+    # resident, README "Performance") for semaphores and shared memory that uvicorn's supervisor never uses
+    # (it talks to its workers over pipes). This process imports no Django and no event loop, so a forked
+    # worker starts as clean as a spawned one; the writer thread above only waits on its child.
+    uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
     try:
         uvicorn.run(
             "xrouter_project.asgi:application",

@@ -157,7 +157,8 @@ class Harness:
         for gateway in ([process] if process else [p for p, _ in self.gateways]):
             for pid in procs.tree(gateway.pid):
                 cmd = procs.cmdline(pid)
-                if pid != gateway.pid and ("spawn_main" in cmd or "multiprocessing-fork" in cmd):
+                # Workers are forked by the serve process: its own command line (xrouter_project/server.py).
+                if pid != gateway.pid and "xrouter_project.server" in cmd:
                     pids.append(pid)
         return sorted(pids)
 
