@@ -111,7 +111,7 @@ def parse_entries(entries) -> tuple[frozenset, tuple, tuple]:
             networks.append(ipaddress.ip_network(entry, strict=False))
             continue
         except ValueError:
-            pass
+            pass  # not a network: a host name or a *.domain, checked below
         label = entry[2:] if entry.startswith("*.") else entry
         if not label or len(label) > 253 or not all(part and len(part) <= 63 and part.replace("-", "").isalnum()
                                                     for part in label.split(".")):

@@ -5,15 +5,24 @@ import datetime
 import os
 import re
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apps.common.rates import parse_rate
 from apps.providers.destinations import provider_problem
 from apps.providers.models import model_options_problem, token_owner_problem
 
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def _rate_text(value: str) -> str:
+    if value:
+        parse_rate(value)  # a ValueError names the expected form ("60/min")
+    return value
+
+
+RateText = Annotated[str, AfterValidator(_rate_text)]  # a rate as written ("600/min"); empty: none
 
 
 class ConfigError(Exception):
@@ -50,8 +59,8 @@ class ModelSpec(_Strict):
     max_output_tokens: int | None = Field(default=None, ge=1, description="what a token limit reserves without max_tokens")
     options: dict = Field(default_factory=dict, description="per-model options (apps/providers/models.py MODEL_OPTIONS)")
     # A cap across all tenants (apps/limits): rates as "600/min", quotas in tokens.
-    requests_rate: str = ""
-    tokens_rate: str = ""
+    requests_rate: RateText = ""
+    tokens_rate: RateText = ""
     max_concurrent: int | None = Field(default=None, ge=0)
     tokens_per_day: int | None = Field(default=None, ge=0)
     tokens_per_month: int | None = Field(default=None, ge=0)
@@ -64,28 +73,14 @@ class ModelSpec(_Strict):
             raise ValueError("two prices with the same effective_from")
         return value
 
-    @field_validator("requests_rate", "tokens_rate")
-    @classmethod
-    def _rate(cls, value):
-        if value:
-            parse_rate(value)  # a ValueError names the expected form
-        return value
-
 
 class CredentialSpec(_Strict):
     name: str = "default"
     secrets: dict[str, str]
     max_concurrency: int = Field(default=0, ge=0)
-    requests_rate: str = Field(default="", description='calls per period for every process together, e.g. "10/s"')
+    requests_rate: RateText = Field(default="", description='calls per period for every process together, e.g. "10/s"')
     token_owner: Literal["", "user", "service_account"] = Field(
         default="", description="YandexGPT iam_token credentials (required there): whose token it is")
-
-    @field_validator("requests_rate")
-    @classmethod
-    def _rate(cls, value):
-        if value:
-            parse_rate(value)  # a ValueError names the expected form
-        return value
 
 
 class ProviderSpec(_Strict):
@@ -96,7 +91,7 @@ class ProviderSpec(_Strict):
     jurisdiction: str = "RU"
     credentials: dict[str, str] | list[CredentialSpec] = Field(default_factory=dict)
     max_concurrency: int = Field(default=0, ge=0, description="for the shorthand `credentials: {...}` form")
-    requests_rate: str = Field(default="", description="for the shorthand form")
+    requests_rate: RateText = Field(default="", description="for the shorthand form")
     token_owner: Literal["", "user", "service_account"] = Field(default="", description="for the shorthand form")
     extra_headers: dict[str, str] = Field(default_factory=dict)
     options: dict = Field(default_factory=dict)
@@ -108,13 +103,6 @@ class ProviderSpec(_Strict):
     allowed_hosts: list[str] = Field(default_factory=list, description="host names, *.domain or CIDRs its connections "
                                                                        "may reach (apps/providers/destinations.py)")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
-
-    @field_validator("requests_rate")
-    @classmethod
-    def _rate(cls, value):
-        if value:
-            parse_rate(value)  # a ValueError names the expected form
-        return value
 
     def credential_list(self) -> list[CredentialSpec]:
         if isinstance(self.credentials, dict):
@@ -213,20 +201,13 @@ class OrganisationSpec(_Strict):
     """An existing organisation's limits and monthly budget (tenants are made in the portal or the admin,
     never by a configuration file); empty fields lift a limit."""
 
-    requests_rate: str = ""
-    tokens_rate: str = ""
+    requests_rate: RateText = ""
+    tokens_rate: RateText = ""
     max_concurrent: int | None = Field(default=None, ge=0)
     tokens_per_day: int | None = Field(default=None, ge=0)
     tokens_per_month: int | None = Field(default=None, ge=0)
     monthly_budget: Decimal | None = Field(default=None, ge=0, lt=Decimal(10) ** 12, decimal_places=2,
                                            description="roubles per calendar month, VAT included")
-
-    @field_validator("requests_rate", "tokens_rate")
-    @classmethod
-    def _rate(cls, value):
-        if value:
-            parse_rate(value)  # a ValueError names the expected form
-        return value
 
 
 class ConfigFile(_Strict):

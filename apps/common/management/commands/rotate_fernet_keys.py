@@ -55,7 +55,7 @@ class Command(BaseCommand):
                     current += 1
                     continue
                 except InvalidToken:
-                    pass
+                    pass  # not under the first key yet: rotated below
                 try:
                     new = fernet().rotate(token.encode()).decode()
                 except InvalidToken:
