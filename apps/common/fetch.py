@@ -108,7 +108,20 @@ def resolve_public(url: str) -> Target:
     return Target(url=parts._replace(netloc=netloc).geturl(), host=host, address=address, host_header=parts.netloc)
 
 
-FETCH_TIMEOUT = 5.0  # seconds for a whole fetch (connect, headers, body)
+FETCH_TIMEOUT = 5.0  # seconds for a whole fetch (a slot, DNS, connect, headers, body)
+FETCH_SLOTS = 4  # fetches of one process at once: bounds the executor threads and the bodies held
+_semaphores: dict = {}  # event loop → its semaphore
+
+
+def _slots():
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    found = _semaphores.get(loop)
+    if found is None:
+        _semaphores.clear()  # a process has one loop for its life; tests start others
+        found = _semaphores[loop] = asyncio.Semaphore(FETCH_SLOTS)
+    return found
 
 
 async def fetch_public(url: str, max_bytes: int) -> tuple[bytes, str]:
@@ -121,23 +134,27 @@ async def fetch_public(url: str, max_bytes: int) -> tuple[bytes, str]:
     import aiohttp
 
     loop = asyncio.get_running_loop()
-    # getaddrinfo blocks: the default executor runs it, as aiohttp's own resolver does.
-    target = await loop.run_in_executor(None, resolve_public, url)
-    ssl_name = target.host if urlsplit(url).scheme == "https" else None
     try:
-        async with asyncio.timeout(FETCH_TIMEOUT), aiohttp.ClientSession(auto_decompress=False) as session, \
-                session.get(target.url, headers={"Host": target.host_header}, allow_redirects=False,
-                            server_hostname=ssl_name) as response:
-            if response.status != 200:
-                raise UnsafeURL(f"the URL answered HTTP {response.status}, not 200")
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise UnsafeURL(f"the URL's body is larger than {max_bytes} bytes")
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > max_bytes:
+        # One deadline for all of it, the wait for a slot and the DNS answer included: a name whose servers
+        # answer slowly (a client's choice) holds neither the request nor, past FETCH_SLOTS at once, the
+        # executor's threads that every other lookup of this process shares.
+        async with asyncio.timeout(FETCH_TIMEOUT), _slots():
+            # getaddrinfo blocks: the default executor runs it, as aiohttp's own resolver does.
+            target = await loop.run_in_executor(None, resolve_public, url)
+            ssl_name = target.host if urlsplit(url).scheme == "https" else None
+            async with aiohttp.ClientSession(auto_decompress=False) as session, \
+                    session.get(target.url, headers={"Host": target.host_header}, allow_redirects=False,
+                                server_hostname=ssl_name) as response:
+                if response.status != 200:
+                    raise UnsafeURL(f"the URL answered HTTP {response.status}, not 200")
+                if response.content_length is not None and response.content_length > max_bytes:
                     raise UnsafeURL(f"the URL's body is larger than {max_bytes} bytes")
-            return bytes(body), response.content_type
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise UnsafeURL(f"the URL's body is larger than {max_bytes} bytes")
+                return bytes(body), response.content_type
     except TimeoutError:
         raise UnsafeURL(f"the URL did not answer within {FETCH_TIMEOUT:.0f} s") from None
     except aiohttp.ClientError as exc:
