@@ -48,10 +48,7 @@ def test_hostile_and_schema_generated_requests_get_no_server_error(battery):
     assert (hostile["http_500"], hostile["unexpected_5xx"], hostile["hung"]) == (0, 0, 0), hostile["by_category"]
     assert schema["requests"] >= 500 and schema["reached_provider"] > 0
     assert schema["http_500"] == 0, schema["statuses"]
-    # Known, not yet explained: now and then one request of a few thousand gets `504 MTS: upstream timed out`
-    # within milliseconds, no fault injected (an aiohttp read timeout on a reused connection is the suspect).
-    # `make chaos` reports it as a FAIL; here it must stay that rare and be the only 5xx.
-    assert schema["http_5xx"] == schema["statuses"].get("504", 0) <= 1, schema["statuses"]
+    assert schema["http_5xx"] == 0, schema["statuses"]  # no fault is injected here (transport.without_read_timer)
     assert battery["hostile_worker_deaths"] == 0
 
 
@@ -67,6 +64,4 @@ def test_the_report_names_every_figure_with_a_verdict(battery, tmp_path):
     text = Path(md).read_text()
     assert "| billing | lost (ledger entry without a usage row) | 0 | 0 | PASS |" in text
     assert "## Not measured yet" in text
-    early_timeouts = battery["schema"]["statuses"].get("504", 0)  # see the test above
-    assert not [f for f in battery["figures"] if f["verdict"] == "FAIL"
-                and not (f["section"] == "schema" and f["name"].startswith("HTTP 5xx") and f["value"] == early_timeouts <= 1)]
+    assert not [f for f in battery["figures"] if f["verdict"] == "FAIL"]

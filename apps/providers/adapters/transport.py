@@ -116,26 +116,53 @@ async def send(
         data = orjson.dumps(json_body)
     else:
         data = form
+    limits = session.timeout
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     try:
-        # Never follow a redirect: it would carry the credential to wherever the upstream points.
-        async with session.request(method, url, data=data, headers=headers, allow_redirects=False) as resp:
-            if not 200 <= resp.status < 300:
-                raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+        async with asyncio.timeout(headers_wait(limits)) as deadline:
+            # Never follow a redirect: it would carry the credential to wherever the upstream points.
+            async with session.request(method, url, data=data, headers=headers, allow_redirects=False,
+                                       timeout=without_read_timer(limits)) as resp:
+                # The body: at most the read timeout again, within what is left of the total.
+                ends = [loop.time() + limits.sock_read] if limits.sock_read else []
+                deadline.reschedule(min([*ends, started + limits.total] if limits.total else ends, default=None))
+                if not 200 <= resp.status < 300:
+                    raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+                    return resp.status, raw, resp.headers
+                limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
+                try:
+                    raw, more = await read_limited(resp, limit)
+                except aiohttp.ClientPayloadError as exc:
+                    # The provider took the request and answered: a cut body is a bad answer (billed as
+                    # one, estimated), not a connection that failed before the request arrived.
+                    raise bad_answer(provider, "the body was cut off") from exc
+                if more:
+                    raise bad_answer(provider, f"the body exceeds {limit} bytes")
                 return resp.status, raw, resp.headers
-            limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
-            try:
-                raw, more = await read_limited(resp, limit)
-            except aiohttp.ClientPayloadError as exc:
-                # The provider took the request and answered: a cut body is a bad answer (billed as
-                # one, estimated), not a connection that failed before the request arrived.
-                raise bad_answer(provider, "the body was cut off") from exc
-            if more:
-                raise bad_answer(provider, f"the body exceeds {limit} bytes")
-            return resp.status, raw, resp.headers
     except TimeoutError as exc:  # aiohttp.ServerTimeoutError is a subclass
         raise timeout_error(provider) from exc
     except aiohttp.ClientError as exc:
         raise connection_error(provider, exc) from exc
+
+
+def headers_wait(limits: aiohttp.ClientTimeout) -> float | None:
+    """How long an upstream may take to send its answer's headers: the read timeout (a unary answer is
+    generated before its headers go out) within the total."""
+    return min((t for t in (limits.sock_read, limits.total) if t), default=None)
+
+
+def without_read_timer(limits: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    """The per-request timeout for aiohttp: connecting only. The read and total limits are kept by our own
+    asyncio timeouts (and, for a streamed body, watchdog.py), which belong to the request.
+
+    aiohttp keeps its `sock_read` timer on the connection's protocol, and the connection outlives the request
+    in the keep-alive pool: whatever arms that timer while the connection idles there (a stray byte an
+    upstream sends after its answer; aiohttp's own resume_reading slip, aio-libs/aiohttp#12953) stamps a
+    timeout on the idle connection, and the next request that takes it fails at once with a false 504. The
+    battery saw it: `MTS: upstream timed out` within 3 ms, no fault injected (tests/providers/test_transport_pool.py).
+    """
+    return aiohttp.ClientTimeout(total=None, sock_connect=limits.sock_connect, sock_read=None)
 
 
 async def open_stream(
@@ -149,16 +176,15 @@ async def open_stream(
     `on_error`, so the caller sees the provider's own message before a single chunk was produced.
     """
     limits = session.timeout
-    first_wait = min((t for t in (limits.sock_read, limits.total) if t), default=None)
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
-        async with asyncio.timeout(first_wait):
+        async with asyncio.timeout(headers_wait(limits)):
             resp = await session.post(
                 url,
                 data=orjson.dumps(payload),
                 headers={"Content-Type": "application/json", **headers},
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=limits.sock_connect, sock_read=None),
+                timeout=without_read_timer(limits),
                 allow_redirects=False,  # a 3xx is an error, never followed with the credential
             )
             if not 200 <= resp.status < 300:
