@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import uvicorn
@@ -26,46 +25,63 @@ from xrouter_project.log_filters import uvicorn_log_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class WriterSupervisor(threading.Thread):
+class WriterSupervisor:
     """Runs the usage writer and restarts it (1 s, 2 s, … 30 s apart) whenever it exits before
-    `stop()`: a writer that dies of a bad batch or an unreachable store must not end billing."""
+    `stop()`: a writer that dies of a bad batch or an unreachable store must not end billing.
+
+    No thread: this process forks uvicorn's workers, and a fork taken while another thread is inside
+    `subprocess.Popen` or a `print` copies that moment into the worker — the Popen's pipe end held open
+    (the Popen never returns) or the stream's lock held for good (the worker hangs on its first log line).
+    Everything runs in the main thread, between uvicorn's own steps, from signal handlers: SIGCHLD
+    notices that the writer exited, SIGALRM (the backoff's timer) starts the next one."""
 
     BACKOFF_MAX = 30.0
     HEALTHY_RUN = 60.0  # a writer that ran this long starts the backoff over
 
     def __init__(self, argv: list[str], env: dict):
-        super().__init__(name="usage-writer-supervisor", daemon=True)
         self.argv, self.env = argv, env
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
         self.process: subprocess.Popen | None = None
+        self.stopping = False
         self.restarts = 0
+        self.backoff = 1.0
+        self.started = 0.0
+        self.owner = os.getpid()  # forked workers inherit the handlers: they must do nothing there
+        self.previous: dict = {}
 
-    def run(self) -> None:
-        backoff = 1.0
-        while True:
-            with self.lock:
-                if self.stopping.is_set():
-                    return
-                self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
-            started = time.monotonic()
-            code = self.process.wait()
-            if self.stopping.is_set():
-                return
-            if time.monotonic() - started > self.HEALTHY_RUN:
-                backoff = 1.0
-            print(f"usage writer exited with {code}; restarting it in {backoff:.0f} s", file=sys.stderr, flush=True)
-            if self.stopping.wait(backoff):
-                return
-            backoff = min(backoff * 2, self.BACKOFF_MAX)
+    def start(self) -> None:
+        self.previous = {sig: signal.signal(sig, handler)
+                         for sig, handler in ((signal.SIGCHLD, self._exited), (signal.SIGALRM, self._due))}
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
+        self.started = time.monotonic()
+        self._exited()  # an exit before `process` was set raised its SIGCHLD too early to be seen
+
+    def _exited(self, *_) -> None:
+        process = self.process
+        if os.getpid() != self.owner or self.stopping or process is None or process.poll() is None:
+            return  # a worker's process, or the writer still runs
+        if time.monotonic() - self.started > self.HEALTHY_RUN:
+            self.backoff = 1.0
+        print(f"usage writer exited with {process.returncode}; restarting it in {self.backoff:.0f} s", file=sys.stderr, flush=True)
+        self.process = None
+        signal.setitimer(signal.ITIMER_REAL, self.backoff)
+        self.backoff = min(self.backoff * 2, self.BACKOFF_MAX)
+
+    def _due(self, *_) -> None:
+        if os.getpid() == self.owner and not self.stopping and self.process is None:
             self.restarts += 1
+            self._spawn()
 
     def stop(self, timeout: float = 10) -> None:
         """Stop for good (after the workers flushed: the writer drains what they left, then exits).
         What it has not written by then stays in the Redis stream for the next writer."""
-        with self.lock:
-            self.stopping.set()
-            process = self.process
+        self.stopping = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        process, self.process = self.process, None
         if process is None:
             return
         process.terminate()
@@ -73,6 +89,7 @@ class WriterSupervisor(threading.Thread):
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def main(argv=None) -> int:
@@ -107,7 +124,7 @@ def main(argv=None) -> int:
     # Workers are forked, not spawned: spawning starts multiprocessing's resource-tracker process (≈ 12 MiB
     # resident, README "Performance") for semaphores and shared memory that uvicorn's supervisor never uses
     # (it talks to its workers over pipes). This process imports no Django and no event loop, so a forked
-    # worker starts as clean as a spawned one; the writer thread above only waits on its child.
+    # worker starts as clean as a spawned one (and no thread runs here to be caught mid-step by a fork).
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
     try:
         uvicorn.run(

@@ -1,6 +1,7 @@
 """Fast tests of the usage path's decisions, without a server: which records a failing batch
 sets aside, and the writer's supervision."""
 
+import signal
 import sys
 import time
 
@@ -50,12 +51,15 @@ def test_a_transient_failure_is_raised_without_bisecting():
 
 
 def test_the_supervisor_restarts_a_writer_that_exits_and_stops_for_good():
+    before = signal.getsignal(signal.SIGCHLD), signal.getsignal(signal.SIGALRM)
     supervisor = WriterSupervisor([sys.executable, "-c", "raise SystemExit(3)"], env={})
     supervisor.start()
     deadline = time.monotonic() + 15
     while supervisor.restarts < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.1)  # the handlers run here, in this (the main) thread
     assert supervisor.restarts >= 2  # 1 s, then 2 s apart
     supervisor.stop()
-    supervisor.join(5)
-    assert not supervisor.is_alive()
+    restarts = supervisor.restarts
+    time.sleep(1.5)
+    assert supervisor.restarts == restarts and supervisor.process is None  # stopped for good
+    assert (signal.getsignal(signal.SIGCHLD), signal.getsignal(signal.SIGALRM)) == before
