@@ -1,0 +1,111 @@
+"""The client-library matrix (issue 11): each library × each provider × four cells, through one served
+gateway and the provider emulators (whose answers are deterministic: apps/emulators/behaviour.py).
+
+Cells: a tool call, a tool round trip (the tool's result back, the model's answer to it), a streamed
+answer, and structured output into a nested pydantic model (nested models, optional fields, lists).
+Columns: the openai SDK (Chat Completions and Responses), LangChain (langchain-openai), instructor,
+pydantic-ai (its chat and Responses models), the OpenAI Agents SDK (OpenAIChatCompletionsModel and
+OpenAIResponsesModel) and LlamaIndex. instructor, LlamaIndex and the Agents SDK run in venvs of their
+own (SIDE_VENVS, README "Client libraries"); their cells run once per session as a script.
+
+A cell the gateway must refuse is in REFUSED with the reason, and asserts the refusal: the error the
+library surfaces carries the gateway's status and OpenAI-format error.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from apps.emulators.behaviour import LONG_ANSWER
+from tests.conftest import ROOT
+
+from .cells import CELLS, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Person, Street, run_cell
+
+SIDE_VENVS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
+              "agents-chat": ".venv-agents", "agents-responses": ".venv-agents"}
+SIDE_TIMEOUT = 300
+
+EXPECTED_PERSON = Person(name="Moscow", age=3, nicknames=[], previous_homes=[], email="Moscow",
+                         home=Address(city="Moscow", street=Street(name="Moscow", number=3), postcode="Moscow"),
+                         ).model_dump(mode="json")
+ROUND_TRIP_ANSWER = 'Tool result: {"forecast":"sunny"}'
+TOOL_NAMES = {"instructor": "GetWeather"}  # instructor names the forced function after the response model
+
+# (library, provider, cell): (status, a fragment of the gateway's error message, why).
+REFUSED: dict[tuple[str, str, str], tuple[int, str, str]] = {}
+
+MATRIX = [pytest.param(library, provider, cell, id=f"{library}-{provider}-{cell}")
+          for library in LIBRARIES for provider in PROVIDERS for cell in CELLS]
+
+
+@pytest.fixture(scope="session")
+def side_results(gateway, tmp_path_factory):
+    """The cells of the side venvs' libraries, each venv's script run once (the two side by side)."""
+    folder = tmp_path_factory.mktemp("matrix")
+    env = {**os.environ, **TELEMETRY_OFF, "XROUTER_MATRIX_KEY": gateway.keys["alice"]}
+    running = []
+    for venv in sorted(set(SIDE_VENVS.values())):
+        python = ROOT / venv / "bin" / "python"
+        if not python.exists():
+            pytest.fail(f"{venv} is missing: `make {venv}/.installed` builds it (make test does)")
+        libraries = [arg for library, home in SIDE_VENVS.items() if home == venv for arg in ("--library", library)]
+        out, log = folder / f"{venv}.json", (folder / f"{venv}.log").open("w+")
+        process = subprocess.Popen([python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1,
+                                    *libraries, "--out", out], env=env, stdout=log, stderr=subprocess.STDOUT)
+        running.append((venv, process, out, log))
+    results, violations = {}, []
+    for venv, process, out, log in running:
+        try:
+            process.wait(timeout=SIDE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.seek(0)
+        if process.returncode != 0 or not out.exists():
+            pytest.fail(f"{venv}'s cells exited with {process.returncode}:\n{log.read()[-4000:]}")
+        data = json.loads(out.read_text())
+        results.update(data["results"])
+        violations += data["violations"]
+    return results, violations
+
+
+def outcome_of(library, provider, cell, gateway, request) -> dict:
+    if library in SIDE_VENVS:
+        results, violations = request.getfixturevalue("side_results")
+        assert not violations, f"a non-loopback connection was attempted in a side venv: {violations}"
+        return results[f"{library}/{provider}/{cell}"]
+    return run_cell(library, provider, cell, gateway.v1, gateway.keys["alice"])
+
+
+def assert_refused(outcome: dict, status: int, fragment: str) -> None:
+    assert "error" in outcome, f"the gateway should have refused this cell; the library got {outcome['ok']}"
+    error = outcome["error"]
+    assert error["status"] == status, error
+    body = error["body"]
+    assert isinstance(body, dict) and list(body) == ["error"], error
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert fragment in body["error"]["message"], body
+
+
+@pytest.mark.parametrize(("library", "provider", "cell"), MATRIX)
+def test_cell(gateway, request, library, provider, cell):
+    outcome = outcome_of(library, provider, cell, gateway, request)
+    refused = REFUSED.get((library, provider, cell))
+    if refused:
+        assert_refused(outcome, refused[0], refused[1])
+        return
+    assert "ok" in outcome, f"{outcome['error']['type']} (HTTP {outcome['error']['status']}):\n{outcome['error']['traceback']}"
+    seen = outcome["ok"]
+    if cell == "tool_call":
+        assert seen == {"name": TOOL_NAMES.get(library, "get_weather"), "arguments": {"city": "Moscow"}}
+    elif cell == "tool_round_trip":
+        assert seen == {"answer": ROUND_TRIP_ANSWER}
+    elif cell == "stream" and library == "instructor":
+        assert seen["partials"] >= 1 and (seen["type"], seen["value"]) == ("Person", EXPECTED_PERSON)
+    elif cell == "stream":
+        assert "".join(seen["deltas"]) == LONG_ANSWER
+        assert len(seen["deltas"]) > 3, "a long answer arrives in several deltas"
+    else:
+        assert (seen["type"], seen["value"]) == ("Person", EXPECTED_PERSON)
