@@ -43,10 +43,13 @@ PROVIDERS = {
     "tbank": "tbank/t-tech/T-lite-it-2.1",
 }
 CELLS = ("tool_call", "tool_round_trip", "stream", "structured")
+# JSON mode (`response_format` json_object): a cell of the columns whose library offers it.
+JSON_MODE = "json_mode"
 
 QUESTION = "What is the weather in Moscow?"
 LONG_PROMPT = "Tell me a long story [long]"  # the emulators answer with 120 words (apps/emulators/behaviour.py)
 DESCRIBE = "Describe a person who lives in Moscow."
+JSON_PROMPT = "Answer in JSON, please."
 TOOL_OUTPUT = '{"forecast":"sunny"}'  # JSON: GigaChat takes function results as JSON only
 
 WEATHER_PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -76,6 +79,12 @@ class Person(BaseModel):
     nicknames: list[str]
     previous_homes: list[Address] = []
     email: str | None = None
+
+
+class Answer(BaseModel):
+    """What the emulators answer in JSON mode: {"answer": <the answer's text>}."""
+
+    answer: str
 
 
 class GetWeather(BaseModel):
@@ -148,6 +157,23 @@ def install_socket_guard():
     return uninstall
 
 
+def probe_guard() -> dict:
+    """Proof that the guard is on: a connection to TEST-NET-1 (RFC 5737, never routed) and a lookup of a
+    public name are refused before any packet leaves; the probe's own records are then dropped."""
+    refused, before = [], len(VIOLATIONS)
+    for attempt in (lambda sock: sock.connect(("192.0.2.1", 443)),
+                    lambda sock: socket.getaddrinfo("api.openai.com", 443)):
+        try:
+            with socket.socket() as sock:
+                attempt(sock)
+        except NonLoopbackConnection:
+            refused.append(True)
+        else:
+            refused.append(False)
+    del VIOLATIONS[before:]
+    return {"refused": refused}
+
+
 # --- The libraries: one class per column, one method per cell ---
 
 class Column:
@@ -189,6 +215,11 @@ class OpenAIChat(Column):
                                                           messages=[{"role": "user", "content": DESCRIBE}])
         return _dump(completion.choices[0].message.parsed)
 
+    def json_mode(self):
+        completion = self.client().chat.completions.create(model=self.model, response_format={"type": "json_object"},
+                                                           messages=[{"role": "user", "content": JSON_PROMPT}])
+        return _dump(Answer.model_validate_json(completion.choices[0].message.content))
+
 
 class OpenAIResponses(Column):
     """The openai SDK, the Responses API."""
@@ -216,6 +247,11 @@ class OpenAIResponses(Column):
 
     def structured(self):
         return _dump(self.client().responses.parse(model=self.model, input=DESCRIBE, text_format=Person).output_parsed)
+
+    def json_mode(self):
+        response = self.client().responses.create(model=self.model, input=JSON_PROMPT,
+                                                  text={"format": {"type": "json_object"}})
+        return _dump(Answer.model_validate_json(response.output_text))
 
 
 class LangChain(Column):
@@ -249,6 +285,9 @@ class LangChain(Column):
 
     def structured(self):
         return _dump(self.llm().with_structured_output(Person).invoke(DESCRIBE))
+
+    def json_mode(self):
+        return _dump(self.llm().with_structured_output(Answer, method="json_mode").invoke(JSON_PROMPT))
 
 
 class Instructor(Column):
@@ -287,6 +326,15 @@ class Instructor(Column):
     def structured(self):
         return _dump(self.client().chat.completions.create(response_model=Person, model=self.model, max_retries=0,
                                                            messages=[{"role": "user", "content": DESCRIBE}]))
+
+    def json_mode(self):
+        import instructor
+        from openai import OpenAI
+
+        client = instructor.from_openai(OpenAI(base_url=self.base_url, api_key=self.key, max_retries=0, timeout=30),
+                                        mode=instructor.Mode.JSON)
+        return _dump(client.chat.completions.create(response_model=Answer, model=self.model, max_retries=0,
+                                                    messages=[{"role": "user", "content": JSON_PROMPT}]))
 
 
 class PydanticAI(Column):
@@ -459,6 +507,10 @@ def _http_error(exc: BaseException) -> dict:
     return {"status": None, "body": None}
 
 
+def cells_of(library: str) -> tuple[str, ...]:
+    return CELLS + ((JSON_MODE,) if hasattr(LIBRARIES[library], JSON_MODE) else ())
+
+
 def run_cell(library: str, provider: str, cell: str, base_url: str, key: str) -> dict:
     """{"ok": observation} or {"error": {type, status, body, traceback}}."""
     column = LIBRARIES[library](base_url, key, PROVIDERS[provider])
@@ -476,12 +528,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
     key = os.environ["XROUTER_MATRIX_KEY"]  # from the environment: a key never goes on a command line
-    results = {}
+    guard, results = probe_guard(), {}
     for library in args.library:
         for provider in PROVIDERS:
-            for cell in CELLS:
+            for cell in cells_of(library):
                 results[f"{library}/{provider}/{cell}"] = run_cell(library, provider, cell, args.base_url, key)
-    args.out.write_text(json.dumps({"results": results, "violations": VIOLATIONS}))
+    args.out.write_text(json.dumps({"guard": guard, "results": results, "violations": VIOLATIONS}))
     return 0
 
 

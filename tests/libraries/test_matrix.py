@@ -14,6 +14,7 @@ library surfaces carries the gateway's status and OpenAI-format error.
 
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from apps.emulators.behaviour import LONG_ANSWER
 from tests.conftest import ROOT
 
-from .cells import CELLS, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Person, Street, run_cell
+from .cells import JSON_PROMPT, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Person, Street, cells_of, run_cell
 
 SIDE_VENVS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
               "agents-chat": ".venv-agents", "agents-responses": ".venv-agents"}
@@ -33,11 +34,18 @@ EXPECTED_PERSON = Person(name="Moscow", age=3, nicknames=[], previous_homes=[], 
 ROUND_TRIP_ANSWER = 'Tool result: {"forecast":"sunny"}'
 TOOL_NAMES = {"instructor": "GetWeather"}  # instructor names the forced function after the response model
 
-# (library, provider, cell): (status, a fragment of the gateway's error message, why).
-REFUSED: dict[tuple[str, str, str], tuple[int, str, str]] = {}
+# (library, provider, cell): (status, the error's param, a fragment of its message, why). The README's "Client
+# libraries" lists the same cells.
+REFUSED: dict[tuple[str, str, str], tuple[int, str, str, str]] = {
+    (library, "gigachat", "json_mode"): (
+        400, "response_format", "json_object has no GigaChat equivalent",
+        "GigaChat has no schema-less JSON mode (its response_format takes a json_schema only); a JSON mode "
+        "emulated with an any-object schema would be a guess, so the gateway refuses it, as gpt2giga does")
+    for library in ("openai-chat", "openai-responses", "langchain", "instructor")
+}
 
 MATRIX = [pytest.param(library, provider, cell, id=f"{library}-{provider}-{cell}")
-          for library in LIBRARIES for provider in PROVIDERS for cell in CELLS]
+          for library in LIBRARIES for provider in PROVIDERS for cell in cells_of(library)]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +63,7 @@ def side_results(gateway, tmp_path_factory):
         process = subprocess.Popen([python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1,
                                     *libraries, "--out", out], env=env, stdout=log, stderr=subprocess.STDOUT)
         running.append((venv, process, out, log))
-    results, violations = {}, []
+    results, violations, guards = {}, [], {}
     for venv, process, out, log in running:
         try:
             process.wait(timeout=SIDE_TIMEOUT)
@@ -67,26 +75,27 @@ def side_results(gateway, tmp_path_factory):
             pytest.fail(f"{venv}'s cells exited with {process.returncode}:\n{log.read()[-4000:]}")
         data = json.loads(out.read_text())
         results.update(data["results"])
+        guards[venv] = data["guard"]
         violations += data["violations"]
-    return results, violations
+    return results, violations, guards
 
 
 def outcome_of(library, provider, cell, gateway, request) -> dict:
     if library in SIDE_VENVS:
-        results, violations = request.getfixturevalue("side_results")
+        results, violations, _ = request.getfixturevalue("side_results")
         assert not violations, f"a non-loopback connection was attempted in a side venv: {violations}"
         return results[f"{library}/{provider}/{cell}"]
     return run_cell(library, provider, cell, gateway.v1, gateway.keys["alice"])
 
 
-def assert_refused(outcome: dict, status: int, fragment: str) -> None:
+def assert_refused(outcome: dict, status: int, param: str, fragment: str) -> None:
     assert "error" in outcome, f"the gateway should have refused this cell; the library got {outcome['ok']}"
     error = outcome["error"]
     assert error["status"] == status, error
     body = error["body"]
     assert isinstance(body, dict) and list(body) == ["error"], error
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
-    assert fragment in body["error"]["message"], body
+    assert body["error"]["param"] == param and fragment in body["error"]["message"], body
 
 
 @pytest.mark.parametrize(("library", "provider", "cell"), MATRIX)
@@ -94,7 +103,7 @@ def test_cell(gateway, request, library, provider, cell):
     outcome = outcome_of(library, provider, cell, gateway, request)
     refused = REFUSED.get((library, provider, cell))
     if refused:
-        assert_refused(outcome, refused[0], refused[1])
+        assert_refused(outcome, *refused[:3])
         return
     assert "ok" in outcome, f"{outcome['error']['type']} (HTTP {outcome['error']['status']}):\n{outcome['error']['traceback']}"
     seen = outcome["ok"]
@@ -107,5 +116,25 @@ def test_cell(gateway, request, library, provider, cell):
     elif cell == "stream":
         assert "".join(seen["deltas"]) == LONG_ANSWER
         assert len(seen["deltas"]) > 3, "a long answer arrives in several deltas"
+    elif cell == "json_mode":
+        assert (seen["type"], seen["value"]) == ("Answer", {"answer": f"Echo: {JSON_PROMPT}"})
     else:
         assert (seen["type"], seen["value"]) == ("Person", EXPECTED_PERSON)
+
+
+def test_the_socket_guard_refuses_what_leaves_loopback():
+    from .cells import NonLoopbackConnection, probe_guard
+
+    assert probe_guard() == {"refused": [True, True]}
+    with pytest.raises(NonLoopbackConnection), socket.socket(socket.AF_INET6) as sock:
+        sock.connect(("2001:db8::1", 443))
+    from .cells import VIOLATIONS
+
+    assert VIOLATIONS == ["connect 2001:db8::1:443"]
+    VIOLATIONS.clear()  # recorded as it should be; the fixture would fail the test otherwise
+    socket.getaddrinfo("127.0.0.1", 80)  # loopback is let through
+
+
+def test_the_side_venvs_run_under_the_socket_guard(side_results):
+    _, _, guards = side_results
+    assert guards == dict.fromkeys(sorted(set(SIDE_VENVS.values())), {"refused": [True, True]})
