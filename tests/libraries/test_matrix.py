@@ -38,7 +38,7 @@ TOOL_NAMES = {"instructor": "GetWeather"}  # instructor names the forced functio
 # libraries" lists the same cells.
 REFUSED: dict[tuple[str, str, str], tuple[int, str, str, str]] = {
     (library, "gigachat", "json_mode"): (
-        400, "response_format", "json_object has no GigaChat equivalent",
+        400, "text.format" if library == "openai-responses" else "response_format", "json_object has no GigaChat equivalent",
         "GigaChat has no schema-less JSON mode (its response_format takes a json_schema only); a JSON mode "
         "emulated with an any-object schema would be a guess, so the gateway refuses it, as gpt2giga does")
     for library in ("openai-chat", "openai-responses", "langchain", "instructor")
