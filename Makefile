@@ -33,7 +33,7 @@ CLIENT_VENVS := .venv-openai2/.installed .venv-agents/.installed
 
 .venv-%/.installed: requirements/clients-%.lock
 	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
-	.venv-$*/bin/python -m pip install --quiet --require-hashes -r $<
+	.venv-$*/bin/python -m pip install --quiet --no-compile --require-hashes -r $<
 	touch $@
 
 # A release step (docs/security.md, "Supply chain"): known vulnerabilities in every pinned release (dev.lock holds
