@@ -28,7 +28,8 @@ lock: venv
 	$(UV_COMPILE) requirements/clients-agents.txt -o requirements/clients-agents.lock
 
 # The client-library matrix's own venvs (tests/libraries, README "Client libraries"): the libraries that cannot
-# share .venv's pins (LlamaIndex and instructor: openai 2; the Agents SDK: websockets<17). From their locks, hashed.
+# share .venv's pins (LlamaIndex and instructor: openai 2; the Agents SDK: websockets<17). From their locks, hashed;
+# not byte-compiled: the cells import a small part of them (.venv-openai2 installs in ≈ 50 s with no pip cache).
 CLIENT_VENVS := .venv-openai2/.installed .venv-agents/.installed
 
 .venv-%/.installed: requirements/clients-%.lock

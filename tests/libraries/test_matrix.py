@@ -26,7 +26,7 @@ from .cells import JSON_PROMPT, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Pe
 
 SIDE_VENVS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
               "agents-chat": ".venv-agents", "agents-responses": ".venv-agents"}
-SIDE_TIMEOUT = 300
+SIDE_TIMEOUT = 240  # under pytest's 300 s per test (pytest.ini)
 
 EXPECTED_PERSON = Person(name="Moscow", age=3, nicknames=[], previous_homes=[], email="Moscow",
                          home=Address(city="Moscow", street=Street(name="Moscow", number=3), postcode="Moscow"),
@@ -49,8 +49,9 @@ MATRIX = [pytest.param(library, provider, cell, id=f"{library}-{provider}-{cell}
 
 
 @pytest.fixture(scope="session")
-def side_results(gateway, tmp_path_factory):
-    """The cells of the side venvs' libraries, each venv's script run once (the two side by side)."""
+def side_runs(gateway, tmp_path_factory):
+    """The side venvs' cells, each venv's script started once (the two side by side, while the cells of
+    .venv run in this process)."""
     folder = tmp_path_factory.mktemp("matrix")
     env = {**os.environ, **TELEMETRY_OFF, "XROUTER_MATRIX_KEY": gateway.keys["alice"]}
     running = []
@@ -63,8 +64,24 @@ def side_results(gateway, tmp_path_factory):
         process = subprocess.Popen([python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1,
                                     *libraries, "--out", out], env=env, stdout=log, stderr=subprocess.STDOUT)
         running.append((venv, process, out, log))
+    yield running
+    for _, process, _, log in running:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(autouse=True)
+def _side_venvs_started(side_runs):
+    pass
+
+
+@pytest.fixture(scope="session")
+def side_results(side_runs):
+    """{"library/provider/cell": outcome}, the side venvs' non-loopback attempts, and their guard probes."""
     results, violations, guards = {}, [], {}
-    for venv, process, out, log in running:
+    for venv, process, out, log in side_runs:
         try:
             process.wait(timeout=SIDE_TIMEOUT)
         except subprocess.TimeoutExpired:
