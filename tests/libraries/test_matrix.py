@@ -14,6 +14,7 @@ library surfaces carries the gateway's status and OpenAI-format error.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 
@@ -22,10 +23,14 @@ import pytest
 from apps.emulators.behaviour import LONG_ANSWER
 from tests.conftest import ROOT
 
-from .cells import JSON_PROMPT, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Person, Street, cells_of, run_cell
+from . import cells
+from .cells import CELLS, JSON_MODE, JSON_PROMPT, LIBRARIES, PROVIDERS, TELEMETRY_OFF, Address, Person, Street, cells_of, run_cell
 
+# The columns that run outside this process, and where: a venv of their own (cells.py as a script) or Node.js
+# (cells.mjs, with the openai Node SDK of tests/node).
 SIDE_VENVS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
-              "agents-chat": ".venv-agents", "agents-responses": ".venv-agents"}
+              "agents-chat": ".venv-agents", "agents-responses": ".venv-agents", "openai-node": "node"}
+COLUMNS = {"openai-node": (*CELLS, JSON_MODE)} | {library: cells_of(library) for library in LIBRARIES}
 SIDE_TIMEOUT = 240  # under pytest's 300 s per test (pytest.ini)
 
 EXPECTED_PERSON = Person(name="Moscow", age=3, nicknames=[], previous_homes=[], email="Moscow",
@@ -41,11 +46,11 @@ REFUSED: dict[tuple[str, str, str], tuple[int, str, str, str]] = {
         400, "text.format" if library == "openai-responses" else "response_format", "json_object has no GigaChat equivalent",
         "GigaChat has no schema-less JSON mode (its response_format takes a json_schema only); a JSON mode "
         "emulated with an any-object schema would be a guess, so the gateway refuses it, as gpt2giga does")
-    for library in ("openai-chat", "openai-responses", "langchain", "instructor")
+    for library in ("openai-chat", "openai-responses", "openai-node", "langchain", "instructor")
 }
 
 MATRIX = [pytest.param(library, provider, cell, id=f"{library}-{provider}-{cell}")
-          for library in LIBRARIES for provider in PROVIDERS for cell in cells_of(library)]
+          for library, columns_cells in COLUMNS.items() for provider in PROVIDERS for cell in columns_cells]
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +61,16 @@ def side_runs(gateway, tmp_path_factory):
     env = {**os.environ, **TELEMETRY_OFF, "XROUTER_MATRIX_KEY": gateway.keys["alice"]}
     running = []
     for venv in sorted(set(SIDE_VENVS.values())):
-        python = ROOT / venv / "bin" / "python"
-        if not python.exists():
-            pytest.fail(f"{venv} is missing: `make {venv}/.installed` builds it (make test does)")
-        libraries = [arg for library, home in SIDE_VENVS.items() if home == venv for arg in ("--library", library)]
         out, log = folder / f"{venv}.json", (folder / f"{venv}.log").open("w+")
-        process = subprocess.Popen([python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1,
-                                    *libraries, "--out", out], env=env, stdout=log, stderr=subprocess.STDOUT)
+        if venv == "node":
+            argv = _node_argv(gateway, folder / "node-spec.json", out)
+        else:
+            python = ROOT / venv / "bin" / "python"
+            if not python.exists():
+                pytest.fail(f"{venv} is missing: `make {venv}/.installed` builds it (make test does)")
+            libraries = [arg for library, home in SIDE_VENVS.items() if home == venv for arg in ("--library", library)]
+            argv = [python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1, *libraries, "--out", out]
+        process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         running.append((venv, process, out, log))
     yield running
     for _, process, _, log in running:
@@ -70,6 +78,17 @@ def side_runs(gateway, tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+
+
+def _node_argv(gateway, spec, out) -> list:
+    node = shutil.which("node")
+    if node is None or not (ROOT / "tests" / "node" / "node_modules" / "openai" / "package.json").exists():
+        pytest.fail("the openai Node SDK column needs node and tests/node/node_modules (make test runs npm ci)")
+    spec.write_text(json.dumps({
+        "base_url": gateway.v1, "providers": PROVIDERS, "question": cells.QUESTION, "long_prompt": cells.LONG_PROMPT,
+        "describe": cells.DESCRIBE, "json_prompt": JSON_PROMPT, "tool_output": cells.TOOL_OUTPUT,
+        "weather_parameters": cells.WEATHER_PARAMETERS, "person_schema": Person.model_json_schema()}))
+    return [node, ROOT / "tests" / "libraries" / "cells.mjs", spec, out]
 
 
 @pytest.fixture(autouse=True)
@@ -137,6 +156,7 @@ def test_cell(gateway, request, library, provider, cell):
         assert (seen["type"], seen["value"]) == ("Answer", {"answer": f"Echo: {JSON_PROMPT}"})
     else:
         assert (seen["type"], seen["value"]) == ("Person", EXPECTED_PERSON)
+        assert Person.model_validate(seen["value"]).model_dump(mode="json") == EXPECTED_PERSON
 
 
 def test_the_socket_guard_refuses_what_leaves_loopback():
