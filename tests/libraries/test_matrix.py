@@ -3,10 +3,12 @@ gateway and the provider emulators (whose answers are deterministic: apps/emulat
 
 Cells: a tool call, a tool round trip (the tool's result back, the model's answer to it), a streamed
 answer, and structured output into a nested pydantic model (nested models, optional fields, lists).
-Columns: the openai SDK (Chat Completions and Responses), LangChain (langchain-openai), instructor,
-pydantic-ai (its chat and Responses models), the OpenAI Agents SDK (OpenAIChatCompletionsModel and
-OpenAIResponsesModel) and LlamaIndex. instructor, LlamaIndex and the Agents SDK run in venvs of their
-own (SIDE_VENVS, README "Client libraries"); their cells run once per session as a script.
+Where the library has a JSON mode (response_format json_object), a fifth cell.
+Columns: the openai SDK (Chat Completions and Responses), the openai Node.js SDK, LangChain
+(langchain-openai), instructor, pydantic-ai (its chat and Responses models), the OpenAI Agents SDK
+(OpenAIChatCompletionsModel and OpenAIResponsesModel) and LlamaIndex. instructor, LlamaIndex and the Agents
+SDK run in venvs of their own, the Node SDK in node (SIDE_RUNS, README "Client libraries"): their cells run
+once per session as a script (cells.py, cells.mjs), started with the session, beside the in-process ones.
 
 A cell the gateway must refuse is in REFUSED with the reason, and asserts the refusal: the error the
 library surfaces carries the gateway's status and OpenAI-format error.
@@ -28,9 +30,10 @@ from .cells import CELLS, JSON_MODE, JSON_PROMPT, LIBRARIES, PROVIDERS, TELEMETR
 
 # The columns that run outside this process, and where: a venv of their own (cells.py as a script) or Node.js
 # (cells.mjs, with the openai Node SDK of tests/node).
-SIDE_VENVS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
+SIDE_RUNS = {"instructor": ".venv-openai2", "llamaindex": ".venv-openai2",
               "agents-chat": ".venv-agents", "agents-responses": ".venv-agents", "openai-node": "node"}
-COLUMNS = {"openai-node": (*CELLS, JSON_MODE)} | {library: cells_of(library) for library in LIBRARIES}
+COLUMNS = {library: cells_of(library) for library in LIBRARIES}
+COLUMNS = {**dict(list(COLUMNS.items())[:2]), "openai-node": (*CELLS, JSON_MODE), **dict(list(COLUMNS.items())[2:])}
 SIDE_TIMEOUT = 240  # under pytest's 300 s per test (pytest.ini)
 
 EXPECTED_PERSON = Person(name="Moscow", age=3, nicknames=[], previous_homes=[], email="Moscow",
@@ -60,7 +63,7 @@ def side_runs(gateway, tmp_path_factory):
     folder = tmp_path_factory.mktemp("matrix")
     env = {**os.environ, **TELEMETRY_OFF, "XROUTER_MATRIX_KEY": gateway.keys["alice"]}
     running = []
-    for venv in sorted(set(SIDE_VENVS.values())):
+    for venv in sorted(set(SIDE_RUNS.values())):
         out, log = folder / f"{venv}.json", (folder / f"{venv}.log").open("w+")
         if venv == "node":
             argv = _node_argv(gateway, folder / "node-spec.json", out)
@@ -68,7 +71,7 @@ def side_runs(gateway, tmp_path_factory):
             python = ROOT / venv / "bin" / "python"
             if not python.exists():
                 pytest.fail(f"{venv} is missing: `make {venv}/.installed` builds it (make test does)")
-            libraries = [arg for library, home in SIDE_VENVS.items() if home == venv for arg in ("--library", library)]
+            libraries = [arg for library, home in SIDE_RUNS.items() if home == venv for arg in ("--library", library)]
             argv = [python, ROOT / "tests" / "libraries" / "cells.py", "--base-url", gateway.v1, *libraries, "--out", out]
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         running.append((venv, process, out, log))
@@ -117,7 +120,7 @@ def side_results(side_runs):
 
 
 def outcome_of(library, provider, cell, gateway, request) -> dict:
-    if library in SIDE_VENVS:
+    if library in SIDE_RUNS:
         results, violations, _ = request.getfixturevalue("side_results")
         assert not violations, f"a non-loopback connection was attempted in a side venv: {violations}"
         return results[f"{library}/{provider}/{cell}"]
@@ -174,4 +177,4 @@ def test_the_socket_guard_refuses_what_leaves_loopback():
 
 def test_the_side_venvs_run_under_the_socket_guard(side_results):
     _, _, guards = side_results
-    assert guards == dict.fromkeys(sorted(set(SIDE_VENVS.values())), {"refused": [True, True]})
+    assert guards == dict.fromkeys(sorted(set(SIDE_RUNS.values())), {"refused": [True, True]})
