@@ -32,8 +32,7 @@ TELEMETRY_OFF = {
     "LANGCHAIN_TRACING": "false",
     "LOGFIRE_SEND_TO_LOGFIRE": "false",  # pydantic-ai reports to logfire only if logfire is installed (it is not)
     "LOGFIRE_IGNORE_NO_CONFIG": "1",
-    "DO_NOT_TRACK": "1",
-    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",  # the cross-tool convention, for whatever else honours it
 }
 
 PROVIDERS = {
