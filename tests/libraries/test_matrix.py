@@ -178,3 +178,22 @@ def test_the_socket_guard_refuses_what_leaves_loopback():
 def test_the_side_venvs_run_under_the_socket_guard(side_results):
     _, _, guards = side_results
     assert guards == dict.fromkeys(sorted(set(SIDE_RUNS.values())), {"refused": [True, True]})
+
+
+@pytest.mark.parametrize("library", ["pydantic-ai-chat", "pydantic-ai-responses"])
+def test_gigachat_refuses_pydantic_ais_tools_beside_a_structured_output(gateway, library):
+    """Not a matrix cell, a known refusal: an agent with tools and a structured output_type sends
+    tool_choice "required" over its tools and the output tool, and GigaChat can force one named function only
+    (`function_call: {"name": ...}`); "auto" instead would let the model answer in prose, which pydantic-ai
+    would then retry. The emulators' deterministic model cannot play this game on the other providers (it
+    calls the first tool whenever a call is required), so only the refusal is tested."""
+    from pydantic_ai.exceptions import ModelHTTPError
+
+    from .cells import QUESTION, get_weather
+
+    column = LIBRARIES[library](gateway.v1, gateway.keys["alice"], PROVIDERS["gigachat"])
+    with pytest.raises(ModelHTTPError) as caught:
+        column.agent(tools=[get_weather], output_type=Person).run_sync(QUESTION)
+    assert caught.value.status_code == 400
+    assert caught.value.body["param"] == "tool_choice"
+    assert "'required' has no GigaChat equivalent with several tools" in caught.value.body["message"]
