@@ -24,6 +24,18 @@ UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-versi
 lock: venv
 	$(UV_COMPILE) requirements/base.txt -o requirements/base.lock
 	$(UV_COMPILE) requirements/dev.txt -c requirements/base.lock -o requirements/dev.lock
+	$(UV_COMPILE) requirements/clients-openai2.txt -o requirements/clients-openai2.lock
+	$(UV_COMPILE) requirements/clients-agents.txt -o requirements/clients-agents.lock
+
+# The client-library matrix's own venvs (tests/libraries, README "Client libraries"): the libraries that cannot
+# share .venv's pins (LlamaIndex and instructor: openai 2; the Agents SDK: websockets<17). From their locks, hashed;
+# not byte-compiled: the cells import a small part of them (.venv-openai2 installs in ≈ 50 s with no pip cache).
+CLIENT_VENVS := .venv-openai2/.installed .venv-agents/.installed
+
+.venv-%/.installed: requirements/clients-%.lock
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --no-compile --require-hashes -r $<
+	touch $@
 
 # A release step (docs/security.md, "Supply chain"): known vulnerabilities in every pinned release (dev.lock holds
 # base.lock's pins too), from PyPI's advisory data, without installing anything. --strict: a release that could not
@@ -40,7 +52,7 @@ $(NODE_DEPS): tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --silent
 
 # Each run gets Redis keys and bus channels of its own, so runs side by side never hear each other.
-test: venv $(NODE_DEPS)
+test: venv $(NODE_DEPS) $(CLIENT_VENVS)
 	XROUTER_REDIS_NAMESPACE=$${XROUTER_REDIS_NAMESPACE:-xrtest$$$$} $(PY) -m pytest
 
 bench: venv
@@ -65,4 +77,4 @@ lint: venv
 	$(VENV)/bin/bandit --ini .bandit -q
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles
+	rm -rf $(VENV) .venv-openai2 .venv-agents db.sqlite3 staticfiles

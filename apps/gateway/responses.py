@@ -14,10 +14,12 @@ import time
 
 import orjson
 
+from apps.common.errors import ApiError
+
 from .auth import authenticate
 from .handlers import serve_chat
 from .http import start_sse
-from .responses_schema import FunctionChoice, ResponsesRequest, parse_responses
+from .responses_schema import FunctionChoice, ResponsesRequest, parse_responses, responses_param
 from .streaming import SseSink
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -216,7 +218,11 @@ async def create_response(req, send) -> None:
     # prompt_cache_key is the Responses API's name for what X-Session-ID says to GigaChat: keep this
     # conversation on the provider's prompt cache.
     session = request.prompt_cache_key or ""
-    if body["stream"]:
-        await serve_chat(req, send, key, body, sink=ResponsesSink(req, send, answer), session=session)
-    else:
-        await serve_chat(req, send, key, body, shape=answer.shape, session=session)
+    try:
+        if body["stream"]:
+            await serve_chat(req, send, key, body, sink=ResponsesSink(req, send, answer), session=session)
+        else:
+            await serve_chat(req, send, key, body, shape=answer.shape, session=session)
+    except ApiError as exc:  # e.g. GigaChat's refusal of json_object names text.format, the field the client sent
+        exc.param = responses_param(exc.param)
+        raise

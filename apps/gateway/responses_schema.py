@@ -3,6 +3,7 @@ generated from them, openapi.py), the refusals of what a stateless gateway canno
 request it becomes (responses.py answers it). Field names and item shapes follow the official `openai`
 SDK's types (openai/types/responses/response_create_params.py, response_input_item_param.py)."""
 
+import re
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -301,3 +302,23 @@ def to_chat(req: ResponsesRequest) -> dict:
         body["response_format"] = {"type": "json_schema",
                                    "json_schema": fmt.model_dump(exclude_none=True, exclude={"type"}, by_alias=True)}
     return body
+
+
+# A refusal further down (the router, an adapter) names the field of the chat request this module built;
+# a Responses client sent another. Messages are renumbered (instructions come first), so they become `input`.
+CHAT_PARAMS = (("response_format.json_schema", "text.format"), ("response_format", "text.format"),
+               ("max_tokens", "max_output_tokens"), ("reasoning_effort", "reasoning.effort"))
+CHAT_TOOL = re.compile(r"^tools\[(\d+)\]\.function(?=$|[.\[])")
+
+
+def responses_param(param: str | None) -> str | None:
+    """The Responses request's name for `param`, a field of the chat request it was translated into."""
+    if not param:
+        return param
+    if param == "messages" or param.startswith(("messages.", "messages[")):
+        return "input"
+    param = CHAT_TOOL.sub(r"tools[\1]", param)
+    for chat, responses in CHAT_PARAMS:
+        if param == chat or param.startswith((chat + ".", chat + "[")):
+            return responses + param[len(chat):]
+    return param

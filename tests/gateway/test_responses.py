@@ -126,6 +126,8 @@ def test_refusals_name_the_parameter(http):
         ({"input": [{"type": "reasoning", "id": "rs_1", "summary": []}]}, "input[0].type"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         ({"background": True}, "background"),
+        # Refused by GigaChat's adapter for the chat request's response_format: named as the client sent it.
+        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
     ]
     for extra, param in cases:
         body = {"model": "gigachat/GigaChat-2-Max", "input": "hi", **extra}

@@ -5,7 +5,7 @@ import pytest
 
 from apps.common.errors import ApiError
 from apps.gateway.responses import Answer
-from apps.gateway.responses_schema import parse_responses
+from apps.gateway.responses_schema import parse_responses, responses_param
 
 
 def _parse(**body):
@@ -121,3 +121,22 @@ def test_items_that_are_not_objects_are_named_by_the_schema():
     with pytest.raises(ApiError) as caught:
         _parse(input=["hi"])
     assert caught.value.param == "input[0]" and caught.value.code == "invalid_value"
+
+
+@pytest.mark.parametrize(("chat", "responses"), [
+    ("response_format", "text.format"),
+    ("response_format.json_schema.schema", "text.format.schema"),
+    ("response_format.json_schema.schema.properties.a", "text.format.schema.properties.a"),
+    ("max_tokens", "max_output_tokens"),
+    ("reasoning_effort", "reasoning.effort"),
+    ("tools[2].function.parameters", "tools[2].parameters"),
+    ("tools[0].function", "tools[0]"),
+    ("messages[3].content", "input"),
+    ("messages", "input"),
+    ("tool_choice", "tool_choice"),
+    ("temperature", "temperature"),
+    ("response_formats", "response_formats"),
+    (None, None),
+])
+def test_a_refusal_names_the_field_the_responses_client_sent(chat, responses):
+    assert responses_param(chat) == responses
