@@ -41,7 +41,8 @@ CLIENT_VENVS := .venv-openai2/.installed .venv-agents/.installed
 # base.lock's pins too), from PyPI's advisory data, without installing anything. --strict: a release that could not
 # be looked up fails the audit instead of passing unexamined.
 audit: venv
-	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements/dev.lock
+	for lock in requirements/dev.lock requirements/clients-openai2.lock requirements/clients-agents.lock; do \
+	  $(VENV)/bin/pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r $$lock || exit 1; done
 
 run: venv
 	$(PY) manage.py run_demo
