@@ -51,23 +51,43 @@ class WriterSupervisor:
     def start(self) -> None:
         self.previous = {sig: signal.signal(sig, handler)
                          for sig, handler in ((signal.SIGCHLD, self._exited), (signal.SIGALRM, self._due))}
+        # Forked workers inherit the handlers: give them back the defaults there.
+        os.register_at_fork(after_in_child=self._forget)
         self._spawn()
 
+    def _forget(self) -> None:
+        if os.getpid() != self.owner:
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
+        """Start a writer; one that cannot start (the interpreter gone in a deploy, no file descriptors left)
+        is retried on the backoff. Never raises: this runs in a signal handler, inside uvicorn's loop."""
         self.started = time.monotonic()
+        try:
+            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
+        except Exception as exc:  # noqa: BLE001 # any failure to start is retried, never raised into uvicorn
+            self._retry(f"usage writer could not start ({type(exc).__name__}: {exc})")
+            return
         self._exited()  # an exit before `process` was set raised its SIGCHLD too early to be seen
 
     def _exited(self, *_) -> None:
         process = self.process
         if os.getpid() != self.owner or self.stopping or process is None or process.poll() is None:
             return  # a worker's process, or the writer still runs
+        self.process = None
         if time.monotonic() - self.started > self.HEALTHY_RUN:
             self.backoff = 1.0
-        print(f"usage writer exited with {process.returncode}; restarting it in {self.backoff:.0f} s", file=sys.stderr, flush=True)
-        self.process = None
-        signal.setitimer(signal.ITIMER_REAL, self.backoff)
+        self._retry(f"usage writer exited with {process.returncode}")
+
+    def _retry(self, why: str) -> None:
+        delay = self.backoff
+        signal.setitimer(signal.ITIMER_REAL, delay)
         self.backoff = min(self.backoff * 2, self.BACKOFF_MAX)
+        try:  # os.write, not print: a signal handler that lands inside a print would re-enter its buffer
+            os.write(2, f"{why}; restarting it in {delay:.0f} s\n".encode())
+        except OSError:
+            pass  # stderr closed or full: the restart is armed all the same
 
     def _due(self, *_) -> None:
         if os.getpid() == self.owner and not self.stopping and self.process is None:

@@ -91,12 +91,19 @@ def chunk_text(text: str, words_per_chunk: int = 3) -> list[str]:
     return ["".join(words[i : i + words_per_chunk]) for i in range(0, len(words), words_per_chunk)]
 
 
-def synthesize(schema: Any, depth: int = 0, defs: dict | None = None) -> Any:
+SYNTHESIZED_NODES = 10_000  # a schema's values filled in at most (a small schema of many self-references is huge)
+
+
+def synthesize(schema: Any, depth: int = 0, defs: dict | None = None, budget: list | None = None) -> Any:
     """A value that satisfies a (simple) JSON schema: string→"Moscow" or the first enum value,
     integer→3, number→1.5, boolean→true, array→[], object→every property filled recursively.
     A local ``$ref`` (``#/$defs/X``, ``#/definitions/X``: pydantic's nested models) is followed, as a
-    model answering to the schema would; the depth bound also ends recursive references."""
-    if not isinstance(schema, dict) or depth > 8:
+    model answering to the schema would; the depth bound also ends recursive references, and at most
+    SYNTHESIZED_NODES values are filled in (the rest are left empty)."""
+    if budget is None:
+        budget = [SYNTHESIZED_NODES]
+    budget[0] -= 1
+    if not isinstance(schema, dict) or depth > 8 or budget[0] < 0:
         return {}
     if defs is None:
         defs = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})} if depth == 0 else {}
@@ -104,14 +111,14 @@ def synthesize(schema: Any, depth: int = 0, defs: dict | None = None) -> Any:
     if isinstance(ref, str):
         for prefix in ("#/$defs/", "#/definitions/"):
             if ref.startswith(prefix) and isinstance(defs.get(ref[len(prefix):]), dict):
-                return synthesize(defs[ref[len(prefix):]], depth + 1, defs)
+                return synthesize(defs[ref[len(prefix):]], depth + 1, defs, budget)
     if schema.get("enum"):
         return schema["enum"][0]
     if "const" in schema:
         return schema["const"]
     for combinator in ("anyOf", "oneOf", "allOf"):
         if schema.get(combinator):
-            return synthesize(schema[combinator][0], depth + 1, defs)
+            return synthesize(schema[combinator][0], depth + 1, defs, budget)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
@@ -131,7 +138,12 @@ def synthesize(schema: Any, depth: int = 0, defs: dict | None = None) -> Any:
         return None
     properties = schema.get("properties") or {}
     names = list(schema.get("required") or []) + [n for n in properties if n not in (schema.get("required") or [])]
-    return {name: synthesize(properties.get(name, {}), depth + 1, defs) for name in names}
+    value = {}
+    for name in names:
+        if budget[0] < 0:
+            break
+        value[name] = synthesize(properties.get(name, {}), depth + 1, defs, budget)
+    return value
 
 
 def embedding_vector(text: str, dim: int, normalize: bool = False) -> list[float]:

@@ -19,7 +19,7 @@ from apps.common.errors import ApiError
 from .auth import authenticate
 from .handlers import serve_chat
 from .http import start_sse
-from .responses_schema import FunctionChoice, ResponsesRequest, parse_responses, responses_param
+from .responses_schema import FunctionChoice, ResponsesRequest, parse_responses, responses_message, responses_param
 from .streaming import SseSink
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -224,5 +224,5 @@ async def create_response(req, send) -> None:
         else:
             await serve_chat(req, send, key, body, shape=answer.shape, session=session)
     except ApiError as exc:  # e.g. GigaChat's refusal of json_object names text.format, the field the client sent
-        exc.param = responses_param(exc.param)
+        exc.param, exc.message = responses_param(exc.param), responses_message(exc.message)
         raise

@@ -307,7 +307,8 @@ def to_chat(req: ResponsesRequest) -> dict:
 # A refusal further down (the router, an adapter) names the field of the chat request this module built;
 # a Responses client sent another. Messages are renumbered (instructions come first), so they become `input`.
 CHAT_PARAMS = (("response_format.json_schema", "text.format"), ("response_format", "text.format"),
-               ("max_tokens", "max_output_tokens"), ("reasoning_effort", "reasoning.effort"))
+               ("max_tokens", "max_output_tokens"), ("reasoning_effort", "reasoning.effort"),
+               ("tool_choice.function", "tool_choice"))
 CHAT_TOOL = re.compile(r"^tools\[(\d+)\]\.function(?=$|[.\[])")
 
 
@@ -322,3 +323,11 @@ def responses_param(param: str | None) -> str | None:
         if param == chat or param.startswith((chat + ".", chat + "[")):
             return responses + param[len(chat):]
     return param
+
+
+QUOTED = re.compile(r"'([A-Za-z_][\w.\[\]]*)'")
+
+
+def responses_message(message: str) -> str:
+    """An error message's quoted chat-request fields, renamed as responses_param renames `param`."""
+    return QUOTED.sub(lambda m: f"'{responses_param(m.group(1))}'", message)

@@ -1,9 +1,11 @@
 """The emulators' deterministic model answers a JSON schema with a value that satisfies it
 (apps/emulators/behaviour.py `synthesize`), pydantic's nested models ($defs and $ref) included."""
 
+import time
+
 from pydantic import BaseModel
 
-from apps.emulators.behaviour import synthesize
+from apps.emulators.behaviour import SYNTHESIZED_NODES, synthesize
 
 
 class Street(BaseModel):
@@ -44,3 +46,15 @@ def test_a_recursive_ref_ends_at_the_depth_bound():
     while isinstance(value, dict) and value:
         value, depth = value["next"], depth + 1
     assert 0 < depth <= 8
+
+
+def test_a_small_schema_of_many_self_references_is_filled_within_a_budget():
+    many = {"type": "object", "properties": {f"p{i}": {"$ref": "#/$defs/A"} for i in range(60)}}
+    started = time.monotonic()
+    value = synthesize({"$defs": {"A": many}, **many})
+    assert time.monotonic() - started < 2  # 60 ** 8 values otherwise
+    assert "p0" in value and _count(value) <= SYNTHESIZED_NODES + 10  # one value past it per level
+
+
+def _count(value) -> int:
+    return 1 + sum(_count(v) for v in value.values()) if isinstance(value, dict) else 1

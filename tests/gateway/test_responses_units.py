@@ -134,9 +134,20 @@ def test_items_that_are_not_objects_are_named_by_the_schema():
     ("messages[3].content", "input"),
     ("messages", "input"),
     ("tool_choice", "tool_choice"),
+    ("tool_choice.function.name", "tool_choice.name"),
     ("temperature", "temperature"),
     ("response_formats", "response_formats"),
     (None, None),
 ])
 def test_a_refusal_names_the_field_the_responses_client_sent(chat, responses):
     assert responses_param(chat) == responses
+
+
+def test_a_refusal_message_quotes_the_fields_the_responses_client_sent():
+    from apps.gateway.responses_schema import responses_message
+
+    message = ("GigaChat does not support the parameter 'response_format': json_object has no GigaChat equivalent; "
+               "send a JSON schema in 'response_format.json_schema.schema' for model 'GigaChat-2-Max'")
+    assert responses_message(message) == (
+        "GigaChat does not support the parameter 'text.format': json_object has no GigaChat equivalent; "
+        "send a JSON schema in 'text.format.schema' for model 'GigaChat-2-Max'")

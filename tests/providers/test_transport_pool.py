@@ -20,7 +20,8 @@ ANSWER = b'{"ok": true}'
 
 async def _upstream(behaviour: str):
     """One keep-alive server: `stray` answers and then sends an empty line; `hang` never answers;
-    `stall` sends its headers and half of its body, then stops."""
+    `stall` sends its headers and half of its body, then stops; `trickle` sends its headers at once and then
+    keep-alive whitespace, a byte every 0.2 s for 1.6 s (as aggregators do during a long generation), then the answer."""
     connections = []
 
     async def serve(reader, writer):
@@ -34,11 +35,18 @@ async def _upstream(behaviour: str):
                 if behaviour == "hang":
                     await asyncio.sleep(30)
                 headers = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(ANSWER)
+                if behaviour == "trickle":
+                    padding = b" " * 8
+                    writer.write(headers.replace(b"%d" % len(ANSWER), b"%d" % (len(ANSWER) + len(padding))))
+                    for byte in padding:
+                        writer.write(bytes([byte]))
+                        await writer.drain()
+                        await asyncio.sleep(0.2)
                 if behaviour == "stall":
                     writer.write(headers + ANSWER[:4])
                     await writer.drain()
                     await asyncio.sleep(30)
-                writer.write(headers + ANSWER)
+                writer.write(ANSWER if behaviour == "trickle" else headers + ANSWER)
                 await writer.drain()
                 if behaviour == "stray":
                     await asyncio.sleep(0.05)
@@ -76,3 +84,10 @@ async def test_the_read_timeout_still_bounds_the_headers_and_the_body(behaviour)
         took = time.monotonic() - started
     assert (caught.value.status, caught.value.kind) == (504, "timeout")
     assert READ_TIMEOUT * 0.9 <= took < 5
+
+
+async def test_the_read_timeout_bounds_silence_not_the_length_of_a_trickling_body():
+    server, url = await _upstream("trickle")
+    async with server, _session() as session:
+        status, raw, _headers = await send(session, "P", "POST", url, {}, json_body={"q": 1})
+    assert (status, raw.strip()) == (200, ANSWER)  # 1.6 s of body, never 0.5 s of silence

@@ -50,16 +50,37 @@ def test_a_transient_failure_is_raised_without_bisecting():
     assert store.calls == 1
 
 
+@pytest.mark.timeout(60, method="thread")  # the supervisor's backoff timer is SIGALRM, pytest-timeout's default too
 def test_the_supervisor_restarts_a_writer_that_exits_and_stops_for_good():
     before = signal.getsignal(signal.SIGCHLD), signal.getsignal(signal.SIGALRM)
     supervisor = WriterSupervisor([sys.executable, "-c", "raise SystemExit(3)"], env={})
     supervisor.start()
-    deadline = time.monotonic() + 15
-    while supervisor.restarts < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the handlers run here, in this (the main) thread
-    assert supervisor.restarts >= 2  # 1 s, then 2 s apart
-    supervisor.stop()
+    try:
+        deadline = time.monotonic() + 15
+        while supervisor.restarts < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the handlers run here, in this (the main) thread
+        assert supervisor.restarts >= 2  # 1 s, then 2 s apart
+    finally:
+        supervisor.stop()
     restarts = supervisor.restarts
     time.sleep(1.5)
     assert supervisor.restarts == restarts and supervisor.process is None  # stopped for good
     assert (signal.getsignal(signal.SIGCHLD), signal.getsignal(signal.SIGALRM)) == before
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_a_writer_that_cannot_start_is_retried_and_nothing_is_raised():
+    supervisor = WriterSupervisor(["/nonexistent/python"], env={})
+    supervisor.start()  # FileNotFoundError inside: retried on the backoff, never raised
+    try:
+        deadline = time.monotonic() + 10
+        while supervisor.restarts < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert supervisor.restarts >= 1 and supervisor.process is None
+        supervisor.argv = [sys.executable, "-c", "import time; time.sleep(30)"]  # the deploy finished
+        deadline = time.monotonic() + 10
+        while supervisor.process is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert supervisor.process is not None and supervisor.process.poll() is None
+    finally:
+        supervisor.stop()

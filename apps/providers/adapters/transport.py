@@ -28,11 +28,13 @@ def stream_limit() -> int:
     return settings.XROUTER["MAX_STREAM_BYTES"]
 
 
-async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+async def read_limited(resp: aiohttp.ClientResponse, limit: int, moved: Callable[[], None] | None = None) -> tuple[bytes, bool]:
     """At most `limit` bytes of a body, counted after decompression (a gzip bomb stops here);
-    the flag says whether more was left unread."""
+    the flag says whether more was left unread. `moved` is called on every chunk."""
     chunks, size = [], 0
     async for chunk in resp.content.iter_any():
+        if moved is not None:
+            moved()
         size += len(chunk)
         if size > limit:
             chunks.append(chunk[: len(chunk) - (size - limit)])
@@ -124,15 +126,19 @@ async def send(
             # Never follow a redirect: it would carry the credential to wherever the upstream points.
             async with session.request(method, url, data=data, headers=headers, allow_redirects=False,
                                        timeout=without_read_timer(limits)) as resp:
-                # The body: at most the read timeout again, within what is left of the total.
-                ends = [loop.time() + limits.sock_read] if limits.sock_read else []
-                deadline.reschedule(min([*ends, started + limits.total] if limits.total else ends, default=None))
+                def moved() -> None:
+                    # The body: silence of at most the read timeout (an upstream may send its headers at once
+                    # and keep-alive whitespace while it generates), within what is left of the total.
+                    ends = [loop.time() + limits.sock_read] if limits.sock_read else []
+                    deadline.reschedule(min([*ends, started + limits.total] if limits.total else ends, default=None))
+
+                moved()
                 if not 200 <= resp.status < 300:
-                    raw, _ = await read_limited(resp, ERROR_BODY_BYTES)
+                    raw, _ = await read_limited(resp, ERROR_BODY_BYTES, moved)
                     return resp.status, raw, resp.headers
                 limit = settings.XROUTER["MAX_UPSTREAM_BODY_BYTES"]
                 try:
-                    raw, more = await read_limited(resp, limit)
+                    raw, more = await read_limited(resp, limit, moved)
                 except aiohttp.ClientPayloadError as exc:
                     # The provider took the request and answered: a cut body is a bad answer (billed as
                     # one, estimated), not a connection that failed before the request arrived.
@@ -147,8 +153,10 @@ async def send(
 
 
 def headers_wait(limits: aiohttp.ClientTimeout) -> float | None:
-    """How long an upstream may take to send its answer's headers: the read timeout (a unary answer is
-    generated before its headers go out) within the total."""
+    """How long a call may wait for its answer's headers: the read timeout (most upstreams generate a unary
+    answer before its headers go out) within the total. Unlike aiohttp's read timer, which started once the
+    request was written, it counts from the start: waiting for a pooled connection, connecting and sending
+    the body too (a 10 MiB image upload to GigaChat at 1 MB/s is 10 s of the 120)."""
     return min((t for t in (limits.sock_read, limits.total) if t), default=None)
 
 
