@@ -200,6 +200,9 @@ def figures(r: dict, p: dict) -> list[dict]:
                    f"{so['added_p99_ms']} → {no['added_p99_ms']}", f"≤ {iso['allowed_p99_ms']}",
                    no["added_p99_ms"] is not None and iso["allowed_p99_ms"] is not None and no["added_p99_ms"] <= iso["allowed_p99_ms"]),
             figure("isolation", "quiet tenant: gateway-added p50 (ms), solo → noisy", f"{so['added_p50_ms']} → {no['added_p50_ms']}", "", None),
+            figure("isolation", "CPU busy (s/s, whole machine) solo → noisy; of which the gateway process",
+                   f"{iso['cpu_per_s']['solo']['machine']} → {iso['cpu_per_s']['noisy']['machine']}; "
+                   f"{iso['cpu_per_s']['solo']['gateway']} → {iso['cpu_per_s']['noisy']['gateway']}", "", None),
         ]
     if "overload" in r:
         ov = r["overload"]
@@ -286,6 +289,7 @@ def details(r: dict) -> list[str]:
         iso = r["isolation"]
         lines += ["", "## Isolation details", "",
                   f"- quiet tenant solo: {iso['solo']}", f"- quiet tenant during the noise: {iso['noisy']}",
+                  f"- CPU seconds per second by role: {iso['cpu_per_s']}",
                   *(f"- noisy run {i + 1}: {run}" for i, run in enumerate(iso["noisy_runs"]))]
     if "overload" in r:
         ov = r["overload"]

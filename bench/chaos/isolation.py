@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,14 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
+from bench import procs  # noqa: E402
 from bench.chaos.provision import NOISY_RATE, SHARED_MODEL  # noqa: E402
 
 UPSTREAM_DELAY = 0.050  # the emulator's fixed answer time for `chaos-shared`
 QUIET_RATE = 20.0
 NOISY_OFFER = 500.0
 HELD_STREAMS = 200
-PHASE_SECONDS = 20.0
-CYCLES = 2
+PHASE_SECONDS = 15.0
+CYCLES = 3
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -72,13 +74,19 @@ async def _noisy(host: str, port: int, key: str, seconds: float, offer: float, s
                              "messages": [{"role": "user", "content": "flood"}]}).encode()
     held: list[asyncio.StreamWriter] = []
     refused_opening = 0
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(held) < streams and time.monotonic() < deadline:
         # Within the limit (50/s): 40 a second, each a connection of its own; a refused one is retried.
         batch = min(8, streams - len(held))
 
         async def open_one():
-            reader, writer = await asyncio.open_connection(host, port)
+            # A small receive buffer, set before connecting (it caps the window): the gateway meets the
+            # stalled reader after a few KiB instead of pouring the whole answer into the socket buffers.
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            reader, writer = await asyncio.open_connection(sock=sock)
             writer.write(_request_bytes(host, port, key, stream_body))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             if head[9:12] == b"200":
@@ -168,14 +176,32 @@ async def _scenario(harness, phase_seconds: float, cycles: int) -> dict:
     quiet = asyncio.create_task(_quiet(harness.base, harness.keys["quiet"], stop, record))
     await asyncio.sleep(3)  # warm: connections made, caches filled
     solo_windows, noisy_windows, noisy_runs = [], [], []
+    cpu = {"solo": Counter(), "noisy": Counter()}  # CPU seconds by role, summed over each condition's windows
+    gateway = harness.gateways[0][0]
+
+    def snapshot(noisy_pid=None):
+        roles = {"gateway": procs.tree(gateway.pid), "emulators": procs.tree(harness.upstream.pid),
+                 "noisy_client": [noisy_pid] if noisy_pid else [], "battery": [os.getpid()]}
+        return time.monotonic(), procs.system_busy_seconds(), {r: procs.cpu_snapshot(p) for r, p in roles.items()}
+
+    def account(condition, before, after):
+        cpu[condition]["seconds"] += after[0] - before[0]
+        cpu[condition]["machine"] += after[1] - before[1]
+        for role in before[2]:
+            cpu[condition][role] += procs.cpu_seconds(before[2][role], after[2][role])
+
     for _ in range(cycles):
         t0 = time.monotonic()
+        before = snapshot()
         await asyncio.sleep(phase_seconds)
+        account("solo", before, snapshot())
         solo_windows.append((t0, time.monotonic()))
+        # The load generator stands for clients on other machines: niced, so that its own CPU weighs less on the
+        # 2-CPU machine than the gateway's work for it.
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.chaos.isolation", "noisy", "--host", host, "--port", port,
-            "--key", harness.keys["noisy"], "--seconds", str(phase_seconds), cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE)
+            "nice", "-n", "10", sys.executable, "-m", "bench.chaos.isolation", "noisy", "--host", host, "--port", port,
+            "--seconds", str(phase_seconds), cwd=ROOT, stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "CHAOS_NOISY_KEY": harness.keys["noisy"]})  # not on a command line
         window_start = None
         lines = []
         while True:
@@ -186,13 +212,17 @@ async def _scenario(harness, phase_seconds: float, cycles: int) -> dict:
             lines.append(data)
             if data.get("flood") == "start":
                 window_start = time.monotonic()
+                before = snapshot(process.pid)
             elif data.get("flood") == "end":
+                account("noisy", before, snapshot(process.pid))
                 noisy_windows.append((window_start, time.monotonic()))
         await process.wait()
         noisy_runs.append(lines[-1])
         await asyncio.sleep(2)  # the held streams' connections closed: the gateway lets go of them
     t0 = time.monotonic()
+    before = snapshot()
     await asyncio.sleep(phase_seconds)
+    account("solo", before, snapshot())
     solo_windows.append((t0, time.monotonic()))
     stop.set()
     await quiet
@@ -214,7 +244,10 @@ async def _scenario(harness, phase_seconds: float, cycles: int) -> dict:
     allowed = max(s["added_p99_ms"] * 1.2, s["added_p99_ms"] + 5) if s["added_p99_ms"] is not None else None
     return {"noisy_rate": NOISY_RATE, "offered_per_s": NOISY_OFFER, "quiet_rate": QUIET_RATE,
             "upstream_delay_ms": UPSTREAM_DELAY * 1000, "solo": s, "noisy": n, "allowed_p99_ms": round(allowed, 2) if allowed else None,
-            "extra_errors": max(0, n["errors"] - s["errors"]), "noisy_runs": noisy_runs}
+            "extra_errors": max(0, n["errors"] - s["errors"]), "noisy_runs": noisy_runs,
+            # CPU seconds per second of each condition, by role (of the machine's len(sched_getaffinity) CPUs)
+            "cpu_per_s": {c: {role: round(v / max(cpu[c]["seconds"], 1e-9), 3) for role, v in cpu[c].items() if role != "seconds"}
+                          for c in cpu}}
 
 
 def run(harness, phase_seconds: float = PHASE_SECONDS, cycles: int = CYCLES) -> dict:
@@ -230,14 +263,13 @@ def main() -> None:
     parser.add_argument("command", choices=["noisy"])
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--key", required=True)
     parser.add_argument("--seconds", type=float, default=PHASE_SECONDS)
     parser.add_argument("--offer", type=float, default=NOISY_OFFER)
     parser.add_argument("--streams", type=int, default=HELD_STREAMS)
     args = parser.parse_args()
     import uvloop
 
-    print(json.dumps(uvloop.run(_noisy(args.host, args.port, args.key, args.seconds, args.offer, args.streams))), flush=True)
+    print(json.dumps(uvloop.run(_noisy(args.host, args.port, os.environ["CHAOS_NOISY_KEY"], args.seconds, args.offer, args.streams))), flush=True)
 
 
 if __name__ == "__main__":
