@@ -99,3 +99,44 @@ def test_sigterm_finishes_open_sse_http_and_websocket_requests_and_bills_each_on
         assert wait_for_usage(django_db_blocker, request_id, timeout=20).status == "ok"
     with django_db_blocker.unblock():
         assert UsageRecord.objects.filter(request_id__in=ids).count() == 3 * EACH
+
+
+def _swallowing(times: int):
+    """A background loop that loses its first `times` cancellations, as one caught in Python 3.11's
+    asyncio.wait_for at the wrong moment does (CPython gh-86296)."""
+
+    async def loop():
+        lost = 0
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if lost >= times:
+                    raise
+                lost += 1
+
+    return loop()
+
+
+async def test_stopping_background_tasks_survives_a_lost_cancellation():
+    from apps.gateway.lifecycle import stop_tasks
+
+    task = asyncio.create_task(_swallowing(1))
+    await asyncio.sleep(0.02)
+    task.cancel()  # what the shutdown did before: one cancel, then gather() waited for ever
+    done, _ = await asyncio.wait({task}, timeout=0.3)
+    assert not done, "the task ended after one cancel: it does not show the problem"
+    started = time.monotonic()
+    assert await stop_tasks([task]) is True
+    assert task.cancelled() and time.monotonic() - started < 1
+
+
+async def test_a_task_that_never_stops_is_given_up_on_within_the_bound():
+    from apps.gateway.lifecycle import stop_tasks
+
+    task = asyncio.create_task(_swallowing(5))
+    await asyncio.sleep(0.02)  # in its loop (a task cancelled before its first step just ends)
+    started = time.monotonic()
+    assert await stop_tasks([task], rounds=3, wait=0.05) is False  # bounded: the worker still exits
+    assert time.monotonic() - started < 1
+    assert await stop_tasks([task]) is True  # (it gives up after 5: cleaned up here)
