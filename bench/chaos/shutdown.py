@@ -35,7 +35,7 @@ async def _sse(base: str, key: str, started: asyncio.Event, out: list) -> None:
                                     headers={"authorization": f"Bearer {key}"}) as response:
                 request_id = response.headers.get("x-request-id")
                 if response.status != 200:
-                    ending = f"http {response.status}"
+                    ending = f"http {response.status} {_code(await response.read())}"
                 else:
                     async for line in response.content:
                         if line.startswith(b"data: "):
@@ -50,6 +50,15 @@ async def _sse(base: str, key: str, started: asyncio.Event, out: list) -> None:
     out.append(("sse", request_id, ending))
 
 
+def _code(body: bytes) -> str:
+    """The error's code, for the report (`config_unavailable`, `service_unavailable`, …)."""
+    try:
+        error = json.loads(body)["error"]
+        return str(error.get("code") or error.get("type"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "unreadable"
+
+
 async def _http(base: str, key: str, sent: asyncio.Event, out: list) -> None:
     import aiohttp
 
@@ -62,7 +71,8 @@ async def _http(base: str, key: str, sent: asyncio.Event, out: list) -> None:
             async with request as response:
                 request_id = response.headers.get("x-request-id")
                 data = await response.json(content_type=None)
-                ending = "done" if response.status == 200 and data.get("choices") else f"http {response.status}"
+                ending = "done" if response.status == 200 and data.get("choices") else \
+                    f"http {response.status} {_code(json.dumps(data).encode())}"
     except Exception as exc:  # noqa: BLE001
         ending = f"cut ({type(exc).__name__})"
     sent.set()
@@ -87,7 +97,7 @@ async def _ws(base: str, key: str, started: asyncio.Event, out: list) -> None:
                     ending = "done"
                     break
                 if frame.get("type") == "error":
-                    ending = "error frame"
+                    ending = f"error frame {(frame.get('error') or {}).get('code')}"
                     break
     except Exception as exc:  # noqa: BLE001
         ending = f"cut ({type(exc).__name__})"
