@@ -6,12 +6,15 @@ organisation on the same gateway process gets no extra errors, and the latency t
 Both tenants use `chaos-shared` (MTS emulator, gpt-4o), which answers after a fixed 50 ms (a queued emulator
 fault): the added latency of a quiet request = its round trip minus those 50 ms. The quiet tenant sends 20
 requests/s open-loop (aiohttp, kept-alive connections) through the whole run; the noise comes and goes in
-phases — solo, noisy, solo, noisy — so that the machine's other work weighs on both conditions alike.
+phases of 15 s — solo, noisy, solo, noisy, solo, noisy, solo — so that the machine's other work weighs on both
+conditions alike. CPU seconds per second by role (machine, gateway process, emulators, load generator) are
+recorded for each condition.
 
-The noisy tenant runs in a process of its own (this module's `noisy` command: raw asyncio sockets, no HTTP
-library, so that 500 requests/s cost the 2-CPU machine little): it opens 200 streamed requests (`[long:20000]`,
-paced within its limit and retried when refused), reads their status line, then never reads again; then it
-floods 500 requests/s over 32 kept-alive connections; then it closes everything.
+The noisy tenant runs in a process of its own (this module's `noisy` command, niced: raw asyncio sockets, no
+HTTP library, so that 500 requests/s cost the 2-CPU machine little; its key comes in CHAOS_NOISY_KEY, never on a
+command line): it opens 200 streamed requests (`[long:20000]`, on sockets with a 4 KiB receive buffer, paced
+within its limit and retried when refused), reads their status line, then never reads again; then it floods 500
+requests/s over 32 kept-alive connections; then it closes everything.
 """
 
 import argparse
