@@ -136,8 +136,10 @@ class CatalogHolder:
         loading = self.loading
         if loading is None or loading.get_loop() is not asyncio.get_running_loop():  # (a test's closed loop)
             loading = self.loading = asyncio.ensure_future(self._load())
-        elif catalog is not None:
-            return self._fallback(catalog, now)  # someone is already reloading: the previous snapshot, while it may serve
+        elif catalog is not None and now - catalog.loaded_at <= settings.XROUTER["STALE_MAX"]:
+            return catalog  # someone is already reloading: the previous snapshot, while it may serve
+        # Otherwise wait for the load in flight, as the request that started it does: a snapshot past
+        # STALE_MAX on a worker nobody asked for a while (no reload failed) is no reason for a 503.
         try:
             await asyncio.wait_for(asyncio.shield(loading), self.load_wait)
         except TimeoutError:

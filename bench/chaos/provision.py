@@ -22,6 +22,13 @@ MODEL = "chaos-model"  # → mts/mws-gpt-alpha
 FALLBACK_MODEL = "chaos-fallback"  # mts first, T-Bank when MTS fails
 EMBEDDING_MODEL = "chaos-embed"  # → mts/bge-m3
 RPM = 50
+# The isolation, overload and shutdown scenarios' models: MTS emulator models no other scenario uses, so that a
+# fault queued for one of them (`"model": ...`, apps/emulators/faults.py) slows only that scenario's requests.
+SHARED_MODEL = "chaos-shared"  # → mts/gpt-4o: both tenants of the isolation scenario
+BOUNDED_MODEL = "chaos-bounded"  # → bounded/qwen2.5-72b-instruct: a credential with max_concurrency=BOUNDED
+SLOW_MODEL = "chaos-slow"  # → mts/QwQ-32B: the shutdown scenario's slow answers
+BOUNDED = 50
+NOISY_RATE = "50/s"  # the isolation scenario's noisy tenant: offered 500/s, 10× this
 BUDGET = Decimal("0.5")  # roubles a month: a few dozen of the budget burst's requests
 
 
@@ -30,12 +37,16 @@ def config(mts_url: str, tbank_url: str) -> dict:
     return {
         "providers": {
             "mts": {"kind": "mts", "base_url": mts_url, "credentials": {"api_key": "sk-demo-mts-key"},
-                    "models": {"mws-gpt-alpha": price, "bge-m3": {"kind": "embedding", "input_price": "0.01",
+                    "models": {"mws-gpt-alpha": price, "gpt-4o": price, "QwQ-32B": price, "bge-m3": {"kind": "embedding", "input_price": "0.01",
                                                                   "output_price": "0"}}},
             "tbank": {"kind": "tbank", "base_url": tbank_url, "credentials": {"api_key": "sk-demo-tbank-key"},
                       "models": {"t-tech/T-lite-it-2.1": price}},
+            # The same emulator through an account that takes BOUNDED calls at once (Redis leases, every process).
+            "bounded": {"kind": "mts", "base_url": mts_url, "credentials": {"api_key": "sk-demo-mts-key"},
+                        "max_concurrency": BOUNDED, "models": {"qwen2.5-72b-instruct": price}},
         },
-        "aliases": {MODEL: "mts/mws-gpt-alpha", EMBEDDING_MODEL: "mts/bge-m3"},
+        "aliases": {MODEL: "mts/mws-gpt-alpha", EMBEDDING_MODEL: "mts/bge-m3", SHARED_MODEL: "mts/gpt-4o",
+                    BOUNDED_MODEL: "bounded/qwen2.5-72b-instruct", SLOW_MODEL: "mts/QwQ-32B"},
         "rules": [{"name": "chaos-fallback", "match": {"model": FALLBACK_MODEL}, "strategy": "fallback",
                    "targets": [{"model": "mts/mws-gpt-alpha"}, {"model": "tbank/t-tech/T-lite-it-2.1"}]}],
     }
@@ -69,6 +80,16 @@ def main() -> None:
                       for i in range(args.limit_keys)]
     # Limits too high to refuse anything, so that every request asks Redis for admission (the outages scenario).
     keys["steady"] = key_create(user=user, name="steady", requests_rate="1000000/min")[1]
+    # Isolation: a noisy tenant (its own organisation) limited to NOISY_RATE, and a quiet one beside it.
+    for name, rate in (("noisy", NOISY_RATE), ("quiet", "1000000/min")):
+        organisation, _ = Organisation.objects.get_or_create(name=f"chaos-{name}")
+        tenant, _ = User.objects.get_or_create(username=f"chaos-{name}", defaults={"organisation": organisation})
+        keys[name] = key_create(user=tenant, name=name, organisation=organisation, requests_rate=rate)[1]
+    keys["overload"] = key_create(user=user, name="overload")[1]  # no limits of its own: the upstream's bound
+    shutdown_key, keys["shutdown"] = key_create(user=user, name="shutdown")
+    keys["shutdown_id"] = shutdown_key.id
+    soak_key, keys["soak"] = key_create(user=user, name="soak")
+    keys["soak_id"] = soak_key.id
     budget_key, keys["budget"] = key_create(user=user, name="budget", monthly_budget=BUDGET)
     keys["budget_id"] = budget_key.id
     print(json.dumps(keys))

@@ -130,3 +130,33 @@ def test_it_recovers_when_the_database_comes_back(xrouter, caplog):
     status = holder.status()
     assert not status["stale"] and status["last_error"] is None
     assert any("recovered" in r.getMessage() for r in caplog.records)
+
+
+def test_a_burst_on_a_long_idle_worker_waits_for_the_reload_instead_of_getting_503(xrouter):
+    """Found by the battery (a gateway worker idle for 20 minutes, then 15 requests at once): the first
+    request reloads the catalog, and those arriving during that reload were answered 503
+    `config_unavailable` because the snapshot was older than XROUTER_STALE_MAX — though no reload had
+    failed and the database was fine. They wait for the reload in flight now, as the first one does."""
+    import threading
+
+    clock = Clock()
+    holder, loader = holder_for(clock)
+    first = get(holder)
+    clock.now += 61  # idle for longer than STALE_MAX; nothing failed
+    released = threading.Event()
+
+    def slow_load():
+        released.wait(5)
+        return loader()
+
+    holder.loader = slow_load
+
+    async def burst():
+        requests = [asyncio.ensure_future(holder.get()) for _ in range(5)]
+        await asyncio.sleep(0.1)  # all five are in while the load is in flight
+        released.set()
+        return await asyncio.gather(*requests, return_exceptions=True)
+
+    got = asyncio.run(burst())
+    assert [type(c).__name__ for c in got] == ["Catalog"] * 5, got
+    assert all(c is not first for c in got) and loader.calls == 2  # one reload, shared
