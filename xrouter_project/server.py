@@ -26,6 +26,16 @@ from xrouter_project.log_filters import uvicorn_log_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# A worker forked (os.fork, by multiprocessing's fork context) while this process's writer thread is inside
+# subprocess.Popen inherits the write end of Popen's exec-status pipe: Popen then waits for that pipe's EOF
+# until the worker exits, the writer thread never gets to wait() for its child, and a writer that dies is
+# never restarted (the battery's quick run caught it: writer killed, no restart, 700 usage rows missing).
+# The lock keeps forks and Popen apart.
+_spawning = threading.Lock()
+os.register_at_fork(before=_spawning.acquire, after_in_parent=_spawning.release,
+                    after_in_child=lambda: _spawning.release() if _spawning.locked() else None)
+
+
 class WriterSupervisor(threading.Thread):
     """Runs the usage writer and restarts it (1 s, 2 s, … 30 s apart) whenever it exits before
     `stop()`: a writer that dies of a bad batch or an unreachable store must not end billing."""
@@ -47,7 +57,8 @@ class WriterSupervisor(threading.Thread):
             with self.lock:
                 if self.stopping.is_set():
                     return
-                self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
+                with _spawning:  # no worker is forked meanwhile (see _spawning)
+                    self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)  # nosec B603 # our own argv, no shell
             started = time.monotonic()
             code = self.process.wait()
             if self.stopping.is_set():
