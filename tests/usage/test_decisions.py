@@ -59,3 +59,31 @@ def test_the_supervisor_restarts_a_writer_that_exits_and_stops_for_good():
     supervisor.stop()
     supervisor.join(5)
     assert not supervisor.is_alive()
+
+
+def test_no_worker_is_forked_while_the_writer_thread_is_inside_popen():
+    """A worker forked meanwhile inherited Popen's exec-status pipe: the supervisor thread then waited on it
+    for as long as the worker lived, and a writer that died was never restarted (found by the battery's
+    quick run). os.fork (what uvicorn's fork context calls) waits for the supervisor's Popen now."""
+    import os
+    import threading
+
+    from xrouter_project import server
+
+    released = []
+
+    def inside_popen():
+        with server._spawning:
+            time.sleep(0.5)
+            released.append(time.monotonic())
+
+    thread = threading.Thread(target=inside_popen)
+    thread.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    forked = time.monotonic()
+    os.waitpid(pid, 0)
+    thread.join()
+    assert released and forked >= released[0]
