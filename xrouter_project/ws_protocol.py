@@ -6,11 +6,14 @@ grace period. Here the connection offers the app an event in its scope, `xrouter
 on shutdown the event is set instead, and the app (apps/gateway/consumers.py) finishes the
 answer in flight, then closes with 1012 itself. uvicorn still waits at most
 XROUTER_SHUTDOWN_GRACE for it, then cancels the app, which bills what was produced.
+Its socket's send buffer is capped as an SSE stream's is (apps/gateway/http.py, cap_send_buffer).
 """
 
 import asyncio
 
 from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+from apps.gateway.http import cap_send_buffer
 
 
 class DrainingWebSocketProtocol(WebSocketProtocol):
@@ -19,6 +22,7 @@ class DrainingWebSocketProtocol(WebSocketProtocol):
     async def run_asgi(self) -> None:
         self.draining = asyncio.Event()
         self.scope["xrouter.draining"] = self.draining  # type: ignore[typeddict-unknown-key]
+        cap_send_buffer(self.transport)
         await super().run_asgi()
 
     def shutdown(self) -> None:

@@ -1,5 +1,6 @@
 """The little HTTP layer the /v1 ASGI app needs: a request, JSON responses, SSE sends."""
 
+import socket
 from urllib.parse import quote
 
 import orjson
@@ -88,7 +89,24 @@ async def send_error(send, exc: ApiError, headers: dict | None = None) -> None:
 
 
 async def start_sse(send, headers: dict | None = None) -> None:
+    cap_send_buffer(getattr(getattr(send, "__self__", None), "transport", None))
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + header_list(headers)})
+
+
+def cap_send_buffer(transport) -> None:
+    """A stream's socket keeps at most XROUTER_STREAM_SEND_BUFFER bytes its client has not read. Linux grows a TCP
+    send buffer up to tcp_wmem's 4 MiB (on loopback at once): a client that stops reading would otherwise have
+    the gateway pull and relay megabytes of the provider's answer into the kernel — CPU and memory a stalled
+    stream should not cost, spent beside the other tenants' requests — before a send blocks and the
+    stalled-client check (XROUTER_CLIENT_SEND_TIMEOUT) can see it. Token streams never need more. `transport`:
+    the connection's (uvicorn's ASGI `send` is a method of its request cycle, which holds it; None elsewhere)."""
+    size = settings.XROUTER["STREAM_SEND_BUFFER"]
+    sock = transport.get_extra_info("socket") if size and transport is not None else None
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+        except OSError:  # the connection is already gone: the send will say so
+            pass
 
 
 def sse_event(payload: bytes) -> bytes:

@@ -18,7 +18,7 @@ from apps.common.errors import ApiError
 
 from .auth import authenticate
 from .handlers import serve_chat
-from .http import start_sse
+from .http import ClientGone, start_sse
 from .responses_schema import FunctionChoice, ResponsesRequest, parse_responses, responses_message, responses_param
 from .streaming import SseSink
 
@@ -118,6 +118,8 @@ class ResponsesSink(SseSink):
         self.finish: str | None = None
 
     def _emit(self, kind: str, **fields):
+        if self.gone():
+            raise ClientGone()
         payload = orjson.dumps({"type": kind, "sequence_number": self.seq, **fields})
         self.seq += 1
         return self.send({"type": "http.response.body", "body": b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n",

@@ -59,19 +59,30 @@ class SseSink:
     def __init__(self, req, send):
         self.send = send
         self.receive = req.receive
+        # uvicorn's request cycle (its `send` is a method of it), None elsewhere. Once the client is gone its
+        # sends return at once, without a wait: a relay would then race through everything it has buffered
+        # before the disconnect watcher's cancellation gets a turn, so every send checks first.
+        self.cycle = getattr(send, "__self__", None)
+
+    def gone(self) -> bool:
+        return self.cycle is not None and self.cycle.disconnected
 
     async def start(self, headers: dict) -> None:
         await start_sse(self.send, headers)
 
     def event(self, payload: bytes):
+        if self.gone():
+            raise ClientGone()
         return self.send({"type": "http.response.body", "body": b"data: " + payload + b"\n\n", "more_body": True})
 
     def text_writer(self, prefix: bytes):
         """A send for the commonest chunk (a piece of text in choice 0): pre-built bytes around its
         one encoded string, returning the send's awaitable (no coroutine of its own per chunk)."""
-        send, head, dumps = self.send, b"data: " + prefix + TEXT_HEAD, orjson.dumps
+        send, head, dumps, cycle = self.send, b"data: " + prefix + TEXT_HEAD, orjson.dumps, self.cycle
 
         def text(content: str):
+            if cycle is not None and cycle.disconnected:
+                raise ClientGone()
             return send({"type": "http.response.body", "body": head + dumps(content) + SSE_TEXT_TAIL, "more_body": True})
 
         return text

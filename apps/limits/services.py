@@ -25,6 +25,13 @@ a Redis restart. The database unreachable at that moment answers 503: money is n
 Redis unreachable (an error, or no answer within XROUTER_LIMITS_TIMEOUT): XROUTER_LIMITS_FAIL=open
 admits through an in-process limiter with every limit divided by XROUTER_EXPECTED_REPLICAS, closed
 answers 503; either way Redis is not asked again for DOWN_PAUSE seconds, so no request waits on it.
+
+A scope Redis refused on its request rate stays shut in this process until the refusal's retry time
+(`_shut`): while it is, requests through it are refused here, without the round trip. That refuses only what
+Redis would refuse too (or would have, before a restart that lost its counts) — a window's count of requests
+only falls as its buckets age out, and the retry time is when enough of them will have — so a tenant flooding
+far past its limit costs Redis nothing and the other tenants' admissions little (the battery's isolation
+figure, bench/chaos/isolation.py).
 """
 
 import asyncio
@@ -52,6 +59,7 @@ from .limiter import (
     MONTH_TTL,
     NEVER,
     SEED,
+    Decision,
     LocalLimiter,
     Scope,
     admit_args,
@@ -74,6 +82,8 @@ _admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for t
 _pending: list["Admission"] = []  # settles waiting for the sender
 _sender: asyncio.Task | None = None  # sends what waits (settles, admissions) in one call at a time
 _settle_timer: tuple | None = None  # (loop, TimerHandle) while settles wait for a ride
+MAX_SHUT = 10_000  # scopes remembered as shut (each an entry of two floats and a tuple)
+_shut: dict[bytes, tuple[float, tuple]] = {}  # Scope.args[0] → (monotonic time it opens, the refusal's tokens triple)
 _leased: dict[str, "Admission"] = {}  # in-process admissions holding concurrency leases, by member
 _renewer: asyncio.Task | None = None
 
@@ -252,6 +262,38 @@ class _Unreachable(Exception):
     """Redis did not decide (down, refusing, or slower than XROUTER_LIMITS_TIMEOUT)."""
 
 
+def shut_refusal(scopes, now: float) -> Decision | None:
+    """The refusal for a request through a scope still shut (`_shut`), as Redis would have decided it; None
+    when none is."""
+    for i, scope in enumerate(scopes):
+        found = _shut.get(scope.args[0])
+        if found is None:
+            continue
+        opens, tokens = found
+        if now >= opens:
+            del _shut[scope.args[0]]
+            continue
+        retry_ms = max(1, int((opens - now) * 1000) + 1)
+        limit = scope.numbers[0]
+        return Decision(False, scope=i, kind="requests", retry_ms=retry_ms, limit=limit, requests=(limit, 0, retry_ms),
+                        tokens=tokens)
+    return None
+
+
+def shut(scopes, decision: Decision, asked: float) -> None:
+    """Remember a scope Redis refused on its request rate until the refusal's retry time, counted from
+    `asked` (when the call left: the script's clock read later, so this never outlasts Redis's own answer)."""
+    if decision.kind != "requests" or decision.retry_ms <= 0:
+        return
+    if len(_shut) >= MAX_SHUT:
+        now = time.monotonic()
+        for gone in [k for k, (opens, _) in _shut.items() if opens <= now]:
+            del _shut[gone]
+        if len(_shut) >= MAX_SHUT:
+            _shut.clear()
+    _shut[scopes[decision.scope].args[0]] = (asked + decision.retry_ms / 1000, decision.tokens)
+
+
 def _lease_of(plan) -> tuple:
     """The first target's capped credential (lease set, limit), or ("", 0)."""
     if plan is None or not plan.targets:
@@ -268,6 +310,10 @@ async def _decide(scopes, member, tokens, day, cost, lease=NO_LEASE):
     client = shared_redis.client()
     if client is None:
         return _local, _local.admit(scopes, member, tokens, day, cost=cost)
+    if _shut:
+        refused = shut_refusal(scopes, time.monotonic())
+        if refused is not None:
+            return _REDIS, refused
     if time.monotonic() >= _down_until:
         future = asyncio.get_running_loop().create_future()
         _admits.append((scopes, member, tokens, cost, lease, day, future))
@@ -397,6 +443,7 @@ async def _send_batch() -> None:
         args += settle_args(a.scopes, a.member, a.used - a.reserved, a.at, a.day, a.cost_delta, a.credential)
     for scopes, member, tokens, cost, lease, _, _ in batch:
         args += admit_args(scopes, member, tokens, cost, lease)
+    asked = time.monotonic()
     try:
         async with asyncio.timeout(settings.XROUTER["LIMITS_TIMEOUT"]):
             decisions = parse_replies(await shared_redis.run_script(LIMITS, args))
@@ -414,6 +461,8 @@ async def _send_batch() -> None:
                     future.set_exception(_Unreachable())
         return
     for (scopes, member, tokens, cost, lease, day, future), decision in zip(batch, decisions, strict=True):
+        if not decision.admitted:
+            shut(scopes, decision, asked)
         if not future.done():
             future.set_result(decision)
         elif decision.admitted:  # its request was cancelled while waiting: give back what it took

@@ -13,8 +13,8 @@ recorded for each condition.
 The noisy tenant runs in a process of its own (this module's `noisy` command, niced: raw asyncio sockets, no
 HTTP library, so that 500 requests/s cost the 2-CPU machine little; its key comes in CHAOS_NOISY_KEY, never on a
 command line): it opens 200 streamed requests (`[long:20000]`, on sockets with a 4 KiB receive buffer, paced
-within its limit and retried when refused), reads their status line, then never reads again; then it floods 500
-requests/s over 32 kept-alive connections; then it closes everything.
+within its limit and retried when refused), reads their status line, then never reads again; after SETTLE seconds
+(the emulators' catch-up: `_noisy`) it floods 500 requests/s over 32 kept-alive connections; then it closes everything.
 """
 
 import argparse
@@ -40,6 +40,7 @@ QUIET_RATE = 20.0
 NOISY_OFFER = 500.0
 HELD_STREAMS = 200
 PHASE_SECONDS = 15.0
+SETTLE = 5.0  # seconds between holding the streams and the flood (_noisy)
 CYCLES = 3
 
 
@@ -105,6 +106,12 @@ async def _noisy(host: str, port: int, key: str, seconds: float, offer: float, s
                 refused_opening += 1
         await asyncio.sleep(0.2)
     print(json.dumps({"held": len(held)}), flush=True)
+    # Let the emulators catch up before the flood. They stand in for providers on other machines, but here they
+    # share the 2 CPUs and one process with the quiet tenant's upstream: the held answers' events (one per three
+    # words, rendered up front, 85 ms of the emulator's CPU each) and their relay into the loopback buffers keep that
+    # process busy for seconds after the last stream is held, and every quiet request waits on it — measured
+    # (py-spy): the quiet tenant's slowest requests, 0.6–0.9 s, all fell there, the gateway's loop idle meanwhile.
+    await asyncio.sleep(SETTLE)
 
     statuses: Counter = Counter()
     connections = 32
@@ -244,10 +251,15 @@ async def _scenario(harness, phase_seconds: float, cycles: int) -> dict:
                 "added_p99_ms": round(p99 * 1000, 2) if p99 is not None else None}
 
     s, n = summary(solo), summary(noisy)
+    origin = record[0][0] if record else 0.0
+    slowest = sorted(record, key=lambda r: r[1], reverse=True)[:10]
     allowed = max(s["added_p99_ms"] * 1.2, s["added_p99_ms"] + 5) if s["added_p99_ms"] is not None else None
     return {"noisy_rate": NOISY_RATE, "offered_per_s": NOISY_OFFER, "quiet_rate": QUIET_RATE,
             "upstream_delay_ms": UPSTREAM_DELAY * 1000, "solo": s, "noisy": n, "allowed_p99_ms": round(allowed, 2) if allowed else None,
             "extra_errors": max(0, n["errors"] - s["errors"]), "noisy_runs": noisy_runs,
+            # When the slowest quiet requests started and how long they took (s, ms), and the noise's windows (s).
+            "slowest_quiet": [(round(t - origin, 2), round(lat * 1000, 1), str(st)) for t, lat, st in slowest],
+            "noisy_windows": [(round(a - origin, 2), round(b - origin, 2)) for a, b in noisy_windows],
             # CPU seconds per second of each condition, by role (of the machine's len(sched_getaffinity) CPUs)
             "cpu_per_s": {c: {role: round(v / max(cpu[c]["seconds"], 1e-9), 3) for role, v in cpu[c].items() if role != "seconds"}
                           for c in cpu}}

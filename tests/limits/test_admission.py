@@ -3,6 +3,7 @@ in-process limiter without REDIS_URL, and what happens when Redis is unreachable
 (XROUTER_LIMITS_FAIL open or closed) — a request never waits on it past the timeout."""
 
 import asyncio
+import os
 import socket
 from dataclasses import replace
 from decimal import Decimal
@@ -14,8 +15,9 @@ from apps.common.rates import Limits, Rate
 from apps.keys.selectors import KeyInfo
 from apps.limits import services
 from apps.limits.estimate import DEFAULT_OUTPUT_CAP, MESSAGE_OVERHEAD, chat_reservation, embeddings_reservation
-from apps.limits.limiter import LocalLimiter
+from apps.limits.limiter import CALENDAR, NEVER, Decision, LocalLimiter
 from apps.providers.adapters.base import Usage
+from tests.conftest import need
 
 KEY = KeyInfo(id=901, prefix="0badc0de", name="k", user_id=1, organisation_id=None, allowed_models=(), residency="",
               expires_at=None)
@@ -26,6 +28,7 @@ def fresh(monkeypatch, settings):
     monkeypatch.setattr(services, "_down_until", 0.0)
     monkeypatch.setattr(services, "_local", LocalLimiter())
     monkeypatch.setattr(services, "_fallback", LocalLimiter(divisor=2))
+    monkeypatch.setattr(services, "_shut", {})
     settings.XROUTER = {**settings.XROUTER, "LIMITS_TIMEOUT": 0.2, "LIMITS_FAIL": "open"}
 
 
@@ -70,6 +73,80 @@ def test_settling_gives_the_lease_back(settings):
         return await services.admit(key, None, "c", lambda: (0, 0))
 
     assert asyncio.run(run()) is not None
+
+
+@pytest.fixture
+def script_calls(monkeypatch):
+    """Counts the limiter's calls to Redis (each still goes to the real Redis)."""
+    from apps.common import redis as shared_redis
+
+    calls, real = [], shared_redis.run_script
+
+    async def counted(script, args):
+        calls.append(len(args))
+        return await real(script, args)
+
+    monkeypatch.setattr(shared_redis, "run_script", counted)
+    return calls
+
+
+def test_a_key_redis_refused_on_its_rate_is_refused_here_until_its_retry_time(settings, script_calls):
+    need("Redis", bool(settings.REDIS_URL))
+    key = replace(KEY, id=900_000 + os.getpid() % 10_000, limits=Limits(requests=Rate(2, 1)))
+
+    async def run():
+        out = []
+        for n in range(4):
+            try:
+                out.append(await services.admit(key, None, f"r{n}", lambda: (0, 0)))
+            except ApiError as exc:
+                out.append(exc)
+        calls = len(script_calls)
+        await asyncio.sleep(int(out[2].headers["retry-after"]) + 0.05)  # its own retry time (ceiled): open again
+        out.append(await services.admit(key, None, "later", lambda: (0, 0)))
+        return out, calls
+
+    results, calls = asyncio.run(asyncio.wait_for(run(), 10))
+    first, second, refused, again, later = results
+    assert isinstance(first, services.Admission) and isinstance(second, services.Admission)
+    assert calls == 3  # the fourth was refused without a round trip
+    for exc in (refused, again):
+        assert isinstance(exc, ApiError) and (exc.status, exc.code) == (429, "rate_limit_exceeded")
+        assert "requests per second" in exc.message and exc.headers["x-ratelimit-remaining-requests"] == "0"
+        assert exc.headers["x-ratelimit-limit-requests"] == "2"
+    # Redis: the oldest bucket leaves the window a period and up to a bucket (100 ms) later; here: a little less.
+    assert refused.headers["retry-after"] == "2" and again.headers["retry-after"] in ("1", "2")
+    assert isinstance(later, services.Admission) and len(script_calls) == 4
+
+
+def test_a_raised_limit_is_asked_of_redis_at_once(settings, script_calls):
+    need("Redis", bool(settings.REDIS_URL))
+    key = replace(KEY, id=910_000 + os.getpid() % 10_000, limits=Limits(requests=Rate(1, 60)))
+
+    async def run():
+        await services.admit(key, None, "a", lambda: (0, 0))
+        with pytest.raises(ApiError):
+            await services.admit(key, None, "b", lambda: (0, 0))
+        raised = replace(key, limits=Limits(requests=Rate(5, 60)))  # an administrator raised it
+        return await services.admit(raised, None, "c", lambda: (0, 0))
+
+    assert isinstance(asyncio.run(asyncio.wait_for(run(), 10)), services.Admission) and len(script_calls) == 3
+
+
+def test_only_a_request_rate_refusal_shuts_a_scope_and_the_memory_is_bounded(monkeypatch):
+    scope = services._scope("k", "shut-test", "API key xr-test", Limits(requests=Rate(5, 60), tokens=Rate(100, 60)))
+    for kind, retry in (("tokens", 500), ("concurrent", 1000), ("day", CALENDAR), ("requests", NEVER)):
+        services.shut((scope,), Decision(False, kind=kind, retry_ms=retry), 0.0)
+    assert services._shut == {}  # waiting may not cure those, or a smaller request may fit
+    services.shut((scope,), Decision(False, kind="requests", retry_ms=2500, tokens=(100, 40, 900)), 10.0)
+    refused = services.shut_refusal((scope,), 11.0)
+    assert (refused.kind, refused.limit, refused.requests, refused.tokens) == ("requests", 5, (5, 0, 1501), (100, 40, 900))
+    assert services.shut_refusal((scope,), 12.5) is None and services._shut == {}  # open again, and forgotten
+    monkeypatch.setattr(services, "MAX_SHUT", 3)
+    for n in range(10):
+        other = services._scope("k", f"shut-{n}", "k", Limits(requests=Rate(1, 60)))
+        services.shut((other,), Decision(False, kind="requests", retry_ms=60_000), 0.0)
+    assert len(services._shut) <= 3
 
 
 def test_redis_refusing_connections_fails_open_at_limit_divided_by_replicas(settings):
