@@ -124,6 +124,7 @@ def test_a_client_that_resets_a_stalled_stream_stops_the_relay_at_its_next_chunk
 def test_a_client_that_leaves_before_the_first_token_is_billed_as_gone_not_as_a_provider_error(
         gateway, emulators, emulator_control, django_db_blocker):
     emulator_control("tbank", first_byte_delay_ms=1500)  # the headers at once, the first chunk 1.5 s later
+    started = time.time()
     sock = _connect(gateway.base_url)
     _post(sock, gateway.base_url, gateway.keys["alice"], {**_long_answer(), "stream": True})
     time.sleep(0.5)  # the gateway holds the provider's headers and waits for its first chunk
@@ -135,7 +136,7 @@ def test_a_client_that_leaves_before_the_first_token_is_billed_as_gone_not_as_a_
     while time.monotonic() < deadline and not entries:
         time.sleep(0.2)
         ledger = httpx.get(f"{emulators['tbank'].control_url}/ledger", timeout=10).json()["entries"]
-        entries = [e for e in ledger if e["fault"] == "delay" and e.get("ended")]
+        entries = [e for e in ledger if e["fault"] == "delay" and e["ts"] >= started and e.get("ended")]
     assert entries, "the emulator never saw the request end"
     record = wait_for_usage(django_db_blocker, entries[-1]["client_request_id"].rsplit(".", 1)[0])
     assert (record.status, record.http_status, record.error_type) == ("client_disconnected", 200, "")
