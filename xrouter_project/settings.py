@@ -392,7 +392,7 @@ XROUTER = {
     "CONCURRENCY_WAIT": env_float("XROUTER_CONCURRENCY_WAIT", 2.0),
     # A streamed answer whose client has not taken a send for this long (between 1× and 2×) is cut.
     "CLIENT_SEND_TIMEOUT": env_float("XROUTER_CLIENT_SEND_TIMEOUT", 60.0),
-    # A stream's (SSE, WebSocket) kernel send buffer, bytes (Linux doubles it for its bookkeeping); 0 = the OS's.
+    # Bytes a stream (SSE, WebSocket) may keep queued unsent in the kernel (TCP_NOTSENT_LOWAT); 0 = the OS's (no bound).
     "STREAM_SEND_BUFFER": env_int("XROUTER_STREAM_SEND_BUFFER", 64 * 1024),
     "CONFIG_TTL": env_float("XROUTER_CONFIG_TTL", 300.0),
     # Provider health-check results kept for the console's health page (a check a minute per provider).

@@ -6,7 +6,7 @@ grace period. Here the connection offers the app an event in its scope, `xrouter
 on shutdown the event is set instead, and the app (apps/gateway/consumers.py) finishes the
 answer in flight, then closes with 1012 itself. uvicorn still waits at most
 XROUTER_SHUTDOWN_GRACE for it, then cancels the app, which bills what was produced.
-Its socket's send buffer is capped as an SSE stream's is (apps/gateway/http.py, cap_send_buffer).
+Its socket keeps no more unsent than an SSE stream's (apps/gateway/http.py, cap_send_buffer).
 """
 
 import asyncio

@@ -94,19 +94,24 @@ async def start_sse(send, headers: dict | None = None) -> None:
 
 
 def cap_send_buffer(transport) -> None:
-    """A stream's socket keeps at most XROUTER_STREAM_SEND_BUFFER bytes its client has not read. Linux grows a TCP
-    send buffer up to tcp_wmem's 4 MiB (on loopback at once): a client that stops reading would otherwise have
-    the gateway pull and relay megabytes of the provider's answer into the kernel — CPU and memory a stalled
-    stream should not cost, spent beside the other tenants' requests — before a send blocks and the
-    stalled-client check (XROUTER_CLIENT_SEND_TIMEOUT) can see it. Token streams never need more. `transport`:
-    the connection's (uvicorn's ASGI `send` is a method of its request cycle, which holds it; None elsewhere)."""
+    """A stream's socket keeps at most XROUTER_STREAM_SEND_BUFFER bytes its client has not read queued in the kernel
+    (TCP_NOTSENT_LOWAT: the socket takes no more while that many wait unsent). Linux grows a TCP send buffer up to
+    tcp_wmem's 4 MiB (on loopback at once): a client that stops reading would otherwise have the gateway pull and
+    relay megabytes of the provider's answer into the kernel — CPU and memory a stalled stream should not cost,
+    spent beside the other tenants' requests — before a send blocks and the stalled-client check
+    (XROUTER_CLIENT_SEND_TIMEOUT) can see it. Unlike SO_SNDBUF it leaves the buffer's autotuning alone, so a later
+    answer on the same kept-alive connection (a large embeddings response) is not slowed. `transport`: the
+    connection's (uvicorn's ASGI `send` is a method of its request cycle, which holds it; None elsewhere). Never
+    raises: a connection already gone (uvloop then holds a socket of fd -1: ValueError) is the send's to report."""
     size = settings.XROUTER["STREAM_SEND_BUFFER"]
-    sock = transport.get_extra_info("socket") if size and transport is not None else None
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-        except OSError:  # the connection is already gone: the send will say so
-            pass
+    if not size or transport is None or transport.is_closing():
+        return
+    try:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, size)
+    except (OSError, ValueError):
+        pass
 
 
 def sse_event(payload: bytes) -> bytes:

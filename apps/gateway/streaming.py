@@ -55,6 +55,7 @@ class SseSink:
     usage chunk (when asked for), then `data: [DONE]`."""
 
     stopped: str | None = None  # set, with the relay's task cancelled, when the client goes away
+    ended = False  # the relay is past its answer (billing, closing): a disconnect no longer cancels it
 
     def __init__(self, req, send):
         self.send = send
@@ -62,12 +63,15 @@ class SseSink:
         # uvicorn's request cycle (its `send` is a method of it), None elsewhere. Once the client is gone its
         # sends return at once, without a wait: a relay would then race through everything it has buffered
         # before the disconnect watcher's cancellation gets a turn, so every send checks first.
-        self.cycle = getattr(send, "__self__", None)
+        cycle = getattr(send, "__self__", None)
+        self.cycle = cycle if hasattr(cycle, "disconnected") else None
 
     def gone(self) -> bool:
         return self.cycle is not None and self.cycle.disconnected
 
     async def start(self, headers: dict) -> None:
+        if self.gone():
+            raise ClientGone()
         await start_sse(self.send, headers)
 
     def event(self, payload: bytes):
@@ -107,7 +111,7 @@ class SseSink:
                 return
 
     def _on_disconnect(self, future, task) -> None:
-        if future.cancelled() or task.done():
+        if future.cancelled() or task.done() or self.ended:
             return
         self.stopped = "client_disconnected"
         task.cancel()
@@ -430,6 +434,7 @@ class _Relay(_ClientWatch):
             metrics.UPSTREAM_ERRORS.labels(provider, error.kind).inc()
             state.release_probe(self.target.label)  # not known to be the provider's: blame nobody
         finally:
+            sink.ended = True  # a disconnect from here on must not cancel the billing below (_on_disconnect)
             if self.stall_check is not None:
                 self.stall_check.cancel()
             busy.in_flight -= 1

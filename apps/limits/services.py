@@ -82,8 +82,8 @@ _admits: list[tuple] = []  # (scopes, member, tokens, day, future) waiting for t
 _pending: list["Admission"] = []  # settles waiting for the sender
 _sender: asyncio.Task | None = None  # sends what waits (settles, admissions) in one call at a time
 _settle_timer: tuple | None = None  # (loop, TimerHandle) while settles wait for a ride
-MAX_SHUT = 10_000  # scopes remembered as shut (each an entry of two floats and a tuple)
-_shut: dict[bytes, tuple[float, tuple]] = {}  # Scope.args[0] → (monotonic time it opens, the refusal's tokens triple)
+MAX_SHUT = 10_000  # scopes remembered as shut
+_shut: dict[bytes, float] = {}  # Scope.args[0] → the monotonic time it opens
 _leased: dict[str, "Admission"] = {}  # in-process admissions holding concurrency leases, by member
 _renewer: asyncio.Task | None = None
 
@@ -263,35 +263,36 @@ class _Unreachable(Exception):
 
 
 def shut_refusal(scopes, now: float) -> Decision | None:
-    """The refusal for a request through a scope still shut (`_shut`), as Redis would have decided it; None
-    when none is."""
+    """The refusal for a request through a scope still shut (`_shut`), as Redis would have decided it (if another
+    of its scopes would refuse it too, Redis might have named that one: a budget, a request too large); None when
+    none is. No token headers: the refusal that shut the scope was another request's, perhaps another tenant's."""
     for i, scope in enumerate(scopes):
-        found = _shut.get(scope.args[0])
-        if found is None:
+        opens = _shut.get(scope.args[0])
+        if opens is None:
             continue
-        opens, tokens = found
         if now >= opens:
-            del _shut[scope.args[0]]
+            _shut.pop(scope.args[0], None)
             continue
         retry_ms = max(1, int((opens - now) * 1000) + 1)
         limit = scope.numbers[0]
-        return Decision(False, scope=i, kind="requests", retry_ms=retry_ms, limit=limit, requests=(limit, 0, retry_ms),
-                        tokens=tokens)
+        return Decision(False, scope=i, kind="requests", retry_ms=retry_ms, limit=limit, requests=(limit, 0, retry_ms))
     return None
 
 
 def shut(scopes, decision: Decision, asked: float) -> None:
     """Remember a scope Redis refused on its request rate until the refusal's retry time, counted from
-    `asked` (when the call left: the script's clock read later, so this never outlasts Redis's own answer)."""
-    if decision.kind != "requests" or decision.retry_ms <= 0:
+    `asked` (when the call left: the script's clock was read later) less the millisecond the script's clock
+    rounds away, so this never outlasts Redis's own answer. (Both clocks are assumed to run alike: a step of
+    Redis's wall clock is not seen here.)"""
+    if decision.kind != "requests" or decision.retry_ms <= 1:
         return
     if len(_shut) >= MAX_SHUT:
         now = time.monotonic()
-        for gone in [k for k, (opens, _) in _shut.items() if opens <= now]:
+        for gone in [k for k, opens in _shut.items() if opens <= now]:
             del _shut[gone]
         if len(_shut) >= MAX_SHUT:
             _shut.clear()
-    _shut[scopes[decision.scope].args[0]] = (asked + decision.retry_ms / 1000, decision.tokens)
+    _shut[scopes[decision.scope].args[0]] = asked + (decision.retry_ms - 1) / 1000
 
 
 def _lease_of(plan) -> tuple:

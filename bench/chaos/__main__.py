@@ -200,6 +200,9 @@ def figures(r: dict, p: dict) -> list[dict]:
                    f"{so['added_p99_ms']} → {no['added_p99_ms']}", f"≤ {iso['allowed_p99_ms']}",
                    no["added_p99_ms"] is not None and iso["allowed_p99_ms"] is not None and no["added_p99_ms"] <= iso["allowed_p99_ms"]),
             figure("isolation", "quiet tenant: gateway-added p50 (ms), solo → noisy", f"{so['added_p50_ms']} → {no['added_p50_ms']}", "", None),
+            figure("isolation", "quiet tenant while the 200 streams open and the emulators catch up: p50 / p99 (ms), errors",
+                   f"{iso['opening']['added_p50_ms']} / {iso['opening']['added_p99_ms']}, {iso['opening']['errors']}"
+                   if iso.get("opening") else "n/a", "", None),
             figure("isolation", "CPU busy (s/s, whole machine) solo → noisy; of which the gateway process",
                    f"{iso['cpu_per_s']['solo']['machine']} → {iso['cpu_per_s']['noisy']['machine']}; "
                    f"{iso['cpu_per_s']['solo']['gateway']} → {iso['cpu_per_s']['noisy']['gateway']}", "", None),

@@ -114,8 +114,8 @@ def test_a_key_redis_refused_on_its_rate_is_refused_here_until_its_retry_time(se
         assert isinstance(exc, ApiError) and (exc.status, exc.code) == (429, "rate_limit_exceeded")
         assert "requests per second" in exc.message and exc.headers["x-ratelimit-remaining-requests"] == "0"
         assert exc.headers["x-ratelimit-limit-requests"] == "2"
-    # Redis: the oldest bucket leaves the window a period and up to a bucket (100 ms) later; here: a little less.
-    assert refused.headers["retry-after"] == "2" and again.headers["retry-after"] in ("1", "2")
+    # Redis: the oldest bucket leaves the window within a period and a bucket (100 ms); here: a little less.
+    assert refused.headers["retry-after"] in ("1", "2") and again.headers["retry-after"] in ("1", "2")
     assert isinstance(later, services.Admission) and len(script_calls) == 4
 
 
@@ -140,7 +140,8 @@ def test_only_a_request_rate_refusal_shuts_a_scope_and_the_memory_is_bounded(mon
     assert services._shut == {}  # waiting may not cure those, or a smaller request may fit
     services.shut((scope,), Decision(False, kind="requests", retry_ms=2500, tokens=(100, 40, 900)), 10.0)
     refused = services.shut_refusal((scope,), 11.0)
-    assert (refused.kind, refused.limit, refused.requests, refused.tokens) == ("requests", 5, (5, 0, 1501), (100, 40, 900))
+    assert (refused.kind, refused.limit, refused.requests[:2], refused.tokens) == ("requests", 5, (5, 0), (0, 0, 0))
+    assert 1495 <= refused.requests[2] <= 1500  # opens a millisecond before Redis's answer said (its clock rounds)
     assert services.shut_refusal((scope,), 12.5) is None and services._shut == {}  # open again, and forgotten
     monkeypatch.setattr(services, "MAX_SHUT", 3)
     for n in range(10):
