@@ -1,5 +1,6 @@
 """The little HTTP layer the /v1 ASGI app needs: a request, JSON responses, SSE sends."""
 
+import contextlib
 import socket
 from urllib.parse import quote
 
@@ -106,12 +107,10 @@ def cap_send_buffer(transport) -> None:
     size = settings.XROUTER["STREAM_SEND_BUFFER"]
     if not size or transport is None or transport.is_closing():
         return
-    try:
+    with contextlib.suppress(OSError, ValueError):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, size)
-    except (OSError, ValueError):
-        pass
 
 
 def sse_event(payload: bytes) -> bytes:

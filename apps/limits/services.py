@@ -286,12 +286,8 @@ def shut(scopes, decision: Decision, asked: float) -> None:
     Redis's wall clock is not seen here.)"""
     if decision.kind != "requests" or decision.retry_ms <= 1:
         return
-    if len(_shut) >= MAX_SHUT:
-        now = time.monotonic()
-        for gone in [k for k, opens in _shut.items() if opens <= now]:
-            del _shut[gone]
-        if len(_shut) >= MAX_SHUT:
-            _shut.clear()
+    if len(_shut) >= MAX_SHUT:  # forgetting only costs the round trips it saved (no scan per insert when full)
+        _shut.clear()
     _shut[scopes[decision.scope].args[0]] = asked + (decision.retry_ms - 1) / 1000
 
 
